@@ -1,0 +1,737 @@
+#include "control/config.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <bitset>
+#include <cerrno>
+#include <cstdio>
+#include <charconv>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <string_view>
+#include <utility>
+
+#include <toml++/toml.h>
+
+namespace lopower {
+
+const char* to_string(port_role role) {
+  switch (role) {
+    case port_role::devices: return "devices";
+    case port_role::tailnet: return "tailnet";
+    case port_role::both: return "both";
+  }
+  return "?";
+}
+
+const char* to_string(idle_policy policy) {
+  switch (policy) {
+    case idle_policy::poll: return "poll";
+    case idle_policy::adaptive: return "adaptive";
+  }
+  return "?";
+}
+
+unsigned config::main_lcore() const {
+  if (dpdk.main_lcore) return *dpdk.main_lcore;
+  // lcore_list is sorted; an unparsed default config has none, and EAL's own default is 0.
+  return dpdk.lcore_list.empty() ? 0 : dpdk.lcore_list.front();
+}
+
+std::vector<unsigned> config::worker_lcores() const {
+  std::vector<unsigned> out;
+  const unsigned main = main_lcore();
+  for (unsigned id : dpdk.lcore_list) {
+    if (id != main) out.push_back(id);
+  }
+  return out;
+}
+
+std::vector<std::string> eal_arguments(const config& cfg, const std::string& program) {
+  const dpdk_config& d = cfg.dpdk;
+  std::vector<std::string> args{program, "-l", d.lcores};
+  if (d.main_lcore) args.insert(args.end(), {"--main-lcore", std::to_string(*d.main_lcore)});
+  if (d.no_huge) args.emplace_back("--no-huge");
+  // EAL 22.11 refuses --in-memory together with --no-huge; --no-shconf gives
+  // the same isolation there (no shared runtime files, several instances).
+  if (d.in_memory) args.emplace_back(d.no_huge ? "--no-shconf" : "--in-memory");
+  if (d.no_pci) args.emplace_back("--no-pci");
+  if (!d.file_prefix.empty()) args.insert(args.end(), {"--file-prefix", d.file_prefix});
+  // Without hugepages EAL falls back to a tiny default that cannot hold the mbuf pools.
+  const std::uint32_t memory = d.memory_mb == 0 && d.no_huge ? 512 : d.memory_mb;
+  if (memory != 0) args.insert(args.end(), {"-m", std::to_string(memory)});
+  args.insert(args.end(), d.extra_args.begin(), d.extra_args.end());
+  return args;
+}
+
+namespace {
+
+constexpr unsigned max_lcores = 128;
+constexpr std::size_t max_ifname = 15;     // IFNAMSIZ - 1
+constexpr std::size_t max_sun_path = 107;  // sizeof(sockaddr_un::sun_path) - 1
+
+// Strings go into messages quoted and with control characters escaped, so a
+// stray newline in the file cannot forge a second line of log output.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == '\\' || c == '"') {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string quote(std::string_view text) { return "\"" + printable(text) + "\""; }
+
+const char* type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+int line_of(const toml::node& node, int fallback) {
+  const auto line = node.source().begin.line;
+  if (line == 0 || line > static_cast<unsigned>(std::numeric_limits<int>::max())) return fallback;
+  return static_cast<int>(line);
+}
+
+std::string range_text(std::int64_t lo, std::int64_t hi) { return std::to_string(lo) + ".." + std::to_string(hi); }
+
+// Not std::isalnum: that one follows the locale.
+bool is_ascii_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
+bool is_power_of_two(std::int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+
+std::string join_quoted(std::span<const std::string_view> words) {
+  std::string out;
+  for (std::string_view w : words) out += (out.empty() ? "" : ", ") + quote(w);
+  return out;
+}
+
+// One TOML table of the file plus what its messages need: the file name, the
+// key path prefix ("dataplane", "port[2]") and the line of the table itself.
+class section {
+ public:
+  section(const std::string& file, const toml::table& table, std::string prefix, int line)
+      : file_(file), table_(table), prefix_(std::move(prefix)), line_(line) {}
+
+  int line() const { return line_; }
+  const std::string& file() const { return file_; }
+  std::string key_path(std::string_view key) const { return prefix_ + "." + printable(key); }
+  const toml::node* find(std::string_view key) const { return table_.get(key); }
+  int line_of(const toml::node* node) const { return node ? lopower::line_of(*node, line_) : line_; }
+
+  [[noreturn]] void refuse(const toml::node* node, std::string_view key, const std::string& problem) const {
+    throw config_error(file_ + ":" + std::to_string(line_of(node)) + ": " + key_path(key) + ": " + problem);
+  }
+
+  // Refuses the earliest key (by line) that is not in `known`: a misspelt key
+  // must not silently leave the default in place.
+  void allow_only(std::span<const std::string_view> known) const {
+    const toml::node* worst = nullptr;
+    std::string_view worst_key;
+    for (auto&& [key, node] : table_) {
+      if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
+      if (!worst || line_of(&node) < line_of(worst)) {
+        worst = &node;
+        worst_key = key.str();
+      }
+    }
+    if (worst) refuse(worst, worst_key, "unknown key (expected one of " + join_quoted(known) + ")");
+  }
+
+  template <std::int64_t Lo, std::int64_t Hi, class T>
+  bool read_int(std::string_view key, T& out) const {
+    static_assert(std::in_range<T>(Lo) && std::in_range<T>(Hi), "range does not fit the field");
+    const toml::node* node = find(key);
+    if (!node) return false;
+    out = static_cast<T>(int_in_range(*node, key, Lo, Hi, false));
+    return true;
+  }
+
+  template <std::int64_t Lo, std::int64_t Hi, class T>
+  bool read_power_of_two(std::string_view key, T& out) const {
+    static_assert(std::in_range<T>(Lo) && std::in_range<T>(Hi), "range does not fit the field");
+    const toml::node* node = find(key);
+    if (!node) return false;
+    out = static_cast<T>(int_in_range(*node, key, Lo, Hi, true));
+    return true;
+  }
+
+  bool read_bool(std::string_view key, bool& out) const {
+    const toml::node* node = find(key);
+    if (!node) return false;
+    const auto* value = node->as_boolean();
+    if (!value) refuse(node, key, std::string("expected a boolean (true or false), got ") + type_name(*node));
+    out = value->get();
+    return true;
+  }
+
+  bool read_string(std::string_view key, std::string& out) const {
+    const toml::node* node = find(key);
+    if (!node) return false;
+    out = string_value(*node, key, "");
+    return true;
+  }
+
+  // Returns the index of the chosen word, or nullopt when the key is absent.
+  std::optional<std::size_t> read_choice(std::string_view key, std::span<const std::string_view> words) const {
+    const toml::node* node = find(key);
+    if (!node) return std::nullopt;
+    const std::string text = string_value(*node, key, "");
+    for (std::size_t i = 0; i < words.size(); ++i) {
+      if (words[i] == text) return i;
+    }
+    refuse(node, key, quote(text) + " is not a valid value (expected one of " + join_quoted(words) + ")");
+  }
+
+  // Array of strings (each element checked like a string value).
+  bool read_string_array(std::string_view key, std::vector<std::string>& out) const {
+    const toml::node* node = find(key);
+    if (!node) return false;
+    const auto* array = node->as_array();
+    if (!array) refuse(node, key, std::string("expected an array of strings, got ") + type_name(*node));
+    out.clear();
+    for (const toml::node& element : *array) {
+      out.push_back(string_value(element, key, " in the array"));
+    }
+    return true;
+  }
+
+  std::string string_value(const toml::node& node, std::string_view key, const char* where) const {
+    const auto* value = node.as_string();
+    if (!value) refuse(&node, key, std::string("expected a string") + where + ", got " + type_name(node));
+    const std::string& text = value->get();
+    const bool control = std::any_of(text.begin(), text.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return u < 0x20 || u == 0x7f;
+    });
+    if (control) refuse(&node, key, quote(text) + " contains a control character");
+    return text;
+  }
+
+ private:
+  std::int64_t int_in_range(const toml::node& node, std::string_view key, std::int64_t lo, std::int64_t hi,
+                            bool power_of_two) const {
+    const std::string expected = "an integer " + range_text(lo, hi) + (power_of_two ? ", a power of two" : "");
+    const auto* value = node.as_integer();
+    if (!value) refuse(&node, key, "expected " + expected + ", got " + type_name(node));
+    const std::int64_t x = value->get();
+    if (x < lo || x > hi) refuse(&node, key, std::to_string(x) + " is out of range (expected " + expected + ")");
+    if (power_of_two && !is_power_of_two(x)) {
+      refuse(&node, key, std::to_string(x) + " is not a power of two (expected " + expected + ")");
+    }
+    return x;
+  }
+
+  const std::string& file_;
+  const toml::table& table_;
+  std::string prefix_;
+  int line_;
+};
+
+[[noreturn]] void refuse_at(const std::string& file, int line, const std::string& key, const std::string& problem) {
+  throw config_error(file + ":" + std::to_string(line) + ": " + key + ": " + problem);
+}
+
+// ---------------------------------------------------------------- [daemon]
+
+void read_daemon(const section& s, daemon_config& d) {
+  static constexpr std::array<std::string_view, 4> keys{"state_dir", "ctl_socket", "ctl_group", "log_level"};
+  s.allow_only(keys);
+  if (s.read_string("state_dir", d.state_dir) && d.state_dir.empty()) {
+    s.refuse(s.find("state_dir"), "state_dir", "must not be empty (expected a directory path)");
+  }
+  if (s.read_string("ctl_socket", d.ctl_socket)) {
+    if (d.ctl_socket.empty() || d.ctl_socket.front() != '/') {
+      s.refuse(s.find("ctl_socket"), "ctl_socket", quote(d.ctl_socket) + " is not an absolute path (expected \"/...\")");
+    }
+    // bind() cannot take a longer path: the socket address holds 108 bytes.
+    if (d.ctl_socket.size() > max_sun_path) {
+      s.refuse(s.find("ctl_socket"), "ctl_socket", "path is " + std::to_string(d.ctl_socket.size()) +
+                                                       " bytes long (expected at most " + std::to_string(max_sun_path) + ")");
+    }
+  }
+  s.read_string("ctl_group", d.ctl_group);
+  static constexpr std::array<std::string_view, 4> levels{"error", "warning", "info", "debug"};
+  if (auto i = s.read_choice("log_level", levels)) d.log_level = levels[*i];
+}
+
+// ---------------------------------------------------------------- [dpdk]
+
+// Parses one lcore id: decimal digits only, below max_lcores.
+std::optional<unsigned> parse_lcore_id(std::string_view text, std::string& problem) {
+  if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  unsigned id = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc() || end != text.data() + text.size() || id >= max_lcores) {
+    problem = "lcore " + std::string(text) + " is out of range (expected 0.." + std::to_string(max_lcores - 1) + ")";
+    return std::nullopt;
+  }
+  return id;
+}
+
+// Adds "N" or "N-M" to `set`; returns a problem text ("" on success), `syntax` for malformed items.
+std::string add_lcore_item(std::string_view item, std::bitset<max_lcores>& set, const std::string& syntax) {
+  const auto dash = item.find('-');
+  std::string problem;
+  const auto lo = parse_lcore_id(item.substr(0, dash), problem);
+  const auto hi = dash == std::string_view::npos ? lo : parse_lcore_id(item.substr(dash + 1), problem);
+  if (!lo || !hi) return problem.empty() ? syntax : problem;
+  if (*lo > *hi) return "range " + std::string(item) + " is reversed (expected low-high, e.g. \"0-1\")";
+  for (unsigned id = *lo; id <= *hi; ++id) set.set(id);
+  return "";
+}
+
+// EAL -l syntax without the '@' / '()' cpu mapping: "0-1", "0,2,4-5".
+// A bitset (not a vector) keeps "0-127,0-127,..." from growing without bound.
+std::string parse_lcore_list(std::string_view text, std::vector<unsigned>& out) {
+  const std::string syntax = quote(text) + " is not a valid lcore list (expected ids 0.." +
+                             std::to_string(max_lcores - 1) + " as \"0-1\" or \"0,2,4-5\")";
+  std::bitset<max_lcores> set;
+  std::size_t pos = 0;
+  for (bool more = true; more;) {
+    const auto comma = text.find(',', pos);
+    more = comma != std::string_view::npos;
+    const auto item = text.substr(pos, more ? comma - pos : std::string_view::npos);
+    const std::string problem = add_lcore_item(item, set, syntax);
+    if (!problem.empty()) return problem;
+    pos = comma + 1;
+  }
+  out.clear();
+  for (unsigned id = 0; id < max_lcores; ++id) {
+    if (set.test(id)) out.push_back(id);
+  }
+  return "";
+}
+
+void read_lcores(const section& s, dpdk_config& d) {
+  const toml::node* node = s.find("lcores");
+  s.read_string("lcores", d.lcores);
+  const std::string problem = parse_lcore_list(d.lcores, d.lcore_list);
+  if (!problem.empty()) s.refuse(node, "lcores", problem);
+  if (d.lcore_list.size() < 2) {
+    s.refuse(node, "lcores", quote(d.lcores) + " has " + std::to_string(d.lcore_list.size()) +
+                                 " lcore (expected at least 2: the main lcore and at least one worker)");
+  }
+}
+
+// Options that would contradict the lcore split computed from [dpdk], or end EAL's argv early.
+bool conflicting_eal_arg(std::string_view arg) {
+  static constexpr std::array<std::string_view, 4> prefixes{"--lcores", "--main-lcore", "--master-lcore", "-c"};
+  if (arg == "--" || (arg.starts_with("-l") && !arg.starts_with("--"))) return true;
+  return std::any_of(prefixes.begin(), prefixes.end(), [&](std::string_view p) { return arg.starts_with(p); });
+}
+
+void read_extra_args(const section& s, dpdk_config& d) {
+  if (!s.read_string_array("extra_args", d.extra_args)) return;
+  for (const std::string& arg : d.extra_args) {
+    if (conflicting_eal_arg(arg)) {
+      s.refuse(s.find("extra_args"), "extra_args",
+               quote(arg) + " is not allowed here (expected no lcore options and no \"--\": use dpdk.lcores and dpdk.main_lcore)");
+    }
+  }
+}
+
+bool valid_file_prefix(std::string_view p) {
+  // It becomes a file name under /var/run/dpdk: no '/', no leading '.'.
+  return p.size() <= 64 && (p.empty() || p.front() != '.') && std::all_of(p.begin(), p.end(), [](char c) {
+           return is_ascii_alnum(c) || c == '_' || c == '-' || c == '.';
+         });
+}
+
+void read_dpdk(const section& s, dpdk_config& d) {
+  static constexpr std::array<std::string_view, 8> keys{"lcores",    "main_lcore",  "no_huge",   "in_memory",
+                                                        "no_pci",    "file_prefix", "memory_mb", "extra_args"};
+  s.allow_only(keys);
+  d.line = s.line();
+  read_lcores(s, d);
+  unsigned main = 0;
+  if (s.read_int<0, max_lcores - 1>("main_lcore", main)) {
+    if (!std::binary_search(d.lcore_list.begin(), d.lcore_list.end(), main)) {
+      s.refuse(s.find("main_lcore"), "main_lcore",
+               "lcore " + std::to_string(main) + " is not in dpdk.lcores " + quote(d.lcores) + " (expected one of its lcores)");
+    }
+    d.main_lcore = main;
+  }
+  s.read_bool("no_huge", d.no_huge);
+  s.read_bool("in_memory", d.in_memory);
+  s.read_bool("no_pci", d.no_pci);
+  if (s.read_string("file_prefix", d.file_prefix) && !valid_file_prefix(d.file_prefix)) {
+    s.refuse(s.find("file_prefix"), "file_prefix",
+             quote(d.file_prefix) + " is not a valid prefix (expected up to 64 of [A-Za-z0-9_.-], not starting with '.')");
+  }
+  s.read_int<0, 1048576>("memory_mb", d.memory_mb);
+  read_extra_args(s, d);
+}
+
+// ---------------------------------------------------------------- [dataplane]
+
+void read_dataplane(const section& s, dataplane_config& d) {
+  static constexpr std::array<std::string_view, 7> keys{"burst_size",        "mbufs",       "mbuf_cache", "idle",
+                                                        "idle_sleep_max_us", "tx_drain_us", "ring_size"};
+  s.allow_only(keys);
+  s.read_int<1, 256>("burst_size", d.burst_size);
+  s.read_int<1024, 16777216>("mbufs", d.mbufs);
+  s.read_int<0, 512>("mbuf_cache", d.mbuf_cache);
+  static constexpr std::array<std::string_view, 2> idles{"poll", "adaptive"};
+  if (auto i = s.read_choice("idle", idles)) d.idle = *i == 0 ? idle_policy::poll : idle_policy::adaptive;
+  s.read_int<1, 100000>("idle_sleep_max_us", d.idle_sleep_max_us);
+  s.read_int<1, 10000>("tx_drain_us", d.tx_drain_us);
+  s.read_power_of_two<64, 65536>("ring_size", d.ring_size);
+}
+
+// ---------------------------------------------------------------- [wireguard] [tailnet]
+
+// Returns the line of listen_port when it was given, 0 otherwise.
+int read_listen_port(const section& s, std::uint16_t& port) {
+  static constexpr std::array<std::string_view, 1> keys{"listen_port"};
+  s.allow_only(keys);
+  return s.read_int<1, 65535>("listen_port", port) ? s.line_of(s.find("listen_port")) : 0;
+}
+
+// ---------------------------------------------------------------- [[port]]
+
+bool valid_port_name(std::string_view n) {
+  return !n.empty() && n.size() <= 12 && std::all_of(n.begin(), n.end(), [](char c) {
+    return is_ascii_alnum(c) || c == '_' || c == '-';
+  });
+}
+
+bool valid_tap_name(std::string_view n) {
+  // The kernel refuses "." and ".." (dev_valid_name) and anything over IFNAMSIZ-1.
+  return !n.empty() && n.size() <= max_ifname && n != "." && n != ".." && std::all_of(n.begin(), n.end(), [](char c) {
+    return is_ascii_alnum(c) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+// Addresses no interface (or gateway) may have; nullptr for ordinary unicast.
+const char* special_address(const ip_address& a) {
+  if (a.family == ip_family::v4) {
+    const std::uint32_t x = a.v4_host_order();
+    if (x == 0) return "the unspecified address";
+    if ((x >> 24) == 127) return "a loopback address";
+    if ((x >> 28) == 0xe) return "a multicast address";
+    if (x == 0xffffffffu) return "the broadcast address";
+    return nullptr;
+  }
+  if (a.bytes[0] == 0xff) return "a multicast address";
+  const bool zero_head = std::all_of(a.bytes.begin(), a.bytes.end() - 1, [](std::uint8_t b) { return b == 0; });
+  if (zero_head && a.bytes[15] == 0) return "the unspecified address";
+  if (zero_head && a.bytes[15] == 1) return "a loopback address";
+  return nullptr;
+}
+
+bool is_link_local_v6(const ip_address& a) {
+  return a.family == ip_family::v6 && a.bytes[0] == 0xfe && (a.bytes[1] & 0xc0) == 0x80;
+}
+
+const char* family_name(ip_family f) { return f == ip_family::v4 ? "IPv4" : "IPv6"; }
+
+ip_prefix parse_interface_address(const section& s, const toml::node& node, const std::string& text) {
+  const auto refuse = [&](const std::string& why) { s.refuse(&node, "addresses", quote(text) + " " + why); };
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) refuse("has no prefix length (expected \"address/length\", e.g. \"198.18.0.1/24\")");
+  const auto address = ip_address::parse(std::string_view(text).substr(0, slash));
+  if (!address) refuse("is not a valid IP address (expected \"address/length\", e.g. \"198.18.0.1/24\" or \"fd00::1/64\")");
+  const std::string width = address->family == ip_family::v4 ? "1..32 for IPv4" : "1..128 for IPv6";
+  const auto prefix = ip_prefix::parse(text);
+  if (!prefix) refuse("has a bad prefix length (expected " + width + ")");
+  if (prefix->length == 0) refuse("has prefix length /0, which is not allowed (expected " + width + ")");
+  if (const char* special = special_address(prefix->address)) {
+    refuse(std::string("is ") + special + " (expected a unicast interface address)");
+  }
+  return *prefix;
+}
+
+// The same address twice, on this port or another, would make ARP/ND answers ambiguous.
+void check_address_unique(const section& s, const toml::node& node, const ip_prefix& p,
+                          const std::vector<port_config>& others, const std::vector<ip_prefix>& mine) {
+  const auto same = [&](const ip_prefix& q) { return q.address == p.address; };
+  if (std::any_of(mine.begin(), mine.end(), same)) {
+    s.refuse(&node, "addresses", "address " + p.address.to_string() + " is listed twice (expected each address once)");
+  }
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    if (std::any_of(others[i].addresses.begin(), others[i].addresses.end(), same)) {
+      s.refuse(&node, "addresses", "address " + p.address.to_string() + " is already used by port[" +
+                                       std::to_string(i + 1) + "] (expected each address on one port only)");
+    }
+  }
+}
+
+void read_addresses(const section& s, port_config& p, const std::vector<port_config>& others) {
+  const toml::node* node = s.find("addresses");
+  if (!node) s.refuse(nullptr, "addresses", "missing (expected an array of \"address/length\" strings)");
+  const auto* array = node->as_array();
+  if (!array) s.refuse(node, "addresses", std::string("expected an array of \"address/length\" strings, got ") + type_name(*node));
+  if (array->empty()) s.refuse(node, "addresses", "is empty (expected at least one \"address/length\")");
+  for (const toml::node& element : *array) {
+    const std::string text = s.string_value(element, "addresses", " in the array");
+    const ip_prefix prefix = parse_interface_address(s, element, text);
+    check_address_unique(s, element, prefix, others, p.addresses);
+    p.addresses.push_back(prefix);
+  }
+}
+
+std::optional<ip_address> read_gateway(const section& s, std::string_view key, ip_family family) {
+  std::string text;
+  if (!s.read_string(key, text)) return std::nullopt;
+  const toml::node* node = s.find(key);
+  const std::string expected = std::string("expected an ") + family_name(family) + " address";
+  const auto address = ip_address::parse(text);
+  if (!address) s.refuse(node, key, quote(text) + " is not a valid IP address (" + expected + ")");
+  if (address->family != family) {
+    s.refuse(node, key, quote(text) + " is an " + family_name(address->family) + " address (" + expected + ")");
+  }
+  if (const char* special = special_address(*address)) {
+    s.refuse(node, key, quote(text) + " is " + special + " (" + expected + " of a router)");
+  }
+  return address;
+}
+
+void check_gateway(const section& s, std::string_view key, const port_config& p, const ip_address& gw) {
+  const toml::node* node = s.find(key);
+  bool inside = false;
+  for (const ip_prefix& prefix : p.addresses) {
+    if (prefix.address == gw) s.refuse(node, key, gw.to_string() + " is the port's own address (expected a router)");
+    inside = inside || prefix.contains(gw);
+  }
+  // An IPv6 router is usually known by its link-local address, which no prefix covers.
+  if (inside || is_link_local_v6(gw)) return;
+  const std::string family = family_name(gw.family);
+  s.refuse(node, key, gw.to_string() + " is not inside any of the port's " + family + " prefixes (expected an address on the port's " + family +
+                          " subnet" + (gw.family == ip_family::v6 ? " or a link-local fe80::/10 address)" : ")"));
+}
+
+void read_gateways(const section& s, port_config& p) {
+  p.gateway4 = read_gateway(s, "gateway4", ip_family::v4);
+  if (p.gateway4) check_gateway(s, "gateway4", p, *p.gateway4);
+  p.gateway6 = read_gateway(s, "gateway6", ip_family::v6);
+  if (p.gateway6) check_gateway(s, "gateway6", p, *p.gateway6);
+}
+
+void read_mtu(const section& s, port_config& p) {
+  s.read_int<576, 9000>("mtu", p.mtu);
+  const auto v6 = std::find_if(p.addresses.begin(), p.addresses.end(),
+                               [](const ip_prefix& a) { return a.address.family == ip_family::v6; });
+  if (v6 != p.addresses.end() && p.mtu < 1280) {
+    s.refuse(s.find("mtu"), "mtu", std::to_string(p.mtu) + " is below 1280, the IPv6 minimum, and the port has IPv6 address " +
+                                       v6->to_string() + " (expected 1280..9000)");
+  }
+}
+
+void read_name(const section& s, port_config& p, const std::vector<port_config>& others) {
+  if (!s.read_string("name", p.name)) s.refuse(nullptr, "name", "missing (expected a port name)");
+  const toml::node* node = s.find("name");
+  if (!valid_port_name(p.name)) {
+    s.refuse(node, "name", quote(p.name) + " is not a valid port name (expected 1..12 of [A-Za-z0-9_-])");
+  }
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    if (others[i].name == p.name) {
+      s.refuse(node, "name", quote(p.name) + " is already the name of port[" + std::to_string(i + 1) + "] (expected unique names)");
+    }
+  }
+}
+
+void read_device(const section& s, port_config& p, const std::vector<port_config>& others) {
+  if (!s.read_string("device", p.device)) {
+    s.refuse(nullptr, "device", "missing (expected a PCI address or a vdev string)");
+  }
+  const toml::node* node = s.find("device");
+  if (p.device.empty()) s.refuse(node, "device", "is empty (expected a PCI address or a vdev string)");
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    if (others[i].device == p.device) {
+      s.refuse(node, "device", quote(p.device) + " is already the device of port[" + std::to_string(i + 1) + "] (expected unique devices)");
+    }
+  }
+}
+
+void read_tap(const section& s, port_config& p, const std::vector<port_config>& others) {
+  p.tap_name = "lp-" + p.name;
+  s.read_string("tap_name", p.tap_name);
+  const toml::node* node = s.find("tap_name");
+  if (!valid_tap_name(p.tap_name)) {
+    s.refuse(node, "tap_name", quote(p.tap_name) + " is not a valid interface name (expected 1..15 of [A-Za-z0-9_.-])");
+  }
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    if (others[i].tap_name == p.tap_name) {
+      s.refuse(node, "tap_name", quote(p.tap_name) + " is already the tap_name of port[" + std::to_string(i + 1) + "] (expected unique names)");
+    }
+  }
+}
+
+port_config read_port(const section& s, const std::vector<port_config>& others) {
+  static constexpr std::array<std::string_view, 11> keys{
+      "name", "device",         "role",           "addresses",      "gateway4", "gateway6",
+      "mtu",  "tap_name",       "exception_path", "rx_descriptors", "tx_descriptors"};
+  s.allow_only(keys);
+  port_config p;
+  p.line = s.line();
+  read_name(s, p, others);
+  read_device(s, p, others);
+  static constexpr std::array<std::string_view, 3> roles{"devices", "tailnet", "both"};
+  // `roles` lists the names in the enum's order.
+  if (auto i = s.read_choice("role", roles)) p.role = static_cast<port_role>(*i);
+  read_addresses(s, p, others);
+  read_gateways(s, p);
+  read_mtu(s, p);
+  read_tap(s, p, others);
+  s.read_bool("exception_path", p.exception_path);
+  s.read_power_of_two<64, 16384>("rx_descriptors", p.rx_descriptors);
+  s.read_power_of_two<64, 16384>("tx_descriptors", p.tx_descriptors);
+  return p;
+}
+
+void read_ports(const std::string& file, const toml::table& root, std::vector<port_config>& ports) {
+  const toml::node* node = root.get("port");
+  if (!node) refuse_at(file, 1, "port", "no [[port]] table (expected at least one)");
+  const auto* array = node->as_array();
+  const int line = line_of(*node, 1);
+  if (!array) refuse_at(file, line, "port", std::string("expected an array of tables [[port]], got ") + type_name(*node));
+  if (array->empty()) refuse_at(file, line, "port", "is empty (expected at least one [[port]])");
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = *array->get(i);
+    const std::string prefix = "port[" + std::to_string(i + 1) + "]";
+    const auto* table = element.as_table();
+    if (!table) refuse_at(file, line_of(element, line), prefix, std::string("expected a table, got ") + type_name(element));
+    ports.push_back(read_port(section(file, *table, prefix, line_of(element, line)), ports));
+  }
+}
+
+// ---------------------------------------------------------------- cross-table rules
+
+bool serves(port_role role, port_role wanted) { return role == wanted || role == port_role::both; }
+
+void check_layout(const config& cfg) {
+  const auto any_serves = [&](port_role wanted) {
+    return std::any_of(cfg.ports.begin(), cfg.ports.end(), [&](const port_config& p) { return serves(p.role, wanted); });
+  };
+  const int line = cfg.ports.front().line;
+  if (!any_serves(port_role::devices)) {
+    refuse_at(cfg.path, line, "port.role", "no port serves devices (expected at least one [[port]] with role \"devices\" or \"both\")");
+  }
+  if (!any_serves(port_role::tailnet)) {
+    refuse_at(cfg.path, line, "port.role", "no port serves the tailnet (expected at least one [[port]] with role \"tailnet\" or \"both\")");
+  }
+}
+
+void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line) {
+  if (cfg.wireguard.listen_port != cfg.tailnet.listen_port) return;
+  // Both defaults differ, so at least one of the two was written in the file.
+  const bool blame_tailnet = tailnet_line != 0;
+  refuse_at(cfg.path, blame_tailnet ? tailnet_line : wireguard_line,
+            blame_tailnet ? "tailnet.listen_port" : "wireguard.listen_port",
+            std::to_string(cfg.tailnet.listen_port) +
+                " is used by both wireguard.listen_port and tailnet.listen_port (expected two different ports: "
+                "a \"both\" port could not tell device traffic from tailnet traffic)");
+}
+
+// ---------------------------------------------------------------- root
+
+constexpr std::array<std::string_view, 6> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "tailnet", "port"};
+
+// Refuses the earliest (by line) top-level name that is not one of root_tables.
+void check_root_keys(const std::string& file, const toml::table& root) {
+  const toml::node* worst = nullptr;
+  std::string_view worst_key;
+  for (auto&& [key, node] : root) {
+    if (std::find(root_tables.begin(), root_tables.end(), key.str()) != root_tables.end()) continue;
+    if (!worst || line_of(node, 1) < line_of(*worst, 1)) {
+      worst = &node;
+      worst_key = key.str();
+    }
+  }
+  if (!worst) return;
+  const bool table = worst->is_table() || worst->is_array_of_tables();
+  refuse_at(file, line_of(*worst, 1), printable(worst_key),
+            std::string(table ? "unknown table" : "unknown key") + " (expected one of the tables " + join_quoted(root_tables) + ")");
+}
+
+// Runs `read` on table `name` when the file has it.
+template <class F>
+void with_table(const std::string& file, const toml::table& root, std::string_view name, F&& read) {
+  const toml::node* node = root.get(name);
+  if (!node) return;
+  const auto* table = node->as_table();
+  if (!table) {
+    refuse_at(file, line_of(*node, 1), std::string(name),
+              "expected a table [" + std::string(name) + "], got " + type_name(*node));
+  }
+  read(section(file, *table, std::string(name), line_of(*node, 1)));
+}
+
+toml::table parse_toml(std::string_view text, const std::string& path) {
+  try {
+    return toml::parse(text, std::string_view(path));
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    throw config_error(path + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
+                       ": TOML syntax error: " + printable(e.description()));
+  }
+}
+
+}  // namespace
+
+config parse_config(std::string_view text, const std::string& path) {
+  const toml::table root = parse_toml(text, path);
+  config cfg;
+  cfg.path = path;
+  check_root_keys(path, root);
+  with_table(path, root, "daemon", [&](const section& s) { read_daemon(s, cfg.daemon); });
+  // [dpdk] absent still needs lcore_list expanded from the default "0-1".
+  if (!root.get("dpdk")) parse_lcore_list(cfg.dpdk.lcores, cfg.dpdk.lcore_list);
+  with_table(path, root, "dpdk", [&](const section& s) { read_dpdk(s, cfg.dpdk); });
+  with_table(path, root, "dataplane", [&](const section& s) { read_dataplane(s, cfg.dataplane); });
+  int wireguard_line = 0;
+  int tailnet_line = 0;
+  with_table(path, root, "wireguard", [&](const section& s) { wireguard_line = read_listen_port(s, cfg.wireguard.listen_port); });
+  with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_listen_port(s, cfg.tailnet.listen_port); });
+  check_listen_ports(cfg, wireguard_line, tailnet_line);
+  read_ports(path, root, cfg.ports);
+  check_layout(cfg);
+  return cfg;
+}
+
+config load_config_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw config_error(path + ": cannot read: " + std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;  // close() may overwrite errno
+      ::close(fd);
+      throw config_error(path + ": cannot read: " + std::strerror(err));
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return parse_config(text, path);
+}
+
+}  // namespace lopower

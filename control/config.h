@@ -1,0 +1,106 @@
+#pragma once
+// lopowerd's configuration: one TOML file, parsed and validated completely at
+// start. Every refusal names the file, the line and the key at fault, so a
+// typo is never silently replaced by a default.
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "lopower/net_addr.h"
+
+namespace lopower {
+
+// Thrown for any invalid configuration; what() is the full operator-facing
+// message: "FILE:LINE: KEY: problem (expected ...)".
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class port_role : std::uint8_t { devices, tailnet, both };
+enum class idle_policy : std::uint8_t { poll, adaptive };
+
+const char* to_string(port_role role);
+const char* to_string(idle_policy policy);
+
+struct port_config {
+  std::string name;           // [[port]] name: letters, digits, '-', '_'; 1..12 chars; unique
+  std::string device;         // PCI address ("0000:01:00.0") or vdev string ("net_af_packet0,iface=veth0")
+  port_role role = port_role::both;
+  std::vector<ip_prefix> addresses;          // interface addresses with prefix length (v4 and/or v6)
+  std::optional<ip_address> gateway4;        // must be IPv4 and inside one of the port's v4 prefixes
+  std::optional<ip_address> gateway6;        // must be IPv6 (link-local allowed, or inside a v6 prefix)
+  std::uint16_t mtu = 1500;                  // 576..9000 (1280..9000 when the port has an IPv6 address)
+  std::string tap_name;                      // kernel TAP of the exception path; default "lp-" + name; <= 15 chars; unique
+  bool exception_path = true;                // false: no TAP, frames the dataplane does not own are dropped
+  std::uint16_t rx_descriptors = 1024;       // 64..16384, power of two
+  std::uint16_t tx_descriptors = 1024;       // 64..16384, power of two
+  int line = 0;                              // where the [[port]] table starts, for later messages
+};
+
+struct dpdk_config {
+  // Used only when lopowerd was started without EAL options on its command line.
+  std::string lcores = "0-1";            // EAL -l; the main lcore runs the control plane, the rest are workers
+  std::optional<unsigned> main_lcore;    // EAL --main-lcore; default: lowest lcore of the list
+  std::vector<unsigned> lcore_list;      // `lcores` expanded, sorted, unique (filled by the parser)
+  bool no_huge = false;                  // --no-huge
+  bool in_memory = true;                 // --in-memory (no files in /dev/hugepages or /var/run/dpdk)
+  bool no_pci = false;                   // --no-pci
+  std::string file_prefix;               // --file-prefix (several instances on one machine)
+  std::uint32_t memory_mb = 0;           // -m; 0 = EAL's default (with no_huge, 512 is used)
+  std::vector<std::string> extra_args;   // passed verbatim after the generated ones
+  int line = 0;
+};
+
+struct dataplane_config {
+  std::uint16_t burst_size = 32;          // 1..256
+  std::uint32_t mbufs = 16383;            // per NUMA socket, >= 1024
+  std::uint16_t mbuf_cache = 256;         // 0..512
+  idle_policy idle = idle_policy::adaptive;
+  std::uint32_t idle_sleep_max_us = 1000; // adaptive: longest sleep when queues stay empty, 1..100000
+  std::uint32_t tx_drain_us = 100;        // buffered TX is flushed at least this often, 1..10000
+  std::uint32_t ring_size = 1024;         // worker<->control rings, power of two, 64..65536
+};
+
+struct daemon_config {
+  std::string state_dir = "/var/lib/lopower";
+  std::string ctl_socket = "/run/lopower/lopower.sock";
+  std::string ctl_group;                 // empty: root only; else the socket is group-accessible
+  std::string log_level = "info";        // error, warning, info, debug
+};
+
+struct wireguard_config {
+  std::uint16_t listen_port = 51820;     // UDP port devices connect to (ports with role devices/both)
+};
+
+struct tailnet_config {
+  std::uint16_t listen_port = 41641;     // UDP port for WireGuard/disco/STUN with tailnet peers
+};
+
+struct config {
+  std::string path;                      // the file it came from (for messages)
+  daemon_config daemon;
+  dpdk_config dpdk;
+  dataplane_config dataplane;
+  wireguard_config wireguard;
+  tailnet_config tailnet;
+  std::vector<port_config> ports;        // at least one; in file order
+
+  // Worker lcores: dpdk.lcore_list without the main lcore.
+  std::vector<unsigned> worker_lcores() const;
+  unsigned main_lcore() const;
+};
+
+// Parses and validates; throws config_error.
+config load_config_file(const std::string& path);
+// Same, from text; `path` is used in messages only.
+config parse_config(std::string_view text, const std::string& path);
+
+// The EAL argv that lopowerd passes to rte_eal_init when the command line
+// carries none (argv[0] first).
+std::vector<std::string> eal_arguments(const config& cfg, const std::string& program);
+
+}  // namespace lopower

@@ -1,0 +1,195 @@
+// lopowerd: the lopower appliance daemon.
+//
+//   lopowerd [EAL options] -- --config FILE [--check-config]
+//   lopowerd --config FILE [--check-config]      (EAL options from [dpdk])
+
+#include <rte_eal.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/config.h"
+#include "control/ctl_server.h"
+#include "control/event_loop.h"
+#include "control/log.h"
+#include "control/status.h"
+#include "dataplane/dataplane.h"
+#include "lopower_build_config.h"
+
+namespace lopower {
+namespace {
+
+constexpr auto control_poll_interval = std::chrono::microseconds(1000);
+
+struct options {
+  std::vector<std::string> eal_args;  // empty: build them from the config
+  std::string config_path;
+  bool check_only = false;
+};
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: lopowerd [EAL options] -- --config FILE [--check-config]\n"
+               "       lopowerd --config FILE [--check-config]\n"
+               "       lopowerd --version\n"
+               "Without EAL options on the command line they come from the config's [dpdk] table.\n");
+}
+
+// Returns nullopt after printing what was wrong (or --help/--version).
+std::optional<options> parse_command_line(int argc, char** argv, int& exit_code) {
+  options o;
+  int first_app = 1;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--") == 0) {
+      o.eal_args.assign(argv, argv + i);
+      first_app = i + 1;
+      break;
+    }
+  for (int i = first_app; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) o.config_path = argv[++i];
+    else if (arg.rfind("--config=", 0) == 0) o.config_path = arg.substr(9);
+    else if (arg == "--check-config") o.check_only = true;
+    else if (arg == "--version") {
+      std::printf("lopowerd %s\n", LOPOWER_VERSION);
+      exit_code = 0;
+      return std::nullopt;
+    } else if (arg == "--help" || arg == "-h") {
+      usage(stdout);
+      exit_code = 0;
+      return std::nullopt;
+    } else {
+      std::fprintf(stderr, "lopowerd: unknown option %s (EAL options go before --)\n", arg.c_str());
+      usage(stderr);
+      exit_code = 2;
+      return std::nullopt;
+    }
+  }
+  if (o.config_path.empty()) {
+    std::fprintf(stderr, "lopowerd: --config FILE is required\n");
+    usage(stderr);
+    exit_code = 2;
+    return std::nullopt;
+  }
+  return o;
+}
+
+std::uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
+void make_state_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("daemon.state_dir: cannot create " + dir + ": " + ec.message());
+  // Keys will live here: nobody but root may look.
+  if (chmod(dir.c_str(), 0700) != 0) throw std::runtime_error("daemon.state_dir: cannot chmod " + dir);
+}
+
+// Packets the workers handed up. The handshake service, disco and STUN plug
+// in here as they are built; until then each class is counted and freed.
+void handle_control_packet(dataplane& dp, rte_mbuf* m) {
+  const std::size_t index = dp.port_index_of(m->port);
+  if (index < dp.ports().size())
+    dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
+  rte_pktmbuf_free(m);
+}
+
+std::vector<unsigned> eal_worker_lcores() {
+  std::vector<unsigned> out;
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) out.push_back(lcore);
+  return out;
+}
+
+int serve(const config& cfg, const std::string& config_path) {
+  event_loop loop;
+  loop.stop_on_signals({SIGINT, SIGTERM}, [](int sig) { LOG_INFO("signal %d: shutting down", sig); });
+  make_state_dir(cfg.daemon.state_dir);
+  dataplane dp(cfg, eal_worker_lcores());
+  ctl_server ctl(loop, cfg.daemon.ctl_socket, cfg.daemon.ctl_group);
+  const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};
+  ctl.handle("status", [&](const nlohmann::json&) { return status_json(info, dp); });
+  ctl.handle("ping", [](const nlohmann::json&) { return nlohmann::json{{"pong", true}}; });
+  // Workers never make system calls, so the control thread collects from
+  // their rings on a short timer rather than being woken.
+  loop.add_timer(control_poll_interval, control_poll_interval, [&] {
+    dp.drain_neighbour_notes(monotonic_ms());
+    dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, m); });
+  });
+  dp.start();
+  for (const port_runtime& p : dp.ports())
+    LOG_INFO("port %s: %s (%s) mac %s, %u queue(s)%s%s", p.config.name.c_str(), p.config.device.c_str(), p.driver.c_str(),
+             mac_to_string(p.mac).c_str(), p.queues, p.rss ? ", RSS" : "",
+             p.tap_id != no_port ? (", exception path " + p.config.tap_name).c_str() : "");
+  LOG_INFO("lopowerd %s running: %zu worker lcore(s), control socket %s", LOPOWER_VERSION, dp.workers().size(),
+           ctl.path().c_str());
+  loop.run();
+  dp.stop();
+  LOG_INFO("workers stopped");
+  return 0;
+}
+
+int run(const options& opt) {
+  const config cfg = load_config_file(opt.config_path);
+  if (!log::set_level(cfg.daemon.log_level)) throw config_error("daemon.log_level: unknown level");
+  if (opt.check_only) {
+    std::printf("%s: OK (%zu port(s), lcores %s)\n", opt.config_path.c_str(), cfg.ports.size(), cfg.dpdk.lcores.c_str());
+    return 0;
+  }
+  // Block the signals before EAL starts its threads so that only the
+  // control thread's signalfd ever takes them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::vector<std::string> eal = opt.eal_args.empty() ? eal_arguments(cfg, "lopowerd") : opt.eal_args;
+  std::vector<char*> argv;
+  for (std::string& a : eal) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(eal.size()), argv.data()) < 0) {
+    LOG_ERROR("EAL initialisation failed: %s", rte_strerror(rte_errno));
+    return 1;
+  }
+  int rc = 1;
+  try {
+    rc = serve(cfg, opt.config_path);
+  } catch (const std::exception& e) {
+    LOG_ERROR("%s", e.what());
+  }
+  rte_eal_cleanup();
+  LOG_INFO("stopped");
+  return rc;
+}
+
+}  // namespace
+}  // namespace lopower
+
+int main(int argc, char** argv) {
+  int exit_code = 0;
+  auto opt = lopower::parse_command_line(argc, argv, exit_code);
+  if (!opt) return exit_code;
+  try {
+    return lopower::run(*opt);
+  } catch (const lopower::config_error& e) {
+    std::fprintf(stderr, "lopowerd: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lopowerd: %s\n", e.what());
+    return 1;
+  }
+}

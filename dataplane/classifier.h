@@ -1,0 +1,89 @@
+#pragma once
+// Frame classification: what the dataplane does with one received frame.
+// Pure functions over bytes (no DPDK types), so the unit tests and the fuzzer
+// drive exactly the code the workers run.
+
+#include <cstdint>
+#include <optional>
+
+#include "lopower/drop_reasons.h"
+#include "lopower/net_addr.h"
+
+namespace lopower {
+
+enum class packet_class : std::uint8_t {
+  wg_handshake,  // WireGuard initiation, response or cookie reply: handshake service (control plane)
+  wg_transport,  // WireGuard transport data: decrypted on the worker
+  disco,         // Tailscale disco on the tailnet port: control plane
+  stun,          // STUN on the tailnet port: control plane
+  neighbour,     // ARP / IPv6 neighbour discovery: learned from, then handed to the kernel
+  exception,     // everything the dataplane does not own: the kernel via the TAP
+  drop,          // malformed input addressed to the dataplane; see classify_result::reason
+};
+inline constexpr unsigned packet_class_count = 7;
+const char* to_string(packet_class c);
+
+// Which listener a UDP datagram was addressed to.
+enum class listener : std::uint8_t { none, devices, tailnet };
+
+// What one port owns: its addresses and the UDP ports it listens on. Kept
+// small and flat: every worker reads it for every frame.
+struct port_identity {
+  static constexpr unsigned max_addresses = 4;
+  std::uint8_t v4_count = 0;
+  std::uint8_t v6_count = 0;
+  std::uint32_t v4[max_addresses]{};           // network byte order
+  std::uint8_t v6[max_addresses][16]{};
+  std::uint16_t device_port_be = 0;            // WireGuard for devices; 0 = not on this port
+  std::uint16_t tailnet_port_be = 0;           // WireGuard/disco/STUN with the tailnet; 0 = not on this port
+
+  bool add_address(const ip_address& a);       // false when full
+  bool owns_v4(std::uint32_t addr_be) const;
+  bool owns_v6(const std::uint8_t* addr) const;
+};
+
+struct classify_result {
+  packet_class cls = packet_class::exception;
+  drop_reason reason = drop_reason::malformed_ethernet;  // meaningful only for packet_class::drop
+  listener to = listener::none;
+  std::uint8_t l3_offset = 0;
+  std::uint16_t l4_offset = 0;
+  std::uint16_t payload_offset = 0;   // UDP payload, from the frame start
+  std::uint16_t payload_length = 0;
+};
+
+classify_result classify_frame(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) noexcept;
+
+// A neighbour's address as an ARP or ND message announces it.
+struct neighbour_note {
+  std::uint16_t port = 0;
+  ip_family family = ip_family::v4;
+  std::uint8_t mac[6]{};
+  std::uint8_t ip[16]{};
+  std::uint8_t reserved[3]{};  // rte_ring element sizes are multiples of four bytes
+};
+static_assert(sizeof(neighbour_note) % 4 == 0);
+
+// Extracts the sender binding from ARP (request or reply) or from an IPv6
+// neighbour solicitation/advertisement with a link-layer option; nullopt if
+// the frame carries none (e.g. a DAD probe from ::).
+std::optional<neighbour_note> neighbour_from_frame(const std::uint8_t* frame, std::uint32_t length) noexcept;
+
+namespace wire {
+inline constexpr std::uint16_t ethertype_ipv4 = 0x0800;
+inline constexpr std::uint16_t ethertype_arp = 0x0806;
+inline constexpr std::uint16_t ethertype_ipv6 = 0x86dd;
+inline constexpr std::uint8_t ipproto_udp = 17;
+inline constexpr std::uint8_t ipproto_icmpv6 = 58;
+inline constexpr unsigned ethernet_header = 14;
+inline constexpr unsigned ipv6_header = 40;
+inline constexpr unsigned udp_header = 8;
+// WireGuard message types and exact sizes (whitepaper §5.4).
+inline constexpr std::uint8_t wg_initiation = 1, wg_response = 2, wg_cookie_reply = 3, wg_transport = 4;
+inline constexpr unsigned wg_initiation_size = 148, wg_response_size = 92, wg_cookie_reply_size = 64;
+inline constexpr unsigned wg_transport_min_size = 32;  // 16-byte header + 16-byte tag (keepalive)
+inline constexpr std::uint32_t stun_magic_cookie = 0x2112A442;
+inline constexpr std::uint8_t disco_magic[6] = {'T', 'S', 0xf0, 0x9f, 0x92, 0xac};
+}  // namespace wire
+
+}  // namespace lopower

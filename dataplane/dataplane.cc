@@ -1,0 +1,168 @@
+#include "dataplane/dataplane.h"
+
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace lopower {
+namespace {
+
+constexpr unsigned neighbour_capacity = 4096;
+
+rte_mempool* create_pool(const dataplane_config& dp) {
+  rte_mempool* pool = rte_pktmbuf_pool_create("lopower_mbufs", dp.mbufs, dp.mbuf_cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                              static_cast<int>(rte_socket_id()));
+  if (pool == nullptr)
+    throw std::runtime_error(std::string("cannot create the packet pool (dataplane.mbufs = ") + std::to_string(dp.mbufs) +
+                             "): " + rte_strerror(rte_errno) + "; with --no-huge give EAL more memory (-m / dpdk.memory_mb)");
+  return pool;
+}
+
+rte_ring* create_ring(const std::string& name, std::uint32_t size, unsigned esize) {
+  rte_ring* r = rte_ring_create_elem(name.c_str(), esize, size, static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (r == nullptr) throw std::runtime_error("cannot create ring " + name + ": " + rte_strerror(rte_errno));
+  return r;
+}
+
+int worker_main(void* arg) {
+  auto* ctx = static_cast<std::pair<worker*, std::atomic<bool>*>*>(arg);
+  ctx->first->run(*ctx->second);
+  delete ctx;
+  return 0;
+}
+
+}  // namespace
+
+dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcores) : neighbours_(neighbour_capacity) {
+  if (worker_lcores.empty()) throw std::runtime_error("no worker lcore: give EAL at least two lcores (dpdk.lcores)");
+  try {
+    pool_ = create_pool(cfg.dataplane);
+    create_rings(worker_lcores.size(), cfg.dataplane.ring_size);
+    open_ports(cfg, static_cast<std::uint16_t>(worker_lcores.size()));
+    for (std::size_t w = 0; w < worker_lcores.size(); ++w) {
+      worker_setup s;
+      s.lcore_id = worker_lcores[w];
+      s.queue = static_cast<std::uint16_t>(w);
+      s.burst_size = cfg.dataplane.burst_size;
+      s.tx_drain_us = cfg.dataplane.tx_drain_us;
+      s.adaptive_idle = cfg.dataplane.idle == idle_policy::adaptive;
+      s.idle_sleep_max_us = cfg.dataplane.idle_sleep_max_us;
+      for (const port_runtime& p : ports_) s.ports.push_back(worker_port{p.index, p.port_id, p.tap_id, &p.identity});
+      s.to_control = to_control_[w];
+      s.from_control = from_control_[w];
+      s.neighbours = neighbour_rings_[w];
+      workers_.push_back(std::make_unique<worker>(std::move(s)));
+    }
+  } catch (...) {
+    close_all();
+    throw;
+  }
+}
+
+dataplane::~dataplane() {
+  stop();
+  close_all();
+}
+
+void dataplane::create_rings(std::size_t workers, std::uint32_t size) {
+  for (std::size_t w = 0; w < workers; ++w) {
+    const std::string n = std::to_string(w);
+    to_control_.push_back(create_ring("lp_up" + n, size, sizeof(void*)));
+    from_control_.push_back(create_ring("lp_down" + n, size, sizeof(void*)));
+    neighbour_rings_.push_back(create_ring("lp_nbr" + n, size, sizeof(neighbour_note)));
+  }
+}
+
+void dataplane::open_ports(const config& cfg, std::uint16_t queues) {
+  if (cfg.ports.size() > max_ports)
+    throw std::runtime_error(cfg.path + ": at most " + std::to_string(max_ports) + " [[port]] tables are supported");
+  ports_.reserve(cfg.ports.size());  // workers keep pointers to each port's identity
+  for (std::size_t i = 0; i < cfg.ports.size(); ++i) {
+    port_runtime& p = ports_.emplace_back();
+    p.config = cfg.ports[i];
+    p.index = static_cast<std::uint8_t>(i);
+    open_port(p, queues, pool_, cfg.wireguard.listen_port, cfg.tailnet.listen_port, cfg.path);
+    if (p.config.exception_path) open_exception_path(p, queues, pool_);
+  }
+}
+
+void dataplane::close_all() {
+  workers_.clear();
+  for (port_runtime& p : ports_) close_port(p);
+  ports_.clear();
+  for (auto* rings : {&to_control_, &from_control_}) {
+    for (rte_ring* r : *rings) {
+      void* m;
+      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      rte_ring_free(r);
+    }
+    rings->clear();
+  }
+  for (rte_ring* r : neighbour_rings_) rte_ring_free(r);
+  neighbour_rings_.clear();
+  rte_mempool_free(pool_);
+  pool_ = nullptr;
+}
+
+void dataplane::start() {
+  stop_ = false;
+  for (auto& w : workers_) {
+    auto* ctx = new std::pair<worker*, std::atomic<bool>*>(w.get(), &stop_);
+    if (int rc = rte_eal_remote_launch(worker_main, ctx, w->setup().lcore_id); rc != 0) {
+      delete ctx;
+      stop();
+      throw std::runtime_error("cannot launch the worker on lcore " + std::to_string(w->setup().lcore_id));
+    }
+  }
+  running_ = true;
+}
+
+void dataplane::stop() {
+  stop_ = true;
+  if (!running_) return;
+  for (auto& w : workers_) rte_eal_wait_lcore(w->setup().lcore_id);
+  running_ = false;
+}
+
+unsigned dataplane::drain_neighbour_notes(std::uint64_t now_ms) {
+  unsigned n = 0;
+  neighbour_note note;
+  for (rte_ring* r : neighbour_rings_)
+    while (rte_ring_sc_dequeue_elem(r, &note, sizeof note) == 0) {
+      neighbours_.learn(note, now_ms);
+      ++n;
+    }
+  return n;
+}
+
+unsigned dataplane::drain_control_packets(const packet_handler& handler) {
+  unsigned n = 0;
+  rte_mbuf* pkts[64];
+  for (rte_ring* r : to_control_) {
+    const unsigned got = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), 64, nullptr);
+    for (unsigned i = 0; i < got; ++i) handler(pkts[i]);
+    n += got;
+  }
+  return n;
+}
+
+bool dataplane::transmit(rte_mbuf* m) {
+  // Any worker can send on any port (each has a queue on every port); spread
+  // the control plane's frames over them.
+  rte_ring* r = from_control_[next_tx_worker_++ % from_control_.size()];
+  if (rte_ring_sp_enqueue(r, m) == 0) return true;
+  rte_pktmbuf_free(m);
+  return false;
+}
+
+std::size_t dataplane::port_index_of(std::uint16_t port_id) const {
+  for (const port_runtime& p : ports_)
+    if (p.port_id == port_id || p.tap_id == port_id) return p.index;
+  return max_ports;
+}
+
+}  // namespace lopower

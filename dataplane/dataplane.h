@@ -1,0 +1,74 @@
+#pragma once
+// The dataplane as the control thread sees it: the packet pool, the ports and
+// their exception-path TAPs, the worker lcores, and the rings between them.
+// Built after rte_eal_init, from a validated config.
+
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "control/config.h"
+#include "dataplane/neighbour_table.h"
+#include "dataplane/port.h"
+#include "dataplane/worker.h"
+
+namespace lopower {
+
+// Counters of the control plane's side of the rings (one writer: the control thread).
+struct control_stats {
+  counter drops[max_ports][drop_reason_count];
+  counter received[packet_class_count];
+};
+
+class dataplane {
+ public:
+  // Opens every port and TAP and creates the workers (not yet running).
+  // Throws std::runtime_error with an operator-facing message; whatever was
+  // opened before the failure is closed again.
+  dataplane(const config& cfg, const std::vector<unsigned>& worker_lcores);
+  ~dataplane();
+  dataplane(const dataplane&) = delete;
+  dataplane& operator=(const dataplane&) = delete;
+
+  void start();  // launches the workers on their lcores
+  void stop();   // signals them and waits; idempotent
+
+  // Control thread: moves the workers' neighbour notes into the table.
+  unsigned drain_neighbour_notes(std::uint64_t now_ms);
+  // Control thread: hands each packet the workers passed up to `handler`,
+  // which owns it afterwards (frees it or sends it back through transmit()).
+  using packet_handler = std::function<void(rte_mbuf*)>;
+  unsigned drain_control_packets(const packet_handler& handler);
+  // Control thread: queues a frame for transmission out of port `m->port`.
+  // Frees it and returns false when the worker's ring is full.
+  bool transmit(rte_mbuf* m);
+
+  const std::vector<port_runtime>& ports() const { return ports_; }
+  const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }
+  const neighbour_table& neighbours() const { return neighbours_; }
+  control_stats& control_counters() { return control_stats_; }
+  const control_stats& control_counters() const { return control_stats_; }
+  std::size_t port_index_of(std::uint16_t port_id) const;
+  rte_mempool* pool() const { return pool_; }
+
+ private:
+  void create_rings(std::size_t workers, std::uint32_t size);
+  void open_ports(const config& cfg, std::uint16_t queues);
+  void close_all();
+
+  rte_mempool* pool_ = nullptr;
+  std::vector<port_runtime> ports_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_;
+  neighbour_table neighbours_;
+  control_stats control_stats_;
+  std::atomic<bool> stop_{false};
+  bool running_ = false;
+  std::size_t next_tx_worker_ = 0;
+};
+
+}  // namespace lopower

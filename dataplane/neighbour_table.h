@@ -1,0 +1,53 @@
+#pragma once
+// Next-hop MAC addresses learned from the ARP and ND traffic the workers see.
+// One writer (the control thread drains the workers' notes into it), lock-free
+// readers (workers resolving a next hop), on rte_hash.
+
+#include <rte_ether.h>
+#include <rte_hash.h>
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "dataplane/classifier.h"
+#include "lopower/net_addr.h"
+
+namespace lopower {
+
+class neighbour_table {
+ public:
+  struct entry {
+    std::uint16_t port_id;
+    ip_address ip;
+    rte_ether_addr mac;
+    std::uint64_t updated_ms;  // CLOCK_MONOTONIC milliseconds
+  };
+
+  explicit neighbour_table(unsigned capacity);
+  ~neighbour_table();
+  neighbour_table(const neighbour_table&) = delete;
+  neighbour_table& operator=(const neighbour_table&) = delete;
+
+  // Control thread only. Returns false when the table is full.
+  bool learn(const neighbour_note& note, std::uint64_t now_ms);
+  // Any thread, lock-free.
+  bool lookup(std::uint16_t port_id, const ip_address& ip, rte_ether_addr* mac) const noexcept;
+  // Control thread only: a copy for status.
+  std::vector<entry> entries() const;
+  std::size_t size() const { return mirror_.size(); }
+
+ private:
+  struct key {
+    std::uint16_t port_id;
+    std::uint8_t family;
+    std::uint8_t pad;
+    std::uint8_t ip[16];
+  };
+  static key make_key(std::uint16_t port_id, ip_family family, const std::uint8_t* ip);
+
+  rte_hash* hash_ = nullptr;
+  std::map<std::tuple<std::uint16_t, int, std::array<std::uint8_t, 16>>, entry> mirror_;
+};
+
+}  // namespace lopower

@@ -1,0 +1,59 @@
+#pragma once
+// Every packet lopower drops is counted under one of these names. The list is
+// declared once; the enum, the operator-facing names and the descriptions are
+// generated from it, so a new reason cannot be added without a name.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+// X(identifier, "description shown by lopower-ctl")
+#define LOPOWER_DROP_REASONS(X)                                                              \
+  X(malformed_ethernet, "frame shorter than an Ethernet header")                             \
+  X(malformed_ipv4, "IPv4 header truncated, bad version/IHL or total length")                \
+  X(malformed_ipv6, "IPv6 header truncated or payload length beyond the frame")              \
+  X(malformed_udp, "UDP header truncated or its length disagrees with the IP length")        \
+  X(fragment_to_listener, "IP fragment addressed to a WireGuard/tailnet listen port")        \
+  X(wg_malformed, "WireGuard message of unknown type, bad reserved bytes or length")         \
+  X(wg_unknown_receiver, "WireGuard transport data for no known session")                    \
+  X(tailnet_unknown_payload, "UDP on the tailnet port that is not WireGuard, disco or STUN") \
+  X(control_ring_full, "ring to the control plane full (handshake/disco/STUN backlog)")      \
+  X(control_unhandled, "control plane has no handler for this packet class yet")             \
+  X(no_exception_path, "frame for the kernel on a port configured without a TAP")            \
+  X(exception_tx_full, "TAP (exception path) TX queue full")                                 \
+  X(port_tx_full, "port TX queue full")                                                     \
+  X(neighbour_ring_full, "neighbour-learning ring to the control plane full")
+
+namespace lopower {
+
+enum class drop_reason : std::uint16_t {
+#define LOPOWER_DROP_ENUM(id, text) id,
+  LOPOWER_DROP_REASONS(LOPOWER_DROP_ENUM)
+#undef LOPOWER_DROP_ENUM
+};
+
+inline constexpr std::size_t drop_reason_count = 0
+#define LOPOWER_DROP_COUNT(id, text) +1
+    LOPOWER_DROP_REASONS(LOPOWER_DROP_COUNT)
+#undef LOPOWER_DROP_COUNT
+    ;
+
+inline constexpr std::array<std::string_view, drop_reason_count> drop_reason_names{
+#define LOPOWER_DROP_NAME(id, text) #id,
+    LOPOWER_DROP_REASONS(LOPOWER_DROP_NAME)
+#undef LOPOWER_DROP_NAME
+};
+
+inline constexpr std::array<std::string_view, drop_reason_count> drop_reason_descriptions{
+#define LOPOWER_DROP_TEXT(id, text) text,
+    LOPOWER_DROP_REASONS(LOPOWER_DROP_TEXT)
+#undef LOPOWER_DROP_TEXT
+};
+
+constexpr std::string_view name_of(drop_reason r) { return drop_reason_names[static_cast<std::size_t>(r)]; }
+constexpr std::string_view description_of(drop_reason r) {
+  return drop_reason_descriptions[static_cast<std::size_t>(r)];
+}
+
+}  // namespace lopower

@@ -1,0 +1,39 @@
+#pragma once
+// IP addresses and prefixes as the config and the dataplane see them: a family
+// tag plus 16 bytes (IPv4 in the first four), so one type serves both families.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace lopower {
+
+enum class ip_family : std::uint8_t { v4 = 4, v6 = 6 };
+
+struct ip_address {
+  ip_family family = ip_family::v4;
+  std::array<std::uint8_t, 16> bytes{};
+
+  // Parses "198.18.0.1" or "fd00::1"; nullopt on anything else.
+  static std::optional<ip_address> parse(std::string_view text);
+  static ip_address v4(std::uint32_t host_order);
+  std::string to_string() const;
+  std::uint32_t v4_host_order() const;
+  bool operator==(const ip_address&) const = default;
+};
+
+struct ip_prefix {
+  ip_address address;  // the address as written (host bits kept: "198.18.0.1/24" is an interface address)
+  std::uint8_t length = 0;
+
+  // Parses "198.18.0.1/24" or "fd00::1/64"; nullopt on anything else,
+  // including a length beyond the family's width.
+  static std::optional<ip_prefix> parse(std::string_view text);
+  std::string to_string() const;
+  bool contains(const ip_address& other) const;
+  bool operator==(const ip_prefix&) const = default;
+};
+
+}  // namespace lopower

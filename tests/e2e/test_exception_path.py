@@ -1,0 +1,183 @@
+"""lopowerd owns the port; the host kernel still works over it.
+
+Topology: host "gw" runs lopowerd with one port; host "h1" sits on the other
+end of the wire.  With the wire in DPDK's hands, h1 must still get ARP/ND,
+ping answers and TCP connections from gw's kernel, through the exception-path
+TAP, and lopowerd must count what it saw.
+"""
+
+import json
+import socket
+import subprocess
+
+import pytest
+
+from lopower_net import wait_until
+from lopowerd import LOPOWERD, Lopowerd, af_packet_wire, port_toml, send_udp, wait_counter
+
+GW4, GW6 = "198.18.0.1", "fd00:198:18::1"
+H1_4, H1_6 = "198.18.0.2", "fd00:198:18::2"
+ADDRS = [f"{GW4}/24", f"{GW6}/64"]
+
+
+@pytest.fixture
+def af_packet_gw(topology):
+    """lopowerd on a veth read through net_af_packet (how a kernel NIC is used)."""
+    gw, h1 = topology.host("gw"), topology.host("h1")
+    af_packet_wire(topology, gw, "port0", h1, "eth0", [f"{H1_4}/24", f"{H1_6}/64"])
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", ADDRS, gateway4="198.18.0.254")).start()
+    yield topology, gw, h1, lp
+    lp.stop()
+
+
+def ping(host, addr, count=3):
+    return host.run(["ping", "-c", str(count), "-i", "0.2", "-W", "2", addr], check=False)
+
+
+def test_ping_v4_and_v6_answered_once_through_the_exception_path(af_packet_gw):
+    _, gw, h1, lp = af_packet_gw
+    for addr in (GW4, GW6):
+        out = ping(h1, addr)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "3 received" in out.stdout and "DUP" not in out.stdout, out.stdout
+    port = lp.port_status("lan")
+    assert port["to_kernel"] >= 6 and port["from_kernel"] >= 6
+    assert port["classes"]["neighbour"] >= 2  # ARP and ND went through the worker
+    assert port["exception_path"]["tap"] == "lp-lan"
+
+
+def test_tap_mirrors_the_port(af_packet_gw):
+    _, gw, _, lp = af_packet_gw
+    port = lp.port_status("lan")
+    link = json.loads(gw.run(["ip", "-j", "addr", "show", "dev", "lp-lan"]).stdout)[0]
+    assert link["address"].lower() == port["mac"].lower()
+    kernel_addrs = {f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"] if a.get("scope") == "global"}
+    assert kernel_addrs == set(ADDRS)
+    routes = gw.run(["ip", "-j", "route", "show", "default"]).stdout
+    assert "198.18.0.254" in routes and "lp-lan" in routes
+
+
+def tcp_server(host, addr, port, reply):
+    """A one-shot TCP server in ``host`` that sends ``reply`` to its first client."""
+    family = "AF_INET6" if ":" in addr else "AF_INET"
+    code = (f"import socket;s=socket.socket(socket.{family});s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+            f"s.bind(('{addr}',{port}));s.listen();print('ready',flush=True);c,_=s.accept();"
+            f"c.sendall({reply!r});c.close()")
+    proc = host.popen(["python3", "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+@pytest.mark.parametrize("addr", [GW4, GW6])
+def test_tcp_to_a_kernel_socket_on_the_port_address(af_packet_gw, addr):
+    _, gw, h1, lp = af_packet_gw
+    server = tcp_server(gw, addr, 8080, b"hello through the exception path\n")
+    out = h1.run(["socat", "-T", "5", "-", f"TCP:[{addr}]:8080" if ":" in addr else f"TCP:{addr}:8080"], timeout=15)
+    assert out.stdout == "hello through the exception path\n"
+    server.wait(5)
+    port = lp.port_status("lan")
+    assert port["rx_packets"] > 0 and port["tx_packets"] > 0 and port["rx_bytes"] > 0
+
+
+def test_neighbours_are_learned_from_arp_and_nd(af_packet_gw):
+    _, _, h1, lp = af_packet_gw
+    assert ping(h1, GW4, 1).returncode == 0 and ping(h1, GW6, 1).returncode == 0
+    h1_mac = json.loads(h1.run(["ip", "-j", "link", "show", "eth0"]).stdout)[0]["address"].lower()
+    seen = wait_until(lambda: {n["ip"]: n["mac"].lower() for n in lp.status()["neighbours"]}.get(H1_4) and
+                      {n["ip"]: n["mac"].lower() for n in lp.status()["neighbours"]}, 5, "h1 in the neighbour table")
+    assert seen[H1_4] == h1_mac
+    assert seen.get(H1_6) == h1_mac
+
+
+def wg_message(msg_type, size):
+    return bytes([msg_type, 0, 0, 0]) + bytes(size - 4)
+
+
+def test_listener_traffic_is_classified_and_drops_are_named(af_packet_gw):
+    _, _, h1, lp = af_packet_gw
+    send_udp(h1, GW4, 51820, wg_message(1, 147), count=5)   # one byte short of an initiation
+    send_udp(h1, GW4, 51820, wg_message(4, 64), count=4)    # transport data for no session
+    send_udp(h1, GW4, 51820, wg_message(1, 148), count=3)   # a well-formed initiation: control plane
+    send_udp(h1, GW6, 41641, b"\x99" * 40, count=2)         # neither STUN, disco nor WireGuard
+    drops = lambda: lp.port_status("lan")["drops"]
+    wait_counter(lambda: drops()["wg_malformed"], 5, what="wg_malformed drops")
+    wait_counter(lambda: drops()["wg_unknown_receiver"], 4, what="wg_unknown_receiver drops")
+    wait_counter(lambda: drops()["tailnet_unknown_payload"], 2, what="tailnet_unknown_payload drops")
+    wait_counter(lambda: drops()["control_unhandled"], 3, what="handshakes reaching the control plane")
+    port = lp.port_status("lan")
+    assert port["classes"]["wg_handshake"] == 3 and port["to_control"] == 3
+    assert port["drops_total"] == sum(port["drops"].values())
+    assert set(port["drops"]) == set(lp.status()["drop_reasons"])
+
+
+def test_control_socket_survives_hostile_clients(af_packet_gw):
+    _, _, _, lp = af_packet_gw
+
+    def raw(payload: bytes) -> dict:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(str(lp.socket))
+            try:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the daemon may cut an oversized request short
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return json.loads(data)
+
+    assert raw(b"not json\n") == {"ok": False, "error": "request is not valid JSON"}
+    assert "too large" in raw(b"x" * 200_000)["error"]
+    assert raw(b'{"command":"no-such"}\n')["error"] == 'unknown command "no-such"'
+    assert "nested" in raw(b'{"command":"status","args":{"a":' + b"[" * 5000 + b"]" * 5000 + b"}}\n")["error"]
+    idle = [socket.socket(socket.AF_UNIX) for _ in range(40)]  # more than the daemon serves at once
+    for s in idle:
+        s.connect(str(lp.socket))
+    for s in idle:
+        s.close()
+    assert lp.status()["ports"][0]["name"] == "lan"
+
+
+def test_sigterm_removes_taps_and_socket(af_packet_gw):
+    _, gw, _, lp = af_packet_gw
+    assert lp.stop() == 0
+    assert "lp-lan" not in gw.run(["ip", "-o", "link"]).stdout
+    assert not lp.socket.exists()
+    out = lp.ctl("status", check=False)
+    assert out.returncode != 0
+    assert out.stderr.strip().count("\n") == 0 and "not running" in out.stderr
+    lp.start()  # the fixture stops it again; a restart must also work
+
+
+def test_dpdk_tap_moved_into_a_host_namespace(topology):
+    """The port is a DPDK net_tap whose kernel side becomes h1's interface."""
+    gw, h1 = topology.host("gw"), topology.host("h1")
+    lp = Lopowerd(gw, port_toml("wire", "net_tap0,iface=wire0", ADDRS)).start()
+    gw.ip("link", "set", "dev", "wire0", "netns", h1.netns, "name", "eth0")
+    for addr in (f"{H1_4}/24", f"{H1_6}/64"):
+        h1.add_addr("eth0", addr)
+    h1.link_up("eth0")
+    for addr in (GW4, GW6):
+        out = ping(h1, addr)
+        assert out.returncode == 0 and "DUP" not in out.stdout, out.stdout
+    assert lp.port_status("wire")["from_kernel"] >= 6
+    assert lp.stop() == 0
+
+
+def test_bad_config_is_refused_with_file_line_and_key(topology):
+    gw = topology.host("gw")
+    lp = Lopowerd(gw, port_toml("lan", "net_null0", ["198.18.0.1/33"]))
+    out = gw.run([str(LOPOWERD), "--config", str(lp.config), "--check-config"], check=False)
+    assert out.returncode == 2
+    line = next(i for i, text in enumerate(lp.config.read_text().splitlines(), 1) if text.startswith("addresses"))
+    assert f"{lp.config}:{line}: port[1].addresses" in out.stderr
+
+
+def test_two_instances_side_by_side(topology):
+    """Separate configs, sockets and TAPs: several lopowerds on one machine."""
+    a, b = topology.host("a"), topology.host("b")
+    lp_a = Lopowerd(a, port_toml("lan", "net_null0", ["198.18.1.1/24"])).start()
+    lp_b = Lopowerd(b, port_toml("lan", "net_null0", ["198.18.2.1/24"])).start()
+    assert lp_a.status()["pid"] != lp_b.status()["pid"]
+    assert lp_a.stop() == 0 and lp_b.stop() == 0

@@ -1,0 +1,139 @@
+"""Run lopowerd inside a test namespace and talk to it with lopower-ctl.
+
+Every end-to-end and interop test starts its lopowerd through here, so the
+binaries, the DPDK options for this machine (no hugepages, no PCI, two cores)
+and the teardown are decided in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+from typing import Optional
+
+from lopower_net import Host, sh, wait_until
+
+SOURCE_DIR = Path(os.environ.get("LOPOWER_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+BUILD_DIR = Path(os.environ.get("LOPOWER_BUILD_DIR", SOURCE_DIR / "build"))
+LOPOWERD = BUILD_DIR / "lopowerd"
+LOPOWER_CTL = BUILD_DIR / "tools" / "lopower-ctl" / "lopower-ctl"
+
+
+def keep_kernel_off(host: Host, ifname: str) -> None:
+    """Stop ``host``'s kernel stack from processing frames arriving on
+    ``ifname`` while packet sockets (net_af_packet) still see them.
+
+    A NIC read through net_af_packet stays in the kernel's hands; the kernel
+    would answer for lopower's TAP addresses on it too (weak host model) and
+    every ping would come back twice.  A netdev ingress hook drops the frames
+    after the packet taps have seen them.
+    """
+    table = f"lp_{ifname.replace('-', '_')}"
+    host.run(["nft", "add", "table", "netdev", table])
+    host.run(["nft", "add", "chain", "netdev", table, "in",
+              f"{{ type filter hook ingress device {ifname} priority 0; policy drop; }}"])
+
+
+def af_packet_wire(topo, gw: Host, gw_if: str, peer: Host, peer_if: str, peer_addrs: list[str]) -> None:
+    """A veth from ``gw`` (where lopowerd reads ``gw_if`` with net_af_packet)
+    to ``peer``, set up the way a real wire behaves.
+
+    veth hands on TCP/UDP with checksums left to an offload that never
+    happens (packet sockets see them unfinished); a real NIC delivers them
+    complete, so the offload is turned off on both ends.
+    """
+    topo.veth(gw, gw_if, peer, peer_if, b_addrs=peer_addrs)
+    gw.run(["ethtool", "-K", gw_if, "tx", "off"])
+    peer.run(["ethtool", "-K", peer_if, "tx", "off"])
+    keep_kernel_off(gw, gw_if)
+
+
+def port_toml(name: str, device: str, addresses: list[str], role: str = "both",
+              **extra: object) -> str:
+    lines = ["[[port]]", f'name = "{name}"', f'device = "{device}"', f'role = "{role}"',
+             "addresses = [" + ", ".join(f'"{a}"' for a in addresses) + "]"]
+    for key, value in extra.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+class Lopowerd:
+    """One lopowerd process in ``host``, configured from ``ports_toml``."""
+
+    def __init__(self, host: Host, ports_toml: str, extra_toml: str = "",
+                 name: str = "lopowerd") -> None:
+        self.host = host
+        self.dir = host.topo.tmpdir / f"{host.name}-{name}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket = self.dir / "ctl.sock"
+        self.config = self.dir / "lopower.toml"
+        self.config.write_text(textwrap.dedent(f"""\
+            [daemon]
+            state_dir = "{self.dir / 'state'}"
+            ctl_socket = "{self.socket}"
+            log_level = "debug"
+
+            [dpdk]
+            lcores = "0-1"
+            no_huge = true
+            no_pci = true
+            memory_mb = 256
+
+            [dataplane]
+            mbufs = 4095
+            idle = "adaptive"
+            """) + extra_toml + "\n" + ports_toml)
+        self.proc: Optional[subprocess.Popen] = None
+        self.log = self.dir / "lopowerd.log"
+
+    def start(self, timeout: float = 30) -> "Lopowerd":
+        self.proc = self.host.popen([str(LOPOWERD), "--config", str(self.config)], log=str(self.log))
+        wait_until(lambda: self._answers() or self._died(), timeout, f"lopowerd to answer on {self.socket}")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"lopowerd exited with {self.proc.returncode}:\n{self.log_text()}")
+        return self
+
+    def _died(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def _answers(self) -> bool:
+        return self.socket.exists() and self.ctl("status", check=False).returncode == 0
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return sh([str(LOPOWER_CTL), "--socket", str(self.socket), *args], check=check, timeout=timeout)
+
+    def status(self) -> dict:
+        return json.loads(self.ctl("status", "--json").stdout)
+
+    def port_status(self, name: str) -> dict:
+        return next(p for p in self.status()["ports"] if p["name"] == name)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"lopowerd did not stop within {timeout}s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def send_udp(host: Host, dst: str, port: int, payload: bytes, count: int = 1) -> None:
+    """Send ``count`` UDP datagrams carrying ``payload`` from ``host``."""
+    family = "AF_INET6" if ":" in dst else "AF_INET"
+    code = (f"import socket;s=socket.socket(socket.{family},socket.SOCK_DGRAM);"
+            f"[s.sendto(bytes.fromhex('{payload.hex()}'),('{dst}',{port})) for _ in range({count})]")
+    host.run(["python3", "-c", code])
+
+
+def wait_counter(fn, at_least: int, timeout: float = 10, what: str = "counter") -> int:
+    """Wait until ``fn()`` reaches ``at_least``; returns the value seen."""
+    return wait_until(lambda: (v := fn()) >= at_least and v, timeout, f"{what} >= {at_least}")

@@ -1,0 +1,44 @@
+#include "tools/lopower-ctl/status_view.h"
+
+#include <gtest/gtest.h>
+
+namespace lopower {
+namespace {
+
+nlohmann::json sample_status() {
+  return nlohmann::json::parse(R"({
+    "version": "0.1.0", "pid": 42, "uptime_seconds": 3725,
+    "ports": [{"name": "lan", "role": "both", "mac": "02:00:00:00:00:01", "device": "net_tap0", "driver": "net_tap",
+               "link": {"up": true}, "addresses": ["198.18.0.1/24"], "exception_path": {"tap": "lp-lan"},
+               "rx_packets": 17, "rx_bytes": 1338, "tx_packets": 25, "tx_bytes": 2360, "to_kernel": 17, "from_kernel": 25,
+               "drops": {"malformed_udp": 3, "wg_malformed": 0}}],
+    "lcores": [{"lcore": 0, "role": "control"}, {"lcore": 1, "role": "worker", "queue": 0, "rx_packets": 17,
+                "polls": 100, "busy_polls": 9, "sleeps": 50}],
+    "neighbours": [{"port": "lan", "ip": "198.18.0.2", "mac": "02:00:00:00:00:02", "age_seconds": 1}]
+  })");
+}
+
+TEST(StatusView, ShowsPortsLcoresDropsAndNeighbours) {
+  const std::string out = render_status(sample_status());
+  EXPECT_NE(out.find("lopowerd 0.1.0"), std::string::npos);
+  EXPECT_NE(out.find("up 01:02:05"), std::string::npos);
+  EXPECT_NE(out.find("lan"), std::string::npos);
+  EXPECT_NE(out.find("link up"), std::string::npos);
+  EXPECT_NE(out.find("198.18.0.1/24"), std::string::npos);
+  EXPECT_NE(out.find("exception path lp-lan"), std::string::npos);
+  EXPECT_NE(out.find("rx 17 pkts 1338 bytes"), std::string::npos);
+  EXPECT_NE(out.find("drops malformed_udp 3"), std::string::npos);
+  EXPECT_EQ(out.find("wg_malformed"), std::string::npos);  // zero counters are not listed
+  EXPECT_NE(out.find("busy 9/100 polls"), std::string::npos);
+  EXPECT_NE(out.find("198.18.0.2"), std::string::npos);
+}
+
+TEST(StatusView, ToleratesMissingAndMistypedFields) {
+  EXPECT_NO_THROW(render_status(nlohmann::json::object()));
+  EXPECT_NO_THROW(render_status(nlohmann::json::array()));
+  EXPECT_NO_THROW(render_status(nlohmann::json::parse(R"({"ports": 5, "lcores": [1, "x"], "neighbours": {}})")));
+  EXPECT_NO_THROW(render_status(nlohmann::json::parse(R"({"ports": [{"link": 3, "drops": [1], "addresses": "x"}]})")));
+}
+
+}  // namespace
+}  // namespace lopower

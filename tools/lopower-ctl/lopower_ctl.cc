@@ -1,0 +1,94 @@
+// lopower-ctl: the operator's command line for lopowerd.
+//
+//   lopower-ctl [--socket PATH] status [--json]
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lopower/ctl_protocol.h"
+#include "tools/lopower-ctl/status_view.h"
+
+namespace {
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: lopower-ctl [--socket PATH] COMMAND [ARGS]\n"
+               "commands:\n"
+               "  status [--json]   daemon, ports, lcores, counters and drops by reason\n"
+               "The socket defaults to $LOPOWER_CTL_SOCKET, else %s.\n",
+               lopower::ctl::default_socket);
+}
+
+struct command_line {
+  std::string socket;
+  std::string command;
+  std::vector<std::string> args;
+};
+
+bool parse(int argc, char** argv, command_line& cl) {
+  const char* env = std::getenv("LOPOWER_CTL_SOCKET");
+  cl.socket = env != nullptr && *env != '\0' ? env : lopower::ctl::default_socket;
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; ++i) {
+    if (std::strcmp(argv[i], "--socket") == 0 && i + 1 < argc) cl.socket = argv[++i];
+    else if (std::strncmp(argv[i], "--socket=", 9) == 0) cl.socket = argv[i] + 9;
+    else return false;
+  }
+  if (i == argc) return false;
+  cl.command = argv[i++];
+  cl.args.assign(argv + i, argv + argc);
+  return true;
+}
+
+// Sends the request; prints the daemon's error and returns nullopt on failure.
+std::optional<nlohmann::json> request(const command_line& cl, const lopower::ctl::request& req) {
+  try {
+    nlohmann::json reply = lopower::ctl::call(cl.socket, req);
+    if (!reply.value("ok", false)) {
+      std::fprintf(stderr, "lopower-ctl: %s\n", reply.value("error", std::string("request failed")).c_str());
+      return std::nullopt;
+    }
+    return reply["result"];
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lopower-ctl: %s\n", e.what());
+    return std::nullopt;
+  }
+}
+
+int cmd_status(const command_line& cl) {
+  bool json = false;
+  for (const std::string& a : cl.args) {
+    if (a == "--json") json = true;
+    else {
+      std::fprintf(stderr, "lopower-ctl status: unknown argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  auto result = request(cl, {"status", nlohmann::json::object()});
+  if (!result) return 1;
+  if (json) std::printf("%s\n", result->dump(2).c_str());
+  else std::fputs(lopower::render_status(*result).c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  command_line cl;
+  if (!parse(argc, argv, cl)) {
+    usage(stderr);
+    return 2;
+  }
+  if (cl.command == "status") return cmd_status(cl);
+  if (cl.command == "help" || cl.command == "--help") {
+    usage(stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "lopower-ctl: unknown command %s\n", cl.command.c_str());
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,96 @@
+#include "tools/lopower-ctl/status_view.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace lopower {
+namespace {
+
+std::string text(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return "-";
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "-";
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+
+std::uint64_t number(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return 0;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
+std::string human_duration(std::uint64_t s) {
+  char buf[64];
+  if (s >= 86400) std::snprintf(buf, sizeof buf, "%llud%02lluh", static_cast<unsigned long long>(s / 86400), static_cast<unsigned long long>(s % 86400 / 3600));
+  else std::snprintf(buf, sizeof buf, "%02llu:%02llu:%02llu", static_cast<unsigned long long>(s / 3600), static_cast<unsigned long long>(s / 60 % 60), static_cast<unsigned long long>(s % 60));
+  return buf;
+}
+
+// The member if it has the expected kind, else an empty value of that kind.
+nlohmann::json member(const nlohmann::json& j, const char* key, nlohmann::json::value_t kind) {
+  if (j.is_object()) {
+    auto it = j.find(key);
+    if (it != j.end() && it->type() == kind) return *it;
+  }
+  return nlohmann::json(kind);
+}
+
+std::string join_array(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return "-";
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_array() || it->empty()) return "-";
+  std::string out;
+  for (const auto& v : *it) out += (out.empty() ? "" : ", ") + (v.is_string() ? v.get<std::string>() : v.dump());
+  return out;
+}
+
+void render_port(std::ostringstream& out, const nlohmann::json& p) {
+  const auto link = member(p, "link", nlohmann::json::value_t::object);
+  char line[512];
+  std::snprintf(line, sizeof line, "  %-8s %-8s link %-4s %s  %s (%s)\n", text(p, "name").c_str(), text(p, "role").c_str(),
+                (link.contains("up") && link["up"].is_boolean() && link["up"].get<bool>()) ? "up" : "down", text(p, "mac").c_str(), text(p, "device").c_str(), text(p, "driver").c_str());
+  out << line;
+  out << "           addresses " << join_array(p, "addresses") << "\n";
+  auto exc = p.find("exception_path");
+  out << "           exception path " << (exc != p.end() && exc->is_object() ? text(*exc, "tap") : "none") << "\n";
+  std::snprintf(line, sizeof line, "           rx %llu pkts %llu bytes   tx %llu pkts %llu bytes   kernel in/out %llu/%llu\n",
+                static_cast<unsigned long long>(number(p, "rx_packets")), static_cast<unsigned long long>(number(p, "rx_bytes")),
+                static_cast<unsigned long long>(number(p, "tx_packets")), static_cast<unsigned long long>(number(p, "tx_bytes")),
+                static_cast<unsigned long long>(number(p, "from_kernel")), static_cast<unsigned long long>(number(p, "to_kernel")));
+  out << line;
+  const auto drops = member(p, "drops", nlohmann::json::value_t::object);
+  std::string nonzero;
+  for (auto it = drops.begin(); it != drops.end(); ++it)
+    if (it->is_number_unsigned() && it->get<std::uint64_t>() > 0)
+      nonzero += (nonzero.empty() ? "" : ", ") + it.key() + " " + std::to_string(it->get<std::uint64_t>());
+  out << "           drops " << (nonzero.empty() ? "none" : nonzero) << "\n";
+}
+
+}  // namespace
+
+std::string render_status(const nlohmann::json& s) {
+  std::ostringstream out;
+  out << "lopowerd " << text(s, "version") << "  pid " << text(s, "pid") << "  up " << human_duration(number(s, "uptime_seconds"))
+      << "\n\nports:\n";
+  for (const auto& p : member(s, "ports", nlohmann::json::value_t::array)) render_port(out, p);
+  out << "\nlcores:\n";
+  for (const auto& l : member(s, "lcores", nlohmann::json::value_t::array)) {
+    char line[256];
+    if (text(l, "role") == "worker")
+      std::snprintf(line, sizeof line, "  %-3s worker  queue %s  rx %llu pkts  busy %llu/%llu polls  sleeps %llu\n",
+                    text(l, "lcore").c_str(), text(l, "queue").c_str(), static_cast<unsigned long long>(number(l, "rx_packets")),
+                    static_cast<unsigned long long>(number(l, "busy_polls")), static_cast<unsigned long long>(number(l, "polls")),
+                    static_cast<unsigned long long>(number(l, "sleeps")));
+    else
+      std::snprintf(line, sizeof line, "  %-3s %s\n", text(l, "lcore").c_str(), text(l, "role").c_str());
+    out << line;
+  }
+  const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);
+  out << "\nneighbours: " << (neighbours.empty() ? "none" : "") << "\n";
+  for (const auto& n : neighbours)
+    out << "  " << text(n, "port") << "  " << text(n, "ip") << "  " << text(n, "mac") << "  " << text(n, "age_seconds") << "s ago\n";
+  return out.str();
+}
+
+}  // namespace lopower
