@@ -412,6 +412,75 @@ int read_listen_port(const section& s, std::uint16_t& port) {
   return s.read_int<1, 65535>("listen_port", port) ? s.line_of(s.find("listen_port")) : 0;
 }
 
+void read_wireguard(const section& s, wireguard_config& w) {
+  static constexpr std::array<std::string_view, 6> keys{"listen_port", "crypto_backend", "rekey_after_seconds",
+                                                        "reject_after_seconds", "keepalive_timeout_seconds",
+                                                        "handshake_load_threshold"};
+  s.allow_only(keys);
+  s.read_int<1, 65535>("listen_port", w.listen_port);
+  static constexpr std::array<std::string_view, 3> backends{"auto", "ipsec-mb", "libsodium"};
+  if (auto i = s.read_choice("crypto_backend", backends)) w.crypto_backend = std::string(backends[*i]);
+  s.read_int<2, 86400>("rekey_after_seconds", w.rekey_after_seconds);
+  s.read_int<3, 86400>("reject_after_seconds", w.reject_after_seconds);
+  s.read_int<1, 3600>("keepalive_timeout_seconds", w.keepalive_timeout_seconds);
+  s.read_int<1, 65536>("handshake_load_threshold", w.handshake_load_threshold);
+  if (w.reject_after_seconds <= w.rekey_after_seconds)
+    s.refuse(s.find("reject_after_seconds"), "reject_after_seconds",
+             std::to_string(w.reject_after_seconds) + " must be greater than rekey_after_seconds (" +
+                 std::to_string(w.rekey_after_seconds) + ")");
+}
+
+// ---------------------------------------------------------------- [devices]
+
+const char* family_name(ip_family f);
+
+// A device prefix is written as its network ("10.90.0.0/24"); lopower takes
+// the first host address and devices the ones after it.
+ip_prefix read_device_prefix(const section& s, std::string_view key, ip_family family, unsigned min_len, unsigned max_len) {
+  const toml::node* node = s.find(key);
+  const std::string text = s.string_value(*node, key, "");
+  const auto p = ip_prefix::parse(text);
+  const std::string expected = std::string("an ") + family_name(family) + " network with a length " +
+                               std::to_string(min_len) + ".." + std::to_string(max_len);
+  if (!p || p->address.family != family) s.refuse(node, key, quote(text) + " is not " + expected);
+  if (p->length < min_len || p->length > max_len) s.refuse(node, key, quote(text) + " has the wrong length (expected " + expected + ")");
+  ip_prefix network = *p;
+  for (unsigned bit = p->length; bit < (family == ip_family::v4 ? 32u : 128u); ++bit)
+    network.address.bytes[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+  if (network.address != p->address)
+    s.refuse(node, key, quote(text) + " has host bits set (expected the network, e.g. \"" + network.to_string() + "\")");
+  return network;
+}
+
+bool valid_endpoint(std::string_view e) {
+  const auto colon = e.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == e.size()) return false;
+  const std::string_view host = e.substr(0, colon), port = e.substr(colon + 1);
+  if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+  const int p = std::stoi(std::string(port));
+  if (p < 1 || p > 65535) return false;
+  if (host.front() == '[') return host.back() == ']' && ip_address::parse(host.substr(1, host.size() - 2)).has_value();
+  if (ip_address::parse(host)) return ip_address::parse(host)->family == ip_family::v4;
+  return host.size() <= 253 && std::all_of(host.begin(), host.end(), [](char c) { return is_ascii_alnum(c) || c == '-' || c == '.'; });
+}
+
+void read_devices(const section& s, devices_config& d) {
+  static constexpr std::array<std::string_view, 7> keys{"ipv4_prefix", "ipv6_prefix", "ipv4", "endpoint",
+                                                        "mtu", "route_all_ipv4", "keepalive"};
+  s.allow_only(keys);
+  d.line = s.line();
+  if (s.find("ipv4_prefix")) d.ipv4_prefix = read_device_prefix(s, "ipv4_prefix", ip_family::v4, 8, 30);
+  if (s.find("ipv6_prefix")) d.ipv6_prefix = read_device_prefix(s, "ipv6_prefix", ip_family::v6, 64, 126);
+  bool ipv4 = true;
+  if (s.read_bool("ipv4", ipv4) && !ipv4) d.ipv4_prefix.reset();
+  if (s.read_string("endpoint", d.endpoint) && !valid_endpoint(d.endpoint))
+    s.refuse(s.find("endpoint"), "endpoint",
+             quote(d.endpoint) + " is not a usable endpoint (expected \"host:port\", \"198.18.0.1:51820\" or \"[fd00::1]:51820\")");
+  s.read_int<1280, 9000>("mtu", d.mtu);
+  s.read_bool("route_all_ipv4", d.route_all_ipv4);
+  s.read_int<0, 65535>("keepalive", d.keepalive);
+}
+
 // ---------------------------------------------------------------- [[port]]
 
 bool valid_port_name(std::string_view n) {
@@ -650,7 +719,7 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 6> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "tailnet", "port"};
+constexpr std::array<std::string_view, 7> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices", "tailnet", "port"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -706,7 +775,11 @@ config parse_config(std::string_view text, const std::string& path) {
   with_table(path, root, "dataplane", [&](const section& s) { read_dataplane(s, cfg.dataplane); });
   int wireguard_line = 0;
   int tailnet_line = 0;
-  with_table(path, root, "wireguard", [&](const section& s) { wireguard_line = read_listen_port(s, cfg.wireguard.listen_port); });
+  with_table(path, root, "wireguard", [&](const section& s) {
+    read_wireguard(s, cfg.wireguard);
+    wireguard_line = s.find("listen_port") ? s.line_of(s.find("listen_port")) : 0;
+  });
+  with_table(path, root, "devices", [&](const section& s) { read_devices(s, cfg.devices); });
   with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_listen_port(s, cfg.tailnet.listen_port); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);

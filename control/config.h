@@ -74,6 +74,27 @@ struct daemon_config {
 
 struct wireguard_config {
   std::uint16_t listen_port = 51820;     // UDP port devices connect to (ports with role devices/both)
+  std::string crypto_backend = "auto";   // "auto" (fastest available), "ipsec-mb", "libsodium"
+  // Protocol timers (whitepaper §6.1). Only tests should shorten them: a
+  // short rekey shows a rekey inside a test. reject_after > rekey_after.
+  std::uint32_t rekey_after_seconds = 120;
+  std::uint32_t reject_after_seconds = 180;
+  std::uint32_t keepalive_timeout_seconds = 10;
+  // Initiations queued for the handshake service beyond which lopower answers
+  // with cookie replies instead of doing the work (the device must prove its
+  // address first).
+  std::uint32_t handshake_load_threshold = 64;
+};
+
+// The device side: addresses devices get and what goes into their configs.
+struct devices_config {
+  std::optional<ip_prefix> ipv4_prefix = ip_prefix{ip_address::v4(0x0a5a0000), 24};  // absent: IPv4 off
+  ip_prefix ipv6_prefix = *ip_prefix::parse("fd7a:115c:a1e0:9909::/64");
+  std::string endpoint;                  // "host:port" written into device configs; required to print one
+  std::uint16_t mtu = 1420;              // device tunnel MTU (ESP32 libraries use 1420)
+  bool route_all_ipv4 = false;           // add 0.0.0.0/0 to devices' AllowedIPs (ESP32 libraries route everything)
+  std::uint16_t keepalive = 25;          // PersistentKeepalive for new devices, 0 = off
+  int line = 0;
 };
 
 struct tailnet_config {
@@ -86,6 +107,7 @@ struct config {
   dpdk_config dpdk;
   dataplane_config dataplane;
   wireguard_config wireguard;
+  devices_config devices;
   tailnet_config tailnet;
   std::vector<port_config> ports;        // at least one; in file order
 

@@ -522,3 +522,64 @@ TEST(Config, MutatedExampleNeverCrashes) {
 
 }  // namespace
 }  // namespace lopower
+
+namespace lopower {
+namespace {
+
+TEST(ConfigDevices, DefaultsMatchTheOriginal) {
+  const config cfg = parse_config(kPort, "t.toml");
+  ASSERT_TRUE(cfg.devices.ipv4_prefix);
+  EXPECT_EQ(cfg.devices.ipv4_prefix->to_string(), "10.90.0.0/24");
+  EXPECT_EQ(cfg.devices.ipv6_prefix.to_string(), "fd7a:115c:a1e0:9909::/64");
+  EXPECT_EQ(cfg.devices.mtu, 1420);
+  EXPECT_EQ(cfg.devices.keepalive, 25);
+  EXPECT_FALSE(cfg.devices.route_all_ipv4);
+  EXPECT_TRUE(cfg.devices.endpoint.empty());
+  EXPECT_EQ(cfg.wireguard.crypto_backend, "auto");
+  EXPECT_EQ(cfg.wireguard.rekey_after_seconds, 120u);
+  EXPECT_EQ(cfg.wireguard.reject_after_seconds, 180u);
+}
+
+TEST(ConfigDevices, AllKeys) {
+  const config cfg = parse_config(
+      "[wireguard]\ncrypto_backend = \"libsodium\"\nrekey_after_seconds = 5\nreject_after_seconds = 9\n"
+      "keepalive_timeout_seconds = 2\nhandshake_load_threshold = 8\n"
+      "[devices]\nipv4_prefix = \"10.91.0.0/28\"\nipv6_prefix = \"fd00:1::/96\"\nendpoint = \"gw.example:51820\"\n"
+      "mtu = 1280\nroute_all_ipv4 = true\nkeepalive = 0\n" + kPort,
+      "t.toml");
+  EXPECT_EQ(cfg.wireguard.crypto_backend, "libsodium");
+  EXPECT_EQ(cfg.wireguard.rekey_after_seconds, 5u);
+  EXPECT_EQ(cfg.wireguard.handshake_load_threshold, 8u);
+  EXPECT_EQ(cfg.devices.ipv4_prefix->to_string(), "10.91.0.0/28");
+  EXPECT_EQ(cfg.devices.ipv6_prefix.to_string(), "fd00:1::/96");
+  EXPECT_EQ(cfg.devices.endpoint, "gw.example:51820");
+  EXPECT_TRUE(cfg.devices.route_all_ipv4);
+  EXPECT_EQ(cfg.devices.keepalive, 0);
+}
+
+TEST(ConfigDevices, Ipv4CanBeTurnedOff) {
+  EXPECT_FALSE(parse_config("[devices]\nipv4 = false\n" + kPort, "t.toml").devices.ipv4_prefix);
+}
+
+TEST(ConfigDevices, EndpointsAccepted) {
+  for (const char* e : {"198.18.0.1:51820", "[fd00:198:18::1]:51820", "lopower.example.net:1"})
+    EXPECT_EQ(parse_config(std::string("[devices]\nendpoint = \"") + e + "\"\n" + kPort, "t.toml").devices.endpoint, e);
+}
+
+TEST(ConfigDevices, BadInputRefusedWithKey) {
+  EXPECT_THAT(error_of("[devices]\nendpoint = \"no-port\"\n" + kPort), StartsWith("t.toml:2: devices.endpoint: \"no-port\" is not a usable endpoint"));
+  EXPECT_THAT(error_of("[devices]\nendpoint = \"fd00::1:51820\"\n" + kPort), HasSubstr("devices.endpoint"));
+  EXPECT_THAT(error_of("[devices]\nendpoint = \"h:70000\"\n" + kPort), HasSubstr("devices.endpoint"));
+  EXPECT_THAT(error_of("[devices]\nipv4_prefix = \"10.90.0.1/24\"\n" + kPort), HasSubstr("host bits set (expected the network, e.g. \"10.90.0.0/24\")"));
+  EXPECT_THAT(error_of("[devices]\nipv4_prefix = \"fd00::/64\"\n" + kPort), HasSubstr("devices.ipv4_prefix"));
+  EXPECT_THAT(error_of("[devices]\nipv4_prefix = \"10.0.0.0/31\"\n" + kPort), HasSubstr("wrong length"));
+  EXPECT_THAT(error_of("[devices]\nipv6_prefix = \"fd00::/48\"\n" + kPort), HasSubstr("devices.ipv6_prefix"));
+  EXPECT_THAT(error_of("[devices]\nmtu = 1000\n" + kPort), HasSubstr("devices.mtu"));
+  EXPECT_THAT(error_of("[devices]\nport = 1\n" + kPort), HasSubstr("devices.port: unknown key"));
+  EXPECT_THAT(error_of("[wireguard]\ncrypto_backend = \"aesni\"\n" + kPort), HasSubstr("wireguard.crypto_backend"));
+  EXPECT_THAT(error_of("[wireguard]\nrekey_after_seconds = 10\nreject_after_seconds = 10\n" + kPort),
+              HasSubstr("wireguard.reject_after_seconds: 10 must be greater than rekey_after_seconds (10)"));
+}
+
+}  // namespace
+}  // namespace lopower
