@@ -19,6 +19,9 @@
 
 #include "control/config.h"
 #include "control/ctl_server.h"
+#include "control/device_commands.h"
+#include "control/device_wireguard.h"
+#include "control/enrollment/device_registry.h"
 #include "control/event_loop.h"
 #include "control/log.h"
 #include "control/status.h"
@@ -29,6 +32,7 @@ namespace lopower {
 namespace {
 
 constexpr auto control_poll_interval = std::chrono::microseconds(1000);
+constexpr auto protocol_timer_interval = std::chrono::milliseconds(100);
 
 struct options {
   std::vector<std::string> eal_args;  // empty: build them from the config
@@ -97,13 +101,29 @@ void make_state_dir(const std::string& dir) {
   if (chmod(dir.c_str(), 0700) != 0) throw std::runtime_error("daemon.state_dir: cannot chmod " + dir);
 }
 
-// Packets the workers handed up. The handshake service, disco and STUN plug
-// in here as they are built; until then each class is counted and freed.
-void handle_control_packet(dataplane& dp, rte_mbuf* m) {
+// Packets the workers handed up: device handshakes go to the device
+// WireGuard server; disco, STUN and tailnet handshakes plug in here with the
+// tailnet node; until then they are counted and freed.
+void handle_control_packet(dataplane& dp, device_wireguard& devices, rte_mbuf* m, bool under_load) {
   const std::size_t index = dp.port_index_of(m->port);
-  if (index < dp.ports().size())
-    dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
+  if (index >= dp.ports().size()) return rte_pktmbuf_free(m);
+  const classify_result r =
+      classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, dp.ports()[index].identity);
+  if (r.cls == packet_class::wg_handshake && r.to == listener::devices) return devices.handle_packet(m, under_load);
+  dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
   rte_pktmbuf_free(m);
+}
+
+enrollment::device_registry open_registry(const config& cfg) {
+  enrollment::registry_config rc;
+  rc.state_dir = cfg.daemon.state_dir;
+  rc.ipv4_prefix = cfg.devices.ipv4_prefix;
+  rc.ipv6_prefix = cfg.devices.ipv6_prefix;
+  rc.default_keepalive = cfg.devices.keepalive;
+  rc.warn = [](const std::string& w) { LOG_WARNING("%s", w.c_str()); };
+  auto reg = enrollment::device_registry::open(std::move(rc));
+  if (!reg) throw std::runtime_error(reg.message());
+  return std::move(*reg);
 }
 
 std::vector<unsigned> eal_worker_lcores() {
@@ -117,17 +137,32 @@ int serve(const config& cfg, const std::string& config_path) {
   event_loop loop;
   loop.stop_on_signals({SIGINT, SIGTERM}, [](int sig) { LOG_INFO("signal %d: shutting down", sig); });
   make_state_dir(cfg.daemon.state_dir);
+  enrollment::device_registry registry = open_registry(cfg);
   dataplane dp(cfg, eal_worker_lcores());
+  device_wireguard devices(dp, cfg, registry);
   ctl_server ctl(loop, cfg.daemon.ctl_socket, cfg.daemon.ctl_group);
   const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};
-  ctl.handle("status", [&](const nlohmann::json&) { return status_json(info, dp); });
+  ctl.handle("status", [&](const nlohmann::json&) {
+    nlohmann::json j = status_json(info, dp);
+    j["wireguard"] = {{"public_key", enrollment::key_to_base64(registry.server_public_key())},
+                      {"listen_port", cfg.wireguard.listen_port},
+                      {"crypto_backend", dp.workers().empty() ? "none" : std::string(dp.workers()[0]->crypto_backend())},
+                      {"devices", registry.list().size()},
+                      {"handshakes", devices.counters().to_json()}};
+    return j;
+  });
+  register_device_commands(ctl, registry, devices, cfg);
   ctl.handle("ping", [](const nlohmann::json&) { return nlohmann::json{{"pong", true}}; });
   // Workers never make system calls, so the control thread collects from
   // their rings on a short timer rather than being woken.
   loop.add_timer(control_poll_interval, control_poll_interval, [&] {
     dp.drain_neighbour_notes(monotonic_ms());
-    dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, m); });
+    dp.drain_wg_events([&](const wg_event& ev) { devices.handle_event(ev); });
+    const bool under_load = dp.control_backlog() > cfg.wireguard.handshake_load_threshold;
+    dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, m, under_load); });
+    dp.rcu().reclaim();
   });
+  loop.add_timer(protocol_timer_interval, protocol_timer_interval, [&] { devices.tick(); });
   dp.start();
   for (const port_runtime& p : dp.ports())
     LOG_INFO("port %s: %s (%s) mac %s, %u queue(s)%s%s", p.config.name.c_str(), p.config.device.c_str(), p.driver.c_str(),

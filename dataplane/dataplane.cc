@@ -3,7 +3,10 @@
 #include <rte_errno.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
+
+#include <cstring>
 
 #include <stdexcept>
 #include <string>
@@ -12,6 +15,20 @@ namespace lopower {
 namespace {
 
 constexpr unsigned neighbour_capacity = 4096;
+// Three keypairs (previous, current, next) per peer, for thousands of devices.
+constexpr unsigned session_capacity = 3 * 16384;
+
+// lopower's own device-side addresses: the first host of each device prefix.
+void set_local_addresses(worker_setup& s, const devices_config& d) {
+  if (d.ipv4_prefix) {
+    s.has_local_v4 = true;
+    std::memcpy(&s.local_v4_be, d.ipv4_prefix->address.bytes.data(), 4);
+    reinterpret_cast<std::uint8_t*>(&s.local_v4_be)[3] |= 1;
+  }
+  s.has_local_v6 = true;
+  std::memcpy(s.local_v6, d.ipv6_prefix.address.bytes.data(), 16);
+  s.local_v6[15] |= 1;
+}
 
 rte_mempool* create_pool(const dataplane_config& dp) {
   rte_mempool* pool = rte_pktmbuf_pool_create("lopower_mbufs", dp.mbufs, dp.mbuf_cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
@@ -41,6 +58,8 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
   if (worker_lcores.empty()) throw std::runtime_error("no worker lcore: give EAL at least two lcores (dpdk.lcores)");
   try {
     pool_ = create_pool(cfg.dataplane);
+    rcu_ = std::make_unique<rcu_domain>(static_cast<unsigned>(worker_lcores.size()));
+    sessions_ = std::make_unique<session_table>(session_capacity, *rcu_);
     create_rings(worker_lcores.size(), cfg.dataplane.ring_size);
     open_ports(cfg, static_cast<std::uint16_t>(worker_lcores.size()));
     for (std::size_t w = 0; w < worker_lcores.size(); ++w) {
@@ -55,6 +74,13 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       s.to_control = to_control_[w];
       s.from_control = from_control_[w];
       s.neighbours = neighbour_rings_[w];
+      s.wg_events = event_rings_[w];
+      s.sessions = sessions_.get();
+      s.crypto_backend = cfg.wireguard.crypto_backend;
+      s.qsbr = rcu_->qsbr();
+      s.rcu_thread_id = static_cast<unsigned>(w);
+      s.reject_after_cycles = rte_get_tsc_hz() * cfg.wireguard.reject_after_seconds;
+      set_local_addresses(s, cfg.devices);
       workers_.push_back(std::make_unique<worker>(std::move(s)));
     }
   } catch (...) {
@@ -74,6 +100,7 @@ void dataplane::create_rings(std::size_t workers, std::uint32_t size) {
     to_control_.push_back(create_ring("lp_up" + n, size, sizeof(void*)));
     from_control_.push_back(create_ring("lp_down" + n, size, sizeof(void*)));
     neighbour_rings_.push_back(create_ring("lp_nbr" + n, size, sizeof(neighbour_note)));
+    event_rings_.push_back(create_ring("lp_wgev" + n, size, sizeof(wg_event)));
   }
 }
 
@@ -92,6 +119,10 @@ void dataplane::open_ports(const config& cfg, std::uint16_t queues) {
 
 void dataplane::close_all() {
   workers_.clear();
+  // Retired keypairs go first (their release touches the session table).
+  if (rcu_) rcu_->drain();
+  sessions_.reset();
+  rcu_.reset();
   for (port_runtime& p : ports_) close_port(p);
   ports_.clear();
   for (auto* rings : {&to_control_, &from_control_}) {
@@ -102,8 +133,10 @@ void dataplane::close_all() {
     }
     rings->clear();
   }
-  for (rte_ring* r : neighbour_rings_) rte_ring_free(r);
-  neighbour_rings_.clear();
+  for (auto* rings : {&neighbour_rings_, &event_rings_}) {
+    for (rte_ring* r : *rings) rte_ring_free(r);
+    rings->clear();
+  }
   rte_mempool_free(pool_);
   pool_ = nullptr;
 }
@@ -147,6 +180,23 @@ unsigned dataplane::drain_control_packets(const packet_handler& handler) {
     for (unsigned i = 0; i < got; ++i) handler(pkts[i]);
     n += got;
   }
+  return n;
+}
+
+unsigned dataplane::drain_wg_events(const event_handler& handler) {
+  unsigned n = 0;
+  wg_event ev;
+  for (rte_ring* r : event_rings_)
+    while (rte_ring_sc_dequeue_elem(r, &ev, sizeof ev) == 0) {
+      handler(ev);
+      ++n;
+    }
+  return n;
+}
+
+unsigned dataplane::control_backlog() const {
+  unsigned n = 0;
+  for (const rte_ring* r : to_control_) n += rte_ring_count(r);
   return n;
 }
 

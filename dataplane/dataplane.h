@@ -14,6 +14,8 @@
 #include "control/config.h"
 #include "dataplane/neighbour_table.h"
 #include "dataplane/port.h"
+#include "dataplane/rcu.h"
+#include "dataplane/session_table.h"
 #include "dataplane/worker.h"
 
 namespace lopower {
@@ -43,6 +45,11 @@ class dataplane {
   // which owns it afterwards (frees it or sends it back through transmit()).
   using packet_handler = std::function<void(rte_mbuf*)>;
   unsigned drain_control_packets(const packet_handler& handler);
+  // Control thread: packets waiting in the rings to the control plane.
+  unsigned control_backlog() const;
+  // Control thread: session events (confirmations, roaming) from the workers.
+  using event_handler = std::function<void(const wg_event&)>;
+  unsigned drain_wg_events(const event_handler& handler);
   // Control thread: queues a frame for transmission out of port `m->port`.
   // Frees it and returns false when the worker's ring is full.
   bool transmit(rte_mbuf* m);
@@ -50,6 +57,8 @@ class dataplane {
   const std::vector<port_runtime>& ports() const { return ports_; }
   const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }
   const neighbour_table& neighbours() const { return neighbours_; }
+  session_table& sessions() { return *sessions_; }
+  rcu_domain& rcu() { return *rcu_; }
   control_stats& control_counters() { return control_stats_; }
   const control_stats& control_counters() const { return control_stats_; }
   std::size_t port_index_of(std::uint16_t port_id) const;
@@ -63,7 +72,9 @@ class dataplane {
   rte_mempool* pool_ = nullptr;
   std::vector<port_runtime> ports_;
   std::vector<std::unique_ptr<worker>> workers_;
-  std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_;
+  std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_, event_rings_;
+  std::unique_ptr<rcu_domain> rcu_;
+  std::unique_ptr<session_table> sessions_;
   neighbour_table neighbours_;
   control_stats control_stats_;
   std::atomic<bool> stop_{false};

@@ -48,6 +48,10 @@ worker::worker(worker_setup setup) : setup_(std::move(setup)) {
       ps.tx_tap = make_tx_buffer(setup_.burst_size, socket, drop_counter(pc, drop_reason::exception_tx_full));
     ports_.push_back(ps);
   }
+  if (setup_.sessions != nullptr) {
+    aead_ = setup_.crypto_backend == "auto" ? crypto::make_fastest_backend() : crypto::make_backend(setup_.crypto_backend);
+    if (!aead_) throw std::runtime_error("crypto backend \"" + setup_.crypto_backend + "\" is not available on this machine");
+  }
   drain_cycles_ = rte_get_tsc_hz() / 1'000'000 * setup_.tx_drain_us;
   last_drain_ = rte_rdtsc();
 }
@@ -72,6 +76,7 @@ void worker::classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, su
     const classify_result r = classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, *ps.port.identity);
     const auto cls = static_cast<unsigned>(r.cls);
     if (r.cls == packet_class::drop) reasons_[out.count[cls]] = r.reason;
+    if (r.cls == packet_class::wg_transport) out.transport[out.count[cls]] = r;
     out.pkts[cls][out.count[cls]++] = m;
   }
   pc.rx_packets.add(n);
@@ -127,10 +132,9 @@ unsigned worker::poll_port(port_state& ps) noexcept {
   to_control(ps, disco, n_disco);
   auto [stun, n_stun] = sub(packet_class::stun);
   to_control(ps, stun, n_stun);
-  // Transport data is decrypted here once sessions exist; until a session
-  // table is published every receiver index is unknown.
   auto [data, n_data] = sub(packet_class::wg_transport);
-  drop(ps, data, n_data, drop_reason::wg_unknown_receiver);
+  if (setup_.sessions != nullptr && n_data != 0) receive_transport(ps, data, n_data);
+  else drop(ps, data, n_data, drop_reason::wg_unknown_receiver);
   auto [nb, n_nb] = sub(packet_class::neighbour);
   learn_neighbours(ps, nb, n_nb);
   to_kernel(ps, nb, n_nb);
@@ -204,14 +208,22 @@ void worker::idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept {
   }
   flush();  // nothing may wait in a buffer while we sleep
   stats_.sleeps.add();
+  // A sleeping worker holds no references: let reclamation go on without it.
+  if (setup_.qsbr != nullptr) rte_rcu_qsbr_thread_offline(setup_.qsbr, setup_.rcu_thread_id);
   rte_delay_us_sleep(sleep_us);
+  if (setup_.qsbr != nullptr) rte_rcu_qsbr_thread_online(setup_.qsbr, setup_.rcu_thread_id);
   sleep_us = std::min(sleep_us * 2, setup_.idle_sleep_max_us);
 }
 
 void worker::run(const std::atomic<bool>& stop) noexcept {
   unsigned empty_polls = 0;
   std::uint32_t sleep_us = 1;
+  if (setup_.qsbr != nullptr) {
+    rte_rcu_qsbr_thread_register(setup_.qsbr, setup_.rcu_thread_id);
+    rte_rcu_qsbr_thread_online(setup_.qsbr, setup_.rcu_thread_id);
+  }
   while (!stop.load(std::memory_order_relaxed)) {
+    if (setup_.qsbr != nullptr) rcu_quiescent(setup_.qsbr, setup_.rcu_thread_id);
     if (poll_once() != 0) {
       empty_polls = 0;
       sleep_us = 1;
@@ -220,6 +232,10 @@ void worker::run(const std::atomic<bool>& stop) noexcept {
     }
   }
   flush();
+  if (setup_.qsbr != nullptr) {
+    rte_rcu_qsbr_thread_offline(setup_.qsbr, setup_.rcu_thread_id);
+    rte_rcu_qsbr_thread_unregister(setup_.qsbr, setup_.rcu_thread_id);
+  }
 }
 
 }  // namespace lopower

@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "dataplane/classifier.h"
+#include "dataplane/crypto/aead_batch.h"
 #include "dataplane/lcore_stats.h"
+#include "dataplane/session_table.h"
 
 namespace lopower {
 
@@ -38,6 +40,18 @@ struct worker_setup {
   rte_ring* to_control = nullptr;       // mbufs for the control plane (handshakes, disco, STUN)
   rte_ring* from_control = nullptr;     // mbufs to transmit; mbuf->port names the DPDK port
   rte_ring* neighbours = nullptr;       // neighbour_note elements
+  rte_ring* wg_events = nullptr;        // wg_event elements
+
+  // WireGuard transport (none: transport data is dropped as unknown).
+  const session_table* sessions = nullptr;
+  std::string crypto_backend = "auto";  // each worker makes its own instance
+  rte_rcu_qsbr* qsbr = nullptr;         // reports quiescent states here when set
+  unsigned rcu_thread_id = 0;
+  std::uint64_t reject_after_cycles = 0;
+  // lopower's own device-side addresses: local services (ICMP echo) answer there.
+  bool has_local_v4 = false, has_local_v6 = false;
+  std::uint32_t local_v4_be = 0;
+  std::uint8_t local_v6[16]{};
 };
 
 class worker {
@@ -56,6 +70,7 @@ class worker {
   void run(const std::atomic<bool>& stop) noexcept;
 
   const lcore_stats& stats() const noexcept { return stats_; }
+  std::string_view crypto_backend() const noexcept { return aead_ ? aead_->name() : "none"; }
   const worker_setup& setup() const noexcept { return setup_; }
 
  private:
@@ -68,6 +83,13 @@ class worker {
   struct sub_bursts {
     rte_mbuf* pkts[packet_class_count][max_burst];
     std::uint16_t count[packet_class_count];
+    classify_result transport[max_burst];  // offsets of the wg_transport sub-burst
+  };
+  // Inner packets on their way out to peers, by peer.
+  struct outbound {
+    rte_mbuf* pkts[max_burst];
+    wg_peer* peers[max_burst];
+    std::uint16_t count = 0;
   };
 
   unsigned poll_port(port_state& ps) noexcept;
@@ -80,9 +102,18 @@ class worker {
   void drop(port_state& ps, rte_mbuf** pkts, std::uint16_t n, drop_reason why) noexcept;
   void transmit(port_state& ps, rte_mbuf* m) noexcept;
   port_state* state_for_port_id(std::uint16_t port_id) noexcept;
+  // worker_transport.cc: the WireGuard data path.
+  void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
+  bool admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint64_t counter) noexcept;
+  void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
+  void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp) noexcept;
+  void post_event(port_state& ps, const wg_event& ev) noexcept;
+  void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
+  void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
   void idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept;
 
   worker_setup setup_;
+  std::unique_ptr<crypto::aead_backend> aead_;
   std::vector<port_state> ports_;
   std::uint64_t drain_cycles_ = 0;
   std::uint64_t last_drain_ = 0;

@@ -23,7 +23,17 @@
   X(no_exception_path, "frame for the kernel on a port configured without a TAP")            \
   X(exception_tx_full, "TAP (exception path) TX queue full")                                 \
   X(port_tx_full, "port TX queue full")                                                     \
-  X(neighbour_ring_full, "neighbour-learning ring to the control plane full")
+  X(neighbour_ring_full, "neighbour-learning ring to the control plane full")                \
+  X(multi_segment, "WireGuard frame spread over several buffers (not expected below 2 KB)")  \
+  X(wg_keypair_expired, "transport data for a keypair past REJECT_AFTER_TIME or its message limit") \
+  X(wg_decrypt_failed, "transport data that failed authentication")                          \
+  X(wg_replay, "transport counter already seen or too old (replay window)")                 \
+  X(wg_source_not_allowed, "inner source address not among the peer's allowed IPs")          \
+  X(inner_malformed, "decrypted data that is not a whole IPv4/IPv6 packet")                  \
+  X(inner_no_route, "inner destination lopower does not serve (yet)")                         \
+  X(wg_no_session, "packet for a peer with no current keypair or endpoint")                  \
+  X(wg_encrypt_failed, "the crypto backend refused to encrypt (a bug: reported, never sent)")  \
+  X(wg_event_ring_full, "session-event ring to the control plane full")
 
 namespace lopower {
 

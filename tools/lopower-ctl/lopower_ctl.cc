@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lopower/ctl_protocol.h"
+#include "tools/lopower-ctl/device_cli.h"
 #include "tools/lopower-ctl/status_view.h"
 
 namespace {
@@ -19,6 +20,7 @@ void usage(FILE* out) {
                "usage: lopower-ctl [--socket PATH] COMMAND [ARGS]\n"
                "commands:\n"
                "  status [--json]   daemon, ports, lcores, counters and drops by reason\n"
+               "  device add|list|show|remove|reset-timestamp ...   enrol and manage WireGuard devices\n"
                "The socket defaults to $LOPOWER_CTL_SOCKET, else %s.\n",
                lopower::ctl::default_socket);
 }
@@ -84,6 +86,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (cl.command == "status") return cmd_status(cl);
+  if (cl.command == "device")
+    return lopower::run_device_command(cl.args, [&](const lopower::ctl::request& r) { return request(cl, r); });
   if (cl.command == "help" || cl.command == "--help") {
     usage(stdout);
     return 0;

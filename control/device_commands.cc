@@ -1,0 +1,142 @@
+#include "control/device_commands.h"
+
+#include <set>
+
+#include "control/enrollment/wg_quick_config.h"
+#include "control/log.h"
+
+namespace lopower {
+namespace {
+
+// Arguments are untrusted: every key must be known and of the right type.
+class arguments {
+ public:
+  arguments(const nlohmann::json& args, std::set<std::string> known) : args_(args) {
+    for (auto it = args.begin(); it != args.end(); ++it)
+      if (!known.contains(it.key())) throw ctl_command_error("unknown argument \"" + it.key() + "\"");
+  }
+  std::string name() const {
+    auto it = args_.find("name");
+    if (it == args_.end() || !it->is_string()) throw ctl_command_error("a device NAME is required");
+    return it->get<std::string>();
+  }
+  std::optional<std::string> text(const char* key) const {
+    auto it = args_.find(key);
+    if (it == args_.end() || it->is_null()) return std::nullopt;
+    if (!it->is_string()) throw ctl_command_error(std::string("\"") + key + "\" must be a string");
+    return it->get<std::string>();
+  }
+  bool flag(const char* key) const {
+    auto it = args_.find(key);
+    if (it == args_.end()) return false;
+    if (!it->is_boolean()) throw ctl_command_error(std::string("\"") + key + "\" must be true or false");
+    return it->get<bool>();
+  }
+  std::optional<std::int64_t> integer(const char* key) const {
+    auto it = args_.find(key);
+    if (it == args_.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number_integer()) throw ctl_command_error(std::string("\"") + key + "\" must be an integer");
+    return it->get<std::int64_t>();
+  }
+
+ private:
+  const nlohmann::json& args_;
+};
+
+template <class T>
+const T& value_or_refuse(const enrollment::result<T>& r) {
+  if (!r) throw ctl_command_error(r.message());
+  return r.value();
+}
+
+class device_commands {
+ public:
+  device_commands(enrollment::device_registry& registry, device_wireguard& server, const config& cfg)
+      : registry_(registry), server_(server), cfg_(cfg) {}
+
+  // The config text for `d`, or why there is none (no usable endpoint, or
+  // lopower does not hold the device's key... which still renders, with a
+  // placeholder the text explains).
+  std::string config_text(const enrollment::device& d) const {
+    enrollment::wg_quick_options opts;
+    opts.mtu = cfg_.devices.mtu;
+    opts.route_all_ipv4 = cfg_.devices.route_all_ipv4;
+    opts.endpoint = cfg_.devices.endpoint;
+    const enrollment::server_addresses addrs{registry_.server_ipv4(), registry_.server_ipv6()};
+    return value_or_refuse(enrollment::render_wg_quick_config(d, registry_.server_public_key(), addrs, opts));
+  }
+
+  nlohmann::json describe(const enrollment::device& d) const {
+    nlohmann::json j = enrollment::device_summary_json(d);
+    j["wireguard"] = server_.device_json(d.name);
+    return j;
+  }
+
+  nlohmann::json add(const nlohmann::json& raw) {
+    const arguments args(raw, {"name", "public_key", "ipv4_only", "ipv6_only", "keepalive"});
+    // Refuse before anything is saved: a device whose config cannot be printed is no use.
+    value_or_refuse(enrollment::parse_endpoint(cfg_.devices.endpoint));
+    enrollment::add_options opts;
+    opts.public_key = args.text("public_key");
+    opts.ipv4_only = args.flag("ipv4_only");
+    opts.ipv6_only = args.flag("ipv6_only");
+    opts.keepalive = args.integer("keepalive");
+    const enrollment::device d = value_or_refuse(registry_.add(args.name(), opts));
+    server_.add_device(d);
+    LOG_INFO("device %s enrolled", d.name.c_str());
+    nlohmann::json out = describe(d);
+    out["config"] = config_text(d);
+    return out;
+  }
+
+  nlohmann::json list(const nlohmann::json& raw) const {
+    const arguments args(raw, {});
+    nlohmann::json out = nlohmann::json::array();
+    for (const enrollment::device& d : registry_.list()) out.push_back(describe(d));
+    return out;
+  }
+
+  nlohmann::json show(const nlohmann::json& raw) const {
+    const arguments args(raw, {"name"});
+    const enrollment::device* d = registry_.find(args.name());
+    if (d == nullptr) throw ctl_command_error("no device named \"" + args.name() + "\"");
+    nlohmann::json out = describe(*d);
+    out["config"] = config_text(*d);
+    return out;
+  }
+
+  nlohmann::json remove(const nlohmann::json& raw) {
+    const arguments args(raw, {"name"});
+    const enrollment::device d = value_or_refuse(registry_.remove(args.name()));
+    server_.remove_device(d.name);  // its sessions end now
+    LOG_INFO("device %s removed", d.name.c_str());
+    return enrollment::device_summary_json(d);
+  }
+
+  nlohmann::json reset_timestamp(const nlohmann::json& raw) {
+    const arguments args(raw, {"name"});
+    const enrollment::device d = value_or_refuse(registry_.reset_timestamp(args.name()));
+    server_.reset_timestamp(d.name);
+    LOG_INFO("device %s: next handshake accepted whatever its timestamp", d.name.c_str());
+    return enrollment::device_summary_json(d);
+  }
+
+ private:
+  enrollment::device_registry& registry_;
+  device_wireguard& server_;
+  const config& cfg_;
+};
+
+}  // namespace
+
+void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, device_wireguard& server,
+                              const config& cfg) {
+  auto cmds = std::make_shared<device_commands>(registry, server, cfg);
+  ctl.handle("device.add", [cmds](const nlohmann::json& a) { return cmds->add(a); });
+  ctl.handle("device.list", [cmds](const nlohmann::json& a) { return cmds->list(a); });
+  ctl.handle("device.show", [cmds](const nlohmann::json& a) { return cmds->show(a); });
+  ctl.handle("device.remove", [cmds](const nlohmann::json& a) { return cmds->remove(a); });
+  ctl.handle("device.reset-timestamp", [cmds](const nlohmann::json& a) { return cmds->reset_timestamp(a); });
+}
+
+}  // namespace lopower

@@ -1,0 +1,428 @@
+#include "control/device_wireguard.h"
+
+#include <rte_cycles.h>
+#include <sodium.h>
+
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+
+#include "control/log.h"
+#include "control/wireguard/tai64n.h"
+#include "dataplane/inner_packet.h"
+#include "lopower/wireguard_messages.h"
+
+namespace lopower {
+namespace {
+
+constexpr std::uint64_t rekey_timeout_s = 5;        // whitepaper §6.1 REKEY_TIMEOUT
+constexpr std::uint64_t rekey_attempt_time_s = 90;  // REKEY_ATTEMPT_TIME
+
+std::uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+wg::packet_source source_of(const wg_endpoint& ep) {
+  const std::uint16_t port = ntohs(ep.peer_port_be);
+  return ep.ipv6 ? wg::packet_source::v6(ep.peer_ip, port) : wg::packet_source::v4(ep.peer_ip, port);
+}
+
+std::string endpoint_text(const wg_endpoint& ep) {
+  ip_address a;
+  a.family = ep.ipv6 ? ip_family::v6 : ip_family::v4;
+  std::memcpy(a.bytes.data(), ep.peer_ip, ep.ipv6 ? 16 : 4);
+  const std::string host = ep.ipv6 ? "[" + a.to_string() + "]" : a.to_string();
+  return host + ":" + std::to_string(ntohs(ep.peer_port_be));
+}
+
+wg::static_identity identity_from(const enrollment::device_registry& registry) {
+  wg::static_identity id(private_key(registry.server_private_key().bytes()));
+  if (!id.valid()) throw std::runtime_error("the device-side WireGuard key in the state directory is unusable");
+  return id;
+}
+
+}  // namespace
+
+nlohmann::json handshake_counters::to_json() const {
+  nlohmann::json j;
+#define LOPOWER_HS_JSON(name) j[#name] = name;
+  LOPOWER_HANDSHAKE_COUNTERS(LOPOWER_HS_JSON)
+#undef LOPOWER_HS_JSON
+  j["errors"] = errors;
+  return j;
+}
+
+struct device_wireguard::peer {
+  std::string name;
+  public_key key;
+  std::unique_ptr<wg::peer_handshake> hs;
+  wg::cookie_maker maker;
+  wg_peer* dp = nullptr;  // what the workers read
+  std::uint32_t slots[3] = {0, 0, 0};
+  std::uint32_t pending_index = 0;  // announced in our initiation in flight
+  std::uint64_t initiation_sent_tsc = 0;
+  std::uint64_t first_attempt_tsc = 0;
+  std::int64_t last_handshake_unix = 0;
+  std::uint64_t handshakes = 0;
+
+  peer(std::string n, const public_key& k, const wg::static_identity& id)
+      : name(std::move(n)), key(k), hs(std::make_unique<wg::peer_handshake>(id, k)), maker(k) {}
+};
+
+device_wireguard::device_wireguard(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
+    : dp_(dp), wg_(cfg.wireguard), identity_(identity_from(registry)), aead_(crypto::make_backend("libsodium")),
+      tsc_hz_(rte_get_tsc_hz()) {
+  if (!aead_) throw std::runtime_error("libsodium backend unavailable");
+  for (const enrollment::device& d : registry.list()) add_device(d);
+}
+
+device_wireguard::~device_wireguard() {
+  while (!peers_.empty()) drop_peer(*peers_.begin()->second);
+}
+
+wg::peer_handshake* device_wireguard::by_static(const public_key& remote_static) {
+  auto it = by_key_.find(remote_static);
+  return it == by_key_.end() ? nullptr : it->second->hs.get();
+}
+
+wg::peer_handshake* device_wireguard::by_index(std::uint32_t local_index) {
+  auto it = by_index_.find(local_index);
+  if (it == by_index_.end() || it->second->pending_index != local_index) return nullptr;
+  return it->second->hs.get();
+}
+
+std::uint32_t device_wireguard::fresh_index() {
+  for (;;) {
+    const std::uint32_t idx = randombytes_random();
+    if (idx != 0 && !by_index_.contains(idx) && !dp_.sessions().contains(idx)) return idx;
+  }
+}
+
+void device_wireguard::add_device(const enrollment::device& d) {
+  const public_key key(d.public_key);
+  auto p = std::make_unique<peer>(d.name, key, identity_);
+  p->dp = new wg_peer;
+  p->dp->id = next_peer_id_++;
+  if (d.ipv4) {
+    p->dp->has_v4 = true;
+    std::memcpy(&p->dp->v4_be, d.ipv4->bytes.data(), 4);
+  }
+  if (d.ipv6) {
+    p->dp->has_v6 = true;
+    std::memcpy(p->dp->v6, d.ipv6->bytes.data(), 16);
+  }
+  by_key_[key] = p.get();
+  peers_[d.name] = std::move(p);
+}
+
+void device_wireguard::remove_device(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it != peers_.end()) drop_peer(*it->second);
+}
+
+void device_wireguard::drop_peer(peer& p) {
+  for (slot s : {previous, current, next}) erase_slot(p, s);
+  if (p.pending_index != 0) by_index_.erase(p.pending_index);
+  p.dp->removed.store(true, std::memory_order_relaxed);
+  p.dp->current.store(nullptr, std::memory_order_release);
+  if (const wg_endpoint* ep = p.dp->endpoint.exchange(nullptr)) dp_.rcu().retire_object(const_cast<wg_endpoint*>(ep));
+  dp_.rcu().retire_object(p.dp);  // after its keypairs: released in order, after the same grace period
+  by_key_.erase(p.key);
+  peers_.erase(p.name);
+}
+
+void device_wireguard::reset_timestamp(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return;
+  // A fresh handshake state forgets the latest timestamp (and any handshake
+  // in flight); the sessions already published stay up.
+  peer& p = *it->second;
+  if (p.pending_index != 0) by_index_.erase(p.pending_index);
+  p.pending_index = 0;
+  p.hs = std::make_unique<wg::peer_handshake>(identity_, p.key);
+}
+
+void device_wireguard::handle_packet(rte_mbuf* m, bool under_load) {
+  const std::size_t index = dp_.port_index_of(m->port);
+  const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
+  if (index >= dp_.ports().size()) return rte_pktmbuf_free(m);
+  const classify_result r = classify_frame(frame, m->data_len, dp_.ports()[index].identity);
+  if (r.cls != packet_class::wg_handshake || r.to != listener::devices) return rte_pktmbuf_free(m);
+  const wg::parsed_message msg = wg::parse_message(frame + r.payload_offset, r.payload_length);
+  const wg_endpoint from = endpoint_of_frame(frame, m->port, r.l4_offset);
+  const std::uint64_t now = monotonic_ns();
+  if (const auto* cookie = msg.cookie_reply()) {
+    on_cookie_reply(*cookie);
+    return rte_pktmbuf_free(m);
+  }
+  const wg::packet_source src = source_of(from);
+  switch (cookies_.validate(identity_, msg.data, msg.length, src, under_load, now)) {
+    case wg::mac_status::invalid_mac:
+      ++counters_.invalid_mac1;
+      return rte_pktmbuf_free(m);
+    case wg::mac_status::valid_mac_no_cookie:
+      if (under_load) {  // prove your address first: no Diffie-Hellman for free
+        send_cookie_reply(msg.data, msg.length, src, from);
+        return rte_pktmbuf_free(m);
+      }
+      break;
+    case wg::mac_status::valid_mac_with_cookie:
+      if (under_load && !limiter_.allow(src.ip.data(), src.ipv6, now)) {
+        ++counters_.rate_limited;
+        return rte_pktmbuf_free(m);
+      }
+      break;
+  }
+  if (const auto* init = msg.initiation()) on_initiation(m, *init, from);
+  else if (const auto* resp = msg.response()) on_response(*resp, from);
+  rte_pktmbuf_free(m);
+}
+
+void device_wireguard::on_initiation(rte_mbuf*, const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
+  ++counters_.initiations_received;
+  const wg::consume_result res = wg::consume_initiation(msg, identity_, *this, monotonic_ns());
+  if (!res) {
+    ++counters_.handshake_errors;
+    ++counters_.errors[wg::to_string(res.error)];
+    return;
+  }
+  peer& p = *by_key_.at(res.peer->remote_static());
+  set_endpoint(p, from);  // the handshake authenticated this source
+  wg::message_handshake_response resp{};
+  if (auto err = wg::create_response(resp, *p.hs, identity_, fresh_index()); err != wg::handshake_error::none) {
+    ++counters_.errors[wg::to_string(err)];
+    return;
+  }
+  p.maker.add_macs(resp, monotonic_ns());
+  if (auto keys = wg::derive_keypair(*p.hs)) install_keypair(p, *keys);
+  send_frame(from, reinterpret_cast<const std::uint8_t*>(&resp), sizeof resp);
+  ++counters_.responses_sent;
+}
+
+void device_wireguard::on_response(const wg::message_handshake_response& msg, const wg_endpoint& from) {
+  ++counters_.responses_received;
+  const wg::consume_result res = wg::consume_response(msg, identity_, *this);
+  if (!res) {
+    ++counters_.handshake_errors;
+    ++counters_.errors[wg::to_string(res.error)];
+    return;
+  }
+  peer& p = *by_key_.at(res.peer->remote_static());
+  auto keys = wg::derive_keypair(*p.hs);
+  if (!keys) return;
+  by_index_.erase(p.pending_index);
+  p.pending_index = 0;
+  set_endpoint(p, from);
+  install_keypair(p, *keys);
+  send_keepalive(p);  // lets the responder confirm the new keypair at once
+}
+
+void device_wireguard::on_cookie_reply(const wg::message_handshake_cookie& msg) {
+  auto it = by_index_.find(msg.receiver_index.get());
+  if (it == by_index_.end()) return;
+  if (it->second->maker.consume_reply(msg, monotonic_ns())) ++counters_.cookie_replies_received;
+}
+
+void device_wireguard::send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src,
+                                         const wg_endpoint& to) {
+  wg::message_handshake_cookie reply{};
+  if (!cookies_.create_reply(reply, identity_, msg, len, src, monotonic_ns())) return;
+  send_frame(to, reinterpret_cast<const std::uint8_t*>(&reply), sizeof reply);
+  ++counters_.cookie_replies_sent;
+}
+
+void device_wireguard::initiate(peer& p) {
+  const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
+  if (ep == nullptr) return;  // a device we never heard from: it will initiate
+  if (p.pending_index != 0) by_index_.erase(p.pending_index);
+  p.pending_index = fresh_index();
+  by_index_[p.pending_index] = &p;
+  wg::message_handshake_initiation msg{};
+  if (wg::create_initiation(msg, *p.hs, identity_, p.pending_index, wg::tai64n_now()) != wg::handshake_error::none) return;
+  p.maker.add_macs(msg, monotonic_ns());
+  send_frame(*ep, reinterpret_cast<const std::uint8_t*>(&msg), sizeof msg);
+  p.initiation_sent_tsc = rte_rdtsc();
+  ++counters_.initiations_sent;
+}
+
+void device_wireguard::install_keypair(peer& p, const wg::transport_keys& keys) {
+  auto* kp = new wg_keypair;
+  std::memcpy(kp->send_key, keys.send.data(), 32);
+  std::memcpy(kp->receive_key, keys.receive.data(), 32);
+  kp->local_index = keys.local_index;
+  kp->remote_index = keys.remote_index;
+  kp->initiator = keys.initiator;
+  kp->created_tsc = rte_rdtsc();
+  kp->peer = p.dp;
+  kp->confirmed.store(keys.initiator, std::memory_order_relaxed);
+  if (!dp_.sessions().insert(kp)) {
+    LOG_WARNING("device %s: session table full, handshake dropped", p.name.c_str());
+    return;
+  }
+  by_index_[keys.local_index] = &p;
+  if (keys.initiator) {
+    // Our own handshake: the new keypair is current at once.
+    erase_slot(p, next);
+    erase_slot(p, previous);
+    p.slots[previous] = p.slots[current];
+    p.slots[current] = keys.local_index;
+    p.dp->current.store(kp, std::memory_order_release);
+  } else {
+    // The initiator's: it waits in `next` until the device's first data
+    // packet proves it has our response.
+    erase_slot(p, next);
+    p.slots[next] = keys.local_index;
+  }
+  p.last_handshake_unix = std::time(nullptr);
+  ++p.handshakes;
+  ++counters_.handshakes_completed;
+}
+
+void device_wireguard::promote_next(peer& p) {
+  wg_keypair* kp = dp_.sessions().find(p.slots[next]);
+  if (kp == nullptr) return;
+  erase_slot(p, previous);
+  p.slots[previous] = p.slots[current];
+  p.slots[current] = p.slots[next];
+  p.slots[next] = 0;
+  p.dp->current.store(kp, std::memory_order_release);
+}
+
+void device_wireguard::erase_slot(peer& p, slot s) {
+  const std::uint32_t idx = p.slots[s];
+  if (idx == 0) return;
+  wg_keypair* kp = dp_.sessions().find(idx);
+  // Unpublish before retiring: no worker may pick it up as current again.
+  if (kp != nullptr && p.dp->current.load(std::memory_order_relaxed) == kp) p.dp->current.store(nullptr, std::memory_order_release);
+  dp_.sessions().erase(idx);
+  by_index_.erase(idx);
+  p.slots[s] = 0;
+}
+
+void device_wireguard::set_endpoint(peer& p, const wg_endpoint& ep) {
+  const wg_endpoint* old = p.dp->endpoint.load(std::memory_order_relaxed);
+  if (old != nullptr && old->same_path(ep)) return;
+  p.dp->endpoint.store(new wg_endpoint(ep), std::memory_order_release);
+  if (old != nullptr) {
+    ++counters_.endpoint_changes;
+    LOG_INFO("device %s roamed to %s", p.name.c_str(), endpoint_text(ep).c_str());
+    dp_.rcu().retire_object(const_cast<wg_endpoint*>(old));
+  }
+}
+
+void device_wireguard::handle_event(const wg_event& ev) {
+  auto it = by_index_.find(ev.local_index);
+  if (it == by_index_.end()) return;  // the keypair went away meanwhile
+  peer& p = *it->second;
+  if (ev.kind == wg_event::keypair_confirmed && p.slots[next] == ev.local_index) promote_next(p);
+  if (ev.kind == wg_event::endpoint_changed) set_endpoint(p, ev.endpoint);
+}
+
+void device_wireguard::send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len) {
+  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
+  if (m == nullptr) return;
+  const unsigned outer = outer_header_size(to.ipv6);
+  auto* frame = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(outer + len)));
+  if (frame == nullptr) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::memcpy(frame + outer, payload, len);
+  write_outer_headers(frame, to, static_cast<std::uint16_t>(len));
+  m->port = to.port_id;
+  dp_.transmit(m);
+}
+
+void device_wireguard::send_keepalive(peer& p) {
+  wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
+  const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
+  if (kp == nullptr || ep == nullptr) return;
+  std::uint8_t msg[sizeof(wg::message_data) + 16] = {};
+  const std::uint64_t counter = kp->send_counter.fetch_add(1, std::memory_order_relaxed);
+  msg[0] = 4;
+  const std::uint32_t receiver = rte_cpu_to_le_32(kp->remote_index);
+  const std::uint64_t counter_le = rte_cpu_to_le_64(counter);
+  std::memcpy(msg + 4, &receiver, 4);
+  std::memcpy(msg + 8, &counter_le, 8);
+  crypto::aead_op op{msg + 16, 0, msg + 16, kp->send_key, counter, false};
+  aead_->encrypt_burst(&op, 1);
+  if (!op.ok) return;
+  send_frame(*ep, msg, sizeof msg);
+  p.dp->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  ++counters_.keepalives_sent;
+}
+
+void device_wireguard::peer_timers(peer& p, std::uint64_t now) {
+  for (slot s : {previous, current, next}) {
+    const wg_keypair* kp = dp_.sessions().find(p.slots[s]);
+    if (kp != nullptr && now - kp->created_tsc >= seconds_to_tsc(wg_.reject_after_seconds)) {
+      erase_slot(p, s);
+      ++counters_.keypairs_expired;
+    }
+  }
+  if (p.pending_index != 0 && now - p.initiation_sent_tsc >= seconds_to_tsc(rekey_timeout_s)) {
+    if (now - p.first_attempt_tsc >= seconds_to_tsc(rekey_attempt_time_s)) {
+      by_index_.erase(p.pending_index);  // give up until traffic asks again
+      p.pending_index = 0;
+      p.hs->clear();
+    } else {
+      initiate(p);
+    }
+  }
+  const wg_keypair* kp = p.dp->current.load(std::memory_order_relaxed);
+  if (kp == nullptr) return;
+  const std::uint64_t age = now - kp->created_tsc;
+  const std::uint64_t last_rx = p.dp->last_rx_tsc.load(std::memory_order_relaxed);
+  const bool active = now - last_rx < seconds_to_tsc(wg_.keepalive_timeout_seconds + rekey_timeout_s);
+  // The initiator of a keypair renews it after REKEY_AFTER_TIME; the
+  // responder only shortly before it would expire (as the Linux module does),
+  // so the two rarely race.
+  const std::uint64_t responder_margin = wg_.keepalive_timeout_seconds + rekey_timeout_s;
+  const std::uint64_t rekey_age = kp->initiator || wg_.reject_after_seconds <= responder_margin
+                                      ? wg_.rekey_after_seconds
+                                      : wg_.reject_after_seconds - responder_margin;
+  if (active && p.pending_index == 0 && age >= seconds_to_tsc(rekey_age)) {
+    p.first_attempt_tsc = now;
+    ++counters_.rekeys_started;
+    initiate(p);
+  }
+  // Passive keepalive: data came in and nothing went back for a while.
+  const std::uint64_t last_data = p.dp->last_data_rx_tsc.load(std::memory_order_relaxed);
+  const std::uint64_t last_tx = p.dp->last_tx_tsc.load(std::memory_order_relaxed);
+  if (last_data > last_tx && now - last_data >= seconds_to_tsc(wg_.keepalive_timeout_seconds)) send_keepalive(p);
+}
+
+void device_wireguard::tick() {
+  const std::uint64_t now = rte_rdtsc();
+  for (auto& [name, p] : peers_) peer_timers(*p, now);
+  limiter_.expire(monotonic_ns());
+}
+
+std::uint64_t device_wireguard::handshakes_with(const std::string& name) const {
+  auto it = peers_.find(name);
+  return it == peers_.end() ? 0 : it->second->handshakes;
+}
+
+nlohmann::json device_wireguard::device_json(const std::string& name) const {
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return nullptr;
+  const peer& p = *it->second;
+  const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
+  const wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
+  nlohmann::json j;
+  j["endpoint"] = ep ? nlohmann::json(endpoint_text(*ep)) : nlohmann::json();
+  j["latest_handshake"] = p.last_handshake_unix;
+  j["handshakes"] = p.handshakes;
+  j["session"] = kp != nullptr;
+  j["session_age_seconds"] = kp ? (rte_rdtsc() - kp->created_tsc) / tsc_hz_ : 0;
+  j["session_initiated_by_lopower"] = kp ? kp->initiator : false;
+  j["rx_packets"] = p.dp->rx_packets.load(std::memory_order_relaxed);
+  j["rx_bytes"] = p.dp->rx_bytes.load(std::memory_order_relaxed);
+  j["tx_packets"] = p.dp->tx_packets.load(std::memory_order_relaxed);
+  j["tx_bytes"] = p.dp->tx_bytes.load(std::memory_order_relaxed);
+  return j;
+}
+
+}  // namespace lopower

@@ -1,0 +1,108 @@
+#pragma once
+// The WireGuard server devices connect to, as the control thread runs it:
+// one peer per enrolled device, the handshake service (MAC1, cookies under
+// load, per-source rate limit, Noise_IKpsk2), the keypair slots (previous,
+// current, next) published to the workers' session table, roaming, and the
+// protocol timers (keepalive, rekey, handshake retry, expiry).
+//
+// The workers do the transport data; everything here runs on the control
+// thread and touches the fast path only through the session table and the
+// RCU-published peer state.
+
+#include <rte_mbuf.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "control/config.h"
+#include "control/enrollment/device_registry.h"
+#include "control/wireguard/cookie.h"
+#include "control/wireguard/noise_handshake.h"
+#include "control/wireguard/ratelimiter.h"
+#include "dataplane/crypto/aead_batch.h"
+#include "dataplane/dataplane.h"
+
+namespace lopower {
+
+// What the handshake service did, for status and tests.
+#define LOPOWER_HANDSHAKE_COUNTERS(X)                                           \
+  X(initiations_received) X(responses_sent) X(initiations_sent) X(responses_received) \
+  X(cookie_replies_sent) X(cookie_replies_received) X(handshakes_completed)    \
+  X(invalid_mac1) X(rate_limited) X(handshake_errors) X(keepalives_sent)       \
+  X(keypairs_expired) X(endpoint_changes) X(rekeys_started)
+
+struct handshake_counters {
+#define LOPOWER_HS_FIELD(name) std::uint64_t name = 0;
+  LOPOWER_HANDSHAKE_COUNTERS(LOPOWER_HS_FIELD)
+#undef LOPOWER_HS_FIELD
+  std::map<std::string, std::uint64_t> errors;  // by wg::handshake_error name
+  nlohmann::json to_json() const;
+};
+
+class device_wireguard : private wg::peer_lookup {
+ public:
+  device_wireguard(dataplane& dp, const config& cfg, const enrollment::device_registry& registry);
+  ~device_wireguard() override;
+  device_wireguard(const device_wireguard&) = delete;
+  device_wireguard& operator=(const device_wireguard&) = delete;
+
+  // A handshake message a worker handed up (takes the mbuf). `under_load`:
+  // the handshake backlog is past the configured threshold.
+  void handle_packet(rte_mbuf* m, bool under_load);
+  void handle_event(const wg_event& ev);
+  // Protocol timers; call every ~100 ms.
+  void tick();
+
+  void add_device(const enrollment::device& d);
+  // Ends the device's sessions at once.
+  void remove_device(const std::string& name);
+  void reset_timestamp(const std::string& name);
+
+  nlohmann::json device_json(const std::string& name) const;  // sessions, endpoint, counters
+  const handshake_counters& counters() const { return counters_; }
+  std::uint64_t handshakes_with(const std::string& name) const;
+
+ private:
+  struct peer;
+  enum slot { previous = 0, current = 1, next = 2 };
+
+  wg::peer_handshake* by_static(const public_key& remote_static) override;
+  wg::peer_handshake* by_index(std::uint32_t local_index) override;
+
+  void on_initiation(rte_mbuf* m, const wg::message_handshake_initiation& msg, const wg_endpoint& from);
+  void on_response(const wg::message_handshake_response& msg, const wg_endpoint& from);
+  void on_cookie_reply(const wg::message_handshake_cookie& msg);
+  void send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src, const wg_endpoint& to);
+  void initiate(peer& p);
+  void install_keypair(peer& p, const wg::transport_keys& keys);
+  void promote_next(peer& p);
+  void erase_slot(peer& p, slot s);
+  void set_endpoint(peer& p, const wg_endpoint& ep);
+  void send_keepalive(peer& p);
+  void send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len);
+  void peer_timers(peer& p, std::uint64_t now_tsc);
+  void drop_peer(peer& p);
+  std::uint32_t fresh_index();
+  std::uint64_t seconds_to_tsc(std::uint64_t s) const { return s * tsc_hz_; }
+
+  dataplane& dp_;
+  const wireguard_config wg_;
+  wg::static_identity identity_;
+  wg::cookie_checker cookies_;
+  wg::ratelimiter limiter_;
+  std::unique_ptr<crypto::aead_backend> aead_;  // keepalives sent from here
+  std::uint64_t tsc_hz_;
+  std::uint32_t next_peer_id_ = 1;
+  std::map<std::string, std::unique_ptr<peer>> peers_;        // by device name
+  std::unordered_map<public_key, peer*> by_key_;
+  std::unordered_map<std::uint32_t, peer*> by_index_;          // every live or pending local index
+  handshake_counters counters_;
+};
+
+}  // namespace lopower

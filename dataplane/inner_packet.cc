@@ -1,0 +1,145 @@
+#include "dataplane/inner_packet.h"
+
+#include <rte_ip.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace lopower {
+namespace {
+
+std::uint16_t load_be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+void store_be16(std::uint8_t* p, std::uint16_t v) {
+  p[0] = static_cast<std::uint8_t>(v >> 8);
+  p[1] = static_cast<std::uint8_t>(v);
+}
+// DPDK's checksum helpers sum 16-bit words as they lie in memory, so their
+// result is stored as is, not byte-swapped.
+void store_checksum(std::uint8_t* p, std::uint16_t sum) { std::memcpy(p, &sum, 2); }
+
+constexpr std::uint8_t ipproto_icmp = 1, ipproto_icmpv6 = 58, ipproto_udp = 17;
+constexpr std::uint8_t default_ttl = 64;
+
+}  // namespace
+
+std::optional<inner_info> parse_inner(const std::uint8_t* p, std::uint32_t len) noexcept {
+  if (len < 20) return std::nullopt;
+  inner_info info;
+  if ((p[0] >> 4) == 4) {
+    const unsigned ihl = (p[0] & 0x0f) * 4u;
+    const std::uint16_t total = load_be16(p + 2);
+    if (ihl < 20 || total < ihl || total > len) return std::nullopt;
+    info.length = total;
+    info.l4_offset = static_cast<std::uint16_t>(ihl);
+    info.protocol = p[9];
+    info.src = p + 12;
+    info.dst = p + 16;
+    return info;
+  }
+  if ((p[0] >> 4) == 6 && len >= 40) {
+    const std::uint32_t total = 40u + load_be16(p + 4);
+    if (total > len) return std::nullopt;
+    info.ipv6 = true;
+    info.length = static_cast<std::uint16_t>(total);
+    info.l4_offset = 40;
+    info.protocol = p[6];
+    info.src = p + 8;
+    info.dst = p + 24;
+    return info;
+  }
+  return std::nullopt;
+}
+
+bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept {
+  std::uint8_t* l4 = p + info.l4_offset;
+  const std::uint32_t l4_len = info.length - info.l4_offset;
+  if (l4_len < 8) return false;
+  if (!info.ipv6) {
+    if (info.protocol != ipproto_icmp || l4[0] != 8 || l4[1] != 0) return false;
+    std::uint8_t tmp[4];
+    std::memcpy(tmp, p + 12, 4);
+    std::memcpy(p + 12, p + 16, 4);
+    std::memcpy(p + 16, tmp, 4);
+    p[8] = default_ttl;
+    l4[0] = 0;  // echo reply
+    store_be16(l4 + 2, 0);
+    store_checksum(l4 + 2, static_cast<std::uint16_t>(~rte_raw_cksum(l4, l4_len)));
+    store_be16(p + 10, 0);
+    store_checksum(p + 10, static_cast<std::uint16_t>(~rte_raw_cksum(p, info.l4_offset)));
+    return true;
+  }
+  if (info.protocol != ipproto_icmpv6 || l4[0] != 128 || l4[1] != 0) return false;
+  std::uint8_t tmp[16];
+  std::memcpy(tmp, p + 8, 16);
+  std::memcpy(p + 8, p + 24, 16);
+  std::memcpy(p + 24, tmp, 16);
+  p[7] = default_ttl;
+  l4[0] = 129;  // echo reply
+  store_be16(l4 + 2, 0);
+  const auto* ip6 = reinterpret_cast<const rte_ipv6_hdr*>(p);
+  store_checksum(l4 + 2, rte_ipv6_udptcp_cksum(ip6, l4));
+  return true;
+}
+
+void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept {
+  std::memcpy(frame, ep.peer_mac, 6);
+  std::memcpy(frame + 6, ep.local_mac, 6);
+  std::uint8_t* ip = frame + 14;
+  std::uint8_t* udp;
+  const std::uint16_t udp_len = static_cast<std::uint16_t>(8 + payload_length);
+  if (!ep.ipv6) {
+    store_be16(frame + 12, 0x0800);
+    ip[0] = 0x45;
+    ip[1] = 0;
+    store_be16(ip + 2, static_cast<std::uint16_t>(20 + udp_len));
+    store_be16(ip + 4, 0);
+    store_be16(ip + 6, 0x4000);  // don't fragment
+    ip[8] = default_ttl;
+    ip[9] = ipproto_udp;
+    store_be16(ip + 10, 0);
+    std::memcpy(ip + 12, ep.local_ip, 4);
+    std::memcpy(ip + 16, ep.peer_ip, 4);
+    store_checksum(ip + 10, static_cast<std::uint16_t>(~rte_raw_cksum(ip, 20)));
+    udp = ip + 20;
+  } else {
+    store_be16(frame + 12, 0x86dd);
+    ip[0] = 0x60;
+    ip[1] = ip[2] = ip[3] = 0;
+    store_be16(ip + 4, udp_len);
+    ip[6] = ipproto_udp;
+    ip[7] = default_ttl;
+    std::memcpy(ip + 8, ep.local_ip, 16);
+    std::memcpy(ip + 24, ep.peer_ip, 16);
+    udp = ip + 40;
+  }
+  std::memcpy(udp, &ep.local_port_be, 2);
+  std::memcpy(udp + 2, &ep.peer_port_be, 2);
+  store_be16(udp + 4, udp_len);
+  store_be16(udp + 6, 0);
+  // IPv6 requires the UDP checksum; IPv4 gets one too, as the kernel's
+  // WireGuard sends.
+  store_checksum(udp + 6, ep.ipv6 ? rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), udp)
+                                  : rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), udp));
+}
+
+wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, std::uint16_t l4_offset) noexcept {
+  wg_endpoint ep;
+  ep.port_id = port_id;
+  std::memcpy(ep.peer_mac, frame + 6, 6);
+  std::memcpy(ep.local_mac, frame, 6);
+  const std::uint8_t* ip = frame + 14;
+  ep.ipv6 = (ip[0] >> 4) == 6;
+  if (ep.ipv6) {
+    std::memcpy(ep.peer_ip, ip + 8, 16);
+    std::memcpy(ep.local_ip, ip + 24, 16);
+  } else {
+    std::memcpy(ep.peer_ip, ip + 12, 4);
+    std::memcpy(ep.local_ip, ip + 16, 4);
+  }
+  const std::uint8_t* udp = frame + l4_offset;
+  std::memcpy(&ep.peer_port_be, udp, 2);
+  std::memcpy(&ep.local_port_be, udp + 2, 2);
+  return ep;
+}
+
+}  // namespace lopower

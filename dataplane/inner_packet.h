@@ -1,0 +1,40 @@
+#pragma once
+// Decrypted tunnel packets (the "inner" IP packets devices send), and the
+// outer Ethernet/IP/UDP headers that carry WireGuard to a peer. Pure
+// functions over bytes, shared by the workers, the control plane and tests.
+
+#include <cstdint>
+#include <optional>
+
+#include "dataplane/wg_session.h"
+
+namespace lopower {
+
+struct inner_info {
+  bool ipv6 = false;
+  std::uint16_t length = 0;        // the IP packet's own length (WireGuard padding excluded)
+  std::uint16_t l4_offset = 0;
+  std::uint8_t protocol = 0;       // IPv4 protocol / IPv6 next header
+  const std::uint8_t* src = nullptr;
+  const std::uint8_t* dst = nullptr;
+};
+
+// nullopt when the plaintext is not a whole IPv4/IPv6 packet.
+std::optional<inner_info> parse_inner(const std::uint8_t* p, std::uint32_t plaintext_length) noexcept;
+
+// Turns an ICMP/ICMPv6 echo request in place into the reply lopower sends
+// back (addresses swapped, TTL reset, checksum recomputed). False if `p` is
+// not an echo request.
+bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept;
+
+// Outer headers for WireGuard to `ep`: Ethernet + IPv4/IPv6 + UDP.
+constexpr unsigned outer_header_size(bool ipv6) { return 14 + (ipv6 ? 40 : 20) + 8; }
+// Writes them at `frame` for a UDP payload of `payload_length` bytes that
+// already follows them, checksums included.
+void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept;
+
+// The endpoint a received WireGuard frame came from (its source, seen from
+// the port it arrived on).
+wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, std::uint16_t l4_offset) noexcept;
+
+}  // namespace lopower

@@ -1,0 +1,87 @@
+#include "dataplane/session_table.h"
+
+#include <rte_errno.h>
+#include <rte_lcore.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+namespace lopower {
+namespace {
+
+std::atomic<unsigned> table_serial{0};
+
+struct retired_slot {
+  rte_hash* hash;
+  wg_keypair* keypair;
+};
+
+void release_slot(void* a, std::uint64_t position) {
+  auto* r = static_cast<retired_slot*>(a);
+  rte_hash_free_key_with_position(r->hash, static_cast<std::int32_t>(position));
+  delete r->keypair;
+  delete r;
+}
+
+}  // namespace
+
+session_table::session_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu) {
+  const std::string name = "lp_sessions" + std::to_string(table_serial++);
+  rte_hash_parameters params{};
+  params.name = name.c_str();
+  params.entries = capacity;
+  params.key_len = sizeof(std::uint32_t);
+  params.socket_id = static_cast<int>(rte_socket_id());
+  // Lock-free readers; with this flag a deleted key's slot stays reserved
+  // until we free it after the grace period.
+  params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  hash_ = rte_hash_create(&params);
+  if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the session table: ") + rte_strerror(rte_errno));
+}
+
+session_table::~session_table() {
+  const void* key;
+  void* data;
+  std::uint32_t iter = 0;
+  while (rte_hash_iterate(hash_, &key, &data, &iter) >= 0) delete static_cast<wg_keypair*>(data);
+  rte_hash_free(hash_);
+}
+
+bool session_table::insert(wg_keypair* kp) {
+  if (contains(kp->local_index) || rte_hash_add_key_data(hash_, &kp->local_index, kp) != 0) {
+    delete kp;
+    return false;
+  }
+  return true;
+}
+
+bool session_table::contains(std::uint32_t local_index) const { return rte_hash_lookup(hash_, &local_index) >= 0; }
+
+wg_keypair* session_table::find(std::uint32_t local_index) const {
+  void* data = nullptr;
+  return rte_hash_lookup_data(hash_, &local_index, &data) >= 0 ? static_cast<wg_keypair*>(data) : nullptr;
+}
+
+void session_table::erase(std::uint32_t local_index) {
+  wg_keypair* kp = find(local_index);
+  if (kp == nullptr) return;
+  const std::int32_t pos = rte_hash_del_key(hash_, &local_index);
+  if (pos < 0) return;
+  rcu_.retire(release_slot, new retired_slot{hash_, kp}, static_cast<std::uint64_t>(pos));
+}
+
+void session_table::lookup_bulk(const std::uint32_t* indices, unsigned n, wg_keypair** out) const noexcept {
+  const void* keys[RTE_HASH_LOOKUP_BULK_MAX];
+  void* data[RTE_HASH_LOOKUP_BULK_MAX];
+  for (unsigned done = 0; done < n;) {
+    const unsigned chunk = std::min<unsigned>(n - done, RTE_HASH_LOOKUP_BULK_MAX);
+    for (unsigned i = 0; i < chunk; ++i) keys[i] = &indices[done + i];
+    std::uint64_t hits = 0;
+    rte_hash_lookup_bulk_data(hash_, keys, chunk, &hits, data);
+    for (unsigned i = 0; i < chunk; ++i) out[done + i] = (hits >> i) & 1 ? static_cast<wg_keypair*>(data[i]) : nullptr;
+    done += chunk;
+  }
+}
+
+}  // namespace lopower

@@ -1,0 +1,24 @@
+#include "dataplane/wg_session.h"
+
+#include <sodium.h>
+
+#include <cstring>
+
+namespace lopower {
+
+bool wg_endpoint::same_path(const wg_endpoint& o) const noexcept {
+  return port_id == o.port_id && ipv6 == o.ipv6 && peer_port_be == o.peer_port_be &&
+         std::memcmp(peer_ip, o.peer_ip, 16) == 0 && std::memcmp(peer_mac, o.peer_mac, 6) == 0 &&
+         std::memcmp(local_ip, o.local_ip, 16) == 0;
+}
+
+wg_keypair::~wg_keypair() {
+  sodium_memzero(send_key, sizeof send_key);
+  sodium_memzero(receive_key, sizeof receive_key);
+}
+
+bool wg_peer::source_allowed_v6(const std::uint8_t* src) const noexcept {
+  return has_v6 && std::memcmp(src, v6, 16) == 0;
+}
+
+}  // namespace lopower

@@ -1,0 +1,87 @@
+#pragma once
+// WireGuard state the workers read: peers and their keypairs. The control
+// thread creates and retires them (RCU/QSBR); workers only read, except for
+// the per-keypair send counter and replay window, the two places where the
+// data path writes shared state (see the comments there).
+
+#include <rte_spinlock.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "dataplane/lcore_stats.h"
+#include "lopower/replay_window.h"
+
+namespace lopower {
+
+// Where a peer is: the last authenticated packet's source, and the port
+// and local address it arrived on. Replaced as a whole (RCU) on roaming.
+struct wg_endpoint {
+  std::uint16_t port_id = 0;
+  bool ipv6 = false;
+  std::uint8_t peer_mac[6]{};     // next hop: the source MAC of that packet
+  std::uint8_t local_mac[6]{};
+  std::uint8_t peer_ip[16]{};     // IPv4 in the first four bytes
+  std::uint8_t local_ip[16]{};
+  std::uint16_t peer_port_be = 0;
+  std::uint16_t local_port_be = 0;
+
+  bool same_path(const wg_endpoint& o) const noexcept;
+};
+
+struct wg_peer;
+
+struct wg_keypair {
+  std::uint8_t send_key[32]{};
+  std::uint8_t receive_key[32]{};
+  std::uint32_t local_index = 0;   // what peers put in the receiver field: our table key
+  std::uint32_t remote_index = 0;  // what we put in the receiver field
+  bool initiator = false;
+  std::uint64_t created_tsc = 0;
+  wg_peer* peer = nullptr;
+
+  // Every lcore that sends for this peer takes counters from here: one
+  // atomic add per sub-burst, not per packet.
+  std::atomic<std::uint64_t> send_counter{0};
+  // RSS keeps a peer's packets on one queue, so this lock is uncontended;
+  // it is taken once per run of same-keypair packets in a burst and only
+  // guards the replay window across the rare moment a peer roams between
+  // queues.
+  rte_spinlock_t replay_lock = RTE_SPINLOCK_INITIALIZER;
+  replay_window replay;
+  std::atomic<bool> confirmed{false};  // responder's keypair: set by the first data packet
+
+  ~wg_keypair();
+};
+
+struct wg_peer {
+  std::uint32_t id = 0;
+  // Cryptokey routing for a device: its inner source must be one of these.
+  bool has_v4 = false, has_v6 = false;
+  std::uint32_t v4_be = 0;
+  std::uint8_t v6[16]{};
+
+  std::atomic<wg_keypair*> current{nullptr};      // used to send
+  std::atomic<const wg_endpoint*> endpoint{nullptr};
+  std::atomic<bool> removed{false};
+
+  // Timer inputs: the workers stamp, the control thread's timers decide.
+  std::atomic<std::uint64_t> last_rx_tsc{0};
+  std::atomic<std::uint64_t> last_data_rx_tsc{0};
+  std::atomic<std::uint64_t> last_tx_tsc{0};
+  std::atomic<std::uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
+
+  bool source_allowed_v4(std::uint32_t src_be) const noexcept { return has_v4 && src_be == v4_be; }
+  bool source_allowed_v6(const std::uint8_t* src) const noexcept;
+};
+
+// Events the workers report to the control thread (one ring per worker).
+struct wg_event {
+  enum kind_t : std::uint8_t { keypair_confirmed = 1, endpoint_changed = 2 } kind;
+  std::uint8_t reserved[3]{};
+  std::uint32_t local_index = 0;  // the keypair concerned
+  wg_endpoint endpoint;           // endpoint_changed: the new one
+};
+static_assert(sizeof(wg_event) % 4 == 0);
+
+}  // namespace lopower

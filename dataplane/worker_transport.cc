@@ -1,0 +1,232 @@
+// The WireGuard data path of a worker: a transport sub-burst is looked up in
+// bulk, decrypted with one backend call, checked (replay window, cryptokey
+// routing), handed to the inner destination, and whatever goes back out to
+// peers is encrypted with one more call and sent.
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/inner_packet.h"
+#include "dataplane/worker.h"
+
+namespace lopower {
+namespace {
+
+constexpr unsigned wg_header = 16;  // type, reserved, receiver index, counter
+constexpr unsigned wg_tag = 16;
+// Whitepaper §6.1: no message may use a counter at or beyond this.
+constexpr std::uint64_t reject_after_messages = UINT64_MAX - (1ull << 13);
+
+std::uint32_t load_le32(const std::uint8_t* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return rte_le_to_cpu_32(v);
+}
+std::uint64_t load_le64(const std::uint8_t* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return rte_le_to_cpu_64(v);
+}
+
+}  // namespace
+
+void worker::drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept {
+  stats_.ports[port_index].drops[static_cast<unsigned>(why)].add();
+  rte_pktmbuf_free(m);
+}
+
+void worker::post_event(port_state& ps, const wg_event& ev) noexcept {
+  if (rte_ring_sp_enqueue_elem(setup_.wg_events, const_cast<wg_event*>(&ev), sizeof ev) != 0)
+    stats_.ports[ps.port.index].drops[static_cast<unsigned>(drop_reason::wg_event_ring_full)].add();
+}
+
+void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
+  std::uint32_t indices[max_burst];
+  wg_keypair* kps[max_burst];
+  crypto::aead_op ops[max_burst];
+  rte_mbuf* live[max_burst];
+  wg_keypair* live_kp[max_burst];
+  std::uint16_t n_live = 0;
+  for (std::uint16_t i = 0; i < n; ++i)
+    indices[i] = load_le32(rte_pktmbuf_mtod_offset(pkts[i], const std::uint8_t*, subs_.transport[i].payload_offset + 4));
+  setup_.sessions->lookup_bulk(indices, n, kps);
+  const std::uint64_t now = rte_rdtsc();
+  for (std::uint16_t i = 0; i < n; ++i) {
+    const classify_result& r = subs_.transport[i];
+    wg_keypair* kp = kps[i];
+    if (kp == nullptr) {
+      drop_one(ps.port.index, pkts[i], drop_reason::wg_unknown_receiver);
+      continue;
+    }
+    if (pkts[i]->nb_segs != 1) {
+      drop_one(ps.port.index, pkts[i], drop_reason::multi_segment);
+      continue;
+    }
+    auto* msg = rte_pktmbuf_mtod_offset(pkts[i], std::uint8_t*, r.payload_offset);
+    const std::uint64_t counter = load_le64(msg + 8);
+    if (counter >= reject_after_messages || now - kp->created_tsc > setup_.reject_after_cycles) {
+      drop_one(ps.port.index, pkts[i], drop_reason::wg_keypair_expired);
+      continue;
+    }
+    const std::uint32_t sealed = r.payload_length - wg_header - wg_tag;
+    ops[n_live] = crypto::aead_op{msg + wg_header, sealed, msg + wg_header + sealed, kp->receive_key, counter, false};
+    live[n_live] = pkts[i];
+    live_kp[n_live] = kp;
+    ++n_live;
+  }
+  if (n_live == 0) return;
+  aead_->decrypt_burst(ops, n_live);
+
+  outbound out;
+  for (std::uint16_t i = 0; i < n_live; ++i) {
+    if (!ops[i].ok) {
+      drop_one(ps.port.index, live[i], drop_reason::wg_decrypt_failed);
+      continue;
+    }
+    if (!admit_decrypted(ps, live[i], live_kp[i], ops[i].counter)) continue;
+    // Strip outer headers and the WireGuard header: the inner packet remains.
+    rte_mbuf* m = live[i];
+    const std::uint16_t start = static_cast<std::uint16_t>(ops[i].data - rte_pktmbuf_mtod(m, std::uint8_t*));
+    rte_pktmbuf_adj(m, start);
+    rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - ops[i].length));
+    deliver_inner(ps, m, live_kp[i]->peer, out);
+  }
+  encrypt_and_send(ps.port.index, out);
+}
+
+// After authentication: replay window, keypair confirmation, roaming, timer
+// stamps, keepalives. False when the packet was consumed (dropped or done).
+bool worker::admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint64_t counter) noexcept {
+  rte_spinlock_lock(&kp->replay_lock);
+  const bool fresh = kp->replay.validate(counter);
+  rte_spinlock_unlock(&kp->replay_lock);
+  if (!fresh) {
+    drop_one(ps.port.index, m, drop_reason::wg_replay);
+    return false;
+  }
+  wg_peer* peer = kp->peer;
+  const std::uint64_t now = rte_rdtsc();
+  peer->last_rx_tsc.store(now, std::memory_order_relaxed);
+  peer->rx_packets.fetch_add(1, std::memory_order_relaxed);
+  peer->rx_bytes.fetch_add(m->pkt_len, std::memory_order_relaxed);
+  if (!kp->initiator && !kp->confirmed.load(std::memory_order_relaxed)) {
+    // The initiator has our response: this keypair may now carry our data too.
+    kp->confirmed.store(true, std::memory_order_relaxed);
+    wg_event ev{};
+    ev.kind = wg_event::keypair_confirmed;
+    ev.local_index = kp->local_index;
+    post_event(ps, ev);
+  }
+  note_endpoint(ps, m, kp);
+  return true;
+}
+
+// Roaming: a peer's endpoint follows its latest authenticated packet. The
+// control thread owns the endpoint; we only tell it.
+void worker::note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp) noexcept {
+  const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
+  const std::uint16_t l4 = (frame[14] >> 4) == 6 ? 14 + 40 : static_cast<std::uint16_t>(14 + (frame[14] & 0x0f) * 4);
+  const wg_endpoint seen = endpoint_of_frame(frame, ps.port.port_id, l4);
+  const wg_endpoint* known = kp->peer->endpoint.load(std::memory_order_acquire);
+  if (known != nullptr && known->same_path(seen)) return;
+  wg_event ev{};
+  ev.kind = wg_event::endpoint_changed;
+  ev.local_index = kp->local_index;
+  ev.endpoint = seen;
+  post_event(ps, ev);
+}
+
+void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept {
+  if (m->data_len == 0) {  // keepalive: its job (timers, roaming) is done
+    rte_pktmbuf_free(m);
+    return;
+  }
+  peer->last_data_rx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  const auto info = parse_inner(p, m->data_len);
+  if (!info) return drop_one(ps.port.index, m, drop_reason::inner_malformed);
+  std::uint32_t src_v4;
+  std::memcpy(&src_v4, info->src, 4);
+  const bool allowed = info->ipv6 ? peer->source_allowed_v6(info->src) : peer->source_allowed_v4(src_v4);
+  if (!allowed) return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
+  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
+  const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
+                                : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
+  if (to_us && make_echo_reply(p, *info)) {
+    out.pkts[out.count] = m;
+    out.peers[out.count++] = peer;
+    return;
+  }
+  drop_one(ps.port.index, m, drop_reason::inner_no_route);
+}
+
+// Drops are counted on `port_index`, the port the triggering traffic came in on.
+void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
+  crypto::aead_op ops[max_burst];
+  const wg_endpoint* eps[max_burst];
+  rte_mbuf* ready[max_burst];
+  std::uint16_t n = 0;
+  wg_keypair* run_kp = nullptr;
+  std::uint64_t run_next = 0, run_end = 0;
+  for (std::uint16_t i = 0; i < out.count; ++i) {
+    rte_mbuf* m = out.pkts[i];
+    wg_peer* peer = out.peers[i];
+    wg_keypair* kp = peer->current.load(std::memory_order_acquire);
+    const wg_endpoint* ep = peer->endpoint.load(std::memory_order_acquire);
+    if (kp == nullptr || ep == nullptr) {
+      drop_one(port_index, m, drop_reason::wg_no_session);
+      continue;
+    }
+    // Counters for a run of packets to the same keypair come from one atomic add.
+    if (kp != run_kp || run_next == run_end) {
+      unsigned run = 1;
+      while (i + run < out.count && out.peers[i + run]->current.load(std::memory_order_relaxed) == kp) ++run;
+      run_next = kp->send_counter.fetch_add(run, std::memory_order_relaxed);
+      run_end = run_next + run;
+      run_kp = kp;
+    }
+    const std::uint16_t plain = static_cast<std::uint16_t>(m->data_len);
+    const std::uint16_t padded = static_cast<std::uint16_t>((plain + 15u) & ~15u);
+    auto* tail = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(padded - plain + wg_tag)));
+    auto* head = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(outer_header_size(ep->ipv6) + wg_header)));
+    if (tail == nullptr || head == nullptr) {
+      drop_one(port_index, m, drop_reason::multi_segment);
+      continue;
+    }
+    std::memset(tail, 0, padded - plain);
+    std::uint8_t* msg = head + outer_header_size(ep->ipv6);
+    const std::uint32_t receiver = rte_cpu_to_le_32(kp->remote_index);
+    const std::uint64_t counter = run_next++;
+    const std::uint64_t counter_le = rte_cpu_to_le_64(counter);
+    msg[0] = 4;
+    msg[1] = msg[2] = msg[3] = 0;
+    std::memcpy(msg + 4, &receiver, 4);
+    std::memcpy(msg + 8, &counter_le, 8);
+    ops[n] = crypto::aead_op{msg + wg_header, padded, msg + wg_header + padded, kp->send_key, counter, false};
+    eps[n] = ep;
+    ready[n++] = m;
+    peer->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+    peer->tx_packets.fetch_add(1, std::memory_order_relaxed);
+    peer->tx_bytes.fetch_add(plain, std::memory_order_relaxed);
+  }
+  if (n == 0) return;
+  aead_->encrypt_burst(ops, n);
+  for (std::uint16_t i = 0; i < n; ++i) {
+    if (!ops[i].ok) {  // the library refused the job: a bug, not traffic; never send plaintext
+      drop_one(port_index, ready[i], drop_reason::wg_encrypt_failed);
+      continue;
+    }
+    const std::uint16_t payload = static_cast<std::uint16_t>(wg_header + ops[i].length + wg_tag);
+    write_outer_headers(rte_pktmbuf_mtod(ready[i], std::uint8_t*), *eps[i], payload);
+    port_state* ps = state_for_port_id(eps[i]->port_id);
+    if (ps == nullptr) {
+      rte_pktmbuf_free(ready[i]);
+      continue;
+    }
+    transmit(*ps, ready[i]);
+  }
+}
+
+}  // namespace lopower
