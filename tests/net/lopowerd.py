@@ -53,6 +53,22 @@ def af_packet_wire(topo, gw: Host, gw_if: str, peer: Host, peer_if: str, peer_ad
     keep_kernel_off(gw, gw_if)
 
 
+def lan_switch(topo, gw: Host, gw_if: str, hosts: dict[Host, list[str]]) -> None:
+    """One L2 segment: a bridge in namespace "sw" joining lopowerd's port
+    ``gw_if`` (read with net_af_packet) and an ``eth0`` in each of ``hosts``
+    (with its addresses)."""
+    sw = topo.host("sw")
+    sw.ip("link", "add", "br0", "type", "bridge")
+    sw.link_up("br0")
+    ports = [(gw, gw_if, [])] + [(h, "eth0", addrs) for h, addrs in hosts.items()]
+    for i, (host, ifname, addrs) in enumerate(ports):
+        topo.veth(sw, f"p{i}", host, ifname, b_addrs=addrs)
+        sw.ip("link", "set", f"p{i}", "master", "br0")
+        for h, name in ((sw, f"p{i}"), (host, ifname)):
+            h.run(["ethtool", "-K", name, "tx", "off"])  # finished checksums, as a real wire carries
+    keep_kernel_off(gw, gw_if)
+
+
 def port_toml(name: str, device: str, addresses: list[str], role: str = "both",
               **extra: object) -> str:
     lines = ["[[port]]", f'name = "{name}"', f'device = "{device}"', f'role = "{role}"',

@@ -20,6 +20,17 @@ from lopower_net import Host, wait_until
 WG_QUICK_ONLY = {"address", "dns", "mtu", "table", "preup", "postup", "predown", "postdown", "saveconfig"}
 
 
+def config_from_add_output(text: str) -> str:
+    """The wg-quick config `lopower-ctl device add` printed, without the QR
+    code drawn after it."""
+    lines = []
+    for line in text.splitlines():
+        if "\x1b" in line or "\u2580" in line or "\u2584" in line or "\u2588" in line:
+            break
+        lines.append(line)
+    return "\n".join(lines).strip() + "\n"
+
+
 @dataclass
 class WgQuickConfig:
     """The parts of a wg-quick file a test needs, plus the wg(8) text."""
@@ -65,11 +76,15 @@ class WgQuickConfig:
 
 
 class WgDevice:
-    """wireguard-go interface ``ifname`` in ``host``."""
+    """wireguard-go interface ``ifname`` (default ``wg-<host>``) in ``host``.
 
-    def __init__(self, host: Host, config_text: str, ifname: str = "wg0") -> None:
+    The name is unique per host because wireguard-go's control socket lives
+    in /var/run/wireguard, which namespaces share.
+    """
+
+    def __init__(self, host: Host, config_text: str, ifname: str | None = None) -> None:
         self.host = host
-        self.ifname = ifname
+        self.ifname = ifname or f"wg-{host.name}"[:15]
         self.config = WgQuickConfig.parse(config_text)
         self.proc = None
 

@@ -1,0 +1,201 @@
+"""Real WireGuard devices (wireguard-go in namespaces) against lopowerd.
+
+Every device is configured from the exact text `lopower-ctl device add`
+printed. All hosts share one L2 segment with lopowerd's port.
+"""
+
+import hashlib
+import json
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from lopower_net import wait_until
+from lopowerd import Lopowerd, lan_switch, port_toml
+from wg_device import WgDevice, config_from_add_output
+
+GW4, GW6 = "198.18.0.1", "fd00:198:18::1"
+LP4, LP6 = "10.90.0.1", "fd7a:115c:a1e0:9909::1"
+DEVICES_TOML = '[devices]\nendpoint = "198.18.0.1:51820"\n'
+
+
+def start_gateway(topology, hosts, extra_toml=""):
+    gw = topology.host("gw")
+    lan_switch(topology, gw, "port0", hosts)
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", [f"{GW4}/24", f"{GW6}/64"]),
+                  extra_toml=DEVICES_TOML + extra_toml).start()
+    return gw, lp
+
+
+def enroll(lp, host, name, *flags):
+    printed = lp.ctl("device", "add", name, *flags).stdout
+    assert "[Interface]" in printed and "\u2588" in printed, "config and QR code are printed"
+    return WgDevice(host, config_from_add_output(printed)).up()
+
+
+def device_info(lp, name):
+    return json.loads(lp.ctl("device", "show", name, "--json").stdout)
+
+
+@pytest.fixture
+def two_devices(topology):
+    d1, d2 = topology.host("d1"), topology.host("d2")
+    gw, lp = start_gateway(topology, {d1: ["198.18.0.11/24"], d2: ["198.18.0.12/24"]})
+    yield topology, lp, d1, d2
+    lp.stop()
+
+
+def test_handshake_and_ping_both_families(two_devices):
+    _, lp, d1, _ = two_devices
+    dev = enroll(lp, d1, "esp1")
+    assert dev.ping(LP4) and dev.ping(LP6)
+    info = device_info(lp, "esp1")
+    assert info["wireguard"]["session"] and info["wireguard"]["endpoint"] == f"198.18.0.11:{dev.dump()[0][2]}"
+    assert info["wireguard"]["rx_packets"] >= 6 and info["wireguard"]["tx_packets"] >= 6
+    assert dev.latest_handshake() > 0
+    status = lp.status()
+    assert status["wireguard"]["handshakes"]["handshakes_completed"] >= 1
+    assert status["wireguard"]["crypto_backend"] in ("ipsec-mb", "libsodium")
+
+
+def test_ipv4_only_and_ipv6_only_devices(two_devices):
+    _, lp, d1, d2 = two_devices
+    v4 = enroll(lp, d1, "esp-v4", "--ipv4-only")
+    v6 = enroll(lp, d2, "esp-v6", "--ipv6-only")
+    assert v4.config.addresses == ["10.90.0.2/32"] and all(":" not in a for a in v4.config.allowed_ips)
+    assert v6.config.addresses == ["fd7a:115c:a1e0:9909::2/128"] and all("." not in a for a in v6.config.allowed_ips)
+    assert v4.ping(LP4) and v6.ping(LP6)
+
+
+def test_two_devices_then_one_removed_mid_session(two_devices):
+    _, lp, d1, d2 = two_devices
+    a, b = enroll(lp, d1, "a"), enroll(lp, d2, "b")
+    assert a.ping(LP4) and b.ping(LP4)
+    lp.ctl("device", "remove", "a")
+    assert not a.ping(LP4, count=3, wait=1), "a removed device gets no answers"
+    assert b.ping(LP4, count=5), "the other device is untouched"
+    assert "a" not in lp.ctl("device", "list").stdout.split()
+
+
+def test_restart_keeps_devices_without_reenrolling(two_devices):
+    _, lp, d1, _ = two_devices
+    dev = enroll(lp, d1, "esp1")
+    assert dev.ping(LP4)
+    before = dev.latest_handshake()
+    assert lp.stop() == 0
+    lp.start()
+    assert json.loads(lp.ctl("device", "list", "--json").stdout)[0]["name"] == "esp1"
+    # The device still uses its old session; lopower lost it, so the device
+    # re-handshakes once its data goes unanswered (KEEPALIVE + REKEY_TIMEOUT).
+    wait_until(lambda: dev.ping(LP4, count=1, wait=1), 40, "the device to reach lopower after the restart")
+    assert dev.latest_handshake() > before
+
+
+def test_roaming_follows_the_latest_authenticated_packet(two_devices):
+    _, lp, d1, _ = two_devices
+    dev = enroll(lp, d1, "esp1")
+    assert dev.ping(LP4)
+    # The device moves to a new address and its port changes (a NAT
+    # rebinding); rebinding also clears wireguard-go's sticky source.
+    d1.sysctl("net.ipv4.conf.eth0.promote_secondaries", "1")  # keep the new address when the old goes
+    d1.ip("addr", "add", "198.18.0.21/24", "dev", "eth0")
+    d1.ip("addr", "del", "198.18.0.11/24", "dev", "eth0")
+    d1.run(["wg", "set", dev.ifname, "listen-port", "51999"])
+    assert dev.ping(LP4, count=3)
+    info = wait_until(lambda: (i := device_info(lp, "esp1"))["wireguard"]["endpoint"] == "198.18.0.21:51999" and i,
+                      10, "the endpoint to follow the device")
+    assert lp.status()["wireguard"]["handshakes"]["endpoint_changes"] >= 1
+    assert info["wireguard"]["session"]
+
+
+def test_rekey_inside_the_test(topology):
+    d1 = topology.host("d1")
+    _, lp = start_gateway(topology, {d1: ["198.18.0.11/24"]},
+                          "[wireguard]\nrekey_after_seconds = 4\nreject_after_seconds = 12\nkeepalive_timeout_seconds = 2\n")
+    dev = enroll(lp, d1, "esp1")
+    assert dev.ping(LP4)
+    first = device_info(lp, "esp1")["wireguard"]["handshakes"]
+    loss = dev.ping_loss(LP4, count=120, interval=0.1)  # 12 s: past a rekey, up to an expiry
+    after = device_info(lp, "esp1")["wireguard"]
+    assert after["handshakes"] > first, "at least one rekey happened"
+    assert lp.status()["wireguard"]["handshakes"]["rekeys_started"] >= 1
+    assert loss <= 0.05, f"traffic kept flowing across the rekey (loss {loss:.0%})"
+    lp.stop()
+
+
+def forged_initiation(server_public: bytes, sender: int) -> bytes:
+    """148 bytes with a valid MAC1 (anyone can compute it from lopower's
+    public key) and garbage where Noise needs real keys: it costs the
+    responder Diffie-Hellman work unless cookies stop it."""
+    body = bytes([1, 0, 0, 0]) + sender.to_bytes(4, "little") + hashlib.sha256(sender.to_bytes(4, "little")).digest() * 4
+    body = body[:116]
+    mac1_key = hashlib.blake2s(b"mac1----" + server_public).digest()
+    mac1 = hashlib.blake2s(body, key=mac1_key, digest_size=16).digest()
+    return body + mac1 + bytes(16)
+
+
+def test_initiation_flood_does_not_starve_an_established_device(topology):
+    d1, attacker = topology.host("d1"), topology.host("evil")
+    _, lp = start_gateway(topology, {d1: ["198.18.0.11/24"], attacker: ["198.18.0.66/24"]},
+                          "[wireguard]\nhandshake_load_threshold = 16\n")
+    dev = enroll(lp, d1, "esp1")
+    assert dev.ping(LP4)
+    import base64
+    server_public = base64.b64decode(lp.status()["wireguard"]["public_key"])
+    packets = [forged_initiation(server_public, i).hex() for i in range(256)]
+    flood = (
+        "import socket,time,sys\n"
+        f"pk=[bytes.fromhex(h) for h in {packets!r}]\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('198.18.0.66',40000));s.setblocking(False)\n"
+        "end=time.time()+8;sent=0;cookies=0\n"
+        "while time.time()<end:\n"
+        "  for p in pk:\n"
+        "    try: s.sendto(p,('198.18.0.1',51820));sent+=1\n"
+        "    except BlockingIOError: pass\n"
+        "  while True:\n"
+        "    try: d=s.recv(2048)\n"
+        "    except BlockingIOError: break\n"
+        "    if len(d)==64 and d[0]==3: cookies+=1\n"
+        "print(sent,cookies)\n")
+    attack = attacker.popen(["python3", "-c", flood], stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    loss = dev.ping_loss(LP4, count=100, interval=0.05)
+    sent, cookies = map(int, attack.communicate(timeout=30)[0].split())
+    hs = lp.status()["wireguard"]["handshakes"]
+    assert sent > 10_000, "the flood was a flood"
+    assert loss <= 0.02, f"the established device kept its traffic (loss {loss:.0%})"
+    assert hs["cookie_replies_sent"] > 0 and cookies > 0, f"under load lopower answers with cookies, not work: {hs}"
+    lp.stop()
+
+
+def test_enrollment_refusals_change_nothing(two_devices):
+    _, lp, _, _ = two_devices
+    lp.ctl("device", "add", "esp1", "--no-qr")
+    for args, message in [
+        (["esp1"], "taken"),
+        (["bad name!"], "name"),
+        (["esp2", "--public-key", "not-a-key"], "public key"),
+        (["esp3", "--keepalive", "70000"], "keepalive"),
+    ]:
+        out = lp.ctl("device", "add", *args, check=False)
+        assert out.returncode != 0 and message in out.stderr, (args, out.stderr)
+    assert [d["name"] for d in json.loads(lp.ctl("device", "list", "--json").stdout)] == ["esp1"]
+
+
+def test_device_with_its_own_key_and_reset_timestamp(two_devices):
+    _, lp, d1, _ = two_devices
+    priv = d1.run(["wg", "genkey"]).stdout.strip()
+    pub = d1.run(["wg", "pubkey"], input=priv + "\n").stdout.strip()
+    printed = lp.ctl("device", "add", "selfkeyed", "--public-key", pub, "--no-qr").stdout
+    assert priv not in printed and "PrivateKey" in printed
+    text = "\n".join(f"PrivateKey = {priv}" if line.startswith("PrivateKey") else line
+                     for line in config_from_add_output(printed).splitlines())
+    dev = WgDevice(d1, text).up()
+    assert dev.ping(LP4)
+    assert json.loads(lp.ctl("device", "show", "selfkeyed", "--json").stdout)["lopower_has_private_key"] is False
+    gen = json.loads(lp.ctl("device", "reset-timestamp", "selfkeyed", "--json").stdout)["timestamp_reset_generation"]
+    assert gen == 1
+    assert dev.ping(LP4), "the live session is untouched by reset-timestamp"
