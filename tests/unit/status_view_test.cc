@@ -14,7 +14,11 @@ nlohmann::json sample_status() {
                "drops": {"malformed_udp": 3, "wg_malformed": 0}}],
     "lcores": [{"lcore": 0, "role": "control"}, {"lcore": 1, "role": "worker", "queue": 0, "rx_packets": 17,
                 "polls": 100, "busy_polls": 9, "sleeps": 50}],
-    "neighbours": [{"port": "lan", "ip": "198.18.0.2", "mac": "02:00:00:00:00:02", "age_seconds": 1}]
+    "neighbours": [{"port": "lan", "ip": "198.18.0.2", "mac": "02:00:00:00:00:02", "age_seconds": 1}],
+    "wireguard": {"listen_port": 51820, "public_key": "S/QUrZThWUf8fdFllltpf17Ze7Pe2E8hbjF6ohCbCFc=",
+                  "crypto_backend": "ipsec-mb", "devices": 2,
+                  "handshakes": {"handshakes_completed": 5, "cookie_replies_sent": 7, "invalid_mac1": 1,
+                                 "handshake_errors": 2, "rate_limited": 3}}
   })");
 }
 
@@ -31,6 +35,7 @@ TEST(StatusView, ShowsPortsLcoresDropsAndNeighbours) {
   EXPECT_EQ(out.find("wg_malformed"), std::string::npos);  // zero counters are not listed
   EXPECT_NE(out.find("busy 9/100 polls"), std::string::npos);
   EXPECT_NE(out.find("198.18.0.2"), std::string::npos);
+  EXPECT_NE(out.find("crypto ipsec-mb  devices 2  handshakes 5  cookie replies 7  refused 6"), std::string::npos);
 }
 
 TEST(StatusView, ToleratesMissingAndMistypedFields) {

@@ -86,6 +86,15 @@ std::string render_status(const nlohmann::json& s) {
       std::snprintf(line, sizeof line, "  %-3s %s\n", text(l, "lcore").c_str(), text(l, "role").c_str());
     out << line;
   }
+  const auto wg = member(s, "wireguard", nlohmann::json::value_t::object);
+  if (!wg.empty()) {
+    const auto hs = member(wg, "handshakes", nlohmann::json::value_t::object);
+    out << "\nwireguard (devices): port " << text(wg, "listen_port") << "  public key " << text(wg, "public_key")
+        << "\n  crypto " << text(wg, "crypto_backend") << "  devices " << text(wg, "devices") << "  handshakes "
+        << number(hs, "handshakes_completed") << "  cookie replies " << number(hs, "cookie_replies_sent")
+        << "  refused " << number(hs, "invalid_mac1") + number(hs, "handshake_errors") + number(hs, "rate_limited")
+        << "\n";
+  }
   const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);
   out << "\nneighbours: " << (neighbours.empty() ? "none" : "") << "\n";
   for (const auto& n : neighbours)
