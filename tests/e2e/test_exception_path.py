@@ -182,3 +182,11 @@ def test_two_instances_side_by_side(topology):
     lp_b = Lopowerd(b, port_toml("lan", "net_null0", ["198.18.2.1/24"])).start()
     assert lp_a.status()["pid"] != lp_b.status()["pid"]
     assert lp_a.stop() == 0 and lp_b.stop() == 0
+
+
+def test_no_device_config_without_an_endpoint(af_packet_gw):
+    """devices.endpoint is unset here: enrolling refuses, names the key, saves nothing."""
+    _, _, _, lp = af_packet_gw
+    out = lp.ctl("device", "add", "esp1", check=False)
+    assert out.returncode != 0 and "devices.endpoint" in out.stderr, out.stderr
+    assert json.loads(lp.ctl("device", "list", "--json").stdout) == []

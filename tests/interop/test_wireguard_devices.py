@@ -49,8 +49,13 @@ def two_devices(topology):
 
 
 def test_handshake_and_ping_both_families(two_devices):
-    _, lp, d1, _ = two_devices
+    topology, lp, d1, _ = two_devices
     dev = enroll(lp, d1, "esp1")
+    png = topology.tmpdir / "esp1.png"
+    lp.ctl("device", "show", "esp1", "--qr-png", str(png))
+    assert png.stat().st_mode & 0o777 == 0o600, "the image holds the private key"
+    decoded = subprocess.run(["zbarimg", "--quiet", "--raw", str(png)], capture_output=True, text=True, check=True).stdout
+    assert decoded.strip() == device_info(lp, "esp1")["config"].strip()
     assert dev.ping(LP4) and dev.ping(LP6)
     info = device_info(lp, "esp1")
     assert info["wireguard"]["session"] and info["wireguard"]["endpoint"] == f"198.18.0.11:{dev.dump()[0][2]}"
