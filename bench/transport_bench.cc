@@ -20,6 +20,7 @@
 #include <string>
 
 #include "dataplane/inner_packet.h"
+#include "bench/ring_port.h"
 #include "dataplane/worker.h"
 
 namespace {
@@ -34,17 +35,6 @@ rte_mempool* pool() {
   return p;
 }
 
-std::uint16_t ring_port(const std::string& name, rte_ring* rx, rte_ring* tx) {
-  const int id = rte_eth_from_rings(name.c_str(), &rx, 1, &tx, 1, 0);
-  if (id < 0) throw std::runtime_error("port " + name);
-  const auto port = static_cast<std::uint16_t>(id);
-  rte_eth_conf conf{};
-  rte_eth_dev_configure(port, 1, 1, &conf);
-  rte_eth_rx_queue_setup(port, 0, 1024, 0, nullptr, pool());
-  rte_eth_tx_queue_setup(port, 0, 1024, 0, nullptr);
-  rte_eth_dev_start(port);
-  return port;
-}
 
 struct rig {
   rte_ring *rx, *tx;
@@ -60,7 +50,7 @@ struct rig {
   rig() {
     rx = rte_ring_create("tr_rx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     tx = rte_ring_create("tr_tx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    port = ring_port("net_ring_transport", rx, tx);
+    port = bench::ring_port("net_ring_transport", rx, tx, pool());
     identity.add_address(ip_address::v4(0xc6120001));
     identity.device_port_be = htons(51820);
     device.port_id = port;

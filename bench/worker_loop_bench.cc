@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/ring_port.h"
 #include "dataplane/worker.h"
 
 namespace {
@@ -37,18 +38,6 @@ rte_ring* make_ring(const std::string& name) {
   return r;
 }
 
-// A port whose RX reads `rx` and whose TX writes `tx`.
-std::uint16_t ring_port(const std::string& name, rte_ring* rx, rte_ring* tx) {
-  const int id = rte_eth_from_rings(name.c_str(), &rx, 1, &tx, 1, 0);
-  if (id < 0) throw std::runtime_error("port " + name);
-  auto port = static_cast<std::uint16_t>(id);
-  rte_eth_conf conf{};
-  rte_eth_dev_configure(port, 1, 1, &conf);
-  rte_eth_rx_queue_setup(port, 0, 1024, 0, nullptr, pool());
-  rte_eth_tx_queue_setup(port, 0, 1024, 0, nullptr);
-  rte_eth_dev_start(port);
-  return port;
-}
 
 // An Ethernet/IPv4/TCP frame of `size` bytes to the port's address: the
 // exception path's traffic (SSH, the control plane's own TCP).
@@ -82,8 +71,8 @@ ring_rig& rig() {
     g.port_tx = make_ring("p_tx");
     g.tap_rx = make_ring("t_rx");
     g.tap_tx = make_ring("t_tx");
-    g.port_id = ring_port("net_ring_port", g.port_rx, g.port_tx);
-    g.tap_id = ring_port("net_ring_tap", g.tap_rx, g.tap_tx);
+    g.port_id = bench::ring_port("net_ring_port", g.port_rx, g.port_tx, pool());
+    g.tap_id = bench::ring_port("net_ring_tap", g.tap_rx, g.tap_tx, pool());
     g.identity.add_address(ip_address::v4(0xc6120001));
     g.identity.device_port_be = htons(51820);
     g.identity.tailnet_port_be = htons(41641);

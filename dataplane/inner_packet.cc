@@ -56,10 +56,7 @@ bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept {
   if (l4_len < 8) return false;
   if (!info.ipv6) {
     if (info.protocol != ipproto_icmp || l4[0] != 8 || l4[1] != 0) return false;
-    std::uint8_t tmp[4];
-    std::memcpy(tmp, p + 12, 4);
-    std::memcpy(p + 12, p + 16, 4);
-    std::memcpy(p + 16, tmp, 4);
+    std::swap_ranges(p + 12, p + 16, p + 16);  // source <-> destination
     p[8] = default_ttl;
     l4[0] = 0;  // echo reply
     store_be16(l4 + 2, 0);
@@ -69,10 +66,7 @@ bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept {
     return true;
   }
   if (info.protocol != ipproto_icmpv6 || l4[0] != 128 || l4[1] != 0) return false;
-  std::uint8_t tmp[16];
-  std::memcpy(tmp, p + 8, 16);
-  std::memcpy(p + 8, p + 24, 16);
-  std::memcpy(p + 24, tmp, 16);
+  std::swap_ranges(p + 8, p + 24, p + 24);  // source <-> destination
   p[7] = default_ttl;
   l4[0] = 129;  // echo reply
   store_be16(l4 + 2, 0);
