@@ -204,3 +204,23 @@ def test_device_with_its_own_key_and_reset_timestamp(two_devices):
     gen = json.loads(lp.ctl("device", "reset-timestamp", "selfkeyed", "--json").stdout)["timestamp_reset_generation"]
     assert gen == 1
     assert dev.ping(LP4), "the live session is untouched by reset-timestamp"
+
+
+def test_reset_timestamp_lets_a_clockless_device_back_in(two_devices):
+    """A device without a real-time clock reboots: its TAI64N timestamps
+    restart near 1970, so lopower refuses them as replays until the operator
+    runs `device reset-timestamp`."""
+    from lopowerd import BUILD_DIR
+    _, lp, d1, _ = two_devices
+    printed = lp.ctl("device", "add", "clockless", "--no-qr").stdout
+    device_private = next(l.split("=", 1)[1].strip() for l in printed.splitlines() if l.startswith("PrivateKey"))
+    server_public = lp.status()["wireguard"]["public_key"]
+    initiator = [str(BUILD_DIR / "tests" / "wg_initiator"), server_public, device_private, GW4, "51820"]
+    now = int(time.time())
+    assert d1.run(initiator + [str(now)], check=False).returncode == 0, "a handshake with today's time is answered"
+    after_reboot = initiator + ["1000"]  # 1000 s after the epoch: what a clockless device counts from
+    assert d1.run(after_reboot, check=False).returncode == 1, "an older timestamp is refused as a replay"
+    assert lp.status()["wireguard"]["handshakes"]["errors"].get("replayed_timestamp", 0) >= 1
+    lp.ctl("device", "reset-timestamp", "clockless")
+    assert d1.run(after_reboot, check=False).returncode == 0, "after reset-timestamp the device is let in"
+    assert d1.run(after_reboot, check=False).returncode == 1, "and from then on its timestamps must grow again"
