@@ -130,13 +130,19 @@ class Lopowerd:
         return next(p for p in self.status()["ports"] if p["name"] == name)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Stops lopowerd; fails when its log holds a sanitizer report (the
+        `sanitize` suite runs everything against an ASan/UBSan build)."""
         assert self.proc is not None
         self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise AssertionError(f"lopowerd did not stop within {timeout}s:\n{self.log_text()}")
+        log = self.log_text()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert marker not in log, f"lopowerd reported {marker!r}:\n{log[-4000:]}"
+        return rc
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
