@@ -38,7 +38,7 @@ std::string endpoint_text(const wg_endpoint& ep) {
 }
 
 wg::static_identity identity_from(const enrollment::device_registry& registry) {
-  wg::static_identity id(private_key(registry.server_private_key().bytes()));
+  wg::static_identity id(registry.server_private_key());
   if (!id.valid()) throw std::runtime_error("the device-side WireGuard key in the state directory is unusable");
   return id;
 }
@@ -101,8 +101,7 @@ std::uint32_t device_wireguard::fresh_index() {
 }
 
 void device_wireguard::add_device(const enrollment::device& d) {
-  const public_key key(d.public_key);
-  auto p = std::make_unique<peer>(d.name, key, identity_);
+  auto p = std::make_unique<peer>(d.name, d.public_key, identity_);
   p->dp = new wg_peer;
   p->dp->id = next_peer_id_++;
   if (d.ipv4) {
@@ -113,7 +112,7 @@ void device_wireguard::add_device(const enrollment::device& d) {
     p->dp->has_v6 = true;
     std::memcpy(p->dp->v6, d.ipv6->bytes.data(), 16);
   }
-  by_key_[key] = p.get();
+  by_key_[d.public_key] = p.get();
   peers_[d.name] = std::move(p);
 }
 

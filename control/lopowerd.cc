@@ -144,7 +144,7 @@ int serve(const config& cfg, const std::string& config_path) {
   const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};
   ctl.handle("status", [&](const nlohmann::json&) {
     nlohmann::json j = status_json(info, dp);
-    j["wireguard"] = {{"public_key", enrollment::key_to_base64(registry.server_public_key())},
+    j["wireguard"] = {{"public_key", registry.server_public_key().to_base64()},
                       {"listen_port", cfg.wireguard.listen_port},
                       {"crypto_backend", dp.workers().empty() ? "none" : std::string(dp.workers()[0]->crypto_backend())},
                       {"devices", registry.list().size()},

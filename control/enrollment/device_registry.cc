@@ -33,8 +33,8 @@ void wipe_strings(Json& j) {
 nlohmann::ordered_json device_to_json(const device& d) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   j["name"] = d.name;
-  j["public_key"] = key_to_base64(d.public_key);
-  if (d.device_private_key) j["private_key"] = key_to_base64(*d.device_private_key);
+  j["public_key"] = d.public_key.to_base64();
+  if (d.device_private_key) j["private_key"] = d.device_private_key->to_base64();
   if (d.ipv4) j["ipv4"] = d.ipv4->to_string();
   if (d.ipv6) j["ipv6"] = d.ipv6->to_string();
   j["keepalive"] = d.keepalive;
@@ -102,7 +102,7 @@ class field_reader {
 json device_summary_json(const device& d) {
   json j = json::object();
   j["name"] = d.name;
-  j["public_key"] = key_to_base64(d.public_key);
+  j["public_key"] = d.public_key.to_base64();
   j["lopower_has_private_key"] = d.has_private_key();
   j["ipv4"] = d.ipv4 ? json(d.ipv4->to_string()) : json(nullptr);
   j["ipv6"] = d.ipv6 ? json(d.ipv6->to_string()) : json(nullptr);
@@ -141,8 +141,8 @@ result<device_registry> device_registry::open(registry_config config) {
   }
 
   // First start: lopower's device-side key, written before anything uses it.
-  registry.server_key_ = private_key::generate();
-  registry.server_public_ = registry.server_key_.public_key();
+  registry.server_key_ = generate_private_key();
+  registry.server_public_ = public_from_private(registry.server_key_);
   if (auto written = registry.persist({}); !written) return written.error();
   return registry;
 }
@@ -184,11 +184,10 @@ result<void> device_registry::load(const std::string& text) {
 
   auto server_text = top.string("server_private_key");
   if (!server_text) return corrupted(top.problem);
-  auto server_key = key_from_base64(*server_text, "server_private_key");
+  auto server = parse_private_key(*server_text, "server_private_key");
   wipe(*server_text);
-  if (!server_key) return corrupted(server_key.message());
-  private_key server(*server_key);
-  server_key->fill(0);
+  if (!server) return corrupted(server.message());
+  const public_key server_public = public_from_private(*server);
 
   const json* list = top.find("devices", true);
   if (list == nullptr) return corrupted(top.problem);
@@ -213,19 +212,18 @@ result<void> device_registry::load(const std::string& text) {
 
     const auto pub = f.string("public_key");
     if (!pub) return corrupted(f.problem);
-    auto pub_key = key_from_base64(*pub, who + "'s public key");
+    auto pub_key = parse_public_key(*pub, who + "'s public key");
     if (!pub_key) return corrupted(pub_key.message());
     d.public_key = *pub_key;
     if (std::any_of(devices.begin(), devices.end(), [&](const device& o) { return o.public_key == d.public_key; }))
       return corrupted(who + " has the public key of another device");
 
     if (auto priv = f.string("private_key", false)) {
-      auto priv_key = key_from_base64(*priv, who + "'s private key");
+      auto priv_key = parse_private_key(*priv, who + "'s private key");
       wipe(*priv);
       if (!priv_key) return corrupted(priv_key.message());
-      d.device_private_key = private_key(*priv_key);
-      priv_key->fill(0);
-      if (d.device_private_key->public_key() != d.public_key)
+      d.device_private_key = std::move(*priv_key);
+      if (public_from_private(*d.device_private_key) != d.public_key)
         return corrupted(who + "'s private key does not belong to its public key");
     } else if (!f.problem.empty()) {
       return corrupted(f.problem);
@@ -262,12 +260,12 @@ result<void> device_registry::load(const std::string& text) {
     d.keepalive = *keepalive;
     d.created = *created;
     d.timestamp_reset_generation = *generation;
-    if (d.public_key == server.public_key()) return corrupted(who + " has lopower's own public key");
+    if (d.public_key == server_public) return corrupted(who + " has lopower's own public key");
     devices.push_back(std::move(d));
   }
 
-  server_key_ = server;
-  server_public_ = server.public_key();
+  server_key_ = std::move(*server);
+  server_public_ = server_public;
   addresses_ = std::move(addresses);
   devices_ = std::move(devices);
   if (config_.warn)
@@ -278,7 +276,7 @@ result<void> device_registry::load(const std::string& text) {
 result<void> device_registry::persist(const std::vector<device>& devices) const {
   nlohmann::ordered_json doc = nlohmann::ordered_json::object();
   doc["version"] = devices_file_version;
-  doc["server_private_key"] = key_to_base64(server_key_);
+  doc["server_private_key"] = server_key_.to_base64();
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const auto& d : devices) list.push_back(device_to_json(d));
   doc["devices"] = std::move(list);
@@ -307,13 +305,13 @@ result<device> device_registry::add(std::string_view name, const add_options& op
   d.name = std::string(name);
   d.keepalive = keepalive;
   if (options.public_key) {
-    auto key = key_from_base64(*options.public_key, "public key");
+    auto key = parse_public_key(*options.public_key);
     if (!key) return key.error();
     d.public_key = *key;
     if (d.public_key == server_public_) return fail("public key is lopower's own; give the device's public key");
   } else {
-    d.device_private_key = private_key::generate();
-    d.public_key = d.device_private_key->public_key();
+    d.device_private_key = generate_private_key();
+    d.public_key = public_from_private(*d.device_private_key);
   }
   if (const device* other = find_by_public_key(d.public_key))
     return fail("public key is already used by device " + quote(other->name));
@@ -373,8 +371,8 @@ const device* device_registry::find(std::string_view name) const {
   return it == devices_.end() ? nullptr : &*it;
 }
 
-const device* device_registry::find_by_public_key(const key32& public_key) const {
-  const auto it = std::find_if(devices_.begin(), devices_.end(), [&](const device& d) { return d.public_key == public_key; });
+const device* device_registry::find_by_public_key(const public_key& key) const {
+  const auto it = std::find_if(devices_.begin(), devices_.end(), [&](const device& d) { return d.public_key == key; });
   return it == devices_.end() ? nullptr : &*it;
 }
 

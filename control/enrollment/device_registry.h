@@ -39,7 +39,7 @@ inline constexpr std::uint16_t default_keepalive_seconds = 25;
 
 struct device {
   std::string name;
-  key32 public_key{};
+  lopower::public_key public_key;
   // Absent when the device generated its own key (`--public-key`): lopower
   // never had it.
   std::optional<private_key> device_private_key;
@@ -103,12 +103,12 @@ class device_registry {
 
   // Pointers stay valid until the next add or remove.
   const device* find(std::string_view name) const;
-  const device* find_by_public_key(const key32& public_key) const;
+  const device* find_by_public_key(const public_key& key) const;
   // In enrollment order.
   const std::vector<device>& list() const { return devices_; }
 
   const private_key& server_private_key() const { return server_key_; }
-  const key32& server_public_key() const { return server_public_; }
+  const public_key& server_public_key() const { return server_public_; }
   std::optional<ip_address> server_ipv4() const { return addresses_.server_ipv4(); }
   ip_address server_ipv6() const { return addresses_.server_ipv6(); }
   const address_allocator& addresses() const { return addresses_; }
@@ -129,7 +129,7 @@ class device_registry {
   state_store store_;
   address_allocator addresses_;
   private_key server_key_;
-  key32 server_public_{};
+  public_key server_public_;
   std::vector<device> devices_;
 };
 

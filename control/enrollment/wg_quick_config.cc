@@ -85,7 +85,7 @@ result<endpoint> parse_endpoint(std::string_view text) {
   return endpoint{std::string(host), static_cast<std::uint16_t>(value)};
 }
 
-result<std::string> render_wg_quick_config(const device& d, const key32& server_public_key,
+result<std::string> render_wg_quick_config(const device& d, const public_key& server_public_key,
                                            const server_addresses& server, const wg_quick_options& options) {
   const auto ep = parse_endpoint(options.endpoint);
   if (!ep) return ep.error();
@@ -115,7 +115,7 @@ result<std::string> render_wg_quick_config(const device& d, const key32& server_
   out.reserve(1024);  // no reallocation: no stray copies of the private key
   out += "[Interface]\n";
   if (d.device_private_key) {
-    std::string key = key_to_base64(*d.device_private_key);
+    std::string key = d.device_private_key->to_base64();
     out += "PrivateKey = ";
     out += key;
     out += "\n";
@@ -129,7 +129,7 @@ result<std::string> render_wg_quick_config(const device& d, const key32& server_
   out += "DNS = " + join(dns) + "\n";
   out += "MTU = " + std::to_string(options.mtu) + "\n";
   out += "\n[Peer]\n";
-  out += "PublicKey = " + key_to_base64(server_public_key) + "\n";
+  out += "PublicKey = " + server_public_key.to_base64() + "\n";
   out += "AllowedIPs = " + join(allowed) + "\n";
   out += "Endpoint = " + ep->to_string() + "\n";
   if (d.keepalive != 0) out += "PersistentKeepalive = " + std::to_string(d.keepalive) + "\n";

@@ -67,7 +67,7 @@ result<endpoint> parse_endpoint(std::string_view text);
 // The config text. Fails, naming the key to set, when the endpoint is
 // missing or unusable: a config with a placeholder endpoint is never made.
 // The text holds the device's private key: wipe() it when done.
-result<std::string> render_wg_quick_config(const device& d, const key32& server_public_key,
+result<std::string> render_wg_quick_config(const device& d, const public_key& server_public_key,
                                            const server_addresses& server, const wg_quick_options& options);
 
 }  // namespace lopower::enrollment

@@ -29,7 +29,7 @@ void spit(const std::string& path, const std::string& content) {
   out << content;
 }
 
-std::string fresh_public_key() { return key_to_base64(private_key::generate().public_key()); }
+std::string fresh_public_key() { return public_from_private(generate_private_key()).to_base64(); }
 
 class DeviceRegistry : public ::testing::Test {
  protected:
@@ -63,12 +63,12 @@ class DeviceRegistry : public ::testing::Test {
 TEST_F(DeviceRegistry, FirstStartWritesTheServerKeyPrivately) {
   auto reg = open();
   EXPECT_TRUE(reg.list().empty());
-  EXPECT_EQ(reg.server_private_key().public_key(), reg.server_public_key());
+  EXPECT_EQ(public_from_private(reg.server_private_key()), reg.server_public_key());
   EXPECT_EQ(mode_of(tmp_ / "state"), 0700);
   EXPECT_EQ(mode_of(state_file()), 0600);
   const json doc = json::parse(slurp(state_file()));
   EXPECT_EQ(doc["version"], 1);
-  EXPECT_EQ(doc["server_private_key"], key_to_base64(reg.server_private_key()));
+  EXPECT_EQ(doc["server_private_key"], reg.server_private_key().to_base64());
   EXPECT_TRUE(doc["devices"].is_array());
   EXPECT_TRUE(doc["devices"].empty());
 }
@@ -79,10 +79,10 @@ TEST_F(DeviceRegistry, AddGeneratesAKeyPairAndTheNextAddresses) {
   ASSERT_TRUE(a.ok()) << a.message();
   EXPECT_EQ(a->name, "esp32-kitchen");
   ASSERT_TRUE(a->has_private_key());
-  EXPECT_EQ(a->device_private_key->public_key(), a->public_key);
+  EXPECT_EQ(public_from_private(*a->device_private_key), a->public_key);
   // Clamped as WireGuard keys are.
-  EXPECT_EQ(a->device_private_key->bytes()[0] & 7, 0);
-  EXPECT_EQ(a->device_private_key->bytes()[31] & 0xc0, 0x40);
+  EXPECT_EQ((*a->device_private_key)[0] & 7, 0);
+  EXPECT_EQ((*a->device_private_key)[31] & 0xc0, 0x40);
   EXPECT_EQ(a->ipv4, addr("10.90.0.2"));
   EXPECT_EQ(a->ipv6, addr("fd7a:115c:a1e0:9909::2"));
   EXPECT_EQ(a->keepalive, 25);
@@ -108,7 +108,7 @@ TEST_F(DeviceRegistry, WithItsOwnPublicKeyLopowerNeverHoldsThePrivateKey) {
   auto d = reg.add("sensor", o);
   ASSERT_TRUE(d.ok()) << d.message();
   EXPECT_FALSE(d->has_private_key());
-  EXPECT_EQ(key_to_base64(d->public_key), pub);
+  EXPECT_EQ(d->public_key.to_base64(), pub);
   const json doc = json::parse(slurp(state_file()));
   EXPECT_FALSE(doc["devices"][0].contains("private_key"));
   EXPECT_EQ(doc["devices"][0]["public_key"], pub);
@@ -129,14 +129,14 @@ TEST_F(DeviceRegistry, SummaryJsonLeavesThePrivateKeyOut) {
   const device d = std::move(reg.add("a", v6)).value();
   const json j = device_summary_json(d);
   EXPECT_EQ(j["name"], "a");
-  EXPECT_EQ(j["public_key"], key_to_base64(d.public_key));
+  EXPECT_EQ(j["public_key"], d.public_key.to_base64());
   EXPECT_EQ(j["lopower_has_private_key"], true);
   EXPECT_TRUE(j["ipv4"].is_null());
   EXPECT_EQ(j["ipv6"], "fd7a:115c:a1e0:9909::2");
   EXPECT_EQ(j["keepalive"], 25);
   EXPECT_EQ(j["created"], 1735689600);
   EXPECT_EQ(j["timestamp_reset_generation"], 0);
-  EXPECT_EQ(j.dump().find(key_to_base64(*d.device_private_key)), std::string::npos);
+  EXPECT_EQ(j.dump().find(d.device_private_key->to_base64()), std::string::npos);
 }
 
 TEST_F(DeviceRegistry, FindListRemove) {
@@ -147,7 +147,7 @@ TEST_F(DeviceRegistry, FindListRemove) {
   const device* b = reg.find("b");
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->ipv4, addr("10.90.0.3"));
-  const key32 b_key = b->public_key;
+  const public_key b_key = b->public_key;
   ASSERT_NE(reg.find_by_public_key(b_key), nullptr);
   EXPECT_EQ(reg.find_by_public_key(b_key)->name, "b");
   EXPECT_EQ(reg.find("B"), nullptr);  // names are case-sensitive
@@ -197,7 +197,7 @@ TEST_F(DeviceRegistry, DuplicatePublicKeyIsRefused) {
   expect_unchanged(reg, {"one"}, before);
 
   add_options own;
-  own.public_key = key_to_base64(reg.server_public_key());
+  own.public_key = reg.server_public_key().to_base64();
   EXPECT_FALSE(reg.add("three", own).ok());
 }
 
@@ -352,13 +352,13 @@ TEST_F(DeviceRegistry, ResetTimestampBumpsTheGeneration) {
 }
 
 TEST_F(DeviceRegistry, RestartKeepsEverything) {
-  key32 server_public{};
+  public_key server_public;
   std::string server_private;
   std::vector<device> before;
   {
     auto reg = open();
     server_public = reg.server_public_key();
-    server_private = key_to_base64(reg.server_private_key());
+    server_private = reg.server_private_key().to_base64();
     ASSERT_TRUE(reg.add("a", {}).ok());
     add_options own;
     own.public_key = fresh_public_key();
@@ -374,7 +374,7 @@ TEST_F(DeviceRegistry, RestartKeepsEverything) {
   }
   auto reg = open();
   EXPECT_EQ(reg.server_public_key(), server_public);
-  EXPECT_EQ(key_to_base64(reg.server_private_key()), server_private);
+  EXPECT_EQ(reg.server_private_key().to_base64(), server_private);
   ASSERT_EQ(reg.list().size(), before.size());
   for (std::size_t i = 0; i < before.size(); ++i) {
     const device& x = before[i];

@@ -24,16 +24,16 @@ using testing::temp_dir;
 std::string sample_config(bool with_private_key = true) {
   device d;
   d.name = "esp";
-  const private_key key = private_key::generate();
+  const private_key key = generate_private_key();
   if (with_private_key) d.device_private_key = key;
-  d.public_key = key.public_key();
+  d.public_key = public_from_private(key);
   d.ipv4 = *ip_address::parse("10.90.0.2");
   d.ipv6 = *ip_address::parse("fd7a:115c:a1e0:9909::2");
   server_addresses server{*ip_address::parse("10.90.0.1"), *ip_address::parse("fd7a:115c:a1e0:9909::1")};
   wg_quick_options options;
   options.endpoint = "lopower-gateway.example.com:51820";
   options.route_all_ipv4 = true;
-  auto text = render_wg_quick_config(d, private_key::generate().public_key(), server, options);
+  auto text = render_wg_quick_config(d, public_from_private(generate_private_key()), server, options);
   EXPECT_TRUE(text.ok()) << text.message();
   return *text;
 }

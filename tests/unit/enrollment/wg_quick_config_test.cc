@@ -7,8 +7,9 @@ namespace {
 
 ip_address addr(const char* text) { return ip_address::parse(text).value(); }
 
-key32 fixed_key(std::uint8_t seed) {
-  key32 k{};
+template <class Key>
+Key fixed_key(std::uint8_t seed) {
+  Key k;
   for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<std::uint8_t>(seed + i);
   return k;
 }
@@ -17,8 +18,8 @@ class WgQuickConfig : public ::testing::Test {
  protected:
   WgQuickConfig() {
     dev.name = "esp";
-    dev.device_private_key = private_key(fixed_key(1));
-    dev.public_key = dev.device_private_key->public_key();
+    dev.device_private_key = fixed_key<private_key>(1);
+    dev.public_key = public_from_private(*dev.device_private_key);
     dev.ipv4 = addr("10.90.0.2");
     dev.ipv6 = addr("fd7a:115c:a1e0:9909::2");
     dev.keepalive = 25;
@@ -39,7 +40,7 @@ class WgQuickConfig : public ::testing::Test {
   }
 
   device dev;
-  key32 server_key = fixed_key(100);
+  public_key server_key = fixed_key<public_key>(100);
   server_addresses server;
   wg_quick_options options;
 };
@@ -47,13 +48,13 @@ class WgQuickConfig : public ::testing::Test {
 TEST_F(WgQuickConfig, DualStack) {
   const std::string expected =
       "[Interface]\n"
-      "PrivateKey = " + key_to_base64(*dev.device_private_key) + "\n"
+      "PrivateKey = " + dev.device_private_key->to_base64() + "\n"
       "Address = 10.90.0.2/32, fd7a:115c:a1e0:9909::2/128\n"
       "DNS = 10.90.0.1, fd7a:115c:a1e0:9909::1\n"
       "MTU = 1420\n"
       "\n"
       "[Peer]\n"
-      "PublicKey = " + key_to_base64(server_key) + "\n"
+      "PublicKey = " + server_key.to_base64() + "\n"
       "AllowedIPs = 10.90.0.1/32, fd7a:115c:a1e0:9909::1/128, 100.64.0.0/10, fd7a:115c:a1e0::/48\n"
       "Endpoint = gw.example.com:51820\n"
       "PersistentKeepalive = 25\n";
@@ -62,7 +63,7 @@ TEST_F(WgQuickConfig, DualStack) {
 
 TEST_F(WgQuickConfig, KeyIsTheStandardBase64) {
   // 32 bytes 0x64..0x83, as `wg` would print them.
-  EXPECT_EQ(key_to_base64(server_key), "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=");
+  EXPECT_EQ(server_key.to_base64(), "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=");
 }
 
 TEST_F(WgQuickConfig, Ipv4OffHasNoIpv4AnyWhere) {
@@ -126,7 +127,7 @@ TEST_F(WgQuickConfig, WithoutThePrivateKeyAPlaceholderSaysSo) {
   const auto comment = text.rfind("# ", key_line);
   ASSERT_NE(comment, std::string::npos);
   EXPECT_NE(text.substr(comment, key_line - comment).find("on the device"), std::string::npos) << text;
-  EXPECT_EQ(text.find(key_to_base64(fixed_key(1))), std::string::npos);
+  EXPECT_EQ(text.find(fixed_key<private_key>(1).to_base64()), std::string::npos);
 }
 
 TEST_F(WgQuickConfig, MissingEndpointNamesTheKey) {
