@@ -143,12 +143,8 @@ void device_wireguard::reset_timestamp(const std::string& name) {
   p.hs = std::make_unique<wg::peer_handshake>(identity_, p.key);
 }
 
-void device_wireguard::handle_packet(rte_mbuf* m, bool under_load) {
-  const std::size_t index = dp_.port_index_of(m->port);
+void device_wireguard::handle_packet(rte_mbuf* m, const classify_result& r, bool under_load) {
   const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
-  if (index >= dp_.ports().size()) return rte_pktmbuf_free(m);
-  const classify_result r = classify_frame(frame, m->data_len, dp_.ports()[index].identity);
-  if (r.cls != packet_class::wg_handshake || r.to != listener::devices) return rte_pktmbuf_free(m);
   const wg::parsed_message msg = wg::parse_message(frame + r.payload_offset, r.payload_length);
   const wg_endpoint from = endpoint_of_frame(frame, m->port, r.l4_offset);
   const std::uint64_t now = monotonic_ns();

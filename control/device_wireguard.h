@@ -52,9 +52,10 @@ class device_wireguard : private wg::peer_lookup {
   device_wireguard(const device_wireguard&) = delete;
   device_wireguard& operator=(const device_wireguard&) = delete;
 
-  // A handshake message a worker handed up (takes the mbuf). `under_load`:
-  // the handshake backlog is past the configured threshold.
-  void handle_packet(rte_mbuf* m, bool under_load);
+  // A handshake message a worker handed up (takes the mbuf), as the
+  // dispatcher classified it: wg_handshake on the devices listener.
+  // `under_load`: the handshake backlog is past the configured threshold.
+  void handle_packet(rte_mbuf* m, const classify_result& r, bool under_load);
   void handle_event(const wg_event& ev);
   // Protocol timers; call every ~100 ms.
   void tick();

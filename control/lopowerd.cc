@@ -109,7 +109,7 @@ void handle_control_packet(dataplane& dp, device_wireguard& devices, rte_mbuf* m
   if (index >= dp.ports().size()) return rte_pktmbuf_free(m);
   const classify_result r =
       classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, dp.ports()[index].identity);
-  if (r.cls == packet_class::wg_handshake && r.to == listener::devices) return devices.handle_packet(m, under_load);
+  if (r.cls == packet_class::wg_handshake && r.to == listener::devices) return devices.handle_packet(m, r, under_load);
   dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
   rte_pktmbuf_free(m);
 }
