@@ -61,18 +61,6 @@ int days_in_month(int y, int m) {
   return m == 2 && is_leap(y) ? 29 : days[m - 1];
 }
 
-// Go's netip.ParsePrefix: the bits are plain decimal, "0" or without a
-// leading zero; no zone.
-std::optional<ip_prefix> parse_prefix(std::string_view text) {
-  const auto slash = text.find('/');
-  if (slash == std::string_view::npos) return std::nullopt;
-  const std::string_view bits = text.substr(slash + 1);
-  if (bits.empty() || bits.size() > 3 || (bits.size() > 1 && bits[0] == '0')) return std::nullopt;
-  for (const char c : bits) {
-    if (c < '0' || c > '9') return std::nullopt;
-  }
-  return ip_prefix::parse(text);
-}
 
 std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n) {
   const auto* p = static_cast<const unsigned char*>(data);
@@ -255,7 +243,7 @@ class decoder {
   }
   bool read(const json& j, ip_prefix& out) {
     if (!j.is_string()) return fail("not a prefix string");
-    const auto p = parse_prefix(j.get_ref<const std::string&>());
+    const auto p = parse_prefix_strict(j.get_ref<const std::string&>());
     if (!p) return fail("bad IP prefix");
     out = *p;
     return true;
@@ -816,6 +804,19 @@ map_parse_result parse_map_response(std::string_view json_text, const parse_limi
     result.error = std::string("MapResponse: ") + e.what();
   }
   return result;
+}
+
+// Go's netip.ParsePrefix: the bits are plain decimal, "0" or without a
+// leading zero; no zone.
+std::optional<ip_prefix> parse_prefix_strict(std::string_view text) {
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  const std::string_view bits = text.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 || (bits.size() > 1 && bits[0] == '0')) return std::nullopt;
+  for (const char c : bits) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  return ip_prefix::parse(text);
 }
 
 }  // namespace lopower::tailnet

@@ -288,6 +288,10 @@ map_parse_result parse_map_response(std::string_view json_text, const parse_limi
 // "nodekey:<64 hex>" and friends: the text forms of tailscale's keys
 // (types/key). Either case of hex, as tailscale accepts.
 std::optional<public_key> parse_prefixed_key(std::string_view text, std::string_view prefix);
+
+// Go's netip.ParsePrefix: like ip_prefix::parse, but the bits must be plain
+// decimal ("0" or without a leading zero).
+std::optional<ip_prefix> parse_prefix_strict(std::string_view text);
 std::string format_prefixed_key(const public_key& key, std::string_view prefix);
 inline constexpr std::string_view node_key_prefix = "nodekey:";
 inline constexpr std::string_view disco_key_prefix = "discokey:";

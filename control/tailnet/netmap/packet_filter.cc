@@ -1,5 +1,7 @@
 #include "control/tailnet/netmap/packet_filter.h"
 
+#include "control/tailnet/netmap/map_response.h"
+
 #include <algorithm>
 #include <string_view>
 
@@ -41,18 +43,6 @@ ip_prefix any_prefix(ip_family family) {
   p.address.family = family;
   p.length = 0;
   return p;
-}
-
-// netip.ParsePrefix: the bits are decimal without sign or leading zero.
-std::optional<ip_prefix> parse_prefix_strict(std::string_view text) {
-  const auto slash = text.find('/');
-  if (slash == std::string_view::npos) return std::nullopt;
-  const std::string_view bits = text.substr(slash + 1);
-  if (bits.empty() || bits.size() > 3 || (bits.size() > 1 && bits[0] == '0')) return std::nullopt;
-  for (const char c : bits) {
-    if (c < '0' || c > '9') return std::nullopt;
-  }
-  return ip_prefix::parse(text);
 }
 
 struct ip_set {

@@ -1,5 +1,7 @@
 #include "control/enrollment/keys.h"
 
+#include "tests/unit/enrollment/temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,6 +12,8 @@
 
 namespace lopower::enrollment {
 namespace {
+
+using testing::find_program;
 
 // Generating, clamping and X25519 are lopower/keys.h's, tested with it in
 // tests/unit/wireguard/keys_test.cc; here, what enrollment adds.
@@ -39,16 +43,6 @@ TEST(Keys, MalformedBase64IsRefused) {
             "server_private_key is not 44 characters of base64 (it does not decode to 32 bytes)");
 }
 
-std::optional<std::string> find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return std::nullopt;
-}
 
 // The keys written into configs are the ones `wg` itself derives.
 TEST(Keys, AgreesWithWgPubkey) {

@@ -19,6 +19,7 @@ namespace {
 
 using testing::mode_of;
 using testing::temp_dir;
+using testing::find_program;
 
 // A real config, as `device add` prints it.
 std::string sample_config(bool with_private_key = true) {
@@ -172,16 +173,6 @@ TEST(QrCode, PngHasTheRightSize) {
   EXPECT_FALSE(render_png(q, bad).ok());
 }
 
-std::optional<std::string> find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return std::nullopt;
-}
 
 std::string run(const std::string& command) {
   std::string out;

@@ -2,9 +2,12 @@
 // A fresh directory per test, removed with everything in it afterwards.
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -35,6 +38,19 @@ inline int mode_of(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return -1;
   return static_cast<int>(st.st_mode & 07777);
+}
+
+// The path of an executable on $PATH, for tests that check our output with
+// an outside program (wg, zbarimg) and skip, saying so, when it is missing.
+inline std::optional<std::string> find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return std::nullopt;
 }
 
 }  // namespace lopower::enrollment::testing
