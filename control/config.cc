@@ -405,11 +405,49 @@ void read_dataplane(const section& s, dataplane_config& d) {
 
 // ---------------------------------------------------------------- [wireguard] [tailnet]
 
+bool valid_endpoint(std::string_view e);
+
+// "198.18.0.1:41641" or "[fd00::1]:41641": an address, not a name.
+bool valid_ip_endpoint(std::string_view e) {
+  if (!valid_endpoint(e)) return false;
+  return e.front() == '[' || ip_address::parse(e.substr(0, e.rfind(':'))).has_value();
+}
+
+bool valid_hostname_label(std::string_view h) {
+  return !h.empty() && h.size() <= 63 && h.front() != '-' && h.back() != '-' &&
+         std::all_of(h.begin(), h.end(), [](char c) { return is_ascii_alnum(c) || c == '-'; });
+}
+
+bool valid_tag(std::string_view t) {
+  return t.size() > 4 && t.substr(0, 4) == "tag:" && t.size() <= 4 + 63 &&
+         std::all_of(t.begin() + 4, t.end(), [](char c) { return is_ascii_alnum(c) || c == '-' || c == '_'; });
+}
+
 // Returns the line of listen_port when it was given, 0 otherwise.
-int read_listen_port(const section& s, std::uint16_t& port) {
-  static constexpr std::array<std::string_view, 1> keys{"listen_port"};
+int read_tailnet(const section& s, tailnet_config& t) {
+  static constexpr std::array<std::string_view, 8> keys{"listen_port", "control_url", "hostname", "auth_key_file",
+                                                        "advertise_tags", "ephemeral", "accept_routes",
+                                                        "advertise_endpoints"};
   s.allow_only(keys);
-  return s.read_int<1, 65535>("listen_port", port) ? s.line_of(s.find("listen_port")) : 0;
+  t.line = s.line();
+  const int port_line = s.read_int<1, 65535>("listen_port", t.listen_port) ? s.line_of(s.find("listen_port")) : 0;
+  if (s.read_string("control_url", t.control_url) && t.control_url.rfind("http://", 0) != 0)
+    s.refuse(s.find("control_url"), "control_url",
+             quote(t.control_url) + " is not an http:// URL (ts2021 is authenticated by its own Noise handshake)");
+  if (s.read_string("hostname", t.hostname) && !valid_hostname_label(t.hostname))
+    s.refuse(s.find("hostname"), "hostname", quote(t.hostname) + " is not a DNS label (letters, digits, '-'; 1..63)");
+  s.read_string("auth_key_file", t.auth_key_file);
+  if (s.read_string_array("advertise_tags", t.advertise_tags))
+    for (const std::string& tag : t.advertise_tags)
+      if (!valid_tag(tag)) s.refuse(s.find("advertise_tags"), "advertise_tags", quote(tag) + " is not a tag (expected \"tag:name\")");
+  s.read_bool("ephemeral", t.ephemeral);
+  s.read_bool("accept_routes", t.accept_routes);
+  if (s.read_string_array("advertise_endpoints", t.advertise_endpoints))
+    for (const std::string& e : t.advertise_endpoints)
+      if (!valid_ip_endpoint(e))
+        s.refuse(s.find("advertise_endpoints"), "advertise_endpoints",
+                 quote(e) + " is not an address and port (\"198.18.0.1:41641\" or \"[fd00::1]:41641\")");
+  return port_line;
 }
 
 void read_wireguard(const section& s, wireguard_config& w) {
@@ -780,7 +818,7 @@ config parse_config(std::string_view text, const std::string& path) {
     wireguard_line = s.find("listen_port") ? s.line_of(s.find("listen_port")) : 0;
   });
   with_table(path, root, "devices", [&](const section& s) { read_devices(s, cfg.devices); });
-  with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_listen_port(s, cfg.tailnet.listen_port); });
+  with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_tailnet(s, cfg.tailnet); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);
   check_layout(cfg);

@@ -99,6 +99,18 @@ struct devices_config {
 
 struct tailnet_config {
   std::uint16_t listen_port = 41641;     // UDP port for WireGuard/disco/STUN with tailnet peers
+  // The coordination server, "http://host[:port]". Empty: lopower does not
+  // join a tailnet (device side only).
+  std::string control_url;
+  std::string hostname = "lopower";      // the node's name in the tailnet (Hostinfo.Hostname)
+  std::string auth_key_file;             // a pre-auth key; else $LOPOWER_AUTHKEY; else interactive login
+  std::vector<std::string> advertise_tags;  // "tag:name", requested at registration
+  bool ephemeral = false;                // the node goes away when lopower logs out or stays offline
+  bool accept_routes = false;            // use peers' subnet routes
+  // Endpoints announced to peers ("ip:port"); empty: the tailnet ports'
+  // addresses at listen_port. Set them when lopower sits behind a NAT.
+  std::vector<std::string> advertise_endpoints;
+  int line = 0;                          // where [tailnet] starts
 };
 
 struct config {

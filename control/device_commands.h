@@ -5,12 +5,12 @@
 
 #include "control/config.h"
 #include "control/ctl_server.h"
-#include "control/device_wireguard.h"
+#include "control/wireguard_server.h"
 #include "control/enrollment/device_registry.h"
 
 namespace lopower {
 
-void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, device_wireguard& server,
+void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, wireguard_server& server,
                               const config& cfg);
 
 }  // namespace lopower

@@ -40,6 +40,13 @@ void event_loop::watch(int fd, std::uint32_t events, fd_callback callback) {
   watched_[fd] = std::make_shared<fd_callback>(std::move(callback));
 }
 
+void event_loop::modify(int fd, std::uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0) throw sys_error("epoll_ctl MOD");
+}
+
 void event_loop::unwatch(int fd) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   watched_.erase(fd);
@@ -62,8 +69,10 @@ event_loop::timer_id event_loop::add_timer(std::chrono::microseconds delay, std:
   watch(fd, EPOLLIN, [this, fd, cb, periodic](std::uint32_t) {
     std::uint64_t expirations = 0;
     if (read(fd, &expirations, sizeof expirations) != sizeof expirations) return;
-    (*cb)();
+    // A one-shot timer goes first: its callback may add a timer that
+    // reuses this fd number, which a later cancel would then hit.
     if (!periodic) cancel_timer(fd);
+    (*cb)();
   });
   return fd;
 }

@@ -25,6 +25,8 @@ class event_loop {
   // Watches `fd` (not owned) for `events` (EPOLLIN, ...). Throws on failure.
   void watch(int fd, std::uint32_t events, fd_callback callback);
   void unwatch(int fd);
+  // Changes the events a watched fd is polled for.
+  void modify(int fd, std::uint32_t events);
 
   // Calls `callback` after `delay`, then every `interval` if it is non-zero.
   timer_id add_timer(std::chrono::microseconds delay, std::chrono::microseconds interval, timer_callback callback);

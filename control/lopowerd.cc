@@ -20,11 +20,12 @@
 #include "control/config.h"
 #include "control/ctl_server.h"
 #include "control/device_commands.h"
-#include "control/device_wireguard.h"
+#include "control/wireguard_server.h"
 #include "control/enrollment/device_registry.h"
 #include "control/event_loop.h"
 #include "control/log.h"
 #include "control/status.h"
+#include "control/tailnet_node.h"
 #include "dataplane/dataplane.h"
 #include "lopower_build_config.h"
 
@@ -104,7 +105,7 @@ void make_state_dir(const std::string& dir) {
 // Packets the workers handed up: device handshakes go to the device
 // WireGuard server; disco, STUN and tailnet handshakes plug in here with the
 // tailnet node; until then they are counted and freed.
-void handle_control_packet(dataplane& dp, device_wireguard& devices, rte_mbuf* m, bool under_load) {
+void handle_control_packet(dataplane& dp, wireguard_server& devices, rte_mbuf* m, bool under_load) {
   const std::size_t index = dp.port_index_of(m->port);
   if (index >= dp.ports().size()) return rte_pktmbuf_free(m);
   const classify_result r =
@@ -112,6 +113,19 @@ void handle_control_packet(dataplane& dp, device_wireguard& devices, rte_mbuf* m
   if (r.cls == packet_class::wg_handshake && r.to == listener::devices) return devices.handle_packet(m, r, under_load);
   dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
   rte_pktmbuf_free(m);
+}
+
+// logout / login: the operator's hold on lopower's tailnet membership.
+void register_tailnet_commands(ctl_server& ctl, tailnet_node* node) {
+  auto with_node = [node](auto action) {
+    return [node, action](const nlohmann::json&) -> nlohmann::json {
+      if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
+      if (auto r = action(*node); !r) throw ctl_command_error(r.message());
+      return nlohmann::json{{"backend_state", tailnet::to_string(node->client().state())}};
+    };
+  };
+  ctl.handle("logout", with_node([](tailnet_node& n) { return n.logout(); }));
+  ctl.handle("login", with_node([](tailnet_node& n) { return n.login(); }));
 }
 
 enrollment::device_registry open_registry(const config& cfg) {
@@ -139,7 +153,9 @@ int serve(const config& cfg, const std::string& config_path) {
   make_state_dir(cfg.daemon.state_dir);
   enrollment::device_registry registry = open_registry(cfg);
   dataplane dp(cfg, eal_worker_lcores());
-  device_wireguard devices(dp, cfg, registry);
+  wireguard_server devices(dp, cfg, registry);
+  std::unique_ptr<tailnet_node> tailnet;
+  if (!cfg.tailnet.control_url.empty()) tailnet = std::make_unique<tailnet_node>(loop, dp, cfg);
   ctl_server ctl(loop, cfg.daemon.ctl_socket, cfg.daemon.ctl_group);
   const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};
   ctl.handle("status", [&](const nlohmann::json&) {
@@ -149,9 +165,11 @@ int serve(const config& cfg, const std::string& config_path) {
                       {"crypto_backend", dp.workers().empty() ? "none" : std::string(dp.workers()[0]->crypto_backend())},
                       {"devices", registry.list().size()},
                       {"handshakes", devices.counters().to_json()}};
+    j["tailnet"] = tailnet ? tailnet->status_json() : nlohmann::json{{"backend_state", "Disabled"}};
     return j;
   });
   register_device_commands(ctl, registry, devices, cfg);
+  register_tailnet_commands(ctl, tailnet.get());
   ctl.handle("ping", [](const nlohmann::json&) { return nlohmann::json{{"pong", true}}; });
   // Workers never make system calls, so the control thread collects from
   // their rings on a short timer rather than being woken.
@@ -164,6 +182,7 @@ int serve(const config& cfg, const std::string& config_path) {
   });
   loop.add_timer(protocol_timer_interval, protocol_timer_interval, [&] { devices.tick(); });
   dp.start();
+  if (tailnet) tailnet->start();
   for (const port_runtime& p : dp.ports())
     LOG_INFO("port %s: %s (%s) mac %s, %u queue(s)%s%s", p.config.name.c_str(), p.config.device.c_str(), p.driver.c_str(),
              mac_to_string(p.mac).c_str(), p.queues, p.rss ? ", RSS" : "",

@@ -81,6 +81,7 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       s.rcu_thread_id = static_cast<unsigned>(w);
       s.reject_after_cycles = rte_get_tsc_hz() * cfg.wireguard.reject_after_seconds;
       set_local_addresses(s, cfg.devices);
+      s.tailnet = &tailnet_view_;
       workers_.push_back(std::make_unique<worker>(std::move(s)));
     }
   } catch (...) {
@@ -92,6 +93,12 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
 dataplane::~dataplane() {
   stop();
   close_all();
+  delete tailnet_view_.exchange(nullptr);  // the workers are gone
+}
+
+void dataplane::publish_tailnet_view(std::unique_ptr<tailnet_view> view) {
+  const tailnet_view* old = tailnet_view_.exchange(view.release(), std::memory_order_acq_rel);
+  if (old != nullptr) rcu_->retire_object(const_cast<tailnet_view*>(old));
 }
 
 void dataplane::create_rings(std::size_t workers, std::uint32_t size) {

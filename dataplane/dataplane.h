@@ -63,6 +63,9 @@ class dataplane {
   const control_stats& control_counters() const { return control_stats_; }
   std::size_t port_index_of(std::uint16_t port_id) const;
   rte_mempool* pool() const { return pool_; }
+  // Control thread: replaces what the workers know of the tailnet (nullptr:
+  // lopower is not on a tailnet); the old view is freed after a grace period.
+  void publish_tailnet_view(std::unique_ptr<tailnet_view> view);
 
  private:
   void create_rings(std::size_t workers, std::uint32_t size);
@@ -77,6 +80,7 @@ class dataplane {
   std::unique_ptr<session_table> sessions_;
   neighbour_table neighbours_;
   control_stats control_stats_;
+  std::atomic<const tailnet_view*> tailnet_view_{nullptr};
   std::atomic<bool> stop_{false};
   bool running_ = false;
   std::size_t next_tx_worker_ = 0;

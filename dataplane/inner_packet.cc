@@ -75,6 +75,29 @@ bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept {
   return true;
 }
 
+bool is_tsmp_ping(const std::uint8_t* p, const inner_info& info) noexcept {
+  return info.protocol == ipproto_tsmp && info.length >= info.l4_offset + 9u && p[info.l4_offset] == 'p';
+}
+
+std::uint16_t make_tsmp_pong(std::uint8_t* p, const inner_info& info) noexcept {
+  std::uint8_t* l4 = p + info.l4_offset;
+  const auto length = static_cast<std::uint16_t>(info.l4_offset + tsmp_pong_l4_size);
+  l4[0] = 'o';  // the 8 data bytes stay where they are
+  store_be16(l4 + 9, 0);
+  if (!info.ipv6) {
+    std::swap_ranges(p + 12, p + 16, p + 16);
+    p[8] = default_ttl;
+    store_be16(p + 2, length);
+    store_be16(p + 10, 0);
+    store_checksum(p + 10, static_cast<std::uint16_t>(~rte_raw_cksum(p, info.l4_offset)));
+  } else {
+    std::swap_ranges(p + 8, p + 24, p + 24);
+    p[7] = default_ttl;
+    store_be16(p + 4, static_cast<std::uint16_t>(length - 40));
+  }
+  return length;
+}
+
 void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept {
   std::memcpy(frame, ep.peer_mac, 6);
   std::memcpy(frame + 6, ep.local_mac, 6);

@@ -27,6 +27,17 @@ std::optional<inner_info> parse_inner(const std::uint8_t* p, std::uint32_t plain
 // not an echo request.
 bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept;
 
+// TSMP (IP protocol 99, tailscale's net/packet/tsmp.go): a ping is 'p' and
+// 8 opaque bytes after the IP header; the pong is 'o', the same 8 bytes and
+// a u16 peerAPI port (0: lopower has none), 11 bytes.
+inline constexpr std::uint8_t ipproto_tsmp = 99;
+inline constexpr std::uint16_t tsmp_pong_l4_size = 11;
+bool is_tsmp_ping(const std::uint8_t* p, const inner_info& info) noexcept;
+// Turns a TSMP ping in place into its pong (addresses swapped, lengths and
+// IPv4 checksum redone). `p` must have room for info.l4_offset + 11 bytes;
+// returns the pong's length.
+std::uint16_t make_tsmp_pong(std::uint8_t* p, const inner_info& info) noexcept;
+
 // Outer headers for WireGuard to `ep`: Ethernet + IPv4/IPv6 + UDP.
 constexpr unsigned outer_header_size(bool ipv6) { return 14 + (ipv6 ? 40 : 20) + 8; }
 // Writes them at `frame` for a UDP payload of `payload_length` bytes that

@@ -17,6 +17,15 @@ wg_keypair::~wg_keypair() {
   sodium_memzero(receive_key, sizeof receive_key);
 }
 
+bool allowed_prefixes::contains(bool ipv6, const std::uint8_t* addr) const noexcept {
+  ip_address a;
+  a.family = ipv6 ? ip_family::v6 : ip_family::v4;
+  std::memcpy(a.bytes.data(), addr, ipv6 ? 16 : 4);
+  for (const ip_prefix& p : prefixes)
+    if (p.contains(a)) return true;
+  return false;
+}
+
 bool wg_peer::source_allowed_v6(const std::uint8_t* src) const noexcept {
   return has_v6 && std::memcmp(src, v6, 16) == 0;
 }

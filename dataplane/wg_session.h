@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "dataplane/lcore_stats.h"
+#include "lopower/net_addr.h"
 #include "lopower/replay_window.h"
 
 namespace lopower {
@@ -30,6 +32,14 @@ struct wg_endpoint {
 };
 
 struct wg_peer;
+
+// A tailnet peer's AllowedIPs (its addresses, and the routes lopower accepts
+// from it): inbound sources must fall inside. Immutable once published;
+// replaced as a whole (RCU) when the netmap changes them.
+struct allowed_prefixes {
+  std::vector<ip_prefix> prefixes;
+  bool contains(bool ipv6, const std::uint8_t* addr) const noexcept;
+};
 
 struct wg_keypair {
   std::uint8_t send_key[32]{};
@@ -64,6 +74,10 @@ struct wg_peer {
   std::atomic<wg_keypair*> current{nullptr};      // used to send
   std::atomic<const wg_endpoint*> endpoint{nullptr};
   std::atomic<bool> removed{false};
+  // A tailnet peer (the node-key interface) rather than a device: its inner
+  // packets are checked against `allowed` and the tailnet's packet filter.
+  bool tailnet = false;
+  std::atomic<const allowed_prefixes*> allowed{nullptr};
 
   // Timer inputs: the workers stamp, the control thread's timers decide.
   std::atomic<std::uint64_t> last_rx_tsc{0};

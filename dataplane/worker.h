@@ -16,6 +16,7 @@
 #include "dataplane/crypto/aead_batch.h"
 #include "dataplane/lcore_stats.h"
 #include "dataplane/session_table.h"
+#include "dataplane/tailnet_view.h"
 
 namespace lopower {
 
@@ -52,6 +53,8 @@ struct worker_setup {
   bool has_local_v4 = false, has_local_v6 = false;
   std::uint32_t local_v4_be = 0;
   std::uint8_t local_v6[16]{};
+  // lopower on the tailnet (nullptr, or a null view: tailnet traffic is not for us).
+  const std::atomic<const tailnet_view*>* tailnet = nullptr;
 };
 
 class worker {
@@ -106,6 +109,7 @@ class worker {
   void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
   bool admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint64_t counter) noexcept;
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
+  void deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, outbound& out) noexcept;
   void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;

@@ -147,6 +147,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound&
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   const auto info = parse_inner(p, m->data_len);
   if (!info) return drop_one(ps.port.index, m, drop_reason::inner_malformed);
+  if (peer->tailnet) return deliver_from_tailnet(ps, m, *info, peer, out);
   std::uint32_t src_v4;
   std::memcpy(&src_v4, info->src, 4);
   const bool allowed = info->ipv6 ? peer->source_allowed_v6(info->src) : peer->source_allowed_v4(src_v4);
@@ -160,6 +161,39 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound&
     return;
   }
   drop_one(ps.port.index, m, drop_reason::inner_no_route);
+}
+
+// From a tailnet peer: its AllowedIPs, then lopower's own addresses, where
+// TSMP pings are answered before the packet filter (as tailscale does: they
+// are its own protocol, not traffic) and ICMP echo after it. Splicing replies
+// back to devices plugs in at "not for us".
+void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer,
+                                  outbound& out) noexcept {
+  const allowed_prefixes* allowed = peer->allowed.load(std::memory_order_acquire);
+  if (allowed == nullptr || !allowed->contains(info.ipv6, info.src))
+    return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
+  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info.length));  // WireGuard's padding
+  const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
+  if (view == nullptr || !view->owns(info.ipv6, info.dst))
+    return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  if (is_tsmp_ping(p, info)) {
+    const std::uint16_t pong = static_cast<std::uint16_t>(info.l4_offset + tsmp_pong_l4_size);
+    if (pong > m->data_len && rte_pktmbuf_append(m, static_cast<std::uint16_t>(pong - m->data_len)) == nullptr)
+      return drop_one(ps.port.index, m, drop_reason::multi_segment);
+    make_tsmp_pong(p, info);
+    rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - pong));
+    out.pkts[out.count] = m;
+    out.peers[out.count++] = peer;
+    return;
+  }
+  if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
+  if (make_echo_reply(p, info)) {
+    out.pkts[out.count] = m;
+    out.peers[out.count++] = peer;
+    return;
+  }
+  drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
 }
 
 // Drops are counted on `port_index`, the port the triggering traffic came in on.

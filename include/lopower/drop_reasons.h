@@ -33,7 +33,9 @@
   X(inner_no_route, "inner destination lopower does not serve (yet)")                         \
   X(wg_no_session, "packet for a peer with no current keypair or endpoint")                  \
   X(wg_encrypt_failed, "the crypto backend refused to encrypt (a bug: reported, never sent)")  \
-  X(wg_event_ring_full, "session-event ring to the control plane full")
+  X(wg_event_ring_full, "session-event ring to the control plane full")                     \
+  X(tailnet_filtered, "inbound tailnet packet refused by the tailnet's packet filter (ACLs)") \
+  X(tailnet_not_for_us, "inbound tailnet packet for an address lopower does not serve (yet)")
 
 namespace lopower {
 

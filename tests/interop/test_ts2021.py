@@ -5,7 +5,9 @@ headscale (pinned v0.29.2) on loopback.
 under test and reports in JSON: GET /key, the upgrade to ts2021 with the
 Noise initiation in its header, the Noise response, the early payload
 (records with big-endian nonces), the server's HTTP/2 SETTINGS, and the
-SETTINGS ACK that shows headscale opened the record we sent.
+SETTINGS ACK that shows headscale opened the record we sent. With
+``--register-authkey`` it goes on with the HTTP/2 client (h2_client) inside
+the records and registers a node: POST /machine/register.
 """
 
 import json
@@ -102,3 +104,52 @@ def test_headscale_helper_cli(headscale):
     assert key
     users = headscale.cli_json("users", "list")
     assert any(u.get("name") == "ts2021-probe" for u in users)
+
+
+def test_register_with_preauth_key_over_http2(headscale):
+    uid = headscale.create_user("h2-register")
+    key = headscale.create_preauth_key(uid)
+    report = probe(headscale, "--register-authkey", key)
+    assert report["ok"], report
+    reg = report["register"]
+    assert reg["status"] == 200
+    assert reg["headers"]["content-type"].startswith("application/json")
+    assert reg["close_code"] == 0
+    # tailcfg.RegisterResponse: authorized at once by the pre-auth key, and
+    # the user it belongs to.
+    resp = reg["response"]
+    assert resp is not None, reg["body"]
+    assert resp["MachineAuthorized"] is True, resp
+    assert resp["NodeKeyExpired"] is False
+    assert not resp.get("AuthURL")
+    assert not resp.get("Error")
+    # (tailcfg.User has no LoginName any more; tailcfg.Login does.)
+    assert resp["User"]["DisplayName"] == "h2-register", resp
+    assert resp["Login"]["LoginName"] == "h2-register", resp
+    # HTTP/2 as headscale (Go's x/net/http2) speaks it: SETTINGS first (with
+    # a 1 MiB stream window), then a WINDOW_UPDATE widening the connection's.
+    frames = reg["server_frames"]
+    assert frames[0]["type"] == 4 and frames[0]["flags"] == 0 and frames[0]["stream"] == 0
+    assert frames[0]["settings"].get("4", 65535) >= 65535
+    assert any(f["type"] == 1 and f["stream"] == 1 for f in frames)  # the response HEADERS
+    # headscale now knows the node, under the machine and node keys we used.
+    nodes = headscale.cli_json("nodes", "list")
+    probe_nodes = [n for n in nodes if n.get("name") == "probe"]
+    assert len(probe_nodes) == 1, nodes
+    node = probe_nodes[0]
+    assert node["machine_key"] == report["machine_key"]
+    assert node["node_key"] == reg["node_key"]
+    assert node["user"]["name"] == "h2-register"
+
+
+def test_register_with_a_bad_key_is_refused_in_the_response(headscale):
+    # headscale answers 200 with RegisterResponse.Error (noise.go turns its
+    # HTTPError into the body), not an HTTP error status.
+    before = len(headscale.cli_json("nodes", "list") or [])
+    report = probe(headscale, "--register-authkey", "hskey-auth-" + "x" * 40)
+    assert report["ok"], report
+    resp = report["register"]["response"]
+    assert report["register"]["status"] == 200
+    assert resp["MachineAuthorized"] is False
+    assert "auth-key" in resp["Error"] or "auth key" in resp["Error"], resp
+    assert len(headscale.cli_json("nodes", "list") or []) == before

@@ -21,6 +21,8 @@ void usage(FILE* out) {
                "commands:\n"
                "  status [--json]   daemon, ports, lcores, counters and drops by reason\n"
                "  device add|list|show|remove|reset-timestamp ...   enrol and manage WireGuard devices\n"
+               "  logout            leave the tailnet (the node key is expired at the server)\n"
+               "  login             join again after a logout\n"
                "The socket defaults to $LOPOWER_CTL_SOCKET, else %s.\n",
                lopower::ctl::default_socket);
 }
@@ -88,6 +90,12 @@ int main(int argc, char** argv) {
   if (cl.command == "status") return cmd_status(cl);
   if (cl.command == "device")
     return lopower::run_device_command(cl.args, [&](const lopower::ctl::request& r) { return request(cl, r); });
+  if (cl.command == "logout" || cl.command == "login") {
+    auto result = request(cl, {cl.command, nlohmann::json::object()});
+    if (!result) return 1;
+    std::printf("%s: %s\n", cl.command.c_str(), result->value("backend_state", std::string("?")).c_str());
+    return 0;
+  }
   if (cl.command == "help" || cl.command == "--help") {
     usage(stdout);
     return 0;

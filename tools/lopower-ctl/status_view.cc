@@ -67,6 +67,49 @@ void render_port(std::ostringstream& out, const nlohmann::json& p) {
   out << "           drops " << (nonzero.empty() ? "none" : nonzero) << "\n";
 }
 
+std::string first_address(const nlohmann::json& node) {
+  const auto addrs = member(node, "addresses", nlohmann::json::value_t::array);
+  return addrs.empty() || !addrs[0].is_string() ? "-" : addrs[0].get<std::string>();
+}
+
+// One line per peer, like `tailscale status`: address, name, state, path.
+void render_peer(std::ostringstream& out, const nlohmann::json& p) {
+  const auto online = p.find("online");
+  const char* presence = online == p.end() || !online->is_boolean() ? "-" : online->get<bool>() ? "online" : "offline";
+  std::string path = text(p, "path");
+  if (path.empty()) path = "-";
+  char line[512];
+  std::snprintf(line, sizeof line, "  %-16s %-32s %-8s %s", first_address(p).c_str(), text(p, "name").c_str(), presence,
+                path.c_str());
+  out << line;
+  if (p.contains("last_handshake_seconds") && p["last_handshake_seconds"].is_number())
+    out << "  handshake " << human_duration(number(p, "last_handshake_seconds")) << " ago";
+  if (number(p, "rx_bytes") + number(p, "tx_bytes") > 0)
+    out << "  rx " << number(p, "rx_bytes") << " B  tx " << number(p, "tx_bytes") << " B";
+  out << "\n";
+}
+
+void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
+  if (t.empty()) return;
+  out << "\ntailnet: " << text(t, "backend_state");
+  if (text(t, "backend_state") == "Disabled") {
+    out << " (no tailnet.control_url)\n";
+    return;
+  }
+  const auto self = member(t, "self", nlohmann::json::value_t::object);
+  if (!self.empty()) out << "  " << text(self, "name") << "  " << join_array(self, "addresses");
+  out << "\n  control " << text(t, "control_url") << (t.value("connected", false) ? " (connected)" : " (not connected)")
+      << "\n  node key " << text(t, "node_key");
+  if (!self.empty() && self.contains("key_expiry") && self["key_expiry"].is_string())
+    out << "  expires " << text(self, "key_expiry");
+  out << "\n";
+  if (t.contains("auth_url")) out << "  to log in, visit: " << text(t, "auth_url") << "\n";
+  if (t.contains("last_error")) out << "  last error: " << text(t, "last_error") << "\n";
+  const auto peers = member(t, "peers", nlohmann::json::value_t::array);
+  out << "  peers: " << (peers.empty() ? "none" : std::to_string(peers.size())) << "\n";
+  for (const auto& p : peers) render_peer(out, p);
+}
+
 }  // namespace
 
 std::string render_status(const nlohmann::json& s) {
@@ -95,6 +138,7 @@ std::string render_status(const nlohmann::json& s) {
         << "  refused " << number(hs, "invalid_mac1") + number(hs, "handshake_errors") + number(hs, "rate_limited")
         << "\n";
   }
+  render_tailnet(out, member(s, "tailnet", nlohmann::json::value_t::object));
   const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);
   out << "\nneighbours: " << (neighbours.empty() ? "none" : "") << "\n";
   for (const auto& n : neighbours)

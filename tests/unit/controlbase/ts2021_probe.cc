@@ -1,4 +1,5 @@
 // ts2021_probe HOST PORT [--capver N] [--server-key mkey:...] [--timeout SECONDS]
+//                         [--register-authkey KEY]
 //
 // Speaks ts2021 to a real control server (headscale in tests/interop) with
 // lopower's controlbase, step by step, and prints one JSON object saying how
@@ -11,6 +12,12 @@
 //   5. HTTP/2 inside records: the server's SETTINGS frame; then our client
 //      preface + SETTINGS in one record, and the server's SETTINGS ACK back
 //      (proof that the server opened our records).
+//
+// With --register-authkey, step 5 is the real thing instead: h2_client in
+// the records, POST /machine/register with a fresh node key and the
+// pre-auth key, and the RegisterResponse reported ("register": status,
+// headers, body, the parsed JSON, the stream's close code, and the frames
+// the server sent, SETTINGS decoded).
 //
 // Exit status 0 when every step passed, 1 otherwise ("stage" and "error"
 // say where and why). Test tool only; plain TCP, no TLS.
@@ -30,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "control/tailnet/controlbase/h2_client.h"
 #include "control/tailnet/controlbase/key_text.h"
 #include "control/tailnet/controlbase/noise_ik.h"
 #include "control/tailnet/controlbase/record_stream.h"
@@ -143,8 +151,116 @@ struct http2_frame {
   std::uint32_t stream;
 };
 
+// Lists the HTTP/2 frames in the server's plaintext as it passes (frames
+// may span reads): type, flags, stream, length; SETTINGS with their values,
+// WINDOW_UPDATE with its increment, GOAWAY and RST_STREAM with their codes.
+class frame_log {
+ public:
+  void add(std::span<const std::uint8_t> bytes) {
+    buf_.insert(buf_.end(), bytes.begin(), bytes.end());
+    while (buf_.size() >= 9) {
+      const std::uint32_t length = static_cast<std::uint32_t>(buf_[0] << 16 | buf_[1] << 8 | buf_[2]);
+      if (buf_.size() < 9 + length) return;
+      const std::span<const std::uint8_t> payload(buf_.data() + 9, length);
+      json f = {{"type", buf_[3]}, {"flags", buf_[4]},
+                {"stream", (buf_[5] & 0x7f) << 24 | buf_[6] << 16 | buf_[7] << 8 | buf_[8]}, {"length", length}};
+      if (buf_[3] == 0x04) {
+        json values = json::object();
+        for (std::size_t i = 0; i + 6 <= payload.size(); i += 6)
+          values[std::to_string(payload[i] << 8 | payload[i + 1])] = be32(payload.subspan(i + 2));
+        f["settings"] = values;
+      } else if (buf_[3] == 0x08 && length == 4) {
+        f["increment"] = be32(payload) & 0x7fffffff;
+      } else if (buf_[3] == 0x03 && length == 4) {
+        f["error_code"] = be32(payload);
+      } else if (buf_[3] == 0x07 && length >= 8) {
+        f["error_code"] = be32(payload.subspan(4));
+      }
+      frames_.push_back(std::move(f));
+      buf_.erase(buf_.begin(), buf_.begin() + 9 + static_cast<std::ptrdiff_t>(length));
+    }
+  }
+  const json& frames() const { return frames_; }
+
+ private:
+  static std::uint32_t be32(std::span<const std::uint8_t> p) {
+    return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
+           static_cast<std::uint32_t>(p[2]) << 8 | p[3];
+  }
+  std::vector<std::uint8_t> buf_;
+  json frames_ = json::array();
+};
+
+// POST /machine/register over h2_client, inside the records. `h2` holds
+// what the server sent after its early payload so far; `read_more` adds
+// to it.
+template <class ReadMore>
+void register_node(socket_conn& conn, record_transport& transport, std::vector<std::uint8_t>& h2, ReadMore read_more,
+                   const std::string& authority, std::uint16_t capver, const std::string& authkey, json& report) {
+  const private_key node = generate_private_key();
+  const json request = {{"Version", capver},
+                        {"NodeKey", format_node_key(public_from_private(node))},
+                        {"Auth", {{"AuthKey", authkey}}},
+                        {"Hostinfo", {{"Hostname", "probe"}, {"OS", "linux"}}}};
+  json& out = report["register"];
+  out["node_key"] = request["NodeKey"];
+
+  h2_client client;
+  std::optional<std::uint32_t> closed;
+  std::string body;
+  const std::int32_t id = client.request(
+      {.method = "POST",
+       .path = "/machine/register",
+       .authority = authority,
+       .headers = {{"content-type", "application/json"}},
+       .body = request.dump()},
+      {.on_response =
+           [&](int status, const std::vector<http_header>& headers) {
+             out["status"] = status;
+             json h = json::object();
+             for (const auto& f : headers) h[f.name] = f.value;
+             out["headers"] = h;
+           },
+       .on_data = [&](std::span<const std::uint8_t> chunk) { body.append(chunk.begin(), chunk.end()); },
+       .on_close = [&](std::uint32_t code) { closed = code; }});
+  if (id < 0) throw probe_failure{"register", std::string("request: ") + h2_strerror(id)};
+
+  frame_log frames;
+  std::vector<std::uint8_t> plain_out, wire;
+  const auto flush = [&] {
+    plain_out.clear();
+    client.take_output(plain_out);
+    if (plain_out.empty()) return;
+    wire.clear();
+    if (const auto e = transport.tx.seal(plain_out, wire); e != record_error::none)
+      throw probe_failure{"register", std::string("sealing: ") + to_string(e)};
+    conn.write_all(wire, "register");
+  };
+  flush();  // preface, SETTINGS, WINDOW_UPDATE and the request, at once
+  while (!closed) {
+    if (h2.empty()) {
+      read_more("register");
+      continue;
+    }
+    frames.add(h2);
+    const auto fed = client.feed(h2);
+    h2.clear();
+    if (!fed) throw probe_failure{"register", fed.message()};
+    flush();
+  }
+  out["server_frames"] = frames.frames();
+  out["close_code"] = *closed;
+  out["body"] = body;
+  const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  out["response"] = parsed.is_discarded() ? json(nullptr) : parsed;
+  client.shutdown();
+  flush();
+  if (*closed != h2_no_error) throw probe_failure{"register", "the stream closed with code " + std::to_string(*closed)};
+}
+
 void run(const std::string& host, const std::string& port, std::uint16_t capver,
-         const std::optional<public_key>& given_key, int timeout_s, json& report) {
+         const std::optional<public_key>& given_key, int timeout_s, const std::optional<std::string>& register_authkey,
+         json& report) {
   report["capver"] = capver;
   // 1. The server's key.
   const public_key server_key = given_key ? *given_key : fetch_server_key(host, port, capver, timeout_s, report);
@@ -217,6 +333,11 @@ void run(const std::string& host, const std::string& port, std::uint16_t capver,
     report["early_payload"] = nullptr;
   }
 
+  if (register_authkey) {
+    register_node(conn, transport, h2, pump, host_header(host, port), capver, *register_authkey, report);
+    return;
+  }
+
   // 5. HTTP/2 frames, read whole from the plaintext stream.
   const auto next_frame = [&](const char* stage) {
     while (h2.size() < 9) pump(stage);
@@ -263,19 +384,23 @@ void run(const std::string& host, const std::string& port, std::uint16_t capver,
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: ts2021_probe HOST PORT [--capver N] [--server-key mkey:...] [--timeout SECONDS]\n";
+    std::cerr << "usage: ts2021_probe HOST PORT [--capver N] [--server-key mkey:...] [--timeout SECONDS]"
+                 " [--register-authkey KEY]\n";
     return 2;
   }
   const std::string host = argv[1], port = argv[2];
   std::uint16_t capver = 119;
   int timeout_s = 10;
   std::optional<public_key> server_key;
+  std::optional<std::string> register_authkey;
   for (int i = 3; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--capver") {
       capver = static_cast<std::uint16_t>(std::stoul(value));
     } else if (flag == "--timeout") {
       timeout_s = std::stoi(value);
+    } else if (flag == "--register-authkey") {
+      register_authkey = value;
     } else if (flag == "--server-key") {
       auto k = parse_machine_key(value);
       if (!k) {
@@ -292,7 +417,7 @@ int main(int argc, char** argv) {
   bool ok = false;
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    run(host, port, capver, server_key, timeout_s, report);
+    run(host, port, capver, server_key, timeout_s, register_authkey, report);
     ok = true;
   } catch (const probe_failure& f) {
     report["stage"] = f.stage;

@@ -1,4 +1,4 @@
-#include "control/device_wireguard.h"
+#include "control/wireguard_server.h"
 
 #include <rte_cycles.h>
 #include <sodium.h>
@@ -37,9 +37,9 @@ std::string endpoint_text(const wg_endpoint& ep) {
   return host + ":" + std::to_string(ntohs(ep.peer_port_be));
 }
 
-wg::static_identity identity_from(const enrollment::device_registry& registry) {
-  wg::static_identity id(registry.server_private_key());
-  if (!id.valid()) throw std::runtime_error("the device-side WireGuard key in the state directory is unusable");
+wg::static_identity identity_from(const private_key& key, const std::string& label) {
+  wg::static_identity id(key);
+  if (!id.valid()) throw std::runtime_error("the WireGuard key for " + label + "s is unusable");
   return id;
 }
 
@@ -54,7 +54,7 @@ nlohmann::json handshake_counters::to_json() const {
   return j;
 }
 
-struct device_wireguard::peer {
+struct wireguard_server::peer {
   std::string name;
   public_key key;
   std::unique_ptr<wg::peer_handshake> hs;
@@ -71,57 +71,93 @@ struct device_wireguard::peer {
       : name(std::move(n)), key(k), hs(std::make_unique<wg::peer_handshake>(id, k)), maker(k) {}
 };
 
-device_wireguard::device_wireguard(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
-    : dp_(dp), wg_(cfg.wireguard), identity_(identity_from(registry)), aead_(crypto::make_backend("libsodium")),
-      tsc_hz_(rte_get_tsc_hz()) {
-  if (!aead_) throw std::runtime_error("libsodium backend unavailable");
+wireguard_server::wireguard_server(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
+    : wireguard_server(dp, cfg.wireguard, registry.server_private_key(), "device") {
   for (const enrollment::device& d : registry.list()) add_device(d);
 }
 
-device_wireguard::~device_wireguard() {
+wireguard_server::wireguard_server(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label)
+    : dp_(dp), wg_(wg), label_(std::move(label)), identity_(identity_from(key, label_)),
+      aead_(crypto::make_backend("libsodium")), tsc_hz_(rte_get_tsc_hz()) {
+  if (!aead_) throw std::runtime_error("libsodium backend unavailable");
+}
+
+wireguard_server::~wireguard_server() {
   while (!peers_.empty()) drop_peer(*peers_.begin()->second);
 }
 
-wg::peer_handshake* device_wireguard::by_static(const public_key& remote_static) {
+wg::peer_handshake* wireguard_server::by_static(const public_key& remote_static) {
   auto it = by_key_.find(remote_static);
   return it == by_key_.end() ? nullptr : it->second->hs.get();
 }
 
-wg::peer_handshake* device_wireguard::by_index(std::uint32_t local_index) {
+wg::peer_handshake* wireguard_server::by_index(std::uint32_t local_index) {
   auto it = by_index_.find(local_index);
   if (it == by_index_.end() || it->second->pending_index != local_index) return nullptr;
   return it->second->hs.get();
 }
 
-std::uint32_t device_wireguard::fresh_index() {
+std::uint32_t wireguard_server::fresh_index() {
   for (;;) {
     const std::uint32_t idx = randombytes_random();
     if (idx != 0 && !by_index_.contains(idx) && !dp_.sessions().contains(idx)) return idx;
   }
 }
 
-void device_wireguard::add_device(const enrollment::device& d) {
-  auto p = std::make_unique<peer>(d.name, d.public_key, identity_);
-  p->dp = new wg_peer;
-  p->dp->id = next_peer_id_++;
-  if (d.ipv4) {
-    p->dp->has_v4 = true;
-    std::memcpy(&p->dp->v4_be, d.ipv4->bytes.data(), 4);
-  }
-  if (d.ipv6) {
-    p->dp->has_v6 = true;
-    std::memcpy(p->dp->v6, d.ipv6->bytes.data(), 16);
-  }
-  by_key_[d.public_key] = p.get();
-  peers_[d.name] = std::move(p);
+void wireguard_server::add_device(const enrollment::device& d) {
+  add_peer(d.name, d.public_key, [&d](wg_peer& wp) {
+    if (d.ipv4) {
+      wp.has_v4 = true;
+      std::memcpy(&wp.v4_be, d.ipv4->bytes.data(), 4);
+    }
+    if (d.ipv6) {
+      wp.has_v6 = true;
+      std::memcpy(wp.v6, d.ipv6->bytes.data(), 16);
+    }
+  });
 }
 
-void device_wireguard::remove_device(const std::string& name) {
+void wireguard_server::add_peer(const std::string& name, const public_key& key,
+                                const std::function<void(wg_peer&)>& configure) {
+  if (peers_.contains(name) || by_key_.contains(key)) return;
+  auto p = std::make_unique<peer>(name, key, identity_);
+  p->dp = new wg_peer;
+  p->dp->id = next_peer_id_++;
+  configure(*p->dp);
+  by_key_[key] = p.get();
+  peers_[name] = std::move(p);
+}
+
+void wireguard_server::set_peer_endpoint(const std::string& name, const wg_endpoint& ep) {
+  auto it = peers_.find(name);
+  if (it != peers_.end()) set_endpoint(*it->second, ep);
+}
+
+void wireguard_server::ensure_session(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return;
+  peer& p = *it->second;
+  if (p.dp->current.load(std::memory_order_acquire) != nullptr || p.pending_index != 0) return;
+  p.first_attempt_tsc = rte_rdtsc();
+  initiate(p);
+}
+
+wg_peer* wireguard_server::dataplane_peer(const std::string& name) const {
+  auto it = peers_.find(name);
+  return it == peers_.end() ? nullptr : it->second->dp;
+}
+
+std::int64_t wireguard_server::last_handshake(const std::string& name) const {
+  auto it = peers_.find(name);
+  return it == peers_.end() ? 0 : it->second->last_handshake_unix;
+}
+
+void wireguard_server::remove_device(const std::string& name) {
   auto it = peers_.find(name);
   if (it != peers_.end()) drop_peer(*it->second);
 }
 
-void device_wireguard::drop_peer(peer& p) {
+void wireguard_server::drop_peer(peer& p) {
   for (slot s : {previous, current, next}) erase_slot(p, s);
   if (p.pending_index != 0) by_index_.erase(p.pending_index);
   p.dp->removed.store(true, std::memory_order_relaxed);
@@ -132,7 +168,7 @@ void device_wireguard::drop_peer(peer& p) {
   peers_.erase(p.name);
 }
 
-void device_wireguard::reset_timestamp(const std::string& name) {
+void wireguard_server::reset_timestamp(const std::string& name) {
   auto it = peers_.find(name);
   if (it == peers_.end()) return;
   // A fresh handshake state forgets the latest timestamp (and any handshake
@@ -143,7 +179,7 @@ void device_wireguard::reset_timestamp(const std::string& name) {
   p.hs = std::make_unique<wg::peer_handshake>(identity_, p.key);
 }
 
-void device_wireguard::handle_packet(rte_mbuf* m, const classify_result& r, bool under_load) {
+void wireguard_server::handle_packet(rte_mbuf* m, const classify_result& r, bool under_load) {
   const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
   const wg::parsed_message msg = wg::parse_message(frame + r.payload_offset, r.payload_length);
   const wg_endpoint from = endpoint_of_frame(frame, m->port, r.l4_offset);
@@ -175,7 +211,7 @@ void device_wireguard::handle_packet(rte_mbuf* m, const classify_result& r, bool
   rte_pktmbuf_free(m);
 }
 
-void device_wireguard::on_initiation(rte_mbuf*, const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
+void wireguard_server::on_initiation(rte_mbuf*, const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
   ++counters_.initiations_received;
   const wg::consume_result res = wg::consume_initiation(msg, identity_, *this, monotonic_ns());
   if (!res) {
@@ -196,7 +232,7 @@ void device_wireguard::on_initiation(rte_mbuf*, const wg::message_handshake_init
   ++counters_.responses_sent;
 }
 
-void device_wireguard::on_response(const wg::message_handshake_response& msg, const wg_endpoint& from) {
+void wireguard_server::on_response(const wg::message_handshake_response& msg, const wg_endpoint& from) {
   ++counters_.responses_received;
   const wg::consume_result res = wg::consume_response(msg, identity_, *this);
   if (!res) {
@@ -214,13 +250,13 @@ void device_wireguard::on_response(const wg::message_handshake_response& msg, co
   send_keepalive(p);  // lets the responder confirm the new keypair at once
 }
 
-void device_wireguard::on_cookie_reply(const wg::message_handshake_cookie& msg) {
+void wireguard_server::on_cookie_reply(const wg::message_handshake_cookie& msg) {
   auto it = by_index_.find(msg.receiver_index.get());
   if (it == by_index_.end()) return;
   if (it->second->maker.consume_reply(msg, monotonic_ns())) ++counters_.cookie_replies_received;
 }
 
-void device_wireguard::send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src,
+void wireguard_server::send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src,
                                          const wg_endpoint& to) {
   wg::message_handshake_cookie reply{};
   if (!cookies_.create_reply(reply, identity_, msg, len, src, monotonic_ns())) return;
@@ -228,7 +264,7 @@ void device_wireguard::send_cookie_reply(const std::uint8_t* msg, std::size_t le
   ++counters_.cookie_replies_sent;
 }
 
-void device_wireguard::initiate(peer& p) {
+void wireguard_server::initiate(peer& p) {
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
   if (ep == nullptr) return;  // a device we never heard from: it will initiate
   if (p.pending_index != 0) by_index_.erase(p.pending_index);
@@ -242,7 +278,7 @@ void device_wireguard::initiate(peer& p) {
   ++counters_.initiations_sent;
 }
 
-void device_wireguard::install_keypair(peer& p, const wg::transport_keys& keys) {
+void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) {
   auto* kp = new wg_keypair;
   std::memcpy(kp->send_key, keys.send.data(), 32);
   std::memcpy(kp->receive_key, keys.receive.data(), 32);
@@ -253,7 +289,7 @@ void device_wireguard::install_keypair(peer& p, const wg::transport_keys& keys) 
   kp->peer = p.dp;
   kp->confirmed.store(keys.initiator, std::memory_order_relaxed);
   if (!dp_.sessions().insert(kp)) {
-    LOG_WARNING("device %s: session table full, handshake dropped", p.name.c_str());
+    LOG_WARNING("%s %s: session table full, handshake dropped", label_.c_str(), p.name.c_str());
     return;
   }
   by_index_[keys.local_index] = &p;
@@ -275,7 +311,7 @@ void device_wireguard::install_keypair(peer& p, const wg::transport_keys& keys) 
   ++counters_.handshakes_completed;
 }
 
-void device_wireguard::promote_next(peer& p) {
+void wireguard_server::promote_next(peer& p) {
   wg_keypair* kp = dp_.sessions().find(p.slots[next]);
   if (kp == nullptr) return;
   erase_slot(p, previous);
@@ -285,7 +321,7 @@ void device_wireguard::promote_next(peer& p) {
   p.dp->current.store(kp, std::memory_order_release);
 }
 
-void device_wireguard::erase_slot(peer& p, slot s) {
+void wireguard_server::erase_slot(peer& p, slot s) {
   const std::uint32_t idx = p.slots[s];
   if (idx == 0) return;
   wg_keypair* kp = dp_.sessions().find(idx);
@@ -296,18 +332,18 @@ void device_wireguard::erase_slot(peer& p, slot s) {
   p.slots[s] = 0;
 }
 
-void device_wireguard::set_endpoint(peer& p, const wg_endpoint& ep) {
+void wireguard_server::set_endpoint(peer& p, const wg_endpoint& ep) {
   const wg_endpoint* old = p.dp->endpoint.load(std::memory_order_relaxed);
   if (old != nullptr && old->same_path(ep)) return;
   p.dp->endpoint.store(new wg_endpoint(ep), std::memory_order_release);
   if (old != nullptr) {
     ++counters_.endpoint_changes;
-    LOG_INFO("device %s roamed to %s", p.name.c_str(), endpoint_text(ep).c_str());
+    LOG_INFO("%s %s roamed to %s", label_.c_str(), p.name.c_str(), endpoint_text(ep).c_str());
     dp_.rcu().retire_object(const_cast<wg_endpoint*>(old));
   }
 }
 
-void device_wireguard::handle_event(const wg_event& ev) {
+void wireguard_server::handle_event(const wg_event& ev) {
   auto it = by_index_.find(ev.local_index);
   if (it == by_index_.end()) return;  // the keypair went away meanwhile
   peer& p = *it->second;
@@ -315,7 +351,7 @@ void device_wireguard::handle_event(const wg_event& ev) {
   if (ev.kind == wg_event::endpoint_changed) set_endpoint(p, ev.endpoint);
 }
 
-void device_wireguard::send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len) {
+void wireguard_server::send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len) {
   rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
   if (m == nullptr) return;
   const unsigned outer = outer_header_size(to.ipv6);
@@ -330,7 +366,7 @@ void device_wireguard::send_frame(const wg_endpoint& to, const std::uint8_t* pay
   dp_.transmit(m);
 }
 
-void device_wireguard::send_keepalive(peer& p) {
+void wireguard_server::send_keepalive(peer& p) {
   wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
   if (kp == nullptr || ep == nullptr) return;
@@ -349,7 +385,7 @@ void device_wireguard::send_keepalive(peer& p) {
   ++counters_.keepalives_sent;
 }
 
-void device_wireguard::peer_timers(peer& p, std::uint64_t now) {
+void wireguard_server::peer_timers(peer& p, std::uint64_t now) {
   for (slot s : {previous, current, next}) {
     const wg_keypair* kp = dp_.sessions().find(p.slots[s]);
     if (kp != nullptr && now - kp->created_tsc >= seconds_to_tsc(wg_.reject_after_seconds)) {
@@ -389,18 +425,18 @@ void device_wireguard::peer_timers(peer& p, std::uint64_t now) {
   if (last_data > last_tx && now - last_data >= seconds_to_tsc(wg_.keepalive_timeout_seconds)) send_keepalive(p);
 }
 
-void device_wireguard::tick() {
+void wireguard_server::tick() {
   const std::uint64_t now = rte_rdtsc();
   for (auto& [name, p] : peers_) peer_timers(*p, now);
   limiter_.expire(monotonic_ns());
 }
 
-std::uint64_t device_wireguard::handshakes_with(const std::string& name) const {
+std::uint64_t wireguard_server::handshakes_with(const std::string& name) const {
   auto it = peers_.find(name);
   return it == peers_.end() ? 0 : it->second->handshakes;
 }
 
-nlohmann::json device_wireguard::device_json(const std::string& name) const {
+nlohmann::json wireguard_server::device_json(const std::string& name) const {
   auto it = peers_.find(name);
   if (it == peers_.end()) return nullptr;
   const peer& p = *it->second;

@@ -1,9 +1,11 @@
 #pragma once
-// The WireGuard server devices connect to, as the control thread runs it:
-// one peer per enrolled device, the handshake service (MAC1, cookies under
-// load, per-source rate limit, Noise_IKpsk2), the keypair slots (previous,
-// current, next) published to the workers' session table, roaming, and the
-// protocol timers (keepalive, rekey, handshake retry, expiry).
+// A WireGuard interface as the control thread runs it: one for the devices
+// (keyed with the device-side key, one peer per enrolled device) and one for
+// the tailnet (keyed with the node key, one peer per netmap peer). Each has
+// the handshake service (MAC1, cookies under load, per-source rate limit,
+// Noise_IKpsk2 with a zero PSK), the keypair slots (previous, current, next)
+// published to the workers' session table, roaming, and the protocol timers
+// (keepalive, rekey, handshake retry, expiry).
 //
 // The workers do the transport data; everything here runs on the control
 // thread and touches the fast path only through the session table and the
@@ -13,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,12 +48,15 @@ struct handshake_counters {
   nlohmann::json to_json() const;
 };
 
-class device_wireguard : private wg::peer_lookup {
+class wireguard_server : private wg::peer_lookup {
  public:
-  device_wireguard(dataplane& dp, const config& cfg, const enrollment::device_registry& registry);
-  ~device_wireguard() override;
-  device_wireguard(const device_wireguard&) = delete;
-  device_wireguard& operator=(const device_wireguard&) = delete;
+  // The device side: the registry's key and devices.
+  wireguard_server(dataplane& dp, const config& cfg, const enrollment::device_registry& registry);
+  // Any other interface: `label` names its peers in the log ("tailnet peer").
+  wireguard_server(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label);
+  ~wireguard_server() override;
+  wireguard_server(const wireguard_server&) = delete;
+  wireguard_server& operator=(const wireguard_server&) = delete;
 
   // A handshake message a worker handed up (takes the mbuf), as the
   // dispatcher classified it: wg_handshake on the devices listener.
@@ -61,6 +67,18 @@ class device_wireguard : private wg::peer_lookup {
   void tick();
 
   void add_device(const enrollment::device& d);
+  // A peer named `name` (unique) with static key `key`; `configure` fills in
+  // what the workers check (cryptokey routing) before it is published.
+  void add_peer(const std::string& name, const public_key& key, const std::function<void(wg_peer&)>& configure);
+  void remove_peer(const std::string& name) { remove_device(name); }
+  bool has_peer(const std::string& name) const { return peers_.contains(name); }
+  // Where to send: a path found outside WireGuard (disco).
+  void set_peer_endpoint(const std::string& name, const wg_endpoint& ep);
+  // Starts a handshake unless a session exists or one is in flight.
+  void ensure_session(const std::string& name);
+  // The workers' view of a peer (nullptr when unknown).
+  wg_peer* dataplane_peer(const std::string& name) const;
+  std::int64_t last_handshake(const std::string& name) const;
   // Ends the device's sessions at once.
   void remove_device(const std::string& name);
   void reset_timestamp(const std::string& name);
@@ -94,6 +112,7 @@ class device_wireguard : private wg::peer_lookup {
 
   dataplane& dp_;
   const wireguard_config wg_;
+  std::string label_;
   wg::static_identity identity_;
   wg::cookie_checker cookies_;
   wg::ratelimiter limiter_;

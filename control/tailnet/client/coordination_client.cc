@@ -1,0 +1,363 @@
+#include "control/tailnet/client/coordination_client.h"
+
+#include "control/log.h"
+#include "control/tailnet/controlbase/key_text.h"
+#include "control/tailnet/controlbase/printable.h"
+
+namespace lopower::tailnet {
+
+namespace {
+
+constexpr std::size_t max_register_body = 64 * 1024;
+constexpr std::size_t max_error_body = 4 * 1024;
+
+std::chrono::microseconds us(std::chrono::milliseconds ms) { return ms; }
+
+h2_request json_post(const control_url& server, std::string path, std::string body) {
+  h2_request r;
+  r.method = "POST";
+  r.path = std::move(path);
+  r.authority = server.authority;
+  r.headers = {{"content-type", "application/json"}};
+  r.body = std::move(body);
+  return r;
+}
+
+// Collects a bounded response body, then hands status and body on.
+struct body_collector {
+  int status = 0;
+  std::string body;
+  std::size_t limit;
+  bool overflow = false;
+};
+
+}  // namespace
+
+const char* to_string(backend_state s) noexcept {
+  switch (s) {
+    case backend_state::no_state: return "NoState";
+    case backend_state::needs_login: return "NeedsLogin";
+    case backend_state::starting: return "Starting";
+    case backend_state::running: return "Running";
+    case backend_state::stopped: return "Stopped";
+  }
+  return "?";
+}
+
+coordination_client::coordination_client(event_loop& loop, coordination_config cfg,
+                                         const enrollment::state_store& store, handlers h)
+    : loop_(loop), cfg_(std::move(cfg)), store_(store), handlers_(std::move(h)) {
+  auto id = load_or_create_identity(store_);
+  if (!id) throw std::runtime_error("tailnet identity: " + id.message());
+  identity_ = std::move(*id);
+  node_public_ = public_from_private(identity_.node);
+  machine_public_ = public_from_private(identity_.machine);
+  disco_private_ = generate_private_key();  // fresh each start, as tailscale's
+  disco_public_ = public_from_private(disco_private_);
+  backoff_ = std::chrono::milliseconds(0);
+}
+
+coordination_client::~coordination_client() {
+  *alive_ = false;
+  for (event_loop::timer_id* t : {&reconnect_timer_, &watchdog_timer_, &connect_timer_})
+    if (*t >= 0) loop_.cancel_timer(*t);
+  if (conn_) conn_->close();
+}
+
+void coordination_client::start() {
+  LOG_INFO("tailnet: node %s, machine %s, control %s", format_node_key(node_public_).c_str(),
+           format_machine_key(machine_public_).c_str(), cfg_.server.text.c_str());
+  if (identity_.logged_out) {
+    set_state(backend_state::needs_login);
+    LOG_INFO("tailnet: logged out earlier; `lopower-ctl login` registers again");
+    return;
+  }
+  set_state(backend_state::starting);
+  connect();
+}
+
+void coordination_client::set_state(backend_state s) {
+  if (s == state_) return;
+  LOG_INFO("tailnet: %s -> %s", to_string(state_), to_string(s));
+  state_ = s;
+  if (handlers_.on_state) handlers_.on_state(s);
+}
+
+// --- connection ----------------------------------------------------------------
+
+void coordination_client::connect() {
+  drop_connection();
+  ++stats_.connects;
+  conn_ = std::make_unique<control_connection>(
+      loop_, cfg_.server, identity_.machine,
+      control_connection::handlers{[this] { on_open(); }, [this](const std::string& r) { on_closed(r); }});
+  connect_timer_ = loop_.add_timer(cfg_.connect_timeout, std::chrono::microseconds(0), [this] {
+    connect_timer_ = -1;
+    reconnect_later("no answer from the control server within " + std::to_string(cfg_.connect_timeout.count()) + " s");
+  });
+  conn_->start();
+}
+
+void coordination_client::drop_connection() {
+  if (connect_timer_ >= 0) loop_.cancel_timer(std::exchange(connect_timer_, -1));
+  if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
+  map_stream_ = -1;
+  map_reader_.reset();
+  next_.reset();
+  stream_started_ = false;
+  if (!conn_) return;
+  // Its handlers may be on the stack: close it now, free it off the stack.
+  conn_->close();
+  retired_.push_back(std::move(conn_));
+  loop_.add_timer(std::chrono::microseconds(1), std::chrono::microseconds(0), [this, alive = alive_] {
+    if (*alive) retired_.clear();
+  });
+}
+
+void coordination_client::on_open() {
+  if (connect_timer_ >= 0) loop_.cancel_timer(std::exchange(connect_timer_, -1));
+  LOG_DEBUG("tailnet: ts2021 connection open");
+  send_register("");
+}
+
+void coordination_client::on_closed(const std::string& reason) {
+  ++stats_.connect_failures;
+  reconnect_later(reason);
+}
+
+std::chrono::milliseconds coordination_client::next_backoff() {
+  backoff_ = backoff_.count() == 0 ? cfg_.backoff_initial : std::min(backoff_ * 2, cfg_.backoff_max);
+  // +-25%: restarted servers are not hit by every node at the same moment.
+  std::uniform_real_distribution<double> jitter(0.75, 1.25);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(backoff_.count()) * jitter(jitter_)));
+}
+
+void coordination_client::reconnect_later(const std::string& reason) {
+  drop_connection();
+  last_error_ = reason;
+  if (identity_.logged_out) return;
+  if (state_ != backend_state::needs_login) set_state(backend_state::starting);
+  const auto delay = next_backoff();
+  LOG_WARNING("tailnet: %s; reconnecting in %.1f s", reason.c_str(), static_cast<double>(delay.count()) / 1000.0);
+  if (reconnect_timer_ >= 0) loop_.cancel_timer(reconnect_timer_);
+  reconnect_timer_ = loop_.add_timer(us(delay), std::chrono::microseconds(0), [this] {
+    reconnect_timer_ = -1;
+    connect();
+  });
+}
+
+// --- register --------------------------------------------------------------------
+
+register_request coordination_client::make_register_request() const {
+  register_request r;
+  r.node_key = node_public_;
+  if (identity_.old_node) r.old_node_key = public_from_private(*identity_.old_node);
+  r.auth_key = cfg_.auth_key;
+  r.ephemeral = cfg_.ephemeral;
+  r.hostinfo = cfg_.hostinfo;
+  return r;
+}
+
+void coordination_client::send_register(const std::string& followup) {
+  register_request r = make_register_request();
+  r.followup = followup;
+  auto collected = std::make_shared<body_collector>();
+  collected->limit = max_register_body;
+  control_connection* conn = conn_.get();
+  h2_stream_handler h;
+  h.on_response = [collected](int status, const std::vector<http_header>&) { collected->status = status; };
+  h.on_data = [collected](std::span<const std::uint8_t> b) {
+    if (collected->body.size() + b.size() > collected->limit) return void(collected->overflow = true);
+    collected->body.append(reinterpret_cast<const char*>(b.data()), b.size());
+  };
+  h.on_close = [this, conn, collected](std::uint32_t error) {
+    if (conn != conn_.get()) return;  // an old connection's stream
+    if (error != 0) return reconnect_later("register: stream reset (HTTP/2 error " + std::to_string(error) + ")");
+    if (collected->overflow) return reconnect_later("register: response larger than 64 KiB");
+    on_register_done(collected->status, collected->body);
+  };
+  if (conn_->request(json_post(cfg_.server, "/machine/register", to_json(r)), std::move(h)) < 0)
+    reconnect_later("register: could not start the request");
+}
+
+void coordination_client::on_register_done(int status, const std::string& body) {
+  if (status != 200)
+    return reconnect_later("register: HTTP " + std::to_string(status) + ": " + detail::printable(body, 200));
+  auto resp = parse_register_response(body);
+  if (!resp) return reconnect_later("register: " + resp.message());
+  if (!resp->error.empty()) return reconnect_later("register refused: " + detail::printable(resp->error, 200));
+  if (resp->machine_authorized) {
+    login_url_.clear();
+    if (identity_.old_node) {  // the server has the new key now
+      identity_.old_node.reset();
+      if (auto w = save_identity(store_, identity_); !w) LOG_ERROR("tailnet: %s", w.message().c_str());
+    }
+    LOG_INFO("tailnet: registered%s%s", resp->login_name.empty() ? "" : " as ", resp->login_name.c_str());
+    backoff_ = std::chrono::milliseconds(0);
+    if (state_ == backend_state::needs_login) set_state(backend_state::starting);
+    return start_map_stream();
+  }
+  if (!resp->auth_url.empty()) {
+    if (login_url_ != resp->auth_url) LOG_INFO("tailnet: to log in, visit %s", detail::printable(resp->auth_url, 500).c_str());
+    login_url_ = resp->auth_url;
+    set_state(backend_state::needs_login);
+    // The follow-up request waits until the login is done (or the server gives up).
+    return send_register(login_url_);
+  }
+  reconnect_later("register: neither authorized nor a login URL in the answer");
+}
+
+// --- map stream ---------------------------------------------------------------------
+
+map_request coordination_client::make_map_request(bool stream) const {
+  map_request m;
+  m.node_key = node_public_;
+  m.disco_key = disco_public_;
+  m.stream = stream;
+  m.omit_peers = !stream;
+  m.endpoints = endpoints_;
+  m.hostinfo = cfg_.hostinfo;
+  return m;
+}
+
+void coordination_client::start_map_stream() {
+  map_reader_ = std::make_unique<map_stream_reader>();
+  next_ = std::make_unique<netmap>();
+  stream_started_ = false;
+  control_connection* conn = conn_.get();
+  auto error_body = std::make_shared<body_collector>();
+  error_body->limit = max_error_body;
+  h2_stream_handler h;
+  h.on_response = [this, conn, error_body](int status, const std::vector<http_header>&) {
+    if (conn == conn_.get()) error_body->status = status;
+  };
+  h.on_data = [this, conn, error_body](std::span<const std::uint8_t> b) {
+    if (conn != conn_.get()) return;
+    if (error_body->status == 200) return on_map_data(b);
+    if (error_body->body.size() < error_body->limit)
+      error_body->body.append(reinterpret_cast<const char*>(b.data()), std::min(b.size(), error_body->limit));
+  };
+  h.on_close = [this, conn, error_body](std::uint32_t error) {
+    if (conn != conn_.get()) return;
+    if (error_body->status != 200)
+      return reconnect_later("map: HTTP " + std::to_string(error_body->status) + ": " + detail::printable(error_body->body, 200));
+    reconnect_later(error ? "map stream reset (HTTP/2 error " + std::to_string(error) + ")" : "map stream ended");
+  };
+  map_stream_ = conn_->request(json_post(cfg_.server, "/machine/map", to_json(make_map_request(true))), std::move(h));
+  if (map_stream_ < 0) return reconnect_later("map: could not start the request");
+  arm_watchdog();
+}
+
+void coordination_client::arm_watchdog() {
+  if (watchdog_timer_ >= 0) loop_.cancel_timer(watchdog_timer_);
+  watchdog_timer_ = loop_.add_timer(cfg_.keepalive_timeout, std::chrono::microseconds(0), [this] {
+    watchdog_timer_ = -1;
+    ++stats_.stream_timeouts;
+    reconnect_later("map stream silent for " + std::to_string(cfg_.keepalive_timeout.count()) + " s");
+  });
+}
+
+void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
+  if (!map_reader_->feed(bytes)) return reconnect_later("map stream: " + map_reader_->error());
+  control_connection* conn = conn_.get();
+  while (auto resp = map_reader_->next_response()) {
+    arm_watchdog();
+    if (resp->keep_alive) {
+      ++stats_.keepalives;
+      continue;
+    }
+    ++stats_.map_responses;
+    netmap& target = stream_started_ ? *current_ : *next_;
+    const netmap_changes changes = target.apply(std::move(*resp));
+    if (!changes.ok()) return reconnect_later("map response refused: " + changes.error);
+    if (!stream_started_) {
+      if (!next_->started()) continue;  // no self node yet: not a usable netmap
+      current_ = std::move(next_);
+      stream_started_ = true;
+      backoff_ = std::chrono::milliseconds(0);
+      last_error_.clear();
+      LOG_INFO("tailnet: netmap with %zu peer(s)", current_->peer_count());
+      set_state(backend_state::running);
+      if (!endpoints_.empty()) send_endpoint_update();
+    }
+    if (handlers_.on_netmap) handlers_.on_netmap(*current_, changes);
+    if (conn != conn_.get()) return;  // a handler dropped the connection
+  }
+  if (map_reader_->failed()) reconnect_later("map stream: " + map_reader_->error());
+}
+
+void coordination_client::set_endpoints(std::vector<endpoint> endpoints) {
+  if (endpoints == endpoints_) return;
+  endpoints_ = std::move(endpoints);
+  if (stream_started_) send_endpoint_update();
+}
+
+void coordination_client::send_endpoint_update() {
+  if (!conn_ || !conn_->is_open()) return;
+  h2_stream_handler h;  // the answer carries nothing we need
+  conn_->request(json_post(cfg_.server, "/machine/map", to_json(make_map_request(false))), std::move(h));
+}
+
+// --- logout / login -------------------------------------------------------------------
+
+result<void> coordination_client::logout() {
+  identity next{identity_.machine, generate_private_key(), std::nullopt, true};
+  if (auto w = save_identity(store_, next); !w) return w;
+  // Best effort: tell the server this key is done (Expiry in the past).
+  if (conn_ && conn_->is_open()) {
+    register_request r = make_register_request();
+    r.auth_key.clear();
+    r.expiry = logout_expiry();
+    conn_->request(json_post(cfg_.server, "/machine/register", to_json(r)), h2_stream_handler{});
+    // Let the request leave before the connection goes.
+    loop_.add_timer(std::chrono::seconds(2), std::chrono::microseconds(0), [this, alive = alive_] {
+      if (*alive && identity_.logged_out) drop_connection();
+    });
+  } else {
+    drop_connection();
+  }
+  map_stream_ = -1;
+  if (reconnect_timer_ >= 0) loop_.cancel_timer(std::exchange(reconnect_timer_, -1));
+  if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
+  identity_ = std::move(next);
+  node_public_ = public_from_private(identity_.node);
+  current_.reset();
+  login_url_.clear();
+  set_state(backend_state::needs_login);
+  if (handlers_.on_netmap) handlers_.on_netmap(netmap{}, netmap_changes{});
+  LOG_INFO("tailnet: logged out");
+  return {};
+}
+
+result<void> coordination_client::login() {
+  if (!identity_.logged_out) return fail("not logged out");
+  identity_.logged_out = false;
+  if (auto w = save_identity(store_, identity_); !w) return w;
+  backoff_ = std::chrono::milliseconds(0);
+  set_state(backend_state::starting);
+  connect();
+  return {};
+}
+
+// --- status -----------------------------------------------------------------------------
+
+nlohmann::json coordination_client::status_json() const {
+  nlohmann::json j{{"backend_state", to_string(state_)},
+                   {"control_url", cfg_.server.text},
+                   {"node_key", format_node_key(node_public_)},
+                   {"machine_key", format_machine_key(machine_public_)},
+                   {"disco_key", format_disco_key(disco_public_)},
+                   {"connected", conn_ && conn_->is_open()},
+                   {"connects", stats_.connects},
+                   {"map_responses", stats_.map_responses},
+                   {"keepalives", stats_.keepalives},
+                   {"stream_timeouts", stats_.stream_timeouts}};
+  if (!login_url_.empty()) j["auth_url"] = login_url_;
+  if (!last_error_.empty()) j["last_error"] = last_error_;
+  nlohmann::json eps = nlohmann::json::array();
+  for (const endpoint& e : endpoints_) eps.push_back(e.to_string());
+  j["endpoints"] = eps;
+  return j;
+}
+
+}  // namespace lopower::tailnet

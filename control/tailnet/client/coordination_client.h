@@ -1,0 +1,148 @@
+#pragma once
+// The coordination client: lopower as a node of a tailnet, on the control
+// thread (tailscale's controlclient, direct.go and auto.go, in one state
+// machine):
+//
+//   connect (ts2021) -> register -> [NeedsLogin: show the URL, follow it up]
+//     -> map long-poll (zstd frames) -> netmap kept current -> Running
+//
+// Every connection registers first, with the persisted node key: the server
+// finds the node it already knows (a restart is the same node, never a new
+// one) and answers at once. Anything that ends the connection -- server
+// down, a refused request, two minutes without a keep-alive -- schedules a
+// reconnect after a capped exponential backoff with jitter; the last netmap
+// stays in force meanwhile, so the dataplane keeps forwarding.
+//
+// The netmap is per map stream (as tailscale's mapSession): a new stream
+// builds a fresh one and replaces the old once its first full response is in.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control/enrollment/state_store.h"
+#include "control/event_loop.h"
+#include "control/tailnet/client/control_connection.h"
+#include "control/tailnet/client/control_messages.h"
+#include "control/tailnet/client/identity.h"
+#include "control/tailnet/netmap/map_stream_reader.h"
+#include "control/tailnet/netmap/netmap.h"
+
+namespace lopower::tailnet {
+
+// tailscale's ipn.State names, which operators know from `tailscale status`.
+enum class backend_state : std::uint8_t { no_state, needs_login, starting, running, stopped };
+const char* to_string(backend_state s) noexcept;
+
+struct coordination_config {
+  control_url server;
+  host_info hostinfo;
+  bool ephemeral = false;
+  std::string auth_key;  // secret: never logged
+  std::chrono::seconds keepalive_timeout{120};
+  std::chrono::milliseconds backoff_initial{1000};
+  std::chrono::milliseconds backoff_max{30000};
+  std::chrono::seconds connect_timeout{30};
+};
+
+class coordination_client {
+ public:
+  struct handlers {
+    // A netmap was applied (first full one of a stream included).
+    std::function<void(const netmap& nm, const netmap_changes& changes)> on_netmap;
+    std::function<void(backend_state)> on_state;
+  };
+
+  // Loads (or creates) the identity in `store`; throws when the stored one is
+  // unreadable, naming the file.
+  coordination_client(event_loop& loop, coordination_config cfg, const enrollment::state_store& store,
+                      handlers h);
+  ~coordination_client();
+  coordination_client(const coordination_client&) = delete;
+  coordination_client& operator=(const coordination_client&) = delete;
+
+  // Connects (unless the operator logged out earlier).
+  void start();
+  // Marks the node logged out on disk first (what the operator was told
+  // holds across a crash), then tells the server (Expiry in the past) and
+  // disconnects. The next login uses a fresh node key, as tailscale does.
+  result<void> logout();
+  // After a logout: register again.
+  result<void> login();
+  // The endpoints peers should try; sent now when connected (a non-streaming
+  // map request) and in every later map request.
+  void set_endpoints(std::vector<endpoint> endpoints);
+
+  backend_state state() const noexcept { return state_; }
+  const std::string& login_url() const noexcept { return login_url_; }
+  const std::string& last_error() const noexcept { return last_error_; }
+  // The netmap in force (the last complete one), or nullptr before the first.
+  const netmap* current() const noexcept { return current_.get(); }
+  const private_key& node_private() const noexcept { return identity_.node; }
+  const public_key& node_public() const noexcept { return node_public_; }
+  const private_key& disco_private() const noexcept { return disco_private_; }
+  const public_key& disco_public() const noexcept { return disco_public_; }
+  const public_key& machine_public() const noexcept { return machine_public_; }
+
+  struct counters {
+    std::uint64_t connects = 0, connect_failures = 0, map_responses = 0, keepalives = 0, stream_timeouts = 0;
+  };
+  const counters& stats() const noexcept { return stats_; }
+  nlohmann::json status_json() const;
+
+ private:
+  void connect();
+  void on_open();
+  void on_closed(const std::string& reason);
+  void send_register(const std::string& followup);
+  void on_register_done(int status, const std::string& body);
+  void start_map_stream();
+  void on_map_data(std::span<const std::uint8_t> bytes);
+  void send_endpoint_update();
+  void reconnect_later(const std::string& reason);
+  void drop_connection();
+  void arm_watchdog();
+  void set_state(backend_state s);
+  std::chrono::milliseconds next_backoff();
+  map_request make_map_request(bool stream) const;
+  register_request make_register_request() const;
+
+  event_loop& loop_;
+  coordination_config cfg_;
+  const enrollment::state_store& store_;
+  handlers handlers_;
+  identity identity_;
+  public_key node_public_, machine_public_;
+  private_key disco_private_;
+  public_key disco_public_;
+
+  backend_state state_ = backend_state::no_state;
+  std::string login_url_;
+  std::string last_error_;
+  std::vector<endpoint> endpoints_;
+
+  std::unique_ptr<control_connection> conn_;
+  std::vector<std::unique_ptr<control_connection>> retired_;  // freed off the call stack
+  std::int32_t map_stream_ = -1;
+  std::unique_ptr<map_stream_reader> map_reader_;
+  std::unique_ptr<netmap> next_;     // the stream's netmap before its first full response
+  std::unique_ptr<netmap> current_;  // in force
+  bool stream_started_ = false;
+
+  event_loop::timer_id reconnect_timer_ = -1;
+  event_loop::timer_id watchdog_timer_ = -1;
+  event_loop::timer_id connect_timer_ = -1;
+  std::chrono::milliseconds backoff_{0};
+  std::mt19937 jitter_{std::random_device{}()};
+  counters stats_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace lopower::tailnet

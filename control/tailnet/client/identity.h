@@ -1,0 +1,41 @@
+#pragma once
+// lopower's identity on the tailnet, kept in the state directory so that a
+// restarted lopowerd is the same node: the machine key (ts2021), the node
+// key (WireGuard to peers), and the node key it replaced (OldNodeKey, for
+// a key rotation the server has not acknowledged yet).
+//
+// The file `tailnet.json` (mode 0600, written atomically) holds
+//   {"machine_key":"privkey:...","node_key":"privkey:...","old_node_key":"privkey:..."|null,
+//    "logged_out":false}
+// The disco key is not here: tailscale makes a fresh one each start.
+
+#include <optional>
+#include <string>
+
+#include "control/enrollment/state_store.h"
+#include "lopower/keys.h"
+#include "lopower/result.h"
+
+namespace lopower::tailnet {
+
+inline constexpr const char* identity_file_name = "tailnet.json";
+
+struct identity {
+  private_key machine;
+  private_key node;
+  std::optional<private_key> old_node;  // set while a rotation is unconfirmed
+  bool logged_out = false;              // the operator logged out: do not register by ourselves
+};
+
+// The stored identity, or a fresh one (keys generated, written) when the
+// file does not exist. A file that exists but does not parse is an error
+// naming the file: lopowerd refuses to start rather than become a new node.
+result<identity> load_or_create_identity(const enrollment::state_store& store);
+
+result<void> save_identity(const enrollment::state_store& store, const identity& id);
+
+// The JSON text of the file (private keys inside: the caller wipes it).
+std::string identity_to_json(const identity& id);
+result<identity> identity_from_json(std::string_view text);
+
+}  // namespace lopower::tailnet

@@ -1,0 +1,35 @@
+#include "dataplane/tailnet_view.h"
+
+#include <cstring>
+
+namespace lopower {
+
+namespace {
+
+ip_address address_at(bool ipv6, const std::uint8_t* bytes) {
+  ip_address a;
+  a.family = ipv6 ? ip_family::v6 : ip_family::v4;
+  std::memcpy(a.bytes.data(), bytes, ipv6 ? 16 : 4);
+  return a;
+}
+
+constexpr std::uint8_t ipproto_tcp = 6, ipproto_udp = 17, ipproto_sctp = 132;
+
+}  // namespace
+
+bool tailnet_view::owns(bool ipv6, const std::uint8_t* dst) const noexcept {
+  return ipv6 ? has_v6 && std::memcmp(dst, v6, 16) == 0 : has_v4 && std::memcmp(dst, &v4_be, 4) == 0;
+}
+
+bool tailnet_view::allows(const std::uint8_t* p, const inner_info& info) const noexcept {
+  std::optional<std::uint16_t> port;
+  const bool has_ports = info.protocol == ipproto_tcp || info.protocol == ipproto_udp || info.protocol == ipproto_sctp;
+  if (has_ports) {
+    if (info.length < info.l4_offset + 4u) return false;
+    port = static_cast<std::uint16_t>(p[info.l4_offset + 2] << 8 | p[info.l4_offset + 3]);
+  }
+  return tailnet::filter_allows(filter, info.protocol, address_at(info.ipv6, info.src), address_at(info.ipv6, info.dst),
+                                port);
+}
+
+}  // namespace lopower

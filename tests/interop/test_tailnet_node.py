@@ -1,0 +1,160 @@
+"""lopowerd as a node of a real tailnet: headscale (pinned v0.29.2) and
+tailscaled peers (pinned v1.98.10) on one test LAN (tests/net/tailnet_lab.py),
+lopowerd in namespace "gw" on that LAN through its DPDK port (net_af_packet),
+its coordination traffic through the exception path's TAP.
+
+The tests share one lab and run in file order; each leaves the tailnet as it
+found it (peers, policy, headscale running).
+"""
+
+import os
+import re
+import time
+
+import pytest
+
+from headscale import HEADSCALE
+from lopower_net import Topology, wait_until
+from lopowerd import Lopowerd, port_toml
+from tailnet_lab import CTL4, GW_IF, TailnetLab
+from tailscaled import binaries_missing
+
+MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(bool(MISSING), reason=f"peer binaries missing (run tools/setup): {MISSING}"),
+]
+
+HOSTNAME = "lopower"
+# lopower's client takes plain http:// on any address (Noise authenticates
+# the server); tailscaled needs the ULA URL (see tailnet_lab.py).
+CONTROL_URL = f"http://{CTL4}:8080"
+
+
+def tailnet_toml(key_file=None, hostname=HOSTNAME):
+    lines = ["[tailnet]", f'control_url = "{CONTROL_URL}"', f'hostname = "{hostname}"']
+    if key_file:
+        lines.append(f'auth_key_file = "{key_file}"')
+    return "\n".join(lines) + "\n"
+
+
+def start_lopowerd(lab, key_file=None, hostname=HOSTNAME, name="lopowerd"):
+    ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
+    d = Lopowerd(lab.gw, ports, extra_toml=tailnet_toml(key_file, hostname), name=name)
+    return d.start()
+
+
+def tailnet_status(d):
+    return d.status()["tailnet"]
+
+
+def peer_names(d):
+    return {p["hostname"] for p in tailnet_status(d)["peers"]}
+
+
+def wait_running(d, timeout=30):
+    return wait_until(lambda: tailnet_status(d)["backend_state"] == "Running", timeout,
+                      f"lopowerd to be Running (last: {tailnet_status(d)})")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Topology() as topo:
+        lab = TailnetLab(topo, peers=["ts1", "ts2"])
+        key_file = topo.tmpdir / "authkey"
+        key_file.write_text(lab.authkey(reusable=True) + "\n")
+        key_file.chmod(0o600)
+        lab.key_file = key_file
+        lab.lopowerd = start_lopowerd(lab, key_file)
+        try:
+            yield lab
+        finally:
+            lab.lopowerd.stop()
+            lab.close()
+
+
+def test_registers_and_sees_the_tailnet(lab):
+    d = lab.lopowerd
+    wait_running(d)
+    node = lab.headscale.node(HOSTNAME)
+    st = tailnet_status(d)
+    assert st["node_key"] == node["node_key"]
+    assert st["machine_key"] == node["machine_key"]
+    assert sorted(st["self"]["addresses"]) == sorted(node["ip_addresses"])
+    wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list ts1 and ts2")
+    for p in tailnet_status(d)["peers"]:
+        ts = lab.peers[p["hostname"]]
+        assert sorted(p["addresses"]) == sorted(ts.ips())
+        assert p["online"] is True
+    # and the peers see lopower
+    for ts in lab.peers.values():
+        peer = ts.wait_peer(HOSTNAME, online=True, timeout=30)
+        assert sorted(peer["TailscaleIPs"]) == sorted(st["self"]["addresses"])
+    text = d.ctl("status").stdout
+    assert re.search(r"tailnet: Running", text), text
+    for ts in lab.peers.values():
+        assert ts.ip(4) in text
+    # The key never reaches the log.
+    assert lab.key_file.read_text().strip() not in d.log_text()
+
+
+def test_peer_joins_then_leaves(lab):
+    d = lab.lopowerd
+    ts3 = lab.add_peer("ts3")
+    wait_until(lambda: "ts3" in peer_names(d), 15, "lopowerd to see ts3 join")
+    node_id = lab.node_ids()["ts3"]
+    lab.remove_peer("ts3", logout=False, unplug=True)
+    lab.headscale.delete_node(node_id)
+    wait_until(lambda: "ts3" not in peer_names(d), 15, "lopowerd to see ts3 leave")
+    assert peer_names(d) == {"ts1", "ts2"}
+
+
+def test_reconnects_after_headscale_restart(lab):
+    d = lab.lopowerd
+    before = tailnet_status(d)["connects"]
+    lab.headscale.stop(keep_state=True)
+    wait_until(lambda: tailnet_status(d)["connected"] is False, 30, "lopowerd to notice headscale went away")
+    # Forwarding state stays: the last netmap is kept while disconnected.
+    assert peer_names(d) == {"ts1", "ts2"}
+    time.sleep(2)
+    lab.headscale.start()
+    wait_until(lambda: tailnet_status(d)["connected"] and tailnet_status(d)["backend_state"] == "Running", 60,
+               "lopowerd to reconnect on its own")
+    assert tailnet_status(d)["connects"] > before
+    ts4 = lab.add_peer("ts4")
+    try:
+        wait_until(lambda: "ts4" in peer_names(d), 20, "lopowerd to see a peer that joined after the restart")
+    finally:
+        node_id = lab.node_ids()["ts4"]
+        lab.remove_peer("ts4", logout=False, unplug=True)
+        lab.headscale.delete_node(node_id)
+
+
+def test_restart_is_the_same_node(lab):
+    d = lab.lopowerd
+    node_before = lab.headscale.node(HOSTNAME)
+    d.stop()
+    d.start()
+    wait_running(d)
+    nodes = [n for n in lab.headscale.nodes() if n["given_name"].startswith(HOSTNAME)]
+    assert len(nodes) == 1, nodes
+    assert nodes[0]["id"] == node_before["id"]
+    assert nodes[0]["node_key"] == node_before["node_key"]
+    assert tailnet_status(d)["self"]["addresses"] == tailnet_status(d)["self"]["addresses"]
+    wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list its peers again")
+
+
+def test_without_auth_key_needs_login_with_the_servers_url(lab):
+    # Another lopowerd (its own state directory) on the same port, with no key;
+    # the main one steps aside meanwhile (one TAP name per namespace).
+    lab.lopowerd.stop()
+    d2 = start_lopowerd(lab, None, "lopower-interactive", name="interactive")
+    try:
+        st = wait_until(lambda: (s := tailnet_status(d2))["backend_state"] == "NeedsLogin" and "auth_url" in s and s,
+                        30, "NeedsLogin with a URL")
+        assert re.fullmatch(r"http://(198\.18\.40\.2|\[fd00:198:18:40::2\]):8080/register/\S+", st["auth_url"]), st
+        assert "to log in, visit: " + st["auth_url"] in d2.ctl("status").stdout
+        assert "lopower-interactive" not in {n["given_name"] for n in lab.headscale.nodes()}
+    finally:
+        d2.stop()
+        lab.lopowerd.start()
