@@ -105,12 +105,14 @@ void make_state_dir(const std::string& dir) {
 // Packets the workers handed up: device handshakes go to the device
 // WireGuard server; disco, STUN and tailnet handshakes plug in here with the
 // tailnet node; until then they are counted and freed.
-void handle_control_packet(dataplane& dp, wireguard_server& devices, rte_mbuf* m, bool under_load) {
+void handle_control_packet(dataplane& dp, wireguard_server& devices, tailnet_node* tailnet, rte_mbuf* m,
+                           bool under_load) {
   const std::size_t index = dp.port_index_of(m->port);
   if (index >= dp.ports().size()) return rte_pktmbuf_free(m);
   const classify_result r =
       classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, dp.ports()[index].identity);
   if (r.cls == packet_class::wg_handshake && r.to == listener::devices) return devices.handle_packet(m, r, under_load);
+  if (r.to == listener::tailnet && tailnet != nullptr) return tailnet->handle_packet(m, r, under_load);
   dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
   rte_pktmbuf_free(m);
 }
@@ -125,6 +127,22 @@ void register_tailnet_commands(ctl_server& ctl, tailnet_node* node) {
     };
   };
   ctl.handle("logout", with_node([](tailnet_node& n) { return n.logout(); }));
+  // ping PEER: started here, its outcome polled (the control socket answers
+  // each request at once; a ping takes up to its timeout).
+  ctl.handle("tailnet.ping", [node](const nlohmann::json& args) -> nlohmann::json {
+    if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
+    if (!args.contains("peer") || !args["peer"].is_string()) throw ctl_command_error("peer: expected a name or IP");
+    const auto timeout_ms = args.value("timeout_ms", 5000);
+    if (timeout_ms < 100 || timeout_ms > 60000) throw ctl_command_error("timeout_ms: expected 100..60000");
+    auto id = node->start_ping(args["peer"].get<std::string>(), std::chrono::milliseconds(timeout_ms));
+    if (!id) throw ctl_command_error(id.message());
+    return {{"id", *id}};
+  });
+  ctl.handle("tailnet.ping_result", [node](const nlohmann::json& args) -> nlohmann::json {
+    if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
+    if (!args.contains("id") || !args["id"].is_number_unsigned()) throw ctl_command_error("id: expected a ping id");
+    return node->ping_result(args["id"].get<std::uint64_t>());
+  });
   ctl.handle("login", with_node([](tailnet_node& n) { return n.login(); }));
 }
 
@@ -175,12 +193,18 @@ int serve(const config& cfg, const std::string& config_path) {
   // their rings on a short timer rather than being woken.
   loop.add_timer(control_poll_interval, control_poll_interval, [&] {
     dp.drain_neighbour_notes(monotonic_ms());
-    dp.drain_wg_events([&](const wg_event& ev) { devices.handle_event(ev); });
+    dp.drain_wg_events([&](const wg_event& ev) {
+      devices.handle_event(ev);
+      if (tailnet) tailnet->handle_event(ev);
+    });
     const bool under_load = dp.control_backlog() > cfg.wireguard.handshake_load_threshold;
-    dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, m, under_load); });
+    dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, tailnet.get(), m, under_load); });
     dp.rcu().reclaim();
   });
-  loop.add_timer(protocol_timer_interval, protocol_timer_interval, [&] { devices.tick(); });
+  loop.add_timer(protocol_timer_interval, protocol_timer_interval, [&] {
+    devices.tick();
+    if (tailnet) tailnet->tick();
+  });
   dp.start();
   if (tailnet) tailnet->start();
   for (const port_runtime& p : dp.ports())

@@ -1,6 +1,9 @@
 #include "control/tailnet_node.h"
 
+#include <rte_cycles.h>
+
 #include <cstdlib>
+#include <cstring>
 
 #include "control/log.h"
 #include "control/tailnet/controlbase/key_text.h"
@@ -60,14 +63,26 @@ std::string read_auth_key(const tailnet_config& cfg) {
 }
 
 tailnet_node::tailnet_node(event_loop& loop, dataplane& dp, const config& cfg)
-    : loop_(loop), dp_(dp), cfg_(cfg), store_(open_store(cfg)) {
+    : loop_(loop), dp_(dp), cfg_(cfg), store_(open_store(cfg)), tsc_hz_(rte_get_tsc_hz()) {
   client_ = std::make_unique<tailnet::coordination_client>(
       loop_, coordination_from(cfg), store_,
       tailnet::coordination_client::handlers{
           [this](const tailnet::netmap& nm, const tailnet::netmap_changes& ch) { on_netmap(nm, ch); }, {}});
+  const std::uint16_t listen = cfg.tailnet.listen_port;
+  disco_ = std::make_unique<disco_paths>(
+      client_->disco_private(), client_->disco_public(), client_->node_public(),
+      disco_paths::hooks{
+          [this, listen](const ip_address& ip, std::uint16_t port, std::span<const std::uint8_t> packet) {
+            auto ep = dp_.route_udp(ip, port, listen, true);
+            return ep && dp_.send_udp(*ep, packet);
+          },
+          [this](const wg_endpoint& to, std::span<const std::uint8_t> packet) { dp_.send_udp(to, packet); },
+          [this](tailnet::node_id id, const wg_endpoint& ep) {
+            if (wg_) wg_->set_peer_endpoint(std::to_string(id), ep);
+          }});
 }
 
-tailnet_node::~tailnet_node() = default;
+tailnet_node::~tailnet_node() { dp_.publish_tailnet_view(nullptr); }
 
 void tailnet_node::start() {
   client_->set_endpoints(local_endpoints());
@@ -92,6 +107,150 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
   if (changes.peers_changed())
     LOG_INFO("tailnet: peers +%zu -%zu ~%zu (now %zu)", changes.added.size(), changes.removed.size(),
              changes.changed.size(), nm.peer_count());
+  sync_wireguard(nm);
+  publish_view(nm);
+  disco_->set_peers(nm);
+}
+
+// The node-key interface and the disco keys follow the identity: a login
+// after a logout brings a new node key, and with it a new interface.
+void tailnet_node::sync_wireguard(const tailnet::netmap& nm) {
+  if (!wg_ || !(wg_key_ == client_->node_public())) {
+    wg_.reset();
+    wg_peers_.clear();
+    wg_key_ = client_->node_public();
+    wg_ = std::make_unique<wireguard_server>(dp_, cfg_.wireguard, client_->node_private(), "tailnet peer");
+  }
+  std::map<tailnet::node_id, public_key> wanted;
+  for (const tailnet::node& n : nm.peers())
+    if (!n.expired && !n.key.is_zero()) wanted.emplace(n.id, n.key);
+  for (auto it = wg_peers_.begin(); it != wg_peers_.end();) {
+    auto w = wanted.find(it->first);
+    if (w == wanted.end() || !(w->second == it->second)) {
+      wg_->remove_peer(std::to_string(it->first));
+      it = wg_peers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const tailnet::node& n : nm.peers()) {
+    if (!wanted.contains(n.id)) continue;
+    auto allowed = allowed_for(n);
+    const std::string name = std::to_string(n.id);
+    if (wg_peers_.contains(n.id)) {  // same key: only its AllowedIPs may have moved
+      wg_peer* wp = wg_->dataplane_peer(name);
+      if (const allowed_prefixes* old = wp->allowed.exchange(allowed.release(), std::memory_order_acq_rel))
+        dp_.rcu().retire_object(const_cast<allowed_prefixes*>(old));
+      continue;
+    }
+    wg_->add_peer(name, n.key, [&allowed](wg_peer& wp) {
+      wp.tailnet = true;
+      wp.allowed.store(allowed.release(), std::memory_order_relaxed);
+    });
+    wg_peers_.emplace(n.id, n.key);
+  }
+}
+
+// AllowedIPs (null = Addresses) without what lopower did not ask for: no
+// default route (no exit node is chosen), subnet routes only with
+// tailnet.accept_routes.
+std::unique_ptr<allowed_prefixes> tailnet_node::allowed_for(const tailnet::node& peer) const {
+  auto out = std::make_unique<allowed_prefixes>();
+  for (const ip_prefix& p : peer.allowed_ips) {
+    if (p.length == 0) continue;
+    const bool own_address = std::find(peer.addresses.begin(), peer.addresses.end(), p) != peer.addresses.end();
+    if (!own_address && !cfg_.tailnet.accept_routes) continue;
+    out->prefixes.push_back(p);
+  }
+  return out;
+}
+
+void tailnet_node::publish_view(const tailnet::netmap& nm) {
+  const tailnet::node* self = nm.self();
+  if (self == nullptr) return dp_.publish_tailnet_view(nullptr);
+  auto view = std::make_unique<tailnet_view>();
+  for (const ip_prefix& a : self->addresses) {
+    if (a.address.family == ip_family::v4 && !view->has_v4) {
+      view->has_v4 = true;
+      std::memcpy(&view->v4_be, a.address.bytes.data(), 4);
+    } else if (a.address.family == ip_family::v6 && !view->has_v6) {
+      view->has_v6 = true;
+      std::memcpy(view->v6, a.address.bytes.data(), 16);
+    }
+  }
+  view->filter = nm.packet_filter();
+  dp_.publish_tailnet_view(std::move(view));
+}
+
+void tailnet_node::handle_packet(rte_mbuf* m, const classify_result& r, bool under_load) {
+  if (r.cls == packet_class::wg_handshake && wg_) return wg_->handle_packet(m, r, under_load);
+  if (r.cls == packet_class::disco && disco_) {
+    const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
+    const wg_endpoint from = endpoint_of_frame(frame, m->port, r.l4_offset);
+    disco_->handle(std::span<const std::uint8_t>(frame + r.payload_offset, r.payload_length), from);
+    return rte_pktmbuf_free(m);
+  }
+  // STUN is answered by nobody yet (lopower runs no STUN server; its own
+  // binding requests plug in here with DERP).
+  const std::size_t index = dp_.port_index_of(m->port);
+  if (index < max_ports) dp_.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
+  rte_pktmbuf_free(m);
+}
+
+void tailnet_node::handle_event(const wg_event& ev) {
+  if (wg_) wg_->handle_event(ev);
+}
+
+bool tailnet_node::busy(tailnet::node_id id) const {
+  if (!wg_) return false;
+  const wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
+  if (wp == nullptr) return false;
+  const std::uint64_t now = rte_rdtsc(), window = 5 * tsc_hz_;
+  return now - wp->last_rx_tsc.load(std::memory_order_relaxed) < window ||
+         now - wp->last_tx_tsc.load(std::memory_order_relaxed) < window;
+}
+
+void tailnet_node::tick() {
+  if (wg_) wg_->tick();
+  disco_->tick([this](tailnet::node_id id) { return busy(id); });
+}
+
+const tailnet::node* tailnet_node::find_peer(const std::string& what) const {
+  const tailnet::netmap* nm = client_->current();
+  if (nm == nullptr) return nullptr;
+  if (auto ip = ip_address::parse(what)) return nm->peer_by_address(*ip);
+  for (const tailnet::node& n : nm->peers()) {
+    const std::string bare = n.name.empty() || n.name.back() != '.' ? n.name : n.name.substr(0, n.name.size() - 1);
+    if (what == n.name || what == bare || what == n.hostname || bare.rfind(what + ".", 0) == 0) return &n;
+  }
+  return nullptr;
+}
+
+result<std::uint64_t> tailnet_node::start_ping(const std::string& peer, std::chrono::milliseconds timeout) {
+  const tailnet::node* n = find_peer(peer);
+  if (n == nullptr) return fail("no tailnet peer named " + peer);
+  if (n->disco_key.is_zero()) return fail(peer + " speaks no disco");
+  const std::uint64_t id = next_ping_++;
+  if (pings_.size() > 256) pings_.erase(pings_.begin());  // forgotten results do not pile up
+  pings_[id] = nullptr;
+  const std::string name = n->name, first_ip = n->addresses.empty() ? "" : n->addresses[0].address.to_string();
+  disco_->ping(n->id, timeout, [this, id, name, first_ip](const disco_paths::ping_outcome& o) {
+    auto it = pings_.find(id);
+    if (it == pings_.end()) return;
+    it->second = {{"peer", name}, {"ip", first_ip}, {"answered", o.answered}, {"latency_ms", o.latency_ms},
+                  {"path", o.path.empty() ? "" : "direct " + o.path}};
+  });
+  return id;
+}
+
+nlohmann::json tailnet_node::ping_result(std::uint64_t id) {
+  auto it = pings_.find(id);
+  if (it == pings_.end()) return {{"error", "no such ping"}};
+  if (it->second.is_null()) return {{"done", false}};
+  nlohmann::json out = it->second;
+  out["done"] = true;
+  pings_.erase(it);
+  return out;
 }
 
 nlohmann::json tailnet_node::status_json() const {
@@ -106,6 +265,9 @@ nlohmann::json tailnet_node::status_json() const {
                  {"key_expiry", self.key_expiry.is_zero() ? nlohmann::json() : nlohmann::json(self.key_expiry.to_string())},
                  {"expired", self.expired}};
     j["tailnet"] = nm->domain();
+    j["packet_filter"] = {{"rules", nm->packet_filter_rules().size()},
+                          {"matches", nm->packet_filter().size()},
+                          {"error", nm->packet_filter_error()}};
     for (const tailnet::node& p : nm->peers()) {
       nlohmann::json eps = nlohmann::json::array();
       for (const auto& e : p.endpoints) eps.push_back(e.to_string());
@@ -118,9 +280,22 @@ nlohmann::json tailnet_node::status_json() const {
                        {"online", p.online ? nlohmann::json(*p.online) : nlohmann::json()},
                        {"endpoints", eps},
                        {"home_derp", p.home_derp}});
+      nlohmann::json& pj = peers.back();
+      pj["path"] = disco_->path_text(p.id);
+      if (auto l = disco_->latency_ms(p.id)) pj["latency_ms"] = *l;
+      if (const wg_peer* wp = wg_ ? wg_->dataplane_peer(std::to_string(p.id)) : nullptr) {
+        if (pj["path"].get<std::string>().empty())
+          if (const wg_endpoint* ep = wp->endpoint.load(std::memory_order_acquire)) pj["path"] = "direct " + endpoint_string(*ep);
+        const std::int64_t hs = wg_->last_handshake(std::to_string(p.id));
+        if (hs != 0) pj["last_handshake_seconds"] = std::max<std::int64_t>(0, std::time(nullptr) - hs);
+        pj["rx_bytes"] = wp->rx_bytes.load(std::memory_order_relaxed);
+        pj["tx_bytes"] = wp->tx_bytes.load(std::memory_order_relaxed);
+      }
     }
   }
   j["peers"] = peers;
+  j["disco"] = disco_->counters_json();
+  if (wg_) j["handshakes"] = wg_->counters().to_json();
   return j;
 }
 

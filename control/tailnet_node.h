@@ -1,9 +1,13 @@
 #pragma once
 // lopower as a node of its tailnet, as lopowerd runs it: the coordination
 // client (identity, register, map stream, netmap) fed from the config, the
-// endpoints it announces (the tailnet ports' addresses), and the tailnet
-// part of `lopower-ctl status`.
+// endpoints it announces (the tailnet ports' addresses); from each netmap,
+// the WireGuard peers keyed with node keys (AllowedIPs, filtered), the
+// workers' tailnet view (own addresses, packet filter) and the disco peers;
+// `lopower-ctl status` and `ping` for the tailnet.
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -13,6 +17,8 @@
 #include "control/enrollment/state_store.h"
 #include "control/event_loop.h"
 #include "control/tailnet/client/coordination_client.h"
+#include "control/tailnet_disco.h"
+#include "control/wireguard_server.h"
 #include "dataplane/dataplane.h"
 
 namespace lopower {
@@ -31,6 +37,18 @@ class tailnet_node {
 
   void start();
   nlohmann::json status_json() const;
+
+  // A packet the workers passed up from the tailnet listener (takes the mbuf).
+  void handle_packet(rte_mbuf* m, const classify_result& r, bool under_load);
+  void handle_event(const wg_event& ev);
+  // Protocol timers; every ~100 ms.
+  void tick();
+
+  // `lopower-ctl ping PEER`: a disco ping round to the peer named (MagicDNS
+  // name, host name or tailnet IP); its id, or an error. The outcome is
+  // picked up with ping_result() (null while waiting).
+  result<std::uint64_t> start_ping(const std::string& peer, std::chrono::milliseconds timeout);
+  nlohmann::json ping_result(std::uint64_t id);
   result<void> logout() { return client_->logout(); }
   result<void> login() { return client_->login(); }
   tailnet::coordination_client& client() { return *client_; }
@@ -38,12 +56,25 @@ class tailnet_node {
  private:
   void on_netmap(const tailnet::netmap& nm, const tailnet::netmap_changes& changes);
   std::vector<tailnet::endpoint> local_endpoints() const;
+  void sync_wireguard(const tailnet::netmap& nm);
+  void publish_view(const tailnet::netmap& nm);
+  std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
+  const tailnet::node* find_peer(const std::string& what) const;
+  bool busy(tailnet::node_id id) const;
 
   event_loop& loop_;
   dataplane& dp_;
   const config& cfg_;
   enrollment::state_store store_;
   std::unique_ptr<tailnet::coordination_client> client_;
+  // Keyed with the node key: rebuilt when a login brings a new one.
+  std::unique_ptr<wireguard_server> wg_;
+  public_key wg_key_;
+  std::unique_ptr<disco_paths> disco_;
+  std::map<tailnet::node_id, public_key> wg_peers_;  // what wg_ holds, by node ID
+  std::map<std::uint64_t, nlohmann::json> pings_;    // ping id -> outcome (null while waiting)
+  std::uint64_t next_ping_ = 1;
+  std::uint64_t tsc_hz_;
 };
 
 }  // namespace lopower

@@ -29,14 +29,6 @@ wg::packet_source source_of(const wg_endpoint& ep) {
   return ep.ipv6 ? wg::packet_source::v6(ep.peer_ip, port) : wg::packet_source::v4(ep.peer_ip, port);
 }
 
-std::string endpoint_text(const wg_endpoint& ep) {
-  ip_address a;
-  a.family = ep.ipv6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(a.bytes.data(), ep.peer_ip, ep.ipv6 ? 16 : 4);
-  const std::string host = ep.ipv6 ? "[" + a.to_string() + "]" : a.to_string();
-  return host + ":" + std::to_string(ntohs(ep.peer_port_be));
-}
-
 wg::static_identity identity_from(const private_key& key, const std::string& label) {
   wg::static_identity id(key);
   if (!id.valid()) throw std::runtime_error("the WireGuard key for " + label + "s is unusable");
@@ -300,8 +292,17 @@ void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) 
     p.slots[previous] = p.slots[current];
     p.slots[current] = keys.local_index;
     p.dp->current.store(kp, std::memory_order_release);
+  } else if (p.dp->current.load(std::memory_order_relaxed) == nullptr && p.slots[current] == 0) {
+    // The initiator's, and nothing else to send with: it becomes current at
+    // once, so the reply to the first data packet (which confirms it on a
+    // worker, a moment before the control thread hears of it) is not lost.
+    // Should our response have been lost, what we send is dropped unread by
+    // the initiator, who retries the handshake.
+    erase_slot(p, next);
+    p.slots[current] = keys.local_index;
+    p.dp->current.store(kp, std::memory_order_release);
   } else {
-    // The initiator's: it waits in `next` until the device's first data
+    // The initiator's: it waits in `next` until the peer's first data
     // packet proves it has our response.
     erase_slot(p, next);
     p.slots[next] = keys.local_index;
@@ -338,7 +339,7 @@ void wireguard_server::set_endpoint(peer& p, const wg_endpoint& ep) {
   p.dp->endpoint.store(new wg_endpoint(ep), std::memory_order_release);
   if (old != nullptr) {
     ++counters_.endpoint_changes;
-    LOG_INFO("%s %s roamed to %s", label_.c_str(), p.name.c_str(), endpoint_text(ep).c_str());
+    LOG_INFO("%s %s roamed to %s", label_.c_str(), p.name.c_str(), endpoint_string(ep).c_str());
     dp_.rcu().retire_object(const_cast<wg_endpoint*>(old));
   }
 }
@@ -352,18 +353,7 @@ void wireguard_server::handle_event(const wg_event& ev) {
 }
 
 void wireguard_server::send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len) {
-  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
-  if (m == nullptr) return;
-  const unsigned outer = outer_header_size(to.ipv6);
-  auto* frame = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(outer + len)));
-  if (frame == nullptr) {
-    rte_pktmbuf_free(m);
-    return;
-  }
-  std::memcpy(frame + outer, payload, len);
-  write_outer_headers(frame, to, static_cast<std::uint16_t>(len));
-  m->port = to.port_id;
-  dp_.transmit(m);
+  dp_.send_udp(to, std::span<const std::uint8_t>(payload, len));
 }
 
 void wireguard_server::send_keepalive(peer& p) {
@@ -443,7 +433,7 @@ nlohmann::json wireguard_server::device_json(const std::string& name) const {
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
   const wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
   nlohmann::json j;
-  j["endpoint"] = ep ? nlohmann::json(endpoint_text(*ep)) : nlohmann::json();
+  j["endpoint"] = ep ? nlohmann::json(endpoint_string(*ep)) : nlohmann::json();
   j["latest_handshake"] = p.last_handshake_unix;
   j["handshakes"] = p.handshakes;
   j["session"] = kp != nullptr;

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "control/config.h"
@@ -53,6 +55,16 @@ class dataplane {
   // Control thread: queues a frame for transmission out of port `m->port`.
   // Frees it and returns false when the worker's ring is full.
   bool transmit(rte_mbuf* m);
+  // Control thread (udp_out.cc): one UDP datagram to `to`, outer headers
+  // written here.
+  bool send_udp(const wg_endpoint& to, std::span<const std::uint8_t> payload);
+  // Control thread: the way out to dst:dst_port from local_port on a port
+  // serving the tailnet (or the devices): the port whose prefix holds dst,
+  // else one with a gateway of its family. nullopt when no port reaches it,
+  // or when the next hop's MAC is not known yet -- then an ARP request or
+  // neighbour solicitation goes out, and a retry a moment later finds it.
+  std::optional<wg_endpoint> route_udp(const ip_address& dst, std::uint16_t dst_port, std::uint16_t local_port,
+                                       bool tailnet_side);
 
   const std::vector<port_runtime>& ports() const { return ports_; }
   const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "dataplane/wg_session.h"
 
@@ -46,6 +47,8 @@ void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16
 
 // The endpoint a received WireGuard frame came from (its source, seen from
 // the port it arrived on).
+// "198.18.40.11:41641" or "[fd00::11]:41641": the peer side of `ep`.
+std::string endpoint_string(const wg_endpoint& ep);
 wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, std::uint16_t l4_offset) noexcept;
 
 }  // namespace lopower

@@ -187,6 +187,7 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
     out.peers[out.count++] = peer;
     return;
   }
+  if (info.protocol == ipproto_tsmp) return drop_one(ps.port.index, m, drop_reason::tailnet_tsmp_ignored);
   if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
   if (make_echo_reply(p, info)) {
     out.pkts[out.count] = m;

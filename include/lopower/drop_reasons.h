@@ -35,7 +35,8 @@
   X(wg_encrypt_failed, "the crypto backend refused to encrypt (a bug: reported, never sent)")  \
   X(wg_event_ring_full, "session-event ring to the control plane full")                     \
   X(tailnet_filtered, "inbound tailnet packet refused by the tailnet's packet filter (ACLs)") \
-  X(tailnet_not_for_us, "inbound tailnet packet for an address lopower does not serve (yet)")
+  X(tailnet_not_for_us, "inbound tailnet packet for an address lopower does not serve (yet)") \
+  X(tailnet_tsmp_ignored, "TSMP message lopower does not act on (disco key advertisements, rejections)")
 
 namespace lopower {
 

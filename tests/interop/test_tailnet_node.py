@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from headscale import HEADSCALE
+from headscale import ALLOW_ALL, HEADSCALE
 from lopower_net import Topology, wait_until
 from lopowerd import Lopowerd, port_toml
 from tailnet_lab import CTL4, GW_IF, TailnetLab
@@ -26,6 +26,8 @@ pytestmark = [
 ]
 
 HOSTNAME = "lopower"
+# A disco pong over a direct path to lopower's port, v4 or v6.
+LOPOWER_DIRECT = re.compile(r"via (198\.18\.40\.1|\[fd00:198:18:40::1\]):41641 in ")
 # lopower's client takes plain http:// on any address (Noise authenticates
 # the server); tailscaled needs the ULA URL (see tailnet_lab.py).
 CONTROL_URL = f"http://{CTL4}:8080"
@@ -96,6 +98,81 @@ def test_registers_and_sees_the_tailnet(lab):
         assert ts.ip(4) in text
     # The key never reaches the log.
     assert lab.key_file.read_text().strip() not in d.log_text()
+
+
+def lopower_ips(d):
+    return tailnet_status(d)["self"]["addresses"]
+
+
+def peer_status(d, hostname):
+    return next(p for p in tailnet_status(d)["peers"] if p["hostname"] == hostname)
+
+
+def warm_up(ts, ip, timeout=20):
+    """A direct path from ``ts`` to lopower first: tailscaled holds data for
+    a peer it has no path to yet (see tests/net/tailnet_lab.py)."""
+    wait_until(lambda: ts.ping(ip, mode="disco", count=1, timeout=2)[0], timeout, f"a direct path from {ts.name}")
+
+
+def drops(d, reason):
+    return sum(p["drops"].get(reason, 0) for p in d.status()["ports"])
+
+
+def test_tailscale_ping_reaches_lopower_directly(lab):
+    d, ts1 = lab.lopowerd, lab.peers["ts1"]
+    ts1.wait_peer(HOSTNAME, online=True, timeout=30)
+    warm_up(ts1, lopower_ips(d)[0])
+    # disco: lopower answers the peer's pings on its advertised endpoints.
+    ok, out = ts1.ping(lopower_ips(d)[0], mode="disco", count=10, timeout=2)
+    assert ok and LOPOWER_DIRECT.search(out), out
+    # ICMP and TSMP go through a WireGuard session keyed with node keys,
+    # both ways, on both of lopower's tailnet addresses.
+    for ip in lopower_ips(d):
+        for mode in ("icmp", "tsmp"):
+            ok, out = ts1.ping(ip, mode=mode, count=3, timeout=3)
+            assert ok and f"via {mode.upper()}" in out, (ip, mode, out)
+    p = peer_status(d, "ts1")
+    assert p["path"].startswith("direct "), p
+    assert p["last_handshake_seconds"] < 60 and p["rx_bytes"] > 0 and p["tx_bytes"] > 0, p
+    assert tailnet_status(d)["handshakes"]["handshakes_completed"] >= 1
+    assert tailnet_status(d)["disco"]["pongs_sent"] >= 1
+
+
+def test_lopower_ctl_ping(lab):
+    d, ts2 = lab.lopowerd, lab.peers["ts2"]
+    r = d.ctl("ping", "--c", "3", "ts2", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"pong from ts2\S* \(100\.64\.\d+\.\d+\) via direct "
+                     r"(198\.18\.40\.12|\[fd00:198:18:40::12\]):41641 in [\d.]+ms", r.stdout), r.stdout
+    assert d.ctl("ping", ts2.ip(4), check=False).returncode == 0
+    r = d.ctl("ping", "no-such-peer", check=False)
+    assert r.returncode != 0 and "no tailnet peer named no-such-peer" in r.stderr, r.stderr
+    assert "direct " in peer_status(d, "ts2")["path"]
+
+
+def test_acl_forbidding_a_peer_drops_and_counts(lab):
+    d, ts1, ts2 = lab.lopowerd, lab.peers["ts1"], lab.peers["ts2"]
+    ours = lopower_ips(d)
+    warm_up(ts2, ours[0])
+    assert ts2.ping(ours[0], mode="icmp", count=5, timeout=3)[0], "ts2 reaches lopower before the policy"
+    # ts1 may reach lopower; ts2 only on TCP 443 (so it still sees lopower,
+    # and its pings are lopower's filter's to refuse).
+    policy = {"acls": [{"action": "accept", "src": ts1.ips(), "dst": [f"{a}:*" for a in ours]},
+                       {"action": "accept", "src": ts2.ips(), "proto": "tcp", "dst": [f"{a}:443" for a in ours]}]}
+    try:
+        lab.headscale.set_policy(policy)
+        wait_until(lambda: not ts2.ping(ours[0], mode="icmp", count=1, timeout=2)[0], 15,
+                   "ts2's ICMP ping to lopower to fail")
+        before = drops(d, "tailnet_filtered")
+        ok, out = ts2.ping(ours[0], mode="icmp", count=3, timeout=2)
+        assert not ok and "no reply" in out, out
+        assert drops(d, "tailnet_filtered") >= before + 3
+        ok, out = ts1.ping(ours[0], mode="icmp", count=3, timeout=3)
+        assert ok, out
+    finally:
+        lab.headscale.set_policy(ALLOW_ALL)
+    wait_until(lambda: ts2.ping(ours[0], mode="icmp", count=1, timeout=2)[0], 15,
+               "ts2's ICMP ping to lopower to work again")
 
 
 def test_peer_joins_then_leaves(lab):

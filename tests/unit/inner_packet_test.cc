@@ -171,3 +171,102 @@ TEST(OuterHeaders, RoundTripThroughEndpointOfFrameWithValidChecksums) {
 
 }  // namespace
 }  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// A TSMP ping as tailscale's `tailscale ping --tsmp` sends it: 'p' and 8 data bytes.
+std::vector<std::uint8_t> tsmp_ping(bool v6) {
+  std::vector<std::uint8_t> p(v6 ? 40 + 9 : 20 + 9, 0);
+  const std::size_t l4 = v6 ? 40 : 20;
+  if (v6) {
+    p[0] = 0x60;
+    p[5] = 9;
+    p[6] = ipproto_tsmp;
+    p[7] = 64;
+    inet_pton(AF_INET6, "fd7a:115c:a1e0::5", p.data() + 8);
+    inet_pton(AF_INET6, "fd7a:115c:a1e0::1", p.data() + 24);
+  } else {
+    p[0] = 0x45;
+    p[3] = static_cast<std::uint8_t>(p.size());
+    p[8] = 64;
+    p[9] = ipproto_tsmp;
+    inet_pton(AF_INET, "100.64.0.5", p.data() + 12);
+    inet_pton(AF_INET, "100.64.0.1", p.data() + 16);
+  }
+  p[l4] = 'p';
+  for (int i = 1; i <= 8; ++i) p[l4 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(0xa0 + i);
+  return p;
+}
+
+TEST(Tsmp, PingBecomesAPongWithTheSameDataBack) {
+  for (bool v6 : {false, true}) {
+    auto p = tsmp_ping(v6);
+    const auto request = p;
+    p.resize(p.size() + 2);  // the pong is 2 bytes longer (peerAPI port)
+    auto info = parse_inner(p.data(), static_cast<std::uint32_t>(request.size()));
+    ASSERT_TRUE(info);
+    ASSERT_TRUE(is_tsmp_ping(p.data(), *info));
+    const std::uint16_t len = make_tsmp_pong(p.data(), *info);
+    const std::size_t l4 = v6 ? 40 : 20;
+    EXPECT_EQ(len, l4 + 11);
+    EXPECT_EQ(p[l4], 'o');
+    EXPECT_EQ(0, std::memcmp(p.data() + l4 + 1, request.data() + l4 + 1, 8));
+    EXPECT_EQ(p[l4 + 9], 0);
+    EXPECT_EQ(p[l4 + 10], 0);
+    auto back = parse_inner(p.data(), len);
+    ASSERT_TRUE(back) << "the pong is a whole packet of its stated length";
+    EXPECT_EQ(back->length, len);
+    if (v6) {
+      EXPECT_EQ(0, std::memcmp(p.data() + 8, request.data() + 24, 16));
+    } else {
+      EXPECT_EQ(0, std::memcmp(p.data() + 12, request.data() + 16, 4));
+      EXPECT_TRUE(checksum_ok(p.data(), 20));
+    }
+  }
+}
+
+TEST(Tsmp, OnlyPingsAreAnswered) {
+  auto p = tsmp_ping(false);
+  auto info = parse_inner(p.data(), static_cast<std::uint32_t>(p.size()));
+  ASSERT_TRUE(info);
+  p[20] = 'a';  // a disco key advertisement
+  EXPECT_FALSE(is_tsmp_ping(p.data(), *info));
+  p[20] = 'p';
+  info->length = 20 + 8;  // one data byte short
+  EXPECT_FALSE(is_tsmp_ping(p.data(), *info));
+  auto echo = echo_request_v4(8);
+  auto e = parse_inner(echo.data(), static_cast<std::uint32_t>(echo.size()));
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(is_tsmp_ping(echo.data(), *e));
+}
+
+TEST(AllowedPrefixes, ContainsOnlyTheirNetworks) {
+  allowed_prefixes a;
+  a.prefixes = {*ip_prefix::parse("100.64.0.5/32"), *ip_prefix::parse("fd7a:115c:a1e0::5/128"),
+                *ip_prefix::parse("192.168.7.0/24")};
+  std::uint8_t addr[16];
+  inet_pton(AF_INET, "100.64.0.5", addr);
+  EXPECT_TRUE(a.contains(false, addr));
+  inet_pton(AF_INET, "100.64.0.6", addr);
+  EXPECT_FALSE(a.contains(false, addr));
+  inet_pton(AF_INET, "192.168.7.200", addr);
+  EXPECT_TRUE(a.contains(false, addr));
+  inet_pton(AF_INET6, "fd7a:115c:a1e0::5", addr);
+  EXPECT_TRUE(a.contains(true, addr));
+  inet_pton(AF_INET6, "fd7a:115c:a1e0::6", addr);
+  EXPECT_FALSE(a.contains(true, addr));
+}
+
+TEST(EndpointString, BothFamilies) {
+  wg_endpoint ep;
+  inet_pton(AF_INET, "198.18.40.11", ep.peer_ip);
+  ep.peer_port_be = htons(41641);
+  EXPECT_EQ(endpoint_string(ep), "198.18.40.11:41641");
+  ep.ipv6 = true;
+  inet_pton(AF_INET6, "fd00:198:18:40::11", ep.peer_ip);
+  EXPECT_EQ(endpoint_string(ep), "[fd00:198:18:40::11]:41641");
+}
+
+}  // namespace
+}  // namespace lopower

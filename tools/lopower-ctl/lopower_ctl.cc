@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@ void usage(FILE* out) {
                "  device add|list|show|remove|reset-timestamp ...   enrol and manage WireGuard devices\n"
                "  logout            leave the tailnet (the node key is expired at the server)\n"
                "  login             join again after a logout\n"
+               "  ping [--c N] [--timeout SECONDS] PEER   disco ping a tailnet peer (name or IP): latency and path\n"
                "The socket defaults to $LOPOWER_CTL_SOCKET, else %s.\n",
                lopower::ctl::default_socket);
 }
@@ -79,6 +82,52 @@ int cmd_status(const command_line& cl) {
   return 0;
 }
 
+// `tailscale ping`, disco flavour: one round per count, each waited for.
+int cmd_ping(const command_line& cl) {
+  int count = 1;
+  double timeout_s = 5;
+  std::string peer;
+  for (std::size_t i = 0; i < cl.args.size(); ++i) {
+    const std::string& a = cl.args[i];
+    try {
+      if ((a == "--c" || a == "-c") && i + 1 < cl.args.size()) count = std::stoi(cl.args[++i]);
+      else if (a == "--timeout" && i + 1 < cl.args.size()) timeout_s = std::stod(cl.args[++i]);
+      else if (!a.empty() && a[0] != '-' && peer.empty()) peer = a;
+      else throw std::invalid_argument(a);
+    } catch (const std::exception&) {
+      std::fprintf(stderr, "lopower-ctl ping: bad argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if (peer.empty() || count < 1 || count > 1000 || timeout_s < 0.1 || timeout_s > 60) {
+    std::fprintf(stderr, "usage: lopower-ctl ping [--c N (1..1000)] [--timeout SECONDS (0.1..60)] PEER\n");
+    return 2;
+  }
+  bool any = false;
+  for (int n = 0; n < count; ++n) {
+    auto started = request(cl, {"tailnet.ping", {{"peer", peer}, {"timeout_ms", static_cast<int>(timeout_s * 1000)}}});
+    if (!started) return 1;
+    const std::uint64_t id = (*started)["id"].get<std::uint64_t>();
+    std::optional<nlohmann::json> r;
+    do {
+      struct timespec pause = {0, 20'000'000};
+      nanosleep(&pause, nullptr);
+      r = request(cl, {"tailnet.ping_result", {{"id", id}}});
+      if (!r) return 1;
+    } while (!r->value("done", false));
+    if (r->value("answered", false)) {
+      any = true;
+      std::printf("pong from %s (%s) via %s in %.2fms\n", r->value("peer", std::string()).c_str(),
+                  r->value("ip", std::string()).c_str(), r->value("path", std::string()).c_str(),
+                  r->value("latency_ms", 0.0));
+    } else {
+      std::printf("ping \"%s\" timed out\n", peer.c_str());
+    }
+  }
+  if (!any) std::printf("no reply\n");
+  return any ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,6 +139,7 @@ int main(int argc, char** argv) {
   if (cl.command == "status") return cmd_status(cl);
   if (cl.command == "device")
     return lopower::run_device_command(cl.args, [&](const lopower::ctl::request& r) { return request(cl, r); });
+  if (cl.command == "ping") return cmd_ping(cl);
   if (cl.command == "logout" || cl.command == "login") {
     auto result = request(cl, {cl.command, nlohmann::json::object()});
     if (!result) return 1;

@@ -1,0 +1,187 @@
+#include "control/tailnet_disco.h"
+
+#include <rte_byteorder.h>
+#include <sodium.h>
+
+#include <cstring>
+
+#include "control/log.h"
+#include "dataplane/inner_packet.h"
+
+namespace lopower {
+
+namespace disco = tailnet::disco;
+
+namespace {
+
+// wgengine/magicsock endpoint.go: how long a pong vouches for a path, and
+// how often a busy peer's paths are re-checked.
+constexpr auto trust_path_for = std::chrono::milliseconds(6500);
+constexpr auto heartbeat_interval = std::chrono::seconds(3);
+
+ip_address peer_address(const wg_endpoint& ep) {
+  ip_address a;
+  a.family = ep.ipv6 ? ip_family::v6 : ip_family::v4;
+  std::memcpy(a.bytes.data(), ep.peer_ip, ep.ipv6 ? 16 : 4);
+  return a;
+}
+
+}  // namespace
+
+disco_paths::disco_paths(private_key disco_private, public_key disco_public, public_key node_public, hooks h)
+    : disco_private_(std::move(disco_private)), disco_public_(disco_public), node_public_(node_public),
+      hooks_(std::move(h)) {}
+
+void disco_paths::set_peers(const tailnet::netmap& nm) {
+  std::map<tailnet::node_id, peer_state> next;
+  by_disco_.clear();
+  for (const tailnet::node& n : nm.peers()) {
+    if (n.disco_key.is_zero()) continue;  // a peer that speaks no disco (WireGuard-only)
+    peer_state p;
+    if (auto old = peers_.find(n.id); old != peers_.end() && old->second.disco_key == n.disco_key) {
+      p = std::move(old->second);  // keep the path it has
+    } else {
+      auto shared = disco::shared_key(disco_private_, n.disco_key);
+      if (!shared) continue;  // a low-order key: nothing can be sealed to it
+      p.shared = *shared;
+      p.disco_key = n.disco_key;
+    }
+    p.node_key = n.key;
+    p.endpoints = n.endpoints;
+    by_disco_[n.disco_key] = n.id;
+    next.emplace(n.id, std::move(p));
+  }
+  peers_ = std::move(next);
+}
+
+bool disco_paths::handle(std::span<const std::uint8_t> packet, const wg_endpoint& from) {
+  const auto sender = disco::sender_key(packet);
+  const auto it = sender ? by_disco_.find(*sender) : by_disco_.end();
+  if (it == by_disco_.end()) {
+    ++counters_.unknown_sender;
+    return false;
+  }
+  peer_state& p = peers_.at(it->second);
+  auto msg = disco::open(packet, p.shared);
+  if (!msg) {
+    ++counters_.undecryptable;
+    LOG_DEBUG("disco from %s: %s", endpoint_string(from).c_str(), msg.message().c_str());
+    return false;
+  }
+  if (const auto* ping = std::get_if<disco::ping>(&*msg)) on_ping(*ping, p, from);
+  else if (const auto* pong = std::get_if<disco::pong>(&*msg)) on_pong(*pong, it->second, p, from);
+  else if (const auto* cmm = std::get_if<disco::call_me_maybe>(&*msg)) {
+    ++counters_.call_me_maybe;
+    for (const disco::ip_port& e : cmm->endpoints) send_ping(it->second, p, e.address, e.port);
+  }
+  return true;
+}
+
+void disco_paths::on_ping(const disco::ping& m, peer_state& p, const wg_endpoint& from) {
+  ++counters_.pings_received;
+  // A ping naming another node key is for someone else's session: ignore it.
+  if (m.node_key && !(*m.node_key == p.node_key)) return;
+  disco::pong reply{m.tx_id, {peer_address(from), rte_be_to_cpu_16(from.peer_port_be)}};
+  const auto sealed = disco::seal(disco::message{reply}, p.shared, disco_public_);
+  if (sealed.empty()) return;
+  hooks_.reply_to(from, sealed);
+  ++counters_.pongs_sent;
+  // The peer reaches us from there; check the way back, as tailscale does.
+  if (!p.best) send_ping(by_disco_.at(p.disco_key), p, peer_address(from), rte_be_to_cpu_16(from.peer_port_be));
+}
+
+void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state& p, const wg_endpoint& from) {
+  auto it = pending_.find(m.tx_id);
+  if (it == pending_.end() || it->second.peer != id) return;  // not a ping of ours (or to someone else)
+  ++counters_.pongs_received;
+  const auto now = clock::now();
+  const double latency = std::chrono::duration<double, std::milli>(now - it->second.sent).count();
+  pending_.erase(it);
+  const bool better = !p.best || now > p.best_until || latency < p.best_latency_ms * 0.9 ||
+                      p.best->same_path(from);
+  if (better) {
+    const bool changed = !p.best || !p.best->same_path(from);
+    p.best = from;
+    p.best_text = endpoint_string(from);
+    p.best_latency_ms = latency;
+    p.best_until = now + trust_path_for;
+    if (changed) {
+      LOG_INFO("tailnet peer %lld: direct path %s (%.2f ms)", static_cast<long long>(id), p.best_text.c_str(), latency);
+      hooks_.on_path(id, from);
+    }
+  }
+  // Callbacks run after the list is settled: they may start new pings.
+  std::vector<waiter> ready;
+  std::erase_if(waiters_, [&](waiter& w) {
+    if (w.peer != id) return false;
+    ready.push_back(std::move(w));
+    return true;
+  });
+  for (waiter& w : ready) w.done({id, true, latency, endpoint_string(from)});
+}
+
+void disco_paths::send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port) {
+  disco::ping m;
+  randombytes_buf(m.tx_id.data(), m.tx_id.size());
+  m.node_key = node_public_;
+  const auto sealed = disco::seal(disco::message{m}, p.shared, disco_public_);
+  if (sealed.empty()) return;
+  if (!hooks_.send_to(ip, port, sealed)) {
+    ++counters_.no_route;
+    return;
+  }
+  ++counters_.pings_sent;
+  pending_[m.tx_id] = {id, clock::now(), tailnet::endpoint{ip, port}.to_string()};
+}
+
+void disco_paths::ping_endpoints(tailnet::node_id id, peer_state& p) {
+  p.last_ping_round = clock::now();
+  for (const tailnet::endpoint& e : p.endpoints) send_ping(id, p, e.address, e.port);
+}
+
+void disco_paths::ping(tailnet::node_id peer, std::chrono::milliseconds timeout, ping_callback done) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return done({peer, false, 0, ""});
+  waiters_.push_back({peer, clock::now() + timeout, std::move(done)});
+  ping_endpoints(peer, it->second);
+}
+
+void disco_paths::tick(const std::function<bool(tailnet::node_id)>& busy) {
+  const auto now = clock::now();
+  for (auto& [id, p] : peers_) {
+    const bool wanted = busy(id) || std::any_of(waiters_.begin(), waiters_.end(), [&](const waiter& w) { return w.peer == id; });
+    // A ping round may meet a neighbour not learned yet: the next round
+    // (after the ARP/ND answer) gets through.
+    const auto interval = waiters_.empty() ? heartbeat_interval : std::chrono::seconds(1);
+    if (wanted && now - p.last_ping_round >= interval) ping_endpoints(id, p);
+  }
+  std::vector<waiter> expired;
+  std::erase_if(waiters_, [&](waiter& w) {
+    if (now < w.deadline) return false;
+    expired.push_back(std::move(w));
+    return true;
+  });
+  for (waiter& w : expired) w.done({w.peer, false, 0, ""});
+  std::erase_if(pending_, [&](const auto& kv) { return now - kv.second.sent > std::chrono::seconds(10); });
+}
+
+std::string disco_paths::path_text(tailnet::node_id peer) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || !it->second.best) return {};
+  return "direct " + it->second.best_text;
+}
+
+std::optional<double> disco_paths::latency_ms(tailnet::node_id peer) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || !it->second.best) return std::nullopt;
+  return it->second.best_latency_ms;
+}
+
+nlohmann::json disco_paths::counters_json() const {
+  return {{"pings_received", counters_.pings_received}, {"pongs_sent", counters_.pongs_sent},
+          {"pings_sent", counters_.pings_sent},         {"pongs_received", counters_.pongs_received},
+          {"call_me_maybe", counters_.call_me_maybe},   {"unknown_sender", counters_.unknown_sender},
+          {"undecryptable", counters_.undecryptable},   {"no_route", counters_.no_route}};
+}
+
+}  // namespace lopower

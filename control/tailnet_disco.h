@@ -1,0 +1,112 @@
+#pragma once
+// Direct paths to tailnet peers, found with disco (tailscale's
+// wgengine/magicsock endpoint.go, in the parts a node without DERP needs):
+//
+//   - a peer's ping (sealed with its disco key, which the netmap gives) is
+//     answered with a pong to where it came from;
+//   - peers are pinged on their advertised endpoints when a path is wanted
+//     (`lopower-ctl ping`, a handshake to start) and every few seconds while
+//     traffic flows; a pong makes its source a candidate, the lowest latency
+//     wins, and it is trusted for a while past each pong;
+//   - call-me-maybe (normally relayed by DERP) makes us ping what it lists.
+//
+// DERP plugs in at send(): a peer with no direct path would get its disco
+// over the relay, and the relay's received disco comes in at handle().
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control/tailnet/disco/disco_message.h"
+#include "control/tailnet/netmap/netmap.h"
+#include "dataplane/wg_session.h"
+
+namespace lopower {
+
+class disco_paths {
+ public:
+  using clock = std::chrono::steady_clock;
+  struct hooks {
+    // Sends a disco packet to ip:port; false when there is no way there yet.
+    std::function<bool(const ip_address&, std::uint16_t, std::span<const std::uint8_t>)> send_to;
+    // Sends to a source a frame came from (its MACs known).
+    std::function<void(const wg_endpoint&, std::span<const std::uint8_t>)> reply_to;
+    // The best direct path to peer `id` is now `ep`.
+    std::function<void(tailnet::node_id id, const wg_endpoint& ep)> on_path;
+  };
+  struct ping_outcome {
+    tailnet::node_id peer = 0;
+    bool answered = false;
+    double latency_ms = 0;
+    std::string path;  // "198.18.40.11:41641"
+  };
+  using ping_callback = std::function<void(const ping_outcome&)>;
+
+  disco_paths(private_key disco_private, public_key disco_public, public_key node_public, hooks h);
+
+  // The peers and their disco keys, endpoints, node keys (from the netmap).
+  void set_peers(const tailnet::netmap& nm);
+  // A disco packet from `from` (UDP on the tailnet port). False when it was
+  // not disco we could open (unknown sender, bad box): the caller counts it.
+  bool handle(std::span<const std::uint8_t> packet, const wg_endpoint& from);
+  // Pings every endpoint of the peer; `done` runs once, on the first pong
+  // or after `timeout` (answered = false).
+  void ping(tailnet::node_id peer, std::chrono::milliseconds timeout, ping_callback done);
+  // Heartbeats for peers `busy` says carry traffic; expiry of pending pings.
+  void tick(const std::function<bool(tailnet::node_id)>& busy);
+
+  // "direct 198.18.40.11:41641", or empty when no path is known.
+  std::string path_text(tailnet::node_id peer) const;
+  std::optional<double> latency_ms(tailnet::node_id peer) const;
+  nlohmann::json counters_json() const;
+
+ private:
+  struct peer_state {
+    public_key node_key;
+    public_key disco_key;
+    key32 shared;
+    std::vector<tailnet::endpoint> endpoints;
+    std::optional<wg_endpoint> best;
+    std::string best_text;
+    double best_latency_ms = 0;
+    clock::time_point best_until{};
+    clock::time_point last_ping_round{};
+  };
+  struct pending_ping {
+    tailnet::node_id peer = 0;
+    clock::time_point sent;
+    std::string to;
+  };
+  struct waiter {
+    tailnet::node_id peer = 0;
+    clock::time_point deadline;
+    ping_callback done;
+  };
+
+  void ping_endpoints(tailnet::node_id id, peer_state& p);
+  void send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port);
+  void on_ping(const tailnet::disco::ping& m, peer_state& p, const wg_endpoint& from);
+  void on_pong(const tailnet::disco::pong& m, tailnet::node_id id, peer_state& p, const wg_endpoint& from);
+
+  private_key disco_private_;
+  public_key disco_public_;
+  public_key node_public_;
+  hooks hooks_;
+  std::map<tailnet::node_id, peer_state> peers_;
+  std::unordered_map<public_key, tailnet::node_id> by_disco_;
+  std::map<std::array<std::uint8_t, 12>, pending_ping> pending_;
+  std::vector<waiter> waiters_;
+  struct {
+    std::uint64_t pings_received = 0, pongs_sent = 0, pings_sent = 0, pongs_received = 0, call_me_maybe = 0,
+                  unknown_sender = 0, undecryptable = 0, no_route = 0;
+  } counters_;
+};
+
+}  // namespace lopower
