@@ -107,6 +107,10 @@ void make_state_dir(const std::string& dir) {
 // tailnet node; until then they are counted and freed.
 void handle_control_packet(dataplane& dp, wireguard_server& devices, tailnet_node* tailnet, rte_mbuf* m,
                            bool under_load) {
+  if (m->ol_flags & dp.inner_up_flag()) {  // decrypted, not a frame: the reply to one of our pings
+    if (tailnet != nullptr) return tailnet->handle_inner(m);
+    return rte_pktmbuf_free(m);
+  }
   const std::size_t index = dp.port_index_of(m->port);
   if (index >= dp.ports().size()) return rte_pktmbuf_free(m);
   const classify_result r =
@@ -134,7 +138,10 @@ void register_tailnet_commands(ctl_server& ctl, tailnet_node* node) {
     if (!args.contains("peer") || !args["peer"].is_string()) throw ctl_command_error("peer: expected a name or IP");
     const auto timeout_ms = args.value("timeout_ms", 5000);
     if (timeout_ms < 100 || timeout_ms > 60000) throw ctl_command_error("timeout_ms: expected 100..60000");
-    auto id = node->start_ping(args["peer"].get<std::string>(), std::chrono::milliseconds(timeout_ms));
+    const std::string mode = args.value("mode", std::string("disco"));
+    if (mode != "disco" && mode != "icmp") throw ctl_command_error("mode: expected disco or icmp");
+    auto id = node->start_ping(args["peer"].get<std::string>(), std::chrono::milliseconds(timeout_ms),
+                               mode == "icmp" ? tailnet_node::ping_mode::icmp : tailnet_node::ping_mode::disco);
     if (!id) throw ctl_command_error(id.message());
     return {{"id", *id}};
   });

@@ -213,6 +213,12 @@ bool tailnet_node::busy(tailnet::node_id id) const {
 void tailnet_node::tick() {
   if (wg_) wg_->tick();
   disco_->tick([this](tailnet::node_id id) { return busy(id); });
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(icmp_pings_, [&](icmp_ping& p) {
+    if (now < p.deadline) return advance(p), false;
+    finish_ping(p.id, {{"peer", p.name}, {"ip", p.dst.to_string()}, {"answered", false}});
+    return true;
+  });
 }
 
 const tailnet::node* tailnet_node::find_peer(const std::string& what) const {
@@ -226,21 +232,98 @@ const tailnet::node* tailnet_node::find_peer(const std::string& what) const {
   return nullptr;
 }
 
-result<std::uint64_t> tailnet_node::start_ping(const std::string& peer, std::chrono::milliseconds timeout) {
+result<std::uint64_t> tailnet_node::start_ping(const std::string& peer, std::chrono::milliseconds timeout,
+                                               ping_mode mode) {
   const tailnet::node* n = find_peer(peer);
   if (n == nullptr) return fail("no tailnet peer named " + peer);
-  if (n->disco_key.is_zero()) return fail(peer + " speaks no disco");
+  const tailnet::node* self = client_->current() ? client_->current()->self() : nullptr;
+  if (self == nullptr) return fail("not on the tailnet yet");
   const std::uint64_t id = next_ping_++;
   if (pings_.size() > 256) pings_.erase(pings_.begin());  // forgotten results do not pile up
-  pings_[id] = nullptr;
   const std::string name = n->name, first_ip = n->addresses.empty() ? "" : n->addresses[0].address.to_string();
+  if (mode == ping_mode::icmp) {
+    icmp_ping p;
+    p.id = id;
+    p.peer = n->id;
+    p.name = name;
+    // The address asked for, else the peer's first address of a family
+    // lopower has an address in too.
+    const auto asked = ip_address::parse(peer);
+    for (const ip_prefix& theirs : n->addresses)
+      for (const ip_prefix& ours : self->addresses)
+        if (!p.seq && asked && theirs.address == *asked && theirs.address.family == ours.address.family) {
+          p.dst = theirs.address;
+          p.src = ours.address;
+          p.seq = next_seq_++;
+        }
+    for (const ip_prefix& theirs : n->addresses)
+      for (const ip_prefix& ours : self->addresses)
+        if (!p.seq && theirs.address.family == ours.address.family) {
+          p.dst = theirs.address;
+          p.src = ours.address;
+          p.seq = next_seq_++;
+        }
+    if (next_seq_ == 0) next_seq_ = 1;  // 0 means "none chosen" above
+    if (!p.seq) return fail(peer + " has no address in a family lopower has");
+    if (!wg_ || !wg_->has_peer(std::to_string(n->id))) return fail(peer + " is not a WireGuard peer (expired?)");
+    p.deadline = std::chrono::steady_clock::now() + timeout;
+    pings_[id] = nullptr;
+    icmp_pings_.push_back(p);
+    advance(icmp_pings_.back());
+    return id;
+  }
+  if (n->disco_key.is_zero()) return fail(peer + " speaks no disco");
+  pings_[id] = nullptr;
   disco_->ping(n->id, timeout, [this, id, name, first_ip](const disco_paths::ping_outcome& o) {
-    auto it = pings_.find(id);
-    if (it == pings_.end()) return;
-    it->second = {{"peer", name}, {"ip", first_ip}, {"answered", o.answered}, {"latency_ms", o.latency_ms},
-                  {"path", o.path.empty() ? "" : "direct " + o.path}};
+    finish_ping(id, {{"peer", name}, {"ip", first_ip}, {"answered", o.answered}, {"latency_ms", o.latency_ms},
+                     {"path", o.path.empty() ? "" : "direct " + o.path}});
   });
   return id;
+}
+
+void tailnet_node::finish_ping(std::uint64_t id, nlohmann::json outcome) {
+  if (auto it = pings_.find(id); it != pings_.end()) it->second = std::move(outcome);
+}
+
+void tailnet_node::advance(icmp_ping& p) {
+  if (p.sent || !wg_) return;
+  const std::string name = std::to_string(p.peer);
+  if (wg_->has_session(name)) {
+    std::uint8_t packet[40 + 8 + 32];
+    const std::uint16_t len = write_echo_request(packet, p.src, p.dst, p.seq, 32);
+    if (wg_->send_data(name, std::span<const std::uint8_t>(packet, len))) {
+      p.sent = true;
+      p.sent_at = std::chrono::steady_clock::now();
+    }
+    return;
+  }
+  const wg_peer* wp = wg_->dataplane_peer(name);
+  if (wp != nullptr && wp->endpoint.load(std::memory_order_acquire) != nullptr) return wg_->ensure_session(name);
+  if (!p.disco_asked) {  // no path yet: find one (on_path then sets the endpoint)
+    p.disco_asked = true;
+    disco_->ping(p.peer, std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - std::chrono::steady_clock::now()),
+                 [](const disco_paths::ping_outcome&) {});
+  }
+}
+
+void tailnet_node::handle_inner(rte_mbuf* m) {
+  auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
+  const auto info = parse_inner(p, m->data_len);
+  if (info && is_lopower_echo_reply(p, *info)) {
+    const std::uint16_t seq = static_cast<std::uint16_t>(p[info->l4_offset + 6] << 8 | p[info->l4_offset + 7]);
+    for (auto it = icmp_pings_.begin(); it != icmp_pings_.end(); ++it) {
+      if (!it->sent || it->seq != seq || std::memcmp(info->src, it->dst.bytes.data(), info->ipv6 ? 16 : 4) != 0)
+        continue;
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->sent_at).count();
+      const wg_peer* wp = wg_ ? wg_->dataplane_peer(std::to_string(it->peer)) : nullptr;
+      const wg_endpoint* ep = wp ? wp->endpoint.load(std::memory_order_acquire) : nullptr;
+      finish_ping(it->id, {{"peer", it->name}, {"ip", it->dst.to_string()}, {"answered", true}, {"latency_ms", ms},
+                           {"path", ep ? "ICMP, direct " + endpoint_string(*ep) : "ICMP"}});
+      icmp_pings_.erase(it);
+      break;
+    }
+  }
+  rte_pktmbuf_free(m);
 }
 
 nlohmann::json tailnet_node::ping_result(std::uint64_t id) {

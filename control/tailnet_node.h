@@ -47,7 +47,10 @@ class tailnet_node {
   // `lopower-ctl ping PEER`: a disco ping round to the peer named (MagicDNS
   // name, host name or tailnet IP); its id, or an error. The outcome is
   // picked up with ping_result() (null while waiting).
-  result<std::uint64_t> start_ping(const std::string& peer, std::chrono::milliseconds timeout);
+  enum class ping_mode : std::uint8_t { disco, icmp };
+  result<std::uint64_t> start_ping(const std::string& peer, std::chrono::milliseconds timeout, ping_mode mode);
+  // An inner packet a worker handed up (the reply to one of our pings).
+  void handle_inner(rte_mbuf* m);
   nlohmann::json ping_result(std::uint64_t id);
   result<void> logout() { return client_->logout(); }
   result<void> login() { return client_->login(); }
@@ -61,6 +64,20 @@ class tailnet_node {
   std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
   const tailnet::node* find_peer(const std::string& what) const;
   bool busy(tailnet::node_id id) const;
+  // ICMP over WireGuard: a disco path first, then a handshake, then the echo.
+  struct icmp_ping {
+    std::uint64_t id = 0;
+    tailnet::node_id peer = 0;
+    std::string name;
+    ip_address src, dst;
+    std::uint16_t seq = 0;
+    bool sent = false, disco_asked = false;
+    std::chrono::steady_clock::time_point sent_at, deadline;
+  };
+  void advance(icmp_ping& p);
+  void finish_ping(std::uint64_t id, nlohmann::json outcome);
+  std::vector<icmp_ping> icmp_pings_;
+  std::uint16_t next_seq_ = 1;
 
   event_loop& loop_;
   dataplane& dp_;

@@ -357,22 +357,38 @@ void wireguard_server::send_frame(const wg_endpoint& to, const std::uint8_t* pay
 }
 
 void wireguard_server::send_keepalive(peer& p) {
+  if (seal_and_send(p, {})) ++counters_.keepalives_sent;
+}
+
+// One transport message from the control thread (keepalives, lopower's own
+// pings): padded to 16 bytes, sealed with the current keypair.
+bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inner) {
   wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
-  if (kp == nullptr || ep == nullptr) return;
-  std::uint8_t msg[sizeof(wg::message_data) + 16] = {};
+  if (kp == nullptr || ep == nullptr || inner.size() > max_control_inner) return false;
+  const std::size_t padded = (inner.size() + 15) & ~std::size_t{15};
+  std::vector<std::uint8_t> msg(16 + padded + 16, 0);
+  std::memcpy(msg.data() + 16, inner.data(), inner.size());
   const std::uint64_t counter = kp->send_counter.fetch_add(1, std::memory_order_relaxed);
   msg[0] = 4;
   const std::uint32_t receiver = rte_cpu_to_le_32(kp->remote_index);
   const std::uint64_t counter_le = rte_cpu_to_le_64(counter);
-  std::memcpy(msg + 4, &receiver, 4);
-  std::memcpy(msg + 8, &counter_le, 8);
-  crypto::aead_op op{msg + 16, 0, msg + 16, kp->send_key, counter, false};
+  std::memcpy(msg.data() + 4, &receiver, 4);
+  std::memcpy(msg.data() + 8, &counter_le, 8);
+  crypto::aead_op op{msg.data() + 16, static_cast<std::uint32_t>(padded), msg.data() + 16 + padded, kp->send_key,
+                     counter, false};
   aead_->encrypt_burst(&op, 1);
-  if (!op.ok) return;
-  send_frame(*ep, msg, sizeof msg);
+  if (!op.ok) return false;
+  send_frame(*ep, msg.data(), msg.size());
   p.dp->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  ++counters_.keepalives_sent;
+  p.dp->tx_packets.fetch_add(1, std::memory_order_relaxed);
+  p.dp->tx_bytes.fetch_add(inner.size(), std::memory_order_relaxed);
+  return true;
+}
+
+bool wireguard_server::send_data(const std::string& name, std::span<const std::uint8_t> inner) {
+  auto it = peers_.find(name);
+  return it != peers_.end() && seal_and_send(*it->second, inner);
 }
 
 void wireguard_server::peer_timers(peer& p, std::uint64_t now) {

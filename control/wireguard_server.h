@@ -79,6 +79,14 @@ class wireguard_server : private wg::peer_lookup {
   // The workers' view of a peer (nullptr when unknown).
   wg_peer* dataplane_peer(const std::string& name) const;
   std::int64_t last_handshake(const std::string& name) const;
+  // Sends one inner packet to the peer from the control thread; false when
+  // it has no session or endpoint yet.
+  static constexpr std::size_t max_control_inner = 1280;
+  bool send_data(const std::string& name, std::span<const std::uint8_t> inner);
+  bool has_session(const std::string& name) const {
+    const wg_peer* wp = dataplane_peer(name);
+    return wp != nullptr && wp->current.load(std::memory_order_acquire) != nullptr;
+  }
   // Ends the device's sessions at once.
   void remove_device(const std::string& name);
   void reset_timestamp(const std::string& name);
@@ -104,6 +112,7 @@ class wireguard_server : private wg::peer_lookup {
   void erase_slot(peer& p, slot s);
   void set_endpoint(peer& p, const wg_endpoint& ep);
   void send_keepalive(peer& p);
+  bool seal_and_send(peer& p, std::span<const std::uint8_t> inner);
   void send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len);
   void peer_timers(peer& p, std::uint64_t now_tsc);
   void drop_peer(peer& p);

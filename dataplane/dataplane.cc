@@ -1,5 +1,7 @@
 #include "dataplane/dataplane.h"
 
+#include <rte_mbuf_dyn.h>
+
 #include <rte_errno.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
@@ -28,6 +30,15 @@ void set_local_addresses(worker_setup& s, const devices_config& d) {
   s.has_local_v6 = true;
   std::memcpy(s.local_v6, d.ipv6_prefix.address.bytes.data(), 16);
   s.local_v6[15] |= 1;
+}
+
+// A dynamic mbuf flag (DPDK's way to claim an ol_flags bit no PMD sets).
+std::uint64_t register_inner_up_flag() {
+  rte_mbuf_dynflag desc{};
+  std::snprintf(desc.name, sizeof desc.name, "%s", "lopower_inner_up");
+  const int bit = rte_mbuf_dynflag_register(&desc);
+  if (bit < 0) throw std::runtime_error("cannot register an mbuf flag: " + std::string(rte_strerror(rte_errno)));
+  return std::uint64_t{1} << bit;
 }
 
 rte_mempool* create_pool(const dataplane_config& dp) {
@@ -61,6 +72,7 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
     rcu_ = std::make_unique<rcu_domain>(static_cast<unsigned>(worker_lcores.size()));
     sessions_ = std::make_unique<session_table>(session_capacity, *rcu_);
     create_rings(worker_lcores.size(), cfg.dataplane.ring_size);
+    inner_up_flag_ = register_inner_up_flag();
     open_ports(cfg, static_cast<std::uint16_t>(worker_lcores.size()));
     for (std::size_t w = 0; w < worker_lcores.size(); ++w) {
       worker_setup s;
@@ -82,6 +94,7 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       s.reject_after_cycles = rte_get_tsc_hz() * cfg.wireguard.reject_after_seconds;
       set_local_addresses(s, cfg.devices);
       s.tailnet = &tailnet_view_;
+      s.inner_up_flag = inner_up_flag_;
       workers_.push_back(std::make_unique<worker>(std::move(s)));
     }
   } catch (...) {

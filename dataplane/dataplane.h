@@ -75,6 +75,8 @@ class dataplane {
   const control_stats& control_counters() const { return control_stats_; }
   std::size_t port_index_of(std::uint16_t port_id) const;
   rte_mempool* pool() const { return pool_; }
+  // The ol_flags bit on inner packets the workers hand up (see worker_setup).
+  std::uint64_t inner_up_flag() const { return inner_up_flag_; }
   // Control thread: replaces what the workers know of the tailnet (nullptr:
   // lopower is not on a tailnet); the old view is freed after a grace period.
   void publish_tailnet_view(std::unique_ptr<tailnet_view> view);
@@ -93,6 +95,7 @@ class dataplane {
   neighbour_table neighbours_;
   control_stats control_stats_;
   std::atomic<const tailnet_view*> tailnet_view_{nullptr};
+  std::uint64_t inner_up_flag_ = 0;
   std::atomic<bool> stop_{false};
   bool running_ = false;
   std::size_t next_tx_worker_ = 0;

@@ -172,3 +172,46 @@ std::string endpoint_string(const wg_endpoint& ep) {
 }
 
 }  // namespace lopower
+
+namespace lopower {
+
+bool is_lopower_echo_reply(const std::uint8_t* p, const inner_info& info) noexcept {
+  if (info.length < info.l4_offset + 8u) return false;
+  const std::uint8_t* l4 = p + info.l4_offset;
+  const bool reply = info.ipv6 ? info.protocol == ipproto_icmpv6 && l4[0] == 129 : info.protocol == ipproto_icmp && l4[0] == 0;
+  return reply && l4[1] == 0 && (l4[4] << 8 | l4[5]) == lopower_echo_ident;
+}
+
+std::uint16_t write_echo_request(std::uint8_t* out, const ip_address& src, const ip_address& dst, std::uint16_t seq,
+                                 std::uint16_t payload_len) noexcept {
+  const bool v6 = src.family == ip_family::v6;
+  const std::uint16_t l3 = v6 ? 40 : 20;
+  const auto length = static_cast<std::uint16_t>(l3 + 8 + payload_len);
+  std::memset(out, 0, length);
+  std::uint8_t* l4 = out + l3;
+  l4[0] = v6 ? 128 : 8;
+  store_be16(l4 + 4, lopower_echo_ident);
+  store_be16(l4 + 6, seq);
+  for (std::uint16_t i = 0; i < payload_len; ++i) l4[8 + i] = static_cast<std::uint8_t>('a' + i % 26);
+  if (!v6) {
+    out[0] = 0x45;
+    store_be16(out + 2, length);
+    out[8] = default_ttl;
+    out[9] = ipproto_icmp;
+    std::memcpy(out + 12, src.bytes.data(), 4);
+    std::memcpy(out + 16, dst.bytes.data(), 4);
+    store_checksum(out + 10, static_cast<std::uint16_t>(~rte_raw_cksum(out, 20)));
+    store_checksum(l4 + 2, static_cast<std::uint16_t>(~rte_raw_cksum(l4, 8u + payload_len)));
+  } else {
+    out[0] = 0x60;
+    store_be16(out + 4, static_cast<std::uint16_t>(8 + payload_len));
+    out[6] = ipproto_icmpv6;
+    out[7] = default_ttl;
+    std::memcpy(out + 8, src.bytes.data(), 16);
+    std::memcpy(out + 24, dst.bytes.data(), 16);
+    store_checksum(l4 + 2, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(out), l4));
+  }
+  return length;
+}
+
+}  // namespace lopower

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dataplane/wg_session.h"
+#include "lopower/net_addr.h"
 
 namespace lopower {
 
@@ -27,6 +28,16 @@ std::optional<inner_info> parse_inner(const std::uint8_t* p, std::uint32_t plain
 // back (addresses swapped, TTL reset, checksum recomputed). False if `p` is
 // not an echo request.
 bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept;
+
+// The ICMP echo identifier of lopower's own pings (`lopower-ctl ping --icmp`):
+// replies carrying it go to the control plane, not to a device.
+inline constexpr std::uint16_t lopower_echo_ident = 0x4c50;  // "LP"
+bool is_lopower_echo_reply(const std::uint8_t* p, const inner_info& info) noexcept;
+// An ICMP/ICMPv6 echo request from `src` to `dst` (same family) with
+// lopower_echo_ident, `seq` and `payload_len` bytes of pattern; written at
+// `out` (room for 40 + 8 + payload_len bytes), its length returned.
+std::uint16_t write_echo_request(std::uint8_t* out, const ip_address& src, const ip_address& dst, std::uint16_t seq,
+                                 std::uint16_t payload_len) noexcept;
 
 // TSMP (IP protocol 99, tailscale's net/packet/tsmp.go): a ping is 'p' and
 // 8 opaque bytes after the IP header; the pong is 'o', the same 8 bytes and

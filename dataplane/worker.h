@@ -55,6 +55,9 @@ struct worker_setup {
   std::uint8_t local_v6[16]{};
   // lopower on the tailnet (nullptr, or a null view: tailnet traffic is not for us).
   const std::atomic<const tailnet_view*>* tailnet = nullptr;
+  // ol_flags bit marking an inner (decrypted) packet handed to the control
+  // plane, e.g. the replies to lopower's own pings; 0: none are handed up.
+  std::uint64_t inner_up_flag = 0;
 };
 
 class worker {

@@ -189,6 +189,11 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   }
   if (info.protocol == ipproto_tsmp) return drop_one(ps.port.index, m, drop_reason::tailnet_tsmp_ignored);
   if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
+  if (setup_.inner_up_flag != 0 && is_lopower_echo_reply(p, info)) {
+    m->ol_flags |= setup_.inner_up_flag;
+    m->port = ps.port.port_id;
+    return to_control(ps, &m, 1);
+  }
   if (make_echo_reply(p, info)) {
     out.pkts[out.count] = m;
     out.peers[out.count++] = peer;

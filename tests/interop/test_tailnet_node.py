@@ -145,6 +145,12 @@ def test_lopower_ctl_ping(lab):
     assert re.search(r"pong from ts2\S* \(100\.64\.\d+\.\d+\) via direct "
                      r"(198\.18\.40\.12|\[fd00:198:18:40::12\]):41641 in [\d.]+ms", r.stdout), r.stdout
     assert d.ctl("ping", ts2.ip(4), check=False).returncode == 0
+    # ICMP through the WireGuard session lopower starts itself (as initiator).
+    for ip in ts2.ips():
+        r = d.ctl("ping", "--icmp", "--c", "3", ip, check=False)
+        assert r.returncode == 0 and re.search(r"pong from ts2\S* \(" + re.escape(ip) + r"\) via ICMP, direct ", r.stdout), \
+            r.stdout + r.stderr
+    assert tailnet_status(d)["handshakes"]["initiations_sent"] >= 1
     r = d.ctl("ping", "no-such-peer", check=False)
     assert r.returncode != 0 and "no tailnet peer named no-such-peer" in r.stderr, r.stderr
     assert "direct " in peer_status(d, "ts2")["path"]
@@ -235,3 +241,25 @@ def test_without_auth_key_needs_login_with_the_servers_url(lab):
     finally:
         d2.stop()
         lab.lopowerd.start()
+
+
+def test_logout_then_login(lab):
+    d = lab.lopowerd
+    node = lab.headscale.node(HOSTNAME)
+    r = d.ctl("logout")
+    assert "NeedsLogin" in r.stdout
+    st = tailnet_status(d)
+    assert st["backend_state"] == "NeedsLogin" and st["peers"] == [], st
+    # The server expired the old key: the peers see lopower as expired.
+    wait_until(lambda: lab.peers["ts1"].peer(HOSTNAME).get("Expired") is True, 15, "ts1 to see lopower expired")
+    # A restart does not log back in by itself: the operator logged out.
+    d.stop()
+    d.start()
+    time.sleep(2)
+    assert tailnet_status(d)["backend_state"] == "NeedsLogin"
+    assert d.ctl("login").returncode == 0
+    wait_running(d)
+    st = tailnet_status(d)
+    assert st["node_key"] != node["node_key"], "a login after a logout uses a fresh node key"
+    wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list its peers again")
+    warm_up(lab.peers["ts1"], lopower_ips(d)[0])

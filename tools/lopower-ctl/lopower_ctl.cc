@@ -25,7 +25,8 @@ void usage(FILE* out) {
                "  device add|list|show|remove|reset-timestamp ...   enrol and manage WireGuard devices\n"
                "  logout            leave the tailnet (the node key is expired at the server)\n"
                "  login             join again after a logout\n"
-               "  ping [--c N] [--timeout SECONDS] PEER   disco ping a tailnet peer (name or IP): latency and path\n"
+               "  ping [--icmp] [--c N] [--timeout SECONDS] PEER   ping a tailnet peer (name or IP) with disco,\n"
+               "                    or ICMP through WireGuard: latency and path\n"
                "The socket defaults to $LOPOWER_CTL_SOCKET, else %s.\n",
                lopower::ctl::default_socket);
 }
@@ -86,12 +87,14 @@ int cmd_status(const command_line& cl) {
 int cmd_ping(const command_line& cl) {
   int count = 1;
   double timeout_s = 5;
+  std::string mode = "disco";
   std::string peer;
   for (std::size_t i = 0; i < cl.args.size(); ++i) {
     const std::string& a = cl.args[i];
     try {
       if ((a == "--c" || a == "-c") && i + 1 < cl.args.size()) count = std::stoi(cl.args[++i]);
       else if (a == "--timeout" && i + 1 < cl.args.size()) timeout_s = std::stod(cl.args[++i]);
+      else if (a == "--icmp") mode = "icmp";
       else if (!a.empty() && a[0] != '-' && peer.empty()) peer = a;
       else throw std::invalid_argument(a);
     } catch (const std::exception&) {
@@ -100,12 +103,12 @@ int cmd_ping(const command_line& cl) {
     }
   }
   if (peer.empty() || count < 1 || count > 1000 || timeout_s < 0.1 || timeout_s > 60) {
-    std::fprintf(stderr, "usage: lopower-ctl ping [--c N (1..1000)] [--timeout SECONDS (0.1..60)] PEER\n");
+    std::fprintf(stderr, "usage: lopower-ctl ping [--icmp] [--c N (1..1000)] [--timeout SECONDS (0.1..60)] PEER\n");
     return 2;
   }
   bool any = false;
   for (int n = 0; n < count; ++n) {
-    auto started = request(cl, {"tailnet.ping", {{"peer", peer}, {"timeout_ms", static_cast<int>(timeout_s * 1000)}}});
+    auto started = request(cl, {"tailnet.ping", {{"peer", peer}, {"mode", mode}, {"timeout_ms", static_cast<int>(timeout_s * 1000)}}});
     if (!started) return 1;
     const std::uint64_t id = (*started)["id"].get<std::uint64_t>();
     std::optional<nlohmann::json> r;
