@@ -102,9 +102,10 @@ void make_state_dir(const std::string& dir) {
   if (chmod(dir.c_str(), 0700) != 0) throw std::runtime_error("daemon.state_dir: cannot chmod " + dir);
 }
 
-// Packets the workers handed up: device handshakes go to the device
-// WireGuard server; disco, STUN and tailnet handshakes plug in here with the
-// tailnet node; until then they are counted and freed.
+// Packets the workers handed up: inner packets (replies to lopower's own
+// pings) and everything on the tailnet listener go to the tailnet node,
+// device handshakes to the device WireGuard server; the rest is counted and
+// freed.
 void handle_control_packet(dataplane& dp, wireguard_server& devices, tailnet_node* tailnet, rte_mbuf* m,
                            bool under_load) {
   if (m->ol_flags & dp.inner_up_flag()) {  // decrypted, not a frame: the reply to one of our pings

@@ -223,8 +223,13 @@ def test_restart_is_the_same_node(lab):
     assert len(nodes) == 1, nodes
     assert nodes[0]["id"] == node_before["id"]
     assert nodes[0]["node_key"] == node_before["node_key"]
-    assert tailnet_status(d)["self"]["addresses"] == tailnet_status(d)["self"]["addresses"]
+    assert sorted(lopower_ips(d)) == sorted(node_before["ip_addresses"])
     wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list its peers again")
+    # Sessions come back: the peer's old session died with the process.
+    ts1 = lab.peers["ts1"]
+    warm_up(ts1, lopower_ips(d)[0])
+    ok, out = ts1.ping(lopower_ips(d)[0], mode="icmp", count=5, timeout=3)
+    assert ok, out
 
 
 def test_without_auth_key_needs_login_with_the_servers_url(lab):

@@ -46,7 +46,9 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-if TYPE_CHECKING:  # only for annotations: lopower_net is not needed on loopback
+from lopower_net import LogFile
+
+if TYPE_CHECKING:  # only for annotations
     from lopower_net import Host
 
 CACHE = Path(os.environ.get("LOPOWER_CACHE", Path.home() / ".cache" / "lopower"))
@@ -89,7 +91,7 @@ def _merge(base: dict, extra: dict) -> dict:
     return base
 
 
-class Headscale:
+class Headscale(LogFile):
     """One headscale server; stopped (and its temp dir removed) on exit.
 
     ``netns_host`` (a :class:`lopower_net.Host`): run ``headscale serve`` in
@@ -303,16 +305,6 @@ class Headscale:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_text()
-        return "\n".join(text.splitlines()[-lines:]) if text else "(no log)"
 
     # --- HTTP and CLI --------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Optional, TypeVar
 
 __all__ = [
-    "CommandError", "Host", "Topology", "Veth", "sweep_stale", "wait_until",
+    "CommandError", "Host", "LogFile", "Topology", "Veth", "sweep_stale", "wait_until",
 ]
 
 PREFIX_ROOT = "lpt"
@@ -91,6 +91,21 @@ def sh(argv: list[str], check: bool = True, timeout: float = 30,
     if check and cp.returncode != 0:
         raise CommandError(cp.returncode, argv, cp.stdout, cp.stderr)
     return cp
+
+
+class LogFile:
+    """A process's log file, for the helpers that run one (``log_path``)."""
+
+    log_path: Path
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
 
 
 def wait_until(fn: Callable[[], T], timeout: float = 10.0,

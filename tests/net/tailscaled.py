@@ -66,7 +66,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from lopower_net import Host, wait_until
+from lopower_net import Host, LogFile, wait_until
 
 CACHE = Path(os.environ.get("LOPOWER_CACHE", Path.home() / ".cache" / "lopower"))
 TAILSCALED = Path(os.environ.get("TAILSCALED", CACHE / "bin" / "tailscaled"))
@@ -90,7 +90,7 @@ def binaries_missing() -> list[str]:
     return [str(p) for p in (TAILSCALED, TAILSCALE) if not os.access(p, os.X_OK)]
 
 
-class Tailscaled:
+class Tailscaled(LogFile):
     """tailscaled ``name`` in namespace ``host``.
 
     ``state``: ``"file"`` (default: ``<dir>/state``, survives a restart of
@@ -185,15 +185,6 @@ class Tailscaled:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
 
     # --- CLI -------------------------------------------------------------------
 

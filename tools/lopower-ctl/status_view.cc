@@ -98,6 +98,7 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   }
   const auto self = member(t, "self", nlohmann::json::value_t::object);
   if (!self.empty()) out << "  " << text(self, "name") << "  " << join_array(self, "addresses");
+  if (!text(t, "tailnet").empty() && text(t, "tailnet") != "-") out << "  tailnet " << text(t, "tailnet");
   out << "\n  control " << text(t, "control_url") << (t.value("connected", false) ? " (connected)" : " (not connected)")
       << "\n  node key " << text(t, "node_key");
   if (!self.empty() && self.contains("key_expiry") && self["key_expiry"].is_string())
