@@ -138,16 +138,18 @@ void tailnet_node::sync_wireguard(const tailnet::netmap& nm) {
     auto allowed = allowed_for(n);
     const std::string name = std::to_string(n.id);
     if (wg_peers_.contains(n.id)) {  // same key: only its AllowedIPs may have moved
-      wg_peer* wp = wg_->dataplane_peer(name);
-      if (const allowed_prefixes* old = wp->allowed.exchange(allowed.release(), std::memory_order_acq_rel))
-        dp_.rcu().retire_object(const_cast<allowed_prefixes*>(old));
+      if (wg_peer* wp = wg_->dataplane_peer(name))
+        if (const allowed_prefixes* old = wp->allowed.exchange(allowed.release(), std::memory_order_acq_rel))
+          dp_.rcu().retire_object(const_cast<allowed_prefixes*>(old));
       continue;
     }
     wg_->add_peer(name, n.key, [&allowed](wg_peer& wp) {
       wp.tailnet = true;
       wp.allowed.store(allowed.release(), std::memory_order_relaxed);
     });
-    wg_peers_.emplace(n.id, n.key);
+    // Refused when another peer already has this key (a netmap the server
+    // got wrong): that one keeps it.
+    if (wg_->has_peer(name)) wg_peers_.emplace(n.id, n.key);
   }
 }
 

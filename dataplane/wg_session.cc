@@ -26,6 +26,8 @@ bool allowed_prefixes::contains(bool ipv6, const std::uint8_t* addr) const noexc
   return false;
 }
 
+wg_peer::~wg_peer() { delete allowed.load(std::memory_order_relaxed); }
+
 bool wg_peer::source_allowed_v6(const std::uint8_t* src) const noexcept {
   return has_v6 && std::memcmp(src, v6, 16) == 0;
 }

@@ -86,6 +86,10 @@ struct wg_peer {
   std::atomic<std::uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
 
   bool source_allowed_v4(std::uint32_t src_be) const noexcept { return has_v4 && src_be == v4_be; }
+  wg_peer() = default;
+  wg_peer(const wg_peer&) = delete;
+  wg_peer& operator=(const wg_peer&) = delete;
+  ~wg_peer();  // frees `allowed` (retired peers are deleted after their grace period)
   bool source_allowed_v6(const std::uint8_t* src) const noexcept;
 };
 
