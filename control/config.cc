@@ -390,8 +390,9 @@ void read_dpdk(const section& s, dpdk_config& d) {
 // ---------------------------------------------------------------- [dataplane]
 
 void read_dataplane(const section& s, dataplane_config& d) {
-  static constexpr std::array<std::string_view, 7> keys{"burst_size",        "mbufs",       "mbuf_cache", "idle",
-                                                        "idle_sleep_max_us", "tx_drain_us", "ring_size"};
+  static constexpr std::array<std::string_view, 9> keys{"burst_size",  "mbufs",     "mbuf_cache",
+                                                        "idle",        "idle_sleep_max_us", "tx_drain_us",
+                                                        "ring_size",   "max_flows", "max_flows_per_device"};
   s.allow_only(keys);
   s.read_int<1, 256>("burst_size", d.burst_size);
   s.read_int<1024, 16777216>("mbufs", d.mbufs);
@@ -401,6 +402,11 @@ void read_dataplane(const section& s, dataplane_config& d) {
   s.read_int<1, 100000>("idle_sleep_max_us", d.idle_sleep_max_us);
   s.read_int<1, 10000>("tx_drain_us", d.tx_drain_us);
   s.read_power_of_two<64, 65536>("ring_size", d.ring_size);
+  s.read_int<64, 4194304>("max_flows", d.max_flows);
+  s.read_int<1, 4194304>("max_flows_per_device", d.max_flows_per_device);
+  if (d.max_flows_per_device > d.max_flows)
+    s.refuse(s.find("max_flows_per_device"), "max_flows_per_device",
+             std::to_string(d.max_flows_per_device) + " is more than max_flows (" + std::to_string(d.max_flows) + ")");
 }
 
 // ---------------------------------------------------------------- [wireguard] [tailnet]

@@ -63,6 +63,8 @@ struct dataplane_config {
   std::uint32_t idle_sleep_max_us = 1000; // adaptive: longest sleep when queues stay empty, 1..100000
   std::uint32_t tx_drain_us = 100;        // buffered TX is flushed at least this often, 1..10000
   std::uint32_t ring_size = 1024;         // worker<->control rings, power of two, 64..65536
+  std::uint32_t max_flows = 65536;        // spliced flows in all, 64..4194304
+  std::uint32_t max_flows_per_device = 4096;  // 1..max_flows
 };
 
 struct daemon_config {

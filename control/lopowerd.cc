@@ -20,6 +20,7 @@
 #include "control/config.h"
 #include "control/ctl_server.h"
 #include "control/device_commands.h"
+#include "control/flow_commands.h"
 #include "control/wireguard_server.h"
 #include "control/enrollment/device_registry.h"
 #include "control/event_loop.h"
@@ -180,6 +181,7 @@ int serve(const config& cfg, const std::string& config_path) {
   enrollment::device_registry registry = open_registry(cfg);
   dataplane dp(cfg, eal_worker_lcores());
   wireguard_server devices(dp, cfg, registry);
+  devices.retire_peers_with([&dp](wg_peer* gone) { dp.retire_device_peer(gone); });
   std::unique_ptr<tailnet_node> tailnet;
   if (!cfg.tailnet.control_url.empty()) tailnet = std::make_unique<tailnet_node>(loop, dp, cfg);
   ctl_server ctl(loop, cfg.daemon.ctl_socket, cfg.daemon.ctl_group);
@@ -196,6 +198,7 @@ int serve(const config& cfg, const std::string& config_path) {
   });
   register_device_commands(ctl, registry, devices, cfg);
   register_tailnet_commands(ctl, tailnet.get());
+  register_flow_commands(ctl, dp, devices);
   ctl.handle("ping", [](const nlohmann::json&) { return nlohmann::json{{"pong", true}}; });
   // Workers never make system calls, so the control thread collects from
   // their rings on a short timer rather than being woken.
@@ -209,6 +212,8 @@ int serve(const config& cfg, const std::string& config_path) {
     dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, tailnet.get(), m, under_load); });
     dp.rcu().reclaim();
   });
+  // Idle flows go once a second: expiry is off the fast path.
+  loop.add_timer(std::chrono::seconds(1), std::chrono::seconds(1), [&] { dp.expire_flows(); });
   loop.add_timer(protocol_timer_interval, protocol_timer_interval, [&] {
     devices.tick();
     if (tailnet) tailnet->tick();

@@ -86,6 +86,7 @@ void disco_paths::on_ping(const disco::ping& m, peer_state& p, const wg_endpoint
   if (sealed.empty()) return;
   hooks_.reply_to(from, sealed);
   ++counters_.pongs_sent;
+  if (hooks_.on_peer_ping) hooks_.on_peer_ping(by_disco_.at(p.disco_key));
   // The peer reaches us from there; check the way back, as tailscale does.
   if (!p.best) send_ping(by_disco_.at(p.disco_key), p, peer_address(from), rte_be_to_cpu_16(from.peer_port_be));
 }

@@ -40,6 +40,10 @@ class disco_paths {
     std::function<void(const wg_endpoint&, std::span<const std::uint8_t>)> reply_to;
     // The best direct path to peer `id` is now `ep`.
     std::function<void(tailnet::node_id id, const wg_endpoint& ep)> on_path;
+    // Peer `id` pinged us: it is checking its way to us, and may only now
+    // be able to answer a handshake (tailscaled drops its handshake
+    // responses while it has no path back).
+    std::function<void(tailnet::node_id id)> on_peer_ping;
   };
   struct ping_outcome {
     tailnet::node_id peer = 0;

@@ -79,6 +79,9 @@ tailnet_node::tailnet_node(event_loop& loop, dataplane& dp, const config& cfg)
           [this](const wg_endpoint& to, std::span<const std::uint8_t> packet) { dp_.send_udp(to, packet); },
           [this](tailnet::node_id id, const wg_endpoint& ep) {
             if (wg_) wg_->set_peer_endpoint(std::to_string(id), ep);
+          },
+          [this](tailnet::node_id id) {
+            if (wg_) wg_->retry_handshake_now(std::to_string(id));
           }});
 }
 
@@ -107,14 +110,23 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
   if (changes.peers_changed())
     LOG_INFO("tailnet: peers +%zu -%zu ~%zu (now %zu)", changes.added.size(), changes.removed.size(),
              changes.changed.size(), nm.peer_count());
-  sync_wireguard(nm);
-  publish_view(nm);
+  // Peers first (new ones must exist before a route names them), then the
+  // workers' view, then the peers that went away: retired only after the
+  // view that routed to them is unpublished.
+  const std::vector<tailnet::node_id> stale = sync_wireguard(nm);
+  publish_view(nm, stale);
+  for (tailnet::node_id id : stale) {
+    wg_->remove_peer(std::to_string(id));
+    wg_peers_.erase(id);
+  }
+  if (!stale.empty()) publish_view(nm, sync_wireguard(nm));  // peers whose key changed come back
   disco_->set_peers(nm);
 }
 
 // The node-key interface and the disco keys follow the identity: a login
 // after a logout brings a new node key, and with it a new interface.
-void tailnet_node::sync_wireguard(const tailnet::netmap& nm) {
+std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap& nm) {
+  std::vector<tailnet::node_id> stale;
   if (!wg_ || !(wg_key_ == client_->node_public())) {
     wg_.reset();
     wg_peers_.clear();
@@ -124,20 +136,17 @@ void tailnet_node::sync_wireguard(const tailnet::netmap& nm) {
   std::map<tailnet::node_id, public_key> wanted;
   for (const tailnet::node& n : nm.peers())
     if (!n.expired && !n.key.is_zero()) wanted.emplace(n.id, n.key);
-  for (auto it = wg_peers_.begin(); it != wg_peers_.end();) {
-    auto w = wanted.find(it->first);
-    if (w == wanted.end() || !(w->second == it->second)) {
-      wg_->remove_peer(std::to_string(it->first));
-      it = wg_peers_.erase(it);
-    } else {
-      ++it;
-    }
+  for (const auto& [id, key] : wg_peers_) {
+    auto w = wanted.find(id);
+    if (w == wanted.end() || !(w->second == key)) stale.push_back(id);
   }
   for (const tailnet::node& n : nm.peers()) {
     if (!wanted.contains(n.id)) continue;
     auto allowed = allowed_for(n);
     const std::string name = std::to_string(n.id);
-    if (wg_peers_.contains(n.id)) {  // same key: only its AllowedIPs may have moved
+    if (wg_peers_.contains(n.id)) {
+      if (std::find(stale.begin(), stale.end(), n.id) != stale.end()) continue;  // a new key: re-added later
+      // Same key: only its AllowedIPs may have moved.
       if (wg_peer* wp = wg_->dataplane_peer(name))
         if (const allowed_prefixes* old = wp->allowed.exchange(allowed.release(), std::memory_order_acq_rel))
           dp_.rcu().retire_object(const_cast<allowed_prefixes*>(old));
@@ -151,6 +160,7 @@ void tailnet_node::sync_wireguard(const tailnet::netmap& nm) {
     // got wrong): that one keeps it.
     if (wg_->has_peer(name)) wg_peers_.emplace(n.id, n.key);
   }
+  return stale;
 }
 
 // AllowedIPs (null = Addresses) without what lopower did not ask for: no
@@ -167,7 +177,7 @@ std::unique_ptr<allowed_prefixes> tailnet_node::allowed_for(const tailnet::node&
   return out;
 }
 
-void tailnet_node::publish_view(const tailnet::netmap& nm) {
+void tailnet_node::publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale) {
   const tailnet::node* self = nm.self();
   if (self == nullptr) return dp_.publish_tailnet_view(nullptr);
   auto view = std::make_unique<tailnet_view>();
@@ -181,6 +191,16 @@ void tailnet_node::publish_view(const tailnet::netmap& nm) {
     }
   }
   view->filter = nm.packet_filter();
+  // Where spliced flows go: each WireGuard peer's AllowedIPs.
+  for (const auto& [id, key] : wg_peers_) {
+    if (std::find(stale.begin(), stale.end(), id) != stale.end()) continue;
+    wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
+    const allowed_prefixes* allowed = wp ? wp->allowed.load(std::memory_order_acquire) : nullptr;
+    if (allowed == nullptr) continue;
+    for (const ip_prefix& p : allowed->prefixes) view->routes.push_back({p, wp});
+  }
+  std::stable_sort(view->routes.begin(), view->routes.end(),
+                   [](const tailnet_route& a, const tailnet_route& b) { return a.prefix.length > b.prefix.length; });
   dp_.publish_tailnet_view(std::move(view));
 }
 
@@ -200,7 +220,18 @@ void tailnet_node::handle_packet(rte_mbuf* m, const classify_result& r, bool und
 }
 
 void tailnet_node::handle_event(const wg_event& ev) {
-  if (wg_) wg_->handle_event(ev);
+  if (!wg_) return;
+  if (ev.kind != wg_event::session_wanted) return wg_->handle_event(ev);
+  // A worker holds traffic for a peer with no session: a path, then a handshake.
+  for (const auto& [id, key] : wg_peers_) {
+    const std::string name = std::to_string(id);
+    const wg_peer* wp = wg_->dataplane_peer(name);
+    if (wp == nullptr || wp->id != ev.local_index) continue;
+    if (wp->endpoint.load(std::memory_order_acquire) != nullptr) return wg_->ensure_session(name);
+    return disco_->ping(id, std::chrono::seconds(5), [this, name](const disco_paths::ping_outcome& o) {
+      if (o.answered && wg_) wg_->ensure_session(name);
+    });
+  }
 }
 
 bool tailnet_node::busy(tailnet::node_id id) const {

@@ -59,8 +59,10 @@ class tailnet_node {
  private:
   void on_netmap(const tailnet::netmap& nm, const tailnet::netmap_changes& changes);
   std::vector<tailnet::endpoint> local_endpoints() const;
-  void sync_wireguard(const tailnet::netmap& nm);
-  void publish_view(const tailnet::netmap& nm);
+  // Adds and updates the WireGuard peers; returns those to remove once the
+  // view no longer routes to them.
+  std::vector<tailnet::node_id> sync_wireguard(const tailnet::netmap& nm);
+  void publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale);
   std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
   const tailnet::node* find_peer(const std::string& what) const;
   bool busy(tailnet::node_id id) const;

@@ -134,9 +134,21 @@ void wireguard_server::ensure_session(const std::string& name) {
   initiate(p);
 }
 
+void wireguard_server::retry_handshake_now(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end() || it->second->pending_index == 0) return;
+  initiate(*it->second);
+}
+
 wg_peer* wireguard_server::dataplane_peer(const std::string& name) const {
   auto it = peers_.find(name);
   return it == peers_.end() ? nullptr : it->second->dp;
+}
+
+std::string wireguard_server::name_of(const wg_peer* wp) const {
+  for (const auto& [name, p] : peers_)
+    if (p->dp == wp) return name;
+  return {};
 }
 
 std::int64_t wireguard_server::last_handshake(const std::string& name) const {
@@ -155,7 +167,8 @@ void wireguard_server::drop_peer(peer& p) {
   p.dp->removed.store(true, std::memory_order_relaxed);
   p.dp->current.store(nullptr, std::memory_order_release);
   if (const wg_endpoint* ep = p.dp->endpoint.exchange(nullptr)) dp_.rcu().retire_object(const_cast<wg_endpoint*>(ep));
-  dp_.rcu().retire_object(p.dp);  // after its keypairs: released in order, after the same grace period
+if (retire_peer_) retire_peer_(p.dp);  // after what refers to it
+  else dp_.rcu().retire_object(p.dp);
   by_key_.erase(p.key);
   peers_.erase(p.name);
 }

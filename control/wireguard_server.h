@@ -71,13 +71,21 @@ class wireguard_server : private wg::peer_lookup {
   // what the workers check (cryptokey routing) before it is published.
   void add_peer(const std::string& name, const public_key& key, const std::function<void(wg_peer&)>& configure);
   void remove_peer(const std::string& name) { remove_device(name); }
+  // Takes over retiring dropped peers (marked `removed`, unpublished):
+  // spliced flows refer to devices, and must be retired first.
+  void retire_peers_with(std::function<void(wg_peer*)> fn) { retire_peer_ = std::move(fn); }
   bool has_peer(const std::string& name) const { return peers_.contains(name); }
   // Where to send: a path found outside WireGuard (disco).
   void set_peer_endpoint(const std::string& name, const wg_endpoint& ep);
   // Starts a handshake unless a session exists or one is in flight.
   void ensure_session(const std::string& name);
+  // Sends the initiation in flight again now, rather than after
+  // REKEY_TIMEOUT: the peer has just become able to answer.
+  void retry_handshake_now(const std::string& name);
   // The workers' view of a peer (nullptr when unknown).
   wg_peer* dataplane_peer(const std::string& name) const;
+  // The name of the peer the workers know as `wp` (empty when not ours).
+  std::string name_of(const wg_peer* wp) const;
   std::int64_t last_handshake(const std::string& name) const;
   // Sends one inner packet to the peer from the control thread; false when
   // it has no session or endpoint yet.
@@ -122,6 +130,7 @@ class wireguard_server : private wg::peer_lookup {
   dataplane& dp_;
   const wireguard_config wg_;
   std::string label_;
+  std::function<void(wg_peer*)> retire_peer_;
   wg::static_identity identity_;
   wg::cookie_checker cookies_;
   wg::ratelimiter limiter_;

@@ -71,6 +71,7 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
     pool_ = create_pool(cfg.dataplane);
     rcu_ = std::make_unique<rcu_domain>(static_cast<unsigned>(worker_lcores.size()));
     sessions_ = std::make_unique<session_table>(session_capacity, *rcu_);
+    flows_ = std::make_unique<flow_table>(cfg.dataplane.max_flows, *rcu_);
     create_rings(worker_lcores.size(), cfg.dataplane.ring_size);
     inner_up_flag_ = register_inner_up_flag();
     open_ports(cfg, static_cast<std::uint16_t>(worker_lcores.size()));
@@ -95,6 +96,10 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       set_local_addresses(s, cfg.devices);
       s.tailnet = &tailnet_view_;
       s.inner_up_flag = inner_up_flag_;
+      s.flows = flows_.get();
+      s.max_flows_per_device = cfg.dataplane.max_flows_per_device;
+      s.worker_index = static_cast<unsigned>(w);
+      s.worker_count = static_cast<unsigned>(worker_lcores.size());
       workers_.push_back(std::make_unique<worker>(std::move(s)));
     }
   } catch (...) {
@@ -107,6 +112,8 @@ dataplane::~dataplane() {
   stop();
   close_all();
   delete tailnet_view_.exchange(nullptr);  // the workers are gone
+  flows_.reset();                           // before the peers its flows name
+  for (auto& [peer, when] : removed_devices_) delete peer;
 }
 
 void dataplane::publish_tailnet_view(std::unique_ptr<tailnet_view> view) {
@@ -234,5 +241,30 @@ std::size_t dataplane::port_index_of(std::uint16_t port_id) const {
     if (p.port_id == port_id || p.tap_id == port_id) return p.index;
   return max_ports;
 }
+
+unsigned dataplane::expire_flows() {
+  const std::uint64_t now = rte_rdtsc(), hz = rte_get_tsc_hz();
+  std::vector<flow*> done;
+  flows_->for_each([&](flow& f) {
+    const std::uint64_t idle = (now - f.last_tsc.load(std::memory_order_relaxed)) / hz;
+    const auto timeout = splice::idle_timeout(f.device_key.protocol, f.device_key.dst_port,
+                                              f.state.load(std::memory_order_relaxed));
+    if (f.device->removed.load(std::memory_order_relaxed) || idle >= timeout) done.push_back(&f);
+  });
+  for (flow* f : done) {
+    f->device->flows.fetch_sub(1, std::memory_order_relaxed);
+    flows_->erase(f);
+  }
+  // Removed devices whose flows are all retired now (the FIFO of the defer
+  // queue frees the flows first).
+  std::erase_if(removed_devices_, [&](const auto& entry) {
+    if (now - entry.second < hz) return false;
+    rcu_->retire_object(entry.first);
+    return true;
+  });
+  return static_cast<unsigned>(done.size());
+}
+
+void dataplane::retire_device_peer(wg_peer* peer) { removed_devices_.emplace_back(peer, rte_rdtsc()); }
 
 }  // namespace lopower

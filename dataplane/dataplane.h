@@ -17,6 +17,7 @@
 #include "dataplane/neighbour_table.h"
 #include "dataplane/port.h"
 #include "dataplane/rcu.h"
+#include "dataplane/flow_table.h"
 #include "dataplane/session_table.h"
 #include "dataplane/worker.h"
 
@@ -70,6 +71,16 @@ class dataplane {
   const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }
   const neighbour_table& neighbours() const { return neighbours_; }
   session_table& sessions() { return *sessions_; }
+  flow_table& flows() { return *flows_; }
+  const flow_table& flows() const { return *flows_; }
+  // Control thread: removes flows idle past their timeout and every flow of
+  // a removed device; returns how many.
+  unsigned expire_flows();
+  // Control thread: a removed device's peer, retired once its flows are:
+  // a worker may still have made one in the moment of the removal, so the
+  // peer waits a second (expire_flows then takes its flows, and the peer is
+  // retired after them).
+  void retire_device_peer(wg_peer* peer);
   rcu_domain& rcu() { return *rcu_; }
   control_stats& control_counters() { return control_stats_; }
   const control_stats& control_counters() const { return control_stats_; }
@@ -92,6 +103,8 @@ class dataplane {
   std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_, event_rings_;
   std::unique_ptr<rcu_domain> rcu_;
   std::unique_ptr<session_table> sessions_;
+  std::unique_ptr<flow_table> flows_;
+  std::vector<std::pair<wg_peer*, std::uint64_t>> removed_devices_;  // peer, when removed (tsc)
   neighbour_table neighbours_;
   control_stats control_stats_;
   std::atomic<const tailnet_view*> tailnet_view_{nullptr};

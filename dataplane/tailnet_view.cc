@@ -17,6 +17,13 @@ constexpr std::uint8_t ipproto_tcp = 6, ipproto_udp = 17, ipproto_sctp = 132;
 
 }  // namespace
 
+wg_peer* tailnet_view::route(bool ipv6, const std::uint8_t* dst) const noexcept {
+  const ip_address a = address_at(ipv6, dst);
+  for (const tailnet_route& r : routes)
+    if (r.prefix.contains(a)) return r.peer;
+  return nullptr;
+}
+
 bool tailnet_view::owns(bool ipv6, const std::uint8_t* dst) const noexcept {
   return ipv6 ? has_v6 && std::memcmp(dst, v6, 16) == 0 : has_v4 && std::memcmp(dst, &v4_be, 4) == 0;
 }

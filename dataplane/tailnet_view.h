@@ -12,11 +12,26 @@
 
 namespace lopower {
 
+// Where a spliced flow goes: the tailnet peer whose AllowedIPs hold the
+// destination (the peer's lifetime: RCU, retired no sooner than the view).
+struct tailnet_route {
+  ip_prefix prefix;
+  wg_peer* peer = nullptr;
+};
+
 struct tailnet_view {
   bool has_v4 = false, has_v6 = false;
   std::uint32_t v4_be = 0;
   std::uint8_t v6[16]{};
   std::vector<tailnet::filter_match> filter;  // empty: nothing is allowed in
+  // Longest prefixes first, so the first match is the most specific. A
+  // linear scan: tailnets of a few hundred peers; an rte_lpm would take over
+  // beyond that.
+  std::vector<tailnet_route> routes;
+
+  wg_peer* route(bool ipv6, const std::uint8_t* dst) const noexcept;
+  // lopower's tailnet address of a family, or nullptr when it has none.
+  const std::uint8_t* own(bool ipv6) const noexcept { return ipv6 ? (has_v6 ? v6 : nullptr) : (has_v4 ? reinterpret_cast<const std::uint8_t*>(&v4_be) : nullptr); }
 
   bool owns(bool ipv6, const std::uint8_t* dst) const noexcept;
   // The tailnet's ACLs for a packet coming in from a peer (`p` holds it).

@@ -84,6 +84,8 @@ struct wg_peer {
   std::atomic<std::uint64_t> last_data_rx_tsc{0};
   std::atomic<std::uint64_t> last_tx_tsc{0};
   std::atomic<std::uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
+  std::atomic<std::uint32_t> flows{0};               // a device's spliced flows (its limit is per device)
+  std::atomic<std::uint64_t> session_wanted_tsc{0};  // when a worker last asked for a session (rate limit)
 
   bool source_allowed_v4(std::uint32_t src_be) const noexcept { return has_v4 && src_be == v4_be; }
   wg_peer() = default;
@@ -95,7 +97,10 @@ struct wg_peer {
 
 // Events the workers report to the control thread (one ring per worker).
 struct wg_event {
-  enum kind_t : std::uint8_t { keypair_confirmed = 1, endpoint_changed = 2 } kind;
+  // session_wanted: traffic waits for a peer with no keypair (local_index
+  // then holds the wg_peer's id); the control thread finds it a path and
+  // starts a handshake.
+  enum kind_t : std::uint8_t { keypair_confirmed = 1, endpoint_changed = 2, session_wanted = 3 } kind;
   std::uint8_t reserved[3]{};
   std::uint32_t local_index = 0;  // the keypair concerned
   wg_endpoint endpoint;           // endpoint_changed: the new one

@@ -16,6 +16,8 @@
 #include "dataplane/crypto/aead_batch.h"
 #include "dataplane/lcore_stats.h"
 #include "dataplane/session_table.h"
+#include "dataplane/flow_table.h"
+#include "dataplane/splice/translate.h"
 #include "dataplane/tailnet_view.h"
 
 namespace lopower {
@@ -58,6 +60,10 @@ struct worker_setup {
   // ol_flags bit marking an inner (decrypted) packet handed to the control
   // plane, e.g. the replies to lopower's own pings; 0: none are handed up.
   std::uint64_t inner_up_flag = 0;
+  // Splicing (none: device traffic to the tailnet is refused as unroutable).
+  flow_table* flows = nullptr;
+  std::uint32_t max_flows_per_device = 4096;
+  unsigned worker_index = 0, worker_count = 1;  // this worker's slice of the port range
 };
 
 class worker {
@@ -116,6 +122,14 @@ class worker {
   void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
+  // worker_splice.cc: device flows onto the tailnet and back.
+  void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, outbound& out) noexcept;
+  bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, outbound& out) noexcept;
+  flow* create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
+  bool allocate_port(flow& f) noexcept;
+  void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
+                        splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept;
+  void want_session(port_state& ps, wg_peer* peer) noexcept;
   void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
   void idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept;
 
@@ -127,6 +141,7 @@ class worker {
   lcore_stats stats_;
   sub_bursts subs_;
   drop_reason reasons_[max_burst];
+  std::uint32_t port_cursor_ = 0;
 };
 
 }  // namespace lopower

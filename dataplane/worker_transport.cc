@@ -155,12 +155,13 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound&
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
   const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
                                 : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
-  if (to_us && make_echo_reply(p, *info)) {
+  if (to_us) {
+    if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
     out.pkts[out.count] = m;
     out.peers[out.count++] = peer;
     return;
   }
-  drop_one(ps.port.index, m, drop_reason::inner_no_route);
+  splice_out(ps, m, *info, peer, out);
 }
 
 // From a tailnet peer: its AllowedIPs, then lopower's own addresses, where
@@ -176,6 +177,9 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
   if (view == nullptr || !view->owns(info.ipv6, info.dst))
     return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  // Replies on a device's flow: the flow is the permission (the filter
+  // governs what may open one toward us, not answers to what we opened).
+  if (splice_in(ps, m, info, out)) return;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   if (is_tsmp_ping(p, info)) {
     const std::uint16_t pong = static_cast<std::uint16_t>(info.l4_offset + tsmp_pong_l4_size);

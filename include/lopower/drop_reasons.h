@@ -36,7 +36,13 @@
   X(wg_event_ring_full, "session-event ring to the control plane full")                     \
   X(tailnet_filtered, "inbound tailnet packet refused by the tailnet's packet filter (ACLs)") \
   X(tailnet_not_for_us, "inbound tailnet packet for an address lopower does not serve (yet)") \
-  X(tailnet_tsmp_ignored, "TSMP message lopower does not act on (disco key advertisements, rejections)")
+  X(tailnet_tsmp_ignored, "TSMP message lopower does not act on (disco key advertisements, rejections)") \
+  X(splice_no_route, "device packet to an address no tailnet peer serves: ICMP unreachable sent back")     \
+  X(splice_too_big, "device packet larger than the tailnet MTU: ICMP too-big sent back")                   \
+  X(splice_unsupported, "device packet the splice does not carry (fragment, other protocol or ICMP type)") \
+  X(splice_no_flow, "TCP segment of a connection the splice never saw open (no SYN)")                      \
+  X(splice_flow_limit, "new flow refused: the device or the whole table is at its flow limit")              \
+  X(splice_no_session, "packet for a tailnet peer with no session yet (a handshake is being started)")
 
 namespace lopower {
 

@@ -23,6 +23,7 @@ void usage(FILE* out) {
                "commands:\n"
                "  status [--json]   daemon, ports, lcores, counters and drops by reason\n"
                "  device add|list|show|remove|reset-timestamp ...   enrol and manage WireGuard devices\n"
+               "  flows [--device NAME] [--json]   spliced flows: device side, tailnet side, state, bytes\n"
                "  logout            leave the tailnet (the node key is expired at the server)\n"
                "  login             join again after a logout\n"
                "  ping [--icmp] [--c N] [--timeout SECONDS] PEER   ping a tailnet peer (name or IP) with disco,\n"
@@ -80,6 +81,39 @@ int cmd_status(const command_line& cl) {
   if (!result) return 1;
   if (json) std::printf("%s\n", result->dump(2).c_str());
   else std::fputs(lopower::render_status(*result).c_str(), stdout);
+  return 0;
+}
+
+int cmd_flows(const command_line& cl) {
+  bool json = false;
+  nlohmann::json args = nlohmann::json::object();
+  for (std::size_t i = 0; i < cl.args.size(); ++i) {
+    if (cl.args[i] == "--json") json = true;
+    else if (cl.args[i] == "--device" && i + 1 < cl.args.size()) args["device"] = cl.args[++i];
+    else {
+      std::fprintf(stderr, "usage: lopower-ctl flows [--device NAME] [--json]\n");
+      return 2;
+    }
+  }
+  auto result = request(cl, {"flows", args});
+  if (!result) return 1;
+  if (json) {
+    std::printf("%s\n", result->dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-12s %-6s %-46s %-46s %-22s %-11s %8s %12s %12s\n", "DEVICE", "PROTO", "DEVICE SIDE -> DESTINATION",
+              "TAILNET SIDE", "", "STATE", "AGE", "BYTES OUT", "BYTES IN");
+  for (const auto& f : (*result)["flows"]) {
+    const std::string device_side = f.value("device_side", "") + " -> " + f.value("destination", "");
+    std::printf("%-12s %-6s %-46s %-46s %-22s %-11s %7llus %12llu %12llu\n", f.value("device", "").c_str(),
+                f.value("protocol", "").c_str(), device_side.c_str(), f.value("tailnet_side", "").c_str(), "",
+                f.value("state", "").c_str(), static_cast<unsigned long long>(f.value("age_seconds", 0ull)),
+                static_cast<unsigned long long>(f.value("bytes_out", 0ull)),
+                static_cast<unsigned long long>(f.value("bytes_in", 0ull)));
+  }
+  std::printf("%llu flow(s) of %llu%s\n", static_cast<unsigned long long>(result->value("count", 0ull)),
+              static_cast<unsigned long long>(result->value("capacity", 0ull)),
+              result->value("truncated", false) ? " (list truncated)" : "");
   return 0;
 }
 
@@ -143,6 +177,7 @@ int main(int argc, char** argv) {
   if (cl.command == "device")
     return lopower::run_device_command(cl.args, [&](const lopower::ctl::request& r) { return request(cl, r); });
   if (cl.command == "ping") return cmd_ping(cl);
+  if (cl.command == "flows") return cmd_flows(cl);
   if (cl.command == "logout" || cl.command == "login") {
     auto result = request(cl, {cl.command, nlohmann::json::object()});
     if (!result) return 1;

@@ -1,0 +1,13 @@
+#pragma once
+// `lopower-ctl flows [--device NAME]`: the spliced flows, device side and
+// tailnet side, protocol, state, age, idle time and bytes each way.
+
+#include "control/ctl_server.h"
+#include "control/wireguard_server.h"
+#include "dataplane/dataplane.h"
+
+namespace lopower {
+
+void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguard_server& devices);
+
+}  // namespace lopower

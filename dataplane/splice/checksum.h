@@ -1,0 +1,94 @@
+#pragma once
+// The Internet checksum (RFC 1071) and its incremental update (RFC 1624), in
+// plain C++ over bytes, for the splice's header rewrites.
+//
+// Facts the rewrites lean on:
+// - The checksum is the one's complement of the one's-complement sum of the
+//   covered data taken as big-endian 16-bit words; an odd trailing byte is
+//   padded with a zero byte on the right.
+// - One's-complement addition is commutative and byte-order independent
+//   apart from a swap: a 16-bit value stored at an odd offset contributes its
+//   two bytes to two different words, which sums to the byte-swapped value.
+//   update_at() takes that into account (a TCP MSS option may sit at an odd
+//   offset).
+// - RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), is the update that stays correct
+//   when the result is zero; eqn. 2 of RFC 1141 (HC' = HC + m - m') can
+//   yield 0xffff (-0) where a full recomputation gives 0x0000.
+// - 0x0000 and 0xffff are the two representations of zero. A full
+//   computation over data that is not all zeros never yields 0xffff. UDP
+//   reserves a transmitted 0x0000 for "no checksum" (RFC 768), so a computed
+//   0x0000 is sent as 0xffff there (udp_checksum_field()).
+// - TCP, UDP and ICMPv6 (RFC 9293, RFC 768, RFC 8200 §8.1) cover a
+//   pseudo-header of the addresses, the protocol and the upper-layer length;
+//   ICMPv4 (RFC 792) and the IPv4 header checksum cover only their own bytes.
+//
+// Checksums are passed as the value of the field read big-endian.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lopower::splice {
+
+// The one's-complement sum of `n` bytes as big-endian words, added to
+// `initial`, not yet folded (callers chain pseudo-header and payload).
+std::uint64_t sum_bytes(const std::uint8_t* p, std::size_t n, std::uint64_t initial = 0) noexcept;
+
+// Folds a wide sum into 16 bits with end-around carry.
+std::uint16_t fold(std::uint64_t sum) noexcept;
+
+// The checksum to store over `n` bytes whose checksum field is zero:
+// ~fold(initial + data).
+std::uint16_t checksum(const std::uint8_t* p, std::size_t n, std::uint64_t initial = 0) noexcept;
+
+// The pseudo-header sum for TCP/UDP/ICMPv6: source and destination (4 bytes
+// each for IPv4, 16 for IPv6), the protocol and the upper-layer length.
+std::uint64_t pseudo_header_sum(bool ipv6, const std::uint8_t* src, const std::uint8_t* dst, std::uint8_t protocol,
+                                std::uint32_t l4_length) noexcept;
+
+// A UDP checksum as it goes on the wire: a computed zero is sent as 0xffff.
+constexpr std::uint16_t udp_checksum_field(std::uint16_t computed) noexcept {
+  return computed == 0 ? 0xffff : computed;
+}
+
+// RFC 1624 eqn. 3 for any number of replaced words: collect each (old, new)
+// pair, then apply the difference to one or more checksums that cover them.
+class checksum_delta {
+ public:
+  // A 16-bit word at an even offset of the covered data.
+  void replace16(std::uint16_t old_word, std::uint16_t new_word) noexcept;
+  // `n` bytes at `offset_parity` (0 even, 1 odd) of the covered data.
+  void replace(const std::uint8_t* old_bytes, const std::uint8_t* new_bytes, std::size_t n,
+               unsigned offset_parity = 0) noexcept;
+  // HC' = ~(~HC + sum of (~m + m')).
+  std::uint16_t apply(std::uint16_t checksum) const noexcept;
+
+ private:
+  std::uint64_t sum_ = 0;
+};
+
+// One-shot forms of checksum_delta.
+std::uint16_t update16(std::uint16_t checksum, std::uint16_t old_word, std::uint16_t new_word) noexcept;
+std::uint16_t update32(std::uint16_t checksum, const std::uint8_t* old4, const std::uint8_t* new4) noexcept;
+std::uint16_t update128(std::uint16_t checksum, const std::uint8_t* old16, const std::uint8_t* new16) noexcept;
+// A 16-bit value stored at `offset` (only its parity matters) of the covered data.
+std::uint16_t update_at(std::uint16_t checksum, std::size_t offset, std::uint16_t old_value,
+                        std::uint16_t new_value) noexcept;
+
+// Big-endian field access, shared by the splice's sources and tests.
+constexpr std::uint16_t load_be16(const std::uint8_t* p) noexcept {
+  return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
+}
+constexpr void store_be16(std::uint8_t* p, std::uint16_t v) noexcept {
+  p[0] = static_cast<std::uint8_t>(v >> 8);
+  p[1] = static_cast<std::uint8_t>(v);
+}
+constexpr std::uint32_t load_be32(const std::uint8_t* p) noexcept {
+  return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
+         static_cast<std::uint32_t>(p[2]) << 8 | p[3];
+}
+constexpr void store_be32(std::uint8_t* p, std::uint32_t v) noexcept {
+  store_be16(p, static_cast<std::uint16_t>(v >> 16));
+  store_be16(p + 2, static_cast<std::uint16_t>(v));
+}
+
+}  // namespace lopower::splice

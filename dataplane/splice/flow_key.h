@@ -1,0 +1,94 @@
+#pragma once
+// The 5-tuple a spliced flow is looked up by.
+//
+// It is a key for rte_hash, which hashes and compares keys as raw bytes
+// (rte_hash_parameters::key_len = sizeof(flow_key)): the type is a POD of
+// fixed size with no implicit padding, and every byte is defined: build keys
+// value-initialised (flow_key k{}) or with make_flow_key(), so an IPv4
+// address leaves bytes 4..15 zero and the padding stays zero.
+//
+// Ports are in host byte order. ICMP echo has one identifier and no ports
+// (RFC 792, RFC 4443 §4): it is stored in both port fields, so that a
+// request's key reversed is its reply's key (the identifier is echoed back).
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "lopower/net_addr.h"
+
+namespace lopower::splice {
+
+inline constexpr std::uint8_t ipproto_icmp = 1;
+inline constexpr std::uint8_t ipproto_tcp = 6;
+inline constexpr std::uint8_t ipproto_udp = 17;
+inline constexpr std::uint8_t ipproto_icmpv6 = 58;
+
+struct flow_key {
+  std::uint8_t src[16];       // IPv4 in the first four bytes, the rest zero
+  std::uint8_t dst[16];
+  std::uint16_t src_port;     // or the ICMP echo identifier
+  std::uint16_t dst_port;     // or the ICMP echo identifier again
+  ip_family family;
+  std::uint8_t protocol;      // IPPROTO_TCP, _UDP, _ICMP or _ICMPV6
+  std::uint8_t pad[2];        // always zero: rte_hash reads every byte
+
+  // The same flow seen from the other end: addresses and ports swapped.
+  constexpr flow_key reverse() const noexcept {
+    flow_key r = *this;
+    for (std::size_t i = 0; i < 16; ++i) {
+      r.src[i] = dst[i];
+      r.dst[i] = src[i];
+    }
+    r.src_port = dst_port;
+    r.dst_port = src_port;
+    return r;
+  }
+  bool operator==(const flow_key&) const = default;
+};
+static_assert(std::is_trivially_copyable_v<flow_key> && std::is_standard_layout_v<flow_key>);
+static_assert(sizeof(flow_key) == 40, "no implicit padding: rte_hash hashes and compares every byte");
+static_assert(std::has_unique_object_representations_v<flow_key>);
+
+// A fully defined key; `src`/`dst` are 4 or 16 bytes after the family.
+inline flow_key make_flow_key(ip_family family, std::uint8_t protocol, const std::uint8_t* src, std::uint16_t src_port,
+                              const std::uint8_t* dst, std::uint16_t dst_port) noexcept {
+  flow_key k{};
+  const std::size_t n = family == ip_family::v6 ? 16 : 4;
+  std::memcpy(k.src, src, n);
+  std::memcpy(k.dst, dst, n);
+  k.src_port = src_port;
+  k.dst_port = dst_port;
+  k.family = family;
+  k.protocol = protocol;
+  return k;
+}
+
+// A seeded 32-bit hash over the key's bytes with rte_hash_function's
+// signature (rte_hash_parameters::hash_func). rte_hash's default (rte_jhash) or rte_hash_crc
+// serve as well; this one is plain C++ so tests and tools can compute the
+// same hash without DPDK. Each 64-bit word (the last one zero-filled) is
+// mixed in with the murmur3 finaliser, so every input bit reaches every
+// output bit.
+inline std::uint32_t flow_key_hash(const void* key, std::uint32_t key_len, std::uint32_t init_val) noexcept {
+  const auto* p = static_cast<const std::uint8_t*>(key);
+  std::uint64_t h = 0x9e3779b97f4a7c15ull ^ init_val ^ (static_cast<std::uint64_t>(key_len) << 32);
+  for (std::uint32_t i = 0; i < key_len; i += 8) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, p + i, key_len - i < 8 ? key_len - i : 8);
+    h ^= w;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+  }
+  return static_cast<std::uint32_t>(h ^ (h >> 32));
+}
+
+inline std::uint32_t hash_of(const flow_key& k, std::uint32_t seed = 0) noexcept {
+  return flow_key_hash(&k, sizeof k, seed);
+}
+
+}  // namespace lopower::splice

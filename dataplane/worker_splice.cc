@@ -1,0 +1,184 @@
+// Splicing on a worker: a device's decrypted packet to a tailnet address is
+// rewritten to come from lopower's tailnet address and a port allocated for
+// its flow, and goes out to the tailnet peer that serves the destination;
+// the peer's replies are found by their tuple and rewritten back to the
+// device. Runs between the decrypt and encrypt calls of a sub-burst: no
+// system calls; a lock only when a flow is created (rte_hash's writers).
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/flow_table.h"
+#include "dataplane/splice/translate.h"
+#include "dataplane/worker.h"
+
+namespace lopower {
+
+namespace {
+
+ip_address address_of(bool ipv6, const std::uint8_t* bytes) {
+  ip_address a;
+  a.family = ipv6 ? ip_family::v6 : ip_family::v4;
+  std::memcpy(a.bytes.data(), bytes, ipv6 ? 16 : 4);
+  return a;
+}
+
+bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_icmp || protocol == splice::ipproto_icmpv6; }
+
+void track_tcp(flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir) {
+  if (info.protocol != splice::ipproto_tcp) return;
+  splice::packet_info pi{info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
+  const std::uint8_t flags = splice::tcp_flags(p, pi);
+  const auto now = f.state.load(std::memory_order_relaxed);
+  const auto next = splice::next_state(now, flags, dir);
+  if (next != now) f.state.store(next, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void worker::want_session(port_state& ps, wg_peer* peer) noexcept {
+  const std::uint64_t now = rte_rdtsc();
+  const std::uint64_t last = peer->session_wanted_tsc.load(std::memory_order_relaxed);
+  if (now - last < rte_get_tsc_hz() / 2) return;  // asked within the last half second
+  peer->session_wanted_tsc.store(now, std::memory_order_relaxed);
+  wg_event ev{};
+  ev.kind = wg_event::session_wanted;
+  ev.local_index = peer->id;
+  post_event(ps, ev);
+}
+
+// An ICMP error back to the device in place of its packet (from lopower's
+// device-side address of that family).
+void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
+                              splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept {
+  stats_.ports[ps.port.index].drops[static_cast<unsigned>(why)].add();
+  const bool have = info.ipv6 ? setup_.has_local_v6 : setup_.has_local_v4;
+  rte_mbuf* err = have ? rte_pktmbuf_alloc(m->pool) : nullptr;
+  if (err != nullptr) {
+    const ip_address from = info.ipv6 ? address_of(true, setup_.local_v6)
+                                      : address_of(false, reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be));
+    auto* buf = rte_pktmbuf_mtod(err, std::uint8_t*);
+    const std::uint16_t room = static_cast<std::uint16_t>(rte_pktmbuf_tailroom(err) - 64);  // the tag and padding follow
+    const std::uint16_t len = splice::build_icmp_error(buf, room, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length,
+                                                       kind, splice::tailnet_mtu, from);
+    if (len != 0 && rte_pktmbuf_append(err, len) != nullptr) {
+      out.pkts[out.count] = err;
+      out.peers[out.count++] = device;
+      err = nullptr;
+    }
+  }
+  if (err != nullptr) rte_pktmbuf_free(err);
+  rte_pktmbuf_free(m);
+}
+
+// A port for the flow, from this worker's slice of 1024..65535, unused
+// toward that destination: the tailnet key with that port must be free.
+// The cursor moves on, so a port comes back to a destination only after
+// the whole slice has gone round.
+bool worker::allocate_port(flow& f) noexcept {
+  const std::uint32_t span = (65536u - 1024u) / setup_.worker_count;
+  const std::uint32_t base = 1024u + span * setup_.worker_index;
+  for (unsigned tries = 0; tries < 64; ++tries) {
+    const auto port = static_cast<std::uint16_t>(base + port_cursor_++ % span);
+    f.tailnet_key.dst_port = port;
+    if (is_icmp_echo(f.tailnet_key.protocol)) f.tailnet_key.src_port = port;
+    if (setup_.flows->find(f.tailnet_key) == nullptr) return true;
+  }
+  return false;
+}
+
+flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept {
+  if (device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
+      device->removed.load(std::memory_order_relaxed))
+    return nullptr;
+  const bool v6 = key.family == ip_family::v6;
+  const std::uint8_t* ours = view.own(v6);
+  if (ours == nullptr) return nullptr;
+  auto* f = new (std::nothrow) flow;
+  if (f == nullptr) return nullptr;
+  f->device_key = key;
+  // As replies arrive: from the peer's address and port, to ours.
+  f->tailnet_key = splice::make_flow_key(key.family, key.protocol, key.dst, key.dst_port, ours, 0);
+  f->device = device;
+  f->created_tsc = rte_rdtsc();
+  f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
+  f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
+  if (!allocate_port(*f) || !setup_.flows->insert(f)) {
+    delete f;
+    return nullptr;
+  }
+  device->flows.fetch_add(1, std::memory_order_relaxed);
+  return f;
+}
+
+void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, outbound& out) noexcept {
+  const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
+  wg_peer* peer = view && setup_.flows ? view->route(info.ipv6, info.dst) : nullptr;
+  if (peer == nullptr)
+    return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::host_unreachable, drop_reason::splice_no_route, out);
+  if (info.length > splice::tailnet_mtu)
+    return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::packet_too_big, drop_reason::splice_too_big, out);
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  splice::flow_key key{};
+  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
+    return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
+  flow* f = setup_.flows->find(key);
+  if (f == nullptr) {
+    splice::packet_info pi{info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
+    if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, pi)))
+      return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
+    f = create_flow(key, *view, device);
+    if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);
+  }
+  const ip_address ours = address_of(info.ipv6, f->tailnet_key.dst);
+  if (splice::rewrite_source(p, info.length, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
+    return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
+  if (info.protocol == splice::ipproto_tcp)
+    splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
+  track_tcp(*f, p, info, splice::flow_direction::original);
+  f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  f->packets_out.fetch_add(1, std::memory_order_relaxed);
+  f->bytes_out.fetch_add(info.length, std::memory_order_relaxed);
+  if (peer->current.load(std::memory_order_acquire) == nullptr) {
+    want_session(ps, peer);
+    return drop_one(ps.port.index, m, drop_reason::splice_no_session);
+  }
+  out.pkts[out.count] = m;
+  out.peers[out.count++] = peer;
+}
+
+bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, outbound& out) noexcept {
+  if (setup_.flows == nullptr) return false;
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  splice::flow_key key{};
+  splice::translate_status st = splice::flow_key_of(p, info.length, key);
+  bool icmp_error = false;
+  if (st != splice::translate_status::ok) {
+    // An ICMP error about one of our flows quotes what we sent.
+    splice::flow_key quoted{};
+    if (splice::quoted_flow_key(p, info.length, quoted) != splice::translate_status::ok) return false;
+    key = quoted.reverse();
+    icmp_error = true;
+  }
+  flow* f = setup_.flows->find(key);
+  if (f == nullptr || !(f->tailnet_key == key)) return false;
+  const bool v6 = f->device_key.family == ip_family::v6;
+  const ip_address device_addr = address_of(v6, f->device_key.src);
+  st = icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_addr, f->device_key.src_port)
+                  : splice::rewrite_destination(p, info.length, device_addr, f->device_key.src_port);
+  if (st != splice::translate_status::ok) {
+    drop_one(ps.port.index, m, drop_reason::splice_unsupported);
+    return true;
+  }
+  if (!icmp_error) track_tcp(*f, p, info, splice::flow_direction::reply);
+  f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  f->packets_in.fetch_add(1, std::memory_order_relaxed);
+  f->bytes_in.fetch_add(info.length, std::memory_order_relaxed);
+  out.pkts[out.count] = m;
+  out.peers[out.count++] = f->device;
+  return true;
+}
+
+}  // namespace lopower

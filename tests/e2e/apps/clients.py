@@ -1,0 +1,92 @@
+"""Clients for the splice tests, run on a WireGuard device (in its
+namespace); each prints one JSON line with what it saw.
+
+    clients.py upload HOST PORT BYTES SEED     sends BYTES of seeded data, prints its sha256 and the answer
+    clients.py udp-echo HOST PORT SIZE COUNT   datagrams of SIZE bytes, prints how many came back intact
+    clients.py many HOST PORT N [SRCPORT]      N concurrent TCP echo round trips, prints how many completed
+    clients.py hold HOST PORT N SECONDS        N TCP connections held open SECONDS, then closed
+"""
+
+import hashlib
+import json
+import random
+import socket
+import sys
+import time
+
+
+def family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def upload(host: str, port: int, size: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    data = rng.randbytes(size)
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    return {"sent": hashlib.sha256(data).hexdigest(), "answer": answer.decode()}
+
+
+def udp_echo(host: str, port: int, size: int, count: int) -> dict:
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    s.settimeout(2)
+    good = 0
+    for i in range(count):
+        payload = bytes((i + j) % 256 for j in range(size))
+        s.sendto(payload, (host, port))
+        try:
+            data, _ = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        good += data == payload
+    return {"sent": count, "intact": good}
+
+
+def many(host: str, port: int, n: int, src_port: int = 0) -> dict:
+    socks = []
+    for i in range(n):
+        s = socket.socket(family(host), socket.SOCK_STREAM)
+        s.settimeout(30)
+        if src_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("", src_port))
+        s.connect((host, port))
+        socks.append(s)
+    done = 0
+    for i, s in enumerate(socks):
+        msg = f"hello {i}\n".encode()
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(100)
+            if not chunk:
+                break
+            got += chunk
+        done += got == msg
+    for s in socks:
+        s.close()
+    return {"opened": len(socks), "completed": done}
+
+
+def hold(host: str, port: int, n: int, seconds: float) -> dict:
+    socks = [socket.create_connection((host, port), timeout=30) for _ in range(n)]
+    print(json.dumps({"open": len(socks)}), flush=True)
+    time.sleep(seconds)
+    for s in socks:
+        s.close()
+    return {"closed": len(socks)}
+
+
+def main() -> None:
+    cmd, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rest = [int(x) if x.isdigit() else float(x) for x in sys.argv[4:]]
+    result = {"upload": upload, "udp-echo": udp_echo, "many": many, "hold": hold}[cmd](host, port, *rest)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Devices reach the tailnet: wireguard-go devices enrolled with lopowerd,
+their flows spliced onto a real tailnet (headscale v0.29.2 + a tailscaled
+peer, v1.98.10) on one test LAN (tests/net/tailnet_lab.py).
+
+    dev1, dev2 (dual stack), dev4 (IPv4 only, as ESP32 libraries are)
+        | WireGuard to lopowerd's port 51820
+    lopowerd (namespace gw) -- splices each flow: lopower's tailnet address,
+        | a port per flow; WireGuard with node keys to the peer
+    ts1 (tailscaled, userspace networking: connections to its tailnet
+         address reach 127.0.0.1 in its namespace, where the services run)
+
+Addresses are the peer's tailnet IPs (MagicDNS comes with lopower's DNS).
+"""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from headscale import HEADSCALE
+from lopower_net import Topology, wait_until
+from lopowerd import Lopowerd, port_toml
+from tailnet_lab import GW_IF, TailnetLab, attach_to_switch
+from tailscaled import binaries_missing
+from wg_device import WgDevice, config_from_add_output
+
+MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(bool(MISSING), reason=f"peer binaries missing (run tools/setup): {MISSING}"),
+]
+
+APPS = Path(__file__).resolve().parent / "apps"
+HTTP_PORT, SINK_PORT, ECHO_PORT, UDP_PORT = 8000, 9001, 9002, 9003
+TEN_MB = 10 * 1024 * 1024
+
+
+def lopowerd_toml(key_file):
+    return (f'[tailnet]\ncontrol_url = "http://198.18.40.2:8080"\nhostname = "lopower"\n'
+            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n')
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Topology() as topo:
+        lab = TailnetLab(topo, peers=["ts1"])
+        key_file = topo.tmpdir / "authkey"
+        key_file.write_text(lab.authkey())
+        key_file.chmod(0o600)
+        ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
+        lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file)).start()
+        d = lab.lopowerd
+        wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd on the tailnet")
+        ts1 = lab.peers["ts1"]
+        ts1.wait_peer("lopower", online=True, timeout=30)
+        # The peer's services, on 127.0.0.1 in its namespace.
+        lab.www = topo.tmpdir / "www"
+        lab.www.mkdir()
+        (lab.www / "ten.bin").write_bytes(os.urandom(TEN_MB))
+        ts1.host.popen(["python3", "-m", "http.server", str(HTTP_PORT), "--bind", "127.0.0.1",
+                        "--directory", str(lab.www)])
+        for kind, port in (("sink", SINK_PORT), ("echo", ECHO_PORT), ("udp-echo", UDP_PORT)):
+            ts1.host.popen(["python3", str(APPS / "services.py"), kind, str(port)])
+        lab.devices = {}
+        for i, (name, flags) in enumerate((("dev1", []), ("dev2", []), ("dev4", ["--ipv4-only"])), start=50):
+            host = topo.host(name)
+            attach_to_switch(topo, host, [f"198.18.40.{i}/24", f"fd00:198:18:40::{i}/64"])
+            printed = d.ctl("device", "add", name, *flags).stdout
+            lab.devices[name] = WgDevice(host, config_from_add_output(printed)).up()
+        for dev in lab.devices.values():
+            assert dev.ping("10.90.0.1", count=3), "device tunnel up"
+        try:
+            yield lab
+        finally:
+            lab.lopowerd.stop()
+            lab.close()
+
+
+def run_client(dev, *args, timeout=120):
+    r = dev.host.run(["python3", str(APPS / "clients.py"), *map(str, args)], check=False, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def flows(d, device=None):
+    args = ["flows", "--json"] + (["--device", device] if device else [])
+    return json.loads(d.ctl(*args).stdout)["flows"]
+
+
+def test_ping_the_peer_on_both_families(lab):
+    ts1, dev1 = lab.peers["ts1"], lab.devices["dev1"]
+    # The first packet finds no session: lopower finds a path (disco) and
+    # starts the handshake; the pings after it go through.
+    wait_until(lambda: dev1.ping(ts1.ip(4), count=1, wait=1), 15, "the first spliced ping")
+    for ip in ts1.ips():
+        assert dev1.ping(ip, count=5), ip
+    icmp = [f for f in flows(lab.lopowerd, "dev1") if f["protocol"].startswith("icmp")]
+    assert {f["destination"].rsplit(":", 1)[0].strip("[]") for f in icmp} == set(ts1.ips())
+    ours = lab.lopowerd.status()["tailnet"]["self"]["addresses"]
+    assert all(f["tailnet_side"].rsplit(":", 1)[0].strip("[]") in ours for f in icmp)
+
+
+def test_http_get_of_ten_megabytes(lab):
+    ts1, dev1 = lab.peers["ts1"], lab.devices["dev1"]
+    out = lab.www.parent / "got.bin"
+    r = dev1.host.run(["curl", "-sS", "-m", "120", "-o", str(out), f"http://{ts1.ip(4)}:{HTTP_PORT}/ten.bin"],
+                      check=False, timeout=150)
+    assert r.returncode == 0, r.stderr
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256((lab.www / "ten.bin").read_bytes()).digest()
+    tcp = [f for f in flows(lab.lopowerd, "dev1") if f["protocol"] == "tcp" and f["destination"].endswith(f":{HTTP_PORT}")]
+    assert tcp and tcp[-1]["bytes_in"] > TEN_MB
+
+
+def test_tcp_upload_of_ten_megabytes(lab):
+    ts1, dev1 = lab.peers["ts1"], lab.devices["dev1"]
+    r = run_client(dev1, "upload", ts1.ip(6), SINK_PORT, TEN_MB, 7)
+    assert r["answer"] == r["sent"], r
+
+
+def test_udp_echo_with_1200_byte_datagrams(lab):
+    ts1, dev1 = lab.peers["ts1"], lab.devices["dev1"]
+    r = run_client(dev1, "udp-echo", ts1.ip(4), UDP_PORT, 1200, 50)
+    assert r["intact"] >= 48, r  # the original cut replies at 64 bytes: none would be intact
+
+
+def test_two_devices_with_the_same_source_port(lab):
+    ts1 = lab.peers["ts1"]
+    results = {}
+    procs = {name: lab.devices[name].host.popen(
+                 ["python3", str(APPS / "clients.py"), "many", ts1.ip(4), str(ECHO_PORT), "1", "40000"],
+                 log=str(lab.www.parent / f"{name}-same-port.log"))
+             for name in ("dev1", "dev2")}
+    for name, p in procs.items():
+        assert p.wait(60) == 0
+        results[name] = json.loads(Path(lab.www.parent / f"{name}-same-port.log").read_text().splitlines()[-1])
+    assert all(r["completed"] == 1 for r in results.values()), results
+    sides = {f["tailnet_side"] for name in ("dev1", "dev2") for f in flows(lab.lopowerd, name)
+             if f["device_side"].endswith(":40000")}
+    assert len(sides) == 2, f"each device's flow got its own tailnet port: {sides}"
+
+
+def test_ipv4_only_device(lab):
+    ts1, dev4 = lab.peers["ts1"], lab.devices["dev4"]
+    assert dev4.ping(ts1.ip(4), count=3)
+    r = run_client(dev4, "upload", ts1.ip(4), SINK_PORT, 100000, 3)
+    assert r["answer"] == r["sent"]
+
+
+def test_two_hundred_concurrent_connections_then_expiry(lab):
+    ts1, dev1, d = lab.peers["ts1"], lab.devices["dev1"], lab.lopowerd
+    hold = dev1.host.popen(["python3", str(APPS / "clients.py"), "hold", ts1.ip(4), str(ECHO_PORT), "200", "4"],
+                           log=str(lab.www.parent / "hold.log"))
+    wait_until(lambda: len([f for f in flows(d, "dev1") if f["destination"].endswith(f":{ECHO_PORT}")
+                            and f["state"] == "established"]) >= 200, 30, "200 established flows")
+    assert hold.wait(60) == 0
+    r = run_client(dev1, "many", ts1.ip(4), ECHO_PORT, 200)
+    assert r == {"opened": 200, "completed": 200}, r
+    # Closed connections go within seconds (FIN both ways, then 10 s).
+    wait_until(lambda: not [f for f in flows(d, "dev1") if f["destination"].endswith(f":{ECHO_PORT}")], 40,
+               "closed flows to expire")
+
+
+def test_no_peer_there_gets_an_icmp_unreachable_at_once(lab):
+    dev1, d = lab.devices["dev1"], lab.lopowerd
+    before = sum(p["drops"]["splice_no_route"] for p in d.status()["ports"])
+    start = time.monotonic()
+    r = dev1.host.run(["curl", "-sS", "-m", "20", "http://100.64.0.250:80/"], check=False, timeout=30)
+    assert r.returncode != 0 and time.monotonic() - start < 5, (r.stderr, time.monotonic() - start)
+    assert re.search(r"No route to host|Host is unreachable|Couldn't connect", r.stderr), r.stderr
+    r = dev1.host.run(["ping", "-c", "1", "-W", "2", "100.64.0.250"], check=False)
+    assert "Unreachable" in r.stdout, r.stdout
+    assert sum(p["drops"]["splice_no_route"] for p in d.status()["ports"]) >= before + 2
