@@ -191,7 +191,7 @@ TEST(Config, EmptyTablesKeepDefaults) {
 TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of("[dataplane]\nburst_size = 8\nburst_sise = 3\n" + kPort),
             "t.toml:3: dataplane.burst_sise: unknown key (expected one of \"burst_size\", \"mbufs\", \"mbuf_cache\", "
-            "\"idle\", \"idle_sleep_max_us\", \"tx_drain_us\", \"ring_size\")");
+            "\"idle\", \"idle_sleep_max_us\", \"tx_drain_us\", \"ring_size\", \"max_flows\", \"max_flows_per_device\")");
   EXPECT_THAT(error_of(kPort + "colour = \"red\"\n"), StartsWith("t.toml:5: port[1].colour: unknown key"));
   EXPECT_THAT(error_of("log_level = \"info\"\n" + kPort), StartsWith("t.toml:1: log_level: unknown key"));
 }
@@ -579,6 +579,51 @@ TEST(ConfigDevices, BadInputRefusedWithKey) {
   EXPECT_THAT(error_of("[wireguard]\ncrypto_backend = \"aesni\"\n" + kPort), HasSubstr("wireguard.crypto_backend"));
   EXPECT_THAT(error_of("[wireguard]\nrekey_after_seconds = 10\nreject_after_seconds = 10\n" + kPort),
               HasSubstr("wireguard.reject_after_seconds: 10 must be greater than rekey_after_seconds (10)"));
+}
+
+}  // namespace
+}  // namespace lopower
+
+namespace lopower {
+namespace {
+
+TEST(Config, FlowLimits) {
+  const std::string port = "[[port]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/24\"]\n";
+  const config c = parse_config("[dataplane]\nmax_flows = 1000\nmax_flows_per_device = 10\n" + port, "t.toml");
+  EXPECT_EQ(c.dataplane.max_flows, 1000u);
+  EXPECT_EQ(c.dataplane.max_flows_per_device, 10u);
+  try {
+    (void)parse_config("[dataplane]\nmax_flows = 100\nmax_flows_per_device = 200\n" + port, "t.toml");
+    FAIL() << "a per-device limit above the total was accepted";
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("t.toml:3: dataplane.max_flows_per_device: 200 is more than max_flows (100)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Config, TailnetTable) {
+  const std::string port = "[[port]]\nname = \"lan\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/24\"]\n";
+  const config c = parse_config(
+      "[tailnet]\ncontrol_url = \"http://198.18.0.2:8080\"\nhostname = \"gw-1\"\nadvertise_tags = [\"tag:iot\"]\n"
+      "ephemeral = true\naccept_routes = true\nadvertise_endpoints = [\"203.0.113.7:41641\", \"[2001:db8::7]:41641\"]\n" +
+          port,
+      "t.toml");
+  EXPECT_EQ(c.tailnet.control_url, "http://198.18.0.2:8080");
+  EXPECT_EQ(c.tailnet.hostname, "gw-1");
+  EXPECT_EQ(c.tailnet.advertise_tags, std::vector<std::string>{"tag:iot"});
+  EXPECT_TRUE(c.tailnet.ephemeral);
+  EXPECT_TRUE(c.tailnet.accept_routes);
+  EXPECT_EQ(c.tailnet.advertise_endpoints.size(), 2u);
+  for (const char* bad : {"control_url = \"https://x\"", "hostname = \"no spaces\"", "advertise_tags = [\"iot\"]",
+                          "advertise_endpoints = [\"example.com:41641\"]", "ephemeral = 1"}) {
+    try {
+      (void)parse_config(std::string("[tailnet]\n") + bad + "\n" + port, "t.toml");
+      ADD_FAILURE() << "accepted: " << bad;
+    } catch (const config_error& e) {
+      EXPECT_NE(std::string(e.what()).find("t.toml:2: tailnet."), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace
