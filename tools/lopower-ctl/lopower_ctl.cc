@@ -101,12 +101,12 @@ int cmd_flows(const command_line& cl) {
     std::printf("%s\n", result->dump(2).c_str());
     return 0;
   }
-  std::printf("%-12s %-6s %-46s %-46s %-22s %-11s %8s %12s %12s\n", "DEVICE", "PROTO", "DEVICE SIDE -> DESTINATION",
-              "TAILNET SIDE", "", "STATE", "AGE", "BYTES OUT", "BYTES IN");
+  std::printf("%-12s %-6s %-62s %-30s %-11s %8s %12s %12s\n", "DEVICE", "PROTO", "DEVICE SIDE -> DESTINATION",
+              "TAILNET SIDE", "STATE", "AGE", "BYTES OUT", "BYTES IN");
   for (const auto& f : (*result)["flows"]) {
     const std::string device_side = f.value("device_side", "") + " -> " + f.value("destination", "");
-    std::printf("%-12s %-6s %-46s %-46s %-22s %-11s %7llus %12llu %12llu\n", f.value("device", "").c_str(),
-                f.value("protocol", "").c_str(), device_side.c_str(), f.value("tailnet_side", "").c_str(), "",
+    std::printf("%-12s %-6s %-62s %-30s %-11s %7llus %12llu %12llu\n", f.value("device", "").c_str(),
+                f.value("protocol", "").c_str(), device_side.c_str(), f.value("tailnet_side", "").c_str(),
                 f.value("state", "").c_str(), static_cast<unsigned long long>(f.value("age_seconds", 0ull)),
                 static_cast<unsigned long long>(f.value("bytes_out", 0ull)),
                 static_cast<unsigned long long>(f.value("bytes_in", 0ull)));
