@@ -33,7 +33,9 @@ flow_table::flow_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu), capacity
   const std::string name = "lp_flows" + std::to_string(table_serial++);
   rte_hash_parameters params{};
   params.name = name.c_str();
-  params.entries = capacity * 2;  // two keys per flow
+  // Two keys per flow, and a quarter more: a cuckoo table refuses inserts
+  // before it is completely full, and the flow limit must be reachable.
+  params.entries = capacity * 2 + capacity / 2;
   params.key_len = sizeof(splice::flow_key);
   params.hash_func = splice::flow_key_hash;
   params.socket_id = static_cast<int>(rte_socket_id());
