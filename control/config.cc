@@ -419,6 +419,18 @@ bool valid_ip_endpoint(std::string_view e) {
   return e.front() == '[' || ip_address::parse(e.substr(0, e.rfind(':'))).has_value();
 }
 
+// [dns]: upstream resolvers, as addresses ("198.18.0.53", "[fd00::53]:53").
+void read_dns(const section& s, dns_config_table& d) {
+  static constexpr std::array<std::string_view, 1> keys{"upstreams"};
+  s.allow_only(keys);
+  d.line = s.line();
+  if (!s.read_string_array("upstreams", d.upstreams)) return;
+  for (const std::string& u : d.upstreams)
+    if (!ip_address::parse(u) && !valid_ip_endpoint(u))
+      s.refuse(s.find("upstreams"), "upstreams",
+               quote(u) + " is not a resolver address (\"198.18.0.53\", \"198.18.0.53:5353\" or \"[fd00::53]:53\")");
+}
+
 bool valid_hostname_label(std::string_view h) {
   return !h.empty() && h.size() <= 63 && h.front() != '-' && h.back() != '-' &&
          std::all_of(h.begin(), h.end(), [](char c) { return is_ascii_alnum(c) || c == '-'; });
@@ -763,7 +775,7 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 7> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices", "tailnet", "port"};
+constexpr std::array<std::string_view, 8> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices", "tailnet", "dns", "port"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -824,6 +836,7 @@ config parse_config(std::string_view text, const std::string& path) {
     wireguard_line = s.find("listen_port") ? s.line_of(s.find("listen_port")) : 0;
   });
   with_table(path, root, "devices", [&](const section& s) { read_devices(s, cfg.devices); });
+  with_table(path, root, "dns", [&](const section& s) { read_dns(s, cfg.dns); });
   with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_tailnet(s, cfg.tailnet); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);

@@ -99,6 +99,14 @@ struct devices_config {
   int line = 0;
 };
 
+struct dns_config_table {
+  // Where names lopower does not answer itself go: "198.18.0.53" or
+  // "198.18.0.53:5353" / "[fd00::53]:53". Empty: only the tailnet's own
+  // resolvers (if it sets any); otherwise such names get SERVFAIL.
+  std::vector<std::string> upstreams;
+  int line = 0;
+};
+
 struct tailnet_config {
   std::uint16_t listen_port = 41641;     // UDP port for WireGuard/disco/STUN with tailnet peers
   // The coordination server, "http://host[:port]". Empty: lopower does not
@@ -123,6 +131,7 @@ struct config {
   wireguard_config wireguard;
   devices_config devices;
   tailnet_config tailnet;
+  dns_config_table dns;
   std::vector<port_config> ports;        // at least one; in file order
 
   // Worker lcores: dpdk.lcore_list without the main lcore.

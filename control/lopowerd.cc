@@ -20,6 +20,7 @@
 #include "control/config.h"
 #include "control/ctl_server.h"
 #include "control/device_commands.h"
+#include "control/dns_service.h"
 #include "control/flow_commands.h"
 #include "control/wireguard_server.h"
 #include "control/enrollment/device_registry.h"
@@ -28,6 +29,7 @@
 #include "control/status.h"
 #include "control/tailnet_node.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/inner_packet.h"
 #include "lopower_build_config.h"
 
 namespace lopower {
@@ -107,9 +109,12 @@ void make_state_dir(const std::string& dir) {
 // pings) and everything on the tailnet listener go to the tailnet node,
 // device handshakes to the device WireGuard server; the rest is counted and
 // freed.
-void handle_control_packet(dataplane& dp, wireguard_server& devices, tailnet_node* tailnet, rte_mbuf* m,
-                           bool under_load) {
-  if (m->ol_flags & dp.inner_up_flag()) {  // decrypted, not a frame: the reply to one of our pings
+void handle_control_packet(dataplane& dp, wireguard_server& devices, tailnet_node* tailnet, dns_service& dns,
+                           rte_mbuf* m, bool under_load) {
+  if (m->ol_flags & dp.inner_up_flag()) {  // decrypted, not a frame: a device's DNS query or a ping's reply
+    const auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
+    const auto info = parse_inner(p, m->data_len);
+    if (info && is_dns_query(p, *info)) return dns.handle_query_packet(m);
     if (tailnet != nullptr) return tailnet->handle_inner(m);
     return rte_pktmbuf_free(m);
   }
@@ -184,6 +189,8 @@ int serve(const config& cfg, const std::string& config_path) {
   devices.retire_peers_with([&dp](wg_peer* gone) { dp.retire_device_peer(gone); });
   std::unique_ptr<tailnet_node> tailnet;
   if (!cfg.tailnet.control_url.empty()) tailnet = std::make_unique<tailnet_node>(loop, dp, cfg);
+  dns_service dns(loop, cfg, registry, devices);
+  if (tailnet) tailnet->on_netmap_applied([&dns](const tailnet::netmap& nm) { dns.update(nm.self() ? &nm : nullptr); });
   ctl_server ctl(loop, cfg.daemon.ctl_socket, cfg.daemon.ctl_group);
   const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};
   ctl.handle("status", [&](const nlohmann::json&) {
@@ -194,6 +201,7 @@ int serve(const config& cfg, const std::string& config_path) {
                       {"devices", registry.list().size()},
                       {"handshakes", devices.counters().to_json()}};
     j["tailnet"] = tailnet ? tailnet->status_json() : nlohmann::json{{"backend_state", "Disabled"}};
+    j["dns"] = dns.status_json();
     return j;
   });
   register_device_commands(ctl, registry, devices, cfg);
@@ -209,7 +217,7 @@ int serve(const config& cfg, const std::string& config_path) {
       if (tailnet) tailnet->handle_event(ev);
     });
     const bool under_load = dp.control_backlog() > cfg.wireguard.handshake_load_threshold;
-    dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, tailnet.get(), m, under_load); });
+    dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, tailnet.get(), dns, m, under_load); });
     dp.rcu().reclaim();
   });
   // Idle flows go once a second: expiry is off the fast path.
@@ -217,6 +225,7 @@ int serve(const config& cfg, const std::string& config_path) {
   loop.add_timer(protocol_timer_interval, protocol_timer_interval, [&] {
     devices.tick();
     if (tailnet) tailnet->tick();
+    dns.tick();
   });
   dp.start();
   if (tailnet) tailnet->start();

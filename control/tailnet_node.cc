@@ -121,6 +121,7 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
   }
   if (!stale.empty()) publish_view(nm, sync_wireguard(nm));  // peers whose key changed come back
   disco_->set_peers(nm);
+  if (netmap_listener_) netmap_listener_(nm);
 }
 
 // The node-key interface and the disco keys follow the identity: a login

@@ -55,6 +55,8 @@ class tailnet_node {
   result<void> logout() { return client_->logout(); }
   result<void> login() { return client_->login(); }
   tailnet::coordination_client& client() { return *client_; }
+  // Called with each netmap applied (the DNS server's names follow it).
+  void on_netmap_applied(std::function<void(const tailnet::netmap&)> fn) { netmap_listener_ = std::move(fn); }
 
  private:
   void on_netmap(const tailnet::netmap& nm, const tailnet::netmap_changes& changes);
@@ -80,6 +82,7 @@ class tailnet_node {
   void finish_ping(std::uint64_t id, nlohmann::json outcome);
   std::vector<icmp_ping> icmp_pings_;
   std::uint16_t next_seq_ = 1;
+  std::function<void(const tailnet::netmap&)> netmap_listener_;
 
   event_loop& loop_;
   dataplane& dp_;

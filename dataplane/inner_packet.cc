@@ -215,3 +215,46 @@ std::uint16_t write_echo_request(std::uint8_t* out, const ip_address& src, const
 }
 
 }  // namespace lopower
+
+namespace lopower {
+
+bool is_dns_query(const std::uint8_t* p, const inner_info& info) noexcept {
+  if (info.protocol != ipproto_udp || info.length < info.l4_offset + 8u) return false;
+  const std::uint8_t* l4 = p + info.l4_offset;
+  return (l4[2] << 8 | l4[3]) == 53;
+}
+
+std::uint16_t write_udp_packet(std::uint8_t* out, const ip_address& src, std::uint16_t src_port, const ip_address& dst,
+                               std::uint16_t dst_port, std::span<const std::uint8_t> payload) noexcept {
+  if (src.family != dst.family) return 0;
+  const bool v6 = src.family == ip_family::v6;
+  const std::size_t l3 = v6 ? 40 : 20, total = l3 + 8 + payload.size();
+  if (total > 65535) return 0;
+  std::memset(out, 0, l3 + 8);
+  std::uint8_t* udp = out + l3;
+  store_be16(udp, src_port);
+  store_be16(udp + 2, dst_port);
+  store_be16(udp + 4, static_cast<std::uint16_t>(8 + payload.size()));
+  std::memcpy(udp + 8, payload.data(), payload.size());
+  if (!v6) {
+    out[0] = 0x45;
+    store_be16(out + 2, static_cast<std::uint16_t>(total));
+    out[8] = default_ttl;
+    out[9] = ipproto_udp;
+    std::memcpy(out + 12, src.bytes.data(), 4);
+    std::memcpy(out + 16, dst.bytes.data(), 4);
+    store_checksum(out + 10, static_cast<std::uint16_t>(~rte_raw_cksum(out, 20)));
+    store_checksum(udp + 6, rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(out), udp));
+  } else {
+    out[0] = 0x60;
+    store_be16(out + 4, static_cast<std::uint16_t>(8 + payload.size()));
+    out[6] = ipproto_udp;
+    out[7] = default_ttl;
+    std::memcpy(out + 8, src.bytes.data(), 16);
+    std::memcpy(out + 24, dst.bytes.data(), 16);
+    store_checksum(udp + 6, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(out), udp));
+  }
+  return static_cast<std::uint16_t>(total);
+}
+
+}  // namespace lopower

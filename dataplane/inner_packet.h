@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "dataplane/wg_session.h"
@@ -38,6 +39,14 @@ bool is_lopower_echo_reply(const std::uint8_t* p, const inner_info& info) noexce
 // `out` (room for 40 + 8 + payload_len bytes), its length returned.
 std::uint16_t write_echo_request(std::uint8_t* out, const ip_address& src, const ip_address& dst, std::uint16_t seq,
                                  std::uint16_t payload_len) noexcept;
+
+// A UDP datagram to port 53 (a device asking lopower's DNS server).
+bool is_dns_query(const std::uint8_t* p, const inner_info& info) noexcept;
+// A whole IPv4/IPv6 UDP packet at `out` (room for 48 + payload bytes), with
+// checksums; its length, or 0 when the families differ or it would exceed
+// 65535 bytes.
+std::uint16_t write_udp_packet(std::uint8_t* out, const ip_address& src, std::uint16_t src_port, const ip_address& dst,
+                               std::uint16_t dst_port, std::span<const std::uint8_t> payload) noexcept;
 
 // TSMP (IP protocol 99, tailscale's net/packet/tsmp.go): a ping is 'p' and
 // 8 opaque bytes after the IP header; the pong is 'o', the same 8 bytes and

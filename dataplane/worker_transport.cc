@@ -156,6 +156,11 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound&
   const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
                                 : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
   if (to_us) {
+    if (setup_.inner_up_flag != 0 && is_dns_query(p, *info)) {  // lopower's DNS server: the control thread
+      m->ol_flags |= setup_.inner_up_flag;
+      m->port = ps.port.port_id;
+      return to_control(ps, &m, 1);
+    }
     if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
     out.pkts[out.count] = m;
     out.peers[out.count++] = peer;

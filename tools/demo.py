@@ -12,6 +12,7 @@ Everything is torn down on exit (Ctrl-C, or at once with --once).
 """
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -27,6 +28,7 @@ from wg_device import WgDevice, config_from_add_output  # noqa: E402
 
 RUN = Path("/run/lopower-demo")
 CONFIG = ROOT / "configs" / "demo.toml"
+SUFFIX = "tailnet.demo"  # headscale's MagicDNS base domain: names like ts1.tailnet.demo
 PAGE = "<h1>Hello from ts1</h1><p>served on the tailnet, fetched by a WireGuard device through lopower</p>\n"
 
 
@@ -46,9 +48,19 @@ def main() -> int:
     once = "--once" in sys.argv or not sys.stdin.isatty()
     shutil.rmtree(RUN, ignore_errors=True)
     RUN.mkdir(parents=True)
+    topo_cleanup = []
+    try:
+        return run_demo(once, topo_cleanup)
+    finally:
+        for fn in topo_cleanup:
+            fn()
+
+
+def run_demo(once: bool, topo_cleanup: list) -> int:
     with Topology(prefix="lpdemo") as topo:
         say("a tailnet: headscale in [ctl], a tailscaled peer in [ts1], on a test LAN")
-        lab = TailnetLab(topo, peers=["ts1"])
+        lab = TailnetLab(topo, peers=["ts1"],
+                         headscale_kw={"extra_config": {"dns": {"magic_dns": True, "base_domain": SUFFIX}}})
         ts1 = lab.peers["ts1"]
         print(f"ts1 joined as {', '.join(ts1.ips())}")
         www = topo.tmpdir / "www"
@@ -74,11 +86,20 @@ def main() -> int:
         say("the device comes up in [esp32] from exactly that text (wireguard-go, as wg-quick would)")
         esp = topo.host("esp32")
         attach_to_switch(topo, esp, ["198.18.40.50/24", "fd00:198:18:40::50/64"])
-        dev = WgDevice(esp, config_from_add_output(printed)).up()
+        config = config_from_add_output(printed)
+        dev = WgDevice(esp, config).up()
+        # Its resolver is what the config's DNS line says: lopower.
+        # (`ip netns exec` mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf.)
+        nameservers = re.search(r"^DNS = (.*)$", config, re.M).group(1).split(", ")
+        resolv = Path("/etc/netns") / esp.netns
+        resolv.mkdir(parents=True, exist_ok=True)
+        (resolv / "resolv.conf").write_text("".join(f"nameserver {n}\n" for n in nameservers))
+        topo_cleanup.append(lambda: shutil.rmtree(resolv, ignore_errors=True))
         print("device pings lopower:", "ok" if dev.ping("10.90.0.1") else "FAILED")
 
-        url = f"http://{ts1.ip(4)}:8000/"
-        say(f"the device fetches {url} from ts1 through lopower")
+        url = f"http://ts1.{SUFFIX}:8000/"
+        say(f"the device fetches {url} -- the name from lopower's DNS, the page through lopower")
+        print(esp.run(["getent", "hosts", f"ts1.{SUFFIX}"], check=False).stdout.strip() or "(not resolved)")
         page = ""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and PAGE.strip() not in page:

@@ -9,7 +9,10 @@ peer, v1.98.10) on one test LAN (tests/net/tailnet_lab.py).
     ts1 (tailscaled, userspace networking: connections to its tailnet
          address reach 127.0.0.1 in its namespace, where the services run)
 
-Addresses are the peer's tailnet IPs (MagicDNS comes with lopower's DNS).
+The devices resolve names through lopower's DNS server (their resolv.conf
+names lopower's device-side address, as the enrolled config's DNS line
+does): MagicDNS names under tailnet.test from the netmap, everything else
+forwarded to a dnsmasq in [ctl].
 """
 
 import hashlib
@@ -19,6 +22,8 @@ import re
 import subprocess
 import time
 from pathlib import Path
+
+import shutil
 
 import pytest
 
@@ -38,17 +43,34 @@ pytestmark = [
 APPS = Path(__file__).resolve().parent / "apps"
 HTTP_PORT, SINK_PORT, ECHO_PORT, UDP_PORT = 8000, 9001, 9002, 9003
 TEN_MB = 10 * 1024 * 1024
+SUFFIX = "tailnet.test"
+MAGIC_DNS = {"dns": {"magic_dns": True, "base_domain": SUFFIX}}
+UPSTREAM_NAME, UPSTREAM_ADDR = "upstream.example.test", "198.18.40.99"
 
 
 def lopowerd_toml(key_file):
     return (f'[tailnet]\ncontrol_url = "http://198.18.40.2:8080"\nhostname = "lopower"\n'
-            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n')
+            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n\n'
+            f'[dns]\nupstreams = ["198.18.40.2"]\n')
+
+
+def use_lopower_dns(host, nameserver):
+    """``ip netns exec`` mounts /etc/netns/<ns>/resolv.conf over
+    /etc/resolv.conf: the device's resolver is lopower, as its config's DNS
+    line says."""
+    d = Path("/etc/netns") / host.netns
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "resolv.conf").write_text(f"nameserver {nameserver}\noptions timeout:2 attempts:2\n")
+    return d
 
 
 @pytest.fixture(scope="module")
 def lab():
     with Topology() as topo:
-        lab = TailnetLab(topo, peers=["ts1"])
+        lab = TailnetLab(topo, peers=["ts1"], headscale_kw={"extra_config": MAGIC_DNS})
+        # The upstream resolver for names lopower does not own.
+        lab.ctl.popen(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--listen-address=198.18.40.2",
+                       "--bind-interfaces", f"--address=/{UPSTREAM_NAME}/{UPSTREAM_ADDR}", "--pid-file="])
         key_file = topo.tmpdir / "authkey"
         key_file.write_text(lab.authkey())
         key_file.chmod(0o600)
@@ -74,9 +96,13 @@ def lab():
             lab.devices[name] = WgDevice(host, config_from_add_output(printed)).up()
         for dev in lab.devices.values():
             assert dev.ping("10.90.0.1", count=3), "device tunnel up"
+        resolv_dirs = [use_lopower_dns(lab.devices[name].host, "10.90.0.1" if name == "dev4" else "fd7a:115c:a1e0:9909::1")
+                       for name in lab.devices]
         try:
             yield lab
         finally:
+            for d in resolv_dirs:
+                shutil.rmtree(d, ignore_errors=True)
             lab.lopowerd.stop()
             lab.close()
 
@@ -175,3 +201,34 @@ def test_no_peer_there_gets_an_icmp_unreachable_at_once(lab):
     r = dev1.host.run(["ping", "-c", "1", "-W", "2", "100.64.0.250"], check=False)
     assert "Unreachable" in r.stdout, r.stdout
     assert sum(p["drops"]["splice_no_route"] for p in d.status()["ports"]) >= before + 2
+
+
+def getent(dev, *args):
+    return dev.host.run(["getent", *args], check=False, timeout=20)
+
+
+def test_magicdns_names_through_lopower(lab):
+    ts1, dev1 = lab.peers["ts1"], lab.devices["dev1"]
+    name = f"ts1.{SUFFIX}"
+    r = getent(dev1, "ahosts", name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert set(ts1.ips()) <= set(line.split()[0] for line in r.stdout.splitlines()), r.stdout
+    # The page by name, as the demo fetches it.
+    r = dev1.host.run(["curl", "-sS", "-m", "20", "-o", "/dev/null", "-w", "%{http_code}",
+                       f"http://{name}:{HTTP_PORT}/ten.bin"], check=False, timeout=40)
+    assert r.stdout == "200", r.stdout + r.stderr
+    # Authoritative NXDOMAIN under the tailnet's suffix, forwarded elsewhere.
+    assert getent(dev1, "hosts", f"nosuch.{SUFFIX}").returncode == 2
+    r = getent(dev1, "hosts", UPSTREAM_NAME)
+    assert r.returncode == 0 and UPSTREAM_ADDR in r.stdout, r.stdout
+    # Reverse lookup of a tailnet address.
+    r = getent(dev1, "hosts", ts1.ip(4))
+    assert r.returncode == 0 and name in r.stdout, r.stdout
+    outcomes = lab.lopowerd.status()["dns"]["outcomes"]
+    assert outcomes["answered"] >= 2 and outcomes["nxdomain"] >= 1 and outcomes["forwarded_default"] >= 1, outcomes
+
+
+def test_ipv4_only_device_resolves_over_ipv4(lab):
+    ts1, dev4 = lab.peers["ts1"], lab.devices["dev4"]
+    r = getent(dev4, "ahostsv4", f"ts1.{SUFFIX}")
+    assert r.returncode == 0 and ts1.ip(4) in r.stdout, r.stdout + r.stderr

@@ -1,0 +1,216 @@
+#include "control/dns_service.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "control/log.h"
+#include "control/tailnet/netmap/map_response.h"
+#include "dataplane/inner_packet.h"
+
+namespace lopower {
+
+namespace {
+
+constexpr auto forward_timeout = std::chrono::seconds(4);
+constexpr std::size_t max_pending = 4096;  // forwarded queries in flight; beyond: SERVFAIL at once
+
+int open_udp(int family) {
+  const int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (family == AF_INET6) {
+    const int one = 1;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  return fd;  // bound on first send, to a port the kernel picks
+}
+
+// "198.18.0.53", "198.18.0.53:5353", "[fd00::53]:53"; nullopt for what is
+// not a plain UDP resolver (DoH "https://..." is not spoken yet).
+std::optional<tailnet::endpoint> resolver_endpoint(const std::string& text) {
+  if (auto a = ip_address::parse(text)) return tailnet::endpoint{*a, 53};
+  return tailnet::endpoint::parse(text);
+}
+
+}  // namespace
+
+dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::device_registry& registry,
+                         wireguard_server& devices)
+    : loop_(loop), cfg_(cfg), registry_(registry), devices_(devices) {
+  sock4_ = open_udp(AF_INET);
+  sock6_ = open_udp(AF_INET6);
+  for (int fd : {sock4_, sock6_})
+    if (fd >= 0) loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_upstream(fd); });
+  update(nullptr);
+}
+
+dns_service::~dns_service() {
+  for (int fd : {sock4_, sock6_})
+    if (fd >= 0) {
+      loop_.unwatch(fd);
+      ::close(fd);
+    }
+}
+
+void dns_service::update(const tailnet::netmap* nm) {
+  dns::zone z;
+  z.ipv4_enabled = cfg_.devices.ipv4_prefix.has_value();
+  z.default_resolvers = cfg_.dns.upstreams;
+  const tailnet::node* self = nm ? nm->self() : nullptr;
+  if (self != nullptr) {
+    auto add_node = [&z](const tailnet::node& n) {
+      if (n.name.empty()) return;
+      auto& addrs = z.names[n.name];
+      for (const ip_prefix& p : n.addresses) addrs.push_back(p.address);
+    };
+    add_node(*self);
+    for (const tailnet::node& p : nm->peers()) add_node(p);
+    // The MagicDNS suffix: what follows the first label of our own name,
+    // and every split-DNS route the tailnet answers locally.
+    if (const auto dot = self->name.find('.'); dot != std::string::npos && dot + 1 < self->name.size())
+      z.local_suffixes.push_back(self->name.substr(dot + 1));
+    for (const auto& [suffix, resolvers] : nm->dns().routes) {
+      if (resolvers.empty()) {
+        z.local_suffixes.push_back(suffix);
+        continue;
+      }
+      auto& list = z.routes[suffix];
+      for (const auto& r : resolvers) list.push_back(r.addr);
+    }
+    for (const auto& r : nm->dns().resolvers) z.default_resolvers.push_back(r.addr);
+    for (const auto& e : nm->dns().extra_records) z.extra.push_back({e.name, e.type, e.value});
+  }
+  answerer_ = std::make_unique<dns::answerer>(z);
+  for (const std::string& problem : answerer_->problems()) LOG_WARNING("dns: %s", problem.c_str());
+}
+
+std::string dns_service::device_with_address(const ip_address& a) const {
+  for (const enrollment::device& d : registry_.list())
+    if ((d.ipv4 && *d.ipv4 == a) || (d.ipv6 && *d.ipv6 == a)) return d.name;
+  return {};
+}
+
+void dns_service::handle_query_packet(rte_mbuf* m) {
+  const auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
+  const auto info = parse_inner(p, m->data_len);
+  if (!info || !is_dns_query(p, *info)) return rte_pktmbuf_free(m);
+  const bool v6 = info->ipv6;
+  ip_address from, to;
+  from.family = to.family = v6 ? ip_family::v6 : ip_family::v4;
+  std::memcpy(from.bytes.data(), info->src, v6 ? 16 : 4);
+  std::memcpy(to.bytes.data(), info->dst, v6 ? 16 : 4);
+  const std::uint16_t from_port = static_cast<std::uint16_t>(p[info->l4_offset] << 8 | p[info->l4_offset + 1]);
+  const std::span<const std::uint8_t> query(p + info->l4_offset + 8, info->length - info->l4_offset - 8u);
+  const std::string device = device_with_address(from);
+  if (device.empty()) {
+    ++unknown_device_;
+    return rte_pktmbuf_free(m);
+  }
+  dns::decision d = answerer_->handle_query(query, dns::transport::udp);
+  ++outcomes_[static_cast<std::size_t>(d.why)];
+  if (d.kind == dns::decision_kind::answer) answer(device, to, from, from_port, d.message);
+  else if (d.kind == dns::decision_kind::forward) {
+    pending q{device, from, to, from_port, dns::message_id(query).value_or(0), std::move(d.message),
+              std::chrono::steady_clock::now() + forward_timeout};
+    forward(std::move(q), d.resolvers);
+  }
+  rte_pktmbuf_free(m);
+}
+
+void dns_service::answer(const std::string& device, const ip_address& from, const ip_address& to, std::uint16_t to_port,
+                         std::span<const std::uint8_t> message) {
+  std::vector<std::uint8_t> packet(48 + message.size());
+  const std::uint16_t len = write_udp_packet(packet.data(), from, 53, to, to_port, message);
+  if (len != 0) devices_.send_data(device, std::span<const std::uint8_t>(packet.data(), len));
+}
+
+void dns_service::forward(pending q, const std::vector<std::string>& resolvers) {
+  std::uint16_t id = 0;
+  do id = static_cast<std::uint16_t>(randombytes_random()); while (pending_.contains(id));
+  const bool room = pending_.size() < max_pending && dns::set_message_id(q.sent, id);
+  bool sent = false;
+  for (const std::string& r : resolvers) {
+    const auto ep = room ? resolver_endpoint(r) : std::nullopt;
+    if (!ep) continue;
+    sockaddr_storage sa{};
+    socklen_t len = 0;
+    int fd = -1;
+    if (ep->address.family == ip_family::v4) {
+      auto* s4 = reinterpret_cast<sockaddr_in*>(&sa);
+      s4->sin_family = AF_INET;
+      s4->sin_port = htons(ep->port);
+      std::memcpy(&s4->sin_addr, ep->address.bytes.data(), 4);
+      len = sizeof *s4;
+      fd = sock4_;
+    } else {
+      auto* s6 = reinterpret_cast<sockaddr_in6*>(&sa);
+      s6->sin6_family = AF_INET6;
+      s6->sin6_port = htons(ep->port);
+      std::memcpy(&s6->sin6_addr, ep->address.bytes.data(), 16);
+      len = sizeof *s6;
+      fd = sock6_;
+    }
+    if (fd >= 0 && sendto(fd, q.sent.data(), q.sent.size(), 0, reinterpret_cast<sockaddr*>(&sa), len) >= 0) sent = true;
+  }
+  if (!sent) {
+    ++outcomes_[static_cast<std::size_t>(dns::outcome::no_upstream)];
+    std::vector<std::uint8_t> original = q.sent;
+    dns::set_message_id(original, q.device_id);
+    return answer(q.device, q.our_addr, q.device_addr, q.device_port, dns::servfail_answer(original));
+  }
+  pending_.emplace(id, std::move(q));
+}
+
+void dns_service::on_upstream(int fd) {
+  std::uint8_t buf[65536];
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) return;
+    const std::span<std::uint8_t> msg(buf, static_cast<std::size_t>(n));
+    const auto id = dns::message_id(msg);
+    auto it = id ? pending_.find(*id) : pending_.end();
+    if (it == pending_.end() || dns::check_upstream_answer(it->second.sent, msg) != dns::answer_check::ok) {
+      ++upstream_refused_;  // spoofed, late, or for a query we no longer wait on
+      continue;
+    }
+    ++upstream_answers_;
+    pending q = std::move(it->second);
+    pending_.erase(it);
+    dns::set_message_id(msg, q.device_id);
+    answer(q.device, q.our_addr, q.device_addr, q.device_port, msg);
+  }
+}
+
+void dns_service::tick() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (now < it->second.deadline) {
+      ++it;
+      continue;
+    }
+    ++timeouts_;
+    pending& q = it->second;
+    dns::set_message_id(q.sent, q.device_id);
+    answer(q.device, q.our_addr, q.device_addr, q.device_port, dns::servfail_answer(q.sent));
+    it = pending_.erase(it);
+  }
+}
+
+nlohmann::json dns_service::status_json() const {
+  nlohmann::json outcomes;
+  for (std::size_t i = 0; i < dns::outcome_count; ++i) outcomes[std::string(dns::outcome_names[i])] = outcomes_[i];
+  return {{"upstreams", cfg_.dns.upstreams},
+          {"outcomes", outcomes},
+          {"forwarded_in_flight", pending_.size()},
+          {"upstream_answers", upstream_answers_},
+          {"upstream_answers_refused", upstream_refused_},
+          {"upstream_timeouts", timeouts_},
+          {"queries_from_unknown_sources", unknown_device_}};
+}
+
+}  // namespace lopower
