@@ -134,7 +134,7 @@ def test_ping_the_peer_on_both_families(lab):
 def test_http_get_of_ten_megabytes(lab):
     ts1, dev1 = lab.peers["ts1"], lab.devices["dev1"]
     out = lab.www.parent / "got.bin"
-    r = dev1.host.run(["curl", "-sS", "-m", "120", "-o", str(out), f"http://{ts1.ip(4)}:{HTTP_PORT}/ten.bin"],
+    r = dev1.host.run(["curl", "-sS", "-m", "120", "-o", str(out), f"http://ts1.{SUFFIX}:{HTTP_PORT}/ten.bin"],
                       check=False, timeout=150)
     assert r.returncode == 0, r.stderr
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256((lab.www / "ten.bin").read_bytes()).digest()
@@ -232,3 +232,18 @@ def test_ipv4_only_device_resolves_over_ipv4(lab):
     ts1, dev4 = lab.peers["ts1"], lab.devices["dev4"]
     r = getent(dev4, "ahostsv4", f"ts1.{SUFFIX}")
     assert r.returncode == 0 and ts1.ip(4) in r.stdout, r.stdout + r.stderr
+
+
+def test_too_big_for_the_tailnet_gets_an_icmp_error(lab):
+    ts1, dev1, d = lab.peers["ts1"], lab.devices["dev1"], lab.lopowerd
+    before = sum(p["drops"]["splice_too_big"] for p in d.status()["ports"])
+    # 1372 bytes of ICMP payload: a 1400-byte packet, within the device MTU
+    # (1420), beyond the tailnet's (1280). Don't-fragment set.
+    r = dev1.host.run(["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1372", ts1.ip(4)], check=False)
+    assert "mtu = 1280" in r.stdout, r.stdout + r.stderr
+    r = dev1.host.run(["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1352", ts1.ip(6)], check=False)
+    assert "mtu = 1280" in r.stdout or "Packet too big" in r.stdout, r.stdout + r.stderr
+    assert sum(p["drops"]["splice_too_big"] for p in d.status()["ports"]) >= before + 2
+    # What fits goes through.
+    assert dev1.ping(ts1.ip(4), count=2) and dev1.host.run(
+        ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1252", ts1.ip(4)], check=False).returncode == 0
