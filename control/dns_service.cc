@@ -100,10 +100,7 @@ void dns_service::handle_query_packet(rte_mbuf* m) {
   const auto info = parse_inner(p, m->data_len);
   if (!info || !is_dns_query(p, *info)) return rte_pktmbuf_free(m);
   const bool v6 = info->ipv6;
-  ip_address from, to;
-  from.family = to.family = v6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(from.bytes.data(), info->src, v6 ? 16 : 4);
-  std::memcpy(to.bytes.data(), info->dst, v6 ? 16 : 4);
+  const ip_address from = ip_address::from_bytes(v6, info->src), to = ip_address::from_bytes(v6, info->dst);
   const std::uint16_t from_port = static_cast<std::uint16_t>(p[info->l4_offset] << 8 | p[info->l4_offset + 1]);
   const std::span<const std::uint8_t> query(p + info->l4_offset + 8, info->length - info->l4_offset - 8u);
   const std::string device = device_with_address(from);

@@ -19,12 +19,7 @@ namespace {
 constexpr auto trust_path_for = std::chrono::milliseconds(6500);
 constexpr auto heartbeat_interval = std::chrono::seconds(3);
 
-ip_address peer_address(const wg_endpoint& ep) {
-  ip_address a;
-  a.family = ep.ipv6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(a.bytes.data(), ep.peer_ip, ep.ipv6 ? 16 : 4);
-  return a;
-}
+ip_address peer_address(const wg_endpoint& ep) { return ip_address::from_bytes(ep.ipv6, ep.peer_ip); }
 
 }  // namespace
 

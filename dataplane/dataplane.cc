@@ -100,6 +100,9 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       s.max_flows_per_device = cfg.dataplane.max_flows_per_device;
       s.worker_index = static_cast<unsigned>(w);
       s.worker_count = static_cast<unsigned>(worker_lcores.size());
+      s.max_flows = cfg.dataplane.max_flows;
+      s.port_seed = rte_rand();
+      s.released_ports = released_ports_[w];
       workers_.push_back(std::make_unique<worker>(std::move(s)));
     }
   } catch (...) {
@@ -112,8 +115,7 @@ dataplane::~dataplane() {
   stop();
   close_all();
   delete tailnet_view_.exchange(nullptr);  // the workers are gone
-  flows_.reset();                           // before the peers its flows name
-  for (auto& [peer, when] : removed_devices_) delete peer;
+  for (auto& [peer, when] : removed_devices_) delete peer;  // after the flows that named them (close_all)
 }
 
 void dataplane::publish_tailnet_view(std::unique_ptr<tailnet_view> view) {
@@ -127,6 +129,7 @@ void dataplane::create_rings(std::size_t workers, std::uint32_t size) {
     to_control_.push_back(create_ring("lp_up" + n, size, sizeof(void*)));
     from_control_.push_back(create_ring("lp_down" + n, size, sizeof(void*)));
     neighbour_rings_.push_back(create_ring("lp_nbr" + n, size, sizeof(neighbour_note)));
+    released_ports_.push_back(create_ring("lp_rel" + n, size * 4, sizeof(splice::flow_key)));
     event_rings_.push_back(create_ring("lp_wgev" + n, size, sizeof(wg_event)));
   }
 }
@@ -148,8 +151,10 @@ void dataplane::close_all() {
   workers_.clear();
   // Retired keypairs go first (their release touches the session table).
   if (rcu_) rcu_->drain();
-  sessions_.reset();
+  // The deferred releases first: they free slots of the session and flow tables.
   rcu_.reset();
+  sessions_.reset();
+  flows_.reset();
   for (port_runtime& p : ports_) close_port(p);
   ports_.clear();
   for (auto* rings : {&to_control_, &from_control_}) {
@@ -160,7 +165,7 @@ void dataplane::close_all() {
     }
     rings->clear();
   }
-  for (auto* rings : {&neighbour_rings_, &event_rings_}) {
+  for (auto* rings : {&neighbour_rings_, &event_rings_, &released_ports_}) {
     for (rte_ring* r : *rings) rte_ring_free(r);
     rings->clear();
   }
@@ -251,9 +256,17 @@ unsigned dataplane::expire_flows() {
                                               f.state.load(std::memory_order_relaxed));
     if (f.device->removed.load(std::memory_order_relaxed) || idle >= timeout) done.push_back(&f);
   });
+  release_backlog_.resize(released_ports_.size());
   for (flow* f : done) {
     f->device->flows.fetch_sub(1, std::memory_order_relaxed);
+    release_backlog_[f->owner_worker].push_back(f->tailnet_key);  // the port goes back to its worker
     flows_->erase(f);
+  }
+  for (std::size_t w = 0; w < released_ports_.size(); ++w) {
+    auto& backlog = release_backlog_[w];
+    const unsigned sent = rte_ring_sp_enqueue_burst_elem(released_ports_[w], backlog.data(), sizeof(splice::flow_key),
+                                                         static_cast<unsigned>(backlog.size()), nullptr);
+    backlog.erase(backlog.begin(), backlog.begin() + sent);
   }
   // Removed devices whose flows are all retired now (the FIFO of the defer
   // queue frees the flows first).

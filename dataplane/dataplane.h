@@ -104,7 +104,9 @@ class dataplane {
   std::unique_ptr<rcu_domain> rcu_;
   std::unique_ptr<session_table> sessions_;
   std::unique_ptr<flow_table> flows_;
-  std::vector<std::pair<wg_peer*, std::uint64_t>> removed_devices_;  // peer, when removed (tsc)
+  std::vector<std::pair<wg_peer*, std::uint64_t>> removed_devices_;
+  std::vector<rte_ring*> released_ports_;                      // per worker
+  std::vector<std::vector<splice::flow_key>> release_backlog_;  // per worker: what did not fit the ring  // peer, when removed (tsc)
   neighbour_table neighbours_;
   control_stats control_stats_;
   std::atomic<const tailnet_view*> tailnet_view_{nullptr};

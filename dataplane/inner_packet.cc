@@ -164,9 +164,7 @@ wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, 
 namespace lopower {
 
 std::string endpoint_string(const wg_endpoint& ep) {
-  ip_address a;
-  a.family = ep.ipv6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(a.bytes.data(), ep.peer_ip, ep.ipv6 ? 16 : 4);
+  const ip_address a = ip_address::from_bytes(ep.ipv6, ep.peer_ip);
   const std::string host = ep.ipv6 ? "[" + a.to_string() + "]" : a.to_string();
   return host + ":" + std::to_string(rte_be_to_cpu_16(ep.peer_port_be));
 }

@@ -6,19 +6,12 @@ namespace lopower {
 
 namespace {
 
-ip_address address_at(bool ipv6, const std::uint8_t* bytes) {
-  ip_address a;
-  a.family = ipv6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(a.bytes.data(), bytes, ipv6 ? 16 : 4);
-  return a;
-}
-
 constexpr std::uint8_t ipproto_tcp = 6, ipproto_udp = 17, ipproto_sctp = 132;
 
 }  // namespace
 
 wg_peer* tailnet_view::route(bool ipv6, const std::uint8_t* dst) const noexcept {
-  const ip_address a = address_at(ipv6, dst);
+  const ip_address a = ip_address::from_bytes(ipv6, dst);
   for (const tailnet_route& r : routes)
     if (r.prefix.contains(a)) return r.peer;
   return nullptr;
@@ -35,7 +28,7 @@ bool tailnet_view::allows(const std::uint8_t* p, const inner_info& info) const n
     if (info.length < info.l4_offset + 4u) return false;
     port = static_cast<std::uint16_t>(p[info.l4_offset + 2] << 8 | p[info.l4_offset + 3]);
   }
-  return tailnet::filter_allows(filter, info.protocol, address_at(info.ipv6, info.src), address_at(info.ipv6, info.dst),
+  return tailnet::filter_allows(filter, info.protocol, ip_address::from_bytes(info.ipv6, info.src), ip_address::from_bytes(info.ipv6, info.dst),
                                 port);
 }
 

@@ -18,9 +18,7 @@ wg_keypair::~wg_keypair() {
 }
 
 bool allowed_prefixes::contains(bool ipv6, const std::uint8_t* addr) const noexcept {
-  ip_address a;
-  a.family = ipv6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(a.bytes.data(), addr, ipv6 ? 16 : 4);
+  const ip_address a = ip_address::from_bytes(ipv6, addr);
   for (const ip_prefix& p : prefixes)
     if (p.contains(a)) return true;
   return false;

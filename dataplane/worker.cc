@@ -48,6 +48,14 @@ worker::worker(worker_setup setup) : setup_(std::move(setup)) {
       ps.tx_tap = make_tx_buffer(setup_.burst_size, socket, drop_counter(pc, drop_reason::exception_tx_full));
     ports_.push_back(ps);
   }
+  if (setup_.flows != nullptr) {
+    splice::port_allocator_config pc;
+    pc.worker_index = static_cast<std::uint16_t>(setup_.worker_index);
+    pc.worker_count = static_cast<std::uint16_t>(setup_.worker_count);
+    pc.max_flows = setup_.max_flows;
+    pc.seed = setup_.port_seed;
+    ports_alloc_ = std::make_unique<splice::port_allocator>(pc);
+  }
   if (setup_.sessions != nullptr) {
     aead_ = setup_.crypto_backend == "auto" ? crypto::make_fastest_backend() : crypto::make_backend(setup_.crypto_backend);
     if (!aead_) throw std::runtime_error("crypto backend \"" + setup_.crypto_backend + "\" is not available on this machine");
@@ -193,6 +201,7 @@ unsigned worker::poll_once() noexcept {
     moved += poll_tap(ps);
   }
   moved += drain_control_ring();
+  take_back_ports();
   stats_.polls.add();
   if (moved != 0) stats_.busy_polls.add();
   if (rte_rdtsc() - last_drain_ >= drain_cycles_) flush();

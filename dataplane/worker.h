@@ -17,6 +17,7 @@
 #include "dataplane/lcore_stats.h"
 #include "dataplane/session_table.h"
 #include "dataplane/flow_table.h"
+#include "dataplane/splice/port_allocator.h"
 #include "dataplane/splice/translate.h"
 #include "dataplane/tailnet_view.h"
 
@@ -64,6 +65,11 @@ struct worker_setup {
   flow_table* flows = nullptr;
   std::uint32_t max_flows_per_device = 4096;
   unsigned worker_index = 0, worker_count = 1;  // this worker's slice of the port range
+  std::uint32_t max_flows = 65536;              // ports this worker may hold at once
+  std::uint64_t port_seed = 0;                  // keys the port choice (random in lopowerd)
+  // Tailnet-side keys of expired flows whose ports this worker gave out:
+  // it takes them back here (its allocator is its own, unsynchronised).
+  rte_ring* released_ports = nullptr;           // splice::flow_key elements
 };
 
 class worker {
@@ -130,6 +136,7 @@ class worker {
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                         splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept;
   void want_session(port_state& ps, wg_peer* peer) noexcept;
+  unsigned take_back_ports() noexcept;
   void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
   void idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept;
 
@@ -141,7 +148,7 @@ class worker {
   lcore_stats stats_;
   sub_bursts subs_;
   drop_reason reasons_[max_burst];
-  std::uint32_t port_cursor_ = 0;
+  std::unique_ptr<splice::port_allocator> ports_alloc_;  // when splicing
 };
 
 }  // namespace lopower

@@ -18,13 +18,6 @@ namespace lopower {
 
 namespace {
 
-ip_address address_of(bool ipv6, const std::uint8_t* bytes) {
-  ip_address a;
-  a.family = ipv6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(a.bytes.data(), bytes, ipv6 ? 16 : 4);
-  return a;
-}
-
 bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_icmp || protocol == splice::ipproto_icmpv6; }
 
 void track_tcp(flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir) {
@@ -57,8 +50,8 @@ void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& inf
   const bool have = info.ipv6 ? setup_.has_local_v6 : setup_.has_local_v4;
   rte_mbuf* err = have ? rte_pktmbuf_alloc(m->pool) : nullptr;
   if (err != nullptr) {
-    const ip_address from = info.ipv6 ? address_of(true, setup_.local_v6)
-                                      : address_of(false, reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be));
+    const ip_address from = info.ipv6 ? ip_address::from_bytes(true, setup_.local_v6)
+                                      : ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be));
     auto* buf = rte_pktmbuf_mtod(err, std::uint8_t*);
     const std::uint16_t room = static_cast<std::uint16_t>(rte_pktmbuf_tailroom(err) - 64);  // the tag and padding follow
     const std::uint16_t len = splice::build_icmp_error(buf, room, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length,
@@ -73,20 +66,23 @@ void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& inf
   rte_pktmbuf_free(m);
 }
 
-// A port for the flow, from this worker's slice of 1024..65535, unused
-// toward that destination: the tailnet key with that port must be free.
-// The cursor moves on, so a port comes back to a destination only after
-// the whole slice has gone round.
+// A port for the flow from this worker's slice, unique toward its
+// destination (splice::port_allocator: RFC 6056's double-hash selection).
 bool worker::allocate_port(flow& f) noexcept {
-  const std::uint32_t span = (65536u - 1024u) / setup_.worker_count;
-  const std::uint32_t base = 1024u + span * setup_.worker_index;
-  for (unsigned tries = 0; tries < 64; ++tries) {
-    const auto port = static_cast<std::uint16_t>(base + port_cursor_++ % span);
-    f.tailnet_key.dst_port = port;
-    if (is_icmp_echo(f.tailnet_key.protocol)) f.tailnet_key.src_port = port;
-    if (setup_.flows->find(f.tailnet_key) == nullptr) return true;
-  }
-  return false;
+  if (!ports_alloc_) return false;
+  const auto a = ports_alloc_->allocate(splice::destination_of(f.tailnet_key));
+  if (a.status != splice::allocation_status::ok) return false;
+  f.tailnet_key.dst_port = a.port;
+  if (is_icmp_echo(f.tailnet_key.protocol)) f.tailnet_key.src_port = a.port;
+  return true;
+}
+
+unsigned worker::take_back_ports() noexcept {
+  if (setup_.released_ports == nullptr) return 0;
+  splice::flow_key keys[32];
+  const unsigned n = rte_ring_sc_dequeue_burst_elem(setup_.released_ports, keys, sizeof(splice::flow_key), 32, nullptr);
+  for (unsigned i = 0; i < n; ++i) ports_alloc_->release(splice::destination_of(keys[i]), keys[i].dst_port);
+  return n;
 }
 
 flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept {
@@ -105,7 +101,12 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
   f->created_tsc = rte_rdtsc();
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
-  if (!allocate_port(*f) || !setup_.flows->insert(f)) {
+  if (!allocate_port(*f)) {
+    delete f;
+    return nullptr;
+  }
+  if (!setup_.flows->insert(f)) {
+    ports_alloc_->release(splice::destination_of(f->tailnet_key), f->tailnet_key.dst_port);
     delete f;
     return nullptr;
   }
@@ -132,7 +133,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     f = create_flow(key, *view, device);
     if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);
   }
-  const ip_address ours = address_of(info.ipv6, f->tailnet_key.dst);
+  const ip_address ours = ip_address::from_bytes(info.ipv6, f->tailnet_key.dst);
   if (splice::rewrite_source(p, info.length, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   if (info.protocol == splice::ipproto_tcp)
@@ -165,7 +166,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, outb
   flow* f = setup_.flows->find(key);
   if (f == nullptr || !(f->tailnet_key == key)) return false;
   const bool v6 = f->device_key.family == ip_family::v6;
-  const ip_address device_addr = address_of(v6, f->device_key.src);
+  const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
   st = icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_addr, f->device_key.src_port)
                   : splice::rewrite_destination(p, info.length, device_addr, f->device_key.src_port);
   if (st != splice::translate_status::ok) {

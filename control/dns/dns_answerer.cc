@@ -1,6 +1,7 @@
 #include "control/dns/dns_answerer.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <utility>
 
 #include "control/dns/ldns_owned.h"
@@ -11,11 +12,6 @@ namespace {
 
 using bytes = std::span<const std::uint8_t>;
 using wire_name = std::string;
-
-using pkt_ptr = ldns_pkt_ptr;
-using rr_ptr = ldns_rr_ptr;
-using rdf_ptr = ldns_rdf_ptr;
-using wire_ptr = ldns_wire_ptr;
 
 // --- wire constants -----------------------------------------------------------------
 
@@ -84,7 +80,7 @@ wire_name wire_of(const ldns_rdf* dname) {
 // lowercase wire form; nullopt when it is not a domain name.
 std::optional<wire_name> wire_from_text(const std::string& text) {
   if (text.empty() || text.find('\0') != std::string::npos) return std::nullopt;
-  rdf_ptr name(ldns_dname_new_frm_str(text.c_str()));
+  ldns_rdf_ptr name(ldns_dname_new_frm_str(text.c_str()));
   if (!name) return std::nullopt;
   return wire_of(name.get());
 }
@@ -122,8 +118,8 @@ struct parsed_query {
   std::uint16_t id = 0;
   bool rd = false;
   bool cd = false;
-  rr_ptr question;  // owner as asked (case kept), type, class
-  wire_name name;   // the owner, lowercase
+  ldns_rr_ptr question;  // owner as asked (case kept), type, class
+  wire_name name;        // the owner, lowercase
   std::uint16_t qtype = 0;
   std::uint16_t qclass = 0;
   bool edns = false;
@@ -136,20 +132,24 @@ struct parsed_query {
 };
 
 // RFC 1035 4.1.4: a compression pointer refers to a prior occurrence of a
-// name. ldns follows pointers forward too; a forward pointer can reach into
-// bytes after the message's end, which the forwarded copy leaves out, so
-// such names are refused, as BIND does. Each pointer must go below where
-// the previous one landed, which also rules out loops.
+// name, so the name it leads to lies wholly before the part that pointed
+// to it. ldns follows pointers anywhere, forward too, and into the middle
+// of labels; that can read bytes after the message's end, which the
+// forwarded copy leaves out. Such names are refused here (BIND refuses
+// forward pointers too). Each jump lands lower than the last, so this also
+// ends loops.
 bool pointers_go_back(bytes m, std::size_t at) noexcept {
-  std::size_t floor = at;
-  for (std::size_t pos = at; pos < m.size();) {
+  std::size_t start = at;        // where the current run of labels began
+  std::size_t limit = m.size();  // and the bytes it may use
+  for (std::size_t pos = at; pos < limit;) {
     const std::uint8_t length = m[pos];
     if (length == 0) return true;
     if ((length & 0xc0) == 0xc0) {
-      if (pos + 1 >= m.size()) return false;
+      if (pos + 1 >= limit) return false;
       const std::size_t target = static_cast<std::size_t>(length & 0x3f) << 8 | m[pos + 1];
-      if (target >= floor) return false;
-      floor = pos = target;
+      if (target >= start) return false;
+      limit = start;
+      start = pos = target;
     } else if ((length & 0xc0) != 0) {
       return false;  // extended label types (RFC 6891 6.1.1 retired them)
     } else {
@@ -180,7 +180,7 @@ std::optional<record_frame> next_record(bytes m, std::size_t& pos) {
     ldns_rdf_deep_free(raw);
     return std::nullopt;
   }
-  const rdf_ptr owner(raw);
+  const ldns_rdf_ptr owner(raw);
   f.root_owner = ldns_rdf_size(owner.get()) == 1;
   f.owner_compressed = pos - owner_at != ldns_rdf_size(owner.get());
   if (pos > m.size() || m.size() - pos < 10) return std::nullopt;
@@ -262,8 +262,8 @@ std::vector<std::uint8_t> header_only_reply(bytes m, std::uint8_t rcode) {
 // --- the reply ---------------------------------------------------------------------------
 
 // Header, question and OPT of a reply to `q`; records go in after.
-pkt_ptr reply_packet(const parsed_query& q, std::uint8_t rcode, bool authoritative, bool truncated) {
-  pkt_ptr p(ldns_pkt_new());
+ldns_pkt_ptr reply_packet(const parsed_query& q, std::uint8_t rcode, bool authoritative, bool truncated) {
+  ldns_pkt_ptr p(ldns_pkt_new());
   if (!p) return p;
   ldns_pkt_set_id(p.get(), q.id);
   ldns_pkt_set_qr(p.get(), true);
@@ -274,7 +274,7 @@ pkt_ptr reply_packet(const parsed_query& q, std::uint8_t rcode, bool authoritati
   ldns_pkt_set_ra(p.get(), q.rd);  // as tailscale: recursion is offered to whoever asks for it
   ldns_pkt_set_cd(p.get(), q.cd);
   ldns_pkt_set_rcode(p.get(), static_cast<std::uint8_t>(rcode & 0x0f));
-  rr_ptr question(ldns_rr_clone(q.question.get()));
+  ldns_rr_ptr question(ldns_rr_clone(q.question.get()));
   if (!question || !ldns_pkt_push_rr(p.get(), LDNS_SECTION_QUESTION, question.get())) return nullptr;
   (void)question.release();
   if (q.edns) {
@@ -286,23 +286,26 @@ pkt_ptr reply_packet(const parsed_query& q, std::uint8_t rcode, bool authoritati
   return p;
 }
 
-bool push(ldns_pkt* p, ldns_pkt_section section, rr_ptr rr) {
+bool push(ldns_pkt* p, ldns_pkt_section section, ldns_rr_ptr rr) {
   if (!rr || !ldns_pkt_push_rr(p, section, rr.get())) return false;
   (void)rr.release();
   return true;
 }
 
-rr_ptr make_rr(const ldns_rdf* owner, std::uint16_t type, std::uint32_t ttl, std::initializer_list<ldns_rdf*> rdata) {
-  std::vector<rdf_ptr> owned;
+// A record of class IN. Takes the RDATA fields (any of them null when ldns
+// ran out of memory: then null).
+ldns_rr_ptr make_rr(const ldns_rdf* owner, std::uint16_t type, std::uint32_t ttl,
+                    std::initializer_list<ldns_rdf*> rdata) {
+  std::vector<ldns_rdf_ptr> owned;
   for (ldns_rdf* r : rdata) owned.emplace_back(r);
-  rr_ptr rr(ldns_rr_new());
-  rdf_ptr name(ldns_rdf_clone(owner));
-  if (!rr || !name || std::any_of(owned.begin(), owned.end(), [](const rdf_ptr& r) { return !r; })) return nullptr;
+  ldns_rr_ptr rr(ldns_rr_new());
+  ldns_rdf_ptr name(ldns_rdf_clone(owner));
+  if (!rr || !name || std::any_of(owned.begin(), owned.end(), [](const ldns_rdf_ptr& r) { return !r; })) return nullptr;
   ldns_rr_set_owner(rr.get(), name.release());
   ldns_rr_set_type(rr.get(), static_cast<ldns_rr_type>(type));
   ldns_rr_set_class(rr.get(), LDNS_RR_CLASS_IN);
   ldns_rr_set_ttl(rr.get(), ttl);
-  for (rdf_ptr& r : owned) {
+  for (ldns_rdf_ptr& r : owned) {
     if (!ldns_rr_push_rdf(rr.get(), r.get())) return nullptr;
     (void)r.release();
   }
@@ -311,14 +314,14 @@ rr_ptr make_rr(const ldns_rdf* owner, std::uint16_t type, std::uint32_t ttl, std
 
 ldns_rdf* dname_rdf(const wire_name& n) { return ldns_rdf_new_frm_data(LDNS_RDF_TYPE_DNAME, n.size(), n.data()); }
 
-rr_ptr address_rr(const ldns_rdf* owner, const ip_address& a) {
+ldns_rr_ptr address_rr(const ldns_rdf* owner, const ip_address& a) {
   if (a.family == ip_family::v4)
     return make_rr(owner, type_a, answer_ttl, {ldns_rdf_new_frm_data(LDNS_RDF_TYPE_A, 4, a.bytes.data())});
   return make_rr(owner, type_aaaa, answer_ttl, {ldns_rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, 16, a.bytes.data())});
 }
 
-rr_ptr soa_rr(const wire_name& apex) {
-  const rdf_ptr owner(dname_rdf(apex));
+ldns_rr_ptr soa_rr(const wire_name& apex) {
+  const ldns_rdf_ptr owner(dname_rdf(apex));
   if (!owner) return nullptr;
   return make_rr(owner.get(), type_soa, negative_ttl,
                  {dname_rdf(apex), ldns_dname_new_frm_str(soa_rname),
@@ -335,7 +338,7 @@ std::vector<std::uint8_t> to_wire(const ldns_pkt* p) {
   std::uint8_t* raw = nullptr;
   std::size_t size = 0;
   const ldns_status status = ldns_pkt2wire(&raw, p, &size);
-  const wire_ptr owned(raw);
+  const ldns_wire_ptr owned(raw);
   if (status != LDNS_STATUS_OK || !raw) return {};
   return {raw, raw + size};
 }
@@ -547,7 +550,7 @@ decision answerer::handle_query(std::span<const std::uint8_t> query, transport t
     }
     const std::size_t limit = answer_limit(*q, t);
     if (r.addresses.size() <= max_records) {
-      const pkt_ptr p = reply_packet(*q, r.rcode, r.authoritative, false);
+      const ldns_pkt_ptr p = reply_packet(*q, r.rcode, r.authoritative, false);
       const ldns_rdf* owner = ldns_rr_owner(q->question.get());
       bool built = p != nullptr;
       for (const ip_address* a : r.addresses)
@@ -620,7 +623,7 @@ std::optional<question_key> only_question(bytes m) {
     ldns_rdf_deep_free(raw);
     return std::nullopt;
   }
-  const rdf_ptr name(raw);
+  const ldns_rdf_ptr name(raw);
   if (pos > m.size() || m.size() - pos < 4) return std::nullopt;
   return question_key{wire_of(name.get()), read16(m, pos), read16(m, pos + 2)};
 }

@@ -27,7 +27,9 @@
 // Refusals, never a crash: fewer than 12 bytes or a response (QR set) is
 // dropped; an opcode other than QUERY gets NOTIMP; anything that is not one
 // well-formed question plus well-formed records (at most one OPT, owned by
-// the root) gets FORMERR, header only; EDNS versions above 0 get BADVERS;
+// the root; compression pointers only to earlier bytes, as RFC 1035 4.1.4
+// has it) gets FORMERR, header only; bytes after the last record are
+// ignored; EDNS versions above 0 get BADVERS;
 // zone transfers, TSIG-signed queries and classes other than IN (or ANY)
 // for local names get REFUSED.
 //
@@ -41,9 +43,10 @@
 // name by ldns_wire2dname (compression, label and length limits), and
 // answers are written by ldns_pkt2wire (with name compression). Only the
 // framing of the records after the question is walked here (owner name by
-// ldns, then type, class, TTL, RDLENGTH): ldns_wire2pkt leaks on a query
-// with two TSIG records and, for RDATA longer than its type's fields, stops
-// mid-record and misreads what follows.
+// ldns, then type, class, TTL, RDLENGTH), and the direction of compression
+// pointers checked: ldns_wire2pkt leaks on a query with two TSIG records
+// and, for RDATA longer than its type's fields, stops mid-record and
+// misreads what follows; ldns follows pointers forward as well.
 
 #include <array>
 #include <cstddef>
@@ -151,7 +154,7 @@ struct decision {
 // share it read-only: handle_query is const and keeps no state.
 class answerer {
  public:
-  answerer() = default;  // no names, no resolvers: every query gets SERVFAIL or a refusal
+  answerer() : answerer(zone{}) {}  // no names, no resolvers: SERVFAIL, NXDOMAIN in the reverse zones
   explicit answerer(const zone& z);
 
   // The decision for one message from a device, as it came: the UDP

@@ -19,6 +19,8 @@ struct ip_address {
   // Parses "198.18.0.1" or "fd00::1"; nullopt on anything else.
   static std::optional<ip_address> parse(std::string_view text);
   static ip_address v4(std::uint32_t host_order);
+  // 4 (IPv4) or 16 (IPv6) bytes in network order, as packets carry them.
+  static ip_address from_bytes(bool ipv6, const std::uint8_t* bytes);
   std::string to_string() const;
   std::uint32_t v4_host_order() const;
   bool operator==(const ip_address&) const = default;

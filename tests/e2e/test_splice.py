@@ -139,7 +139,8 @@ def test_http_get_of_ten_megabytes(lab):
     assert r.returncode == 0, r.stderr
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256((lab.www / "ten.bin").read_bytes()).digest()
     tcp = [f for f in flows(lab.lopowerd, "dev1") if f["protocol"] == "tcp" and f["destination"].endswith(f":{HTTP_PORT}")]
-    assert tcp and tcp[-1]["bytes_in"] > TEN_MB
+    # curl may also have tried the other family (happy eyeballs): the flow that carried it.
+    assert tcp and max(f["bytes_in"] for f in tcp) > TEN_MB, tcp
 
 
 def test_tcp_upload_of_ten_megabytes(lab):

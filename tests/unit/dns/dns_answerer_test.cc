@@ -297,6 +297,32 @@ TEST(DnsNames, ExtraRecords) {
   EXPECT_EQ(ask(query("mail.example.com.", LDNS_RR_TYPE_MX)).why, outcome::forwarded_default);
 }
 
+TEST(DnsNames, ZoneEdges) {
+  zone z;
+  z.names["bare.tailnet.test."] = {};                      // a node without addresses: exists
+  z.names["bad..name"] = {ip("100.64.0.1")};               // not a domain name
+  z.names[std::string(64, 'x') + ".tailnet.test."] = {};   // a label too long
+  z.routes["tailnet.test"] = {};
+  z.extra = {{"alias.example.com", "", "100.64.0.2"},      // names an address a peer has: the peer keeps the PTR
+             {"alias.example.com", "A", "100.64.0.3"}};    // the same name twice: both addresses
+  z.names["peer.tailnet.test."] = {ip("100.64.0.2")};
+  const answerer a(z);
+  EXPECT_EQ(a.problems().size(), 2U);
+  EXPECT_EQ(a.handle_query(query("bare.tailnet.test.", LDNS_RR_TYPE_A), transport::udp).why, outcome::nodata);
+  const pkt_ptr ptr =
+      parse(a.handle_query(query("2.0.64.100.in-addr.arpa.", LDNS_RR_TYPE_PTR), transport::udp).message);
+  EXPECT_EQ(records(ldns_pkt_answer(ptr.get())),
+            std::vector<std::string>{"2.0.64.100.in-addr.arpa. 600 IN PTR peer.tailnet.test."});
+  const pkt_ptr alias = parse(a.handle_query(query("alias.example.com.", LDNS_RR_TYPE_A), transport::udp).message);
+  EXPECT_EQ(ldns_pkt_ancount(alias.get()), 2);
+
+  // Nothing at all: no upstream, but the tailnet's reverse zones are still ours.
+  const answerer empty;
+  EXPECT_EQ(empty.handle_query(query("example.org.", LDNS_RR_TYPE_A), transport::udp).why, outcome::no_upstream);
+  EXPECT_EQ(empty.handle_query(query("1.0.64.100.in-addr.arpa.", LDNS_RR_TYPE_PTR), transport::udp).why,
+            outcome::nxdomain);
+}
+
 TEST(DnsNames, OnionIsNeverResolved) {
   const decision d = ask(query("duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion.", LDNS_RR_TYPE_A));
   EXPECT_EQ(d.why, outcome::nxdomain);
@@ -452,10 +478,36 @@ TEST(DnsRefusals, Formerr) {
   formerr(two_questions);  // says two, has one
   two_questions.insert(two_questions.end(), ts1_a_query.begin() + 12, ts1_a_query.end());
   formerr(two_questions);  // has two
-  for (std::size_t cut = 12; cut < ts1_a_query.size(); ++cut) formerr(bytes(ts1_a_query.begin(), ts1_a_query.begin() + static_cast<std::ptrdiff_t>(cut)));
-  // A compression pointer to itself, and one past the end.
+  for (std::size_t cut = 12; cut < ts1_a_query.size(); ++cut)
+    formerr(bytes(ts1_a_query.begin(), ts1_a_query.begin() + static_cast<std::ptrdiff_t>(cut)));
+  // A compression pointer to itself, one past the end, one forward (into
+  // bytes after the question, which the fuzzer found: the forwarded copy
+  // leaves them out), and a loop through an earlier label.
   formerr({0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1});
   formerr({0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 200, 0, 1, 0, 1});
+  formerr({0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 0xc0, 20, 0, 1, 0, 1, 1, 'b', 0});
+  // Back, but into the middle of the question, from where the name runs on
+  // past the pointer into the bytes after the message (the fuzzer again):
+  // from 16, labels of 1 (at 16), 1 (at 18, holding the pointer's 0xc0),
+  // then 16 (the pointer's own 16, running over the record and 6 trailing
+  // bytes), then the root. ldns reads that name; it is refused.
+  formerr({0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1,
+           1, 'a', 0, 0x00, 0x01, 0x00, 0x01,                         // question at 12: a. A IN
+           0xc0, 16, 0x00, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0x00, 0x00,  // record at 19, owner -> 16
+           'z', 'z', 'z', 'z', 'z', 'z', 0});                         // trailing
+  {
+    // A record owner pointing back at the question's name is fine (any
+    // compressor writes that); pointing at itself is not.
+    bytes q = query("www.example.org.", LDNS_RR_TYPE_A);
+    q[11] = 1;
+    bytes good = q;
+    good.insert(good.end(), {0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0x00, 0x04, 1, 2, 3, 4});
+    EXPECT_EQ(ask(good).why, outcome::forwarded_default);
+    bytes self = q;
+    const auto at = static_cast<std::uint8_t>(self.size());
+    self.insert(self.end(), {0xc0, at, 0x00, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0x00, 0x04, 1, 2, 3, 4});
+    formerr(self);
+  }
   // A label longer than 63, an extended label type.
   formerr({0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 64, 'a', 0, 0, 1, 0, 1});
   formerr({0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x41, 'a', 0, 0, 1, 0, 1});
@@ -479,7 +531,8 @@ TEST(DnsRefusals, Formerr) {
   formerr(named_opt);
   bytes bad_options = ts1_a_query;
   bad_options[11] = 1;
-  bad_options.insert(bad_options.end(), {0, 0x00, 0x29, 0x04, 0xd0, 0, 0, 0, 0, 0x00, 0x06, 0x00, 0x0a, 0x00, 0x08, 1, 2});
+  bad_options.insert(bad_options.end(),
+                     {0, 0x00, 0x29, 0x04, 0xd0, 0, 0, 0, 0, 0x00, 0x06, 0x00, 0x0a, 0x00, 0x08, 1, 2});
   formerr(bad_options);
 }
 
@@ -487,7 +540,8 @@ TEST(DnsRefusals, WellFormedRecordsAfterTheQuestionAreAccepted) {
   // A cookie option (RFC 7873) in the OPT: fine, forwarded as is.
   bytes q = query("www.example.org.", LDNS_RR_TYPE_A);
   q[11] = 1;
-  q.insert(q.end(), {0, 0x00, 0x29, 0x04, 0xd0, 0, 0, 0, 0, 0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8});
+  q.insert(q.end(),
+           {0, 0x00, 0x29, 0x04, 0xd0, 0, 0, 0, 0, 0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8});
   const decision d = ask(q);
   EXPECT_EQ(d.why, outcome::forwarded_default);
   EXPECT_EQ(d.message, q);
@@ -688,7 +742,9 @@ TEST(DnsRobustness, MutatedQueries) {
       switch (rng() % 4) {
         case 0: m[rng() % m.size()] = static_cast<std::uint8_t>(rng()); break;
         case 1: m.resize(rng() % (m.size() + 1)); break;
-        case 2: m.insert(m.begin() + static_cast<std::ptrdiff_t>(rng() % m.size()), static_cast<std::uint8_t>(rng())); break;
+        case 2:
+          m.insert(m.begin() + static_cast<std::ptrdiff_t>(rng() % m.size()), static_cast<std::uint8_t>(rng()));
+          break;
         default: m[rng() % m.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;
       }
     }
