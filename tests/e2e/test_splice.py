@@ -248,3 +248,14 @@ def test_too_big_for_the_tailnet_gets_an_icmp_error(lab):
     # What fits goes through.
     assert dev1.ping(ts1.ip(4), count=2) and dev1.host.run(
         ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1252", ts1.ip(4)], check=False).returncode == 0
+
+
+def test_removing_a_device_ends_its_flows(lab):
+    ts1, dev2, d = lab.peers["ts1"], lab.devices["dev2"], lab.lopowerd
+    assert dev2.ping(ts1.ip(4), count=2)
+    assert flows(d, "dev2"), "dev2 has flows"
+    d.ctl("device", "remove", "dev2")
+    wait_until(lambda: not [f for f in flows(d) if f["device"] in ("dev2", "")], 10, "dev2's flows to go")
+    assert not dev2.ping(ts1.ip(4), count=1, wait=1)
+    # Everyone else is untouched.
+    assert lab.devices["dev1"].ping(ts1.ip(4), count=2)
