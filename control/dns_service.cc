@@ -1,6 +1,10 @@
 #include "control/dns_service.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <sys/epoll.h>
@@ -12,6 +16,7 @@
 #include "control/log.h"
 #include "control/tailnet/netmap/map_response.h"
 #include "dataplane/inner_packet.h"
+#include "dataplane/kernel_interface.h"
 
 namespace lopower {
 
@@ -47,9 +52,23 @@ dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::
   for (int fd : {sock4_, sock6_})
     if (fd >= 0) loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_upstream(fd); });
   update(nullptr);
+  try {
+    open_tcp();
+  } catch (const std::exception& e) {
+    LOG_WARNING("dns: no DNS over TCP for devices: %s", e.what());
+  }
 }
 
 dns_service::~dns_service() {
+  while (!conns_.empty()) close_tcp(conns_.begin()->first);
+  for (int fd : listeners_) {
+    loop_.unwatch(fd);
+    ::close(fd);
+  }
+  if (tun_ >= 0) {
+    loop_.unwatch(tun_);
+    ::close(tun_);  // the kernel removes the interface with it
+  }
   for (int fd : {sock4_, sock6_})
     if (fd >= 0) {
       loop_.unwatch(fd);
@@ -99,6 +118,10 @@ void dns_service::handle_query_packet(rte_mbuf* m) {
   const auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
   const auto info = parse_inner(p, m->data_len);
   if (!info || !is_dns_query(p, *info)) return rte_pktmbuf_free(m);
+  if (info->protocol == IPPROTO_TCP) {  // the kernel's TCP answers, through our listener
+    if (tun_ >= 0 && ::write(tun_, p, info->length) < 0) LOG_DEBUG("dns: TUN write: %s", std::strerror(errno));
+    return rte_pktmbuf_free(m);
+  }
   const bool v6 = info->ipv6;
   const ip_address from = ip_address::from_bytes(v6, info->src), to = ip_address::from_bytes(v6, info->dst);
   const std::uint16_t from_port = static_cast<std::uint16_t>(p[info->l4_offset] << 8 | p[info->l4_offset + 1]);
@@ -112,7 +135,7 @@ void dns_service::handle_query_packet(rte_mbuf* m) {
   ++outcomes_[static_cast<std::size_t>(d.why)];
   if (d.kind == dns::decision_kind::answer) answer(device, to, from, from_port, d.message);
   else if (d.kind == dns::decision_kind::forward) {
-    pending q{device, from, to, from_port, dns::message_id(query).value_or(0), std::move(d.message),
+    pending q{device, -1, 0, from, to, from_port, dns::message_id(query).value_or(0), std::move(d.message),
               std::chrono::steady_clock::now() + forward_timeout};
     forward(std::move(q), d.resolvers);
   }
@@ -158,9 +181,15 @@ void dns_service::forward(pending q, const std::vector<std::string>& resolvers) 
     ++outcomes_[static_cast<std::size_t>(dns::outcome::no_upstream)];
     std::vector<std::uint8_t> original = q.sent;
     dns::set_message_id(original, q.device_id);
-    return answer(q.device, q.our_addr, q.device_addr, q.device_port, dns::servfail_answer(original));
+    return deliver(q, dns::servfail_answer(original));
   }
   pending_.emplace(id, std::move(q));
+}
+
+void dns_service::deliver(pending& q, std::span<const std::uint8_t> message) {
+  if (q.tcp_fd < 0) return answer(q.device, q.our_addr, q.device_addr, q.device_port, message);
+  auto serial = conn_serial_.find(q.tcp_fd);
+  if (serial != conn_serial_.end() && serial->second == q.tcp_serial) send_tcp(q.tcp_fd, message);
 }
 
 void dns_service::on_upstream(int fd) {
@@ -179,7 +208,7 @@ void dns_service::on_upstream(int fd) {
     pending q = std::move(it->second);
     pending_.erase(it);
     dns::set_message_id(msg, q.device_id);
-    answer(q.device, q.our_addr, q.device_addr, q.device_port, msg);
+    deliver(q, msg);
   }
 }
 
@@ -193,9 +222,153 @@ void dns_service::tick() {
     ++timeouts_;
     pending& q = it->second;
     dns::set_message_id(q.sent, q.device_id);
-    answer(q.device, q.our_addr, q.device_addr, q.device_port, dns::servfail_answer(q.sent));
+    deliver(q, dns::servfail_answer(q.sent));
     it = pending_.erase(it);
   }
+}
+
+// --- TCP through the kernel -------------------------------------------------------------
+
+void dns_service::open_tcp() {
+  tun_ = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (tun_ < 0) throw std::runtime_error(std::string("/dev/net/tun: ") + std::strerror(errno));
+  ifreq ifr{};
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  tun_name_ = "lpdns" + std::to_string(::getpid() % 1000000);
+  std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", tun_name_.c_str());
+  if (ioctl(tun_, TUNSETIFF, &ifr) != 0) throw std::runtime_error(std::string("TUNSETIFF: ") + std::strerror(errno));
+  kernel_interface kif(tun_name_);
+  std::vector<ip_address> ours;
+  if (cfg_.devices.ipv4_prefix) {
+    ip_prefix p = *cfg_.devices.ipv4_prefix;
+    p.address.bytes[3] |= 1;  // lopower's own: the first host of the device prefix
+    kif.add_address(p);
+    ours.push_back(p.address);
+  }
+  ip_prefix p6 = cfg_.devices.ipv6_prefix;
+  p6.address.bytes[15] |= 1;
+  kif.add_address(p6);
+  ours.push_back(p6.address);
+  kif.set_up();
+  loop_.watch(tun_, EPOLLIN, [this](std::uint32_t) { on_tun(); });
+  for (const ip_address& a : ours) {
+    const bool v6 = a.family == ip_family::v6;
+    const int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_storage sa{};
+    socklen_t len;
+    if (v6) {
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+      auto* s6 = reinterpret_cast<sockaddr_in6*>(&sa);
+      s6->sin6_family = AF_INET6;
+      s6->sin6_port = htons(53);
+      std::memcpy(&s6->sin6_addr, a.bytes.data(), 16);
+      len = sizeof *s6;
+    } else {
+      setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+      auto* s4 = reinterpret_cast<sockaddr_in*>(&sa);
+      s4->sin_family = AF_INET;
+      s4->sin_port = htons(53);
+      std::memcpy(&s4->sin_addr, a.bytes.data(), 4);
+      len = sizeof *s4;
+    }
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(fd, 64) != 0) {
+      const int err = errno;
+      ::close(fd);
+      throw std::runtime_error("listen on " + a.to_string() + ":53: " + std::strerror(err));
+    }
+    listeners_.push_back(fd);
+    loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_accept(fd); });
+  }
+  LOG_INFO("dns: TCP on port 53 through kernel interface %s", tun_name_.c_str());
+}
+
+// What the kernel sends to a device: it goes through the device's session.
+void dns_service::on_tun() {
+  std::uint8_t buf[2048];
+  for (;;) {
+    const ssize_t n = ::read(tun_, buf, sizeof buf);
+    if (n <= 0) return;
+    const auto info = parse_inner(buf, static_cast<std::uint32_t>(n));
+    if (!info) continue;
+    const std::string device = device_with_address(ip_address::from_bytes(info->ipv6, info->dst));
+    if (!device.empty()) devices_.send_data(device, std::span<const std::uint8_t>(buf, info->length));
+  }
+}
+
+void dns_service::on_accept(int listener) {
+  for (;;) {
+    const int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (conns_.size() >= 256) {  // a device cannot tie up lopower with idle connections
+      ::close(fd);
+      continue;
+    }
+    conns_[fd] = tcp_conn{fd, {}};
+    conn_serial_[fd] = next_serial_++;
+    loop_.watch(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t) { on_tcp_data(fd); });
+  }
+}
+
+void dns_service::on_tcp_data(int fd) {
+  auto it = conns_.find(fd);
+  if (it == conns_.end()) return;
+  std::uint8_t buf[4096];
+  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  if (n <= 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    return close_tcp(fd);
+  }
+  auto& in = it->second.in;
+  in.insert(in.end(), buf, buf + n);
+  // The peer of this connection is a device: the kernel knows its address.
+  sockaddr_storage sa{};
+  socklen_t len = sizeof sa;
+  getpeername(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ip_address peer;
+  if (sa.ss_family == AF_INET6)
+    peer = ip_address::from_bytes(true, reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in6*>(&sa)->sin6_addr));
+  else
+    peer = ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in*>(&sa)->sin_addr));
+  const std::string device = device_with_address(peer);
+  while (in.size() >= 2) {
+    const std::size_t size = static_cast<std::size_t>(in[0] << 8 | in[1]);
+    if (in.size() < 2 + size) break;
+    std::vector<std::uint8_t> query(in.begin() + 2, in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
+    in.erase(in.begin(), in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
+    ++tcp_queries_;
+    dns::decision d = answerer_->handle_query(query, dns::transport::tcp);
+    ++outcomes_[static_cast<std::size_t>(d.why)];
+    if (d.kind == dns::decision_kind::answer) send_tcp(fd, d.message);
+    else if (d.kind == dns::decision_kind::forward) {
+      pending q{device, fd, conn_serial_[fd], peer, peer, 0, dns::message_id(query).value_or(0), std::move(d.message),
+                std::chrono::steady_clock::now() + forward_timeout};
+      forward(std::move(q), d.resolvers);
+    } else {
+      return close_tcp(fd);
+    }
+  }
+  if (in.size() > 2 + dns::max_message_size) close_tcp(fd);
+}
+
+void dns_service::send_tcp(int fd, std::span<const std::uint8_t> message) {
+  std::vector<std::uint8_t> framed(2 + message.size());
+  framed[0] = static_cast<std::uint8_t>(message.size() >> 8);
+  framed[1] = static_cast<std::uint8_t>(message.size());
+  std::memcpy(framed.data() + 2, message.data(), message.size());
+  // Answers are small and the kernel's buffer is empty between them: a
+  // short write means a client that stopped reading, which is closed.
+  if (::send(fd, framed.data(), framed.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(framed.size())) close_tcp(fd);
+}
+
+void dns_service::close_tcp(int fd) {
+  if (conns_.erase(fd) == 0) return;
+  conn_serial_.erase(fd);
+  loop_.unwatch(fd);
+  ::close(fd);
 }
 
 nlohmann::json dns_service::status_json() const {
@@ -207,7 +380,9 @@ nlohmann::json dns_service::status_json() const {
           {"upstream_answers", upstream_answers_},
           {"upstream_answers_refused", upstream_refused_},
           {"upstream_timeouts", timeouts_},
-          {"queries_from_unknown_sources", unknown_device_}};
+          {"queries_from_unknown_sources", unknown_device_},
+          {"tcp", tun_ >= 0 ? nlohmann::json{{"interface", tun_name_}, {"queries", tcp_queries_}, {"connections", conns_.size()}}
+                            : nlohmann::json(nullptr)}};
 }
 
 }  // namespace lopower

@@ -9,9 +9,12 @@
 // the question goes back to the device, and a query nobody answers in time
 // gets SERVFAIL.
 //
-// TCP (for answers too big for UDP, after TC) is not served yet: devices
-// that retry over TCP get no answer. It plugs in with a host stack (lwIP)
-// on lopower's device-side addresses.
+// TCP (answers too big for UDP, resolvers set to use-vc) goes through the
+// host kernel as lopower's TCP stack: a TUN interface in lopowerd's network
+// namespace holds the device-side addresses; the workers hand TCP segments
+// to port 53 up, the control thread writes them into the TUN, the kernel's
+// TCP serves a listening socket of ours, and what the kernel sends back out
+// of the TUN goes to the device through its WireGuard session.
 
 #include <rte_mbuf.h>
 
@@ -49,8 +52,14 @@ class dns_service {
   nlohmann::json status_json() const;
 
  private:
+  struct tcp_conn {
+    int fd = -1;
+    std::vector<std::uint8_t> in;  // length-prefixed messages as they come
+  };
   struct pending {
     std::string device;
+    int tcp_fd = -1;  // answered over this connection (else UDP to the device)
+    std::uint64_t tcp_serial = 0;
     ip_address device_addr, our_addr;
     std::uint16_t device_port = 0, device_id = 0;
     std::vector<std::uint8_t> sent;  // as sent upstream (our ID)
@@ -60,6 +69,14 @@ class dns_service {
               std::span<const std::uint8_t> message);
   void forward(pending p, const std::vector<std::string>& resolvers);
   void on_upstream(int fd);
+  void deliver(pending& q, std::span<const std::uint8_t> message);
+  // TCP through the kernel.
+  void open_tcp();
+  void on_tun();
+  void on_accept(int listener);
+  void on_tcp_data(int fd);
+  void close_tcp(int fd);
+  void send_tcp(int fd, std::span<const std::uint8_t> message);
   std::string device_with_address(const ip_address& a) const;
 
   event_loop& loop_;
@@ -68,6 +85,13 @@ class dns_service {
   wireguard_server& devices_;
   std::unique_ptr<dns::answerer> answerer_;
   int sock4_ = -1, sock6_ = -1;
+  int tun_ = -1;
+  std::string tun_name_;
+  std::vector<int> listeners_;
+  std::map<int, tcp_conn> conns_;
+  std::map<int, std::uint64_t> conn_serial_;  // fd -> which connection holds it now
+  std::uint64_t next_serial_ = 1;
+  std::uint64_t tcp_queries_ = 0;
   std::map<std::uint16_t, pending> pending_;  // by our ID
   std::array<std::uint64_t, dns::outcome_count> outcomes_{};
   std::uint64_t upstream_answers_ = 0, upstream_refused_ = 0, timeouts_ = 0, unknown_device_ = 0;

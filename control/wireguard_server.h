@@ -89,7 +89,7 @@ class wireguard_server : private wg::peer_lookup {
   std::int64_t last_handshake(const std::string& name) const;
   // Sends one inner packet to the peer from the control thread; false when
   // it has no session or endpoint yet.
-  static constexpr std::size_t max_control_inner = 1280;
+  static constexpr std::size_t max_control_inner = 1500;
   bool send_data(const std::string& name, std::span<const std::uint8_t> inner);
   bool has_session(const std::string& name) const {
     const wg_peer* wp = dataplane_peer(name);

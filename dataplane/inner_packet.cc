@@ -217,7 +217,8 @@ std::uint16_t write_echo_request(std::uint8_t* out, const ip_address& src, const
 namespace lopower {
 
 bool is_dns_query(const std::uint8_t* p, const inner_info& info) noexcept {
-  if (info.protocol != ipproto_udp || info.length < info.l4_offset + 8u) return false;
+  constexpr std::uint8_t ipproto_tcp = 6;
+  if ((info.protocol != ipproto_udp && info.protocol != ipproto_tcp) || info.length < info.l4_offset + 8u) return false;
   const std::uint8_t* l4 = p + info.l4_offset;
   return (l4[2] << 8 | l4[3]) == 53;
 }

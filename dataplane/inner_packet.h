@@ -40,7 +40,7 @@ bool is_lopower_echo_reply(const std::uint8_t* p, const inner_info& info) noexce
 std::uint16_t write_echo_request(std::uint8_t* out, const ip_address& src, const ip_address& dst, std::uint16_t seq,
                                  std::uint16_t payload_len) noexcept;
 
-// A UDP datagram to port 53 (a device asking lopower's DNS server).
+// A UDP datagram or TCP segment to port 53 (a device asking lopower's DNS server).
 bool is_dns_query(const std::uint8_t* p, const inner_info& info) noexcept;
 // A whole IPv4/IPv6 UDP packet at `out` (room for 48 + payload bytes), with
 // checksums; its length, or 0 when the families differ or it would exceed

@@ -20,18 +20,18 @@
 //     the suffix itself and for names above a known name, each with the
 //     zone's SOA in the authority section (negative TTL 60 s);
 //   - NXDOMAIN for .onion (RFC 7686).
-// Everything else is forwarded: to the resolvers of the longest matching
-// split-DNS route (a local suffix under which a longer routed suffix lies
-// loses to it), else to the default resolvers; SERVFAIL when there are none.
+// A known name is answered wherever it lies, as in tailscale. Everything
+// else is forwarded: to the resolvers of the longest matching split-DNS
+// route (so a routed suffix below a local one wins), else to the default
+// resolvers; SERVFAIL when there are none.
 //
 // Refusals, never a crash: fewer than 12 bytes or a response (QR set) is
 // dropped; an opcode other than QUERY gets NOTIMP; anything that is not one
 // well-formed question plus well-formed records (at most one OPT, owned by
-// the root; compression pointers only to earlier bytes, as RFC 1035 4.1.4
+// the root; compression pointers only to a prior name, as RFC 1035 4.1.4
 // has it) gets FORMERR, header only; bytes after the last record are
-// ignored; EDNS versions above 0 get BADVERS;
-// zone transfers, TSIG-signed queries and classes other than IN (or ANY)
-// for local names get REFUSED.
+// ignored. EDNS versions above 0 get BADVERS; zone transfers, TSIG-signed
+// queries and classes other than IN (or ANY) for local names get REFUSED.
 //
 // Sizes: over UDP an answer is at most 512 bytes, or the EDNS0 payload size
 // the query advertises, capped at 1232 (DNS flag day 2020); a bigger answer

@@ -250,6 +250,24 @@ def test_too_big_for_the_tailnet_gets_an_icmp_error(lab):
         ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1252", ts1.ip(4)], check=False).returncode == 0
 
 
+def test_dns_over_tcp(lab):
+    ts1, dev1, d = lab.peers["ts1"], lab.devices["dev1"], lab.lopowerd
+    resolv = Path("/etc/netns") / dev1.host.netns / "resolv.conf"
+    saved = resolv.read_text()
+    for server in ("fd7a:115c:a1e0:9909::1", "10.90.0.1"):
+        # use-vc: glibc's resolver asks over TCP only.
+        resolv.write_text(f"nameserver {server}\noptions use-vc timeout:2 attempts:2\n")
+        try:
+            before = d.status()["dns"]["tcp"]["queries"]
+            r = getent(dev1, "ahosts", f"ts1.{SUFFIX}")
+            assert r.returncode == 0 and ts1.ip(4) in r.stdout, (server, r.stdout + r.stderr)
+            r = getent(dev1, "hosts", UPSTREAM_NAME)  # forwarded, answered back over the connection
+            assert r.returncode == 0 and UPSTREAM_ADDR in r.stdout, (server, r.stdout + r.stderr)
+            assert d.status()["dns"]["tcp"]["queries"] >= before + 2
+        finally:
+            resolv.write_text(saved)
+
+
 def test_removing_a_device_ends_its_flows(lab):
     ts1, dev2, d = lab.peers["ts1"], lab.devices["dev2"], lab.lopowerd
     assert dev2.ping(ts1.ip(4), count=2)
