@@ -2,7 +2,7 @@
 their flows spliced onto a real tailnet (headscale v0.29.2 + a tailscaled
 peer, v1.98.10) on one test LAN (tests/net/tailnet_lab.py).
 
-    dev1, dev2 (dual stack), dev4 (IPv4 only, as ESP32 libraries are)
+    dev1, dev2 (dual stack), dev4 (IPv4 only, AllowedIPs 0.0.0.0/0: as ESP32 libraries are)
         | WireGuard to lopowerd's port 51820
     lopowerd (namespace gw) -- splices each flow: lopower's tailnet address,
         | a port per flow; WireGuard with node keys to the peer
@@ -93,7 +93,10 @@ def lab():
             host = topo.host(name)
             attach_to_switch(topo, host, [f"198.18.40.{i}/24", f"fd00:198:18:40::{i}/64"])
             printed = d.ctl("device", "add", name, *flags).stdout
-            lab.devices[name] = WgDevice(host, config_from_add_output(printed)).up()
+            config = config_from_add_output(printed)
+            if name == "dev4":  # as ESP32 WireGuard libraries are set up: everything IPv4 into the tunnel
+                config = re.sub(r"^AllowedIPs = .*$", "AllowedIPs = 0.0.0.0/0", config, flags=re.M)
+            lab.devices[name] = WgDevice(host, config).up()
         for dev in lab.devices.values():
             assert dev.ping("10.90.0.1", count=3), "device tunnel up"
         resolv_dirs = [use_lopower_dns(lab.devices[name].host, "10.90.0.1" if name == "dev4" else "fd7a:115c:a1e0:9909::1")
