@@ -21,6 +21,7 @@
 
 #include "dataplane/inner_packet.h"
 #include "bench/ring_port.h"
+#include "bench/worker_drive.h"
 #include "dataplane/worker.h"
 
 namespace {
@@ -111,17 +112,6 @@ void seal_request(rig& g, rte_mbuf* m, std::uint16_t payload) {
   write_outer_headers(f, from_device, static_cast<std::uint16_t>(16 + padded + 16));
 }
 
-// Takes back what the worker sent and queues it again as fresh requests.
-void refill(rig& g, std::uint16_t payload) {
-  void* objs[256];
-  unsigned n;
-  while ((n = rte_ring_sc_dequeue_burst(g.tx, objs, 256, nullptr)) != 0)
-    for (unsigned i = 0; i < n; ++i) {
-      seal_request(g, static_cast<rte_mbuf*>(objs[i]), payload);
-      rte_ring_sp_enqueue(g.rx, objs[i]);
-    }
-}
-
 rig& the_rig() {
   static rig g;
   return g;
@@ -142,35 +132,15 @@ void transport_echo(benchmark::State& state, const char* backend) {
   static rte_ring* events = rte_ring_create_elem("tr_events", sizeof(wg_event), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
   s.wg_events = events;
   worker w(s);
-  for (unsigned i = 0; i < frames; ++i) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool());
-    if (m == nullptr) throw std::runtime_error("mbuf pool exhausted");
-    seal_request(g, m, payload);
-    rte_ring_sp_enqueue(g.rx, m);
-  }
-  std::uint64_t moved = 0;
-  unsigned bursts = 0;
-  for (auto _ : state) {
-    moved += w.poll_once();
-    if (++bursts == refill_every) {
-      state.PauseTiming();
-      w.flush();
-      refill(g, payload);
-      wg_event ev;
-      while (rte_ring_sc_dequeue_elem(events, &ev, sizeof ev) == 0) {}
-      bursts = 0;
-      state.ResumeTiming();
-    }
-  }
-  w.flush();
+  const bench::seal_fn seal = [&g, payload](rte_mbuf* m) { seal_request(g, m, payload); };
+  bench::fill(pool(), g.rx, frames, seal);
+  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal);
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * (28 + payload));
   state.counters["dropped"] = static_cast<double>(
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_replay)].get() +
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_decrypt_failed)].get());
-  void* m;
-  for (rte_ring* r : {g.rx, g.tx})
-    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+  bench::drain({g.rx, g.tx});
 }
 
 void BM_TransportEcho_ipsec_mb(benchmark::State& state) { transport_echo(state, "ipsec-mb"); }

@@ -42,6 +42,23 @@ std::optional<tailnet::endpoint> resolver_endpoint(const std::string& text) {
   return tailnet::endpoint::parse(text);
 }
 
+// A sockaddr for `a`:`port`; its length.
+socklen_t socket_address(const ip_address& a, std::uint16_t port, sockaddr_storage& sa) {
+  sa = {};
+  if (a.family == ip_family::v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&sa);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    std::memcpy(&s6->sin6_addr, a.bytes.data(), 16);
+    return sizeof *s6;
+  }
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&sa);
+  s4->sin_family = AF_INET;
+  s4->sin_port = htons(port);
+  std::memcpy(&s4->sin_addr, a.bytes.data(), 4);
+  return sizeof *s4;
+}
+
 }  // namespace
 
 dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::device_registry& registry,
@@ -157,24 +174,9 @@ void dns_service::forward(pending q, const std::vector<std::string>& resolvers) 
   for (const std::string& r : resolvers) {
     const auto ep = room ? resolver_endpoint(r) : std::nullopt;
     if (!ep) continue;
-    sockaddr_storage sa{};
-    socklen_t len = 0;
-    int fd = -1;
-    if (ep->address.family == ip_family::v4) {
-      auto* s4 = reinterpret_cast<sockaddr_in*>(&sa);
-      s4->sin_family = AF_INET;
-      s4->sin_port = htons(ep->port);
-      std::memcpy(&s4->sin_addr, ep->address.bytes.data(), 4);
-      len = sizeof *s4;
-      fd = sock4_;
-    } else {
-      auto* s6 = reinterpret_cast<sockaddr_in6*>(&sa);
-      s6->sin6_family = AF_INET6;
-      s6->sin6_port = htons(ep->port);
-      std::memcpy(&s6->sin6_addr, ep->address.bytes.data(), 16);
-      len = sizeof *s6;
-      fd = sock6_;
-    }
+    sockaddr_storage sa;
+    const socklen_t len = socket_address(ep->address, ep->port, sa);
+    const int fd = ep->address.family == ip_family::v4 ? sock4_ : sock6_;
     if (fd >= 0 && sendto(fd, q.sent.data(), q.sent.size(), 0, reinterpret_cast<sockaddr*>(&sa), len) >= 0) sent = true;
   }
   if (!sent) {
@@ -257,24 +259,10 @@ void dns_service::open_tcp() {
     if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
     const int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_storage sa{};
-    socklen_t len;
-    if (v6) {
-      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-      setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
-      auto* s6 = reinterpret_cast<sockaddr_in6*>(&sa);
-      s6->sin6_family = AF_INET6;
-      s6->sin6_port = htons(53);
-      std::memcpy(&s6->sin6_addr, a.bytes.data(), 16);
-      len = sizeof *s6;
-    } else {
-      setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-      auto* s4 = reinterpret_cast<sockaddr_in*>(&sa);
-      s4->sin_family = AF_INET;
-      s4->sin_port = htons(53);
-      std::memcpy(&s4->sin_addr, a.bytes.data(), 4);
-      len = sizeof *s4;
-    }
+    setsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_FREEBIND : IP_FREEBIND, &one, sizeof one);
+    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    sockaddr_storage sa;
+    const socklen_t len = socket_address(a, 53, sa);
     if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(fd, 64) != 0) {
       const int err = errno;
       ::close(fd);
