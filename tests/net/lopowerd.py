@@ -82,7 +82,7 @@ class Lopowerd:
     """One lopowerd process in ``host``, configured from ``ports_toml``."""
 
     def __init__(self, host: Host, ports_toml: str, extra_toml: str = "",
-                 name: str = "lopowerd") -> None:
+                 name: str = "lopowerd", dataplane_toml: str = "") -> None:
         self.host = host
         self.dir = host.topo.tmpdir / f"{host.name}-{name}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ class Lopowerd:
             [dataplane]
             mbufs = 4095
             idle = "adaptive"
-            """) + extra_toml + "\n" + ports_toml)
+            """) + dataplane_toml + "\n" + extra_toml + "\n" + ports_toml)
         self.proc: Optional[subprocess.Popen] = None
         self.log = self.dir / "lopowerd.log"
 

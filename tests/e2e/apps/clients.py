@@ -5,6 +5,7 @@ namespace); each prints one JSON line with what it saw.
     clients.py udp-echo HOST PORT SIZE COUNT   datagrams of SIZE bytes, prints how many came back intact
     clients.py many HOST PORT N [SRCPORT]      N concurrent TCP echo round trips, prints how many completed
     clients.py hold HOST PORT N SECONDS        N TCP connections held open SECONDS, then closed
+    clients.py spray HOST PORT N               one UDP datagram from each of N source ports (N flows)
 """
 
 import hashlib
@@ -50,7 +51,7 @@ def many(host: str, port: int, n: int, src_port: int = 0) -> dict:
     socks = []
     for i in range(n):
         s = socket.socket(family(host), socket.SOCK_STREAM)
-        s.settimeout(30)
+        s.settimeout(20)
         if src_port:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("", src_port))
@@ -81,10 +82,20 @@ def hold(host: str, port: int, n: int, seconds: float) -> dict:
     return {"closed": len(socks)}
 
 
+def spray(host: str, port: int, n: int) -> dict:
+    socks = [socket.socket(family(host), socket.SOCK_DGRAM) for _ in range(n)]
+    for s in socks:
+        s.sendto(b"x", (host, port))
+        time.sleep(0.001)  # one at a time: a burst of n first packets is not the point
+    for s in socks:
+        s.close()
+    return {"sent": n}
+
+
 def main() -> None:
     cmd, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rest = [int(x) if x.isdigit() else float(x) for x in sys.argv[4:]]
-    result = {"upload": upload, "udp-echo": udp_echo, "many": many, "hold": hold}[cmd](host, port, *rest)
+    result = {"upload": upload, "udp-echo": udp_echo, "many": many, "hold": hold, "spray": spray}[cmd](host, port, *rest)
     print(json.dumps(result), flush=True)
 
 
