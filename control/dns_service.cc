@@ -59,6 +59,20 @@ socklen_t socket_address(const ip_address& a, std::uint16_t port, sockaddr_stora
   return sizeof *s4;
 }
 
+std::optional<tailnet::endpoint> endpoint_of(const sockaddr_storage& sa) {
+  if (sa.ss_family == AF_INET) {
+    const auto* s4 = reinterpret_cast<const sockaddr_in*>(&sa);
+    return tailnet::endpoint{ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&s4->sin_addr)),
+                             ntohs(s4->sin_port)};
+  }
+  if (sa.ss_family == AF_INET6) {
+    const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&sa);
+    return tailnet::endpoint{ip_address::from_bytes(true, reinterpret_cast<const std::uint8_t*>(&s6->sin6_addr)),
+                             ntohs(s6->sin6_port)};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::device_registry& registry,
@@ -177,7 +191,10 @@ void dns_service::forward(pending q, const std::vector<std::string>& resolvers) 
     sockaddr_storage sa;
     const socklen_t len = socket_address(ep->address, ep->port, sa);
     const int fd = ep->address.family == ip_family::v4 ? sock4_ : sock6_;
-    if (fd >= 0 && sendto(fd, q.sent.data(), q.sent.size(), 0, reinterpret_cast<sockaddr*>(&sa), len) >= 0) sent = true;
+    if (fd >= 0 && sendto(fd, q.sent.data(), q.sent.size(), 0, reinterpret_cast<sockaddr*>(&sa), len) >= 0) {
+      sent = true;
+      q.asked.push_back(*ep);
+    }
   }
   if (!sent) {
     ++outcomes_[static_cast<std::size_t>(dns::outcome::no_upstream)];
@@ -197,12 +214,17 @@ void dns_service::deliver(pending& q, std::span<const std::uint8_t> message) {
 void dns_service::on_upstream(int fd) {
   std::uint8_t buf[65536];
   for (;;) {
-    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    sockaddr_storage from{};
+    socklen_t from_len = sizeof from;
+    const ssize_t n = recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) return;
     const std::span<std::uint8_t> msg(buf, static_cast<std::size_t>(n));
     const auto id = dns::message_id(msg);
     auto it = id ? pending_.find(*id) : pending_.end();
-    if (it == pending_.end() || dns::check_upstream_answer(it->second.sent, msg) != dns::answer_check::ok) {
+    const auto sender = endpoint_of(from);
+    if (it == pending_.end() || !sender ||
+        std::find(it->second.asked.begin(), it->second.asked.end(), *sender) == it->second.asked.end() ||
+        dns::check_upstream_answer(it->second.sent, msg) != dns::answer_check::ok) {
       ++upstream_refused_;  // spoofed, late, or for a query we no longer wait on
       continue;
     }
@@ -316,11 +338,9 @@ void dns_service::on_tcp_data(int fd) {
   sockaddr_storage sa{};
   socklen_t len = sizeof sa;
   getpeername(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ip_address peer;
-  if (sa.ss_family == AF_INET6)
-    peer = ip_address::from_bytes(true, reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in6*>(&sa)->sin6_addr));
-  else
-    peer = ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<sockaddr_in*>(&sa)->sin_addr));
+  const auto peer_ep = endpoint_of(sa);
+  if (!peer_ep) return close_tcp(fd);
+  const ip_address peer = peer_ep->address;
   const std::string device = device_with_address(peer);
   while (in.size() >= 2) {
     const std::size_t size = static_cast<std::size_t>(in[0] << 8 | in[1]);

@@ -64,6 +64,7 @@ class dns_service {
     std::uint16_t device_port = 0, device_id = 0;
     std::vector<std::uint8_t> sent;  // as sent upstream (our ID)
     std::chrono::steady_clock::time_point deadline;
+    std::vector<tailnet::endpoint> asked;  // the resolvers it went to: answers come from one of them
   };
   void answer(const std::string& device, const ip_address& from, const ip_address& to, std::uint16_t to_port,
               std::span<const std::uint8_t> message);
