@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace lopower {
 namespace {
@@ -45,7 +46,10 @@ flow_table::flow_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu), capacity
 }
 
 flow_table::~flow_table() {
-  for_each([](flow& f) { delete &f; });
+  // Collected first: for_each reads each flow again at its second key.
+  std::vector<flow*> all;
+  for_each([&all](flow& f) { all.push_back(&f); });
+  for (flow* f : all) delete f;
   rte_hash_free(hash_);
 }
 

@@ -46,7 +46,8 @@ class flow_table {
   // either key is present already or the table is full.
   bool insert(flow* f) noexcept;
 
-  // Control thread: every flow once (its device-side entry).
+  // Control thread: every flow once (its device-side entry). `fn` must not
+  // free the flow: the walk meets it again at its tailnet-side key.
   void for_each(const std::function<void(flow&)>& fn) const;
   // Control thread: unpublishes both keys; the flow is freed after a grace
   // period, then `released` runs with it (e.g. to give its port back).
