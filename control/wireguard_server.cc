@@ -381,7 +381,7 @@ bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inne
   if (kp == nullptr || ep == nullptr || inner.size() > max_control_inner) return false;
   const std::size_t padded = (inner.size() + 15) & ~std::size_t{15};
   std::vector<std::uint8_t> msg(16 + padded + 16, 0);
-  std::memcpy(msg.data() + 16, inner.data(), inner.size());
+  if (!inner.empty()) std::memcpy(msg.data() + 16, inner.data(), inner.size());  // a keepalive has none
   const std::uint64_t counter = kp->send_counter.fetch_add(1, std::memory_order_relaxed);
   msg[0] = 4;
   const std::uint32_t receiver = rte_cpu_to_le_32(kp->remote_index);
