@@ -101,30 +101,13 @@ struct rig {
 
 // A device datagram of `inner` bytes to 100.64.0.5:9000, sealed.
 void seal_datagram(rig& g, rte_mbuf* m, std::uint16_t inner) {
-  rte_pktmbuf_reset(m);
-  const std::uint16_t padded = static_cast<std::uint16_t>((inner + 15) & ~15);
-  const unsigned outer = outer_header_size(false);
-  auto* f = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(outer + 16 + padded + 16)));
-  if (f == nullptr) throw std::runtime_error("frame larger than an mbuf");
-  std::uint8_t* msg = f + outer;
-  std::uint8_t* ip = msg + 16;
-  std::memset(ip, 0, padded);
-  std::vector<std::uint8_t> payload(inner - 28u, 0x5a);
-  write_udp_packet(ip, *ip_address::parse("10.90.0.2"), 5555, *ip_address::parse("100.64.0.5"), 9000, payload);
-  const std::uint64_t counter = g.next_counter++;
-  msg[0] = 4;
-  msg[1] = msg[2] = msg[3] = 0;
-  const std::uint32_t receiver = 7;
-  std::memcpy(msg + 4, &receiver, 4);
-  std::memcpy(msg + 8, &counter, 8);
-  std::uint8_t nonce[12] = {};
-  std::memcpy(nonce + 4, &counter, 8);
-  crypto_aead_chacha20poly1305_ietf_encrypt_detached(ip, ip + padded, nullptr, ip, padded, nullptr, 0, nullptr, nonce,
-                                                     g.device_key);
-  wg_endpoint from_device = g.device_ep;
-  std::swap(from_device.peer_ip, from_device.local_ip);
-  std::swap(from_device.peer_port_be, from_device.local_port_be);
-  write_outer_headers(f, from_device, static_cast<std::uint16_t>(16 + padded + 16));
+  const std::vector<std::uint8_t> payload(inner - 28u, 0x5a);
+  bench::seal_device_frame(
+      m, inner,
+      [&payload](std::uint8_t* ip) {
+        write_udp_packet(ip, *ip_address::parse("10.90.0.2"), 5555, *ip_address::parse("100.64.0.5"), 9000, payload);
+      },
+      g.device_key, g.next_counter++, 7, g.device_ep);
 }
 
 rig& the_rig() {

@@ -79,37 +79,12 @@ struct rig {
 // Writes `m` as the device would send it: an echo request of `payload`
 // bytes to 10.90.0.1, sealed with the device's key and the next counter.
 void seal_request(rig& g, rte_mbuf* m, std::uint16_t payload) {
-  rte_pktmbuf_reset(m);
-  const std::uint16_t inner = static_cast<std::uint16_t>(28 + payload);
-  const std::uint16_t padded = static_cast<std::uint16_t>((inner + 15) & ~15);
-  const unsigned outer = outer_header_size(false);
-  auto* f = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(outer + 16 + padded + 16)));
-  if (f == nullptr) throw std::runtime_error("frame larger than an mbuf");
-  std::uint8_t* msg = f + outer;
-  std::uint8_t* ip = msg + 16;
-  std::memset(ip, 0, padded);
-  ip[0] = 0x45;
-  ip[2] = static_cast<std::uint8_t>(inner >> 8);
-  ip[3] = static_cast<std::uint8_t>(inner);
-  ip[8] = 64;
-  ip[9] = 1;
-  inet_pton(AF_INET, "10.90.0.2", ip + 12);
-  inet_pton(AF_INET, "10.90.0.1", ip + 16);
-  ip[20] = 8;
-  const std::uint64_t counter = g.next_counter++;
-  msg[0] = 4;
-  msg[1] = msg[2] = msg[3] = 0;
-  const std::uint32_t receiver = 7;
-  std::memcpy(msg + 4, &receiver, 4);
-  std::memcpy(msg + 8, &counter, 8);
-  std::uint8_t nonce[12] = {};
-  std::memcpy(nonce + 4, &counter, 8);
-  crypto_aead_chacha20poly1305_ietf_encrypt_detached(ip, ip + padded, nullptr, ip, padded, nullptr, 0, nullptr, nonce,
-                                                     g.device_to_lopower_key);
-  wg_endpoint from_device = g.device;  // the frame travels device -> lopower
-  std::swap(from_device.peer_ip, from_device.local_ip);
-  std::swap(from_device.peer_port_be, from_device.local_port_be);
-  write_outer_headers(f, from_device, static_cast<std::uint16_t>(16 + padded + 16));
+  bench::seal_device_frame(
+      m, static_cast<std::uint16_t>(28 + payload),
+      [payload](std::uint8_t* ip) {
+        write_echo_request(ip, *ip_address::parse("10.90.0.2"), *ip_address::parse("10.90.0.1"), 1, payload);
+      },
+      g.device_to_lopower_key, g.next_counter++, 7, g.device);
 }
 
 rig& the_rig() {

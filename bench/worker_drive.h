@@ -12,12 +12,46 @@
 #include <functional>
 #include <stdexcept>
 
+#include <sodium.h>
+
+#include <cstring>
+#include <utility>
+
+#include "dataplane/inner_packet.h"
 #include "dataplane/worker.h"
 
 namespace lopower::bench {
 
 // Seals `m` as the next frame the peer sends.
 using seal_fn = std::function<void(rte_mbuf* m)>;
+
+// Writes into `m` the frame a device at `device` (as lopower sees it) sends:
+// an inner packet of `inner` bytes written by `write_inner`, padded,
+// sealed with `key` under `counter` for receiver index `receiver`.
+inline void seal_device_frame(rte_mbuf* m, std::uint16_t inner, const std::function<void(std::uint8_t* ip)>& write_inner,
+                              const std::uint8_t* key, std::uint64_t counter, std::uint32_t receiver,
+                              const wg_endpoint& device) {
+  rte_pktmbuf_reset(m);
+  const std::uint16_t padded = static_cast<std::uint16_t>((inner + 15) & ~15);
+  const unsigned outer = outer_header_size(false);
+  auto* f = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(outer + 16 + padded + 16)));
+  if (f == nullptr) throw std::runtime_error("frame larger than an mbuf");
+  std::uint8_t* msg = f + outer;
+  std::uint8_t* ip = msg + 16;
+  std::memset(ip, 0, padded);
+  write_inner(ip);
+  msg[0] = 4;
+  msg[1] = msg[2] = msg[3] = 0;
+  std::memcpy(msg + 4, &receiver, 4);
+  std::memcpy(msg + 8, &counter, 8);
+  std::uint8_t nonce[12] = {};
+  std::memcpy(nonce + 4, &counter, 8);
+  crypto_aead_chacha20poly1305_ietf_encrypt_detached(ip, ip + padded, nullptr, ip, padded, nullptr, 0, nullptr, nonce, key);
+  wg_endpoint from_device = device;  // the frame travels device -> lopower
+  std::swap(from_device.peer_ip, from_device.local_ip);
+  std::swap(from_device.peer_port_be, from_device.local_port_be);
+  write_outer_headers(f, from_device, static_cast<std::uint16_t>(16 + padded + 16));
+}
 
 // Fills `rx` with `frames` sealed frames from `pool`.
 inline void fill(rte_mempool* pool, rte_ring* rx, unsigned frames, const seal_fn& seal) {

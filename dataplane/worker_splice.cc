@@ -18,12 +18,15 @@ namespace lopower {
 
 namespace {
 
+splice::packet_info packet_info_of(const inner_info& info) {
+  return {info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
+}
+
 bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_icmp || protocol == splice::ipproto_icmpv6; }
 
 void track_tcp(flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir) {
   if (info.protocol != splice::ipproto_tcp) return;
-  splice::packet_info pi{info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
-  const std::uint8_t flags = splice::tcp_flags(p, pi);
+  const std::uint8_t flags = splice::tcp_flags(p, packet_info_of(info));
   const auto now = f.state.load(std::memory_order_relaxed);
   const auto next = splice::next_state(now, flags, dir);
   if (next != now) f.state.store(next, std::memory_order_relaxed);
@@ -127,8 +130,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   flow* f = setup_.flows->find(key);
   if (f == nullptr) {
-    splice::packet_info pi{info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
-    if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, pi)))
+    if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
       return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
     f = create_flow(key, *view, device);
     if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);

@@ -268,3 +268,21 @@ def test_logout_then_login(lab):
     assert st["node_key"] != node["node_key"], "a login after a logout uses a fresh node key"
     wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list its peers again")
     warm_up(lab.peers["ts1"], lopower_ips(d)[0])
+
+
+def test_logout_while_the_register_is_on_its_way(lab):
+    """A logout at once after a start: the first register's answer comes
+    after it and must neither log lopower back in nor use the connection
+    being let go (under ASan this once freed nghttp2 under its own feet)."""
+    d = lab.lopowerd
+    d.stop()
+    d.start()
+    r = d.ctl("logout")
+    assert "NeedsLogin" in r.stdout, r.stdout + r.stderr
+    time.sleep(3)  # the register answer and the lingering connection's end
+    st = tailnet_status(d)
+    assert st["backend_state"] == "NeedsLogin" and st["peers"] == [], st
+    assert not st["connected"], st
+    assert d.ctl("login").returncode == 0
+    wait_running(d)
+    wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list its peers again")

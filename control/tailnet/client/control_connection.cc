@@ -83,9 +83,11 @@ void control_connection::close() {
   phase_ = phase::closed;
   if (key_tcp_) key_tcp_->close();
   if (tcp_) tcp_->close();
-  // The h2 client may call stream handlers as it goes: only after the
-  // sockets are shut, so nothing is sent from those handlers.
-  h2_.reset();
+  // Freeing the h2 client runs no handler, but a handler may be what
+  // closes us, from inside h2_->feed(): nghttp2 is still on the stack then
+  // and its session must outlive the call. on_records frees it after.
+  if (feeding_) closing_h2_ = std::move(h2_);
+  else h2_.reset();
 }
 
 // --- 1. the server's key ----------------------------------------------------
@@ -201,8 +203,12 @@ void control_connection::on_records(std::span<const std::uint8_t> bytes) {
   if (auto r = early_.feed(scratch_plain_, scratch_h2_); !r) return close_with("ts2021 early payload: " + r.message());
   if (scratch_h2_.empty()) return;
   auto alive = alive_;
+  feeding_ = true;
   auto fed = h2_->feed(scratch_h2_);
-  if (!*alive || phase_ != phase::open) return;
+  if (!*alive) return;
+  feeding_ = false;
+  closing_h2_.reset();
+  if (phase_ != phase::open) return;
   if (!fed) return close_with("HTTP/2: " + fed.message());
   pump();
 }

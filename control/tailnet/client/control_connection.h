@@ -53,7 +53,8 @@ class control_connection {
   // A request on the open connection; the stream id, or -1 when not open.
   std::int32_t request(const h2_request& req, h2_stream_handler handler);
   void cancel(std::int32_t stream);
-  // Closes without calling on_closed.
+  // Closes without calling on_closed. May be called from a stream handler;
+  // the connection itself must not be destroyed from one (free it later).
   void close();
 
   bool is_open() const noexcept { return phase_ == phase::open; }
@@ -91,6 +92,8 @@ class control_connection {
   std::optional<record_transport> transport_;
   early_payload_reader early_;
   std::unique_ptr<h2_client> h2_;
+  bool feeding_ = false;                   // h2_->feed() is on the stack
+  std::unique_ptr<h2_client> closing_h2_;  // closed while feeding: freed once feed() returns
   // Incoming plaintext and HTTP/2 bytes; outgoing HTTP/2 bytes and records.
   // Apart, because a stream handler called while feeding may send.
   std::vector<std::uint8_t> scratch_plain_, scratch_h2_, scratch_out_, scratch_wire_;

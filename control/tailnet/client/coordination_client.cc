@@ -62,6 +62,7 @@ coordination_client::~coordination_client() {
   for (event_loop::timer_id* t : {&reconnect_timer_, &watchdog_timer_, &connect_timer_})
     if (*t >= 0) loop_.cancel_timer(*t);
   if (conn_) conn_->close();
+  if (lingering_) lingering_->close();
 }
 
 void coordination_client::start() {
@@ -88,9 +89,17 @@ void coordination_client::set_state(backend_state s) {
 void coordination_client::connect() {
   drop_connection();
   ++stats_.connects;
+  // Only the connection in conn_ may act: one let go lingers a little
+  // (logout) and its open or close must not touch its successor.
+  const std::uint64_t generation = ++connection_generation_;
   conn_ = std::make_unique<control_connection>(
       loop_, cfg_.server, identity_.machine,
-      control_connection::handlers{[this] { on_open(); }, [this](const std::string& r) { on_closed(r); }});
+      control_connection::handlers{[this, generation] {
+                                     if (generation == connection_generation_) on_open();
+                                   },
+                                   [this, generation](const std::string& r) {
+                                     if (generation == connection_generation_) on_closed(r);
+                                   }});
   connect_timer_ = loop_.add_timer(cfg_.connect_timeout, std::chrono::microseconds(0), [this] {
     connect_timer_ = -1;
     reconnect_later("no answer from the control server within " + std::to_string(cfg_.connect_timeout.count()) + " s");
@@ -101,7 +110,6 @@ void coordination_client::connect() {
 void coordination_client::drop_connection() {
   if (connect_timer_ >= 0) loop_.cancel_timer(std::exchange(connect_timer_, -1));
   if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
-  map_stream_ = -1;
   map_reader_.reset();
   next_.reset();
   stream_started_ = false;
@@ -243,8 +251,8 @@ void coordination_client::start_map_stream() {
       return reconnect_later("map: HTTP " + std::to_string(error_body->status) + ": " + detail::printable(error_body->body, 200));
     reconnect_later(error ? "map stream reset (HTTP/2 error " + std::to_string(error) + ")" : "map stream ended");
   };
-  map_stream_ = conn_->request(json_post(cfg_.server, "/machine/map", to_json(make_map_request(true))), std::move(h));
-  if (map_stream_ < 0) return reconnect_later("map: could not start the request");
+  if (conn_->request(json_post(cfg_.server, "/machine/map", to_json(make_map_request(true))), std::move(h)) < 0)
+    return reconnect_later("map: could not start the request");
   arm_watchdog();
 }
 
@@ -309,14 +317,16 @@ result<void> coordination_client::logout() {
     r.auth_key.clear();
     r.expiry = logout_expiry();
     conn_->request(json_post(cfg_.server, "/machine/register", to_json(r)), h2_stream_handler{});
-    // Let the request leave before the connection goes.
-    loop_.add_timer(std::chrono::seconds(2), std::chrono::microseconds(0), [this, alive = alive_] {
-      if (*alive && identity_.logged_out) drop_connection();
-    });
-  } else {
-    drop_connection();
+    // The request needs a moment to leave. Out of conn_, the connection's
+    // handlers (a register or map answer still on its way) stay quiet.
+    ++connection_generation_;
+    lingering_ = std::move(conn_);
+    loop_.add_timer(std::chrono::seconds(2), std::chrono::microseconds(0),
+                    [this, alive = alive_, c = lingering_.get()] {
+                      if (*alive && lingering_.get() == c) lingering_.reset();
+                    });
   }
-  map_stream_ = -1;
+  drop_connection();
   if (reconnect_timer_ >= 0) loop_.cancel_timer(std::exchange(reconnect_timer_, -1));
   if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
   identity_ = std::move(next);

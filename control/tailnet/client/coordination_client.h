@@ -130,7 +130,8 @@ class coordination_client {
 
   std::unique_ptr<control_connection> conn_;
   std::vector<std::unique_ptr<control_connection>> retired_;  // freed off the call stack
-  std::int32_t map_stream_ = -1;
+  std::unique_ptr<control_connection> lingering_;  // logged out: sends its last request, then goes
+  std::uint64_t connection_generation_ = 0;        // of conn_; older connections' events are ignored
   std::unique_ptr<map_stream_reader> map_reader_;
   std::unique_ptr<netmap> next_;     // the stream's netmap before its first full response
   std::unique_ptr<netmap> current_;  // in force

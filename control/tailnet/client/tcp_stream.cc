@@ -71,9 +71,7 @@ void tcp_stream::close() {
 
 void tcp_stream::close_with(const std::string& reason) {
   close();
-  auto alive = alive_;
-  if (handlers_.on_closed) handlers_.on_closed(reason);
-  (void)alive;
+  if (handlers_.on_closed) handlers_.on_closed(reason);  // last: it may destroy us
 }
 
 void tcp_stream::on_events(std::uint32_t events) {
