@@ -7,6 +7,7 @@
 
 #include "control/log.h"
 #include "control/tailnet/controlbase/key_text.h"
+#include "dataplane/splice/translate.h"
 #include "lopower_build_config.h"
 
 namespace lopower {
@@ -239,9 +240,10 @@ bool tailnet_node::busy(tailnet::node_id id) const {
   if (!wg_) return false;
   const wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
   if (wp == nullptr) return false;
-  const std::uint64_t now = rte_rdtsc(), window = 5 * tsc_hz_;
-  return now - wp->last_rx_tsc.load(std::memory_order_relaxed) < window ||
-         now - wp->last_tx_tsc.load(std::memory_order_relaxed) < window;
+  const std::uint64_t now = rte_rdtsc();
+  // Stamps a worker made after `now` was read count as fresh.
+  return splice::seconds_since(wp->last_rx_tsc.load(std::memory_order_relaxed), now, tsc_hz_) < 5 ||
+         splice::seconds_since(wp->last_tx_tsc.load(std::memory_order_relaxed), now, tsc_hz_) < 5;
 }
 
 void tailnet_node::tick() {

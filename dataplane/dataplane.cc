@@ -251,7 +251,7 @@ unsigned dataplane::expire_flows() {
   const std::uint64_t now = rte_rdtsc(), hz = rte_get_tsc_hz();
   std::vector<flow*> done;
   flows_->for_each([&](flow& f) {
-    const std::uint64_t idle = (now - f.last_tsc.load(std::memory_order_relaxed)) / hz;
+    const std::uint64_t idle = splice::seconds_since(f.last_tsc.load(std::memory_order_relaxed), now, hz);
     const auto timeout = splice::idle_timeout(f.device_key.protocol, f.device_key.dst_port,
                                               f.state.load(std::memory_order_relaxed));
     if (f.device->removed.load(std::memory_order_relaxed) || idle >= timeout) done.push_back(&f);

@@ -159,6 +159,14 @@ inline constexpr std::uint32_t udp_dns = 30;
 inline constexpr std::uint32_t icmp_echo = 60;
 }  // namespace timeout
 
+// Whole seconds from TSC stamp `since` to `now` (`hz` ticks a second); 0
+// when `since` is the later one. Workers stamp flows while the expiry walk
+// runs, after it read the clock: unsigned subtraction would make the
+// busiest flow look idle for centuries and expire it mid-transfer.
+constexpr std::uint64_t seconds_since(std::uint64_t since, std::uint64_t now, std::uint64_t hz) noexcept {
+  return now > since ? (now - since) / hz : 0;
+}
+
 std::uint32_t tcp_timeout(tcp_state state) noexcept;
 // The idle timeout of a flow of `protocol` toward `dst_port` (TCP: in `state`).
 std::uint32_t idle_timeout(std::uint8_t protocol, std::uint16_t dst_port, tcp_state state) noexcept;

@@ -220,5 +220,15 @@ TEST(Timeouts, ByProtocolAndState) {
   EXPECT_EQ(idle_timeout(58, 0, tcp_state::syn_sent), 60u);
 }
 
+TEST(Timeouts, IdleTimeIsNeverNegative) {
+  constexpr std::uint64_t hz = 2'000'000'000;
+  EXPECT_EQ(seconds_since(0, 3 * hz, hz), 3u);
+  EXPECT_EQ(seconds_since(hz, hz + hz - 1, hz), 0u);
+  // Stamped by a worker after the expiry walk read the clock: not idle, and
+  // above all not idle for 2^64 ticks (the flow would expire mid-transfer).
+  EXPECT_EQ(seconds_since(5 * hz + 7, 5 * hz, hz), 0u);
+  EXPECT_LT(seconds_since(5 * hz + 7, 5 * hz, hz), idle_timeout(6, 443, tcp_state::closed));
+}
+
 }  // namespace
 }  // namespace lopower::splice
