@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "control/log.h"
+#include "control/socket_address.h"
 #include "control/tailnet/netmap/map_response.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/kernel_interface.h"
@@ -40,23 +41,6 @@ int open_udp(int family) {
 std::optional<tailnet::endpoint> resolver_endpoint(const std::string& text) {
   if (auto a = ip_address::parse(text)) return tailnet::endpoint{*a, 53};
   return tailnet::endpoint::parse(text);
-}
-
-// A sockaddr for `a`:`port`; its length.
-socklen_t socket_address(const ip_address& a, std::uint16_t port, sockaddr_storage& sa) {
-  sa = {};
-  if (a.family == ip_family::v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&sa);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    std::memcpy(&s6->sin6_addr, a.bytes.data(), 16);
-    return sizeof *s6;
-  }
-  auto* s4 = reinterpret_cast<sockaddr_in*>(&sa);
-  s4->sin_family = AF_INET;
-  s4->sin_port = htons(port);
-  std::memcpy(&s4->sin_addr, a.bytes.data(), 4);
-  return sizeof *s4;
 }
 
 std::optional<tailnet::endpoint> endpoint_of(const sockaddr_storage& sa) {
@@ -91,6 +75,7 @@ dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::
 }
 
 dns_service::~dns_service() {
+  tcp_retries_in_flight_.clear();
   while (!conns_.empty()) close_tcp(conns_.begin()->first);
   for (int fd : listeners_) {
     loop_.unwatch(fd);
@@ -229,11 +214,49 @@ void dns_service::on_upstream(int fd) {
       continue;
     }
     ++upstream_answers_;
+    if (it->second.tcp_fd >= 0 && dns::is_truncated(msg)) {
+      retry_over_tcp(*id, *sender);
+      continue;
+    }
     pending q = std::move(it->second);
     pending_.erase(it);
     dns::set_message_id(msg, q.device_id);
     deliver(q, msg);
   }
+}
+
+// The device asked over TCP and must get the whole answer: the resolver
+// that cut it is asked again over TCP (within a fresh timeout).
+void dns_service::retry_over_tcp(std::uint16_t id, const tailnet::endpoint& resolver) {
+  pending& q = pending_.at(id);
+  q.asked.clear();  // no more UDP answers for it
+  q.deadline = std::chrono::steady_clock::now() + forward_timeout;
+  ++tcp_retries_;
+  auto started = dns_upstream_tcp::start(
+      loop_, resolver.address, resolver.port, q.sent,
+      [this, id](std::optional<std::vector<std::uint8_t>> answer, const std::string& why) {
+        on_tcp_retry_done(id, std::move(answer), why);
+      });
+  if (!started) return on_tcp_retry_done(id, std::nullopt, started.message());
+  tcp_retries_in_flight_[id] = std::move(*started);
+}
+
+void dns_service::on_tcp_retry_done(std::uint16_t id, std::optional<std::vector<std::uint8_t>> answer,
+                                    const std::string& why) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  pending q = std::move(it->second);
+  pending_.erase(it);
+  if (answer && dns::check_upstream_answer(q.sent, *answer) == dns::answer_check::ok) {
+    dns::set_message_id(*answer, q.device_id);
+    deliver(q, *answer);
+  } else {
+    ++tcp_retry_failures_;
+    LOG_DEBUG("dns: TCP retry to the upstream: %s", answer ? "an answer to another question" : why.c_str());
+    dns::set_message_id(q.sent, q.device_id);
+    deliver(q, dns::servfail_answer(q.sent));
+  }
+  tcp_retries_in_flight_.erase(id);  // may be the caller: it returns at once
 }
 
 void dns_service::tick() {
@@ -247,6 +270,7 @@ void dns_service::tick() {
     pending& q = it->second;
     dns::set_message_id(q.sent, q.device_id);
     deliver(q, dns::servfail_answer(q.sent));
+    tcp_retries_in_flight_.erase(it->first);
     it = pending_.erase(it);
   }
 }
@@ -388,6 +412,8 @@ nlohmann::json dns_service::status_json() const {
           {"upstream_answers", upstream_answers_},
           {"upstream_answers_refused", upstream_refused_},
           {"upstream_timeouts", timeouts_},
+          {"upstream_tcp_retries", tcp_retries_},
+          {"upstream_tcp_retry_failures", tcp_retry_failures_},
           {"queries_from_unknown_sources", unknown_device_},
           {"tcp", tun_ >= 0 ? nlohmann::json{{"interface", tun_name_}, {"queries", tcp_queries_}, {"connections", conns_.size()}}
                             : nlohmann::json(nullptr)}};

@@ -22,12 +22,15 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "control/config.h"
 #include "control/dns/dns_answerer.h"
+#include "control/dns_upstream_tcp.h"
 #include "control/enrollment/device_registry.h"
 #include "control/event_loop.h"
 #include "control/tailnet/netmap/netmap.h"
@@ -71,6 +74,8 @@ class dns_service {
   void forward(pending p, const std::vector<std::string>& resolvers);
   void on_upstream(int fd);
   void deliver(pending& q, std::span<const std::uint8_t> message);
+  void retry_over_tcp(std::uint16_t id, const tailnet::endpoint& resolver);
+  void on_tcp_retry_done(std::uint16_t id, std::optional<std::vector<std::uint8_t>> answer, const std::string& why);
   // TCP through the kernel.
   void open_tcp();
   void on_tun();
@@ -94,8 +99,10 @@ class dns_service {
   std::uint64_t next_serial_ = 1;
   std::uint64_t tcp_queries_ = 0;
   std::map<std::uint16_t, pending> pending_;  // by our ID
+  std::map<std::uint16_t, std::unique_ptr<dns_upstream_tcp>> tcp_retries_in_flight_;  // by our ID, as pending_
   std::array<std::uint64_t, dns::outcome_count> outcomes_{};
   std::uint64_t upstream_answers_ = 0, upstream_refused_ = 0, timeouts_ = 0, unknown_device_ = 0;
+  std::uint64_t tcp_retries_ = 0, tcp_retry_failures_ = 0;
 };
 
 }  // namespace lopower

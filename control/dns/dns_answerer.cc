@@ -592,6 +592,10 @@ bool set_message_id(std::span<std::uint8_t> message, std::uint16_t id) noexcept 
   return true;
 }
 
+bool is_truncated(std::span<const std::uint8_t> message) noexcept {
+  return message.size() >= header_size && (message[2] & 0x02) != 0;  // TC: RFC 1035 4.1.1
+}
+
 std::string_view to_string(answer_check c) noexcept {
   switch (c) {
     case answer_check::ok: return "ok";

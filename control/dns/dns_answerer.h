@@ -195,6 +195,8 @@ class answerer {
 std::optional<std::uint16_t> message_id(std::span<const std::uint8_t> message) noexcept;
 // Overwrites the ID in place; false (and nothing written) when shorter than a header.
 bool set_message_id(std::span<std::uint8_t> message, std::uint16_t id) noexcept;
+// Whether TC is set: the answer was cut to fit a UDP datagram.
+bool is_truncated(std::span<const std::uint8_t> message) noexcept;
 
 // Whether an upstream's message answers the query as it was sent (with the
 // plumbing's ID): a response, same ID and opcode, one question with the

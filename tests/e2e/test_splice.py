@@ -46,6 +46,9 @@ TEN_MB = 10 * 1024 * 1024
 SUFFIX = "tailnet.test"
 MAGIC_DNS = {"dns": {"magic_dns": True, "base_domain": SUFFIX}}
 UPSTREAM_NAME, UPSTREAM_ADDR = "upstream.example.test", "198.18.40.99"
+# A name with more addresses than fit a 512-byte UDP answer: the upstream
+# truncates it over UDP (TC) and gives all of them over TCP.
+BIG_NAME, BIG_ADDRS = "big.example.test", [f"10.77.0.{i}" for i in range(1, 41)]
 FLOWS_PER_DEVICE = 400  # above the 200-connection test, below what the limit test sprays
 
 
@@ -71,7 +74,8 @@ def lab():
         lab = TailnetLab(topo, peers=["ts1"], headscale_kw={"extra_config": MAGIC_DNS})
         # The upstream resolver for names lopower does not own.
         lab.ctl.popen(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--listen-address=198.18.40.2",
-                       "--bind-interfaces", f"--address=/{UPSTREAM_NAME}/{UPSTREAM_ADDR}", "--pid-file="])
+                       "--bind-interfaces", f"--address=/{UPSTREAM_NAME}/{UPSTREAM_ADDR}", "--pid-file="]
+                      + [f"--host-record={BIG_NAME},{a}" for a in BIG_ADDRS])
         key_file = topo.tmpdir / "authkey"
         key_file.write_text(lab.authkey())
         key_file.chmod(0o600)
@@ -245,6 +249,10 @@ def test_magicdns_names_through_lopower(lab):
     assert getent(dev1, "hosts", f"nosuch.{SUFFIX}").returncode == 2
     r = getent(dev1, "hosts", UPSTREAM_NAME)
     assert r.returncode == 0 and UPSTREAM_ADDR in r.stdout, r.stdout
+    # Truncated over UDP: passed on with TC, and the device's resolver asks
+    # again over TCP, as it would any resolver, and gets every address.
+    r = getent(dev1, "ahostsv4", BIG_NAME)
+    assert r.returncode == 0 and {line.split()[0] for line in r.stdout.splitlines()} == set(BIG_ADDRS), r.stdout
     # Reverse lookup of a tailnet address.
     r = getent(dev1, "hosts", ts1.ip(4))
     assert r.returncode == 0 and name in r.stdout, r.stdout
@@ -287,6 +295,13 @@ def test_dns_over_tcp(lab):
             r = getent(dev1, "hosts", UPSTREAM_NAME)  # forwarded, answered back over the connection
             assert r.returncode == 0 and UPSTREAM_ADDR in r.stdout, (server, r.stdout + r.stderr)
             assert d.status()["dns"]["tcp"]["queries"] >= before + 2
+            # Truncated over UDP upstream: lopower asks again over TCP, and
+            # the device gets every address, not the 29 that fit.
+            retries = d.status()["dns"]["upstream_tcp_retries"]
+            r = getent(dev1, "ahosts", BIG_NAME)
+            got = {line.split()[0] for line in r.stdout.splitlines()}
+            assert r.returncode == 0 and got == set(BIG_ADDRS), (server, sorted(got), r.stderr)
+            assert d.status()["dns"]["upstream_tcp_retries"] >= retries + 1
         finally:
             resolv.write_text(saved)
 

@@ -581,6 +581,7 @@ TEST(DnsSizes, BigAnswerTruncatedOverUdpOnly) {
   EXPECT_LE(udp.message.size(), 512U);
   const pkt_ptr p = parse(udp.message);
   EXPECT_TRUE(ldns_pkt_tc(p.get()));
+  EXPECT_TRUE(is_truncated(udp.message));  // what the forwarding plumbing reads
   EXPECT_EQ(ldns_pkt_qdcount(p.get()), 1);
   EXPECT_EQ(ldns_pkt_ancount(p.get()) + ldns_pkt_nscount(p.get()) + ldns_pkt_arcount(p.get()), 0);
   EXPECT_EQ(ldns_pkt_get_rcode(p.get()), LDNS_RCODE_NOERROR);
@@ -590,6 +591,8 @@ TEST(DnsSizes, BigAnswerTruncatedOverUdpOnly) {
   EXPECT_GT(tcp.message.size(), 512U);
   const pkt_ptr all = parse(tcp.message);
   EXPECT_FALSE(ldns_pkt_tc(all.get()));
+  EXPECT_FALSE(is_truncated(tcp.message));
+  EXPECT_FALSE(is_truncated(bytes{0x12, 0x34, 0x82}));  // shorter than a header
   EXPECT_EQ(ldns_pkt_ancount(all.get()), 40);
 }
 
