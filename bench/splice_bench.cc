@@ -6,7 +6,8 @@
 // frame in, one frame out. Frames are re-sealed outside the timed region
 // (the replay window wants fresh counters).
 //
-// And the flow table alone: bulk-free single lookups among 1 M flows.
+// And the flow table alone among 1 M flows: single lookups, and bulk
+// lookups of a sub-burst's 32 keys (what the worker does).
 //
 // Inner sizes are 64, 512 and 1280 bytes: the tailnet MTU is 1280, so a
 // device's 1420-byte packet would be answered with ICMP too-big, not spliced.
@@ -62,7 +63,6 @@ struct rig {
   port_identity identity;
   rcu_domain rcu{1};
   session_table sessions{1024, rcu};
-  flow_table flows{1u << 16, rcu};
   wg_peer device, ts_peer;
   wg_endpoint device_ep, peer_ep;
   std::uint8_t device_key[32], peer_key[32];
@@ -99,13 +99,15 @@ struct rig {
   }
 };
 
-// A device datagram of `inner` bytes to 100.64.0.5:9000, sealed.
-void seal_datagram(rig& g, rte_mbuf* m, std::uint16_t inner) {
+// A device datagram of `inner` bytes to 100.64.0.5:9000, sealed; from
+// source port 5555, or spread over `flows` source ports (one flow each).
+void seal_datagram(rig& g, rte_mbuf* m, std::uint16_t inner, unsigned flows) {
   const std::vector<std::uint8_t> payload(inner - 28u, 0x5a);
+  const auto src_port = static_cast<std::uint16_t>(flows <= 1 ? 5555 : 10000 + g.next_counter % flows);
   bench::seal_device_frame(
       m, inner,
-      [&payload](std::uint8_t* ip) {
-        write_udp_packet(ip, *ip_address::parse("10.90.0.2"), 5555, *ip_address::parse("100.64.0.5"), 9000, payload);
+      [&payload, src_port](std::uint8_t* ip) {
+        write_udp_packet(ip, *ip_address::parse("10.90.0.2"), src_port, *ip_address::parse("100.64.0.5"), 9000, payload);
       },
       g.device_key, g.next_counter++, 7, g.device_ep);
 }
@@ -118,6 +120,7 @@ rig& the_rig() {
 void splice_out(benchmark::State& state, const char* backend) {
   rig& g = the_rig();
   const auto inner = static_cast<std::uint16_t>(state.range(0));
+  const auto flows = static_cast<unsigned>(state.range(1));
   worker_setup s;
   s.burst_size = 32;
   s.adaptive_idle = false;
@@ -128,11 +131,16 @@ void splice_out(benchmark::State& state, const char* backend) {
   s.has_local_v4 = true;
   inet_pton(AF_INET, "10.90.0.1", &s.local_v4_be);
   s.tailnet = &g.view;
-  s.flows = &g.flows;
+  // A table of its own for each run: a new worker's port allocator starts
+  // afresh and would meet the ports of an earlier run's flows.
+  flow_table table{1u << 16, g.rcu};
+  s.flows = &table;
+  s.max_flows_per_device = table.capacity();  // one device stands for many here
+  g.device.flows.store(0);  // the flows it had were in the last run's table
   static rte_ring* events = rte_ring_create_elem("sp_events", sizeof(wg_event), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
   s.wg_events = events;
   worker w(s);
-  const bench::seal_fn seal = [&g, inner](rte_mbuf* m) { seal_datagram(g, m, inner); };
+  const bench::seal_fn seal = [&g, inner, flows](rte_mbuf* m) { seal_datagram(g, m, inner, flows); };
   bench::fill(pool(), g.rx, frames, seal);
   const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal);
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
@@ -140,45 +148,83 @@ void splice_out(benchmark::State& state, const char* backend) {
   std::uint64_t dropped = 0;
   for (unsigned r = 0; r < drop_reason_count; ++r) dropped += w.stats().ports[0].drops[r].get();
   state.counters["dropped"] = static_cast<double>(dropped);
-  state.counters["flows"] = static_cast<double>(g.flows.size());
+  state.counters["flows"] = static_cast<double>(table.size());
   bench::drain({g.rx, g.tx});
 }
 
 void BM_SpliceDeviceToTailnet_ipsec_mb(benchmark::State& state) { splice_out(state, "ipsec-mb"); }
 void BM_SpliceDeviceToTailnet_libsodium(benchmark::State& state) { splice_out(state, "libsodium"); }
-BENCHMARK(BM_SpliceDeviceToTailnet_ipsec_mb)->ArgName("inner")->Arg(64)->Arg(512)->Arg(1280);
-BENCHMARK(BM_SpliceDeviceToTailnet_libsodium)->ArgName("inner")->Arg(64)->Arg(512)->Arg(1280);
+// One flow, and 50 000 flows (packets round-robin over them: the flow table
+// no longer fits the caches, as on a busy gateway).
+BENCHMARK(BM_SpliceDeviceToTailnet_ipsec_mb)
+    ->ArgNames({"inner", "flows"})
+    ->ArgsProduct({{64, 512, 1280}, {1}})
+    ->Args({64, 50000});
+BENCHMARK(BM_SpliceDeviceToTailnet_libsodium)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
 
-// The flow table with 1 M flows: one lookup per iteration, keys in random order.
+// The flow table with 1 M flows, keys in random order.
+flow_table& table_1m() {
+  static rcu_domain rcu{1};
+  static flow_table table{1u << 20, rcu};
+  return table;
+}
+
+std::vector<splice::flow_key>& keys_1m() {
+  static std::vector<splice::flow_key> keys;
+  return keys;
+}
+
+void fill_1m() {
+  constexpr unsigned n = 1u << 20;
+  auto& keys = keys_1m();
+  keys.reserve(n);
+  std::uint8_t dev[4] = {10, 90, 0, 0}, peer[4] = {100, 64, 0, 5}, ours[4] = {100, 64, 0, 1};
+  for (unsigned i = 0; i < n; ++i) {
+    dev[2] = static_cast<std::uint8_t>(i >> 16);
+    dev[3] = static_cast<std::uint8_t>(i >> 8);
+    auto* f = new flow;
+    f->device_key = splice::make_flow_key(ip_family::v4, 17, dev, static_cast<std::uint16_t>(i), peer, 9000);
+    f->tailnet_key = splice::make_flow_key(ip_family::v4, 17, peer, 9000, ours, static_cast<std::uint16_t>(i));
+    f->tailnet_key.src[2] = static_cast<std::uint8_t>(i >> 16);  // unique per flow
+    if (!table_1m().insert(f)) throw std::runtime_error("flow table refused an insert");
+    keys.push_back(f->device_key);
+  }
+  std::shuffle(keys.begin(), keys.end(), std::mt19937(1));
+}
+
+// One lookup per iteration.
 void BM_FlowLookup1M(benchmark::State& state) {
   constexpr unsigned n = 1u << 20;
-  static rcu_domain rcu{1};
-  static flow_table table{n, rcu};
-  static std::vector<splice::flow_key> keys;
-  if (keys.empty()) {
-    keys.reserve(n);
-    std::uint8_t dev[4] = {10, 90, 0, 0}, peer[4] = {100, 64, 0, 5}, ours[4] = {100, 64, 0, 1};
-    for (unsigned i = 0; i < n; ++i) {
-      dev[2] = static_cast<std::uint8_t>(i >> 16);
-      dev[3] = static_cast<std::uint8_t>(i >> 8);
-      auto* f = new flow;
-      f->device_key = splice::make_flow_key(ip_family::v4, 17, dev, static_cast<std::uint16_t>(i), peer, 9000);
-      f->tailnet_key = splice::make_flow_key(ip_family::v4, 17, peer, 9000, ours, static_cast<std::uint16_t>(i));
-      f->tailnet_key.src[2] = static_cast<std::uint8_t>(i >> 16);  // unique per flow
-      if (!table.insert(f)) throw std::runtime_error("flow table refused an insert");
-      keys.push_back(f->device_key);
-    }
-    std::shuffle(keys.begin(), keys.end(), std::mt19937(1));
-  }
+  if (keys_1m().empty()) fill_1m();
+  const auto& keys = keys_1m();
   std::size_t i = 0, hits = 0;
   for (auto _ : state) {
-    hits += table.find(keys[i]) != nullptr;
+    hits += table_1m().find(keys[i]) != nullptr;
     i = (i + 1) & (n - 1);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
   state.counters["hit_ratio"] = static_cast<double>(hits) / static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_FlowLookup1M);
+
+// The same table, 32 lookups per call (a sub-burst): per lookup.
+void BM_FlowLookupBulk1M(benchmark::State& state) {
+  constexpr unsigned n = 1u << 20, burst = 32;
+  if (keys_1m().empty()) fill_1m();
+  const auto& keys = keys_1m();
+  const splice::flow_key* ptrs[burst];
+  flow* found[burst];
+  std::size_t i = 0, hits = 0;
+  for (auto _ : state) {
+    for (unsigned k = 0; k < burst; ++k) ptrs[k] = &keys[(i + k) & (n - 1)];
+    table_1m().find_bulk(ptrs, burst, found);
+    for (unsigned k = 0; k < burst; ++k) hits += found[k] != nullptr;
+    i = (i + burst) & (n - 1);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * burst);
+  state.counters["hit_ratio"] = static_cast<double>(hits) / static_cast<double>(state.iterations() * burst);
+}
+BENCHMARK(BM_FlowLookupBulk1M);
 
 }  // namespace
 

@@ -58,6 +58,18 @@ flow* flow_table::find(const splice::flow_key& k) const noexcept {
   return rte_hash_lookup_data(hash_, &k, &data) >= 0 ? static_cast<flow*>(data) : nullptr;
 }
 
+void flow_table::find_bulk(const splice::flow_key* const* keys, unsigned n, flow** out) const noexcept {
+  for (unsigned at = 0; at < n; at += RTE_HASH_LOOKUP_BULK_MAX) {
+    const unsigned chunk = std::min<unsigned>(n - at, RTE_HASH_LOOKUP_BULK_MAX);
+    std::uint64_t hits = 0;
+    void* data[RTE_HASH_LOOKUP_BULK_MAX];
+    // rte_hash's API takes non-const pointers to the key pointers; it only reads them.
+    rte_hash_lookup_bulk_data(hash_, const_cast<const void**>(reinterpret_cast<const void* const*>(keys + at)), chunk,
+                              &hits, data);
+    for (unsigned i = 0; i < chunk; ++i) out[at + i] = (hits >> i) & 1 ? static_cast<flow*>(data[i]) : nullptr;
+  }
+}
+
 bool flow_table::insert(flow* f) noexcept {
   if (size() >= capacity_) return false;
   if (rte_hash_add_key_data(hash_, &f->device_key, f) != 0) return false;

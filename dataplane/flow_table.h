@@ -42,6 +42,9 @@ class flow_table {
 
   // Workers: the flow under either key, or nullptr.
   flow* find(const splice::flow_key& k) const noexcept;
+  // Workers: `n` lookups at once, the hash's bucket reads overlapped
+  // (rte_hash prefetches them): out[i] is the flow under *keys[i], or nullptr.
+  void find_bulk(const splice::flow_key* const* keys, unsigned n, flow** out) const noexcept;
   // Workers: adds under both keys; false (nothing added, `f` not taken) when
   // either key is present already or the table is full.
   bool insert(flow* f) noexcept;

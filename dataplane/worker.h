@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "dataplane/classifier.h"
@@ -103,6 +104,11 @@ class worker {
     std::uint16_t count[packet_class_count];
     classify_result transport[max_burst];  // offsets of the wg_transport sub-burst
   };
+  // A packet's flow, looked up for the whole sub-burst at once.
+  struct flow_lookup {
+    bool done = false;      // looked up (else: look it up when it is needed)
+    flow* found = nullptr;  // as of the lookup: an earlier packet of the burst may have created it since
+  };
   // Inner packets on their way out to peers, by peer.
   struct outbound {
     rte_mbuf* pkts[max_burst];
@@ -123,14 +129,19 @@ class worker {
   // worker_transport.cc: the WireGuard data path.
   void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
   bool admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint64_t counter) noexcept;
-  void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
-  void deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, outbound& out) noexcept;
+  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
+                     flow_lookup* flows) noexcept;
+  void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
+                     flow_lookup flow_hint, outbound& out) noexcept;
+  void deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, flow_lookup flow_hint,
+                            outbound& out) noexcept;
   void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
   // worker_splice.cc: device flows onto the tailnet and back.
-  void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, outbound& out) noexcept;
-  bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, outbound& out) noexcept;
+  void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+                  outbound& out) noexcept;
+  bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint, outbound& out) noexcept;
   flow* create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
   bool allocate_port(flow& f) noexcept;
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,

@@ -117,7 +117,8 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
   return f;
 }
 
-void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, outbound& out) noexcept {
+void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+                        outbound& out) noexcept {
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
   wg_peer* peer = view && setup_.flows ? view->route(info.ipv6, info.dst) : nullptr;
   if (peer == nullptr)
@@ -128,7 +129,9 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   splice::flow_key key{};
   if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
-  flow* f = setup_.flows->find(key);
+  // A miss is looked up again: an earlier packet of this burst may have
+  // created the flow (only new flows pay for it).
+  flow* f = flow_hint.found != nullptr ? flow_hint.found : setup_.flows->find(key);
   if (f == nullptr) {
     if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
       return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
@@ -152,7 +155,8 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   out.peers[out.count++] = peer;
 }
 
-bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, outbound& out) noexcept {
+bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint,
+                       outbound& out) noexcept {
   if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   splice::flow_key key{};
@@ -165,7 +169,8 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, outb
     key = quoted.reverse();
     icmp_error = true;
   }
-  flow* f = setup_.flows->find(key);
+  // Replies never meet a flow made in their own burst: a miss stands.
+  flow* f = flow_hint.done && !icmp_error ? flow_hint.found : setup_.flows->find(key);
   if (f == nullptr || !(f->tailnet_key == key)) return false;
   const bool v6 = f->device_key.family == ip_family::v6;
   const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
