@@ -75,7 +75,6 @@ dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::
 }
 
 dns_service::~dns_service() {
-  tcp_retries_in_flight_.clear();
   while (!conns_.empty()) close_tcp(conns_.begin()->first);
   for (int fd : listeners_) {
     loop_.unwatch(fd);

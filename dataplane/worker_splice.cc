@@ -170,7 +170,8 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
     icmp_error = true;
   }
   // Replies never meet a flow made in their own burst: a miss stands.
-  flow* f = flow_hint.done && !icmp_error ? flow_hint.found : setup_.flows->find(key);
+  // (An ICMP error has no flow key of its own: never looked up ahead.)
+  flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
   if (f == nullptr || !(f->tailnet_key == key)) return false;
   const bool v6 = f->device_key.family == ip_family::v6;
   const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
