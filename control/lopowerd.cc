@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "control/clock.h"
 #include "control/config.h"
 #include "control/ctl_server.h"
 #include "control/device_commands.h"
@@ -89,12 +90,6 @@ std::optional<options> parse_command_line(int argc, char** argv, int& exit_code)
     return std::nullopt;
   }
   return o;
-}
-
-std::uint64_t monotonic_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000;
 }
 
 void make_state_dir(const std::string& dir) {
@@ -215,6 +210,10 @@ int serve(const config& cfg, const std::string& config_path) {
     dp.drain_wg_events([&](const wg_event& ev) {
       devices.handle_event(ev);
       if (tailnet) tailnet->handle_event(ev);
+    });
+    dp.drain_staged([&](const staged_packet& sp) {
+      if (devices.stage(sp) || (tailnet && tailnet->stage(sp))) return;
+      rte_pktmbuf_free(sp.mbuf);  // its peer went away meanwhile
     });
     const bool under_load = dp.control_backlog() > cfg.wireguard.handshake_load_threshold;
     dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, tailnet.get(), dns, m, under_load); });

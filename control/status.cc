@@ -5,16 +5,11 @@
 
 #include <ctime>
 
+#include "control/clock.h"
 #include "lopower_build_config.h"
 
 namespace lopower {
 namespace {
-
-std::uint64_t now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000;
-}
 
 // Sums one port's counters over every worker and the control thread.
 nlohmann::json port_counters_json(const dataplane& dp, std::size_t index) {
@@ -102,7 +97,7 @@ nlohmann::json lcores_json(const daemon_info& info, const dataplane& dp) {
 
 nlohmann::json neighbours_json(const dataplane& dp) {
   nlohmann::json out = nlohmann::json::array();
-  const std::uint64_t now = now_ms();
+  const std::uint64_t now = monotonic_ms();
   for (const auto& e : dp.neighbours().entries()) {
     const std::size_t idx = dp.port_index_of(e.port_id);
     out.push_back({{"port", idx < dp.ports().size() ? dp.ports()[idx].config.name : "?"},

@@ -81,7 +81,7 @@ void disco_paths::on_ping(const disco::ping& m, peer_state& p, const wg_endpoint
   if (sealed.empty()) return;
   hooks_.reply_to(from, sealed);
   ++counters_.pongs_sent;
-  if (hooks_.on_peer_ping) hooks_.on_peer_ping(by_disco_.at(p.disco_key));
+  if (hooks_.on_peer_heard) hooks_.on_peer_heard(by_disco_.at(p.disco_key));
   // The peer reaches us from there; check the way back, as tailscale does.
   if (!p.best) send_ping(by_disco_.at(p.disco_key), p, peer_address(from), rte_be_to_cpu_16(from.peer_port_be));
 }
@@ -114,25 +114,30 @@ void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state&
     return true;
   });
   for (waiter& w : ready) w.done({id, true, latency, endpoint_string(from)});
+  if (hooks_.on_peer_heard) hooks_.on_peer_heard(id);
 }
 
-void disco_paths::send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port) {
+bool disco_paths::send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port) {
   disco::ping m;
   randombytes_buf(m.tx_id.data(), m.tx_id.size());
   m.node_key = node_public_;
   const auto sealed = disco::seal(disco::message{m}, p.shared, disco_public_);
-  if (sealed.empty()) return;
+  if (sealed.empty()) return true;  // nothing to send to this key: not a path problem
   if (!hooks_.send_to(ip, port, sealed)) {
     ++counters_.no_route;
-    return;
+    LOG_DEBUG("disco ping to %s: no way there yet", tailnet::endpoint{ip, port}.to_string().c_str());
+    return false;
   }
   ++counters_.pings_sent;
   pending_[m.tx_id] = {id, clock::now(), tailnet::endpoint{ip, port}.to_string()};
+  return true;
 }
 
 void disco_paths::ping_endpoints(tailnet::node_id id, peer_state& p) {
   p.last_ping_round = clock::now();
-  for (const tailnet::endpoint& e : p.endpoints) send_ping(id, p, e.address, e.port);
+  bool missed = false;
+  for (const tailnet::endpoint& e : p.endpoints) missed |= !send_ping(id, p, e.address, e.port);
+  p.missed_rounds = missed ? static_cast<std::uint8_t>(std::min(p.missed_rounds + 1, 255)) : 0;
 }
 
 void disco_paths::ping(tailnet::node_id peer, std::chrono::milliseconds timeout, ping_callback done) {
@@ -147,8 +152,10 @@ void disco_paths::tick(const std::function<bool(tailnet::node_id)>& busy) {
   for (auto& [id, p] : peers_) {
     const bool wanted = busy(id) || std::any_of(waiters_.begin(), waiters_.end(), [&](const waiter& w) { return w.peer == id; });
     // A ping round may meet a neighbour not learned yet: the next round
-    // (after the ARP/ND answer) gets through.
-    const auto interval = waiters_.empty() ? heartbeat_interval : std::chrono::seconds(1);
+    // (after the ARP/ND answer) gets through, and the first such goes at
+    // the next tick -- the answer takes a millisecond, not a second.
+    const auto interval = p.missed_rounds == 1 ? std::chrono::milliseconds(100)
+                          : waiters_.empty() ? heartbeat_interval : std::chrono::seconds(1);
     if (wanted && now - p.last_ping_round >= interval) ping_endpoints(id, p);
   }
   std::vector<waiter> expired;

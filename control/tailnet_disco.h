@@ -40,10 +40,10 @@ class disco_paths {
     std::function<void(const wg_endpoint&, std::span<const std::uint8_t>)> reply_to;
     // The best direct path to peer `id` is now `ep`.
     std::function<void(tailnet::node_id id, const wg_endpoint& ep)> on_path;
-    // Peer `id` pinged us: it is checking its way to us, and may only now
-    // be able to answer a handshake (tailscaled drops its handshake
-    // responses while it has no path back).
-    std::function<void(tailnet::node_id id)> on_peer_ping;
+    // Peer `id` pinged us or answered our ping: it is checking its way to
+    // us, and may only now be able to answer a handshake (tailscaled drops
+    // its handshake responses while it has no path back).
+    std::function<void(tailnet::node_id id)> on_peer_heard;
   };
   struct ping_outcome {
     tailnet::node_id peer = 0;
@@ -82,6 +82,7 @@ class disco_paths {
     double best_latency_ms = 0;
     clock::time_point best_until{};
     clock::time_point last_ping_round{};
+    std::uint8_t missed_rounds = 0;  // in a row, where a ping found no way out (neighbour unknown yet)
   };
   struct pending_ping {
     tailnet::node_id peer = 0;
@@ -95,7 +96,7 @@ class disco_paths {
   };
 
   void ping_endpoints(tailnet::node_id id, peer_state& p);
-  void send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port);
+  bool send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port);
   void on_ping(const tailnet::disco::ping& m, peer_state& p, const wg_endpoint& from);
   void on_pong(const tailnet::disco::pong& m, tailnet::node_id id, peer_state& p, const wg_endpoint& from);
 

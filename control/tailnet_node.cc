@@ -82,7 +82,7 @@ tailnet_node::tailnet_node(event_loop& loop, dataplane& dp, const config& cfg)
             if (wg_) wg_->set_peer_endpoint(std::to_string(id), ep);
           },
           [this](tailnet::node_id id) {
-            if (wg_) wg_->retry_handshake_now(std::to_string(id));
+            if (wg_) wg_->retry_handshake_soon(std::to_string(id));
           }});
 }
 
@@ -122,6 +122,7 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
   }
   if (!stale.empty()) publish_view(nm, sync_wireguard(nm));  // peers whose key changed come back
   disco_->set_peers(nm);
+  follow_restarts(nm);
   if (netmap_listener_) netmap_listener_(nm);
 }
 
@@ -134,6 +135,7 @@ std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap
     wg_peers_.clear();
     wg_key_ = client_->node_public();
     wg_ = std::make_unique<wireguard_server>(dp_, cfg_.wireguard, client_->node_private(), "tailnet peer");
+    wg_->on_path_wanted([this](const std::string& name) { find_path(name); });
   }
   std::map<tailnet::node_id, public_key> wanted;
   for (const tailnet::node& n : nm.peers())
@@ -222,18 +224,41 @@ void tailnet_node::handle_packet(rte_mbuf* m, const classify_result& r, bool und
 }
 
 void tailnet_node::handle_event(const wg_event& ev) {
-  if (!wg_) return;
-  if (ev.kind != wg_event::session_wanted) return wg_->handle_event(ev);
-  // A worker holds traffic for a peer with no session: a path, then a handshake.
-  for (const auto& [id, key] : wg_peers_) {
-    const std::string name = std::to_string(id);
-    const wg_peer* wp = wg_->dataplane_peer(name);
-    if (wp == nullptr || wp->id != ev.local_index) continue;
-    if (wp->endpoint.load(std::memory_order_acquire) != nullptr) return wg_->ensure_session(name);
-    return disco_->ping(id, std::chrono::seconds(5), [this, name](const disco_paths::ping_outcome& o) {
-      if (o.answered && wg_) wg_->ensure_session(name);
-    });
+  if (wg_) wg_->handle_event(ev);
+}
+
+bool tailnet_node::stage(const staged_packet& sp) { return wg_ && wg_->stage(sp); }
+
+// A peer needs a session and has no endpoint, or its path went quiet: a
+// disco round finds one (on_path sets it), then a handshake.
+void tailnet_node::find_path(const std::string& name) {
+  const auto id = static_cast<tailnet::node_id>(std::stoll(name));
+  disco_->ping(id, std::chrono::seconds(5), [this, name](const disco_paths::ping_outcome& o) {
+    if (o.answered && wg_) wg_->ensure_session(name);
+  });
+}
+
+// A peer whose disco key changed has restarted: whatever sessions we had
+// with it are gone on its side. One that comes back online (tailscale up
+// after down) may have dropped them too: renew them at once rather than
+// after a quarter of a minute of unanswered traffic.
+void tailnet_node::follow_restarts(const tailnet::netmap& nm) {
+  std::map<tailnet::node_id, peer_liveness> now;
+  for (const tailnet::node& n : nm.peers()) {
+    const peer_liveness live{n.disco_key, n.online.value_or(true)};
+    now.emplace(n.id, live);
+    auto before = liveness_.find(n.id);
+    if (before == liveness_.end() || !wg_peers_.contains(n.id)) continue;
+    const bool new_disco = !before->second.disco_key.is_zero() && !(before->second.disco_key == live.disco_key);
+    const bool back_online = !before->second.online && live.online;
+    if (before->second.online != live.online)
+      LOG_DEBUG("tailnet peer %s: %s", n.name.c_str(), live.online ? "online" : "offline");
+    if (new_disco || back_online) {
+      LOG_INFO("tailnet peer %s: %s", n.name.c_str(), new_disco ? "new disco key (restarted)" : "back online");
+      wg_->peer_restarted(std::to_string(n.id));
+    }
   }
+  liveness_ = std::move(now);
 }
 
 bool tailnet_node::busy(tailnet::node_id id) const {

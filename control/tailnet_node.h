@@ -41,6 +41,9 @@ class tailnet_node {
   // A packet the workers passed up from the tailnet listener (takes the mbuf).
   void handle_packet(rte_mbuf* m, const classify_result& r, bool under_load);
   void handle_event(const wg_event& ev);
+  // A packet a worker held back for a tailnet peer with no session (takes
+  // the mbuf); false when the peer is not a tailnet peer.
+  bool stage(const staged_packet& sp);
   // Protocol timers; every ~100 ms.
   void tick();
 
@@ -67,6 +70,13 @@ class tailnet_node {
   void publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale);
   std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
   const tailnet::node* find_peer(const std::string& what) const;
+  void find_path(const std::string& wg_name);
+  void follow_restarts(const tailnet::netmap& nm);
+  struct peer_liveness {
+    public_key disco_key;
+    bool online = true;
+  };
+  std::map<tailnet::node_id, peer_liveness> liveness_;  // as of the last netmap
   bool busy(tailnet::node_id id) const;
   // ICMP over WireGuard: a disco path first, then a handshake, then the echo.
   struct icmp_ping {

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "control/clock.h"
 #include "control/log.h"
 #include "control/wireguard/tai64n.h"
 #include "dataplane/inner_packet.h"
@@ -15,18 +16,22 @@
 namespace lopower {
 namespace {
 
-constexpr std::uint64_t rekey_timeout_s = 5;        // whitepaper §6.1 REKEY_TIMEOUT
-constexpr std::uint64_t rekey_attempt_time_s = 90;  // REKEY_ATTEMPT_TIME
-
-std::uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+// Peer ids are unique across every interface: a staged packet names its
+// peer by id, and both interfaces are offered it.
+std::uint32_t next_peer_id = 1;
 
 wg::packet_source source_of(const wg_endpoint& ep) {
   const std::uint16_t port = ntohs(ep.peer_port_be);
   return ep.ipv6 ? wg::packet_source::v6(ep.peer_ip, port) : wg::packet_source::v4(ep.peer_ip, port);
+}
+
+wg::timer_settings timer_settings_from(const wireguard_config& wg) {
+  wg::timer_settings t;
+  t.hz = rte_get_tsc_hz();
+  t.rekey_after_s = wg.rekey_after_seconds;
+  t.reject_after_s = wg.reject_after_seconds;
+  t.keepalive_timeout_s = wg.keepalive_timeout_seconds;
+  return t;
 }
 
 wg::static_identity identity_from(const private_key& key, const std::string& label) {
@@ -46,22 +51,6 @@ nlohmann::json handshake_counters::to_json() const {
   return j;
 }
 
-struct wireguard_server::peer {
-  std::string name;
-  public_key key;
-  std::unique_ptr<wg::peer_handshake> hs;
-  wg::cookie_maker maker;
-  wg_peer* dp = nullptr;  // what the workers read
-  std::uint32_t slots[3] = {0, 0, 0};
-  std::uint32_t pending_index = 0;  // announced in our initiation in flight
-  std::uint64_t initiation_sent_tsc = 0;
-  std::uint64_t first_attempt_tsc = 0;
-  std::int64_t last_handshake_unix = 0;
-  std::uint64_t handshakes = 0;
-
-  peer(std::string n, const public_key& k, const wg::static_identity& id)
-      : name(std::move(n)), key(k), hs(std::make_unique<wg::peer_handshake>(id, k)), maker(k) {}
-};
 
 wireguard_server::wireguard_server(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
     : wireguard_server(dp, cfg.wireguard, registry.server_private_key(), "device") {
@@ -70,7 +59,8 @@ wireguard_server::wireguard_server(dataplane& dp, const config& cfg, const enrol
 
 wireguard_server::wireguard_server(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label)
     : dp_(dp), wg_(wg), label_(std::move(label)), identity_(identity_from(key, label_)),
-      aead_(crypto::make_backend("libsodium")), tsc_hz_(rte_get_tsc_hz()) {
+      aead_(crypto::make_backend("libsodium")), tsc_hz_(rte_get_tsc_hz()), timer_settings_(timer_settings_from(wg)),
+      max_staged_total_(std::min<std::size_t>(max_staged_total, dp.pool()->size / 8)) {
   if (!aead_) throw std::runtime_error("libsodium backend unavailable");
 }
 
@@ -112,11 +102,12 @@ void wireguard_server::add_device(const enrollment::device& d) {
 void wireguard_server::add_peer(const std::string& name, const public_key& key,
                                 const std::function<void(wg_peer&)>& configure) {
   if (peers_.contains(name) || by_key_.contains(key)) return;
-  auto p = std::make_unique<peer>(name, key, identity_);
+  auto p = std::make_unique<peer>(name, key, identity_, timer_settings_);
   p->dp = new wg_peer;
-  p->dp->id = next_peer_id_++;
+  p->dp->id = next_peer_id++;
   configure(*p->dp);
   by_key_[key] = p.get();
+  by_id_[p->dp->id] = p.get();
   peers_[name] = std::move(p);
 }
 
@@ -130,14 +121,120 @@ void wireguard_server::ensure_session(const std::string& name) {
   if (it == peers_.end()) return;
   peer& p = *it->second;
   if (p.dp->current.load(std::memory_order_acquire) != nullptr || p.pending_index != 0) return;
-  p.first_attempt_tsc = rte_rdtsc();
-  initiate(p);
+  initiate(p, false);
 }
 
-void wireguard_server::retry_handshake_now(const std::string& name) {
+void wireguard_server::retry_handshake_soon(const std::string& name) {
   auto it = peers_.find(name);
-  if (it == peers_.end() || it->second->pending_index == 0) return;
-  initiate(*it->second);
+  if (it != peers_.end() && it->second->pending_index != 0) it->second->retry_soon = true;
+}
+
+void wireguard_server::peer_restarted(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return;
+  peer& p = *it->second;
+  const bool had_session = p.slots[current] != 0 || p.slots[next] != 0 || p.pending_index != 0 || !p.staged.empty();
+  if (!had_session) return;  // nothing to renew: the next packet starts a handshake
+  ++counters_.peer_restarts;
+  LOG_INFO("%s %s restarted: its sessions are gone, starting a new one", label_.c_str(), p.name.c_str());
+  for (slot s : {previous, current, next}) erase_slot(p, s);
+  if (p.pending_index != 0) by_index_.erase(p.pending_index);
+  p.pending_index = 0;
+  p.timers.reset();
+  want_session(p);
+  ask_for_path(p);  // its paths are found again: a restarted tailscaled answers once it has one back
+}
+
+// Without an endpoint there is nobody to send an initiation to: the owner
+// finds a path (disco, for tailnet peers) and calls ensure_session; a
+// device we never heard from will initiate itself.
+void wireguard_server::want_session(peer& p) {
+  if (p.pending_index != 0) return;
+  if (p.dp->endpoint.load(std::memory_order_acquire) != nullptr) {
+    initiate(p, false);
+  } else {
+    ask_for_path(p);
+  }
+}
+
+// At most once a second per peer: a burst of staged packets is one request.
+void wireguard_server::ask_for_path(peer& p) {
+  const std::uint64_t now = rte_rdtsc();
+  if (!path_wanted_ || (p.path_wanted_tsc != 0 && now - p.path_wanted_tsc < tsc_hz_)) return;
+  p.path_wanted_tsc = now;
+  path_wanted_(p.name);
+}
+
+// Staged packets nobody is making a session for (no path turned up, the
+// device is gone) are dropped after REKEY_TIMEOUT; with a handshake in
+// flight they wait until it gives up.
+void wireguard_server::expire_staged(peer& p, std::uint64_t now) {
+  const std::uint64_t limit = (p.pending_index != 0 ? timer_settings_.rekey_attempt_s : timer_settings_.rekey_timeout_s) * tsc_hz_;
+  while (!p.staged.empty() && now > p.staged.front().tsc && now - p.staged.front().tsc >= limit) {
+    count_drop(p.staged.front().mbuf, drop_reason::wg_staged_gave_up);
+    rte_pktmbuf_free(p.staged.front().mbuf);
+    p.staged.pop_front();
+    --staged_total_;
+  }
+}
+
+bool wireguard_server::stage(const staged_packet& sp) {
+  auto it = by_id_.find(sp.peer_id);
+  if (it == by_id_.end()) return false;
+  peer& p = *it->second;
+  // The session may have come up while the packet was in the ring.
+  wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
+  const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
+  if (kp != nullptr && ep != nullptr && p.staged.empty()) {
+    if (seal_with(p, kp, *ep, std::span<const std::uint8_t>(rte_pktmbuf_mtod(sp.mbuf, const std::uint8_t*), sp.mbuf->data_len), true))
+      ++counters_.staged_sent;
+    rte_pktmbuf_free(sp.mbuf);
+    return true;
+  }
+  if (p.staged.size() >= max_staged_per_peer || staged_total_ >= max_staged_total_) {
+    // Drop the oldest of this peer's own: one peer cannot push out another's.
+    rte_mbuf* oldest = p.staged.empty() ? sp.mbuf : p.staged.front().mbuf;
+    count_drop(oldest, drop_reason::wg_staged_overflow);
+    rte_pktmbuf_free(oldest);
+    if (oldest == sp.mbuf) return true;
+    p.staged.pop_front();
+    --staged_total_;
+  }
+  p.staged.push_back({sp.mbuf, rte_rdtsc()});
+  ++staged_total_;
+  ++counters_.packets_staged;
+  want_session(p);
+  return true;
+}
+
+// Staged packets go out in order, sealed here with the new keypair before
+// the workers may use it, so they precede what the workers send next.
+void wireguard_server::flush_staged(peer& p, wg_keypair* kp) {
+  const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
+  while (!p.staged.empty() && ep != nullptr) {
+    rte_mbuf* m = p.staged.front().mbuf;
+    p.staged.pop_front();
+    --staged_total_;
+    if (seal_with(p, kp, *ep, std::span<const std::uint8_t>(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len), true))
+      ++counters_.staged_sent;
+    rte_pktmbuf_free(m);
+  }
+}
+
+void wireguard_server::drop_staged(peer& p, drop_reason why) {
+  for (const peer::staged_entry& e : p.staged) {
+    count_drop(e.mbuf, why);
+    rte_pktmbuf_free(e.mbuf);
+  }
+  staged_total_ -= p.staged.size();
+  p.staged.clear();
+}
+
+// Counted where the packet came in (mbuf->port survives the decrypt).
+void wireguard_server::count_drop(const rte_mbuf* m, drop_reason why) {
+  ++counters_.staged_dropped;
+  const std::size_t index = dp_.port_index_of(m->port);
+  if (index < max_ports) dp_.control_counters().drops[index][static_cast<unsigned>(why)].add();
 }
 
 wg_peer* wireguard_server::dataplane_peer(const std::string& name) const {
@@ -162,12 +259,14 @@ void wireguard_server::remove_device(const std::string& name) {
 }
 
 void wireguard_server::drop_peer(peer& p) {
+  drop_staged(p, drop_reason::wg_staged_gave_up);
+  by_id_.erase(p.dp->id);
   for (slot s : {previous, current, next}) erase_slot(p, s);
   if (p.pending_index != 0) by_index_.erase(p.pending_index);
   p.dp->removed.store(true, std::memory_order_relaxed);
   p.dp->current.store(nullptr, std::memory_order_release);
   if (const wg_endpoint* ep = p.dp->endpoint.exchange(nullptr)) dp_.rcu().retire_object(const_cast<wg_endpoint*>(ep));
-if (retire_peer_) retire_peer_(p.dp);  // after what refers to it
+  if (retire_peer_) retire_peer_(p.dp);  // after what refers to it
   else dp_.rcu().retire_object(p.dp);
   by_key_.erase(p.key);
   peers_.erase(p.name);
@@ -181,6 +280,7 @@ void wireguard_server::reset_timestamp(const std::string& name) {
   peer& p = *it->second;
   if (p.pending_index != 0) by_index_.erase(p.pending_index);
   p.pending_index = 0;
+  p.timers.abandon_handshake();
   p.hs = std::make_unique<wg::peer_handshake>(identity_, p.key);
 }
 
@@ -251,8 +351,11 @@ void wireguard_server::on_response(const wg::message_handshake_response& msg, co
   by_index_.erase(p.pending_index);
   p.pending_index = 0;
   set_endpoint(p, from);
+  const bool staged = !p.staged.empty();
   install_keypair(p, *keys);
-  send_keepalive(p);  // lets the responder confirm the new keypair at once
+  // The first data confirms the keypair to the responder; a keepalive when
+  // there is none.
+  if (!staged) send_keepalive(p);
 }
 
 void wireguard_server::on_cookie_reply(const wg::message_handshake_cookie& msg) {
@@ -269,18 +372,23 @@ void wireguard_server::send_cookie_reply(const std::uint8_t* msg, std::size_t le
   ++counters_.cookie_replies_sent;
 }
 
-void wireguard_server::initiate(peer& p) {
+bool wireguard_server::initiate(peer& p, bool retry) {
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
-  if (ep == nullptr) return;  // a device we never heard from: it will initiate
+  if (ep == nullptr) return false;  // a device we never heard from: it will initiate
   if (p.pending_index != 0) by_index_.erase(p.pending_index);
   p.pending_index = fresh_index();
   by_index_[p.pending_index] = &p;
   wg::message_handshake_initiation msg{};
-  if (wg::create_initiation(msg, *p.hs, identity_, p.pending_index, wg::tai64n_now()) != wg::handshake_error::none) return;
+  if (wg::create_initiation(msg, *p.hs, identity_, p.pending_index, wg::tai64n_now()) != wg::handshake_error::none) return false;
   p.maker.add_macs(msg, monotonic_ns());
   send_frame(*ep, reinterpret_cast<const std::uint8_t*>(&msg), sizeof msg);
-  p.initiation_sent_tsc = rte_rdtsc();
+  // Retries spread over up to a third of a second (wireguard-go's jitter).
+  const std::uint64_t jitter = tsc_hz_ / 1000 * randombytes_uniform(334);
+  p.timers.initiation_sent(rte_rdtsc(), jitter, retry);
   ++counters_.initiations_sent;
+  LOG_DEBUG("%s %s: handshake initiation%s to %s", label_.c_str(), p.name.c_str(), retry ? " (again)" : "",
+            endpoint_string(*ep).c_str());
+  return true;
 }
 
 void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) {
@@ -298,12 +406,19 @@ void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) 
     return;
   }
   by_index_[keys.local_index] = &p;
+  const std::size_t staged_before = p.staged.size();
+  p.timers.session_made(rte_rdtsc());
+  if (p.pending_index != 0 && !keys.initiator) {  // the peer's handshake crossed ours: it wins
+    by_index_.erase(p.pending_index);
+    p.pending_index = 0;
+  }
   if (keys.initiator) {
     // Our own handshake: the new keypair is current at once.
     erase_slot(p, next);
     erase_slot(p, previous);
     p.slots[previous] = p.slots[current];
     p.slots[current] = keys.local_index;
+    flush_staged(p, kp);
     p.dp->current.store(kp, std::memory_order_release);
   } else if (p.dp->current.load(std::memory_order_relaxed) == nullptr && p.slots[current] == 0) {
     // The initiator's, and nothing else to send with: it becomes current at
@@ -313,6 +428,7 @@ void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) 
     // the initiator, who retries the handshake.
     erase_slot(p, next);
     p.slots[current] = keys.local_index;
+    flush_staged(p, kp);
     p.dp->current.store(kp, std::memory_order_release);
   } else {
     // The initiator's: it waits in `next` until the peer's first data
@@ -321,6 +437,8 @@ void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) 
     p.slots[next] = keys.local_index;
   }
   p.last_handshake_unix = std::time(nullptr);
+  LOG_DEBUG("%s %s: session made (%s), %zu staged packet(s) sent", label_.c_str(), p.name.c_str(),
+            keys.initiator ? "we initiated" : "it initiated", staged_before - p.staged.size());
   ++p.handshakes;
   ++counters_.handshakes_completed;
 }
@@ -332,6 +450,7 @@ void wireguard_server::promote_next(peer& p) {
   p.slots[previous] = p.slots[current];
   p.slots[current] = p.slots[next];
   p.slots[next] = 0;
+  flush_staged(p, kp);
   p.dp->current.store(kp, std::memory_order_release);
 }
 
@@ -370,15 +489,25 @@ void wireguard_server::send_frame(const wg_endpoint& to, const std::uint8_t* pay
 }
 
 void wireguard_server::send_keepalive(peer& p) {
-  if (seal_and_send(p, {})) ++counters_.keepalives_sent;
+  if (seal_and_send(p, {}, false)) {
+    ++counters_.keepalives_sent;
+    p.timers.keepalive_sent(rte_rdtsc());
+  }
 }
 
 // One transport message from the control thread (keepalives, lopower's own
 // pings): padded to 16 bytes, sealed with the current keypair.
-bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inner) {
+bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inner, bool data) {
   wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
-  if (kp == nullptr || ep == nullptr || inner.size() > max_control_inner) return false;
+  return kp != nullptr && ep != nullptr && seal_with(p, kp, *ep, inner, data);
+}
+
+// `data`: stamped as data sent (the timers wait for an answer to it);
+// keepalives are not.
+bool wireguard_server::seal_with(peer& p, wg_keypair* kp, const wg_endpoint& to, std::span<const std::uint8_t> inner,
+                                 bool data) {
+  if (inner.size() > max_control_inner) return false;
   const std::size_t padded = (inner.size() + 15) & ~std::size_t{15};
   std::vector<std::uint8_t> msg(16 + padded + 16, 0);
   if (!inner.empty()) std::memcpy(msg.data() + 16, inner.data(), inner.size());  // a keepalive has none
@@ -392,8 +521,8 @@ bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inne
                      counter, false};
   aead_->encrypt_burst(&op, 1);
   if (!op.ok) return false;
-  send_frame(*ep, msg.data(), msg.size());
-  p.dp->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  send_frame(to, msg.data(), msg.size());
+  if (data) p.dp->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
   p.dp->tx_packets.fetch_add(1, std::memory_order_relaxed);
   p.dp->tx_bytes.fetch_add(inner.size(), std::memory_order_relaxed);
   return true;
@@ -401,53 +530,7 @@ bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inne
 
 bool wireguard_server::send_data(const std::string& name, std::span<const std::uint8_t> inner) {
   auto it = peers_.find(name);
-  return it != peers_.end() && seal_and_send(*it->second, inner);
-}
-
-void wireguard_server::peer_timers(peer& p, std::uint64_t now) {
-  for (slot s : {previous, current, next}) {
-    const wg_keypair* kp = dp_.sessions().find(p.slots[s]);
-    if (kp != nullptr && now - kp->created_tsc >= seconds_to_tsc(wg_.reject_after_seconds)) {
-      erase_slot(p, s);
-      ++counters_.keypairs_expired;
-    }
-  }
-  if (p.pending_index != 0 && now - p.initiation_sent_tsc >= seconds_to_tsc(rekey_timeout_s)) {
-    if (now - p.first_attempt_tsc >= seconds_to_tsc(rekey_attempt_time_s)) {
-      by_index_.erase(p.pending_index);  // give up until traffic asks again
-      p.pending_index = 0;
-      p.hs->clear();
-    } else {
-      initiate(p);
-    }
-  }
-  const wg_keypair* kp = p.dp->current.load(std::memory_order_relaxed);
-  if (kp == nullptr) return;
-  const std::uint64_t age = now - kp->created_tsc;
-  const std::uint64_t last_rx = p.dp->last_rx_tsc.load(std::memory_order_relaxed);
-  const bool active = now - last_rx < seconds_to_tsc(wg_.keepalive_timeout_seconds + rekey_timeout_s);
-  // The initiator of a keypair renews it after REKEY_AFTER_TIME; the
-  // responder only shortly before it would expire (as the Linux module does),
-  // so the two rarely race.
-  const std::uint64_t responder_margin = wg_.keepalive_timeout_seconds + rekey_timeout_s;
-  const std::uint64_t rekey_age = kp->initiator || wg_.reject_after_seconds <= responder_margin
-                                      ? wg_.rekey_after_seconds
-                                      : wg_.reject_after_seconds - responder_margin;
-  if (active && p.pending_index == 0 && age >= seconds_to_tsc(rekey_age)) {
-    p.first_attempt_tsc = now;
-    ++counters_.rekeys_started;
-    initiate(p);
-  }
-  // Passive keepalive: data came in and nothing went back for a while.
-  const std::uint64_t last_data = p.dp->last_data_rx_tsc.load(std::memory_order_relaxed);
-  const std::uint64_t last_tx = p.dp->last_tx_tsc.load(std::memory_order_relaxed);
-  if (last_data > last_tx && now - last_data >= seconds_to_tsc(wg_.keepalive_timeout_seconds)) send_keepalive(p);
-}
-
-void wireguard_server::tick() {
-  const std::uint64_t now = rte_rdtsc();
-  for (auto& [name, p] : peers_) peer_timers(*p, now);
-  limiter_.expire(monotonic_ns());
+  return it != peers_.end() && seal_and_send(*it->second, inner, true);
 }
 
 std::uint64_t wireguard_server::handshakes_with(const std::string& name) const {

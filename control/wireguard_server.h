@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +29,7 @@
 #include "control/wireguard/cookie.h"
 #include "control/wireguard/noise_handshake.h"
 #include "control/wireguard/ratelimiter.h"
+#include "control/wireguard/session_timers.h"
 #include "dataplane/crypto/aead_batch.h"
 #include "dataplane/dataplane.h"
 
@@ -38,7 +40,9 @@ namespace lopower {
   X(initiations_received) X(responses_sent) X(initiations_sent) X(responses_received) \
   X(cookie_replies_sent) X(cookie_replies_received) X(handshakes_completed)    \
   X(invalid_mac1) X(rate_limited) X(handshake_errors) X(keepalives_sent)       \
-  X(keypairs_expired) X(endpoint_changes) X(rekeys_started)
+  X(keypairs_expired) X(endpoint_changes) X(rekeys_started) X(handshake_retries)          \
+  X(handshakes_given_up) X(unanswered_handshakes) X(sessions_zeroed) X(peer_restarts)      \
+  X(packets_staged) X(staged_sent) X(staged_dropped)
 
 struct handshake_counters {
 #define LOPOWER_HS_FIELD(name) std::uint64_t name = 0;
@@ -79,9 +83,28 @@ class wireguard_server : private wg::peer_lookup {
   void set_peer_endpoint(const std::string& name, const wg_endpoint& ep);
   // Starts a handshake unless a session exists or one is in flight.
   void ensure_session(const std::string& name);
-  // Sends the initiation in flight again now, rather than after
-  // REKEY_TIMEOUT: the peer has just become able to answer.
-  void retry_handshake_now(const std::string& name);
+  // The peer lost its sessions (it restarted: a new disco key, or it came
+  // back online): ours are dropped and a new handshake is started; what is
+  // sent meanwhile is staged, not sent into a session nobody has.
+  void peer_restarted(const std::string& name);
+
+  // A packet a worker held back for a peer with no session (takes the
+  // mbuf); false when the peer is not one of ours.
+  bool stage(const staged_packet& sp);
+  // Called when a peer needs a session but has no endpoint to handshake
+  // with (the tailnet finds it a path, then calls ensure_session), and when
+  // sent data goes unanswered (the path may be gone: check it again).
+  void on_path_wanted(std::function<void(const std::string&)> fn) { path_wanted_ = std::move(fn); }
+  // Per-peer cap on staged packets (as the Linux module's MAX_STAGED_PACKETS),
+  // and on the interface's total (they hold mbufs from the shared pool: at
+  // most an eighth of it).
+  static constexpr std::size_t max_staged_per_peer = 128;
+  static constexpr std::size_t max_staged_total = 2048;
+  // Sends the initiation in flight again at the next tick (within 100 ms),
+  // rather than after REKEY_TIMEOUT: the peer is about to become able to
+  // answer (tailscaled pinged us: once our pong reaches it, it has a path
+  // back for its response; an initiation that overtakes the pong is lost).
+  void retry_handshake_soon(const std::string& name);
   // The workers' view of a peer (nullptr when unknown).
   wg_peer* dataplane_peer(const std::string& name) const;
   // The name of the peer the workers know as `wp` (empty when not ours).
@@ -104,7 +127,28 @@ class wireguard_server : private wg::peer_lookup {
   std::uint64_t handshakes_with(const std::string& name) const;
 
  private:
-  struct peer;
+  struct peer {
+    std::string name;
+    public_key key;
+    std::unique_ptr<wg::peer_handshake> hs;
+    wg::cookie_maker maker;
+    wg_peer* dp = nullptr;  // what the workers read
+    std::uint32_t slots[3] = {0, 0, 0};
+    std::uint32_t pending_index = 0;  // announced in our initiation in flight
+    wg::session_timers timers;
+    struct staged_entry {
+      rte_mbuf* mbuf;
+      std::uint64_t tsc;  // when it arrived
+    };
+    std::deque<staged_entry> staged;  // inner packets waiting for a session, oldest first
+    std::uint64_t path_wanted_tsc = 0;
+    bool retry_soon = false;
+    std::int64_t last_handshake_unix = 0;
+    std::uint64_t handshakes = 0;
+
+    peer(std::string n, const public_key& k, const wg::static_identity& id, const wg::timer_settings& ts)
+        : name(std::move(n)), key(k), hs(std::make_unique<wg::peer_handshake>(id, k)), maker(k), timers(ts) {}
+  };
   enum slot { previous = 0, current = 1, next = 2 };
 
   wg::peer_handshake* by_static(const public_key& remote_static) override;
@@ -114,15 +158,25 @@ class wireguard_server : private wg::peer_lookup {
   void on_response(const wg::message_handshake_response& msg, const wg_endpoint& from);
   void on_cookie_reply(const wg::message_handshake_cookie& msg);
   void send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src, const wg_endpoint& to);
-  void initiate(peer& p);
+  bool initiate(peer& p, bool retry);
+  void start_handshake(peer& p, wg::handshake_reason why);
+  void want_session(peer& p);
+  void flush_staged(peer& p, wg_keypair* kp);
+  void drop_staged(peer& p, drop_reason why);
+  void expire_staged(peer& p, std::uint64_t now_tsc);
+  void ask_for_path(peer& p);
+  void count_drop(const rte_mbuf* m, drop_reason why);
   void install_keypair(peer& p, const wg::transport_keys& keys);
   void promote_next(peer& p);
   void erase_slot(peer& p, slot s);
   void set_endpoint(peer& p, const wg_endpoint& ep);
   void send_keepalive(peer& p);
-  bool seal_and_send(peer& p, std::span<const std::uint8_t> inner);
+  bool seal_and_send(peer& p, std::span<const std::uint8_t> inner, bool data);
+  bool seal_with(peer& p, wg_keypair* kp, const wg_endpoint& ep, std::span<const std::uint8_t> inner, bool data);
   void send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len);
   void peer_timers(peer& p, std::uint64_t now_tsc);
+  void apply_timers(peer& p, const wg::timer_actions& a);
+  void zero_keys(peer& p);
   void drop_peer(peer& p);
   std::uint32_t fresh_index();
   std::uint64_t seconds_to_tsc(std::uint64_t s) const { return s * tsc_hz_; }
@@ -136,8 +190,12 @@ class wireguard_server : private wg::peer_lookup {
   wg::ratelimiter limiter_;
   std::unique_ptr<crypto::aead_backend> aead_;  // keepalives sent from here
   std::uint64_t tsc_hz_;
-  std::uint32_t next_peer_id_ = 1;
+  wg::timer_settings timer_settings_;
+  std::function<void(const std::string&)> path_wanted_;
+  std::size_t staged_total_ = 0;
+  std::size_t max_staged_total_;
   std::map<std::string, std::unique_ptr<peer>> peers_;        // by device name
+  std::unordered_map<std::uint32_t, peer*> by_id_;            // by wg_peer::id (staged packets name it)
   std::unordered_map<public_key, peer*> by_key_;
   std::unordered_map<std::uint32_t, peer*> by_index_;          // every live or pending local index
   handshake_counters counters_;

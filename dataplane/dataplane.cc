@@ -8,6 +8,7 @@
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <stdexcept>
@@ -32,6 +33,19 @@ void set_local_addresses(worker_setup& s, const devices_config& d) {
   s.local_v6[15] |= 1;
 }
 
+// Reassembly holds at most an eighth of the packet pool (a datagram is up to
+// 8 fragments), shared out among the workers. A device may have a sixteenth
+// of its worker's datagrams in progress, so a flood from one fills its own
+// share and leaves the rest to the others; a tailnet peer, which answers
+// for every device that talks to it, a quarter.
+void set_fragment_limits(worker_setup& s, const config& cfg, std::size_t workers) {
+  const std::uint64_t held = cfg.dataplane.mbufs / 8 / fragments::max_fragments / workers;
+  s.reassembly_datagrams = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(held, 16, 4096));
+  s.reassembly_per_device = std::max<std::uint32_t>(s.reassembly_datagrams / 16, 2);
+  s.reassembly_per_tailnet_peer = std::max<std::uint32_t>(s.reassembly_datagrams / 4, 4);
+  s.device_mtu = cfg.devices.mtu;
+}
+
 // A dynamic mbuf flag (DPDK's way to claim an ol_flags bit no PMD sets).
 std::uint64_t register_inner_up_flag() {
   rte_mbuf_dynflag desc{};
@@ -54,6 +68,19 @@ rte_ring* create_ring(const std::string& name, std::uint32_t size, unsigned esiz
   rte_ring* r = rte_ring_create_elem(name.c_str(), esize, size, static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
   if (r == nullptr) throw std::runtime_error("cannot create ring " + name + ": " + rte_strerror(rte_errno));
   return r;
+}
+
+// Every element of every ring (one per worker) to `handler`, in ring order.
+template <typename Element, typename Handler>
+unsigned drain_elements(const std::vector<rte_ring*>& rings, const Handler& handler) {
+  unsigned n = 0;
+  Element e;
+  for (rte_ring* r : rings)
+    while (rte_ring_sc_dequeue_elem(r, &e, sizeof e) == 0) {
+      handler(e);
+      ++n;
+    }
+  return n;
 }
 
 int worker_main(void* arg) {
@@ -88,6 +115,7 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       s.from_control = from_control_[w];
       s.neighbours = neighbour_rings_[w];
       s.wg_events = event_rings_[w];
+      s.staged = staged_rings_[w];
       s.sessions = sessions_.get();
       s.crypto_backend = cfg.wireguard.crypto_backend;
       s.qsbr = rcu_->qsbr();
@@ -103,6 +131,7 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       s.max_flows = cfg.dataplane.max_flows;
       s.port_seed = rte_rand();
       s.released_ports = released_ports_[w];
+      set_fragment_limits(s, cfg, worker_lcores.size());
       workers_.push_back(std::make_unique<worker>(std::move(s)));
     }
   } catch (...) {
@@ -131,6 +160,7 @@ void dataplane::create_rings(std::size_t workers, std::uint32_t size) {
     neighbour_rings_.push_back(create_ring("lp_nbr" + n, size, sizeof(neighbour_note)));
     released_ports_.push_back(create_ring("lp_rel" + n, size * 4, sizeof(splice::flow_key)));
     event_rings_.push_back(create_ring("lp_wgev" + n, size, sizeof(wg_event)));
+    staged_rings_.push_back(create_ring("lp_stage" + n, size, sizeof(staged_packet)));
   }
 }
 
@@ -165,6 +195,12 @@ void dataplane::close_all() {
     }
     rings->clear();
   }
+  for (rte_ring* r : staged_rings_) {
+    staged_packet sp;
+    while (rte_ring_sc_dequeue_elem(r, &sp, sizeof sp) == 0) rte_pktmbuf_free(sp.mbuf);
+    rte_ring_free(r);
+  }
+  staged_rings_.clear();
   for (auto* rings : {&neighbour_rings_, &event_rings_, &released_ports_}) {
     for (rte_ring* r : *rings) rte_ring_free(r);
     rings->clear();
@@ -215,16 +251,9 @@ unsigned dataplane::drain_control_packets(const packet_handler& handler) {
   return n;
 }
 
-unsigned dataplane::drain_wg_events(const event_handler& handler) {
-  unsigned n = 0;
-  wg_event ev;
-  for (rte_ring* r : event_rings_)
-    while (rte_ring_sc_dequeue_elem(r, &ev, sizeof ev) == 0) {
-      handler(ev);
-      ++n;
-    }
-  return n;
-}
+unsigned dataplane::drain_wg_events(const event_handler& handler) { return drain_elements<wg_event>(event_rings_, handler); }
+
+unsigned dataplane::drain_staged(const staged_handler& handler) { return drain_elements<staged_packet>(staged_rings_, handler); }
 
 unsigned dataplane::control_backlog() const {
   unsigned n = 0;

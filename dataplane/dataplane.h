@@ -53,6 +53,10 @@ class dataplane {
   // Control thread: session events (confirmations, roaming) from the workers.
   using event_handler = std::function<void(const wg_event&)>;
   unsigned drain_wg_events(const event_handler& handler);
+  // Control thread: packets the workers hold back for peers with no session
+  // (the handler owns each mbuf afterwards).
+  using staged_handler = std::function<void(const staged_packet&)>;
+  unsigned drain_staged(const staged_handler& handler);
   // Control thread: queues a frame for transmission out of port `m->port`.
   // Frees it and returns false when the worker's ring is full.
   bool transmit(rte_mbuf* m);
@@ -100,7 +104,7 @@ class dataplane {
   rte_mempool* pool_ = nullptr;
   std::vector<port_runtime> ports_;
   std::vector<std::unique_ptr<worker>> workers_;
-  std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_, event_rings_;
+  std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_, event_rings_, staged_rings_;
   std::unique_ptr<rcu_domain> rcu_;
   std::unique_ptr<session_table> sessions_;
   std::unique_ptr<flow_table> flows_;

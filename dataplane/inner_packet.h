@@ -20,6 +20,7 @@ struct inner_info {
   std::uint8_t protocol = 0;       // IPv4 protocol / IPv6 next header
   const std::uint8_t* src = nullptr;
   const std::uint8_t* dst = nullptr;
+  bool reassembled = false;        // came in fragments, put together by lopower (IPv6: may be cut up again)
 };
 
 // nullopt when the plaintext is not a whole IPv4/IPv6 packet.

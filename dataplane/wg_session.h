@@ -4,6 +4,7 @@
 // the per-keypair send counter and replay window, the two places where the
 // data path writes shared state (see the comments there).
 
+#include <rte_mbuf.h>
 #include <rte_spinlock.h>
 
 #include <atomic>
@@ -65,7 +66,7 @@ struct wg_keypair {
 };
 
 struct wg_peer {
-  std::uint32_t id = 0;
+  std::uint32_t id = 0;  // unique among every interface's peers (names staged packets)
   // Cryptokey routing for a device: its inner source must be one of these.
   bool has_v4 = false, has_v6 = false;
   std::uint32_t v4_be = 0;
@@ -84,8 +85,7 @@ struct wg_peer {
   std::atomic<std::uint64_t> last_data_rx_tsc{0};
   std::atomic<std::uint64_t> last_tx_tsc{0};
   std::atomic<std::uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
-  std::atomic<std::uint32_t> flows{0};               // a device's spliced flows (its limit is per device)
-  std::atomic<std::uint64_t> session_wanted_tsc{0};  // when a worker last asked for a session (rate limit)
+  std::atomic<std::uint32_t> flows{0};  // a device's spliced flows (its limit is per device)
 
   bool source_allowed_v4(std::uint32_t src_be) const noexcept { return has_v4 && src_be == v4_be; }
   wg_peer() = default;
@@ -97,14 +97,23 @@ struct wg_peer {
 
 // Events the workers report to the control thread (one ring per worker).
 struct wg_event {
-  // session_wanted: traffic waits for a peer with no keypair (local_index
-  // then holds the wg_peer's id); the control thread finds it a path and
-  // starts a handshake.
-  enum kind_t : std::uint8_t { keypair_confirmed = 1, endpoint_changed = 2, session_wanted = 3 } kind;
+  enum kind_t : std::uint8_t { keypair_confirmed = 1, endpoint_changed = 2 } kind;
   std::uint8_t reserved[3]{};
   std::uint32_t local_index = 0;  // the keypair concerned
   wg_endpoint endpoint;           // endpoint_changed: the new one
 };
 static_assert(sizeof(wg_event) % 4 == 0);
+
+// An inner packet ready to encrypt for a peer that has no current keypair
+// (or no endpoint) yet: the worker hands it up instead of dropping it, and
+// the control thread holds it until a handshake completes (WireGuard's
+// staged packets). The peer is named by its id, never by pointer: it may be
+// retired while the packet waits in the ring.
+struct staged_packet {
+  rte_mbuf* mbuf = nullptr;
+  std::uint32_t peer_id = 0;
+  std::uint32_t reserved = 0;
+};
+static_assert(sizeof(staged_packet) % 8 == 0);
 
 }  // namespace lopower

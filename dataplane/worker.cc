@@ -56,6 +56,7 @@ worker::worker(worker_setup setup) : setup_(std::move(setup)) {
     pc.seed = setup_.port_seed;
     ports_alloc_ = std::make_unique<splice::port_allocator>(pc);
   }
+  start_reassembly();
   if (setup_.sessions != nullptr) {
     aead_ = setup_.crypto_backend == "auto" ? crypto::make_fastest_backend() : crypto::make_backend(setup_.crypto_backend);
     if (!aead_) throw std::runtime_error("crypto backend \"" + setup_.crypto_backend + "\" is not available on this machine");
@@ -204,7 +205,9 @@ unsigned worker::poll_once() noexcept {
   take_back_ports();
   stats_.polls.add();
   if (moved != 0) stats_.busy_polls.add();
-  if (rte_rdtsc() - last_drain_ >= drain_cycles_) flush();
+  const std::uint64_t now = rte_rdtsc();
+  expire_fragments(now);
+  if (now - last_drain_ >= drain_cycles_) flush();
   return moved;
 }
 

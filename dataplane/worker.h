@@ -18,6 +18,7 @@
 #include "dataplane/lcore_stats.h"
 #include "dataplane/session_table.h"
 #include "dataplane/flow_table.h"
+#include "dataplane/fragments/reassembler.h"
 #include "dataplane/splice/port_allocator.h"
 #include "dataplane/splice/translate.h"
 #include "dataplane/tailnet_view.h"
@@ -46,6 +47,7 @@ struct worker_setup {
   rte_ring* from_control = nullptr;     // mbufs to transmit; mbuf->port names the DPDK port
   rte_ring* neighbours = nullptr;       // neighbour_note elements
   rte_ring* wg_events = nullptr;        // wg_event elements
+  rte_ring* staged = nullptr;           // staged_packet elements: waiting for a session
 
   // WireGuard transport (none: transport data is dropped as unknown).
   const session_table* sessions = nullptr;
@@ -71,6 +73,12 @@ struct worker_setup {
   // Tailnet-side keys of expired flows whose ports this worker gave out:
   // it takes them back here (its allocator is its own, unsynchronised).
   rte_ring* released_ports = nullptr;           // splice::flow_key elements
+  // IP fragments (dataplane/fragments): inner packets that come in pieces are
+  // reassembled here, before splicing, in a table of this worker's own.
+  std::uint32_t reassembly_datagrams = 0;       // in progress at once (0: fragments are dropped)
+  std::uint32_t reassembly_per_device = 0;      // of which one device may have
+  std::uint32_t reassembly_per_tailnet_peer = 0;  // or one tailnet peer (it answers for many devices)
+  std::uint16_t device_mtu = 1420;              // larger packets to a device are cut to this
 };
 
 class worker {
@@ -146,9 +154,17 @@ class worker {
   bool allocate_port(flow& f) noexcept;
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                         splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept;
-  void want_session(port_state& ps, wg_peer* peer) noexcept;
+  void stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) noexcept;
   unsigned take_back_ports() noexcept;
   void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
+  // worker_fragments.cc: reassembly before delivery, fragmenting on the way out.
+  void start_reassembly();
+  void deliver_fragment(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* from, outbound& out) noexcept;
+  bool reassemble(port_state& ps, rte_mbuf*& m, inner_info& info, const wg_peer* from) noexcept;
+  void send_inner(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, std::uint16_t mtu,
+                  outbound& out) noexcept;
+  void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
+  void expire_fragments(std::uint64_t now) noexcept;
   void idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept;
 
   worker_setup setup_;
@@ -160,6 +176,8 @@ class worker {
   sub_bursts subs_;
   drop_reason reasons_[max_burst];
   std::unique_ptr<splice::port_allocator> ports_alloc_;  // when splicing
+  std::unique_ptr<fragments::reassembler> reassembly_;    // when reassembly_datagrams != 0
+  std::uint32_t next_fragment_id_ = 0;                    // numbers the packets this worker cuts up
 };
 
 }  // namespace lopower

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "dataplane/flow_table.h"
+#include "dataplane/fragments/fragment_header.h"
 #include "dataplane/splice/translate.h"
 #include "dataplane/worker.h"
 
@@ -34,17 +35,6 @@ void track_tcp(flow& f, const std::uint8_t* p, const inner_info& info, splice::f
 
 }  // namespace
 
-void worker::want_session(port_state& ps, wg_peer* peer) noexcept {
-  const std::uint64_t now = rte_rdtsc();
-  const std::uint64_t last = peer->session_wanted_tsc.load(std::memory_order_relaxed);
-  if (now - last < rte_get_tsc_hz() / 2) return;  // asked within the last half second
-  peer->session_wanted_tsc.store(now, std::memory_order_relaxed);
-  wg_event ev{};
-  ev.kind = wg_event::session_wanted;
-  ev.local_index = peer->id;
-  post_event(ps, ev);
-}
-
 // An ICMP error back to the device in place of its packet (from lopower's
 // device-side address of that family).
 void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
@@ -60,8 +50,7 @@ void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& inf
     const std::uint16_t len = splice::build_icmp_error(buf, room, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length,
                                                        kind, splice::tailnet_mtu, from);
     if (len != 0 && rte_pktmbuf_append(err, len) != nullptr) {
-      out.pkts[out.count] = err;
-      out.peers[out.count++] = device;
+      push_out(ps, err, device, out);
       err = nullptr;
     }
   }
@@ -123,9 +112,10 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   wg_peer* peer = view && setup_.flows ? view->route(info.ipv6, info.dst) : nullptr;
   if (peer == nullptr)
     return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::host_unreachable, drop_reason::splice_no_route, out);
-  if (info.length > splice::tailnet_mtu)
-    return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::packet_too_big, drop_reason::splice_too_big, out);
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  // Too big: cut up on the way out where a router may, else refused.
+  if (info.length > splice::tailnet_mtu && !fragments::may_fragment(p, info.ipv6, info.reassembled))
+    return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::packet_too_big, drop_reason::splice_too_big, out);
   splice::flow_key key{};
   if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
@@ -147,12 +137,8 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
   f->packets_out.fetch_add(1, std::memory_order_relaxed);
   f->bytes_out.fetch_add(info.length, std::memory_order_relaxed);
-  if (peer->current.load(std::memory_order_acquire) == nullptr) {
-    want_session(ps, peer);
-    return drop_one(ps.port.index, m, drop_reason::splice_no_session);
-  }
-  out.pkts[out.count] = m;
-  out.peers[out.count++] = peer;
+  // With no session yet, encrypt_and_send stages it for the control thread.
+  send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
 }
 
 bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint,
@@ -185,8 +171,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
   f->packets_in.fetch_add(1, std::memory_order_relaxed);
   f->bytes_in.fetch_add(info.length, std::memory_order_relaxed);
-  out.pkts[out.count] = m;
-  out.peers[out.count++] = f->device;
+  send_inner(ps, m, info, f->device, setup_.device_mtu, out);  // reassembled, it may exceed the tunnel's MTU
   return true;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "dataplane/fragments/fragment_header.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/worker.h"
 
@@ -40,6 +41,14 @@ void worker::drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noe
 void worker::post_event(port_state& ps, const wg_event& ev) noexcept {
   if (rte_ring_sp_enqueue_elem(setup_.wg_events, const_cast<wg_event*>(&ev), sizeof ev) != 0)
     stats_.ports[ps.port.index].drops[static_cast<unsigned>(drop_reason::wg_event_ring_full)].add();
+}
+
+// The control thread keeps the packet while it finds a path and completes a
+// handshake, and sends it then; the ring and its queues are bounded.
+void worker::stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) noexcept {
+  staged_packet sp{m, peer->id, 0};
+  if (setup_.staged == nullptr || rte_ring_sp_enqueue_elem(setup_.staged, &sp, sizeof sp) != 0)
+    drop_one(port_index, m, drop_reason::wg_stage_ring_full);
 }
 
 void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
@@ -184,6 +193,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
   const bool allowed = info->ipv6 ? peer->source_allowed_v6(info->src) : peer->source_allowed_v4(src_v4);
   if (!allowed) return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
+  if (fragments::is_fragment(p, info->ipv6)) return deliver_fragment(ps, m, *info, peer, out);  // whole first
   const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
                                 : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
   if (to_us) {
@@ -193,9 +203,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
       return to_control(ps, &m, 1);
     }
     if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
-    out.pkts[out.count] = m;
-    out.peers[out.count++] = peer;
-    return;
+    return send_inner(ps, m, *info, peer, setup_.device_mtu, out);
   }
   splice_out(ps, m, *info, peer, flow_hint, out);
 }
@@ -213,6 +221,8 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
   if (view == nullptr || !view->owns(info.ipv6, info.dst))
     return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  if (fragments::is_fragment(rte_pktmbuf_mtod(m, const std::uint8_t*), info.ipv6))
+    return deliver_fragment(ps, m, info, peer, out);  // whole first: only the first piece has ports
   // Replies on a device's flow: the flow is the permission (the filter
   // governs what may open one toward us, not answers to what we opened).
   if (splice_in(ps, m, info, flow_hint, out)) return;
@@ -223,9 +233,7 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
       return drop_one(ps.port.index, m, drop_reason::multi_segment);
     make_tsmp_pong(p, info);
     rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - pong));
-    out.pkts[out.count] = m;
-    out.peers[out.count++] = peer;
-    return;
+    return push_out(ps, m, peer, out);
   }
   if (info.protocol == ipproto_tsmp) return drop_one(ps.port.index, m, drop_reason::tailnet_tsmp_ignored);
   if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
@@ -234,11 +242,7 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
     m->port = ps.port.port_id;
     return to_control(ps, &m, 1);
   }
-  if (make_echo_reply(p, info)) {
-    out.pkts[out.count] = m;
-    out.peers[out.count++] = peer;
-    return;
-  }
+  if (make_echo_reply(p, info)) return send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
   drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
 }
 
@@ -255,8 +259,8 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
     wg_peer* peer = out.peers[i];
     wg_keypair* kp = peer->current.load(std::memory_order_acquire);
     const wg_endpoint* ep = peer->endpoint.load(std::memory_order_acquire);
-    if (kp == nullptr || ep == nullptr) {
-      drop_one(port_index, m, drop_reason::wg_no_session);
+    if (kp == nullptr || ep == nullptr) {  // held until a handshake completes: nothing here waits
+      stage(port_index, m, peer);
       continue;
     }
     // Counters for a run of packets to the same keypair come from one atomic add.

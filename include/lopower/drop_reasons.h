@@ -31,7 +31,6 @@
   X(wg_source_not_allowed, "inner source address not among the peer's allowed IPs")          \
   X(inner_malformed, "decrypted data that is not a whole IPv4/IPv6 packet")                  \
   X(inner_no_route, "inner destination lopower does not serve (yet)")                         \
-  X(wg_no_session, "packet for a peer with no current keypair or endpoint")                  \
   X(wg_encrypt_failed, "the crypto backend refused to encrypt (a bug: reported, never sent)")  \
   X(wg_event_ring_full, "session-event ring to the control plane full")                     \
   X(tailnet_filtered, "inbound tailnet packet refused by the tailnet's packet filter (ACLs)") \
@@ -42,7 +41,17 @@
   X(splice_unsupported, "device packet the splice does not carry (fragment, other protocol or ICMP type)") \
   X(splice_no_flow, "TCP segment of a connection the splice never saw open (no SYN)")                      \
   X(splice_flow_limit, "new flow refused: the device or the whole table is at its flow limit")              \
-  X(splice_no_session, "packet for a tailnet peer with no session yet (a handshake is being started)")
+  X(wg_stage_ring_full, "packet for a peer with no session: the ring to the control plane was full") \
+  X(wg_staged_overflow, "staged packet dropped (oldest first): the peer's queue awaiting a handshake was full") \
+  X(wg_staged_gave_up, "staged packet dropped: no session could be made with the peer (handshake gave up, no path)") \
+  X(fragment_malformed, "IP fragment no sender makes: empty, not a multiple of 8 bytes before the last, or past 65535 bytes") \
+  X(fragment_duplicate, "IP fragment inside one already held for its datagram (a duplicate)") \
+  X(fragment_overlap, "IP fragment overlapping or contradicting the others of its datagram, or past 8 of them: the datagram is given up") \
+  X(fragment_peer_limit, "new reassembly refused: the device or tailnet peer has its share of the worker's table in progress") \
+  X(fragment_table_full, "reassembly refused: the worker's reassembly table (or the bucket the datagram hashes to) is full") \
+  X(fragment_timeout, "IP fragment held for reassembly until its datagram timed out (2 s)") \
+  X(fragment_too_big, "reassembled datagram larger than a packet buffer leaves room for") \
+  X(fragment_no_buffer, "no packet buffer to cut a packet into fragments for a smaller MTU")
 
 namespace lopower {
 

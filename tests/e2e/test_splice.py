@@ -19,20 +19,16 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
-
-import shutil
 
 import pytest
 
 from headscale import HEADSCALE
 from lopower_net import Topology, wait_until
-from lopowerd import Lopowerd, port_toml
-from tailnet_lab import GW_IF, TailnetLab, attach_to_switch
+from splice_lab import (APPS, ECHO_PORT, HTTP_PORT, SINK_PORT, SUFFIX, UDP_PORT, UPSTREAM_ADDR, UPSTREAM_NAME, Device,
+                        diagnosis, drop_count, flows, run_client, splice_lab)
 from tailscaled import binaries_missing
-from wg_device import WgDevice, config_from_add_output
 
 MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
 pytestmark = [
@@ -40,101 +36,21 @@ pytestmark = [
     pytest.mark.skipif(bool(MISSING), reason=f"peer binaries missing (run tools/setup): {MISSING}"),
 ]
 
-APPS = Path(__file__).resolve().parent / "apps"
-HTTP_PORT, SINK_PORT, ECHO_PORT, UDP_PORT = 8000, 9001, 9002, 9003
 TEN_MB = 10 * 1024 * 1024
-SUFFIX = "tailnet.test"
-MAGIC_DNS = {"dns": {"magic_dns": True, "base_domain": SUFFIX}}
-UPSTREAM_NAME, UPSTREAM_ADDR = "upstream.example.test", "198.18.40.99"
 # A name with more addresses than fit a 512-byte UDP answer: the upstream
 # truncates it over UDP (TC) and gives all of them over TCP.
 BIG_NAME, BIG_ADDRS = "big.example.test", [f"10.77.0.{i}" for i in range(1, 41)]
 FLOWS_PER_DEVICE = 400  # above the 200-connection test, below what the limit test sprays
 
 
-def lopowerd_toml(key_file):
-    return (f'[tailnet]\ncontrol_url = "http://198.18.40.2:8080"\nhostname = "lopower"\n'
-            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n\n'
-            f'[dns]\nupstreams = ["198.18.40.2"]\n')
-
-
-def use_lopower_dns(host, nameserver):
-    """``ip netns exec`` mounts /etc/netns/<ns>/resolv.conf over
-    /etc/resolv.conf: the device's resolver is lopower, as its config's DNS
-    line says."""
-    d = Path("/etc/netns") / host.netns
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "resolv.conf").write_text(f"nameserver {nameserver}\noptions timeout:2 attempts:2\n")
-    return d
-
-
 @pytest.fixture(scope="module")
 def lab():
     with Topology() as topo:
-        lab = TailnetLab(topo, peers=["ts1"], headscale_kw={"extra_config": MAGIC_DNS})
-        # The upstream resolver for names lopower does not own.
-        lab.ctl.popen(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--listen-address=198.18.40.2",
-                       "--bind-interfaces", f"--address=/{UPSTREAM_NAME}/{UPSTREAM_ADDR}", "--pid-file="]
-                      + [f"--host-record={BIG_NAME},{a}" for a in BIG_ADDRS])
-        key_file = topo.tmpdir / "authkey"
-        key_file.write_text(lab.authkey())
-        key_file.chmod(0o600)
-        ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
-        lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file),
-                                dataplane_toml=f"max_flows_per_device = {FLOWS_PER_DEVICE}\n").start()
-        d = lab.lopowerd
-        wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd on the tailnet")
-        ts1 = lab.peers["ts1"]
-        ts1.wait_peer("lopower", online=True, timeout=30)
-        # The peer's services, on 127.0.0.1 in its namespace.
-        lab.www = topo.tmpdir / "www"
-        lab.www.mkdir()
-        (lab.www / "ten.bin").write_bytes(os.urandom(TEN_MB))
-        ts1.host.popen(["python3", "-m", "http.server", str(HTTP_PORT), "--bind", "127.0.0.1",
-                        "--directory", str(lab.www)])
-        for kind, port in (("sink", SINK_PORT), ("echo", ECHO_PORT), ("udp-echo", UDP_PORT)):
-            ts1.host.popen(["python3", str(APPS / "services.py"), kind, str(port)])
-        lab.devices = {}
-        for i, (name, flags) in enumerate((("dev1", []), ("dev2", []), ("dev4", ["--ipv4-only"])), start=50):
-            host = topo.host(name)
-            attach_to_switch(topo, host, [f"198.18.40.{i}/24", f"fd00:198:18:40::{i}/64"])
-            printed = d.ctl("device", "add", name, *flags).stdout
-            config = config_from_add_output(printed)
-            if name == "dev4":  # as ESP32 WireGuard libraries are set up: everything IPv4 into the tunnel
-                config = re.sub(r"^AllowedIPs = .*$", "AllowedIPs = 0.0.0.0/0", config, flags=re.M)
-            lab.devices[name] = WgDevice(host, config).up()
-        for dev in lab.devices.values():
-            assert dev.ping("10.90.0.1", count=3), "device tunnel up"
-        resolv_dirs = [use_lopower_dns(lab.devices[name].host, "10.90.0.1" if name == "dev4" else "fd7a:115c:a1e0:9909::1")
-                       for name in lab.devices]
-        try:
+        devices = [Device("dev1"), Device("dev2"), Device("dev4", ipv4_only=True, esp32=True)]
+        with splice_lab(topo, ["ts1"], devices, dataplane_toml=f"max_flows_per_device = {FLOWS_PER_DEVICE}\n",
+                        dnsmasq_args=[f"--host-record={BIG_NAME},{a}" for a in BIG_ADDRS]) as lab:
+            (lab.www / "ten.bin").write_bytes(os.urandom(TEN_MB))
             yield lab
-        finally:
-            for d in resolv_dirs:
-                shutil.rmtree(d, ignore_errors=True)
-            lab.lopowerd.stop()
-            lab.close()
-
-
-def diagnosis(d):
-    """What lopowerd saw, for a failure message."""
-    drops = {k: v for p in d.status()["ports"] for k, v in p["drops"].items() if v}
-    return f"\ndrops: {drops}\nflows:\n{d.ctl('flows').stdout[-3000:]}"
-
-
-def drop_count(d, reason):
-    return sum(p["drops"].get(reason, 0) for p in d.status()["ports"])
-
-
-def run_client(dev, *args, timeout=120, d=None):
-    r = dev.host.run(["python3", str(APPS / "clients.py"), *map(str, args)], check=False, timeout=timeout)
-    assert r.returncode == 0, r.stdout + r.stderr[-500:] + (diagnosis(d) if d else "")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def flows(d, device=None):
-    args = ["flows", "--json"] + (["--device", device] if device else [])
-    return json.loads(d.ctl(*args).stdout)["flows"]
 
 
 def test_ping_the_peer_on_both_families(lab):

@@ -491,7 +491,10 @@ class Topology:
                 _delete_link(ifname)
             self._wait_gone()
         finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            if os.environ.get("LOPOWER_KEEP_LOGS"):  # for a post-mortem: logs and state stay
+                print(f"kept {self.tmpdir}")
+            else:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
             _active_prefixes.discard(self.prefix)
 
     def _kill_procs(self) -> None:

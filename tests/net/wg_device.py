@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,16 @@ class WgDevice:
             family = "-6" if net.version == 6 else "-4"
             self.host.run(["ip", family, "route", "replace", str(net), "dev", self.ifname])
         return self
+
+    def down(self) -> None:
+        """Stops wireguard-go (its interface, sessions and keys in memory
+        go with it), as a device that reboots."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+            self.proc = None
+        wait_until(lambda: self.host.ip("link", "show", self.ifname, check=False).returncode != 0, 10,
+                   f"{self.ifname} to go away")
 
     def setconf(self, text: str) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:

@@ -18,7 +18,8 @@ nlohmann::json sample_status() {
     "wireguard": {"listen_port": 51820, "public_key": "S/QUrZThWUf8fdFllltpf17Ze7Pe2E8hbjF6ohCbCFc=",
                   "crypto_backend": "ipsec-mb", "devices": 2,
                   "handshakes": {"handshakes_completed": 5, "cookie_replies_sent": 7, "invalid_mac1": 1,
-                                 "handshake_errors": 2, "rate_limited": 3}}
+                                 "handshake_errors": 2, "rate_limited": 3, "packets_staged": 4, "staged_sent": 3,
+                                 "staged_dropped": 1, "handshake_retries": 2, "unanswered_handshakes": 1}}
   })");
 }
 
@@ -36,6 +37,7 @@ TEST(StatusView, ShowsPortsLcoresDropsAndNeighbours) {
   EXPECT_NE(out.find("busy 9/100 polls"), std::string::npos);
   EXPECT_NE(out.find("198.18.0.2"), std::string::npos);
   EXPECT_NE(out.find("crypto ipsec-mb  devices 2  handshakes 5  cookie replies 7  refused 6"), std::string::npos);
+  EXPECT_NE(out.find("sessions: staged 4 (sent 3, dropped 1)  retries 2  unanswered 1"), std::string::npos);
 }
 
 TEST(StatusView, ToleratesMissingAndMistypedFields) {

@@ -89,6 +89,16 @@ void render_peer(std::ostringstream& out, const nlohmann::json& p) {
   out << "\n";
 }
 
+// Sessions being made: packets held for them, and handshakes that had to
+// be sent again, started because data went unanswered, or given up.
+void render_sessions(std::ostringstream& out, const nlohmann::json& hs) {
+  if (hs.empty()) return;
+  out << "  sessions: staged " << number(hs, "packets_staged") << " (sent " << number(hs, "staged_sent") << ", dropped "
+      << number(hs, "staged_dropped") << ")  retries " << number(hs, "handshake_retries") << "  unanswered "
+      << number(hs, "unanswered_handshakes") << "  peer restarts " << number(hs, "peer_restarts") << "  given up "
+      << number(hs, "handshakes_given_up") << "\n";
+}
+
 void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   if (t.empty()) return;
   out << "\ntailnet: " << text(t, "backend_state");
@@ -106,6 +116,7 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   out << "\n";
   if (t.contains("auth_url")) out << "  to log in, visit: " << text(t, "auth_url") << "\n";
   if (t.contains("last_error")) out << "  last error: " << text(t, "last_error") << "\n";
+  render_sessions(out, member(t, "handshakes", nlohmann::json::value_t::object));
   const auto peers = member(t, "peers", nlohmann::json::value_t::array);
   out << "  peers: " << (peers.empty() ? "none" : std::to_string(peers.size())) << "\n";
   for (const auto& p : peers) render_peer(out, p);
@@ -138,6 +149,7 @@ std::string render_status(const nlohmann::json& s) {
         << number(hs, "handshakes_completed") << "  cookie replies " << number(hs, "cookie_replies_sent")
         << "  refused " << number(hs, "invalid_mac1") + number(hs, "handshake_errors") + number(hs, "rate_limited")
         << "\n";
+    render_sessions(out, hs);
   }
   render_tailnet(out, member(s, "tailnet", nlohmann::json::value_t::object));
   const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);

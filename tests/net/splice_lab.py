@@ -1,0 +1,151 @@
+"""The lab the end-to-end splice tests share: a real tailnet (headscale +
+tailscaled peers, tests/net/tailnet_lab.py) with lopowerd on its LAN, the
+peers' services on 127.0.0.1 in their namespaces (tailscaled's userspace
+networking hands connections to its tailnet address to them), wireguard-go
+devices enrolled with ``lopower-ctl device add`` and resolving through
+lopower's DNS, and the helpers the tests read lopowerd with.
+
+    with splice_lab(topo, peers=["ts1"], devices=[Device("dev1"), Device("dev4", ipv4_only=True, esp32=True)]) as lab:
+        lab.devices["dev1"].ping(lab.peers["ts1"].ip(4))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lopower_net import wait_until
+from lopowerd import Lopowerd, port_toml
+from tailnet_lab import GW_IF, TailnetLab, attach_to_switch
+from wg_device import WgDevice, config_from_add_output
+
+APPS = Path(__file__).resolve().parents[1] / "e2e" / "apps"
+HTTP_PORT, SINK_PORT, ECHO_PORT, UDP_PORT, STREAM_PORT = 8000, 9001, 9002, 9003, 9004
+SUFFIX = "tailnet.test"
+MAGIC_DNS = {"dns": {"magic_dns": True, "base_domain": SUFFIX}}
+UPSTREAM_NAME, UPSTREAM_ADDR = "upstream.example.test", "198.18.40.99"
+
+
+@dataclass
+class Device:
+    """A device to enroll: ``esp32`` configures it as ESP32 WireGuard
+    libraries are (everything IPv4 into the tunnel); ``edit`` rewrites the
+    enrolled config text before it is brought up."""
+    name: str
+    ipv4_only: bool = False
+    esp32: bool = False
+    edit: object = None
+    flags: list[str] = field(default_factory=list)
+
+
+def lopowerd_toml(key_file, extra: str = "") -> str:
+    return (f'[tailnet]\ncontrol_url = "http://198.18.40.2:8080"\nhostname = "lopower"\n'
+            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n\n'
+            f'[dns]\nupstreams = ["198.18.40.2"]\n' + extra)
+
+
+def use_lopower_dns(host, nameserver):
+    """``ip netns exec`` mounts /etc/netns/<ns>/resolv.conf over
+    /etc/resolv.conf: the device's resolver is lopower, as its config's DNS
+    line says."""
+    d = Path("/etc/netns") / host.netns
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "resolv.conf").write_text(f"nameserver {nameserver}\noptions timeout:2 attempts:2\n")
+    return d
+
+
+def start_services(lab, ts) -> None:
+    """The peer's services on 127.0.0.1 in its namespace: lab.www over
+    HTTP, and tests/e2e/apps/services.py's."""
+    ts.host.popen(["python3", "-m", "http.server", str(HTTP_PORT), "--bind", "127.0.0.1", "--directory", str(lab.www)])
+    for kind, port in (("sink", SINK_PORT), ("echo", ECHO_PORT), ("udp-echo", UDP_PORT), ("udp-stream", STREAM_PORT)):
+        ts.host.popen(["python3", str(APPS / "services.py"), kind, str(port)])
+
+
+def enroll(lab, dev: Device, index: int) -> WgDevice:
+    host = lab.topo.host(dev.name)
+    attach_to_switch(lab.topo, host, [f"198.18.40.{index}/24", f"fd00:198:18:40::{index}/64"])
+    flags = dev.flags + (["--ipv4-only"] if dev.ipv4_only else [])
+    config = config_from_add_output(lab.lopowerd.ctl("device", "add", dev.name, *flags).stdout)
+    if dev.esp32:
+        config = re.sub(r"^AllowedIPs = .*$", "AllowedIPs = 0.0.0.0/0", config, flags=re.M)
+    if dev.edit:
+        config = dev.edit(config)
+    return WgDevice(host, config).up()
+
+
+@contextlib.contextmanager
+def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: str = "", extra_toml: str = "",
+               headscale_extra: dict | None = None, dnsmasq_args=()):
+    lab = TailnetLab(topo, peers=list(peers), headscale_kw={"extra_config": headscale_extra or MAGIC_DNS})
+    lab.topo = topo
+    resolv_dirs = []
+    try:
+        # The upstream resolver for names lopower does not own.
+        lab.ctl.popen(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--listen-address=198.18.40.2",
+                       "--bind-interfaces", f"--address=/{UPSTREAM_NAME}/{UPSTREAM_ADDR}", "--pid-file=",
+                       *dnsmasq_args])
+        key_file = topo.tmpdir / "authkey"
+        key_file.write_text(lab.authkey())
+        key_file.chmod(0o600)
+        ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
+        lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file, extra_toml),
+                                dataplane_toml=dataplane_toml).start()
+        d = lab.lopowerd
+        wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd on the tailnet")
+        lab.www = topo.tmpdir / "www"
+        lab.www.mkdir()
+        for ts in lab.peers.values():
+            ts.wait_peer("lopower", online=True, timeout=30)
+            start_services(lab, ts)
+        lab.devices = {dev.name: enroll(lab, dev, i) for i, dev in enumerate(devices, start=50)}
+        for dev in lab.devices.values():
+            assert dev.ping("10.90.0.1", count=3), "device tunnel up"
+        for dev in devices:
+            server = "10.90.0.1" if dev.ipv4_only else "fd7a:115c:a1e0:9909::1"
+            resolv_dirs.append(use_lopower_dns(lab.devices[dev.name].host, server))
+        yield lab
+    finally:
+        for d in resolv_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        if getattr(lab, "lopowerd", None):
+            lab.lopowerd.stop()
+        lab.close()
+
+
+def diagnosis(d):
+    """What lopowerd saw, for a failure message."""
+    drops = {k: v for p in d.status()["ports"] for k, v in p["drops"].items() if v}
+    return f"\ndrops: {drops}\nflows:\n{d.ctl('flows').stdout[-3000:]}"
+
+
+def drop_count(d, reason):
+    return sum(p["drops"].get(reason, 0) for p in d.status()["ports"])
+
+
+def run_client(dev, *args, timeout=120, d=None):
+    r = dev.host.run(["python3", str(APPS / "clients.py"), *map(str, args)], check=False, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr[-500:] + (diagnosis(d) if d else "")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def flows(d, device=None):
+    args = ["flows", "--json"] + (["--device", device] if device else [])
+    return json.loads(d.ctl(*args).stdout)["flows"]
+
+
+def tailnet_handshakes(d):
+    """The tailnet interface's handshake counters."""
+    return d.status()["tailnet"].get("handshakes", {})
+
+
+def device_handshakes(d):
+    return d.status()["wireguard"]["handshakes"]
+
+
+def tailnet_peer(d, hostname):
+    return next((p for p in d.status()["tailnet"]["peers"] if p["hostname"] == hostname), None)
