@@ -182,13 +182,14 @@ bool wireguard_server::stage(const staged_packet& sp) {
   auto it = by_id_.find(sp.peer_id);
   if (it == by_id_.end()) return false;
   peer& p = *it->second;
-  // The session may have come up while the packet was in the ring.
-  wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
-  const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
-  if (kp != nullptr && ep != nullptr && p.staged.empty()) {
-    if (seal_with(p, kp, *ep, std::span<const std::uint8_t>(rte_pktmbuf_mtod(sp.mbuf, const std::uint8_t*), sp.mbuf->data_len), true))
-      ++counters_.staged_sent;
-    rte_pktmbuf_free(sp.mbuf);
+  // The session may have come up while the packet was in the ring: it
+  // goes now, behind whatever is still queued.
+  if (wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
+      kp != nullptr && p.dp->endpoint.load(std::memory_order_acquire) != nullptr) {
+    p.staged.push_back({sp.mbuf, rte_rdtsc()});
+    ++staged_total_;
+    ++counters_.packets_staged;
+    flush_staged(p, kp);
     return true;
   }
   if (p.staged.size() >= max_staged_per_peer || staged_total_ >= max_staged_total_) {
