@@ -19,8 +19,9 @@
 // detectably corrupt after it, as end-to-end checksums intend.
 //
 // Not carried here: IPv4 fragments and IPv6 packets with extension headers
-// (their ports are not at a fixed place, or not present at all: Linux NAT
-// reassembles first; the splice refuses them, see translate_status).
+// (their ports are not at a fixed place, or not present at all). Like Linux
+// NAT, the workers put fragments together before they get here
+// (dataplane/fragments); what still comes is refused, see translate_status.
 
 #include <cstddef>
 #include <cstdint>

@@ -3,6 +3,8 @@ namespace); each prints one JSON line with what it saw.
 
     clients.py upload HOST PORT BYTES SEED     sends BYTES of seeded data, prints its sha256 and the answer
     clients.py udp-echo HOST PORT SIZE COUNT   datagrams of SIZE bytes, prints how many came back intact
+    clients.py udp-echo-nodf HOST PORT SIZE COUNT   the same, never with DF (lwIP's way): the kernel
+                                               sends what fits its MTU whole, fragments the rest (IPv6)
     clients.py many HOST PORT N [SRCPORT]      N concurrent TCP echo round trips, prints how many completed
     clients.py hold HOST PORT N SECONDS        N TCP connections held open SECONDS, then closed
     clients.py spray HOST PORT N               one UDP datagram from each of N source ports (N flows)
@@ -44,6 +46,33 @@ def udp_echo(host: str, port: int, size: int, count: int) -> dict:
         except socket.timeout:
             continue
         good += data == payload
+    return {"sent": count, "intact": good}
+
+
+# <linux/in.h>, <linux/in6.h>: Python's socket module does not name them.
+IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_DONT = 10, 23, 0
+
+
+def udp_echo_nodf(host: str, port: int, size: int, count: int) -> dict:
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    if family(host) == socket.AF_INET:
+        s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, PMTUDISC_DONT)
+    else:
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, PMTUDISC_DONT)
+    s.settimeout(2)
+    good = 0
+    for i in range(count):
+        payload = bytes((i + j) % 256 for j in range(size))
+        s.sendto(payload, (host, port))
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:  # a late echo of an earlier datagram is not this one's
+            try:
+                data, _ = s.recvfrom(65535)
+            except socket.timeout:
+                break
+            if data == payload:
+                good += 1
+                break
     return {"sent": count, "intact": good}
 
 
@@ -95,7 +124,8 @@ def spray(host: str, port: int, n: int) -> dict:
 def main() -> None:
     cmd, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rest = [int(x) if x.isdigit() else float(x) for x in sys.argv[4:]]
-    result = {"upload": upload, "udp-echo": udp_echo, "many": many, "hold": hold, "spray": spray}[cmd](host, port, *rest)
+    result = {"upload": upload, "udp-echo": udp_echo, "udp-echo-nodf": udp_echo_nodf, "many": many, "hold": hold,
+              "spray": spray}[cmd](host, port, *rest)
     print(json.dumps(result), flush=True)
 
 
