@@ -52,19 +52,6 @@ rte_mempool* pool() {
   return p;
 }
 
-wg_keypair* keypair(wg_peer& peer, std::uint32_t local, std::uint8_t (&receive)[32]) {
-  auto* kp = new wg_keypair;
-  randombytes_buf(receive, 32);
-  std::memcpy(kp->receive_key, receive, 32);
-  randombytes_buf(kp->send_key, 32);
-  kp->local_index = local;
-  kp->remote_index = local + 100;
-  kp->confirmed = true;
-  kp->created_tsc = rte_rdtsc();
-  kp->peer = &peer;
-  peer.current.store(kp);
-  return kp;
-}
 
 const char* device_address(bool v6) { return v6 ? "fd7a:115c:a1e0:9909::2" : "10.90.0.2"; }
 const char* peer_address(bool v6) { return v6 ? "fd7a:115c:a1e0::5" : "100.64.0.5"; }
@@ -106,8 +93,8 @@ struct rig {
     ts_peer.tailnet = true;
     ts_peer.endpoint.store(new wg_endpoint(peer_ep));
     ts_peer.allowed.store(new allowed_prefixes{{*ip_prefix::parse("100.64.0.5/32"), *ip_prefix::parse("fd7a:115c:a1e0::5/128")}});
-    sessions.insert(keypair(device, 7, device_key));
-    sessions.insert(keypair(ts_peer, 8, peer_key));
+    sessions.insert(bench::make_keypair(device, 7, device_key));
+    sessions.insert(bench::make_keypair(ts_peer, 8, peer_key));
     auto* v = new tailnet_view;
     v->has_v4 = v->has_v6 = true;
     inet_pton(AF_INET, our_tailnet_address(false), &v->v4_be);

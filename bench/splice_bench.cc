@@ -43,19 +43,6 @@ rte_mempool* pool() {
   return p;
 }
 
-wg_keypair* keypair(wg_peer& peer, std::uint32_t local, std::uint8_t (&receive)[32]) {
-  auto* kp = new wg_keypair;
-  randombytes_buf(receive, 32);
-  std::memcpy(kp->receive_key, receive, 32);
-  randombytes_buf(kp->send_key, 32);
-  kp->local_index = local;
-  kp->remote_index = local + 100;
-  kp->confirmed = true;
-  kp->created_tsc = rte_rdtsc();
-  kp->peer = &peer;
-  peer.current.store(kp);
-  return kp;
-}
 
 struct rig {
   rte_ring *rx, *tx;
@@ -89,8 +76,8 @@ struct rig {
     device.endpoint.store(new wg_endpoint(device_ep));
     ts_peer.tailnet = true;
     ts_peer.endpoint.store(new wg_endpoint(peer_ep));
-    sessions.insert(keypair(device, 7, device_key));
-    sessions.insert(keypair(ts_peer, 8, peer_key));
+    sessions.insert(bench::make_keypair(device, 7, device_key));
+    sessions.insert(bench::make_keypair(ts_peer, 8, peer_key));
     auto* v = new tailnet_view;
     v->has_v4 = true;
     inet_pton(AF_INET, "100.64.0.1", &v->v4_be);

@@ -5,6 +5,7 @@
 // the timed region.
 
 #include <benchmark/benchmark.h>
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -21,6 +22,23 @@
 #include "dataplane/worker.h"
 
 namespace lopower::bench {
+
+// A current keypair for `peer` (as a completed handshake leaves it) with a
+// random send key and receive key; the receive key is copied to `receive`:
+// the benchmark seals the peer's frames with it.
+inline wg_keypair* make_keypair(wg_peer& peer, std::uint32_t local, std::uint8_t (&receive)[32]) {
+  auto* kp = new wg_keypair;
+  randombytes_buf(receive, 32);
+  std::memcpy(kp->receive_key, receive, 32);
+  randombytes_buf(kp->send_key, 32);
+  kp->local_index = local;
+  kp->remote_index = local + 100;
+  kp->confirmed = true;
+  kp->created_tsc = rte_rdtsc();
+  kp->peer = &peer;
+  peer.current.store(kp);
+  return kp;
+}
 
 // Seals `m` as the next frame the peer sends.
 using seal_fn = std::function<void(rte_mbuf* m)>;
