@@ -1,6 +1,7 @@
 #include "control/status.h"
 
 #include <rte_ethdev.h>
+#include <rte_mempool.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -122,6 +123,9 @@ nlohmann::json status_json(const daemon_info& info, const dataplane& dp) {
   j["ports"] = ports;
   j["lcores"] = lcores_json(info, dp);
   j["neighbours"] = neighbours_json(dp);
+  // Buffers held anywhere (rings, staged packets, reassembly, TX queues):
+  // what a leak or a flood that is not bounded would show first.
+  j["packet_pool"] = {{"size", dp.pool()->size}, {"in_use", rte_mempool_in_use_count(dp.pool())}};
   nlohmann::json reasons = nlohmann::json::object();
   for (unsigned r = 0; r < drop_reason_count; ++r)
     reasons[std::string(drop_reason_names[r])] = std::string(drop_reason_descriptions[r]);

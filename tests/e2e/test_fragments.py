@@ -204,6 +204,7 @@ def test_a_fragment_flood_from_one_device_leaves_the_others_their_share(lab):
     esp32, dev6, flood = lab.devices["esp32"], lab.devices["dev6"], lab.devices["flood"]
     flood_src = flood.config.addresses[0].split("/")[0]
     rss, sent = [], 0
+    pool_before = d.status()["packet_pool"]["in_use"]
     for round_ in range(3):
         refused = drop_count(d, "fragment_peer_limit")
         log = flood.host.topo.tmpdir / f"flood-{round_}.log"
@@ -234,4 +235,8 @@ def test_a_fragment_flood_from_one_device_leaves_the_others_their_share(lab):
     # (Not under ASan: its quarantine keeps what the status queries free.)
     if not os.environ.get("LOPOWER_SANITIZED"):
         assert rss[-1] - rss[0] < 4096, f"lopowerd's RSS grew by {rss[-1] - rss[0]} KiB over the floods: {rss}"
+    # Every buffer the floods passed through is back in the pool (a few
+    # may sit in TX queues at any moment).
+    wait_until(lambda: d.status()["packet_pool"]["in_use"] <= pool_before + 64, 10,
+               f"the packet pool back to its {pool_before} buffers in use")
     assert big_ping(esp32, ts1.ip(4), 1600, count=5)[0] >= 4, "and afterwards, everything still works"

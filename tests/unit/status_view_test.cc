@@ -14,6 +14,7 @@ nlohmann::json sample_status() {
                "drops": {"malformed_udp": 3, "wg_malformed": 0}}],
     "lcores": [{"lcore": 0, "role": "control"}, {"lcore": 1, "role": "worker", "queue": 0, "rx_packets": 17,
                 "polls": 100, "busy_polls": 9, "sleeps": 50}],
+    "packet_pool": {"size": 4095, "in_use": 37},
     "neighbours": [{"port": "lan", "ip": "198.18.0.2", "mac": "02:00:00:00:00:02", "age_seconds": 1}],
     "wireguard": {"listen_port": 51820, "public_key": "S/QUrZThWUf8fdFllltpf17Ze7Pe2E8hbjF6ohCbCFc=",
                   "crypto_backend": "ipsec-mb", "devices": 2,
@@ -37,6 +38,7 @@ TEST(StatusView, ShowsPortsLcoresDropsAndNeighbours) {
   EXPECT_NE(out.find("busy 9/100 polls"), std::string::npos);
   EXPECT_NE(out.find("198.18.0.2"), std::string::npos);
   EXPECT_NE(out.find("crypto ipsec-mb  devices 2  handshakes 5  cookie replies 7  refused 6"), std::string::npos);
+  EXPECT_NE(out.find("packet pool: 37 of 4095 buffers in use"), std::string::npos);
   EXPECT_NE(out.find("sessions: staged 4 (sent 3, dropped 1)  retries 2  unanswered 1"), std::string::npos);
 }
 

@@ -152,6 +152,8 @@ std::string render_status(const nlohmann::json& s) {
     render_sessions(out, hs);
   }
   render_tailnet(out, member(s, "tailnet", nlohmann::json::value_t::object));
+  const auto pool = member(s, "packet_pool", nlohmann::json::value_t::object);
+  if (!pool.empty()) out << "\npacket pool: " << number(pool, "in_use") << " of " << number(pool, "size") << " buffers in use\n";
   const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);
   out << "\nneighbours: " << (neighbours.empty() ? "none" : "") << "\n";
   for (const auto& n : neighbours)
