@@ -58,7 +58,7 @@ wireguard_server::wireguard_server(dataplane& dp, const config& cfg, const enrol
 }
 
 wireguard_server::wireguard_server(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label)
-    : dp_(dp), wg_(wg), label_(std::move(label)), identity_(identity_from(key, label_)),
+    : dp_(dp), label_(std::move(label)), identity_(identity_from(key, label_)),
       aead_(crypto::make_backend("libsodium")), tsc_hz_(rte_get_tsc_hz()), timer_settings_(timer_settings_from(wg)),
       max_staged_total_(std::min<std::size_t>(max_staged_total, dp.pool()->size / 8)) {
   if (!aead_) throw std::runtime_error("libsodium backend unavailable");
@@ -138,11 +138,16 @@ void wireguard_server::peer_restarted(const std::string& name) {
   ++counters_.peer_restarts;
   LOG_INFO("%s %s restarted: its sessions are gone, starting a new one", label_.c_str(), p.name.c_str());
   for (slot s : {previous, current, next}) erase_slot(p, s);
-  if (p.pending_index != 0) by_index_.erase(p.pending_index);
-  p.pending_index = 0;
+  forget_pending(p);
   p.timers.reset();
   want_session(p);
   ask_for_path(p);  // its paths are found again: a restarted tailscaled answers once it has one back
+}
+
+// Our initiation in flight, if any, is forgotten: its response would find nobody.
+void wireguard_server::forget_pending(peer& p) {
+  if (p.pending_index != 0) by_index_.erase(p.pending_index);
+  p.pending_index = 0;
 }
 
 // Without an endpoint there is nobody to send an initiation to: the owner
@@ -170,12 +175,8 @@ void wireguard_server::ask_for_path(peer& p) {
 // flight they wait until it gives up.
 void wireguard_server::expire_staged(peer& p, std::uint64_t now) {
   const std::uint64_t limit = (p.pending_index != 0 ? timer_settings_.rekey_attempt_s : timer_settings_.rekey_timeout_s) * tsc_hz_;
-  while (!p.staged.empty() && now > p.staged.front().tsc && now - p.staged.front().tsc >= limit) {
-    count_drop(p.staged.front().mbuf, drop_reason::wg_staged_gave_up);
-    rte_pktmbuf_free(p.staged.front().mbuf);
-    p.staged.pop_front();
-    --staged_total_;
-  }
+  while (!p.staged.empty() && now > p.staged.front().tsc && now - p.staged.front().tsc >= limit)
+    discard_oldest_staged(p, drop_reason::wg_staged_gave_up);
 }
 
 bool wireguard_server::stage(const staged_packet& sp) {
@@ -186,26 +187,35 @@ bool wireguard_server::stage(const staged_packet& sp) {
   // goes now, behind whatever is still queued.
   if (wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
       kp != nullptr && p.dp->endpoint.load(std::memory_order_acquire) != nullptr) {
-    p.staged.push_back({sp.mbuf, rte_rdtsc()});
-    ++staged_total_;
-    ++counters_.packets_staged;
+    enqueue_staged(p, sp.mbuf);
     flush_staged(p, kp);
     return true;
   }
   if (p.staged.size() >= max_staged_per_peer || staged_total_ >= max_staged_total_) {
     // Drop the oldest of this peer's own: one peer cannot push out another's.
-    rte_mbuf* oldest = p.staged.empty() ? sp.mbuf : p.staged.front().mbuf;
-    count_drop(oldest, drop_reason::wg_staged_overflow);
-    rte_pktmbuf_free(oldest);
-    if (oldest == sp.mbuf) return true;
-    p.staged.pop_front();
-    --staged_total_;
+    if (p.staged.empty()) {
+      count_drop(sp.mbuf, drop_reason::wg_staged_overflow);
+      rte_pktmbuf_free(sp.mbuf);
+      return true;
+    }
+    discard_oldest_staged(p, drop_reason::wg_staged_overflow);
   }
-  p.staged.push_back({sp.mbuf, rte_rdtsc()});
-  ++staged_total_;
-  ++counters_.packets_staged;
+  enqueue_staged(p, sp.mbuf);
   want_session(p);
   return true;
+}
+
+void wireguard_server::enqueue_staged(peer& p, rte_mbuf* m) {
+  p.staged.push_back({m, rte_rdtsc()});
+  ++staged_total_;
+  ++counters_.packets_staged;
+}
+
+void wireguard_server::discard_oldest_staged(peer& p, drop_reason why) {
+  count_drop(p.staged.front().mbuf, why);
+  rte_pktmbuf_free(p.staged.front().mbuf);
+  p.staged.pop_front();
+  --staged_total_;
 }
 
 // Staged packets go out in order, sealed here with the new keypair before
@@ -223,12 +233,7 @@ void wireguard_server::flush_staged(peer& p, wg_keypair* kp) {
 }
 
 void wireguard_server::drop_staged(peer& p, drop_reason why) {
-  for (const peer::staged_entry& e : p.staged) {
-    count_drop(e.mbuf, why);
-    rte_pktmbuf_free(e.mbuf);
-  }
-  staged_total_ -= p.staged.size();
-  p.staged.clear();
+  while (!p.staged.empty()) discard_oldest_staged(p, why);
 }
 
 // Counted where the packet came in (mbuf->port survives the decrypt).
@@ -263,7 +268,7 @@ void wireguard_server::drop_peer(peer& p) {
   drop_staged(p, drop_reason::wg_staged_gave_up);
   by_id_.erase(p.dp->id);
   for (slot s : {previous, current, next}) erase_slot(p, s);
-  if (p.pending_index != 0) by_index_.erase(p.pending_index);
+  forget_pending(p);
   p.dp->removed.store(true, std::memory_order_relaxed);
   p.dp->current.store(nullptr, std::memory_order_release);
   if (const wg_endpoint* ep = p.dp->endpoint.exchange(nullptr)) dp_.rcu().retire_object(const_cast<wg_endpoint*>(ep));
@@ -279,8 +284,7 @@ void wireguard_server::reset_timestamp(const std::string& name) {
   // A fresh handshake state forgets the latest timestamp (and any handshake
   // in flight); the sessions already published stay up.
   peer& p = *it->second;
-  if (p.pending_index != 0) by_index_.erase(p.pending_index);
-  p.pending_index = 0;
+  forget_pending(p);
   p.timers.abandon_handshake();
   p.hs = std::make_unique<wg::peer_handshake>(identity_, p.key);
 }
@@ -349,8 +353,7 @@ void wireguard_server::on_response(const wg::message_handshake_response& msg, co
   peer& p = *by_key_.at(res.peer->remote_static());
   auto keys = wg::derive_keypair(*p.hs);
   if (!keys) return;
-  by_index_.erase(p.pending_index);
-  p.pending_index = 0;
+  forget_pending(p);
   set_endpoint(p, from);
   const bool staged = !p.staged.empty();
   install_keypair(p, *keys);
@@ -376,7 +379,7 @@ void wireguard_server::send_cookie_reply(const std::uint8_t* msg, std::size_t le
 bool wireguard_server::initiate(peer& p, bool retry) {
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
   if (ep == nullptr) return false;  // a device we never heard from: it will initiate
-  if (p.pending_index != 0) by_index_.erase(p.pending_index);
+  forget_pending(p);
   p.pending_index = fresh_index();
   by_index_[p.pending_index] = &p;
   wg::message_handshake_initiation msg{};
@@ -409,10 +412,7 @@ void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) 
   by_index_[keys.local_index] = &p;
   const std::size_t staged_before = p.staged.size();
   p.timers.session_made(rte_rdtsc());
-  if (p.pending_index != 0 && !keys.initiator) {  // the peer's handshake crossed ours: it wins
-    by_index_.erase(p.pending_index);
-    p.pending_index = 0;
-  }
+  if (!keys.initiator) forget_pending(p);  // the peer's handshake crossed ours: it wins
   if (keys.initiator) {
     // Our own handshake: the new keypair is current at once.
     erase_slot(p, next);

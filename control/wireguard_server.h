@@ -163,6 +163,10 @@ class wireguard_server : private wg::peer_lookup {
   void want_session(peer& p);
   void flush_staged(peer& p, wg_keypair* kp);
   void drop_staged(peer& p, drop_reason why);
+  void enqueue_staged(peer& p, rte_mbuf* m);
+  void discard_oldest_staged(peer& p, drop_reason why);
+  void forget_pending(peer& p);
+  void abandon_handshake(peer& p);
   void expire_staged(peer& p, std::uint64_t now_tsc);
   void ask_for_path(peer& p);
   void count_drop(const rte_mbuf* m, drop_reason why);
@@ -179,10 +183,8 @@ class wireguard_server : private wg::peer_lookup {
   void zero_keys(peer& p);
   void drop_peer(peer& p);
   std::uint32_t fresh_index();
-  std::uint64_t seconds_to_tsc(std::uint64_t s) const { return s * tsc_hz_; }
 
   dataplane& dp_;
-  const wireguard_config wg_;
   std::string label_;
   std::function<void(wg_peer*)> retire_peer_;
   wg::static_identity identity_;

@@ -47,10 +47,7 @@ void wireguard_server::apply_timers(peer& p, const wg::timer_actions& a) {
     LOG_INFO("%s %s: no answer to the handshake for %u s, giving up until there is traffic again", label_.c_str(),
              p.name.c_str(), static_cast<unsigned>(timer_settings_.rekey_attempt_s));
     ++counters_.handshakes_given_up;
-    if (p.pending_index != 0) by_index_.erase(p.pending_index);
-    p.pending_index = 0;
-    p.hs->clear();
-    drop_staged(p, drop_reason::wg_staged_gave_up);
+    abandon_handshake(p);
   }
   if (a.keepalive) send_keepalive(p);
   if (a.initiate != wg::handshake_reason::none) {
@@ -81,11 +78,15 @@ void wireguard_server::start_handshake(peer& p, wg::handshake_reason why) {
 // Nothing new for 3 x REJECT_AFTER_TIME: no key material is kept around.
 void wireguard_server::zero_keys(peer& p) {
   for (slot s : {previous, current, next}) erase_slot(p, s);
-  if (p.pending_index != 0) by_index_.erase(p.pending_index);
-  p.pending_index = 0;
+  abandon_handshake(p);
+  ++counters_.sessions_zeroed;
+}
+
+// No session is coming: the handshake state is wiped and what waited for it dropped.
+void wireguard_server::abandon_handshake(peer& p) {
+  forget_pending(p);
   p.hs->clear();
   drop_staged(p, drop_reason::wg_staged_gave_up);
-  ++counters_.sessions_zeroed;
 }
 
 }  // namespace lopower

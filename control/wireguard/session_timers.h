@@ -80,7 +80,6 @@ class session_timers {
   void reset();
   bool handshake_pending() const { return pending_; }
 
-
   // What is due at `now`. `slots`: previous, current, next (nullptr: empty);
   // `current`: the keypair data is sent with (one of them, or nullptr).
   timer_actions evaluate(std::uint64_t now, const keypair_state* const slots[3], const keypair_state* current,
