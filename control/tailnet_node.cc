@@ -239,9 +239,9 @@ void tailnet_node::find_path(const std::string& name) {
 }
 
 // A peer whose disco key changed has restarted: whatever sessions we had
-// with it are gone on its side. One that comes back online (tailscale up
-// after down) may have dropped them too: renew them at once rather than
-// after a quarter of a minute of unanswered traffic.
+// with it are gone on its side. One that comes back online may have dropped
+// them too, or only flapped in the server's view: a new handshake at once,
+// but the session it may still have keeps working meanwhile.
 void tailnet_node::follow_restarts(const tailnet::netmap& nm) {
   std::map<tailnet::node_id, peer_liveness> now;
   for (const tailnet::node& n : nm.peers()) {
@@ -253,9 +253,12 @@ void tailnet_node::follow_restarts(const tailnet::netmap& nm) {
     const bool back_online = !before->second.online && live.online;
     if (before->second.online != live.online)
       LOG_DEBUG("tailnet peer %s: %s", n.name.c_str(), live.online ? "online" : "offline");
-    if (new_disco || back_online) {
-      LOG_INFO("tailnet peer %s: %s", n.name.c_str(), new_disco ? "new disco key (restarted)" : "back online");
+    if (new_disco) {
+      LOG_INFO("tailnet peer %s: new disco key (restarted)", n.name.c_str());
       wg_->peer_restarted(std::to_string(n.id));
+    } else if (back_online) {
+      LOG_INFO("tailnet peer %s: back online", n.name.c_str());
+      wg_->renew_session(std::to_string(n.id));
     }
   }
   liveness_ = std::move(now);

@@ -144,6 +144,13 @@ void wireguard_server::peer_restarted(const std::string& name) {
   ask_for_path(p);  // its paths are found again: a restarted tailscaled answers once it has one back
 }
 
+void wireguard_server::renew_session(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end() || it->second->pending_index != 0 || it->second->slots[current] == 0) return;
+  ++counters_.peer_restarts;
+  initiate(*it->second, false);
+}
+
 // Our initiation in flight, if any, is forgotten: its response would find nobody.
 void wireguard_server::forget_pending(peer& p) {
   if (p.pending_index != 0) by_index_.erase(p.pending_index);

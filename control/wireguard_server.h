@@ -87,6 +87,9 @@ class wireguard_server : private wg::peer_lookup {
   // back online): ours are dropped and a new handshake is started; what is
   // sent meanwhile is staged, not sent into a session nobody has.
   void peer_restarted(const std::string& name);
+  // The peer may have lost its sessions (it came back online): a new
+  // handshake now, ours kept until it completes.
+  void renew_session(const std::string& name);
 
   // A packet a worker held back for a peer with no session (takes the
   // mbuf); false when the peer is not one of ours.
