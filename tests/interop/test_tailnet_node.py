@@ -256,7 +256,7 @@ def test_logout_then_login(lab):
     st = tailnet_status(d)
     assert st["backend_state"] == "NeedsLogin" and st["peers"] == [], st
     # The server expired the old key: the peers see lopower as expired.
-    wait_until(lambda: lab.peers["ts1"].peer(HOSTNAME).get("Expired") is True, 15, "ts1 to see lopower expired")
+    wait_until(lambda: (lab.peers["ts1"].peer(HOSTNAME) or {}).get("Expired") is True, 30, "ts1 to see lopower expired")
     # A restart does not log back in by itself: the operator logged out.
     d.stop()
     d.start()
@@ -279,10 +279,35 @@ def test_logout_while_the_register_is_on_its_way(lab):
     d.start()
     r = d.ctl("logout")
     assert "NeedsLogin" in r.stdout, r.stdout + r.stderr
-    time.sleep(3)  # the register answer and the lingering connection's end
+    # The logout reaches the server after the register, never before it (a
+    # register answered after the logout would bring the old key back).
+    wait_until(lambda: (lab.peers["ts1"].peer(HOSTNAME) or {}).get("Expired") is True, 30, "ts1 to see lopower expired")
+    wait_until(lambda: not tailnet_status(d)["connected"], 15, "lopowerd to let the connection go")
     st = tailnet_status(d)
     assert st["backend_state"] == "NeedsLogin" and st["peers"] == [], st
-    assert not st["connected"], st
     assert d.ctl("login").returncode == 0
     wait_running(d)
     wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list its peers again")
+
+
+def test_logout_while_the_server_is_down_is_told_when_it_is_back(lab):
+    """The operator was told "logged out": that holds across a lopowerd
+    restart, and the server hears of it once it is reachable again."""
+    d = lab.lopowerd
+    wait_running(d)
+    lab.headscale.stop(keep_state=True)
+    try:
+        r = d.ctl("logout")
+        assert "NeedsLogin" in r.stdout, r.stdout + r.stderr
+        d.stop()
+        d.start()
+        assert tailnet_status(d)["backend_state"] == "NeedsLogin"
+    finally:
+        lab.headscale.start()
+    wait_until(lambda: (lab.peers["ts1"].peer(HOSTNAME) or {}).get("Expired") is True, 90, "ts1 to see lopower expired")
+    wait_until(lambda: not tailnet_status(d)["connected"], 15, "lopowerd to let the connection go")
+    assert tailnet_status(d)["backend_state"] == "NeedsLogin"
+    assert d.ctl("login").returncode == 0
+    wait_running(d, timeout=60)
+    wait_until(lambda: peer_names(d) == {"ts1", "ts2"}, 15, "lopowerd to list its peers again")
+    warm_up(lab.peers["ts1"], lopower_ips(d)[0])

@@ -62,7 +62,6 @@ coordination_client::~coordination_client() {
   for (event_loop::timer_id* t : {&reconnect_timer_, &watchdog_timer_, &connect_timer_})
     if (*t >= 0) loop_.cancel_timer(*t);
   if (conn_) conn_->close();
-  if (lingering_) lingering_->close();
 }
 
 void coordination_client::start() {
@@ -71,6 +70,7 @@ void coordination_client::start() {
   if (identity_.logged_out) {
     set_state(backend_state::needs_login);
     LOG_INFO("tailnet: logged out earlier; `lopower-ctl login` registers again");
+    if (identity_.expire_node) connect();  // the server has not heard of the logout yet
     return;
   }
   set_state(backend_state::starting);
@@ -89,8 +89,8 @@ void coordination_client::set_state(backend_state s) {
 void coordination_client::connect() {
   drop_connection();
   ++stats_.connects;
-  // Only the connection in conn_ may act: one let go lingers a little
-  // (logout) and its open or close must not touch its successor.
+  // Only the connection in conn_ may act: one let go may still report its
+  // open or close, which must not touch its successor.
   const std::uint64_t generation = ++connection_generation_;
   conn_ = std::make_unique<control_connection>(
       loop_, cfg_.server, identity_.machine,
@@ -113,6 +113,7 @@ void coordination_client::drop_connection() {
   map_reader_.reset();
   next_.reset();
   stream_started_ = false;
+  request_in_flight_ = false;
   if (!conn_) return;
   // Its handlers may be on the stack: close it now, free it off the stack.
   conn_->close();
@@ -125,6 +126,14 @@ void coordination_client::drop_connection() {
 void coordination_client::on_open() {
   if (connect_timer_ >= 0) loop_.cancel_timer(std::exchange(connect_timer_, -1));
   LOG_DEBUG("tailnet: ts2021 connection open");
+  next_request();
+}
+
+// What a connection says next: an expiry owed since a logout, then (logged
+// in) the register; logged out with nothing owed, it is let go.
+void coordination_client::next_request() {
+  if (identity_.expire_node) return send_expiry();
+  if (identity_.logged_out) return drop_connection();
   send_register("");
 }
 
@@ -143,7 +152,7 @@ std::chrono::milliseconds coordination_client::next_backoff() {
 void coordination_client::reconnect_later(const std::string& reason) {
   drop_connection();
   last_error_ = reason;
-  if (identity_.logged_out) return;
+  if (identity_.logged_out && !identity_.expire_node) return;
   if (state_ != backend_state::needs_login) set_state(backend_state::starting);
   const auto delay = next_backoff();
   LOG_WARNING("tailnet: %s; reconnecting in %.1f s", reason.c_str(), static_cast<double>(delay.count()) / 1000.0);
@@ -180,12 +189,18 @@ void coordination_client::send_register(const std::string& followup) {
   };
   h.on_close = [this, conn, collected](std::uint32_t error) {
     if (conn != conn_.get()) return;  // an old connection's stream
+    request_in_flight_ = false;
+    // Logged out meanwhile (and maybe in again): the expiry goes first.
+    if (identity_.logged_out || identity_.expire_node) return next_request();
     if (error != 0) return reconnect_later("register: stream reset (HTTP/2 error " + std::to_string(error) + ")");
     if (collected->overflow) return reconnect_later("register: response larger than 64 KiB");
     on_register_done(collected->status, collected->body);
   };
-  if (conn_->request(json_post(cfg_.server, "/machine/register", to_json(r)), std::move(h)) < 0)
+  request_in_flight_ = true;
+  if (conn_->request(json_post(cfg_.server, "/machine/register", to_json(r)), std::move(h)) < 0) {
+    request_in_flight_ = false;
     reconnect_later("register: could not start the request");
+  }
 }
 
 void coordination_client::on_register_done(int status, const std::string& body) {
@@ -308,35 +323,72 @@ void coordination_client::send_endpoint_update() {
 
 // --- logout / login -------------------------------------------------------------------
 
+// A logout is kept on disk first (a new node key, logged out, and the old
+// key to expire), then told to the server on a connection of its own, or
+// on the one in use once its register has been answered: a logout sent
+// beside a register still on its way may be handled before it, and the
+// register would then bring the old key back to life.
+
 result<void> coordination_client::logout() {
-  identity next{identity_.machine, generate_private_key(), std::nullopt, true};
+  if (identity_.logged_out) return {};
+  identity next = identity_;
+  next.node = generate_private_key();
+  next.old_node.reset();
+  next.logged_out = true;
+  // A key the server never authorized needs no expiry; one still waiting to
+  // be expired (an earlier logout) goes first: the key since was never sent.
+  if (!next.expire_node && state_ != backend_state::needs_login) next.expire_node = node_public_;
   if (auto w = save_identity(store_, next); !w) return w;
-  // Best effort: tell the server this key is done (Expiry in the past).
-  if (conn_ && conn_->is_open()) {
-    register_request r = make_register_request();
-    r.auth_key.clear();
-    r.expiry = logout_expiry();
-    conn_->request(json_post(cfg_.server, "/machine/register", to_json(r)), h2_stream_handler{});
-    // The request needs a moment to leave. Out of conn_, the connection's
-    // handlers (a register or map answer still on its way) stay quiet.
-    ++connection_generation_;
-    lingering_ = std::move(conn_);
-    loop_.add_timer(std::chrono::seconds(2), std::chrono::microseconds(0),
-                    [this, alive = alive_, c = lingering_.get()] {
-                      if (*alive && lingering_.get() == c) lingering_.reset();
-                    });
-  }
-  drop_connection();
-  if (reconnect_timer_ >= 0) loop_.cancel_timer(std::exchange(reconnect_timer_, -1));
-  if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
   identity_ = std::move(next);
   node_public_ = public_from_private(identity_.node);
+  const bool answer_awaited = request_in_flight_ && conn_ && identity_.expire_node;
+  if (!answer_awaited) drop_connection();
+  if (reconnect_timer_ >= 0) loop_.cancel_timer(std::exchange(reconnect_timer_, -1));
+  if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
   current_.reset();
   login_url_.clear();
   set_state(backend_state::needs_login);
   if (handlers_.on_netmap) handlers_.on_netmap(netmap{}, netmap_changes{});
   LOG_INFO("tailnet: logged out");
+  backoff_ = std::chrono::milliseconds(0);
+  if (identity_.expire_node && !conn_) connect();
   return {};
+}
+
+void coordination_client::send_expiry() {
+  register_request r;
+  r.node_key = *identity_.expire_node;
+  r.hostinfo = cfg_.hostinfo;
+  r.expiry = logout_expiry();
+  control_connection* conn = conn_.get();
+  auto status = std::make_shared<int>(0);
+  h2_stream_handler h;
+  h.on_response = [status](int s, const std::vector<http_header>&) { *status = s; };
+  h.on_close = [this, conn, status](std::uint32_t error) {
+    if (conn != conn_.get()) return;
+    request_in_flight_ = false;
+    if (error != 0 || *status == 0) return reconnect_later("logout: stream reset before an answer");
+    on_expiry_done(*status);
+  };
+  request_in_flight_ = true;
+  if (conn_->request(json_post(cfg_.server, "/machine/register", to_json(r)), std::move(h)) < 0) {
+    request_in_flight_ = false;
+    reconnect_later("logout: could not start the request");
+  }
+}
+
+void coordination_client::on_expiry_done(int status) {
+  // Any answer settles it: asking again would get the same one.
+  if (status == 200)
+    LOG_INFO("tailnet: the server expired %s", format_node_key(*identity_.expire_node).c_str());
+  else
+    LOG_WARNING("tailnet: the server answered the logout of %s with HTTP %d",
+                format_node_key(*identity_.expire_node).c_str(), status);
+  identity_.expire_node.reset();
+  if (auto w = save_identity(store_, identity_); !w) LOG_ERROR("tailnet: %s", w.message().c_str());
+  backoff_ = std::chrono::milliseconds(0);
+  last_error_.clear();
+  next_request();
 }
 
 result<void> coordination_client::login() {
@@ -345,7 +397,11 @@ result<void> coordination_client::login() {
   if (auto w = save_identity(store_, identity_); !w) return w;
   backoff_ = std::chrono::milliseconds(0);
   set_state(backend_state::starting);
-  connect();
+  // A connection still telling the server about the logout registers next.
+  if (!conn_) {
+    if (reconnect_timer_ >= 0) loop_.cancel_timer(std::exchange(reconnect_timer_, -1));
+    connect();
+  }
   return {};
 }
 

@@ -72,7 +72,8 @@ class coordination_client {
   void start();
   // Marks the node logged out on disk first (what the operator was told
   // holds across a crash), then tells the server (Expiry in the past) and
-  // disconnects. The next login uses a fresh node key, as tailscale does.
+  // disconnects; until the server has answered, every start and reconnect
+  // tells it again. The next login uses a fresh node key, as tailscale does.
   result<void> logout();
   // After a logout: register again.
   result<void> login();
@@ -101,6 +102,9 @@ class coordination_client {
   void connect();
   void on_open();
   void on_closed(const std::string& reason);
+  void next_request();
+  void send_expiry();
+  void on_expiry_done(int status);
   void send_register(const std::string& followup);
   void on_register_done(int status, const std::string& body);
   void start_map_stream();
@@ -130,8 +134,8 @@ class coordination_client {
 
   std::unique_ptr<control_connection> conn_;
   std::vector<std::unique_ptr<control_connection>> retired_;  // freed off the call stack
-  std::unique_ptr<control_connection> lingering_;  // logged out: sends its last request, then goes
-  std::uint64_t connection_generation_ = 0;        // of conn_; older connections' events are ignored
+  std::uint64_t connection_generation_ = 0;  // of conn_; older connections' events are ignored
+  bool request_in_flight_ = false;          // a register (or logout) on conn_ not yet answered
   std::unique_ptr<map_stream_reader> map_reader_;
   std::unique_ptr<netmap> next_;     // the stream's netmap before its first full response
   std::unique_ptr<netmap> current_;  // in force

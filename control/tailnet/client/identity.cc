@@ -25,6 +25,7 @@ std::string identity_to_json(const identity& id) {
   j["node_key"] = format_private_key_text(id.node);
   j["old_node_key"] = id.old_node ? nlohmann::json(format_private_key_text(*id.old_node)) : nlohmann::json(nullptr);
   j["logged_out"] = id.logged_out;
+  j["expire_node_key"] = id.expire_node ? nlohmann::json(format_node_key(*id.expire_node)) : nlohmann::json(nullptr);
   std::string text = j.dump(2) + "\n";
   // The json object's copies of the key text are freed with it; wipe them first.
   for (auto& [name, value] : j.items())
@@ -50,6 +51,12 @@ result<identity> identity_from_json(std::string_view text) {
   if (auto it = j.find("logged_out"); it != j.end()) {
     if (!it->is_boolean()) return fail("logged_out: not a boolean");
     id.logged_out = it->get<bool>();
+  }
+  if (auto it = j.find("expire_node_key"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return fail("expire_node_key: not a string");
+    auto k = parse_node_key(it->get_ref<const std::string&>());
+    if (!k) return fail("expire_node_key: " + k.message());
+    id.expire_node = *k;
   }
   return id;
 }

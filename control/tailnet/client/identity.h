@@ -1,12 +1,13 @@
 #pragma once
 // lopower's identity on the tailnet, kept in the state directory so that a
 // restarted lopowerd is the same node: the machine key (ts2021), the node
-// key (WireGuard to peers), and the node key it replaced (OldNodeKey, for
-// a key rotation the server has not acknowledged yet).
+// key (WireGuard to peers), the node key it replaced (OldNodeKey, for
+// a key rotation the server has not acknowledged yet), and the node key
+// an operator logged out of until the server has been told to expire it.
 //
 // The file `tailnet.json` (mode 0600, written atomically) holds
 //   {"machine_key":"privkey:...","node_key":"privkey:...","old_node_key":"privkey:..."|null,
-//    "logged_out":false}
+//    "logged_out":false,"expire_node_key":"nodekey:..."|null}
 // The disco key is not here: tailscale makes a fresh one each start.
 
 #include <optional>
@@ -25,6 +26,8 @@ struct identity {
   private_key node;
   std::optional<private_key> old_node;  // set while a rotation is unconfirmed
   bool logged_out = false;              // the operator logged out: do not register by ourselves
+  // Logged out of, not yet expired by the server: told on the next connection.
+  std::optional<public_key> expire_node;
 };
 
 // The stored identity, or a fresh one (keys generated, written) when the

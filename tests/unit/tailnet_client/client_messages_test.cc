@@ -141,13 +141,30 @@ TEST_F(IdentityFile, CreatedOnceThenTheSame) {
 }
 
 TEST_F(IdentityFile, RoundTripWithOldKeyAndLogout) {
-  identity id{generate_private_key(), generate_private_key(), generate_private_key(), true};
+  identity id{generate_private_key(), generate_private_key(), generate_private_key(), true,
+              public_from_private(generate_private_key())};
   auto back = identity_from_json(identity_to_json(id));
   ASSERT_TRUE(back) << back.message();
   EXPECT_TRUE(back->machine == id.machine);
   ASSERT_TRUE(back->old_node);
   EXPECT_TRUE(*back->old_node == *id.old_node);
   EXPECT_TRUE(back->logged_out);
+  ASSERT_TRUE(back->expire_node);
+  EXPECT_TRUE(*back->expire_node == *id.expire_node);
+}
+
+TEST_F(IdentityFile, AFileWithoutTheExpiryFieldStillLoads) {
+  identity id{generate_private_key(), generate_private_key(), std::nullopt, false, std::nullopt};
+  auto text = identity_to_json(id);
+  auto j = nlohmann::json::parse(text);
+  j.erase("expire_node_key");
+  auto back = identity_from_json(j.dump());
+  ASSERT_TRUE(back) << back.message();
+  EXPECT_FALSE(back->expire_node);
+  j["expire_node_key"] = "privkey:00";
+  auto bad = identity_from_json(j.dump());
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.message().find("expire_node_key"), std::string::npos) << bad.message();
 }
 
 TEST_F(IdentityFile, CorruptFileIsAnErrorNotANewNode) {
