@@ -19,16 +19,17 @@
 
 #include "control/clock.h"
 #include "control/config.h"
-#include "control/ctl_server.h"
-#include "control/device_commands.h"
-#include "control/dns_service.h"
-#include "control/flow_commands.h"
-#include "control/wireguard_server.h"
+#include "control/ctl/ctl_server.h"
+#include "control/ctl/device_commands.h"
+#include "control/dns/service.h"
+#include "control/ctl/flow_commands.h"
+#include "control/wireguard/interface.h"
 #include "control/enrollment/device_registry.h"
 #include "control/event_loop.h"
 #include "control/log.h"
-#include "control/status.h"
-#include "control/tailnet_node.h"
+#include "control/ctl/status.h"
+#include "control/ctl/tailnet_commands.h"
+#include "control/tailnet/node.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/inner_packet.h"
 #include "lopower_build_config.h"
@@ -104,7 +105,7 @@ void make_state_dir(const std::string& dir) {
 // pings) and everything on the tailnet listener go to the tailnet node,
 // device handshakes to the device WireGuard server; the rest is counted and
 // freed.
-void handle_control_packet(dataplane& dp, wireguard_server& devices, tailnet_node* tailnet, dns_service& dns,
+void handle_control_packet(dataplane& dp, wireguard_interface& devices, tailnet_node* tailnet, dns_service& dns,
                            rte_mbuf* m, bool under_load) {
   if (m->ol_flags & dp.inner_up_flag()) {  // decrypted, not a frame: a device's DNS query or a ping's reply
     const auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
@@ -121,38 +122,6 @@ void handle_control_packet(dataplane& dp, wireguard_server& devices, tailnet_nod
   if (r.to == listener::tailnet && tailnet != nullptr) return tailnet->handle_packet(m, r, under_load);
   dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
   rte_pktmbuf_free(m);
-}
-
-// logout / login: the operator's hold on lopower's tailnet membership.
-void register_tailnet_commands(ctl_server& ctl, tailnet_node* node) {
-  auto with_node = [node](auto action) {
-    return [node, action](const nlohmann::json&) -> nlohmann::json {
-      if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
-      if (auto r = action(*node); !r) throw ctl_command_error(r.message());
-      return nlohmann::json{{"backend_state", tailnet::to_string(node->client().state())}};
-    };
-  };
-  ctl.handle("logout", with_node([](tailnet_node& n) { return n.logout(); }));
-  // ping PEER: started here, its outcome polled (the control socket answers
-  // each request at once; a ping takes up to its timeout).
-  ctl.handle("tailnet.ping", [node](const nlohmann::json& args) -> nlohmann::json {
-    if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
-    if (!args.contains("peer") || !args["peer"].is_string()) throw ctl_command_error("peer: expected a name or IP");
-    const auto timeout_ms = args.value("timeout_ms", 5000);
-    if (timeout_ms < 100 || timeout_ms > 60000) throw ctl_command_error("timeout_ms: expected 100..60000");
-    const std::string mode = args.value("mode", std::string("disco"));
-    if (mode != "disco" && mode != "icmp") throw ctl_command_error("mode: expected disco or icmp");
-    auto id = node->start_ping(args["peer"].get<std::string>(), std::chrono::milliseconds(timeout_ms),
-                               mode == "icmp" ? tailnet_node::ping_mode::icmp : tailnet_node::ping_mode::disco);
-    if (!id) throw ctl_command_error(id.message());
-    return {{"id", *id}};
-  });
-  ctl.handle("tailnet.ping_result", [node](const nlohmann::json& args) -> nlohmann::json {
-    if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
-    if (!args.contains("id") || !args["id"].is_number_unsigned()) throw ctl_command_error("id: expected a ping id");
-    return node->ping_result(args["id"].get<std::uint64_t>());
-  });
-  ctl.handle("login", with_node([](tailnet_node& n) { return n.login(); }));
 }
 
 enrollment::device_registry open_registry(const config& cfg) {
@@ -180,7 +149,7 @@ int serve(const config& cfg, const std::string& config_path) {
   make_state_dir(cfg.daemon.state_dir);
   enrollment::device_registry registry = open_registry(cfg);
   dataplane dp(cfg, eal_worker_lcores());
-  wireguard_server devices(dp, cfg, registry);
+  wireguard_interface devices(dp, cfg, registry);
   devices.retire_peers_with([&dp](wg_peer* gone) { dp.retire_device_peer(gone); });
   std::unique_ptr<tailnet_node> tailnet;
   if (!cfg.tailnet.control_url.empty()) tailnet = std::make_unique<tailnet_node>(loop, dp, cfg);

@@ -4,7 +4,7 @@
 // or moved from, compares in constant time, and has WireGuard's text forms
 // (44 characters of standard base64, or 64 hex digits).
 //
-// Defined in control/wireguard/keys.cc (lopower_wireguard_dep: libsodium).
+// Defined in control/wireguard/engine/keys.cc (lopower_wireguard_dep: libsodium).
 
 #include <array>
 #include <cstddef>

@@ -10,9 +10,9 @@
 #include <optional>
 #include <string_view>
 
-#include "control/wireguard/cookie.h"
-#include "control/wireguard/noise_handshake.h"
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/cookie.h"
+#include "control/wireguard/engine/noise_handshake.h"
+#include "control/wireguard/engine/tai64n.h"
 #include "lopower/wireguard_messages.h"
 
 namespace {

@@ -17,9 +17,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "control/wireguard/cookie.h"
-#include "control/wireguard/noise_handshake.h"
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/cookie.h"
+#include "control/wireguard/engine/noise_handshake.h"
+#include "control/wireguard/engine/tai64n.h"
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "control/tailnet/controlbase/printable.h"
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 namespace lopower::tailnet {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "control/tailnet/controlbase/key_text.h"
 #include "control/tailnet/controlbase/printable.h"
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 namespace lopower::tailnet {
 namespace {

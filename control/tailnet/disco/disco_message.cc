@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 namespace lopower::tailnet::disco {
 

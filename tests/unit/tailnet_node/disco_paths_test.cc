@@ -7,7 +7,7 @@
 #include <cstring>
 #include <deque>
 
-#include "control/tailnet_disco.h"
+#include "control/tailnet/disco_paths.h"
 #include "dataplane/inner_packet.h"
 
 namespace lopower {

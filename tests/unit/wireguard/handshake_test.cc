@@ -5,9 +5,9 @@
 
 #include <array>
 
-#include "control/wireguard/cookie.h"
-#include "control/wireguard/noise_handshake.h"
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/cookie.h"
+#include "control/wireguard/engine/noise_handshake.h"
+#include "control/wireguard/engine/tai64n.h"
 #include "tests/unit/wireguard/test_support.h"
 
 namespace lopower::wg {

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/tai64n.h"
 #include "lopower/keys.h"
 #include "lopower/wireguard_messages.h"
 #include "tests/unit/wireguard/test_support.h"

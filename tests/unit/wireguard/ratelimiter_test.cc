@@ -1,7 +1,7 @@
 // The handshake rate limiter: 20/s per source, burst 5, IPv6 per /64,
 // bounded table, idle sources forgotten after a second.
 
-#include "control/wireguard/ratelimiter.h"
+#include "control/wireguard/engine/ratelimiter.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // WireGuard's timer rules (session_timers) on a clock of whole milliseconds:
 // each test walks one rule through the moments before and after it is due.
 
-#include "control/wireguard/session_timers.h"
+#include "control/wireguard/engine/session_timers.h"
 
 #include <gtest/gtest.h>
 

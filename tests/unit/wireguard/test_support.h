@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "control/wireguard/noise_handshake.h"
+#include "control/wireguard/engine/noise_handshake.h"
 #include "lopower/keys.h"
 
 namespace lopower::wg::test {

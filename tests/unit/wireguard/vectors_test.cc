@@ -7,9 +7,9 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
-#include "control/wireguard/cookie.h"
-#include "control/wireguard/noise_handshake.h"
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/cookie.h"
+#include "control/wireguard/engine/noise_handshake.h"
+#include "control/wireguard/engine/tai64n.h"
 #include "tests/unit/wireguard/test_support.h"
 
 namespace lopower::wg {

@@ -1,4 +1,4 @@
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>

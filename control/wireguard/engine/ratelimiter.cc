@@ -1,11 +1,11 @@
-#include "control/wireguard/ratelimiter.h"
+#include "control/wireguard/engine/ratelimiter.h"
 
 #include <sodium.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 namespace lopower::wg {
 

@@ -7,17 +7,17 @@
 
 #include "control/clock.h"
 #include "control/log.h"
-#include "control/wireguard_server.h"
+#include "control/wireguard/interface.h"
 
 namespace lopower {
 
-void wireguard_server::tick() {
+void wireguard_interface::tick() {
   const std::uint64_t now = rte_rdtsc();
   for (auto& [name, p] : peers_) peer_timers(*p, now);
   limiter_.expire(monotonic_ns());
 }
 
-void wireguard_server::peer_timers(peer& p, std::uint64_t now) {
+void wireguard_interface::peer_timers(peer& p, std::uint64_t now) {
   wg::keypair_state states[3];
   const wg::keypair_state* slots[3] = {nullptr, nullptr, nullptr};
   const wg_keypair* current_kp = p.dp->current.load(std::memory_order_relaxed);
@@ -36,7 +36,7 @@ void wireguard_server::peer_timers(peer& p, std::uint64_t now) {
   expire_staged(p, now);
 }
 
-void wireguard_server::apply_timers(peer& p, const wg::timer_actions& a) {
+void wireguard_interface::apply_timers(peer& p, const wg::timer_actions& a) {
   if (a.zero_all) return zero_keys(p);
   for (slot s : {previous, current, next}) {
     if (!a.expire[s]) continue;
@@ -58,7 +58,7 @@ void wireguard_server::apply_timers(peer& p, const wg::timer_actions& a) {
   p.retry_soon = false;
 }
 
-void wireguard_server::start_handshake(peer& p, wg::handshake_reason why) {
+void wireguard_interface::start_handshake(peer& p, wg::handshake_reason why) {
   switch (why) {
     case wg::handshake_reason::retry: ++counters_.handshake_retries; break;
     case wg::handshake_reason::unanswered:
@@ -76,14 +76,14 @@ void wireguard_server::start_handshake(peer& p, wg::handshake_reason why) {
 }
 
 // Nothing new for 3 x REJECT_AFTER_TIME: no key material is kept around.
-void wireguard_server::zero_keys(peer& p) {
+void wireguard_interface::zero_keys(peer& p) {
   for (slot s : {previous, current, next}) erase_slot(p, s);
   abandon_handshake(p);
   ++counters_.sessions_zeroed;
 }
 
 // No session is coming: the handshake state is wiped and what waited for it dropped.
-void wireguard_server::abandon_handshake(peer& p) {
+void wireguard_interface::abandon_handshake(peer& p) {
   forget_pending(p);
   p.hs->clear();
   drop_staged(p, drop_reason::wg_staged_gave_up);

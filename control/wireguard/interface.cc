@@ -1,4 +1,4 @@
-#include "control/wireguard_server.h"
+#include "control/wireguard/interface.h"
 
 #include <rte_cycles.h>
 #include <sodium.h>
@@ -9,7 +9,7 @@
 
 #include "control/clock.h"
 #include "control/log.h"
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/tai64n.h"
 #include "dataplane/inner_packet.h"
 #include "lopower/wireguard_messages.h"
 
@@ -52,41 +52,41 @@ nlohmann::json handshake_counters::to_json() const {
 }
 
 
-wireguard_server::wireguard_server(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
-    : wireguard_server(dp, cfg.wireguard, registry.server_private_key(), "device") {
+wireguard_interface::wireguard_interface(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
+    : wireguard_interface(dp, cfg.wireguard, registry.server_private_key(), "device") {
   for (const enrollment::device& d : registry.list()) add_device(d);
 }
 
-wireguard_server::wireguard_server(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label)
+wireguard_interface::wireguard_interface(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label)
     : dp_(dp), label_(std::move(label)), identity_(identity_from(key, label_)),
       aead_(crypto::make_backend("libsodium")), tsc_hz_(rte_get_tsc_hz()), timer_settings_(timer_settings_from(wg)),
       max_staged_total_(std::min<std::size_t>(max_staged_total, dp.pool()->size / 8)) {
   if (!aead_) throw std::runtime_error("libsodium backend unavailable");
 }
 
-wireguard_server::~wireguard_server() {
+wireguard_interface::~wireguard_interface() {
   while (!peers_.empty()) drop_peer(*peers_.begin()->second);
 }
 
-wg::peer_handshake* wireguard_server::by_static(const public_key& remote_static) {
+wg::peer_handshake* wireguard_interface::by_static(const public_key& remote_static) {
   auto it = by_key_.find(remote_static);
   return it == by_key_.end() ? nullptr : it->second->hs.get();
 }
 
-wg::peer_handshake* wireguard_server::by_index(std::uint32_t local_index) {
+wg::peer_handshake* wireguard_interface::by_index(std::uint32_t local_index) {
   auto it = by_index_.find(local_index);
   if (it == by_index_.end() || it->second->pending_index != local_index) return nullptr;
   return it->second->hs.get();
 }
 
-std::uint32_t wireguard_server::fresh_index() {
+std::uint32_t wireguard_interface::fresh_index() {
   for (;;) {
     const std::uint32_t idx = randombytes_random();
     if (idx != 0 && !by_index_.contains(idx) && !dp_.sessions().contains(idx)) return idx;
   }
 }
 
-void wireguard_server::add_device(const enrollment::device& d) {
+void wireguard_interface::add_device(const enrollment::device& d) {
   add_peer(d.name, d.public_key, [&d](wg_peer& wp) {
     if (d.ipv4) {
       wp.has_v4 = true;
@@ -99,7 +99,7 @@ void wireguard_server::add_device(const enrollment::device& d) {
   });
 }
 
-void wireguard_server::add_peer(const std::string& name, const public_key& key,
+void wireguard_interface::add_peer(const std::string& name, const public_key& key,
                                 const std::function<void(wg_peer&)>& configure) {
   if (peers_.contains(name) || by_key_.contains(key)) return;
   auto p = std::make_unique<peer>(name, key, identity_, timer_settings_);
@@ -111,12 +111,12 @@ void wireguard_server::add_peer(const std::string& name, const public_key& key,
   peers_[name] = std::move(p);
 }
 
-void wireguard_server::set_peer_endpoint(const std::string& name, const wg_endpoint& ep) {
+void wireguard_interface::set_peer_endpoint(const std::string& name, const wg_endpoint& ep) {
   auto it = peers_.find(name);
   if (it != peers_.end()) set_endpoint(*it->second, ep);
 }
 
-void wireguard_server::ensure_session(const std::string& name) {
+void wireguard_interface::ensure_session(const std::string& name) {
   auto it = peers_.find(name);
   if (it == peers_.end()) return;
   peer& p = *it->second;
@@ -124,12 +124,12 @@ void wireguard_server::ensure_session(const std::string& name) {
   initiate(p, false);
 }
 
-void wireguard_server::retry_handshake_soon(const std::string& name) {
+void wireguard_interface::retry_handshake_soon(const std::string& name) {
   auto it = peers_.find(name);
   if (it != peers_.end() && it->second->pending_index != 0) it->second->retry_soon = true;
 }
 
-void wireguard_server::peer_restarted(const std::string& name) {
+void wireguard_interface::peer_restarted(const std::string& name) {
   auto it = peers_.find(name);
   if (it == peers_.end()) return;
   peer& p = *it->second;
@@ -144,7 +144,7 @@ void wireguard_server::peer_restarted(const std::string& name) {
   ask_for_path(p);  // its paths are found again: a restarted tailscaled answers once it has one back
 }
 
-void wireguard_server::renew_session(const std::string& name) {
+void wireguard_interface::renew_session(const std::string& name) {
   auto it = peers_.find(name);
   if (it == peers_.end() || it->second->pending_index != 0 || it->second->slots[current] == 0) return;
   ++counters_.peer_restarts;
@@ -152,7 +152,7 @@ void wireguard_server::renew_session(const std::string& name) {
 }
 
 // Our initiation in flight, if any, is forgotten: its response would find nobody.
-void wireguard_server::forget_pending(peer& p) {
+void wireguard_interface::forget_pending(peer& p) {
   if (p.pending_index != 0) by_index_.erase(p.pending_index);
   p.pending_index = 0;
 }
@@ -160,7 +160,7 @@ void wireguard_server::forget_pending(peer& p) {
 // Without an endpoint there is nobody to send an initiation to: the owner
 // finds a path (disco, for tailnet peers) and calls ensure_session; a
 // device we never heard from will initiate itself.
-void wireguard_server::want_session(peer& p) {
+void wireguard_interface::want_session(peer& p) {
   if (p.pending_index != 0) return;
   if (p.dp->endpoint.load(std::memory_order_acquire) != nullptr) {
     initiate(p, false);
@@ -170,7 +170,7 @@ void wireguard_server::want_session(peer& p) {
 }
 
 // At most once a second per peer: a burst of staged packets is one request.
-void wireguard_server::ask_for_path(peer& p) {
+void wireguard_interface::ask_for_path(peer& p) {
   const std::uint64_t now = rte_rdtsc();
   if (!path_wanted_ || (p.path_wanted_tsc != 0 && now - p.path_wanted_tsc < tsc_hz_)) return;
   p.path_wanted_tsc = now;
@@ -180,13 +180,13 @@ void wireguard_server::ask_for_path(peer& p) {
 // Staged packets nobody is making a session for (no path turned up, the
 // device is gone) are dropped after REKEY_TIMEOUT; with a handshake in
 // flight they wait until it gives up.
-void wireguard_server::expire_staged(peer& p, std::uint64_t now) {
+void wireguard_interface::expire_staged(peer& p, std::uint64_t now) {
   const std::uint64_t limit = (p.pending_index != 0 ? timer_settings_.rekey_attempt_s : timer_settings_.rekey_timeout_s) * tsc_hz_;
   while (!p.staged.empty() && now > p.staged.front().tsc && now - p.staged.front().tsc >= limit)
     discard_oldest_staged(p, drop_reason::wg_staged_gave_up);
 }
 
-bool wireguard_server::stage(const staged_packet& sp) {
+bool wireguard_interface::stage(const staged_packet& sp) {
   auto it = by_id_.find(sp.peer_id);
   if (it == by_id_.end()) return false;
   peer& p = *it->second;
@@ -212,13 +212,13 @@ bool wireguard_server::stage(const staged_packet& sp) {
   return true;
 }
 
-void wireguard_server::enqueue_staged(peer& p, rte_mbuf* m) {
+void wireguard_interface::enqueue_staged(peer& p, rte_mbuf* m) {
   p.staged.push_back({m, rte_rdtsc()});
   ++staged_total_;
   ++counters_.packets_staged;
 }
 
-void wireguard_server::discard_oldest_staged(peer& p, drop_reason why) {
+void wireguard_interface::discard_oldest_staged(peer& p, drop_reason why) {
   count_drop(p.staged.front().mbuf, why);
   rte_pktmbuf_free(p.staged.front().mbuf);
   p.staged.pop_front();
@@ -227,7 +227,7 @@ void wireguard_server::discard_oldest_staged(peer& p, drop_reason why) {
 
 // Staged packets go out in order, sealed here with the new keypair before
 // the workers may use it, so they precede what the workers send next.
-void wireguard_server::flush_staged(peer& p, wg_keypair* kp) {
+void wireguard_interface::flush_staged(peer& p, wg_keypair* kp) {
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
   while (!p.staged.empty() && ep != nullptr) {
     rte_mbuf* m = p.staged.front().mbuf;
@@ -239,39 +239,39 @@ void wireguard_server::flush_staged(peer& p, wg_keypair* kp) {
   }
 }
 
-void wireguard_server::drop_staged(peer& p, drop_reason why) {
+void wireguard_interface::drop_staged(peer& p, drop_reason why) {
   while (!p.staged.empty()) discard_oldest_staged(p, why);
 }
 
 // Counted where the packet came in (mbuf->port survives the decrypt).
-void wireguard_server::count_drop(const rte_mbuf* m, drop_reason why) {
+void wireguard_interface::count_drop(const rte_mbuf* m, drop_reason why) {
   ++counters_.staged_dropped;
   const std::size_t index = dp_.port_index_of(m->port);
   if (index < max_ports) dp_.control_counters().drops[index][static_cast<unsigned>(why)].add();
 }
 
-wg_peer* wireguard_server::dataplane_peer(const std::string& name) const {
+wg_peer* wireguard_interface::dataplane_peer(const std::string& name) const {
   auto it = peers_.find(name);
   return it == peers_.end() ? nullptr : it->second->dp;
 }
 
-std::string wireguard_server::name_of(const wg_peer* wp) const {
+std::string wireguard_interface::name_of(const wg_peer* wp) const {
   for (const auto& [name, p] : peers_)
     if (p->dp == wp) return name;
   return {};
 }
 
-std::int64_t wireguard_server::last_handshake(const std::string& name) const {
+std::int64_t wireguard_interface::last_handshake(const std::string& name) const {
   auto it = peers_.find(name);
   return it == peers_.end() ? 0 : it->second->last_handshake_unix;
 }
 
-void wireguard_server::remove_device(const std::string& name) {
+void wireguard_interface::remove_device(const std::string& name) {
   auto it = peers_.find(name);
   if (it != peers_.end()) drop_peer(*it->second);
 }
 
-void wireguard_server::drop_peer(peer& p) {
+void wireguard_interface::drop_peer(peer& p) {
   drop_staged(p, drop_reason::wg_staged_gave_up);
   by_id_.erase(p.dp->id);
   for (slot s : {previous, current, next}) erase_slot(p, s);
@@ -285,7 +285,7 @@ void wireguard_server::drop_peer(peer& p) {
   peers_.erase(p.name);
 }
 
-void wireguard_server::reset_timestamp(const std::string& name) {
+void wireguard_interface::reset_timestamp(const std::string& name) {
   auto it = peers_.find(name);
   if (it == peers_.end()) return;
   // A fresh handshake state forgets the latest timestamp (and any handshake
@@ -296,7 +296,7 @@ void wireguard_server::reset_timestamp(const std::string& name) {
   p.hs = std::make_unique<wg::peer_handshake>(identity_, p.key);
 }
 
-void wireguard_server::handle_packet(rte_mbuf* m, const classify_result& r, bool under_load) {
+void wireguard_interface::handle_packet(rte_mbuf* m, const classify_result& r, bool under_load) {
   const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
   const wg::parsed_message msg = wg::parse_message(frame + r.payload_offset, r.payload_length);
   const wg_endpoint from = endpoint_of_frame(frame, m->port, r.l4_offset);
@@ -328,7 +328,7 @@ void wireguard_server::handle_packet(rte_mbuf* m, const classify_result& r, bool
   rte_pktmbuf_free(m);
 }
 
-void wireguard_server::on_initiation(rte_mbuf*, const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
+void wireguard_interface::on_initiation(rte_mbuf*, const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
   ++counters_.initiations_received;
   const wg::consume_result res = wg::consume_initiation(msg, identity_, *this, monotonic_ns());
   if (!res) {
@@ -349,7 +349,7 @@ void wireguard_server::on_initiation(rte_mbuf*, const wg::message_handshake_init
   ++counters_.responses_sent;
 }
 
-void wireguard_server::on_response(const wg::message_handshake_response& msg, const wg_endpoint& from) {
+void wireguard_interface::on_response(const wg::message_handshake_response& msg, const wg_endpoint& from) {
   ++counters_.responses_received;
   const wg::consume_result res = wg::consume_response(msg, identity_, *this);
   if (!res) {
@@ -369,13 +369,13 @@ void wireguard_server::on_response(const wg::message_handshake_response& msg, co
   if (!staged) send_keepalive(p);
 }
 
-void wireguard_server::on_cookie_reply(const wg::message_handshake_cookie& msg) {
+void wireguard_interface::on_cookie_reply(const wg::message_handshake_cookie& msg) {
   auto it = by_index_.find(msg.receiver_index.get());
   if (it == by_index_.end()) return;
   if (it->second->maker.consume_reply(msg, monotonic_ns())) ++counters_.cookie_replies_received;
 }
 
-void wireguard_server::send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src,
+void wireguard_interface::send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src,
                                          const wg_endpoint& to) {
   wg::message_handshake_cookie reply{};
   if (!cookies_.create_reply(reply, identity_, msg, len, src, monotonic_ns())) return;
@@ -383,7 +383,7 @@ void wireguard_server::send_cookie_reply(const std::uint8_t* msg, std::size_t le
   ++counters_.cookie_replies_sent;
 }
 
-bool wireguard_server::initiate(peer& p, bool retry) {
+bool wireguard_interface::initiate(peer& p, bool retry) {
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
   if (ep == nullptr) return false;  // a device we never heard from: it will initiate
   forget_pending(p);
@@ -402,7 +402,7 @@ bool wireguard_server::initiate(peer& p, bool retry) {
   return true;
 }
 
-void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) {
+void wireguard_interface::install_keypair(peer& p, const wg::transport_keys& keys) {
   auto* kp = new wg_keypair;
   std::memcpy(kp->send_key, keys.send.data(), 32);
   std::memcpy(kp->receive_key, keys.receive.data(), 32);
@@ -451,7 +451,7 @@ void wireguard_server::install_keypair(peer& p, const wg::transport_keys& keys) 
   ++counters_.handshakes_completed;
 }
 
-void wireguard_server::promote_next(peer& p) {
+void wireguard_interface::promote_next(peer& p) {
   wg_keypair* kp = dp_.sessions().find(p.slots[next]);
   if (kp == nullptr) return;
   erase_slot(p, previous);
@@ -462,7 +462,7 @@ void wireguard_server::promote_next(peer& p) {
   p.dp->current.store(kp, std::memory_order_release);
 }
 
-void wireguard_server::erase_slot(peer& p, slot s) {
+void wireguard_interface::erase_slot(peer& p, slot s) {
   const std::uint32_t idx = p.slots[s];
   if (idx == 0) return;
   wg_keypair* kp = dp_.sessions().find(idx);
@@ -473,7 +473,7 @@ void wireguard_server::erase_slot(peer& p, slot s) {
   p.slots[s] = 0;
 }
 
-void wireguard_server::set_endpoint(peer& p, const wg_endpoint& ep) {
+void wireguard_interface::set_endpoint(peer& p, const wg_endpoint& ep) {
   const wg_endpoint* old = p.dp->endpoint.load(std::memory_order_relaxed);
   if (old != nullptr && old->same_path(ep)) return;
   p.dp->endpoint.store(new wg_endpoint(ep), std::memory_order_release);
@@ -484,7 +484,7 @@ void wireguard_server::set_endpoint(peer& p, const wg_endpoint& ep) {
   }
 }
 
-void wireguard_server::handle_event(const wg_event& ev) {
+void wireguard_interface::handle_event(const wg_event& ev) {
   auto it = by_index_.find(ev.local_index);
   if (it == by_index_.end()) return;  // the keypair went away meanwhile
   peer& p = *it->second;
@@ -492,11 +492,11 @@ void wireguard_server::handle_event(const wg_event& ev) {
   if (ev.kind == wg_event::endpoint_changed) set_endpoint(p, ev.endpoint);
 }
 
-void wireguard_server::send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len) {
+void wireguard_interface::send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len) {
   dp_.send_udp(to, std::span<const std::uint8_t>(payload, len));
 }
 
-void wireguard_server::send_keepalive(peer& p) {
+void wireguard_interface::send_keepalive(peer& p) {
   if (seal_and_send(p, {}, false)) {
     ++counters_.keepalives_sent;
     p.timers.keepalive_sent(rte_rdtsc());
@@ -505,7 +505,7 @@ void wireguard_server::send_keepalive(peer& p) {
 
 // One transport message from the control thread (keepalives, lopower's own
 // pings): padded to 16 bytes, sealed with the current keypair.
-bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inner, bool data) {
+bool wireguard_interface::seal_and_send(peer& p, std::span<const std::uint8_t> inner, bool data) {
   wg_keypair* kp = p.dp->current.load(std::memory_order_acquire);
   const wg_endpoint* ep = p.dp->endpoint.load(std::memory_order_acquire);
   return kp != nullptr && ep != nullptr && seal_with(p, kp, *ep, inner, data);
@@ -513,7 +513,7 @@ bool wireguard_server::seal_and_send(peer& p, std::span<const std::uint8_t> inne
 
 // `data`: stamped as data sent (the timers wait for an answer to it);
 // keepalives are not.
-bool wireguard_server::seal_with(peer& p, wg_keypair* kp, const wg_endpoint& to, std::span<const std::uint8_t> inner,
+bool wireguard_interface::seal_with(peer& p, wg_keypair* kp, const wg_endpoint& to, std::span<const std::uint8_t> inner,
                                  bool data) {
   if (inner.size() > max_control_inner) return false;
   const std::size_t padded = (inner.size() + 15) & ~std::size_t{15};
@@ -536,17 +536,17 @@ bool wireguard_server::seal_with(peer& p, wg_keypair* kp, const wg_endpoint& to,
   return true;
 }
 
-bool wireguard_server::send_data(const std::string& name, std::span<const std::uint8_t> inner) {
+bool wireguard_interface::send_data(const std::string& name, std::span<const std::uint8_t> inner) {
   auto it = peers_.find(name);
   return it != peers_.end() && seal_and_send(*it->second, inner, true);
 }
 
-std::uint64_t wireguard_server::handshakes_with(const std::string& name) const {
+std::uint64_t wireguard_interface::handshakes_with(const std::string& name) const {
   auto it = peers_.find(name);
   return it == peers_.end() ? 0 : it->second->handshakes;
 }
 
-nlohmann::json wireguard_server::device_json(const std::string& name) const {
+nlohmann::json wireguard_interface::device_json(const std::string& name) const {
   auto it = peers_.find(name);
   if (it == peers_.end()) return nullptr;
   const peer& p = *it->second;

@@ -1,4 +1,4 @@
-#include "control/tailnet_node.h"
+#include "control/tailnet/node.h"
 
 #include <rte_cycles.h>
 
@@ -134,7 +134,7 @@ std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap
     wg_.reset();
     wg_peers_.clear();
     wg_key_ = client_->node_public();
-    wg_ = std::make_unique<wireguard_server>(dp_, cfg_.wireguard, client_->node_private(), "tailnet peer");
+    wg_ = std::make_unique<wireguard_interface>(dp_, cfg_.wireguard, client_->node_private(), "tailnet peer");
     wg_->on_path_wanted([this](const std::string& name) { find_path(name); });
   }
   std::map<tailnet::node_id, public_key> wanted;

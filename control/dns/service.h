@@ -30,18 +30,18 @@
 
 #include "control/config.h"
 #include "control/dns/dns_answerer.h"
-#include "control/dns_upstream_tcp.h"
+#include "control/dns/upstream_tcp.h"
 #include "control/enrollment/device_registry.h"
 #include "control/event_loop.h"
 #include "control/tailnet/netmap/netmap.h"
-#include "control/wireguard_server.h"
+#include "control/wireguard/interface.h"
 
 namespace lopower {
 
 class dns_service {
  public:
   dns_service(event_loop& loop, const config& cfg, const enrollment::device_registry& registry,
-              wireguard_server& devices);
+              wireguard_interface& devices);
   ~dns_service();
   dns_service(const dns_service&) = delete;
   dns_service& operator=(const dns_service&) = delete;
@@ -88,7 +88,7 @@ class dns_service {
   event_loop& loop_;
   const config& cfg_;
   const enrollment::device_registry& registry_;
-  wireguard_server& devices_;
+  wireguard_interface& devices_;
   std::unique_ptr<dns::answerer> answerer_;
   int sock4_ = -1, sock6_ = -1;
   int tun_ = -1;

@@ -1,4 +1,4 @@
-#include "control/ctl_server.h"
+#include "control/ctl/ctl_server.h"
 
 #include <grp.h>
 #include <sys/epoll.h>

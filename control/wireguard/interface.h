@@ -26,10 +26,10 @@
 
 #include "control/config.h"
 #include "control/enrollment/device_registry.h"
-#include "control/wireguard/cookie.h"
-#include "control/wireguard/noise_handshake.h"
-#include "control/wireguard/ratelimiter.h"
-#include "control/wireguard/session_timers.h"
+#include "control/wireguard/engine/cookie.h"
+#include "control/wireguard/engine/noise_handshake.h"
+#include "control/wireguard/engine/ratelimiter.h"
+#include "control/wireguard/engine/session_timers.h"
 #include "dataplane/crypto/aead_batch.h"
 #include "dataplane/dataplane.h"
 
@@ -52,15 +52,15 @@ struct handshake_counters {
   nlohmann::json to_json() const;
 };
 
-class wireguard_server : private wg::peer_lookup {
+class wireguard_interface : private wg::peer_lookup {
  public:
   // The device side: the registry's key and devices.
-  wireguard_server(dataplane& dp, const config& cfg, const enrollment::device_registry& registry);
+  wireguard_interface(dataplane& dp, const config& cfg, const enrollment::device_registry& registry);
   // Any other interface: `label` names its peers in the log ("tailnet peer").
-  wireguard_server(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label);
-  ~wireguard_server() override;
-  wireguard_server(const wireguard_server&) = delete;
-  wireguard_server& operator=(const wireguard_server&) = delete;
+  wireguard_interface(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label);
+  ~wireguard_interface() override;
+  wireguard_interface(const wireguard_interface&) = delete;
+  wireguard_interface& operator=(const wireguard_interface&) = delete;
 
   // A handshake message a worker handed up (takes the mbuf), as the
   // dispatcher classified it: wg_handshake on the devices listener.

@@ -17,8 +17,8 @@
 #include "control/enrollment/state_store.h"
 #include "control/event_loop.h"
 #include "control/tailnet/client/coordination_client.h"
-#include "control/tailnet_disco.h"
-#include "control/wireguard_server.h"
+#include "control/tailnet/disco_paths.h"
+#include "control/wireguard/interface.h"
 #include "dataplane/dataplane.h"
 
 namespace lopower {
@@ -100,7 +100,7 @@ class tailnet_node {
   enrollment::state_store store_;
   std::unique_ptr<tailnet::coordination_client> client_;
   // Keyed with the node key: rebuilt when a login brings a new one.
-  std::unique_ptr<wireguard_server> wg_;
+  std::unique_ptr<wireguard_interface> wg_;
   public_key wg_key_;
   std::unique_ptr<disco_paths> disco_;
   std::map<tailnet::node_id, public_key> wg_peers_;  // what wg_ holds, by node ID

@@ -1,4 +1,4 @@
-#include "control/status.h"
+#include "control/ctl/status.h"
 
 #include <rte_ethdev.h>
 #include <rte_mempool.h>

@@ -1,4 +1,4 @@
-#include "control/tailnet_disco.h"
+#include "control/tailnet/disco_paths.h"
 
 #include <rte_byteorder.h>
 #include <sodium.h>

@@ -1,4 +1,4 @@
-#include "control/device_commands.h"
+#include "control/ctl/device_commands.h"
 
 #include <set>
 
@@ -51,7 +51,7 @@ const T& value_or_refuse(const enrollment::result<T>& r) {
 
 class device_commands {
  public:
-  device_commands(enrollment::device_registry& registry, wireguard_server& server, const config& cfg)
+  device_commands(enrollment::device_registry& registry, wireguard_interface& server, const config& cfg)
       : registry_(registry), server_(server), cfg_(cfg) {}
 
   // The config text for `d`, or why there is none (no usable endpoint, or
@@ -123,13 +123,13 @@ class device_commands {
 
  private:
   enrollment::device_registry& registry_;
-  wireguard_server& server_;
+  wireguard_interface& server_;
   const config& cfg_;
 };
 
 }  // namespace
 
-void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, wireguard_server& server,
+void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, wireguard_interface& server,
                               const config& cfg) {
   auto cmds = std::make_shared<device_commands>(registry, server, cfg);
   ctl.handle("device.add", [cmds](const nlohmann::json& a) { return cmds->add(a); });

@@ -2,7 +2,7 @@
 
 #include <sodium.h>
 
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 namespace lopower {
 

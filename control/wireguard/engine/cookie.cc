@@ -1,9 +1,9 @@
-#include "control/wireguard/cookie.h"
+#include "control/wireguard/engine/cookie.h"
 
 #include <chrono>
 #include <cstring>
 
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 namespace lopower::wg {
 namespace {

@@ -25,7 +25,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/tai64n.h"
 #include "lopower/keys.h"
 #include "lopower/wireguard_messages.h"
 

@@ -33,7 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "control/wireguard/noise_handshake.h"
+#include "control/wireguard/engine/noise_handshake.h"
 #include "lopower/keys.h"
 #include "lopower/wireguard_messages.h"
 

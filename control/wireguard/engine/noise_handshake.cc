@@ -1,11 +1,11 @@
-#include "control/wireguard/noise_handshake.h"
+#include "control/wireguard/engine/noise_handshake.h"
 
 #include <sodium.h>
 
 #include <chrono>
 #include <cstring>
 
-#include "control/wireguard/primitives.h"
+#include "control/wireguard/engine/primitives.h"
 
 namespace lopower::wg {
 namespace {

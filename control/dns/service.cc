@@ -1,4 +1,4 @@
-#include "control/dns_service.h"
+#include "control/dns/service.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -60,7 +60,7 @@ std::optional<tailnet::endpoint> endpoint_of(const sockaddr_storage& sa) {
 }  // namespace
 
 dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::device_registry& registry,
-                         wireguard_server& devices)
+                         wireguard_interface& devices)
     : loop_(loop), cfg_(cfg), registry_(registry), devices_(devices) {
   sock4_ = open_udp(AF_INET);
   sock6_ = open_udp(AF_INET6);

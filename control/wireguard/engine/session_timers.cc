@@ -1,4 +1,4 @@
-#include "control/wireguard/session_timers.h"
+#include "control/wireguard/engine/session_timers.h"
 
 #include <algorithm>
 

@@ -4,13 +4,13 @@
 // change to the live WireGuard server (no restart).
 
 #include "control/config.h"
-#include "control/ctl_server.h"
-#include "control/wireguard_server.h"
+#include "control/ctl/ctl_server.h"
+#include "control/wireguard/interface.h"
 #include "control/enrollment/device_registry.h"
 
 namespace lopower {
 
-void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, wireguard_server& server,
+void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, wireguard_interface& server,
                               const config& cfg);
 
 }  // namespace lopower

@@ -1,4 +1,4 @@
-#include "control/flow_commands.h"
+#include "control/ctl/flow_commands.h"
 
 #include <rte_cycles.h>
 
@@ -30,7 +30,7 @@ const char* protocol_name(std::uint8_t p) {
 
 }  // namespace
 
-void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguard_server& devices) {
+void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguard_interface& devices) {
   ctl.handle("flows", [&dp, &devices](const nlohmann::json& args) -> nlohmann::json {
     std::string only;
     if (args.contains("device")) {

@@ -1,4 +1,4 @@
-#include "control/wireguard/tai64n.h"
+#include "control/wireguard/engine/tai64n.h"
 
 #include <chrono>
 

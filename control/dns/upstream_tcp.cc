@@ -1,4 +1,4 @@
-#include "control/dns_upstream_tcp.h"
+#include "control/dns/upstream_tcp.h"
 
 namespace lopower {
 
