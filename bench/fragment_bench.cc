@@ -34,10 +34,11 @@
 #include <string>
 #include <vector>
 
-#include "bench/ring_port.h"
 #include "bench/worker_drive.h"
+#include "tests/support/splice_rig.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/worker.h"
+#include "lopower/byte_order.h"
 
 namespace {
 
@@ -53,60 +54,14 @@ rte_mempool* pool() {
 }
 
 
-const char* device_address(bool v6) { return v6 ? "fd7a:115c:a1e0:9909::2" : "10.90.0.2"; }
-const char* peer_address(bool v6) { return v6 ? "fd7a:115c:a1e0::5" : "100.64.0.5"; }
-const char* our_tailnet_address(bool v6) { return v6 ? "fd7a:115c:a1e0::1" : "100.64.0.1"; }
-
+using test_support::device_address;
+using test_support::our_tailnet_address;
+using test_support::peer_address;
 // A device and a tailnet peer on one ring port, sessions up both ways.
-struct rig {
-  rte_ring *rx, *tx;
-  std::uint16_t port;
-  port_identity identity;
-  rcu_domain rcu{1};
-  session_table sessions{1024, rcu};
-  wg_peer device, ts_peer;
-  wg_endpoint device_ep, peer_ep;
-  std::uint8_t device_key[32], peer_key[32];
-  std::atomic<const tailnet_view*> view{nullptr};
-  // Each keypair's next counter: the replay window outlives every benchmark run.
-  std::uint64_t device_counter = 0, peer_counter = 0;
-
-  rig() {
-    rx = rte_ring_create("fr_rx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    tx = rte_ring_create("fr_tx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    port = bench::ring_port("net_ring_frag", rx, tx, pool());
-    identity.add_address(ip_address::v4(0xc6120001));
-    identity.device_port_be = htons(51820);
-    identity.tailnet_port_be = htons(41641);
-    for (auto [ep, ip, peer_port, local_port] :
-         {std::tuple{&device_ep, "198.18.0.2", 40000, 51820}, std::tuple{&peer_ep, "198.18.0.3", 41641, 41641}}) {
-      ep->port_id = port;
-      inet_pton(AF_INET, ip, ep->peer_ip);
-      inet_pton(AF_INET, "198.18.0.1", ep->local_ip);
-      ep->peer_port_be = htons(static_cast<std::uint16_t>(peer_port));
-      ep->local_port_be = htons(static_cast<std::uint16_t>(local_port));
-    }
-    device.has_v4 = device.has_v6 = true;
-    inet_pton(AF_INET, device_address(false), &device.v4_be);
-    inet_pton(AF_INET6, device_address(true), device.v6);
-    device.endpoint.store(new wg_endpoint(device_ep));
-    ts_peer.tailnet = true;
-    ts_peer.endpoint.store(new wg_endpoint(peer_ep));
-    ts_peer.allowed.store(new allowed_prefixes{{*ip_prefix::parse("100.64.0.5/32"), *ip_prefix::parse("fd7a:115c:a1e0::5/128")}});
-    sessions.insert(bench::make_keypair(device, 7, device_key));
-    sessions.insert(bench::make_keypair(ts_peer, 8, peer_key));
-    auto* v = new tailnet_view;
-    v->has_v4 = v->has_v6 = true;
-    inet_pton(AF_INET, our_tailnet_address(false), &v->v4_be);
-    inet_pton(AF_INET6, our_tailnet_address(true), v->v6);
-    v->routes.push_back({*ip_prefix::parse("fd7a:115c:a1e0::5/128"), &ts_peer});
-    v->routes.push_back({*ip_prefix::parse("100.64.0.5/32"), &ts_peer});
-    view.store(v);
-  }
-};
+using rig = test_support::splice_rig;
 
 rig& the_rig() {
-  static rig g;
+  static rig g("fr", pool());
   return g;
 }
 
@@ -130,20 +85,16 @@ std::vector<bytes> two_fragments(const bytes& whole, std::size_t first, std::uin
     if (v6) {
       f[6] = 44;
       const std::uint16_t plen = static_cast<std::uint16_t>(8 + length), om = static_cast<std::uint16_t>(offset | more);
-      const std::uint8_t fh[8] = {whole[6], 0, static_cast<std::uint8_t>(om >> 8), static_cast<std::uint8_t>(om),
-                                  static_cast<std::uint8_t>(id >> 24), static_cast<std::uint8_t>(id >> 16),
-                                  static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id)};
-      f[4] = static_cast<std::uint8_t>(plen >> 8);
-      f[5] = static_cast<std::uint8_t>(plen);
+      std::uint8_t fh[8] = {whole[6], 0};
+      store_be16(&fh[2], om);
+      store_be32(&fh[4], id);
+      store_be16(&f[4], plen);
       f.insert(f.end(), fh, fh + 8);
     } else {
       const std::uint16_t total = static_cast<std::uint16_t>(h + length), fo = static_cast<std::uint16_t>((more ? 0x2000 : 0) | offset / 8);
-      f[2] = static_cast<std::uint8_t>(total >> 8);
-      f[3] = static_cast<std::uint8_t>(total);
-      f[4] = static_cast<std::uint8_t>(id >> 8);
-      f[5] = static_cast<std::uint8_t>(id);
-      f[6] = static_cast<std::uint8_t>(fo >> 8);
-      f[7] = static_cast<std::uint8_t>(fo);
+      store_be16(&f[2], total);
+      store_be16(&f[4], static_cast<std::uint16_t>(id));
+      store_be16(&f[6], fo);
       f[10] = f[11] = 0;
       const std::uint16_t sum = static_cast<std::uint16_t>(~rte_raw_cksum(f.data(), 20));
       std::memcpy(&f[10], &sum, 2);
@@ -169,27 +120,14 @@ struct sender {
   void seal(rte_mbuf* m) {
     const bytes& p = pieces[next];
     next = (next + 1) % pieces.size();
-    bench::seal_device_frame(
+    test_support::seal_frame(
         m, static_cast<std::uint16_t>(p.size()), [&p](std::uint8_t* ip) { std::memcpy(ip, p.data(), p.size()); }, key,
         (*counter)++, receiver, endpoint);
   }
 };
 
 worker_setup setup_for(rig& g, flow_table& table) {
-  worker_setup s;
-  s.burst_size = 32;
-  s.adaptive_idle = false;
-  s.ports.push_back(worker_port{0, g.port, no_port, &g.identity});
-  s.sessions = &g.sessions;
-  s.crypto_backend = "ipsec-mb";
-  s.reject_after_cycles = rte_get_tsc_hz() * 3600;
-  s.has_local_v4 = s.has_local_v6 = true;
-  inet_pton(AF_INET, "10.90.0.1", &s.local_v4_be);
-  inet_pton(AF_INET6, "fd7a:115c:a1e0:9909::1", s.local_v6);
-  s.tailnet = &g.view;
-  s.flows = &table;
-  static rte_ring* events = rte_ring_create_elem("fr_events", sizeof(wg_event), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  s.wg_events = events;
+  worker_setup s = g.setup(table, "ipsec-mb");
   s.reassembly_datagrams = 256;
   s.reassembly_per_device = 16;
   s.reassembly_per_tailnet_peer = 64;
@@ -212,7 +150,7 @@ void refill(rig& g, sender& from, unsigned n) {
     from.seal(m);
     rte_ring_sp_enqueue(g.rx, m);
   }
-  bench::drain({g.tx});
+  test_support::drain({g.tx});
 }
 
 void run(benchmark::State& state, worker& w, rig& g, sender& from, std::size_t payload) {
@@ -239,7 +177,7 @@ void run(benchmark::State& state, worker& w, rig& g, sender& from, std::size_t p
   for (unsigned r = 0; r < drop_reason_count; ++r)  // none expected: any drop is named
     if (const auto n = w.stats().ports[0].drops[r].get(); n != 0)
       state.counters[std::string(drop_reason_names[r])] = static_cast<double>(n);
-  bench::drain({g.rx, g.tx});
+  test_support::drain({g.rx, g.tx});
 }
 
 sender from_device(rig& g, std::vector<bytes> pieces) {
@@ -278,7 +216,7 @@ void BM_ReassembleIn(benchmark::State& state) {
   refill(g, opener, 1);
   w.poll_once();
   w.flush();
-  bench::drain({g.tx});
+  test_support::drain({g.tx});
   const auto dev = *ip_address::parse(device_address(v6)), peer = *ip_address::parse(peer_address(v6));
   const flow* f = table.find(splice::make_flow_key(v6 ? ip_family::v6 : ip_family::v4, 17, dev.bytes.data(), 5555,
                                                    peer.bytes.data(), 9000));

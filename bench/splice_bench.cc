@@ -26,8 +26,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "bench/ring_port.h"
 #include "bench/worker_drive.h"
+#include "tests/support/splice_rig.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/worker.h"
 
@@ -44,63 +44,24 @@ rte_mempool* pool() {
 }
 
 
-struct rig {
-  rte_ring *rx, *tx;
-  std::uint16_t port;
-  port_identity identity;
-  rcu_domain rcu{1};
-  session_table sessions{1024, rcu};
-  wg_peer device, ts_peer;
-  wg_endpoint device_ep, peer_ep;
-  std::uint8_t device_key[32], peer_key[32];
-  std::atomic<const tailnet_view*> view{nullptr};
-  std::uint64_t next_counter = 0;
-
-  rig() {
-    rx = rte_ring_create("sp_rx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    tx = rte_ring_create("sp_tx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    port = bench::ring_port("net_ring_splice", rx, tx, pool());
-    identity.add_address(ip_address::v4(0xc6120001));
-    identity.device_port_be = htons(51820);
-    identity.tailnet_port_be = htons(41641);
-    for (auto [ep, ip, peer_port, local_port] :
-         {std::tuple{&device_ep, "198.18.0.2", 40000, 51820}, std::tuple{&peer_ep, "198.18.0.3", 41641, 41641}}) {
-      ep->port_id = port;
-      inet_pton(AF_INET, ip, ep->peer_ip);
-      inet_pton(AF_INET, "198.18.0.1", ep->local_ip);
-      ep->peer_port_be = htons(static_cast<std::uint16_t>(peer_port));
-      ep->local_port_be = htons(static_cast<std::uint16_t>(local_port));
-    }
-    device.has_v4 = true;
-    inet_pton(AF_INET, "10.90.0.2", &device.v4_be);
-    device.endpoint.store(new wg_endpoint(device_ep));
-    ts_peer.tailnet = true;
-    ts_peer.endpoint.store(new wg_endpoint(peer_ep));
-    sessions.insert(bench::make_keypair(device, 7, device_key));
-    sessions.insert(bench::make_keypair(ts_peer, 8, peer_key));
-    auto* v = new tailnet_view;
-    v->has_v4 = true;
-    inet_pton(AF_INET, "100.64.0.1", &v->v4_be);
-    v->routes.push_back({*ip_prefix::parse("100.64.0.5/32"), &ts_peer});
-    view.store(v);
-  }
-};
+// A device and a tailnet peer on one ring port, sessions up both ways.
+using rig = test_support::splice_rig;
 
 // A device datagram of `inner` bytes to 100.64.0.5:9000, sealed; from
 // source port 5555, or spread over `flows` source ports (one flow each).
 void seal_datagram(rig& g, rte_mbuf* m, std::uint16_t inner, unsigned flows) {
   const std::vector<std::uint8_t> payload(inner - 28u, 0x5a);
-  const auto src_port = static_cast<std::uint16_t>(flows <= 1 ? 5555 : 10000 + g.next_counter % flows);
-  bench::seal_device_frame(
+  const auto src_port = static_cast<std::uint16_t>(flows <= 1 ? 5555 : 10000 + g.device_counter % flows);
+  test_support::seal_frame(
       m, inner,
       [&payload, src_port](std::uint8_t* ip) {
         write_udp_packet(ip, *ip_address::parse("10.90.0.2"), src_port, *ip_address::parse("100.64.0.5"), 9000, payload);
       },
-      g.device_key, g.next_counter++, 7, g.device_ep);
+      g.device_key, g.device_counter++, rig::device_index, g.device_ep);
 }
 
 rig& the_rig() {
-  static rig g;
+  static rig g("sp", pool());
   return g;
 }
 
@@ -108,35 +69,23 @@ void splice_out(benchmark::State& state, const char* backend) {
   rig& g = the_rig();
   const auto inner = static_cast<std::uint16_t>(state.range(0));
   const auto flows = static_cast<unsigned>(state.range(1));
-  worker_setup s;
-  s.burst_size = 32;
-  s.adaptive_idle = false;
-  s.ports.push_back(worker_port{0, g.port, no_port, &g.identity});
-  s.sessions = &g.sessions;
-  s.crypto_backend = backend;
-  s.reject_after_cycles = rte_get_tsc_hz() * 3600;
-  s.has_local_v4 = true;
-  inet_pton(AF_INET, "10.90.0.1", &s.local_v4_be);
-  s.tailnet = &g.view;
   // A table of its own for each run: a new worker's port allocator starts
   // afresh and would meet the ports of an earlier run's flows.
   flow_table table{1u << 16, g.rcu};
-  s.flows = &table;
+  worker_setup s = g.setup(table, backend);
   s.max_flows_per_device = table.capacity();  // one device stands for many here
   g.device.flows.store(0);  // the flows it had were in the last run's table
-  static rte_ring* events = rte_ring_create_elem("sp_events", sizeof(wg_event), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  s.wg_events = events;
   worker w(s);
-  const bench::seal_fn seal = [&g, inner, flows](rte_mbuf* m) { seal_datagram(g, m, inner, flows); };
-  bench::fill(pool(), g.rx, frames, seal);
-  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal);
+  const test_support::seal_fn seal = [&g, inner, flows](rte_mbuf* m) { seal_datagram(g, m, inner, flows); };
+  test_support::fill(pool(), g.rx, frames, seal);
+  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal);
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
   std::uint64_t dropped = 0;
   for (unsigned r = 0; r < drop_reason_count; ++r) dropped += w.stats().ports[0].drops[r].get();
   state.counters["dropped"] = static_cast<double>(dropped);
   state.counters["flows"] = static_cast<double>(table.size());
-  bench::drain({g.rx, g.tx});
+  test_support::drain({g.rx, g.tx});
 }
 
 void BM_SpliceDeviceToTailnet_ipsec_mb(benchmark::State& state) { splice_out(state, "ipsec-mb"); }

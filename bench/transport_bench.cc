@@ -20,7 +20,6 @@
 #include <string>
 
 #include "dataplane/inner_packet.h"
-#include "bench/ring_port.h"
 #include "bench/worker_drive.h"
 #include "dataplane/worker.h"
 
@@ -51,7 +50,7 @@ struct rig {
   rig() {
     rx = rte_ring_create("tr_rx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     tx = rte_ring_create("tr_tx", 8192, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    port = bench::ring_port("net_ring_transport", rx, tx, pool());
+    port = test_support::ring_port("net_ring_transport", rx, tx, pool());
     identity.add_address(ip_address::v4(0xc6120001));
     identity.device_port_be = htons(51820);
     device.port_id = port;
@@ -79,7 +78,7 @@ struct rig {
 // Writes `m` as the device would send it: an echo request of `payload`
 // bytes to 10.90.0.1, sealed with the device's key and the next counter.
 void seal_request(rig& g, rte_mbuf* m, std::uint16_t payload) {
-  bench::seal_device_frame(
+  test_support::seal_frame(
       m, static_cast<std::uint16_t>(28 + payload),
       [payload](std::uint8_t* ip) {
         write_echo_request(ip, *ip_address::parse("10.90.0.2"), *ip_address::parse("10.90.0.1"), 1, payload);
@@ -107,15 +106,15 @@ void transport_echo(benchmark::State& state, const char* backend) {
   static rte_ring* events = rte_ring_create_elem("tr_events", sizeof(wg_event), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
   s.wg_events = events;
   worker w(s);
-  const bench::seal_fn seal = [&g, payload](rte_mbuf* m) { seal_request(g, m, payload); };
-  bench::fill(pool(), g.rx, frames, seal);
+  const test_support::seal_fn seal = [&g, payload](rte_mbuf* m) { seal_request(g, m, payload); };
+  test_support::fill(pool(), g.rx, frames, seal);
   const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal);
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * (28 + payload));
   state.counters["dropped"] = static_cast<double>(
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_replay)].get() +
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_decrypt_failed)].get());
-  bench::drain({g.rx, g.tx});
+  test_support::drain({g.rx, g.tx});
 }
 
 void BM_TransportEcho_ipsec_mb(benchmark::State& state) { transport_echo(state, "ipsec-mb"); }

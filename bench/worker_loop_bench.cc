@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/ring_port.h"
+#include "tests/support/ring_port.h"
 #include "dataplane/worker.h"
 
 namespace {
@@ -71,8 +71,8 @@ ring_rig& rig() {
     g.port_tx = make_ring("p_tx");
     g.tap_rx = make_ring("t_rx");
     g.tap_tx = make_ring("t_tx");
-    g.port_id = bench::ring_port("net_ring_port", g.port_rx, g.port_tx, pool());
-    g.tap_id = bench::ring_port("net_ring_tap", g.tap_rx, g.tap_tx, pool());
+    g.port_id = test_support::ring_port("net_ring_port", g.port_rx, g.port_tx, pool());
+    g.tap_id = test_support::ring_port("net_ring_tap", g.tap_rx, g.tap_tx, pool());
     g.identity.add_address(ip_address::v4(0xc6120001));
     g.identity.device_port_be = htons(51820);
     g.identity.tailnet_port_be = htons(41641);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 
 namespace lopower {
 
@@ -14,5 +15,15 @@ inline std::uint64_t monotonic_ns() {
 }
 
 inline std::uint64_t monotonic_ms() { return monotonic_ns() / 1'000'000; }
+
+// The clocks a control-thread component reads, so that tests can drive
+// time by hand instead of sleeping. `tsc`: ticks of the TSC (rte_rdtsc,
+// rte_get_tsc_hz() a second), the clock the workers stamp peers and
+// keypairs with; `ns`: CLOCK_MONOTONIC in nanoseconds. An empty function
+// is the real clock.
+struct control_clock {
+  std::function<std::uint64_t()> tsc;
+  std::function<std::uint64_t()> ns;
+};
 
 }  // namespace lopower

@@ -19,23 +19,6 @@
 
 namespace lopower {
 
-const char* to_string(port_role role) {
-  switch (role) {
-    case port_role::devices: return "devices";
-    case port_role::tailnet: return "tailnet";
-    case port_role::both: return "both";
-  }
-  return "?";
-}
-
-const char* to_string(idle_policy policy) {
-  switch (policy) {
-    case idle_policy::poll: return "poll";
-    case idle_policy::adaptive: return "adaptive";
-  }
-  return "?";
-}
-
 unsigned config::main_lcore() const {
   if (dpdk.main_lcore) return *dpdk.main_lcore;
   // lcore_list is sorted; an unparsed default config has none, and EAL's own default is 0.
@@ -66,6 +49,21 @@ std::vector<std::string> eal_arguments(const config& cfg, const std::string& pro
   if (memory != 0) args.insert(args.end(), {"-m", std::to_string(memory)});
   args.insert(args.end(), d.extra_args.begin(), d.extra_args.end());
   return args;
+}
+
+dataplane_settings dataplane_settings_of(const config& cfg) {
+  dataplane_settings s;
+  s.config_path = cfg.path;
+  s.dataplane = cfg.dataplane;
+  s.ports = cfg.ports;
+  s.wireguard_port = cfg.wireguard.listen_port;
+  s.tailnet_port = cfg.tailnet.listen_port;
+  s.crypto_backend = cfg.wireguard.crypto_backend;
+  s.reject_after_seconds = cfg.wireguard.reject_after_seconds;
+  s.device_ipv4_prefix = cfg.devices.ipv4_prefix;
+  s.device_ipv6_prefix = cfg.devices.ipv6_prefix;
+  s.device_mtu = cfg.devices.mtu;
+  return s;
 }
 
 namespace {

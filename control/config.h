@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "lopower/dataplane_config.h"
 #include "lopower/net_addr.h"
+#include "lopower/wireguard_messages.h"
 
 namespace lopower {
 
@@ -20,26 +22,8 @@ class config_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class port_role : std::uint8_t { devices, tailnet, both };
-enum class idle_policy : std::uint8_t { poll, adaptive };
-
-const char* to_string(port_role role);
-const char* to_string(idle_policy policy);
-
-struct port_config {
-  std::string name;           // [[port]] name: letters, digits, '-', '_'; 1..12 chars; unique
-  std::string device;         // PCI address ("0000:01:00.0") or vdev string ("net_af_packet0,iface=veth0")
-  port_role role = port_role::both;
-  std::vector<ip_prefix> addresses;          // interface addresses with prefix length (v4 and/or v6)
-  std::optional<ip_address> gateway4;        // must be IPv4 and inside one of the port's v4 prefixes
-  std::optional<ip_address> gateway6;        // must be IPv6 (link-local allowed, or inside a v6 prefix)
-  std::uint16_t mtu = 1500;                  // 576..9000 (1280..9000 when the port has an IPv6 address)
-  std::string tap_name;                      // kernel TAP of the exception path; default "lp-" + name; <= 15 chars; unique
-  bool exception_path = true;                // false: no TAP, frames the dataplane does not own are dropped
-  std::uint16_t rx_descriptors = 1024;       // 64..16384, power of two
-  std::uint16_t tx_descriptors = 1024;       // 64..16384, power of two
-  int line = 0;                              // where the [[port]] table starts, for later messages
-};
+// port_role, idle_policy, port_config ([[port]]) and dataplane_config
+// ([dataplane]) are the dataplane's: lopower/dataplane_config.h.
 
 struct dpdk_config {
   // Used only when lopowerd was started without EAL options on its command line.
@@ -55,18 +39,6 @@ struct dpdk_config {
   int line = 0;
 };
 
-struct dataplane_config {
-  std::uint16_t burst_size = 32;          // 1..256
-  std::uint32_t mbufs = 16383;            // per NUMA socket, >= 1024
-  std::uint16_t mbuf_cache = 256;         // 0..512
-  idle_policy idle = idle_policy::adaptive;
-  std::uint32_t idle_sleep_max_us = 1000; // adaptive: longest sleep when queues stay empty, 1..100000
-  std::uint32_t tx_drain_us = 100;        // buffered TX is flushed at least this often, 1..10000
-  std::uint32_t ring_size = 1024;         // worker<->control rings, power of two, 64..65536
-  std::uint32_t max_flows = 65536;        // spliced flows in all, 64..4194304
-  std::uint32_t max_flows_per_device = 4096;  // 1..max_flows
-};
-
 struct daemon_config {
   std::string state_dir = "/var/lib/lopower";
   std::string ctl_socket = "/run/lopower/lopower.sock";
@@ -79,9 +51,9 @@ struct wireguard_config {
   std::string crypto_backend = "auto";   // "auto" (fastest available), "ipsec-mb", "libsodium"
   // Protocol timers (whitepaper §6.1). Only tests should shorten them: a
   // short rekey shows a rekey inside a test. reject_after > rekey_after.
-  std::uint32_t rekey_after_seconds = 120;
-  std::uint32_t reject_after_seconds = 180;
-  std::uint32_t keepalive_timeout_seconds = 10;
+  std::uint32_t rekey_after_seconds = wg::rekey_after_time.count();
+  std::uint32_t reject_after_seconds = wg::reject_after_time.count();
+  std::uint32_t keepalive_timeout_seconds = wg::keepalive_timeout.count();
   // Initiations queued for the handshake service beyond which lopower answers
   // with cookie replies instead of doing the work (the device must prove its
   // address first).
@@ -147,5 +119,8 @@ config parse_config(std::string_view text, const std::string& path);
 // The EAL argv that lopowerd passes to rte_eal_init when the command line
 // carries none (argv[0] first).
 std::vector<std::string> eal_arguments(const config& cfg, const std::string& program);
+
+// What the dataplane is built from.
+dataplane_settings dataplane_settings_of(const config& cfg);
 
 }  // namespace lopower

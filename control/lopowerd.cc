@@ -116,11 +116,11 @@ void handle_control_packet(dataplane& dp, wireguard_interface& devices, tailnet_
   }
   const std::size_t index = dp.port_index_of(m->port);
   if (index >= dp.ports().size()) return rte_pktmbuf_free(m);
-  const classify_result r =
-      classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, dp.ports()[index].identity);
+  // Classified once, by the worker that received it: its verdict came up with the frame.
+  const classify_result r = stored_classify_result(m, classify_result_field());
   if (r.cls == packet_class::wg_handshake && r.to == listener::devices) return devices.handle_packet(m, r, under_load);
   if (r.to == listener::tailnet && tailnet != nullptr) return tailnet->handle_packet(m, r, under_load);
-  dp.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
+  dp.control_counters().drops[index].count(drop_reason::control_unhandled);
   rte_pktmbuf_free(m);
 }
 
@@ -148,7 +148,7 @@ int serve(const config& cfg, const std::string& config_path) {
   loop.stop_on_signals({SIGINT, SIGTERM}, [](int sig) { LOG_INFO("signal %d: shutting down", sig); });
   make_state_dir(cfg.daemon.state_dir);
   enrollment::device_registry registry = open_registry(cfg);
-  dataplane dp(cfg, eal_worker_lcores());
+  dataplane dp(dataplane_settings_of(cfg), eal_worker_lcores());
   wireguard_interface devices(dp, cfg, registry);
   devices.retire_peers_with([&dp](wg_peer* gone) { dp.retire_device_peer(gone); });
   std::unique_ptr<tailnet_node> tailnet;

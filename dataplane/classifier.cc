@@ -2,13 +2,11 @@
 
 #include <cstring>
 
+#include "lopower/byte_order.h"
+#include "lopower/wireguard_messages.h"
+
 namespace lopower {
 namespace {
-
-std::uint16_t load_be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-std::uint32_t load_be32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
-}
 
 classify_result dropped(drop_reason why) {
   classify_result r;
@@ -20,29 +18,22 @@ classify_result dropped(drop_reason why) {
 classify_result to_kernel() { return classify_result{}; }
 
 // WireGuard messages carry a type byte and three zero bytes, and the
-// handshake messages have fixed sizes: anything else is not WireGuard.
+// handshake messages have fixed sizes (wg::parse_message checks all of it):
+// anything else is not WireGuard.
 classify_result classify_wireguard(const std::uint8_t* msg, std::uint16_t len, classify_result r) {
-  if (len < 4 || msg[1] != 0 || msg[2] != 0 || msg[3] != 0) return dropped(drop_reason::wg_malformed);
-  switch (msg[0]) {
-    case wire::wg_initiation:
-      if (len != wire::wg_initiation_size) return dropped(drop_reason::wg_malformed);
+  switch (wg::parse_message(msg, len).type) {
+    case wg::message_type::handshake_initiation:
+    case wg::message_type::handshake_response:
+    case wg::message_type::handshake_cookie:
       r.cls = packet_class::wg_handshake;
       return r;
-    case wire::wg_response:
-      if (len != wire::wg_response_size) return dropped(drop_reason::wg_malformed);
-      r.cls = packet_class::wg_handshake;
-      return r;
-    case wire::wg_cookie_reply:
-      if (len != wire::wg_cookie_reply_size) return dropped(drop_reason::wg_malformed);
-      r.cls = packet_class::wg_handshake;
-      return r;
-    case wire::wg_transport:
-      if (len < wire::wg_transport_min_size) return dropped(drop_reason::wg_malformed);
+    case wg::message_type::data:
       r.cls = packet_class::wg_transport;
       return r;
-    default:
-      return dropped(drop_reason::wg_malformed);
+    case wg::message_type::invalid:
+      break;
   }
+  return dropped(drop_reason::wg_malformed);
 }
 
 bool is_stun(const std::uint8_t* msg, std::uint16_t len) {
@@ -61,7 +52,9 @@ classify_result classify_tailnet_payload(const std::uint8_t* msg, std::uint16_t 
     r.cls = packet_class::disco;
     return r;
   }
-  if (len >= 4 && msg[0] >= wire::wg_initiation && msg[0] <= wire::wg_transport) return classify_wireguard(msg, len, r);
+  if (len >= sizeof(wg::message_header) && msg[0] >= static_cast<std::uint8_t>(wg::message_type::handshake_initiation) &&
+      msg[0] <= static_cast<std::uint8_t>(wg::message_type::data))
+    return classify_wireguard(msg, len, r);
   return dropped(drop_reason::tailnet_unknown_payload);
 }
 
@@ -134,16 +127,8 @@ classify_result classify_ipv6(const std::uint8_t* frame, std::uint32_t length, c
 }  // namespace
 
 const char* to_string(packet_class c) {
-  switch (c) {
-    case packet_class::wg_handshake: return "wg_handshake";
-    case packet_class::wg_transport: return "wg_transport";
-    case packet_class::disco: return "disco";
-    case packet_class::stun: return "stun";
-    case packet_class::neighbour: return "neighbour";
-    case packet_class::exception: return "exception";
-    case packet_class::drop: return "drop";
-  }
-  return "?";
+  const auto i = static_cast<std::size_t>(c);
+  return i < packet_class_count ? packet_class_names[i] : "?";
 }
 
 bool port_identity::add_address(const ip_address& a) {

@@ -3,6 +3,8 @@
 // Pure functions over bytes (no DPDK types), so the unit tests and the fuzzer
 // drive exactly the code the workers run.
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -11,16 +13,43 @@
 
 namespace lopower {
 
+// X(identifier, "what the dataplane does with it"). The enum, the count that
+// sizes per-class arrays and the names in `lopower-ctl status` come from
+// this one list.
+#define LOPOWER_PACKET_CLASSES(X)                                                                                    \
+  X(wg_handshake, "WireGuard initiation, response or cookie reply: handshake service (control plane)")              \
+  X(wg_transport, "WireGuard transport data: decrypted on the worker")                                              \
+  X(disco, "Tailscale disco on the tailnet port: control plane")                                                    \
+  X(stun, "STUN on the tailnet port: control plane")                                                                \
+  X(neighbour, "ARP / IPv6 neighbour discovery: learned from, then handed to the kernel")                           \
+  X(exception, "everything the dataplane does not own: the kernel via the TAP")                                     \
+  X(drop, "malformed input addressed to the dataplane; see classify_result::reason")
+
 enum class packet_class : std::uint8_t {
-  wg_handshake,  // WireGuard initiation, response or cookie reply: handshake service (control plane)
-  wg_transport,  // WireGuard transport data: decrypted on the worker
-  disco,         // Tailscale disco on the tailnet port: control plane
-  stun,          // STUN on the tailnet port: control plane
-  neighbour,     // ARP / IPv6 neighbour discovery: learned from, then handed to the kernel
-  exception,     // everything the dataplane does not own: the kernel via the TAP
-  drop,          // malformed input addressed to the dataplane; see classify_result::reason
+#define LOPOWER_PACKET_CLASS_ENUM(id, text) id,
+  LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_ENUM)
+#undef LOPOWER_PACKET_CLASS_ENUM
 };
-inline constexpr unsigned packet_class_count = 7;
+
+inline constexpr std::size_t packet_class_count = 0
+#define LOPOWER_PACKET_CLASS_COUNT(id, text) +1
+    LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_COUNT)
+#undef LOPOWER_PACKET_CLASS_COUNT
+    ;
+
+inline constexpr std::array<const char*, packet_class_count> packet_class_names{
+#define LOPOWER_PACKET_CLASS_NAME(id, text) #id,
+    LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_NAME)
+#undef LOPOWER_PACKET_CLASS_NAME
+};
+
+inline constexpr std::array<const char*, packet_class_count> packet_class_descriptions{
+#define LOPOWER_PACKET_CLASS_TEXT(id, text) text,
+    LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_TEXT)
+#undef LOPOWER_PACKET_CLASS_TEXT
+};
+
+// The class's name ("wg_handshake", ...), or "?" for a value outside the list.
 const char* to_string(packet_class c);
 
 // Which listener a UDP datagram was addressed to.
@@ -78,10 +107,7 @@ inline constexpr std::uint8_t ipproto_icmpv6 = 58;
 inline constexpr unsigned ethernet_header = 14;
 inline constexpr unsigned ipv6_header = 40;
 inline constexpr unsigned udp_header = 8;
-// WireGuard message types and exact sizes (whitepaper §5.4).
-inline constexpr std::uint8_t wg_initiation = 1, wg_response = 2, wg_cookie_reply = 3, wg_transport = 4;
-inline constexpr unsigned wg_initiation_size = 148, wg_response_size = 92, wg_cookie_reply_size = 64;
-inline constexpr unsigned wg_transport_min_size = 32;  // 16-byte header + 16-byte tag (keepalive)
+// WireGuard's messages are lopower/wireguard_messages.h (namespace wg).
 inline constexpr std::uint32_t stun_magic_cookie = 0x2112A442;
 inline constexpr std::uint8_t disco_magic[6] = {'T', 'S', 0xf0, 0x9f, 0x92, 0xac};
 }  // namespace wire

@@ -22,14 +22,14 @@ constexpr unsigned neighbour_capacity = 4096;
 constexpr unsigned session_capacity = 3 * 16384;
 
 // lopower's own device-side addresses: the first host of each device prefix.
-void set_local_addresses(worker_setup& s, const devices_config& d) {
-  if (d.ipv4_prefix) {
+void set_local_addresses(worker_setup& s, const dataplane_settings& d) {
+  if (d.device_ipv4_prefix) {
     s.has_local_v4 = true;
-    std::memcpy(&s.local_v4_be, d.ipv4_prefix->address.bytes.data(), 4);
+    std::memcpy(&s.local_v4_be, d.device_ipv4_prefix->address.bytes.data(), 4);
     reinterpret_cast<std::uint8_t*>(&s.local_v4_be)[3] |= 1;
   }
   s.has_local_v6 = true;
-  std::memcpy(s.local_v6, d.ipv6_prefix.address.bytes.data(), 16);
+  std::memcpy(s.local_v6, d.device_ipv6_prefix.address.bytes.data(), 16);
   s.local_v6[15] |= 1;
 }
 
@@ -38,12 +38,12 @@ void set_local_addresses(worker_setup& s, const devices_config& d) {
 // of its worker's datagrams in progress, so a flood from one fills its own
 // share and leaves the rest to the others; a tailnet peer, which answers
 // for every device that talks to it, a quarter.
-void set_fragment_limits(worker_setup& s, const config& cfg, std::size_t workers) {
+void set_fragment_limits(worker_setup& s, const dataplane_settings& cfg, std::size_t workers) {
   const std::uint64_t held = cfg.dataplane.mbufs / 8 / fragments::max_fragments / workers;
   s.reassembly_datagrams = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(held, 16, 4096));
   s.reassembly_per_device = std::max<std::uint32_t>(s.reassembly_datagrams / 16, 2);
   s.reassembly_per_tailnet_peer = std::max<std::uint32_t>(s.reassembly_datagrams / 4, 4);
-  s.device_mtu = cfg.devices.mtu;
+  s.device_mtu = cfg.device_mtu;
 }
 
 // A dynamic mbuf flag (DPDK's way to claim an ol_flags bit no PMD sets).
@@ -92,7 +92,7 @@ int worker_main(void* arg) {
 
 }  // namespace
 
-dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcores) : neighbours_(neighbour_capacity) {
+dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>& worker_lcores) : neighbours_(neighbour_capacity) {
   if (worker_lcores.empty()) throw std::runtime_error("no worker lcore: give EAL at least two lcores (dpdk.lcores)");
   try {
     pool_ = create_pool(cfg.dataplane);
@@ -117,11 +117,11 @@ dataplane::dataplane(const config& cfg, const std::vector<unsigned>& worker_lcor
       s.wg_events = event_rings_[w];
       s.staged = staged_rings_[w];
       s.sessions = sessions_.get();
-      s.crypto_backend = cfg.wireguard.crypto_backend;
+      s.crypto_backend = cfg.crypto_backend;
       s.qsbr = rcu_->qsbr();
       s.rcu_thread_id = static_cast<unsigned>(w);
-      s.reject_after_cycles = rte_get_tsc_hz() * cfg.wireguard.reject_after_seconds;
-      set_local_addresses(s, cfg.devices);
+      s.reject_after_cycles = rte_get_tsc_hz() * cfg.reject_after_seconds;
+      set_local_addresses(s, cfg);
       s.tailnet = &tailnet_view_;
       s.inner_up_flag = inner_up_flag_;
       s.flows = flows_.get();
@@ -164,15 +164,15 @@ void dataplane::create_rings(std::size_t workers, std::uint32_t size) {
   }
 }
 
-void dataplane::open_ports(const config& cfg, std::uint16_t queues) {
+void dataplane::open_ports(const dataplane_settings& cfg, std::uint16_t queues) {
   if (cfg.ports.size() > max_ports)
-    throw std::runtime_error(cfg.path + ": at most " + std::to_string(max_ports) + " [[port]] tables are supported");
+    throw std::runtime_error(cfg.config_path + ": at most " + std::to_string(max_ports) + " [[port]] tables are supported");
   ports_.reserve(cfg.ports.size());  // workers keep pointers to each port's identity
   for (std::size_t i = 0; i < cfg.ports.size(); ++i) {
     port_runtime& p = ports_.emplace_back();
     p.config = cfg.ports[i];
     p.index = static_cast<std::uint8_t>(i);
-    open_port(p, queues, pool_, cfg.wireguard.listen_port, cfg.tailnet.listen_port, cfg.path);
+    open_port(p, queues, pool_, cfg.wireguard_port, cfg.tailnet_port, cfg.config_path);
     if (p.config.exception_path) open_exception_path(p, queues, pool_);
   }
 }

@@ -1,7 +1,7 @@
 #pragma once
 // The dataplane as the control thread sees it: the packet pool, the ports and
 // their exception-path TAPs, the worker lcores, and the rings between them.
-// Built after rte_eal_init, from a validated config.
+// Built after rte_eal_init, from a validated config (dataplane_settings).
 
 #include <rte_mempool.h>
 #include <rte_ring.h>
@@ -13,19 +13,19 @@
 #include <span>
 #include <vector>
 
-#include "control/config.h"
 #include "dataplane/neighbour_table.h"
 #include "dataplane/port.h"
 #include "dataplane/rcu.h"
 #include "dataplane/flow_table.h"
 #include "dataplane/session_table.h"
 #include "dataplane/worker.h"
+#include "lopower/dataplane_config.h"
 
 namespace lopower {
 
 // Counters of the control plane's side of the rings (one writer: the control thread).
 struct control_stats {
-  counter drops[max_ports][drop_reason_count];
+  drop_counters drops[max_ports];  // count with drops[port].count(reason)
   counter received[packet_class_count];
 };
 
@@ -34,7 +34,7 @@ class dataplane {
   // Opens every port and TAP and creates the workers (not yet running).
   // Throws std::runtime_error with an operator-facing message; whatever was
   // opened before the failure is closed again.
-  dataplane(const config& cfg, const std::vector<unsigned>& worker_lcores);
+  dataplane(const dataplane_settings& cfg, const std::vector<unsigned>& worker_lcores);
   ~dataplane();
   dataplane(const dataplane&) = delete;
   dataplane& operator=(const dataplane&) = delete;
@@ -98,7 +98,7 @@ class dataplane {
 
  private:
   void create_rings(std::size_t workers, std::uint32_t size);
-  void open_ports(const config& cfg, std::uint16_t queues);
+  void open_ports(const dataplane_settings& cfg, std::uint16_t queues);
   void close_all();
 
   rte_mempool* pool_ = nullptr;

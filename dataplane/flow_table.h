@@ -27,10 +27,13 @@ struct flow {
   wg_peer* device = nullptr;     // where replies go (its lifetime: RCU, like the flow's)
   std::uint64_t created_tsc = 0;
   std::uint8_t owner_worker = 0;  // whose slice of the port range tailnet_key.dst_port is from
-  // Written by whichever worker sees the flow's packets; read by expiry.
+  // Stamped and moved on by whichever worker sees the flow's packets (plain
+  // relaxed stores: the last writer wins); read by expiry.
   std::atomic<std::uint64_t> last_tsc{0};
   std::atomic<splice::tcp_state> state{splice::tcp_state::syn_sent};  // TCP only
-  std::atomic<std::uint64_t> packets_out{0}, bytes_out{0}, packets_in{0}, bytes_in{0};
+  // A slot per worker (the device side and the tailnet side of a flow may be
+  // on different queues); `lopower-ctl flows` sums them.
+  shared_counter packets_out, bytes_out, packets_in, bytes_in;
 };
 
 class flow_table {

@@ -5,14 +5,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "lopower/byte_order.h"
+
 namespace lopower {
 namespace {
 
-std::uint16_t load_be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-void store_be16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
 // DPDK's checksum helpers sum 16-bit words as they lie in memory, so their
 // result is stored as is, not byte-swapped.
 void store_checksum(std::uint8_t* p, std::uint16_t sum) { std::memcpy(p, &sum, 2); }
@@ -96,77 +93,6 @@ std::uint16_t make_tsmp_pong(std::uint8_t* p, const inner_info& info) noexcept {
     store_be16(p + 4, static_cast<std::uint16_t>(length - 40));
   }
   return length;
-}
-
-void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept {
-  std::memcpy(frame, ep.peer_mac, 6);
-  std::memcpy(frame + 6, ep.local_mac, 6);
-  std::uint8_t* ip = frame + 14;
-  std::uint8_t* udp;
-  const std::uint16_t udp_len = static_cast<std::uint16_t>(8 + payload_length);
-  if (!ep.ipv6) {
-    store_be16(frame + 12, 0x0800);
-    ip[0] = 0x45;
-    ip[1] = 0;
-    store_be16(ip + 2, static_cast<std::uint16_t>(20 + udp_len));
-    store_be16(ip + 4, 0);
-    store_be16(ip + 6, 0x4000);  // don't fragment
-    ip[8] = default_ttl;
-    ip[9] = ipproto_udp;
-    store_be16(ip + 10, 0);
-    std::memcpy(ip + 12, ep.local_ip, 4);
-    std::memcpy(ip + 16, ep.peer_ip, 4);
-    store_checksum(ip + 10, static_cast<std::uint16_t>(~rte_raw_cksum(ip, 20)));
-    udp = ip + 20;
-  } else {
-    store_be16(frame + 12, 0x86dd);
-    ip[0] = 0x60;
-    ip[1] = ip[2] = ip[3] = 0;
-    store_be16(ip + 4, udp_len);
-    ip[6] = ipproto_udp;
-    ip[7] = default_ttl;
-    std::memcpy(ip + 8, ep.local_ip, 16);
-    std::memcpy(ip + 24, ep.peer_ip, 16);
-    udp = ip + 40;
-  }
-  std::memcpy(udp, &ep.local_port_be, 2);
-  std::memcpy(udp + 2, &ep.peer_port_be, 2);
-  store_be16(udp + 4, udp_len);
-  store_be16(udp + 6, 0);
-  // IPv6 requires the UDP checksum. Over IPv4 it is optional (RFC 768: zero
-  // means none) and WireGuard's AEAD already authenticates every byte that
-  // matters, so the full pass over the payload is saved there.
-  if (ep.ipv6) store_checksum(udp + 6, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), udp));
-}
-
-wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, std::uint16_t l4_offset) noexcept {
-  wg_endpoint ep;
-  ep.port_id = port_id;
-  std::memcpy(ep.peer_mac, frame + 6, 6);
-  std::memcpy(ep.local_mac, frame, 6);
-  const std::uint8_t* ip = frame + 14;
-  ep.ipv6 = (ip[0] >> 4) == 6;
-  if (ep.ipv6) {
-    std::memcpy(ep.peer_ip, ip + 8, 16);
-    std::memcpy(ep.local_ip, ip + 24, 16);
-  } else {
-    std::memcpy(ep.peer_ip, ip + 12, 4);
-    std::memcpy(ep.local_ip, ip + 16, 4);
-  }
-  const std::uint8_t* udp = frame + l4_offset;
-  std::memcpy(&ep.peer_port_be, udp, 2);
-  std::memcpy(&ep.local_port_be, udp + 2, 2);
-  return ep;
-}
-
-}  // namespace lopower
-
-namespace lopower {
-
-std::string endpoint_string(const wg_endpoint& ep) {
-  const ip_address a = ip_address::from_bytes(ep.ipv6, ep.peer_ip);
-  const std::string host = ep.ipv6 ? "[" + a.to_string() + "]" : a.to_string();
-  return host + ":" + std::to_string(rte_be_to_cpu_16(ep.peer_port_be));
 }
 
 }  // namespace lopower

@@ -1,13 +1,15 @@
 #pragma once
-// Decrypted tunnel packets (the "inner" IP packets devices send), and the
-// outer Ethernet/IP/UDP headers that carry WireGuard to a peer. Pure
+// Decrypted tunnel packets (the "inner" IP packets devices send). Pure
 // functions over bytes, shared by the workers, the control plane and tests.
+// The outer headers that carry them are dataplane/outer_headers.h (included
+// here for the callers that want both).
 
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
 
+#include "dataplane/outer_headers.h"
 #include "dataplane/wg_session.h"
 #include "lopower/net_addr.h"
 
@@ -59,17 +61,5 @@ bool is_tsmp_ping(const std::uint8_t* p, const inner_info& info) noexcept;
 // IPv4 checksum redone). `p` must have room for info.l4_offset + 11 bytes;
 // returns the pong's length.
 std::uint16_t make_tsmp_pong(std::uint8_t* p, const inner_info& info) noexcept;
-
-// Outer headers for WireGuard to `ep`: Ethernet + IPv4/IPv6 + UDP.
-constexpr unsigned outer_header_size(bool ipv6) { return 14 + (ipv6 ? 40 : 20) + 8; }
-// Writes them at `frame` for a UDP payload of `payload_length` bytes that
-// already follows them, checksums included.
-void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept;
-
-// The endpoint a received WireGuard frame came from (its source, seen from
-// the port it arrived on).
-// "198.18.40.11:41641" or "[fd00::11]:41641": the peer side of `ep`.
-std::string endpoint_string(const wg_endpoint& ep);
-wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, std::uint16_t l4_offset) noexcept;
 
 }  // namespace lopower

@@ -1,7 +1,8 @@
 #pragma once
 // Next-hop MAC addresses learned from the ARP and ND traffic the workers see.
-// One writer (the control thread drains the workers' notes into it), lock-free
-// readers (workers resolving a next hop), on rte_hash.
+// One writer (the control thread drains the workers' notes into it) and
+// lock-free readers (rte_hash RW_CONCURRENCY_LF; today the control thread's
+// route_udp is the one reader: workers send to endpoints that carry the MAC).
 
 #include <rte_ether.h>
 #include <rte_hash.h>

@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <string>
 
-#include "control/config.h"
 #include "dataplane/classifier.h"
 #include "dataplane/worker.h"
+#include "lopower/dataplane_config.h"
 
 namespace lopower {
 

@@ -25,7 +25,9 @@ rcu_domain::rcu_domain(unsigned max_workers) {
   params.name = name.c_str();
   params.size = defer_queue_size;
   params.esize = sizeof(deferred);
-  params.trigger_reclaim_limit = 0;  // reclaim only when asked, from the control thread
+  // 0: every enqueue (retire) also reclaims what is safe, without waiting;
+  // retire and reclaim run on the control thread only, so reclamation does too.
+  params.trigger_reclaim_limit = 0;
   params.max_reclaim_size = defer_queue_size;
   params.free_fn = release_batch;
   params.p = this;

@@ -21,7 +21,8 @@ class rcu_domain {
   rte_rcu_qsbr* qsbr() const noexcept { return qsbr_; }
 
   // Control thread: calls `release(a, b)` once no worker can still see what
-  // was unpublished before this call. Never blocks.
+  // was unpublished before this call. Does not wait, unless the defer queue
+  // is full (16k retirements outstanding): then it waits for a grace period.
   void retire(void (*release)(void* a, std::uint64_t b), void* a, std::uint64_t b = 0);
   template <class T>
   void retire_object(T* p) {

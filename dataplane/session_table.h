@@ -29,7 +29,8 @@ class session_table {
   // Control thread only (it is the single writer): the keypair, or nullptr.
   wg_keypair* find(std::uint32_t local_index) const;
 
-  // Workers: looks up n (<= 64) receiver indices; misses give nullptr.
+  // Workers, lock-free: looks up n receiver indices (rte_hash bulk lookups of
+  // up to RTE_HASH_LOOKUP_BULK_MAX at a time); misses give nullptr.
   void lookup_bulk(const std::uint32_t* indices, unsigned n, wg_keypair** out) const noexcept;
 
  private:

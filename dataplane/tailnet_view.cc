@@ -28,8 +28,8 @@ bool tailnet_view::allows(const std::uint8_t* p, const inner_info& info) const n
     if (info.length < info.l4_offset + 4u) return false;
     port = static_cast<std::uint16_t>(p[info.l4_offset + 2] << 8 | p[info.l4_offset + 3]);
   }
-  return tailnet::filter_allows(filter, info.protocol, ip_address::from_bytes(info.ipv6, info.src), ip_address::from_bytes(info.ipv6, info.dst),
-                                port);
+  return filter_allows(filter, info.protocol, ip_address::from_bytes(info.ipv6, info.src),
+                       ip_address::from_bytes(info.ipv6, info.dst), port);
 }
 
 }  // namespace lopower

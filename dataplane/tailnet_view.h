@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "control/tailnet/netmap/packet_filter.h"
 #include "dataplane/inner_packet.h"
+#include "dataplane/packet_filter.h"
 
 namespace lopower {
 
@@ -23,7 +23,7 @@ struct tailnet_view {
   bool has_v4 = false, has_v6 = false;
   std::uint32_t v4_be = 0;
   std::uint8_t v6[16]{};
-  std::vector<tailnet::filter_match> filter;  // empty: nothing is allowed in
+  std::vector<filter_match> filter;  // empty: nothing is allowed in
   // Longest prefixes first, so the first match is the most specific. A
   // linear scan: tailnets of a few hundred peers; an rte_lpm would take over
   // beyond that.

@@ -9,16 +9,12 @@
 #include <cstring>
 
 #include "dataplane/dataplane.h"
-#include "dataplane/inner_packet.h"
+#include "dataplane/outer_headers.h"
+#include "lopower/byte_order.h"
 
 namespace lopower {
 
 namespace {
-
-void put16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
 
 bool serves(const port_runtime& p, bool tailnet_side) {
   return p.config.role == port_role::both || (p.config.role == port_role::tailnet) == tailnet_side;
@@ -54,13 +50,13 @@ rte_mbuf* solicitation(rte_mempool* pool, const port_runtime& port, const ip_add
   std::memcpy(f + 6, port.mac.addr_bytes, 6);
   if (!v6) {
     std::memset(f, 0xff, 6);
-    put16(f + 12, RTE_ETHER_TYPE_ARP);
+    store_be16(f + 12, RTE_ETHER_TYPE_ARP);
     std::uint8_t* a = f + 14;
-    put16(a, 1);          // Ethernet
-    put16(a + 2, 0x0800);  // IPv4
+    store_be16(a, 1);          // Ethernet
+    store_be16(a + 2, 0x0800);  // IPv4
     a[4] = 6;
     a[5] = 4;
-    put16(a + 6, 1);  // request
+    store_be16(a + 6, 1);  // request
     std::memcpy(a + 8, port.mac.addr_bytes, 6);
     std::memcpy(a + 14, self.bytes.data(), 4);
     std::memcpy(a + 24, target.bytes.data(), 4);
@@ -70,10 +66,10 @@ rte_mbuf* solicitation(rte_mempool* pool, const port_runtime& port, const ip_add
                                     target.bytes[13], target.bytes[14], target.bytes[15]};
     const std::uint8_t mac[6] = {0x33, 0x33, group[12], group[13], group[14], group[15]};
     std::memcpy(f, mac, 6);
-    put16(f + 12, RTE_ETHER_TYPE_IPV6);
+    store_be16(f + 12, RTE_ETHER_TYPE_IPV6);
     std::uint8_t* ip = f + 14;
     ip[0] = 0x60;
-    put16(ip + 4, 32);
+    store_be16(ip + 4, 32);
     ip[6] = 58;    // ICMPv6
     ip[7] = 255;   // hop limit ND requires
     std::memcpy(ip + 8, self.bytes.data(), 16);

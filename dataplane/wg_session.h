@@ -1,14 +1,20 @@
 #pragma once
 // WireGuard state the workers read: peers and their keypairs. The control
-// thread creates and retires them (RCU/QSBR); workers only read, except for
-// the per-keypair send counter and replay window, the two places where the
-// data path writes shared state (see the comments there).
+// thread creates and retires them (RCU/QSBR). What the workers write here:
+//   - a keypair's send counter (one atomic add per run of packets to it) and
+//     replay window (under replay_lock, taken once per run of packets from
+//     it in a burst) -- the only shared read-modify-writes on the data path;
+//   - a keypair's `confirmed` flag and a peer's timer stamps (plain relaxed
+//     stores: last writer wins, any recent value will do);
+//   - a peer's traffic counters (shared_counter: a slot per worker, summed
+//     on read) and a device's flow count (an atomic add per flow created).
 
 #include <rte_mbuf.h>
 #include <rte_spinlock.h>
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "dataplane/lcore_stats.h"
@@ -32,6 +38,9 @@ struct wg_endpoint {
   bool same_path(const wg_endpoint& o) const noexcept;
 };
 
+// "198.18.40.11:41641" or "[fd00::11]:41641": the peer side of `ep`.
+std::string endpoint_string(const wg_endpoint& ep);
+
 struct wg_peer;
 
 // A tailnet peer's AllowedIPs (its addresses, and the routes lopower accepts
@@ -52,12 +61,13 @@ struct wg_keypair {
   wg_peer* peer = nullptr;
 
   // Every lcore that sends for this peer takes counters from here: one
-  // atomic add per sub-burst, not per packet.
+  // atomic add per run of packets to this keypair, not per packet (the
+  // control thread's keepalives take one each).
   std::atomic<std::uint64_t> send_counter{0};
-  // RSS keeps a peer's packets on one queue, so this lock is uncontended;
-  // it is taken once per run of same-keypair packets in a burst and only
-  // guards the replay window across the rare moment a peer roams between
-  // queues.
+  // Guards `replay`. RSS keeps a peer's packets on one queue, so it is
+  // uncontended but for the moment a peer roams between queues; the decrypt
+  // stage takes it once per run of consecutive same-keypair packets in a
+  // burst (stage_decrypt.cc, worker::check_replay).
   rte_spinlock_t replay_lock = RTE_SPINLOCK_INITIALIZER;
   replay_window replay;
   std::atomic<bool> confirmed{false};  // responder's keypair: set by the first data packet
@@ -84,8 +94,12 @@ struct wg_peer {
   std::atomic<std::uint64_t> last_rx_tsc{0};
   std::atomic<std::uint64_t> last_data_rx_tsc{0};
   std::atomic<std::uint64_t> last_tx_tsc{0};
-  std::atomic<std::uint64_t> rx_bytes{0}, tx_bytes{0}, rx_packets{0}, tx_packets{0};
-  std::atomic<std::uint32_t> flows{0};  // a device's spliced flows (its limit is per device)
+  // Traffic: the workers add to their own slots, the control thread (its
+  // keepalives and pings) to the shared one; load() sums them.
+  shared_counter rx_bytes, tx_bytes, rx_packets, tx_packets;
+  // A device's spliced flows (its limit is per device): an atomic add when a
+  // worker creates one, a subtract when the control thread expires one.
+  std::atomic<std::uint32_t> flows{0};
 
   bool source_allowed_v4(std::uint32_t src_be) const noexcept { return has_v4 && src_be == v4_be; }
   wg_peer() = default;

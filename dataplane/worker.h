@@ -1,8 +1,40 @@
 #pragma once
 // A worker lcore: polls its queue on every port, classifies each burst into
 // typed sub-bursts and processes each sub-burst as a vector. It owns its
-// queues, TX buffers and counters outright: no locks, no system calls except
-// the adaptive idle sleep when every queue is empty.
+// queues, TX buffers, reassembly table, port allocator and counters outright
+// and makes no system calls except the adaptive idle sleep. Shared state it
+// touches: lock-free lookups (session and flow tables, RCU-published peers,
+// endpoints, tailnet view); a keypair's replay-window lock, once per run of
+// that keypair's packets in a burst; rte_hash's writer lock when it creates
+// a flow; one atomic add per run of packets sent on a keypair (its send
+// counter) and per flow created (the device's flow count). Peer and flow
+// traffic counters have a slot per worker (shared_counter).
+//
+// A packet's walk, stage -> file -> function, in order:
+//   1. receive and classify   stage_receive.cc     poll_port, classify_burst
+//      (handshakes, disco, STUN                    to_control -- the verdict
+//       to the control thread)                     travels in an mbuf field,
+//                                                  control_frame.h)
+//   2. decrypt                stage_decrypt.cc     receive_transport,
+//                                                  check_replay, admit_decrypted,
+//                                                  note_endpoint, look_up_flows
+//   3. deliver                stage_deliver.cc     deliver_inner (devices),
+//                                                  deliver_from_tailnet
+//      fragments, whole first stage_fragments.cc   deliver_fragment, reassemble
+//   4. splice                 stage_splice.cc      splice_out (device -> tailnet,
+//                                                  create_flow, refuse_to_device),
+//                                                  splice_in (tailnet -> device)
+//      fragments, cut up      stage_fragments.cc   send_inner
+//   5. encrypt and send       stage_encrypt_send.cc  push_out, encrypt_and_send
+//                                                  (wg::write_data_header,
+//                                                  write_outer_headers), stage,
+//                                                  transmit, flush
+//   exception path            stage_exception.cc   learn_neighbours, to_kernel
+//                                                  (port -> TAP), poll_tap
+//                                                  (TAP -> port)
+//   the loop                  worker.cc            poll_once, run, idle; drops
+//                                                  (drop, drop_one) are counted
+//                                                  with drop_counters::count
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -14,6 +46,7 @@
 #include <vector>
 
 #include "dataplane/classifier.h"
+#include "dataplane/control_frame.h"
 #include "dataplane/crypto/aead_batch.h"
 #include "dataplane/lcore_stats.h"
 #include "dataplane/session_table.h"
@@ -124,50 +157,58 @@ class worker {
     std::uint16_t count = 0;
   };
 
+  // worker.cc: the loop and its helpers.
+  void idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept;
+  port_state* state_for_port_id(std::uint16_t port_id) noexcept;
+  void drop(port_state& ps, rte_mbuf** pkts, std::uint16_t n, drop_reason why) noexcept;
+  void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
+  // 1. stage_receive.cc: receive and classify.
   unsigned poll_port(port_state& ps) noexcept;
-  unsigned poll_tap(port_state& ps) noexcept;
-  unsigned drain_control_ring() noexcept;
   void classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, sub_bursts& out) noexcept;
   void to_control(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
-  void to_kernel(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
-  void learn_neighbours(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
-  void drop(port_state& ps, rte_mbuf** pkts, std::uint16_t n, drop_reason why) noexcept;
-  void transmit(port_state& ps, rte_mbuf* m) noexcept;
-  port_state* state_for_port_id(std::uint16_t port_id) noexcept;
-  // worker_transport.cc: the WireGuard data path.
+  // 2. stage_decrypt.cc: the WireGuard transport sub-burst.
   void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
-  bool admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint64_t counter) noexcept;
+  void check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, bool* fresh) noexcept;
+  void admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept;
+  void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept;
+  void post_event(port_state& ps, const wg_event& ev) noexcept;
   void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
                      flow_lookup* flows) noexcept;
+  // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
                      flow_lookup flow_hint, outbound& out) noexcept;
   void deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, flow_lookup flow_hint,
                             outbound& out) noexcept;
-  void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp) noexcept;
-  void post_event(port_state& ps, const wg_event& ev) noexcept;
-  void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
-  // worker_splice.cc: device flows onto the tailnet and back.
-  void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
-                  outbound& out) noexcept;
-  bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint, outbound& out) noexcept;
-  flow* create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
-  bool allocate_port(flow& f) noexcept;
-  void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
-                        splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept;
-  void stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) noexcept;
-  unsigned take_back_ports() noexcept;
-  void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
-  // worker_fragments.cc: reassembly before delivery, fragmenting on the way out.
+  // stage_fragments.cc: reassembly before delivery, fragmenting on the way out.
   void start_reassembly();
   void deliver_fragment(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* from, outbound& out) noexcept;
   bool reassemble(port_state& ps, rte_mbuf*& m, inner_info& info, const wg_peer* from) noexcept;
   void send_inner(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, std::uint16_t mtu,
                   outbound& out) noexcept;
-  void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
   void expire_fragments(std::uint64_t now) noexcept;
-  void idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept;
+  // 4. stage_splice.cc: device flows onto the tailnet and back.
+  void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+                  outbound& out) noexcept;
+  bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint, outbound& out) noexcept;
+  flow* create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
+  bool allocate_port(flow& f) noexcept;
+  unsigned take_back_ports() noexcept;
+  void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
+                        splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept;
+  // 5. stage_encrypt_send.cc: sealed and out, or staged for the control thread.
+  void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
+  void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
+  void stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) noexcept;
+  void transmit(port_state& ps, rte_mbuf* m) noexcept;
+  unsigned drain_control_ring() noexcept;
+  // stage_exception.cc: the host kernel's side.
+  void learn_neighbours(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
+  void to_kernel(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
+  unsigned poll_tap(port_state& ps) noexcept;
 
   worker_setup setup_;
+  int socket_ = 0;           // the worker lcore's NUMA socket: its TX buffers and reassembly table live there
+  int classify_field_ = -1;  // mbuf dynamic field for control-bound frames' verdict (control_frame.h)
   std::unique_ptr<crypto::aead_backend> aead_;
   std::vector<port_state> ports_;
   std::uint64_t drain_cycles_ = 0;

@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "control/dns/ldns_owned.h"
+#include "lopower/byte_order.h"
+#include "lopower/hex.h"
 
 namespace lopower::dns {
 
@@ -54,12 +56,8 @@ constexpr std::uint32_t soa_retry = 1200;
 constexpr std::uint32_t soa_expire = 604'800;
 constexpr const char* soa_rname = "nobody.invalid.";
 
-std::uint16_t read16(bytes m, std::size_t at) noexcept {
-  return static_cast<std::uint16_t>(m[at] << 8 | m[at + 1]);
-}
-std::uint32_t read32(bytes m, std::size_t at) noexcept {
-  return static_cast<std::uint32_t>(read16(m, at)) << 16 | read16(m, at + 2);
-}
+std::uint16_t read16(bytes m, std::size_t at) noexcept { return load_be16(m.data() + at); }
+std::uint32_t read32(bytes m, std::size_t at) noexcept { return load_be32(m.data() + at); }
 
 // ASCII lowercase over the whole wire form: length bytes are at most 63,
 // below 'A', so only label bytes change. DNS names compare this way
@@ -101,12 +99,11 @@ std::string reverse_text(const ip_address& a) {
     for (int i = 3; i >= 0; --i) out += std::to_string(a.bytes[static_cast<std::size_t>(i)]) + ".";
     return out + "in-addr.arpa.";
   }
-  static constexpr char hex[] = "0123456789abcdef";
   for (int i = 15; i >= 0; --i) {
     const std::uint8_t b = a.bytes[static_cast<std::size_t>(i)];
-    out += hex[b & 15];
+    out += hex_digits[b & 15];
     out += '.';
-    out += hex[b >> 4];
+    out += hex_digits[b >> 4];
     out += '.';
   }
   return out + "ip6.arpa.";
@@ -543,8 +540,7 @@ decision answerer::handle_query(std::span<const std::uint8_t> query, transport t
       d.resolvers = *r.resolvers;
       d.message.assign(query.begin(), query.begin() + static_cast<std::ptrdiff_t>(q->end));
       if (q->edns && q->edns_udp_size > max_udp_size) {
-        d.message[q->opt_size_at] = static_cast<std::uint8_t>(max_udp_size >> 8);
-        d.message[q->opt_size_at + 1] = static_cast<std::uint8_t>(max_udp_size & 0xff);
+        store_be16(d.message.data() + q->opt_size_at, max_udp_size);
       }
       return d;
     }
@@ -587,8 +583,7 @@ std::optional<std::uint16_t> message_id(std::span<const std::uint8_t> message) n
 
 bool set_message_id(std::span<std::uint8_t> message, std::uint16_t id) noexcept {
   if (message.size() < header_size) return false;
-  message[0] = static_cast<std::uint8_t>(id >> 8);
-  message[1] = static_cast<std::uint8_t>(id & 0xff);
+  store_be16(message.data(), id);
   return true;
 }
 

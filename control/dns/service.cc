@@ -18,6 +18,7 @@
 #include "control/tailnet/netmap/map_response.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/kernel_interface.h"
+#include "lopower/byte_order.h"
 
 namespace lopower {
 
@@ -139,7 +140,7 @@ void dns_service::handle_query_packet(rte_mbuf* m) {
   }
   const bool v6 = info->ipv6;
   const ip_address from = ip_address::from_bytes(v6, info->src), to = ip_address::from_bytes(v6, info->dst);
-  const std::uint16_t from_port = static_cast<std::uint16_t>(p[info->l4_offset] << 8 | p[info->l4_offset + 1]);
+  const std::uint16_t from_port = load_be16(p + info->l4_offset);
   const std::span<const std::uint8_t> query(p + info->l4_offset + 8, info->length - info->l4_offset - 8u);
   const std::string device = device_with_address(from);
   if (device.empty()) {
@@ -366,7 +367,7 @@ void dns_service::on_tcp_data(int fd) {
   const ip_address peer = peer_ep->address;
   const std::string device = device_with_address(peer);
   while (in.size() >= 2) {
-    const std::size_t size = static_cast<std::size_t>(in[0] << 8 | in[1]);
+    const std::size_t size = load_be16(in.data());
     if (in.size() < 2 + size) break;
     std::vector<std::uint8_t> query(in.begin() + 2, in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
     in.erase(in.begin(), in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
@@ -387,8 +388,7 @@ void dns_service::on_tcp_data(int fd) {
 
 void dns_service::send_tcp(int fd, std::span<const std::uint8_t> message) {
   std::vector<std::uint8_t> framed(2 + message.size());
-  framed[0] = static_cast<std::uint8_t>(message.size() >> 8);
-  framed[1] = static_cast<std::uint8_t>(message.size());
+  store_be16(framed.data(), static_cast<std::uint16_t>(message.size()));
   std::memcpy(framed.data() + 2, message.data(), message.size());
   // Answers are small and the kernel's buffer is empty between them: a
   // short write means a client that stopped reading, which is closed.

@@ -1,5 +1,7 @@
 #include "control/dns/upstream_tcp.h"
 
+#include "lopower/byte_order.h"
+
 namespace lopower {
 
 result<std::unique_ptr<dns_upstream_tcp>> dns_upstream_tcp::start(event_loop& loop, const ip_address& server,
@@ -9,7 +11,8 @@ result<std::unique_ptr<dns_upstream_tcp>> dns_upstream_tcp::start(event_loop& lo
   std::unique_ptr<dns_upstream_tcp> x(new dns_upstream_tcp(loop, std::move(done)));
   // An IP literal: getaddrinfo takes it as it is, no lookup.
   if (auto c = x->stream_.connect(server.to_string(), port); !c) return fail(c.message());
-  const std::uint8_t length[2] = {static_cast<std::uint8_t>(query.size() >> 8), static_cast<std::uint8_t>(query.size())};
+  std::uint8_t length[2];
+  store_be16(length, static_cast<std::uint16_t>(query.size()));
   x->stream_.send(length);  // queued until connected
   x->stream_.send(query);
   return x;
@@ -26,7 +29,7 @@ dns_upstream_tcp::dns_upstream_tcp(event_loop& loop, done_fn done)
 void dns_upstream_tcp::on_data(std::span<const std::uint8_t> bytes) {
   in_.insert(in_.end(), bytes.begin(), bytes.end());
   if (in_.size() < 2) return;
-  const std::size_t size = static_cast<std::size_t>(in_[0] << 8 | in_[1]);
+  const std::size_t size = load_be16(in_.data());
   if (in_.size() < 2 + size) return;
   finish(std::vector<std::uint8_t>(in_.begin() + 2, in_.begin() + 2 + static_cast<std::ptrdiff_t>(size)), "");
 }

@@ -3,6 +3,8 @@
 #include <limits>
 #include <string>
 
+#include "lopower/byte_order.h"
+
 namespace lopower::enrollment {
 
 namespace {
@@ -22,9 +24,7 @@ ip_prefix network_of(ip_prefix p) {
 // The address's last 64 bits (IPv6) or its 32 bits (IPv4), as a number.
 std::uint64_t low_bits(const ip_address& a) {
   if (a.family == ip_family::v4) return a.v4_host_order();
-  std::uint64_t v = 0;
-  for (std::size_t i = 8; i < 16; ++i) v = (v << 8) | a.bytes[i];
-  return v;
+  return load_be64(&a.bytes[8]);
 }
 
 }  // namespace

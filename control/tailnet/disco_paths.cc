@@ -181,10 +181,11 @@ std::optional<double> disco_paths::latency_ms(tailnet::node_id peer) const {
 }
 
 nlohmann::json disco_paths::counters_json() const {
-  return {{"pings_received", counters_.pings_received}, {"pongs_sent", counters_.pongs_sent},
-          {"pings_sent", counters_.pings_sent},         {"pongs_received", counters_.pongs_received},
-          {"call_me_maybe", counters_.call_me_maybe},   {"unknown_sender", counters_.unknown_sender},
-          {"undecryptable", counters_.undecryptable},   {"no_route", counters_.no_route}};
+  nlohmann::json j;
+#define LOPOWER_DISCO_COUNTER_JSON(name) j[#name] = counters_.name;
+  LOPOWER_DISCO_COUNTERS(LOPOWER_DISCO_COUNTER_JSON)
+#undef LOPOWER_DISCO_COUNTER_JSON
+  return j;
 }
 
 }  // namespace lopower

@@ -28,6 +28,12 @@
 #include "control/tailnet/netmap/netmap.h"
 #include "dataplane/wg_session.h"
 
+// What disco did, for status (counters_json): the fields and their names
+// come from this list.
+#define LOPOWER_DISCO_COUNTERS(X)                                                                      \
+  X(pings_received) X(pongs_sent) X(pings_sent) X(pongs_received) X(call_me_maybe) X(unknown_sender) \
+  X(undecryptable) X(no_route)
+
 namespace lopower {
 
 class disco_paths {
@@ -109,8 +115,9 @@ class disco_paths {
   std::map<std::array<std::uint8_t, 12>, pending_ping> pending_;
   std::vector<waiter> waiters_;
   struct {
-    std::uint64_t pings_received = 0, pongs_sent = 0, pings_sent = 0, pongs_received = 0, call_me_maybe = 0,
-                  unknown_sender = 0, undecryptable = 0, no_route = 0;
+#define LOPOWER_DISCO_COUNTER_FIELD(name) std::uint64_t name = 0;
+    LOPOWER_DISCO_COUNTERS(LOPOWER_DISCO_COUNTER_FIELD)
+#undef LOPOWER_DISCO_COUNTER_FIELD
   } counters_;
 };
 

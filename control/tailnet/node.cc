@@ -9,6 +9,7 @@
 #include "control/tailnet/controlbase/key_text.h"
 #include "dataplane/splice/translate.h"
 #include "lopower_build_config.h"
+#include "lopower/byte_order.h"
 
 namespace lopower {
 
@@ -219,7 +220,7 @@ void tailnet_node::handle_packet(rte_mbuf* m, const classify_result& r, bool und
   // STUN is answered by nobody yet (lopower runs no STUN server; its own
   // binding requests plug in here with DERP).
   const std::size_t index = dp_.port_index_of(m->port);
-  if (index < max_ports) dp_.control_counters().drops[index][static_cast<unsigned>(drop_reason::control_unhandled)].add();
+  if (index < max_ports) dp_.control_counters().drops[index].count(drop_reason::control_unhandled);
   rte_pktmbuf_free(m);
 }
 
@@ -374,7 +375,7 @@ void tailnet_node::handle_inner(rte_mbuf* m) {
   auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
   const auto info = parse_inner(p, m->data_len);
   if (info && is_lopower_echo_reply(p, *info)) {
-    const std::uint16_t seq = static_cast<std::uint16_t>(p[info->l4_offset + 6] << 8 | p[info->l4_offset + 7]);
+    const std::uint16_t seq = load_be16(p + info->l4_offset + 6);
     for (auto it = icmp_pings_.begin(); it != icmp_pings_.end(); ++it) {
       if (!it->sent || it->seq != seq || std::memcmp(info->src, it->dst.bytes.data(), info->ipv6 ? 16 : 4) != 0)
         continue;

@@ -47,7 +47,11 @@ nlohmann::json handshake_counters::to_json() const {
 #define LOPOWER_HS_JSON(name) j[#name] = name;
   LOPOWER_HANDSHAKE_COUNTERS(LOPOWER_HS_JSON)
 #undef LOPOWER_HS_JSON
-  j["errors"] = errors;
+  // By name, only those that happened.
+  nlohmann::json by_name = nlohmann::json::object();
+  for (std::size_t e = 0; e < errors.size(); ++e)
+    if (errors[e] != 0) by_name[wg::handshake_error_names[e]] = errors[e];
+  j["errors"] = std::move(by_name);
   return j;
 }
 
@@ -171,7 +175,7 @@ void wireguard_interface::want_session(peer& p) {
 
 // At most once a second per peer: a burst of staged packets is one request.
 void wireguard_interface::ask_for_path(peer& p) {
-  const std::uint64_t now = rte_rdtsc();
+  const std::uint64_t now = now_tsc();
   if (!path_wanted_ || (p.path_wanted_tsc != 0 && now - p.path_wanted_tsc < tsc_hz_)) return;
   p.path_wanted_tsc = now;
   path_wanted_(p.name);
@@ -213,7 +217,7 @@ bool wireguard_interface::stage(const staged_packet& sp) {
 }
 
 void wireguard_interface::enqueue_staged(peer& p, rte_mbuf* m) {
-  p.staged.push_back({m, rte_rdtsc()});
+  p.staged.push_back({m, now_tsc()});
   ++staged_total_;
   ++counters_.packets_staged;
 }
@@ -247,7 +251,7 @@ void wireguard_interface::drop_staged(peer& p, drop_reason why) {
 void wireguard_interface::count_drop(const rte_mbuf* m, drop_reason why) {
   ++counters_.staged_dropped;
   const std::size_t index = dp_.port_index_of(m->port);
-  if (index < max_ports) dp_.control_counters().drops[index][static_cast<unsigned>(why)].add();
+  if (index < max_ports) dp_.control_counters().drops[index].count(why);
 }
 
 wg_peer* wireguard_interface::dataplane_peer(const std::string& name) const {
@@ -300,7 +304,7 @@ void wireguard_interface::handle_packet(rte_mbuf* m, const classify_result& r, b
   const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
   const wg::parsed_message msg = wg::parse_message(frame + r.payload_offset, r.payload_length);
   const wg_endpoint from = endpoint_of_frame(frame, m->port, r.l4_offset);
-  const std::uint64_t now = monotonic_ns();
+  const std::uint64_t now = now_ns();
   if (const auto* cookie = msg.cookie_reply()) {
     on_cookie_reply(*cookie);
     return rte_pktmbuf_free(m);
@@ -330,20 +334,20 @@ void wireguard_interface::handle_packet(rte_mbuf* m, const classify_result& r, b
 
 void wireguard_interface::on_initiation(rte_mbuf*, const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
   ++counters_.initiations_received;
-  const wg::consume_result res = wg::consume_initiation(msg, identity_, *this, monotonic_ns());
+  const wg::consume_result res = wg::consume_initiation(msg, identity_, *this, now_ns());
   if (!res) {
     ++counters_.handshake_errors;
-    ++counters_.errors[wg::to_string(res.error)];
+    ++counters_.errors[static_cast<std::size_t>(res.error)];
     return;
   }
   peer& p = *by_key_.at(res.peer->remote_static());
   set_endpoint(p, from);  // the handshake authenticated this source
   wg::message_handshake_response resp{};
   if (auto err = wg::create_response(resp, *p.hs, identity_, fresh_index()); err != wg::handshake_error::none) {
-    ++counters_.errors[wg::to_string(err)];
+    ++counters_.errors[static_cast<std::size_t>(err)];
     return;
   }
-  p.maker.add_macs(resp, monotonic_ns());
+  p.maker.add_macs(resp, now_ns());
   if (auto keys = wg::derive_keypair(*p.hs)) install_keypair(p, *keys);
   send_frame(from, reinterpret_cast<const std::uint8_t*>(&resp), sizeof resp);
   ++counters_.responses_sent;
@@ -354,7 +358,7 @@ void wireguard_interface::on_response(const wg::message_handshake_response& msg,
   const wg::consume_result res = wg::consume_response(msg, identity_, *this);
   if (!res) {
     ++counters_.handshake_errors;
-    ++counters_.errors[wg::to_string(res.error)];
+    ++counters_.errors[static_cast<std::size_t>(res.error)];
     return;
   }
   peer& p = *by_key_.at(res.peer->remote_static());
@@ -372,13 +376,13 @@ void wireguard_interface::on_response(const wg::message_handshake_response& msg,
 void wireguard_interface::on_cookie_reply(const wg::message_handshake_cookie& msg) {
   auto it = by_index_.find(msg.receiver_index.get());
   if (it == by_index_.end()) return;
-  if (it->second->maker.consume_reply(msg, monotonic_ns())) ++counters_.cookie_replies_received;
+  if (it->second->maker.consume_reply(msg, now_ns())) ++counters_.cookie_replies_received;
 }
 
 void wireguard_interface::send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src,
                                          const wg_endpoint& to) {
   wg::message_handshake_cookie reply{};
-  if (!cookies_.create_reply(reply, identity_, msg, len, src, monotonic_ns())) return;
+  if (!cookies_.create_reply(reply, identity_, msg, len, src, now_ns())) return;
   send_frame(to, reinterpret_cast<const std::uint8_t*>(&reply), sizeof reply);
   ++counters_.cookie_replies_sent;
 }
@@ -391,11 +395,11 @@ bool wireguard_interface::initiate(peer& p, bool retry) {
   by_index_[p.pending_index] = &p;
   wg::message_handshake_initiation msg{};
   if (wg::create_initiation(msg, *p.hs, identity_, p.pending_index, wg::tai64n_now()) != wg::handshake_error::none) return false;
-  p.maker.add_macs(msg, monotonic_ns());
+  p.maker.add_macs(msg, now_ns());
   send_frame(*ep, reinterpret_cast<const std::uint8_t*>(&msg), sizeof msg);
   // Retries spread over up to a third of a second (wireguard-go's jitter).
-  const std::uint64_t jitter = tsc_hz_ / 1000 * randombytes_uniform(334);
-  p.timers.initiation_sent(rte_rdtsc(), jitter, retry);
+  const std::uint64_t jitter = tsc_hz_ / 1000 * randombytes_uniform(wg::rekey_jitter_choices_ms);
+  p.timers.initiation_sent(now_tsc(), jitter, retry);
   ++counters_.initiations_sent;
   LOG_DEBUG("%s %s: handshake initiation%s to %s", label_.c_str(), p.name.c_str(), retry ? " (again)" : "",
             endpoint_string(*ep).c_str());
@@ -409,7 +413,7 @@ void wireguard_interface::install_keypair(peer& p, const wg::transport_keys& key
   kp->local_index = keys.local_index;
   kp->remote_index = keys.remote_index;
   kp->initiator = keys.initiator;
-  kp->created_tsc = rte_rdtsc();
+  kp->created_tsc = now_tsc();
   kp->peer = p.dp;
   kp->confirmed.store(keys.initiator, std::memory_order_relaxed);
   if (!dp_.sessions().insert(kp)) {
@@ -418,7 +422,7 @@ void wireguard_interface::install_keypair(peer& p, const wg::transport_keys& key
   }
   by_index_[keys.local_index] = &p;
   const std::size_t staged_before = p.staged.size();
-  p.timers.session_made(rte_rdtsc());
+  p.timers.session_made(now_tsc());
   if (!keys.initiator) forget_pending(p);  // the peer's handshake crossed ours: it wins
   if (keys.initiator) {
     // Our own handshake: the new keypair is current at once.
@@ -499,7 +503,7 @@ void wireguard_interface::send_frame(const wg_endpoint& to, const std::uint8_t* 
 void wireguard_interface::send_keepalive(peer& p) {
   if (seal_and_send(p, {}, false)) {
     ++counters_.keepalives_sent;
-    p.timers.keepalive_sent(rte_rdtsc());
+    p.timers.keepalive_sent(now_tsc());
   }
 }
 
@@ -516,21 +520,17 @@ bool wireguard_interface::seal_and_send(peer& p, std::span<const std::uint8_t> i
 bool wireguard_interface::seal_with(peer& p, wg_keypair* kp, const wg_endpoint& to, std::span<const std::uint8_t> inner,
                                  bool data) {
   if (inner.size() > max_control_inner) return false;
-  const std::size_t padded = (inner.size() + 15) & ~std::size_t{15};
-  std::vector<std::uint8_t> msg(16 + padded + 16, 0);
-  if (!inner.empty()) std::memcpy(msg.data() + 16, inner.data(), inner.size());  // a keepalive has none
+  const std::size_t padded = wg::padded_size(inner.size());
+  std::vector<std::uint8_t> msg(wg::message_data_size(inner.size()), 0);
+  std::uint8_t* plaintext = msg.data() + sizeof(wg::message_data);
+  if (!inner.empty()) std::memcpy(plaintext, inner.data(), inner.size());  // a keepalive has none
   const std::uint64_t counter = kp->send_counter.fetch_add(1, std::memory_order_relaxed);
-  msg[0] = 4;
-  const std::uint32_t receiver = rte_cpu_to_le_32(kp->remote_index);
-  const std::uint64_t counter_le = rte_cpu_to_le_64(counter);
-  std::memcpy(msg.data() + 4, &receiver, 4);
-  std::memcpy(msg.data() + 8, &counter_le, 8);
-  crypto::aead_op op{msg.data() + 16, static_cast<std::uint32_t>(padded), msg.data() + 16 + padded, kp->send_key,
-                     counter, false};
+  wg::write_data_header(msg.data(), kp->remote_index, counter);
+  crypto::aead_op op{plaintext, static_cast<std::uint32_t>(padded), plaintext + padded, kp->send_key, counter, false};
   aead_->encrypt_burst(&op, 1);
   if (!op.ok) return false;
   send_frame(to, msg.data(), msg.size());
-  if (data) p.dp->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  if (data) p.dp->last_tx_tsc.store(now_tsc(), std::memory_order_relaxed);
   p.dp->tx_packets.fetch_add(1, std::memory_order_relaxed);
   p.dp->tx_bytes.fetch_add(inner.size(), std::memory_order_relaxed);
   return true;
@@ -557,7 +557,7 @@ nlohmann::json wireguard_interface::device_json(const std::string& name) const {
   j["latest_handshake"] = p.last_handshake_unix;
   j["handshakes"] = p.handshakes;
   j["session"] = kp != nullptr;
-  j["session_age_seconds"] = kp ? (rte_rdtsc() - kp->created_tsc) / tsc_hz_ : 0;
+  j["session_age_seconds"] = kp ? (now_tsc() - kp->created_tsc) / tsc_hz_ : 0;
   j["session_initiated_by_lopower"] = kp ? kp->initiator : false;
   j["rx_packets"] = p.dp->rx_packets.load(std::memory_order_relaxed);
   j["rx_bytes"] = p.dp->rx_bytes.load(std::memory_order_relaxed);

@@ -11,8 +11,10 @@
 // thread and touches the fast path only through the session table and the
 // RCU-published peer state.
 
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -24,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/clock.h"
 #include "control/config.h"
 #include "control/enrollment/device_registry.h"
 #include "control/wireguard/engine/cookie.h"
@@ -48,7 +51,7 @@ struct handshake_counters {
 #define LOPOWER_HS_FIELD(name) std::uint64_t name = 0;
   LOPOWER_HANDSHAKE_COUNTERS(LOPOWER_HS_FIELD)
 #undef LOPOWER_HS_FIELD
-  std::map<std::string, std::uint64_t> errors;  // by wg::handshake_error name
+  std::array<std::uint64_t, wg::handshake_error_count> errors{};  // by wg::handshake_error
   nlohmann::json to_json() const;
 };
 
@@ -125,6 +128,13 @@ class wireguard_interface : private wg::peer_lookup {
   void remove_device(const std::string& name);
   void reset_timestamp(const std::string& name);
 
+  // The clocks the interface reads (timers, the ages of keypairs and staged
+  // packets, cookies, the rate limiter): tests set a fake one, before any
+  // handshake, and advance it instead of sleeping. The workers' stamps
+  // (last_rx_tsc ...) stay on the real TSC: a stamp newer than the clock
+  // counts as zero ticks old (session_timers).
+  void set_clock(control_clock clock) { clock_ = std::move(clock); }
+
   nlohmann::json device_json(const std::string& name) const;  // sessions, endpoint, counters
   const handshake_counters& counters() const { return counters_; }
   std::uint64_t handshakes_with(const std::string& name) const;
@@ -186,6 +196,8 @@ class wireguard_interface : private wg::peer_lookup {
   void zero_keys(peer& p);
   void drop_peer(peer& p);
   std::uint32_t fresh_index();
+  std::uint64_t now_tsc() const { return clock_.tsc ? clock_.tsc() : rte_rdtsc(); }
+  std::uint64_t now_ns() const { return clock_.ns ? clock_.ns() : monotonic_ns(); }
 
   dataplane& dp_;
   std::string label_;
@@ -204,6 +216,7 @@ class wireguard_interface : private wg::peer_lookup {
   std::unordered_map<public_key, peer*> by_key_;
   std::unordered_map<std::uint32_t, peer*> by_index_;          // every live or pending local index
   handshake_counters counters_;
+  control_clock clock_;  // empty: the real clocks
 };
 
 }  // namespace lopower

@@ -12,9 +12,9 @@
 namespace lopower {
 
 void wireguard_interface::tick() {
-  const std::uint64_t now = rte_rdtsc();
+  const std::uint64_t now = now_tsc();
   for (auto& [name, p] : peers_) peer_timers(*p, now);
-  limiter_.expire(monotonic_ns());
+  limiter_.expire(now_ns());
 }
 
 void wireguard_interface::peer_timers(peer& p, std::uint64_t now) {

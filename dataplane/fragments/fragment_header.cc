@@ -2,14 +2,10 @@
 
 #include <cstring>
 
+#include "lopower/byte_order.h"
+
 namespace lopower::fragments {
 namespace {
-
-std::uint16_t load_be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-std::uint32_t load_be32(const std::uint8_t* p) {
-  return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
-         static_cast<std::uint32_t>(p[2]) << 8 | p[3];
-}
 
 // The reassembled datagram must still fit an IP length field: IPv4's total
 // length counts the header too (up to 60 bytes with options), IPv6's

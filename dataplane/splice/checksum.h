@@ -27,6 +27,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "lopower/byte_order.h"
+
 namespace lopower::splice {
 
 // The one's-complement sum of `n` bytes as big-endian words, added to
@@ -74,21 +76,11 @@ std::uint16_t update128(std::uint16_t checksum, const std::uint8_t* old16, const
 std::uint16_t update_at(std::uint16_t checksum, std::size_t offset, std::uint16_t old_value,
                         std::uint16_t new_value) noexcept;
 
-// Big-endian field access, shared by the splice's sources and tests.
-constexpr std::uint16_t load_be16(const std::uint8_t* p) noexcept {
-  return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
-}
-constexpr void store_be16(std::uint8_t* p, std::uint16_t v) noexcept {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
-constexpr std::uint32_t load_be32(const std::uint8_t* p) noexcept {
-  return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
-         static_cast<std::uint32_t>(p[2]) << 8 | p[3];
-}
-constexpr void store_be32(std::uint8_t* p, std::uint32_t v) noexcept {
-  store_be16(p, static_cast<std::uint16_t>(v >> 16));
-  store_be16(p + 2, static_cast<std::uint16_t>(v));
-}
+// Big-endian field access, shared by the splice's sources and tests: the
+// tree's one definition (lopower/byte_order.h), under splice's names.
+using lopower::load_be16;
+using lopower::load_be32;
+using lopower::store_be16;
+using lopower::store_be32;
 
 }  // namespace lopower::splice

@@ -51,7 +51,8 @@
   X(fragment_table_full, "reassembly refused: the worker's reassembly table (or the bucket the datagram hashes to) is full") \
   X(fragment_timeout, "IP fragment held for reassembly until its datagram timed out (2 s)") \
   X(fragment_too_big, "reassembled datagram larger than a packet buffer leaves room for") \
-  X(fragment_no_buffer, "no packet buffer to cut a packet into fragments for a smaller MTU")
+  X(fragment_no_buffer, "no packet buffer to cut a packet into fragments for a smaller MTU") \
+  X(no_headroom, "no room left in the packet buffer for the headers or trailer to add (WireGuard and outer headers, tag, padding)")
 
 namespace lopower {
 

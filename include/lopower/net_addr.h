@@ -38,4 +38,12 @@ struct ip_prefix {
   bool operator==(const ip_prefix&) const = default;
 };
 
+// A range of ports, both ends included (a filter rule's destination ports).
+struct port_range {
+  std::uint16_t first = 0;
+  std::uint16_t last = 0;
+  bool contains(std::uint16_t port) const noexcept { return port >= first && port <= last; }
+  friend bool operator==(const port_range&, const port_range&) = default;
+};
+
 }  // namespace lopower

@@ -39,7 +39,7 @@ inline constexpr std::chrono::seconds cookie_secret_latency{5};
 // At most this many initiations per second are consumed from one peer.
 inline constexpr unsigned initiations_per_second = 50;
 // REKEY_ATTEMPT_TIME / REKEY_TIMEOUT: initiations sent before giving up.
-inline constexpr unsigned max_timer_handshakes = 90 / 5;
+inline constexpr unsigned max_timer_handshakes = static_cast<unsigned>(rekey_attempt_time / rekey_timeout);
 
 // --- Sizes ------------------------------------------------------------------
 
@@ -145,6 +145,28 @@ static_assert(sizeof(message_data) == 16 && alignof(message_data) == 1);
 inline constexpr std::size_t message_data_min_size = sizeof(message_data) + aead_tag_size;
 // Padding granularity of transport plaintext.
 inline constexpr std::size_t message_padding_multiple = 16;
+
+// Transport plaintext padded to the next multiple of 16 (a keepalive stays empty).
+constexpr std::size_t padded_size(std::size_t plain) {
+  return (plain + message_padding_multiple - 1) / message_padding_multiple * message_padding_multiple;
+}
+// The size of the transport message sealing `plain` bytes: header, padded
+// ciphertext, tag.
+constexpr std::size_t message_data_size(std::size_t plain) {
+  return sizeof(message_data) + padded_size(plain) + aead_tag_size;
+}
+
+// Writes a transport message's header at `out` (16 bytes): type 4, zero
+// reserved bytes, the receiver's index and the counter (the nonce). The one
+// writer of it: the workers' send stage and the control thread's keepalives
+// and pings both call this.
+inline void write_data_header(std::uint8_t* out, std::uint32_t receiver_index, std::uint64_t counter) noexcept {
+  auto* h = reinterpret_cast<message_data*>(out);
+  h->header.type = static_cast<std::uint8_t>(message_type::data);
+  h->header.reserved[0] = h->header.reserved[1] = h->header.reserved[2] = 0;
+  h->receiver_index.set(receiver_index);
+  h->counter.set(counter);
+}
 
 // Where the MACs of a handshake message of `length` bytes start: MAC1
 // covers everything before it, MAC2 everything before MAC2.

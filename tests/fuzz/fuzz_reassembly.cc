@@ -42,6 +42,7 @@
 #include "dataplane/fragments/fragment_header.h"
 #include "dataplane/fragments/fragmenter.h"
 #include "dataplane/fragments/reassembler.h"
+#include "lopower/byte_order.h"
 
 namespace fr = lopower::fragments;
 using bytes = std::vector<std::uint8_t>;
@@ -56,15 +57,13 @@ constexpr std::uint64_t timeout = 1u << 20;
 constexpr std::uint16_t stripped_in_front = 14 + 20 + 8 + 16;  // outer headers a decrypted packet had
 rte_mempool* pool = nullptr;
 
-std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-void put16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
+using lopower::load_be16;
+using lopower::store_be16;
+
 // RFC 1071, plainly.
 std::uint16_t sum16(const std::uint8_t* p, std::size_t n) {
   std::uint32_t sum = 0;
-  for (std::size_t i = 0; i + 1 < n; i += 2) sum += be16(p + i);
+  for (std::size_t i = 0; i + 1 < n; i += 2) sum += load_be16(p + i);
   if (n & 1) sum += static_cast<std::uint32_t>(p[n - 1]) << 8;
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<std::uint16_t>(sum);
@@ -92,7 +91,7 @@ struct reader {
   bool word(std::uint16_t& v) {
     const std::uint8_t* b;
     if (!take(2, b)) return false;
-    v = be16(b);
+    v = load_be16(b);
     return true;
   }
 };
@@ -104,26 +103,26 @@ bytes patterned_piece(bool v6, std::uint32_t id, std::size_t offset, std::size_t
   if (v6) {
     f[0] = 0x60;
     f[3] = static_cast<std::uint8_t>(id);  // in the flow label too: the Fragment header goes in reassembly
-    put16(&f[4], static_cast<std::uint16_t>(8 + length));
+    store_be16(&f[4], static_cast<std::uint16_t>(8 + length));
     f[6] = fr::ipproto_fragment;
     f[7] = 64;
     f[8] = f[24] = 0xfd;
     f[23] = 2;
     f[39] = 5;
     f[40] = 17;
-    put16(&f[42], static_cast<std::uint16_t>(offset | (more ? 1 : 0)));
-    put16(&f[46], static_cast<std::uint16_t>(id));
+    store_be16(&f[42], static_cast<std::uint16_t>(offset | (more ? 1 : 0)));
+    store_be16(&f[46], static_cast<std::uint16_t>(id));
   } else {
     f[0] = 0x45;
-    put16(&f[2], static_cast<std::uint16_t>(h + length));
-    put16(&f[4], static_cast<std::uint16_t>(id));
-    put16(&f[6], static_cast<std::uint16_t>((more ? 0x2000 : 0) | offset / 8));
+    store_be16(&f[2], static_cast<std::uint16_t>(h + length));
+    store_be16(&f[4], static_cast<std::uint16_t>(id));
+    store_be16(&f[6], static_cast<std::uint16_t>((more ? 0x2000 : 0) | offset / 8));
     f[8] = 64;
     f[9] = 17;
     const std::uint8_t src[4] = {10, 90, 0, 2}, dst[4] = {100, 64, 0, 5};
     std::memcpy(&f[12], src, 4);
     std::memcpy(&f[16], dst, 4);
-    put16(&f[10], static_cast<std::uint16_t>(~sum16(f.data(), 20)));
+    store_be16(&f[10], static_cast<std::uint16_t>(~sum16(f.data(), 20)));
   }
   for (std::size_t i = 0; i < length; ++i) f[h + i] = pattern(id, offset + i);
   return f;
@@ -136,10 +135,10 @@ bool patterned(const std::uint8_t* p, bool v6) { return v6 ? p[23] == 2 : p[15] 
 std::size_t ip_length(const std::uint8_t* p, std::size_t n) {
   if (n < 20) return 0;
   if ((p[0] >> 4) == 4) {
-    const std::size_t ihl = (p[0] & 0x0fu) * 4u, total = be16(p + 2);
+    const std::size_t ihl = (p[0] & 0x0fu) * 4u, total = load_be16(p + 2);
     return ihl >= 20 && total >= ihl && total <= n ? total : 0;
   }
-  if ((p[0] >> 4) == 6 && n >= 40 && 40u + be16(p + 4) <= n) return 40u + be16(p + 4);
+  if ((p[0] >> 4) == 6 && n >= 40 && 40u + load_be16(p + 4) <= n) return 40u + load_be16(p + 4);
   return 0;
 }
 
@@ -168,7 +167,7 @@ void check_whole(const rte_mbuf* m) {
   if (!v6) check(sum16(p, (p[0] & 0x0fu) * 4u) == 0xffff);
   if (!patterned(p, v6)) return;
   const std::size_t h = v6 ? 40 : (p[0] & 0x0fu) * 4u;
-  const std::uint32_t id = v6 ? p[3] : be16(p + 4);
+  const std::uint32_t id = v6 ? p[3] : load_be16(p + 4);
   if (v6) check(p[6] == 17);
   for (std::size_t i = h; i < m->data_len; ++i) check(p[i] == pattern(id, i - h));
 }
@@ -207,7 +206,7 @@ struct rig {
     }
     bytes want = contents(whole), got = contents(o.packet);
     if (!is_v6) {  // our identification, so the checksum differs too
-      check(be16(&got[4]) == 0x5151);
+      check(load_be16(&got[4]) == 0x5151);
       got[4] = want[4], got[5] = want[5], got[10] = want[10], got[11] = want[11];
     }
     check(got == want);

@@ -35,6 +35,7 @@
 
 #include "dataplane/splice/flow_key.h"
 #include "dataplane/splice/translate.h"
+#include "lopower/byte_order.h"
 
 namespace sp = lopower::splice;
 using lopower::ip_address;
@@ -47,11 +48,12 @@ void check(bool ok) {
   if (!ok) __builtin_trap();
 }
 
-std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+using lopower::load_be16;
+using lopower::store_be16;
 
 // RFC 1071, plainly.
 std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t sum = 0) {
-  for (std::size_t i = 0; i + 1 < n; i += 2) sum += be16(p + i);
+  for (std::size_t i = 0; i + 1 < n; i += 2) sum += load_be16(p + i);
   if (n & 1) sum += static_cast<std::uint32_t>(p[n - 1]) << 8;
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return sum;
@@ -103,7 +105,7 @@ verdict verifies(std::uint32_t folded) {
 verdict l4_checksum(const std::uint8_t* p, const sp::packet_info& i) {
   const std::size_t at = l4_checksum_at(i);
   if (at == 0 || i.fragment) return verdict::none;
-  if (i.protocol == sp::ipproto_udp && be16(p + at) == 0) return verdict::none;
+  if (i.protocol == sp::ipproto_udp && load_be16(p + at) == 0) return verdict::none;
   std::uint32_t pseudo = 0;
   if (i.protocol != sp::ipproto_icmp) {
     const std::size_t n = address_size(i);
@@ -127,7 +129,7 @@ bool equal_up_to_zero_checksums(const bytes& a, const bytes& b, const sp::packet
   bytes x = a, y = b;
   for (const std::size_t at : {std::size_t{10}, l4_checksum_at(i)}) {
     if (at == 0 || (at == 10 && v6(i))) continue;
-    const std::uint16_t u = be16(&x[at]), v = be16(&y[at]);
+    const std::uint16_t u = load_be16(&x[at]), v = load_be16(&y[at]);
     if (u != v && (u == 0 || u == 0xffff) && (v == 0 || v == 0xffff)) x[at] = y[at] = x[at + 1] = y[at + 1] = 0;
   }
   return x == y;
@@ -277,11 +279,9 @@ void check_all(const bytes& input) {
 bytes with_length_fixed(const bytes& input) {
   bytes p = input;
   if (p.size() >= 40 && (p[0] >> 4) == 6) {
-    p[4] = static_cast<std::uint8_t>((p.size() - 40) >> 8);
-    p[5] = static_cast<std::uint8_t>(p.size() - 40);
+    store_be16(&p[4], static_cast<std::uint16_t>(p.size() - 40));
   } else if (p.size() >= 20 && p.size() <= 0xffff && (p[0] >> 4) == 4) {
-    p[2] = static_cast<std::uint8_t>(p.size() >> 8);
-    p[3] = static_cast<std::uint8_t>(p.size());
+    store_be16(&p[2], static_cast<std::uint16_t>(p.size()));
   }
   return p;
 }

@@ -499,6 +499,7 @@ TEST(Config, MutatedExampleNeverCrashes) {
   const std::string base = buf.str();
   ASSERT_FALSE(base.empty());
   std::mt19937 rng(12345);
+  int accepted = 0, refused = 0;
   const std::string alphabet = "0123456789-,./:[]{}=\"'#\n -.e+xabf_";
   for (int round = 0; round < 3000; ++round) {
     std::string text = base;
@@ -515,9 +516,15 @@ TEST(Config, MutatedExampleNeverCrashes) {
     }
     try {
       parse_config(text, "fuzz.toml");
+      ++accepted;
     } catch (const config_error&) {
+      ++refused;
     }
   }
+  // Both outcomes happened: the mutations reach past the parser's first check.
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(refused, 0);
+  EXPECT_EQ(accepted + refused, 3000);
 }
 
 }  // namespace

@@ -10,13 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "lopower/byte_order.h"
+
 namespace lopower::test {
 
 using bytes = std::vector<std::uint8_t>;
 
+// Appends v big-endian.
 inline void put16(bytes& b, std::uint16_t v) {
-  b.push_back(static_cast<std::uint8_t>(v >> 8));
-  b.push_back(static_cast<std::uint8_t>(v));
+  b.resize(b.size() + 2);
+  store_be16(b.data() + b.size() - 2, v);
 }
 
 inline bytes ethernet(std::uint16_t type) {

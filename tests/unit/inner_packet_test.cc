@@ -6,27 +6,23 @@
 #include <cstring>
 #include <vector>
 
+#include "lopower/byte_order.h"
+#include "tests/unit/splice/packets.h"
+
 namespace lopower {
 namespace {
 
 using bytes = std::vector<std::uint8_t>;
 
-// RFC 1071 checksum written out plainly: the independent reference the
-// DPDK-based code is checked against.
-std::uint16_t reference_checksum(const std::uint8_t* p, std::size_t n, std::uint32_t sum = 0) {
-  for (std::size_t i = 0; i + 1 < n; i += 2) sum += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
-  if (n & 1) sum += static_cast<std::uint32_t>(p[n - 1] << 8);
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(sum);
-}
-
+// The RFC 1071 sum written out plainly (the splice tests' own): the
+// independent reference the DPDK-based code is checked against.
 bool checksum_ok(const std::uint8_t* p, std::size_t n, std::uint32_t pseudo = 0) {
-  return reference_checksum(p, n, pseudo) == 0xffff;
+  return splice::test::reference_sum(p, n, pseudo) == 0xffff;
 }
 
 std::uint32_t pseudo_v6(const std::uint8_t* ip, std::uint32_t l4_len, std::uint8_t proto) {
   std::uint32_t sum = 0;
-  for (int i = 8; i < 40; i += 2) sum += static_cast<std::uint32_t>(ip[i] << 8 | ip[i + 1]);
+  for (int i = 8; i < 40; i += 2) sum += load_be16(ip + i);
   return sum + (l4_len >> 16) + (l4_len & 0xffff) + proto;
 }
 
@@ -34,8 +30,7 @@ bytes echo_request_v4(std::size_t payload) {
   bytes p(20 + 8 + payload, 0);
   p[0] = 0x45;
   const auto total = static_cast<std::uint16_t>(p.size());
-  p[2] = static_cast<std::uint8_t>(total >> 8);
-  p[3] = static_cast<std::uint8_t>(total);
+  store_be16(&p[2], total);
   p[8] = 3;
   p[9] = 1;
   inet_pton(AF_INET, "10.90.0.2", p.data() + 12);
@@ -52,8 +47,7 @@ bytes echo_request_v6(std::size_t payload) {
   bytes p(40 + 8 + payload, 0);
   p[0] = 0x60;
   const auto plen = static_cast<std::uint16_t>(8 + payload);
-  p[4] = static_cast<std::uint8_t>(plen >> 8);
-  p[5] = static_cast<std::uint8_t>(plen);
+  store_be16(&p[4], plen);
   p[6] = 58;
   p[7] = 2;
   inet_pton(AF_INET6, "fd7a:115c:a1e0:9909::2", p.data() + 8);

@@ -3,16 +3,10 @@
 #include <array>
 
 #include "control/tailnet/controlbase/printable.h"
+#include "lopower/hex.h"
 
 namespace lopower::tailnet {
 namespace {
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // The type prefix of `text` for an error message: everything up to and
 // including the first ':' (when there is one early on).
@@ -40,8 +34,8 @@ control_result<Key> parse_hex_key(std::string_view text, std::string_view prefix
   }
   std::array<std::uint8_t, key_size> bytes{};
   for (std::size_t i = 0; i < key_size; ++i) {
-    const int hi = hex_value(digits[2 * i]);
-    const int lo = hex_value(digits[2 * i + 1]);
+    const int hi = hex_digit_value(digits[2 * i]);
+    const int lo = hex_digit_value(digits[2 * i + 1]);
     if (hi < 0 || lo < 0) {
       secure_wipe(bytes.data(), bytes.size());
       return control_fail(name + ": not a hex digit at position " +
@@ -55,14 +49,7 @@ control_result<Key> parse_hex_key(std::string_view text, std::string_view prefix
 }
 
 std::string hex_text(std::string_view prefix, const std::uint8_t* bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(prefix);
-  out.reserve(prefix.size() + 2 * key_size);
-  for (std::size_t i = 0; i < key_size; ++i) {
-    out += digits[bytes[i] >> 4];
-    out += digits[bytes[i] & 15];
-  }
-  return out;
+  return std::string(prefix) + to_hex(std::span(bytes, key_size));
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include <string_view>
 
 #include "control/tailnet/controlbase/control_result.h"
+#include "control/wireguard/engine/noise_symmetric.h"
 #include "lopower/keys.h"
 
 namespace lopower::tailnet {
@@ -101,8 +102,7 @@ class noise_ik_initiator {
   private_key machine_;
   private_key ephemeral_;
   public_key control_;
-  key32 hash_;           // h
-  key32 chaining_key_;   // ck
+  wg::noise_symmetric_state symmetric_;  // h, ck (and k) after the initiation; finish() wipes it
   bool finished_ = false;
 };
 

@@ -8,10 +8,11 @@
 #include <string>
 #include <string_view>
 
+#include "lopower/hex.h"
+
 namespace lopower::tailnet::detail {
 
 inline std::string printable(std::string_view bytes, std::size_t limit = 64) {
-  static constexpr char digits[] = "0123456789abcdef";
   std::string out = "\"";
   const std::size_t n = bytes.size() < limit ? bytes.size() : limit;
   for (std::size_t i = 0; i < n; ++i) {
@@ -20,8 +21,8 @@ inline std::string printable(std::string_view bytes, std::size_t limit = 64) {
       out += static_cast<char>(c);
     } else {
       out += "\\x";
-      out += digits[c >> 4];
-      out += digits[c & 15];
+      out += hex_digits[c >> 4];
+      out += hex_digits[c & 15];
     }
   }
   out += '"';

@@ -7,6 +7,7 @@
 #include "control/tailnet/controlbase/key_text.h"
 #include "control/tailnet/controlbase/printable.h"
 #include "control/wireguard/engine/primitives.h"
+#include "lopower/byte_order.h"
 
 namespace lopower::tailnet {
 namespace {
@@ -17,31 +18,18 @@ namespace crypto = lopower::wg::crypto;
 // handing them the byte-swapped counter puts it there big-endian, as
 // ts2021 wants: byte 4+i of the nonce is then bits 8*(7-i).. of `counter`.
 std::uint64_t swap_bytes(std::uint64_t v) noexcept {
-  std::uint64_t r = 0;
-  for (int i = 0; i < 8; ++i) r = (r << 8) | ((v >> (8 * i)) & 0xff);
-  return r;
+  std::uint8_t b[8];
+  store_be64(b, v);
+  return load_le64(b);
 }
-
-std::uint16_t read_be16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 
 }  // namespace
 
-const char* to_string(record_error e) noexcept {
-  switch (e) {
-    case record_error::none: return "none";
-    case record_error::wrong_type: return "wrong_type";
-    case record_error::too_large: return "too_large";
-    case record_error::too_short: return "too_short";
-    case record_error::decrypt_failed: return "decrypt_failed";
-    case record_error::nonce_exhausted: return "nonce_exhausted";
-    case record_error::stream_failed: return "stream_failed";
-  }
-  return "unknown";
-}
+const char* to_string(record_error e) noexcept { return name_in(record_error_names, e, "unknown"); }
 
 std::array<std::uint8_t, 12> record_nonce(std::uint64_t counter) noexcept {
   std::array<std::uint8_t, 12> nonce{};
-  for (int i = 0; i < 8; ++i) nonce[4 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(counter >> (8 * (7 - i)));
+  store_be64(&nonce[4], counter);
   return nonce;
 }
 
@@ -58,8 +46,7 @@ record_error record_writer::seal_record(std::span<const std::uint8_t> plain, std
   const std::size_t at = out.size();
   out.resize(at + message_header_size + length);
   out[at] = msg_type_record;
-  out[at + 1] = static_cast<std::uint8_t>(length >> 8);
-  out[at + 2] = static_cast<std::uint8_t>(length);
+  store_be16(&out[at + 1], static_cast<std::uint16_t>(length));
   crypto::aead_encrypt(out.data() + at + message_header_size, plain, {}, swap_bytes(nonce_), key_.data());
   ++nonce_;
   return record_error::none;
@@ -99,7 +86,7 @@ record_error record_reader::fail(record_error e) noexcept {
 // rather than buffer up to 64 KiB of a record that never will be.
 record_error record_reader::check_header(const std::uint8_t* header) noexcept {
   if (header[0] != msg_type_record) return record_error::wrong_type;
-  const std::size_t length = read_be16(header + 1);
+  const std::size_t length = load_be16(header + 1);
   if (message_header_size + length > max_record_size) return record_error::too_large;
   if (length < record_tag_size) return record_error::too_short;
   return record_error::none;
@@ -126,7 +113,7 @@ record_error record_reader::feed(std::span<const std::uint8_t> bytes, std::vecto
     if (have_ == 0 && bytes.size() >= message_header_size) {
       // Fast path: whole records straight from the caller's bytes.
       if (const record_error e = check_header(bytes.data()); e != record_error::none) return fail(e);
-      const std::size_t size = message_header_size + read_be16(bytes.data() + 1);
+      const std::size_t size = message_header_size + load_be16(bytes.data() + 1);
       if (bytes.size() >= size) {
         if (const record_error e = open(bytes.first(size), plain); e != record_error::none) return fail(e);
         bytes = bytes.subspan(size);
@@ -141,7 +128,7 @@ record_error record_reader::feed(std::span<const std::uint8_t> bytes, std::vecto
       bytes = bytes.subspan(n);
       if (have_ < message_header_size) break;
       if (const record_error e = check_header(buf_.data()); e != record_error::none) return fail(e);
-      need_ = message_header_size + read_be16(buf_.data() + 1);
+      need_ = message_header_size + load_be16(buf_.data() + 1);
     }
     const std::size_t n = std::min(need_ - have_, bytes.size());
     std::memcpy(buf_.data() + have_, bytes.data(), n);
@@ -197,8 +184,7 @@ control_result<void> early_payload_reader::feed(std::span<const std::uint8_t> pl
       header_have_ = 0;
       state_ = state::passthrough;
     } else {
-      const std::size_t length = std::size_t{header_[5]} << 24 | std::size_t{header_[6]} << 16 |
-                                 std::size_t{header_[7]} << 8 | std::size_t{header_[8]};
+      const std::size_t length = load_be32(&header_[5]);
       header_have_ = 0;
       if (length > max_json_)
         return failing("ts2021: early payload of " + std::to_string(length) + " bytes (at most " +

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "control/enum_list.h"
 #include "control/tailnet/controlbase/control_result.h"
 #include "control/tailnet/controlbase/noise_ik.h"
 #include "lopower/keys.h"
@@ -44,15 +45,20 @@ inline constexpr std::uint64_t exhausted_nonce = ~std::uint64_t{0};
 
 // Why a record was refused. After any of these the stream is out of step
 // with the peer and is never read again: close the connection.
-enum class record_error : std::uint8_t {
-  none,
-  wrong_type,       // a message type other than 0x04
-  too_large,        // header + length beyond 4096 bytes
-  too_short,        // shorter than the 16-byte tag
-  decrypt_failed,   // the tag does not authenticate (corrupt, replayed or reordered)
-  nonce_exhausted,  // 2^64-1 records in this direction
-  stream_failed,    // an earlier record failed
-};
+// X(identifier): the enum, the names and the count come from this list.
+#define LOPOWER_RECORD_ERRORS(X)                                                              \
+  X(none)                                                                                     \
+  X(wrong_type)      /* a message type other than 0x04 */                                     \
+  X(too_large)       /* header + length beyond 4096 bytes */                                  \
+  X(too_short)       /* shorter than the 16-byte tag */                                       \
+  X(decrypt_failed)  /* the tag does not authenticate (corrupt, replayed or reordered) */      \
+  X(nonce_exhausted) /* 2^64-1 records in this direction */                                   \
+  X(stream_failed)   /* an earlier record failed */
+
+enum class record_error : std::uint8_t { LOPOWER_RECORD_ERRORS(LOPOWER_ENUM_ENUMERATOR) };
+inline constexpr std::size_t record_error_count = LOPOWER_ENUM_COUNT(LOPOWER_RECORD_ERRORS);
+inline constexpr std::array<const char*, record_error_count> record_error_names{
+    LOPOWER_RECORD_ERRORS(LOPOWER_ENUM_NAME)};
 const char* to_string(record_error e) noexcept;
 
 // The 12-byte ChaCha20-Poly1305 nonce of record `counter`:

@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "control/wireguard/engine/primitives.h"
+#include "lopower/byte_order.h"
+#include "lopower/hex.h"
 
 namespace lopower::tailnet::disco {
 
@@ -24,10 +26,7 @@ static_assert(crypto_box_PUBLICKEYBYTES == key_size && crypto_box_SECRETKEYBYTES
 
 failure error(parse_error e, const std::string& detail) { return fail(std::string(to_string(e)) + ": " + detail); }
 
-std::string hex_byte(std::uint8_t b) {
-  static constexpr char digits[] = "0123456789abcdef";
-  return std::string("0x") + digits[b >> 4] + digits[b & 15];
-}
+std::string hex_byte(std::uint8_t b) { return "0x" + to_hex(std::span(&b, 1)); }
 
 // --- addresses ----------------------------------------------------------------
 
@@ -42,7 +41,7 @@ ip_port read_ip_port(bytes wire) noexcept {
     out.address.family = ip_family::v6;
     std::copy_n(wire.begin(), 16, out.address.bytes.begin());
   }
-  out.port = static_cast<std::uint16_t>(wire[16] << 8 | wire[17]);
+  out.port = load_be16(&wire[16]);
   return out;
 }
 
@@ -53,8 +52,8 @@ void append_ip_port(std::vector<std::uint8_t>& out, const ip_port& ep) {
   } else {
     out.insert(out.end(), ep.address.bytes.begin(), ep.address.bytes.end());
   }
-  out.push_back(static_cast<std::uint8_t>(ep.port >> 8));
-  out.push_back(static_cast<std::uint8_t>(ep.port));
+  out.resize(out.size() + 2);
+  store_be16(out.data() + out.size() - 2, ep.port);
 }
 
 // --- parsing the bodies ---------------------------------------------------------
@@ -160,38 +159,20 @@ result<message> open_box(bytes packet, const key32& shared) {
 
 const char* to_string(message_type t) noexcept {
   switch (t) {
-    case message_type::ping: return "ping";
-    case message_type::pong: return "pong";
-    case message_type::call_me_maybe: return "call_me_maybe";
-    case message_type::bind_udp_relay_endpoint: return "bind_udp_relay_endpoint";
-    case message_type::bind_udp_relay_endpoint_challenge: return "bind_udp_relay_endpoint_challenge";
-    case message_type::bind_udp_relay_endpoint_answer: return "bind_udp_relay_endpoint_answer";
-    case message_type::call_me_maybe_via: return "call_me_maybe_via";
-    case message_type::allocate_udp_relay_endpoint_request: return "allocate_udp_relay_endpoint_request";
-    case message_type::allocate_udp_relay_endpoint_response: return "allocate_udp_relay_endpoint_response";
+#define LOPOWER_DISCO_TYPE_NAME(id, value) \
+  case message_type::id: return #id;
+    LOPOWER_DISCO_MESSAGE_TYPES(LOPOWER_DISCO_TYPE_NAME)
+#undef LOPOWER_DISCO_TYPE_NAME
   }
   return "unknown";
 }
 
-const char* to_string(parse_error e) noexcept {
-  switch (e) {
-    case parse_error::too_short: return "too_short";
-    case parse_error::too_large: return "too_large";
-    case parse_error::bad_magic: return "bad_magic";
-    case parse_error::sender_mismatch: return "sender_mismatch";
-    case parse_error::bad_key: return "bad_key";
-    case parse_error::decrypt_failed: return "decrypt_failed";
-    case parse_error::unknown_type: return "unknown_type";
-    case parse_error::unsupported_type: return "unsupported_type";
-  }
-  return "unknown";
-}
+const char* to_string(parse_error e) noexcept { return name_in(parse_error_names, e, "unknown"); }
 
 std::optional<parse_error> parse_error_of(const failure& f) {
-  for (auto e = parse_error::too_short; e <= parse_error::unsupported_type;
-       e = static_cast<parse_error>(static_cast<std::uint8_t>(e) + 1)) {
-    const std::string prefix = std::string(to_string(e)) + ": ";
-    if (f.message.starts_with(prefix)) return e;
+  for (std::size_t i = 0; i < parse_error_count; ++i) {
+    const std::string prefix = std::string(parse_error_names[i]) + ": ";
+    if (f.message.starts_with(prefix)) return static_cast<parse_error>(i);
   }
   return std::nullopt;
 }

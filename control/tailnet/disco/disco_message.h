@@ -37,6 +37,7 @@
 #include <variant>
 #include <vector>
 
+#include "control/enum_list.h"
 #include "lopower/keys.h"
 #include "lopower/net_addr.h"
 #include "lopower/result.h"
@@ -69,16 +70,22 @@ inline constexpr std::size_t max_call_me_maybe_endpoints =
     (max_plaintext_size - message_header_size) / endpoint_wire_size;
 
 // The plaintext's first byte. 4-9 are tailscale's UDP relay messages.
+// X(identifier, value): the enum and the names come from this list.
+#define LOPOWER_DISCO_MESSAGE_TYPES(X)                                 \
+  X(ping, 0x01)                                                        \
+  X(pong, 0x02)                                                        \
+  X(call_me_maybe, 0x03)                                               \
+  X(bind_udp_relay_endpoint, 0x04)                                     \
+  X(bind_udp_relay_endpoint_challenge, 0x05)                           \
+  X(bind_udp_relay_endpoint_answer, 0x06)                              \
+  X(call_me_maybe_via, 0x07)                                           \
+  X(allocate_udp_relay_endpoint_request, 0x08)                         \
+  X(allocate_udp_relay_endpoint_response, 0x09)
+
 enum class message_type : std::uint8_t {
-  ping = 0x01,
-  pong = 0x02,
-  call_me_maybe = 0x03,
-  bind_udp_relay_endpoint = 0x04,
-  bind_udp_relay_endpoint_challenge = 0x05,
-  bind_udp_relay_endpoint_answer = 0x06,
-  call_me_maybe_via = 0x07,
-  allocate_udp_relay_endpoint_request = 0x08,
-  allocate_udp_relay_endpoint_response = 0x09,
+#define LOPOWER_DISCO_TYPE_ENUM(id, value) id = value,
+  LOPOWER_DISCO_MESSAGE_TYPES(LOPOWER_DISCO_TYPE_ENUM)
+#undef LOPOWER_DISCO_TYPE_ENUM
 };
 // "ping", "bind_udp_relay_endpoint", ...; "unknown" for any other value.
 const char* to_string(message_type t) noexcept;
@@ -128,16 +135,21 @@ message_type type_of(const message& m) noexcept;
 // Why a packet or plaintext was refused. The failure's message starts with
 // to_string() of one of these, then ": " and the detail; parse_error_of()
 // reads it back.
-enum class parse_error : std::uint8_t {
-  too_short,         // shorter than its header, or a ping or pong body shorter than its fields
-  too_large,         // beyond max_packet_size
-  bad_magic,         // not "TS💬"
-  sender_mismatch,   // the header names another sender than the key given to open()
-  bad_key,           // the sender's key is a low-order point: there is no shared key
-  decrypt_failed,    // the box does not open: another key, corrupt, or not for us
-  unknown_type,      // a type tailscale does not define (not 1-9)
-  unsupported_type,  // a UDP relay message (4-9), which lopower does not implement
-};
+// X(identifier): the enum, the names and the count come from this list.
+#define LOPOWER_DISCO_PARSE_ERRORS(X)                                                                  \
+  X(too_short)        /* shorter than its header, or a ping or pong body shorter than its fields */    \
+  X(too_large)        /* beyond max_packet_size */                                                      \
+  X(bad_magic)        /* not "TS💬" */                                                                  \
+  X(sender_mismatch)  /* the header names another sender than the key given to open() */               \
+  X(bad_key)          /* the sender's key is a low-order point: there is no shared key */               \
+  X(decrypt_failed)   /* the box does not open: another key, corrupt, or not for us */                  \
+  X(unknown_type)     /* a type tailscale does not define (not 1-9) */                                  \
+  X(unsupported_type) /* a UDP relay message (4-9), which lopower does not implement */
+
+enum class parse_error : std::uint8_t { LOPOWER_DISCO_PARSE_ERRORS(LOPOWER_ENUM_ENUMERATOR) };
+inline constexpr std::size_t parse_error_count = LOPOWER_ENUM_COUNT(LOPOWER_DISCO_PARSE_ERRORS);
+inline constexpr std::array<const char*, parse_error_count> parse_error_names{
+    LOPOWER_DISCO_PARSE_ERRORS(LOPOWER_ENUM_NAME)};
 const char* to_string(parse_error e) noexcept;
 // The parse_error a failure from this file names; nullopt for any other failure.
 std::optional<parse_error> parse_error_of(const failure& f);

@@ -193,13 +193,6 @@ struct dns_config {
   friend bool operator==(const dns_config&, const dns_config&) = default;
 };
 
-struct port_range {
-  std::uint16_t first = 0;
-  std::uint16_t last = 0;
-  bool contains(std::uint16_t port) const noexcept { return port >= first && port <= last; }
-  friend bool operator==(const port_range&, const port_range&) = default;
-};
-
 // A packet filter rule as sent (tailcfg.FilterRule); packet_filter.h has
 // the compiled form.
 struct net_port_range {

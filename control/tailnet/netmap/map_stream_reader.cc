@@ -6,6 +6,8 @@
 
 #include <zstd.h>
 
+#include "lopower/byte_order.h"
+
 namespace lopower::tailnet {
 
 namespace {
@@ -89,8 +91,7 @@ bool map_stream_reader::feed(std::span<const std::uint8_t> bytes) {
   // next length is looked at: later ones are checked in their turn.
   if (buffered() >= 4) {
     const auto* p = reinterpret_cast<const std::uint8_t*>(buffer_.data() + consumed_);
-    const std::uint32_t len = static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-                              static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+    const std::uint32_t len = load_le32(p);
     if (len > limits_.max_frame_bytes) {
       return fail("map frame of " + std::to_string(len) + " bytes is over the limit of " +
                   std::to_string(limits_.max_frame_bytes));
@@ -102,8 +103,7 @@ bool map_stream_reader::feed(std::span<const std::uint8_t> bytes) {
 std::optional<std::string> map_stream_reader::next() {
   if (failed() || buffered() < 4) return std::nullopt;
   const auto* p = reinterpret_cast<const std::uint8_t*>(buffer_.data() + consumed_);
-  const std::uint32_t len = static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-                            static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+  const std::uint32_t len = load_le32(p);
   if (len > limits_.max_frame_bytes) {
     fail("map frame of " + std::to_string(len) + " bytes is over the limit of " +
          std::to_string(limits_.max_frame_bytes));
@@ -217,10 +217,9 @@ std::string map_stream_reader::frame(std::string_view json, bool compressed, int
   const auto len = static_cast<std::uint32_t>(body.size());
   std::string out;
   out.reserve(4 + body.size());
-  out.push_back(static_cast<char>(len & 0xff));
-  out.push_back(static_cast<char>((len >> 8) & 0xff));
-  out.push_back(static_cast<char>((len >> 16) & 0xff));
-  out.push_back(static_cast<char>((len >> 24) & 0xff));
+  std::uint8_t prefix[4];
+  store_le32(prefix, len);
+  out.append(reinterpret_cast<const char*>(prefix), sizeof prefix);
   out += body;
   return out;
 }

@@ -13,33 +13,17 @@
 #include <vector>
 
 #include "control/tailnet/netmap/map_response.h"
+#include "dataplane/packet_filter.h"
 #include "lopower/net_addr.h"
 
 namespace lopower::tailnet {
 
-struct filter_dst {
-  ip_prefix net;
-  port_range ports;
-  friend bool operator==(const filter_dst&, const filter_dst&) = default;
-};
-
-struct filter_cap_match {
-  ip_prefix dst;
-  std::string cap;
-  std::vector<std::string> values;  // JSON text of each value
-  friend bool operator==(const filter_cap_match&, const filter_cap_match&) = default;
-};
-
-// One compiled rule: a packet matches when its protocol is listed, its
-// source is in srcs, and its destination address and port in one of dsts.
-struct filter_match {
-  std::vector<std::uint8_t> ip_proto;
-  std::vector<ip_prefix> srcs;  // masked prefixes
-  std::vector<std::string> src_caps;
-  std::vector<filter_dst> dsts;
-  std::vector<filter_cap_match> caps;
-  friend bool operator==(const filter_match&, const filter_match&) = default;
-};
+// The compiled form is the dataplane's (dataplane/packet_filter.h, which
+// also has filter_allows); the names stay valid in this namespace.
+using lopower::filter_cap_match;
+using lopower::filter_dst;
+using lopower::filter_match;
+using lopower::filter_allows;
 
 struct compiled_filter {
   std::vector<filter_match> matches;
@@ -47,12 +31,6 @@ struct compiled_filter {
 };
 
 compiled_filter compile_filter(const std::vector<filter_rule>& rules);
-
-// Whether some match admits the packet (stateless: replies to outgoing
-// connections are the dataplane's business). Without a port (ICMP), only
-// addresses and protocol are matched.
-bool filter_allows(const std::vector<filter_match>& matches, std::uint8_t ip_proto, const ip_address& src,
-                   const ip_address& dst, std::optional<std::uint16_t> dst_port);
 
 // The smallest list of prefixes covering exactly [from, to]; empty when the
 // two are of different families or from > to.

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "control/wireguard/engine/primitives.h"
+#include "lopower/byte_order.h"
 
 namespace lopower::wg {
 namespace {
@@ -76,7 +77,8 @@ bool cookie_checker::make_cookie(std::uint8_t out[cookie_size], const packet_sou
     have_secret_ = true;
   }
   // The port as it is on the wire: big-endian.
-  const std::uint8_t port[2] = {static_cast<std::uint8_t>(source.port >> 8), static_cast<std::uint8_t>(source.port)};
+  std::uint8_t port[2];
+  store_be16(port, source.port);
   return crypto::mac(out, bytes(secret_.data(), secret_.size()),
                      {bytes(source.ip.data(), source.ipv6 ? 16 : 4), bytes(port, 2)});
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "control/wireguard/engine/noise_symmetric.h"
 #include "control/wireguard/engine/primitives.h"
 
 namespace lopower::wg {
@@ -41,75 +42,36 @@ class system_random_source final : public random_source {
 
 // C0 = HASH(construction), H0 = HASH(C0 || identifier): the same for every
 // handshake, so computed once.
-struct initial_state {
-  key32 chaining_key;
-  key32 hash;
-  bool ok = false;
-};
-
-const initial_state& initial() {
-  static const initial_state state = [] {
-    initial_state s;
-    s.ok = crypto::hash(s.chaining_key.data(), {text(construction)}) &&
-           crypto::hash(s.hash.data(), {view(s.chaining_key), text(identifier)});
+const std::optional<noise_symmetric_state>& initial() {
+  static const std::optional<noise_symmetric_state> state = []() -> std::optional<noise_symmetric_state> {
+    noise_symmetric_state s;
+    if (!s.initialize(construction) || !s.mix_hash(text(identifier))) return std::nullopt;
     return s;
   }();
   return state;
 }
 
-// The symmetric half of a handshake in progress: chaining key C, hash H,
-// and the current message key.
-struct symmetric {
-  key32 chaining_key;
-  key32 hash;
-  key32 key;
+// The symmetric half of a handshake in progress (noise_symmetric.h) with
+// WireGuard's tokens.
+struct symmetric : noise_symmetric_state {
+  using noise_symmetric_state::noise_symmetric_state;
 
   // C and H of a fresh handshake with the responder `responder_static`.
   bool init(const public_key& responder_static) {
-    const initial_state& s = initial();
-    if (!s.ok) return false;
-    chaining_key = s.chaining_key;
-    hash = s.hash;
+    const auto& s = initial();
+    if (!s) return false;
+    static_cast<noise_symmetric_state&>(*this) = *s;
     return mix_hash(view(responder_static));
   }
 
-  bool mix_hash(bytes data) { return crypto::hash(hash.data(), {view(hash), data}); }
-
-  // The `e` token: H = HASH(H || e), C = KDF1(C, e).
+  // The `e` token (psk mode): H = HASH(H || e), C = KDF1(C, e).
   bool mix_ephemeral(const std::uint8_t e[public_key_size]) {
     const bytes eb(e, public_key_size);
-    return mix_hash(eb) && crypto::kdf(chaining_key.data(), eb, chaining_key.data());
-  }
-
-  // The DH tokens (es, ss, ee, se): (C, k) = KDF2(C, DH(private, public)).
-  bool mix_dh(const private_key& priv, const std::uint8_t pub[public_key_size]) {
-    key32 shared;
-    if (!crypto::dh(shared.data(), priv.data(), pub)) return false;
-    return mix_key(shared);
+    return mix_hash(eb) && mix_chaining_key(eb);
   }
 
   // ss from the value precomputed per peer; all zero means DH failed.
-  bool mix_key(const key32& input) {
-    if (input.is_zero()) return false;
-    return crypto::kdf(chaining_key.data(), view(input), chaining_key.data(), key.data());
-  }
-
-  // The psk token: (C, tau, k) = KDF3(C, Q), H = HASH(H || tau).
-  bool mix_psk(const key32& psk) {
-    key32 tau;
-    return crypto::kdf(chaining_key.data(), view(psk), chaining_key.data(), tau.data(), key.data()) &&
-           mix_hash(view(tau));
-  }
-
-  // {x}: AEAD(k, 0, x, H), then H = HASH(H || ciphertext).
-  bool encrypt(std::uint8_t* dst, bytes plain) {
-    crypto::aead_encrypt(dst, plain, view(hash), 0, key.data());
-    return mix_hash(bytes(dst, encrypted_size(plain.size())));
-  }
-
-  bool decrypt(std::uint8_t* dst, bytes cipher) {
-    return crypto::aead_decrypt(dst, cipher, view(hash), 0, key.data()) && mix_hash(cipher);
-  }
+  bool mix_static_static(const key32& precomputed) { return !precomputed.is_zero() && mix_key(view(precomputed)); }
 };
 
 // A fresh ephemeral key pair from `rng`.
@@ -150,35 +112,9 @@ static_identity::static_identity(const private_key& key) : private_(key) {
   valid_ = true;
 }
 
-const char* to_string(handshake_state s) noexcept {
-  switch (s) {
-    case handshake_state::zeroed: return "zeroed";
-    case handshake_state::created_initiation: return "created_initiation";
-    case handshake_state::consumed_initiation: return "consumed_initiation";
-    case handshake_state::created_response: return "created_response";
-    case handshake_state::consumed_response: return "consumed_response";
-  }
-  return "?";
-}
+const char* to_string(handshake_state s) noexcept { return name_in(handshake_state_names, s, "?"); }
 
-const char* to_string(handshake_error e) noexcept {
-  switch (e) {
-    case handshake_error::none: return "none";
-    case handshake_error::no_identity: return "no_identity";
-    case handshake_error::unusable_peer: return "unusable_peer";
-    case handshake_error::bad_ephemeral: return "bad_ephemeral";
-    case handshake_error::decrypt_static: return "decrypt_static";
-    case handshake_error::unknown_peer: return "unknown_peer";
-    case handshake_error::decrypt_timestamp: return "decrypt_timestamp";
-    case handshake_error::replayed_timestamp: return "replayed_timestamp";
-    case handshake_error::initiation_flood: return "initiation_flood";
-    case handshake_error::unknown_index: return "unknown_index";
-    case handshake_error::wrong_state: return "wrong_state";
-    case handshake_error::decrypt_response: return "decrypt_response";
-    case handshake_error::crypto_failure: return "crypto_failure";
-  }
-  return "?";
-}
+const char* to_string(handshake_error e) noexcept { return name_in(handshake_error_names, e, "?"); }
 
 peer_handshake::peer_handshake(const static_identity& local, const public_key& remote_static,
                                const std::optional<key32>& preshared_key)
@@ -201,6 +137,11 @@ void peer_handshake::set_preshared_key(const std::optional<key32>& preshared_key
     preshared_key_ = *preshared_key;
   else
     preshared_key_.wipe();
+}
+
+void peer_handshake::keep(const noise_symmetric_state& s) noexcept {
+  hash_ = s.hash();
+  chaining_key_ = s.chaining_key();
 }
 
 void peer_handshake::clear() noexcept {
@@ -233,18 +174,17 @@ handshake_error create_initiation(message_handshake_initiation& out, peer_handsh
   if (!s.mix_dh(ephemeral, peer.remote_static_.data())) return handshake_error::unusable_peer;
 
   // s
-  if (!s.encrypt(out.encrypted_static, view(local.static_public()))) return handshake_error::crypto_failure;
+  if (!s.encrypt_and_hash(out.encrypted_static, view(local.static_public()))) return handshake_error::crypto_failure;
 
   // ss
-  if (!s.mix_key(peer.precomputed_static_static_)) return handshake_error::unusable_peer;
+  if (!s.mix_static_static(peer.precomputed_static_static_)) return handshake_error::unusable_peer;
 
   // {t}
-  if (!s.encrypt(out.encrypted_timestamp, bytes(now.bytes.data(), now.bytes.size())))
+  if (!s.encrypt_and_hash(out.encrypted_timestamp, bytes(now.bytes.data(), now.bytes.size())))
     return handshake_error::crypto_failure;
 
   peer.ephemeral_private_ = std::move(ephemeral);
-  peer.hash_ = s.hash;
-  peer.chaining_key_ = s.chaining_key;
+  peer.keep(s);
   peer.local_index_ = sender_index;
   peer.state_ = handshake_state::created_initiation;
   return handshake_error::none;
@@ -265,7 +205,7 @@ consume_result consume_initiation(const message_handshake_initiation& in, const 
 
   // s
   public_key initiator_static;
-  if (!s.decrypt(initiator_static.data(), bytes(in.encrypted_static, sizeof in.encrypted_static)))
+  if (!s.decrypt_and_hash(initiator_static.data(), bytes(in.encrypted_static, sizeof in.encrypted_static)))
     return {nullptr, handshake_error::decrypt_static};
 
   // Which peer is this?
@@ -273,11 +213,11 @@ consume_result consume_initiation(const message_handshake_initiation& in, const 
   if (peer == nullptr) return {nullptr, handshake_error::unknown_peer};
 
   // ss
-  if (!s.mix_key(peer->precomputed_static_static_)) return {nullptr, handshake_error::unusable_peer};
+  if (!s.mix_static_static(peer->precomputed_static_static_)) return {nullptr, handshake_error::unusable_peer};
 
   // {t}
   tai64n timestamp;
-  if (!s.decrypt(timestamp.bytes.data(), bytes(in.encrypted_timestamp, sizeof in.encrypted_timestamp)))
+  if (!s.decrypt_and_hash(timestamp.bytes.data(), bytes(in.encrypted_timestamp, sizeof in.encrypted_timestamp)))
     return {nullptr, handshake_error::decrypt_timestamp};
 
   // Replays and floods: only a strictly newer timestamp is accepted, and
@@ -290,8 +230,7 @@ consume_result consume_initiation(const message_handshake_initiation& in, const 
   peer->clear();
   peer->remote_ephemeral_ = public_key::from_bytes(in.unencrypted_ephemeral);
   peer->latest_timestamp_ = timestamp;
-  peer->hash_ = s.hash;
-  peer->chaining_key_ = s.chaining_key;
+  peer->keep(s);
   peer->remote_index_ = in.sender_index.get();
   if (!peer->consumed_any_initiation_ || now_ns > peer->last_initiation_consumption_ns_)
     peer->last_initiation_consumption_ns_ = now_ns;
@@ -309,9 +248,7 @@ handshake_error create_response(message_handshake_response& out, peer_handshake&
   out.sender_index.set(sender_index);
   out.receiver_index.set(peer.remote_index_);
 
-  symmetric s;
-  s.chaining_key = peer.chaining_key_;
-  s.hash = peer.hash_;
+  symmetric s(peer.chaining_key_, peer.hash_);
 
   // e
   private_key ephemeral;
@@ -325,14 +262,13 @@ handshake_error create_response(message_handshake_response& out, peer_handshake&
   if (!s.mix_dh(ephemeral, peer.remote_static_.data())) return handshake_error::unusable_peer;
 
   // psk
-  if (!s.mix_psk(peer.preshared_key_)) return handshake_error::crypto_failure;
+  if (!s.mix_key_and_hash(view(peer.preshared_key_))) return handshake_error::crypto_failure;
 
   // {}
-  if (!s.encrypt(out.encrypted_nothing, bytes())) return handshake_error::crypto_failure;
+  if (!s.encrypt_and_hash(out.encrypted_nothing, bytes())) return handshake_error::crypto_failure;
 
   peer.ephemeral_private_ = std::move(ephemeral);
-  peer.hash_ = s.hash;
-  peer.chaining_key_ = s.chaining_key;
+  peer.keep(s);
   peer.local_index_ = sender_index;
   peer.state_ = handshake_state::created_response;
   return handshake_error::none;
@@ -348,9 +284,7 @@ consume_result consume_response(const message_handshake_response& in, const stat
     return {nullptr, handshake_error::wrong_state};
 
   // Work on a copy: the peer changes only if the response authenticates.
-  symmetric s;
-  s.chaining_key = peer->chaining_key_;
-  s.hash = peer->hash_;
+  symmetric s(peer->chaining_key_, peer->hash_);
 
   // e
   if (!s.mix_ephemeral(in.unencrypted_ephemeral)) return {nullptr, handshake_error::crypto_failure};
@@ -362,15 +296,14 @@ consume_result consume_response(const message_handshake_response& in, const stat
   if (!s.mix_dh(local.static_private(), in.unencrypted_ephemeral)) return {nullptr, handshake_error::bad_ephemeral};
 
   // psk
-  if (!s.mix_psk(peer->preshared_key_)) return {nullptr, handshake_error::crypto_failure};
+  if (!s.mix_key_and_hash(view(peer->preshared_key_))) return {nullptr, handshake_error::crypto_failure};
 
   // {}
-  if (!s.decrypt(nullptr, bytes(in.encrypted_nothing, sizeof in.encrypted_nothing)))
+  if (!s.decrypt_and_hash(nullptr, bytes(in.encrypted_nothing, sizeof in.encrypted_nothing)))
     return {nullptr, handshake_error::decrypt_response};
 
   peer->remote_ephemeral_ = public_key::from_bytes(in.unencrypted_ephemeral);
-  peer->hash_ = s.hash;
-  peer->chaining_key_ = s.chaining_key;
+  peer->keep(s);
   peer->remote_index_ = in.sender_index.get();
   peer->state_ = handshake_state::consumed_response;
   return {peer, handshake_error::none};
@@ -383,7 +316,7 @@ std::optional<transport_keys> derive_keypair(peer_handshake& peer) {
   transport_keys keys;
   key32& first = initiator ? keys.send : keys.receive;
   key32& second = initiator ? keys.receive : keys.send;
-  const bool ok = crypto::kdf(peer.chaining_key_.data(), bytes(), first.data(), second.data());
+  const bool ok = noise_symmetric_state(peer.chaining_key_, peer.hash_).split(first, second);
   keys.local_index = peer.local_index_;
   keys.remote_index = peer.remote_index_;
   keys.initiator = initiator;

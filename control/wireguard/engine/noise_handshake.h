@@ -21,10 +21,12 @@
 // Every intermediate secret lives in a self-wiping key32, so it is wiped
 // on every exit path.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 
+#include "control/enum_list.h"
 #include "control/wireguard/engine/tai64n.h"
 #include "lopower/keys.h"
 #include "lopower/wireguard_messages.h"
@@ -67,34 +69,46 @@ class static_identity {
 std::optional<key32> mac1_key_for(const public_key& key);
 std::optional<key32> cookie_key_for(const public_key& key);
 
-enum class handshake_state : std::uint8_t {
-  zeroed,               // nothing in progress
-  created_initiation,   // we sent an initiation; waiting for the response
-  consumed_initiation,  // we accepted an initiation; a response is to be sent
-  created_response,     // we sent the response; keys can be derived (responder)
-  consumed_response,    // we accepted the response; keys can be derived (initiator)
-};
+// X(identifier): the enum, the names and the count come from this list.
+#define LOPOWER_HANDSHAKE_STATES(X)                                                         \
+  X(zeroed)              /* nothing in progress */                                          \
+  X(created_initiation)  /* we sent an initiation; waiting for the response */              \
+  X(consumed_initiation) /* we accepted an initiation; a response is to be sent */          \
+  X(created_response)    /* we sent the response; keys can be derived (responder) */        \
+  X(consumed_response)   /* we accepted the response; keys can be derived (initiator) */
+
+enum class handshake_state : std::uint8_t { LOPOWER_HANDSHAKE_STATES(LOPOWER_ENUM_ENUMERATOR) };
+inline constexpr std::size_t handshake_state_count = LOPOWER_ENUM_COUNT(LOPOWER_HANDSHAKE_STATES);
+inline constexpr std::array<const char*, handshake_state_count> handshake_state_names{
+    LOPOWER_HANDSHAKE_STATES(LOPOWER_ENUM_NAME)};
 const char* to_string(handshake_state s) noexcept;
 
 // Why a handshake step refused; each is a drop reason for the caller.
-enum class handshake_error : std::uint8_t {
-  none,
-  no_identity,          // the local static key is unusable
-  unusable_peer,        // the peer's static key gives an all-zero DH with ours
-  bad_ephemeral,        // DH with the message's ephemeral key is all zero
-  decrypt_static,       // {s} of an initiation failed authentication
-  unknown_peer,         // the initiator's static key is no peer of ours
-  decrypt_timestamp,    // {t} failed authentication
-  replayed_timestamp,   // the timestamp is not after the last one accepted from the peer
-  initiation_flood,     // the peer's previous initiation was consumed less than 1/50 s ago
-  unknown_index,        // no handshake waits under the response's receiver index
-  wrong_state,          // the step does not follow from the peer's state
-  decrypt_response,     // {} of a response failed authentication
-  crypto_failure,       // the crypto library failed (out of memory)
-};
+// X(identifier): the enum, the names and the count come from this list.
+#define LOPOWER_HANDSHAKE_ERRORS(X)                                                                  \
+  X(none)                                                                                            \
+  X(no_identity)        /* the local static key is unusable */                                       \
+  X(unusable_peer)      /* the peer's static key gives an all-zero DH with ours */                   \
+  X(bad_ephemeral)      /* DH with the message's ephemeral key is all zero */                        \
+  X(decrypt_static)     /* {s} of an initiation failed authentication */                             \
+  X(unknown_peer)       /* the initiator's static key is no peer of ours */                          \
+  X(decrypt_timestamp)  /* {t} failed authentication */                                              \
+  X(replayed_timestamp) /* the timestamp is not after the last one accepted from the peer */         \
+  X(initiation_flood)   /* the peer's previous initiation was consumed less than 1/50 s ago */       \
+  X(unknown_index)      /* no handshake waits under the response's receiver index */                 \
+  X(wrong_state)        /* the step does not follow from the peer's state */                         \
+  X(decrypt_response)   /* {} of a response failed authentication */                                 \
+  X(crypto_failure)     /* the crypto library failed (out of memory) */
+
+enum class handshake_error : std::uint8_t { LOPOWER_HANDSHAKE_ERRORS(LOPOWER_ENUM_ENUMERATOR) };
+inline constexpr std::size_t handshake_error_count = LOPOWER_ENUM_COUNT(LOPOWER_HANDSHAKE_ERRORS);
+inline constexpr std::array<const char*, handshake_error_count> handshake_error_names{
+    LOPOWER_HANDSHAKE_ERRORS(LOPOWER_ENUM_NAME)};
+
 const char* to_string(handshake_error e) noexcept;
 
 class peer_handshake;
+class noise_symmetric_state;
 
 // How the engine finds peers in the caller's tables.
 struct peer_lookup {
@@ -159,6 +173,9 @@ class peer_handshake {
   friend consume_result consume_response(const message_handshake_response&, const static_identity&,
                                                 peer_lookup&);
   friend std::optional<transport_keys> derive_keypair(peer_handshake&);
+
+  // Keeps C and H of a step that succeeded (the message key dies with it).
+  void keep(const noise_symmetric_state& s) noexcept;
 
   public_key remote_static_;
   key32 preshared_key_;  // all zero without one, as the protocol defines

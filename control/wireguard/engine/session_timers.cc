@@ -11,16 +11,7 @@ std::uint64_t since(std::uint64_t now, std::uint64_t then) { return then > now ?
 
 }  // namespace
 
-const char* to_string(handshake_reason r) {
-  switch (r) {
-    case handshake_reason::none: return "none";
-    case handshake_reason::retry: return "retry";
-    case handshake_reason::unanswered: return "unanswered";
-    case handshake_reason::keypair_aged: return "keypair_aged";
-    case handshake_reason::keypair_near_expiry: return "keypair_near_expiry";
-  }
-  return "?";
-}
+const char* to_string(handshake_reason r) { return name_in(handshake_reason_names, r, "?"); }
 
 void session_timers::initiation_sent(std::uint64_t now, std::uint64_t jitter, bool retry) {
   if (!retry || !pending_) first_attempt_ = now;

@@ -18,19 +18,31 @@
 //   - data received and nothing sent back for KEEPALIVE_TIMEOUT: a keepalive;
 //   - no new session for 3 x REJECT_AFTER_TIME: every key is forgotten.
 
+#include <chrono>
 #include <cstdint>
+
+#include "control/enum_list.h"
+#include "lopower/wireguard_messages.h"
 
 namespace lopower::wg {
 
+// The protocol's times (lopower/wireguard_messages.h) in whole seconds.
+constexpr std::uint64_t whole_seconds(std::chrono::seconds s) { return static_cast<std::uint64_t>(s.count()); }
+
 struct timer_settings {
   std::uint64_t hz = 1'000'000'000;  // ticks per second of every time given
-  std::uint64_t rekey_after_s = 120;
-  std::uint64_t reject_after_s = 180;
-  std::uint64_t keepalive_timeout_s = 10;
-  std::uint64_t rekey_timeout_s = 5;
-  std::uint64_t rekey_attempt_s = 90;
-  std::uint64_t rekey_after_messages = std::uint64_t{1} << 60;
+  std::uint64_t rekey_after_s = whole_seconds(rekey_after_time);
+  std::uint64_t reject_after_s = whole_seconds(reject_after_time);
+  std::uint64_t keepalive_timeout_s = whole_seconds(keepalive_timeout);
+  std::uint64_t rekey_timeout_s = whole_seconds(rekey_timeout);
+  std::uint64_t rekey_attempt_s = whole_seconds(rekey_attempt_time);
+  std::uint64_t rekey_after_messages = lopower::wg::rekey_after_messages;
 };
+
+// A retry's jitter is drawn in whole milliseconds from 0 to
+// rekey_timeout_jitter_max: this many choices.
+inline constexpr std::uint32_t rekey_jitter_choices_ms =
+    static_cast<std::uint32_t>(rekey_timeout_jitter_max.count()) + 1;
 
 // A live keypair, as the timers need to see it.
 struct keypair_state {
@@ -47,13 +59,18 @@ struct traffic_stamps {
   std::uint64_t last_data_tx = 0;  // data we sent (keepalives not)
 };
 
-enum class handshake_reason : std::uint8_t {
-  none,
-  retry,              // the one in flight had no answer within REKEY_TIMEOUT
-  unanswered,         // data sent, nothing back
-  keypair_aged,       // sending on an old keypair (or one near its message limit)
-  keypair_near_expiry,  // receiving on a keypair close to expiry
-};
+// X(identifier): the enum, the names and the count come from this list.
+#define LOPOWER_HANDSHAKE_REASONS(X)                                                        \
+  X(none)                                                                                   \
+  X(retry)               /* the one in flight had no answer within REKEY_TIMEOUT */         \
+  X(unanswered)          /* data sent, nothing back */                                      \
+  X(keypair_aged)        /* sending on an old keypair (or one near its message limit) */    \
+  X(keypair_near_expiry) /* receiving on a keypair close to expiry */
+
+enum class handshake_reason : std::uint8_t { LOPOWER_HANDSHAKE_REASONS(LOPOWER_ENUM_ENUMERATOR) };
+inline constexpr std::size_t handshake_reason_count = LOPOWER_ENUM_COUNT(LOPOWER_HANDSHAKE_REASONS);
+inline constexpr std::array<const char*, handshake_reason_count> handshake_reason_names{
+    LOPOWER_HANDSHAKE_REASONS(LOPOWER_ENUM_NAME)};
 const char* to_string(handshake_reason r);
 
 struct timer_actions {
@@ -69,7 +86,7 @@ class session_timers {
   explicit session_timers(const timer_settings& s) : s_(s) {}
 
   // An initiation went out: the first of a series, or a retry of it.
-  // `jitter` (ticks, up to a third of a second) spreads the retries.
+  // `jitter` (ticks, up to rekey_timeout_jitter_max) spreads the retries.
   void initiation_sent(std::uint64_t now, std::uint64_t jitter, bool retry);
   // A handshake completed, in either role: a new session.
   void session_made(std::uint64_t now);

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "lopower/byte_order.h"
+
 namespace lopower::wg {
 namespace {
 constexpr std::uint64_t tai64_epoch_label = (std::uint64_t{1} << 62) + 10;
@@ -17,22 +19,17 @@ tai64n tai64n::from_bytes(const std::uint8_t* p) noexcept {
 tai64n tai64n::from_unix(std::int64_t seconds, std::uint32_t nanoseconds) noexcept {
   tai64n t;
   const std::uint64_t label = tai64_epoch_label + static_cast<std::uint64_t>(seconds);
-  for (int i = 0; i < 8; ++i) t.bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(label >> (56 - 8 * i));
-  for (int i = 0; i < 4; ++i)
-    t.bytes[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>(nanoseconds >> (24 - 8 * i));
+  store_be64(&t.bytes[0], label);
+  store_be32(&t.bytes[8], nanoseconds);
   return t;
 }
 
 std::uint64_t tai64n::seconds_label() const noexcept {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < 8; ++i) v = v << 8 | bytes[i];
-  return v;
+  return load_be64(&bytes[0]);
 }
 
 std::uint32_t tai64n::nanoseconds() const noexcept {
-  std::uint32_t v = 0;
-  for (std::size_t i = 8; i < 12; ++i) v = v << 8 | bytes[i];
-  return v;
+  return load_be32(&bytes[8]);
 }
 
 tai64n tai64n_now(std::int64_t realtime_ns) noexcept {

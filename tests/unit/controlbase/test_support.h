@@ -11,25 +11,12 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/unit/test_hex.h"
+
 namespace lopower::tailnet::test {
 
-inline std::vector<std::uint8_t> unhex(std::string_view s) {
-  if (s.size() % 2 != 0) throw std::invalid_argument("odd hex length");
-  std::vector<std::uint8_t> out(s.size() / 2);
-  for (std::size_t i = 0; i < out.size(); ++i)
-    out[i] = static_cast<std::uint8_t>(std::stoul(std::string(s.substr(2 * i, 2)), nullptr, 16));
-  return out;
-}
-
-inline std::string hex(std::span<const std::uint8_t> bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const std::uint8_t b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
+using lopower::test_hex::hex;
+using lopower::test_hex::unhex;
 
 inline std::vector<std::uint8_t> bytes_of(std::string_view text) { return {text.begin(), text.end()}; }
 

@@ -42,6 +42,7 @@
 #include "control/tailnet/controlbase/noise_ik.h"
 #include "control/tailnet/controlbase/record_stream.h"
 #include "control/tailnet/controlbase/upgrade.h"
+#include "lopower/byte_order.h"
 
 namespace {
 
@@ -159,22 +160,22 @@ class frame_log {
   void add(std::span<const std::uint8_t> bytes) {
     buf_.insert(buf_.end(), bytes.begin(), bytes.end());
     while (buf_.size() >= 9) {
-      const std::uint32_t length = static_cast<std::uint32_t>(buf_[0] << 16 | buf_[1] << 8 | buf_[2]);
+      const std::uint32_t length = load_be32(&buf_[0]) >> 8;  // 24 bits
       if (buf_.size() < 9 + length) return;
       const std::span<const std::uint8_t> payload(buf_.data() + 9, length);
       json f = {{"type", buf_[3]}, {"flags", buf_[4]},
-                {"stream", (buf_[5] & 0x7f) << 24 | buf_[6] << 16 | buf_[7] << 8 | buf_[8]}, {"length", length}};
+                {"stream", load_be32(&buf_[5]) & 0x7fffffff}, {"length", length}};
       if (buf_[3] == 0x04) {
         json values = json::object();
         for (std::size_t i = 0; i + 6 <= payload.size(); i += 6)
-          values[std::to_string(payload[i] << 8 | payload[i + 1])] = be32(payload.subspan(i + 2));
+          values[std::to_string(load_be16(&payload[i]))] = load_be32(&payload[i + 2]);
         f["settings"] = values;
       } else if (buf_[3] == 0x08 && length == 4) {
-        f["increment"] = be32(payload) & 0x7fffffff;
+        f["increment"] = load_be32(payload.data()) & 0x7fffffff;
       } else if (buf_[3] == 0x03 && length == 4) {
-        f["error_code"] = be32(payload);
+        f["error_code"] = load_be32(payload.data());
       } else if (buf_[3] == 0x07 && length >= 8) {
-        f["error_code"] = be32(payload.subspan(4));
+        f["error_code"] = load_be32(&payload[4]);
       }
       frames_.push_back(std::move(f));
       buf_.erase(buf_.begin(), buf_.begin() + 9 + static_cast<std::ptrdiff_t>(length));
@@ -183,10 +184,6 @@ class frame_log {
   const json& frames() const { return frames_; }
 
  private:
-  static std::uint32_t be32(std::span<const std::uint8_t> p) {
-    return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
-           static_cast<std::uint32_t>(p[2]) << 8 | p[3];
-  }
   std::vector<std::uint8_t> buf_;
   json frames_ = json::array();
 };
@@ -341,8 +338,7 @@ void run(const std::string& host, const std::string& port, std::uint16_t capver,
   // 5. HTTP/2 frames, read whole from the plaintext stream.
   const auto next_frame = [&](const char* stage) {
     while (h2.size() < 9) pump(stage);
-    http2_frame f{static_cast<std::uint32_t>(h2[0] << 16 | h2[1] << 8 | h2[2]), h2[3], h2[4],
-                  static_cast<std::uint32_t>((h2[5] & 0x7f) << 24 | h2[6] << 16 | h2[7] << 8 | h2[8])};
+    http2_frame f{load_be32(&h2[0]) >> 8, h2[3], h2[4], load_be32(&h2[5]) & 0x7fffffff};
     if (f.length > 1 << 20) throw probe_failure{stage, "HTTP/2 frame of " + std::to_string(f.length) + " bytes"};
     while (h2.size() < 9 + f.length) pump(stage);
     h2.erase(h2.begin(), h2.begin() + 9 + static_cast<std::ptrdiff_t>(f.length));

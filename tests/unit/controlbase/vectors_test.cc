@@ -20,7 +20,8 @@ using test::unhex;
 
 class ts2021_vectors : public ::testing::TestWithParam<std::size_t> {
  protected:
-  const nlohmann::json& v() const { return test::vectors()["handshakes"][GetParam()]; }
+  // at(): a vector missing from the file fails the test (operator[] would not).
+  const nlohmann::json& v() const { return test::vectors().at("handshakes").at(GetParam()); }
   std::string s(const char* name) const { return v()[name].get<std::string>(); }
   std::uint16_t version() const { return v()["version"].get<std::uint16_t>(); }
 
@@ -84,6 +85,7 @@ TEST_P(ts2021_vectors, writer_seals_the_client_records) {
   const auto k = keys();
   // The consecutive records from nonce 0, through one writer.
   record_writer tx(k.send);
+  ASSERT_EQ(v()["client_to_server"].size(), 5u) << "vectors.json: five client records per handshake";
   for (const auto& r : v()["client_to_server"]) {
     const auto nonce = r["nonce"].get<std::uint64_t>();
     const auto plain = unhex(r["plaintext"].get<std::string>());
@@ -101,6 +103,7 @@ TEST_P(ts2021_vectors, writer_seals_the_client_records) {
 
 TEST_P(ts2021_vectors, reader_opens_the_client_records_as_the_server_would) {
   const auto k = keys();
+  ASSERT_EQ(v()["client_to_server"].size(), 5u);
   for (const auto& r : v()["client_to_server"]) {
     record_reader rx(k.send, r["nonce"].get<std::uint64_t>());
     std::vector<std::uint8_t> plain;
@@ -114,6 +117,7 @@ TEST_P(ts2021_vectors, reader_opens_the_client_records_as_the_server_would) {
 TEST_P(ts2021_vectors, reader_opens_the_server_records_whole_and_byte_by_byte) {
   const auto k = keys();
   std::vector<std::uint8_t> wire, want;
+  ASSERT_EQ(v()["server_to_client"].size(), 5u);
   for (const auto& r : v()["server_to_client"]) {
     const auto rec = unhex(r["record"].get<std::string>());
     const auto plain = unhex(r["plaintext"].get<std::string>());

@@ -38,6 +38,7 @@
 
 #include "dataplane/crypto/aead_batch.h"
 #include "dataplane/crypto/sodium_backend.h"
+#include "tests/unit/test_hex.h"
 #if LOPOWER_HAVE_IPSEC_MB
 #include "dataplane/crypto/ipsec_mb_backend.h"
 #endif
@@ -47,30 +48,8 @@ namespace {
 using namespace lopower::crypto;
 using bytes = std::vector<std::uint8_t>;
 
-bytes unhex(std::string_view hex) {
-  bytes out;
-  auto nibble = [](char c) -> std::uint8_t {
-    if (c >= '0' && c <= '9') return static_cast<std::uint8_t>(c - '0');
-    if (c >= 'a' && c <= 'f') return static_cast<std::uint8_t>(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F') return static_cast<std::uint8_t>(c - 'A' + 10);
-    ADD_FAILURE() << "bad hex digit " << c;
-    return 0;
-  };
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
-    out.push_back(static_cast<std::uint8_t>(nibble(hex[i]) << 4 | nibble(hex[i + 1])));
-  return out;
-}
-
-std::string hex(const std::uint8_t* p, std::size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) {
-    s += digits[p[i] >> 4];
-    s += digits[p[i] & 15];
-  }
-  return s;
-}
-std::string hex(const bytes& b) { return hex(b.data(), b.size()); }
+using lopower::test_hex::hex;
+using lopower::test_hex::unhex;
 
 constexpr std::uint64_t max_counter = std::numeric_limits<std::uint64_t>::max() - 1;  // 2^64-2, WireGuard's last
 

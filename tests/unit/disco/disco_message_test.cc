@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "control/tailnet/disco/disco_message.h"
+#include "lopower/byte_order.h"
+#include "tests/unit/test_hex.h"
 
 namespace lopower::tailnet::disco {
 namespace {
@@ -35,23 +37,8 @@ using bytes = std::vector<std::uint8_t>;
 
 // --- helpers ------------------------------------------------------------------
 
-bytes unhex(std::string_view s) {
-  if (s.size() % 2 != 0) throw std::invalid_argument("odd hex length");
-  bytes out(s.size() / 2);
-  for (std::size_t i = 0; i < out.size(); ++i)
-    out[i] = static_cast<std::uint8_t>(std::stoul(std::string(s.substr(2 * i, 2)), nullptr, 16));
-  return out;
-}
-
-std::string hex(std::span<const std::uint8_t> b) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const std::uint8_t c : b) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
+using lopower::test_hex::hex;
+using lopower::test_hex::unhex;
 
 template <class K>
 K key_from_hex(std::string_view s) {
@@ -102,7 +89,11 @@ bytes ip16(std::string_view v6_text) {
   return {a->bytes.begin(), a->bytes.end()};
 }
 
-bytes be16(std::uint16_t v) { return {static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v)}; }
+bytes be16(std::uint16_t v) {
+  bytes out(2);
+  store_be16(out.data(), v);
+  return out;
+}
 
 // The parse_error a failed result names; fails the test when it names none.
 template <class T>
@@ -667,6 +658,7 @@ TEST(tailscale_vectors, public_keys_match_ours) {
 
 TEST(tailscale_vectors, we_open_what_tailscale_sealed) {
   const vector_keys k;
+  int opened = 0, relay = 0;  // vectors.json: 8 sealed packets, one of them a relay message
   for (const auto& v : vectors().at("sealed")) {
     SCOPED_TRACE(str(v, "name"));
     const bytes pkt = unhex(str(v, "packet"));
@@ -678,6 +670,7 @@ TEST(tailscale_vectors, we_open_what_tailscale_sealed) {
     if (is_relay_message(v.at("message"))) {
       EXPECT_EQ(error_of(by_keys), parse_error::unsupported_type);  // it opened: the box is right
       EXPECT_EQ(error_of(by_shared), parse_error::unsupported_type);
+      ++relay;
       continue;
     }
     ASSERT_TRUE(by_keys.ok()) << by_keys.message();
@@ -686,7 +679,10 @@ TEST(tailscale_vectors, we_open_what_tailscale_sealed) {
     expect_message(*by_shared, v.at("message"));
     // The wrong receiver cannot.
     EXPECT_EQ(error_of(open(pkt, k.private_of(from), k.public_of(from))), parse_error::decrypt_failed);
+    ++opened;
   }
+  EXPECT_EQ(opened, 7);
+  EXPECT_EQ(relay, 1);
 }
 
 TEST(tailscale_vectors, our_seal_with_the_same_nonce_gives_the_same_bytes) {
@@ -722,26 +718,35 @@ std::optional<parse_error> expected_error(const nlohmann::json& v, const bytes& 
 }
 
 TEST(tailscale_vectors, we_parse_plaintexts_as_tailscale_does) {
+  std::size_t parsed = 0, refused = 0;
   for (const auto& v : vectors().at("plaintexts")) {
     SCOPED_TRACE(str(v, "name"));
     const bytes plain = unhex(str(v, "plaintext"));
     const auto got = parse_plaintext(plain);
     if (const auto want = expected_error(v, plain)) {
       EXPECT_EQ(error_of(got), *want) << (got.ok() ? "parsed" : got.message());
+      ++refused;
       continue;
     }
     ASSERT_TRUE(got.ok()) << got.message();
     expect_message(*got, v.at("message"));
+    ++parsed;
   }
+  // vectors.json holds 40 plaintexts, of both kinds.
+  EXPECT_EQ(parsed + refused, 40u);
+  EXPECT_GT(parsed, 0u);
+  EXPECT_GT(refused, 0u);
 }
 
 // What tailscale parsed, re-encoded by us, must parse the same again in
 // both: encode(parse(x)) is stable.
 TEST(tailscale_vectors, reencoding_what_tailscale_parsed_is_stable) {
+  std::size_t reencoded = 0;
   for (const auto& v : vectors().at("plaintexts")) {
     const bytes plain = unhex(str(v, "plaintext"));
     const auto first = parse_plaintext(plain);
     if (!first.ok()) continue;
+    ++reencoded;
     SCOPED_TRACE(str(v, "name"));
     const auto again = parse_plaintext(encode_plaintext(*first));
     ASSERT_TRUE(again.ok()) << again.message();
@@ -751,6 +756,7 @@ TEST(tailscale_vectors, reencoding_what_tailscale_parsed_is_stable) {
       EXPECT_TRUE(*again == *first);
     }
   }
+  EXPECT_GT(reencoded, 0u) << "no plaintext of vectors.json parsed";
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "control/enrollment/state_store.h"
 #include "control/enrollment/wg_quick_config.h"
+#include "lopower/byte_order.h"
 #include "tests/unit/enrollment/temp_dir.h"
 
 namespace lopower::enrollment {
@@ -149,8 +150,7 @@ TEST(QrCode, AnsiDrawingSetsWhiteOnBlackAndResetsEachLine) {
 }
 
 std::uint32_t be32(const std::string& s, std::size_t at) {
-  return (std::uint32_t{static_cast<unsigned char>(s[at])} << 24) | (std::uint32_t{static_cast<unsigned char>(s[at + 1])} << 16) |
-         (std::uint32_t{static_cast<unsigned char>(s[at + 2])} << 8) | std::uint32_t{static_cast<unsigned char>(s[at + 3])};
+  return load_be32(reinterpret_cast<const std::uint8_t*>(s.data() + at));
 }
 
 TEST(QrCode, PngHasTheRightSize) {

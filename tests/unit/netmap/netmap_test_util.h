@@ -2,15 +2,19 @@
 // Helpers shared by the netmap tests: the recorded fixtures and hand-made
 // MapResponse JSON.
 
+#include <array>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "control/tailnet/netmap/map_response.h"
+#include "lopower/byte_order.h"
+#include "lopower/hex.h"
 
 namespace lopower::tailnet::test {
 
@@ -18,8 +22,10 @@ using json = nlohmann::json;
 
 inline std::string fixture_dir() { return std::string(LOPOWER_SOURCE_DIR) + "/tests/unit/netmap/fixtures/"; }
 
+// A missing fixture is an error, not an empty text a test would pass on.
 inline std::string read_fixture(const std::string& name) {
   std::ifstream f(fixture_dir() + name, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open fixture " + fixture_dir() + name);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -34,16 +40,10 @@ inline std::vector<std::string> session(const std::string& name) {
 // A deterministic key in text form: 32 bytes of `fill`, the first two bytes
 // carrying `n` so that keys differ.
 inline std::string key_hex(std::uint8_t fill, unsigned n = 0) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 32; ++i) {
-    std::uint8_t b = fill;
-    if (i == 0) b = static_cast<std::uint8_t>(n >> 8);
-    if (i == 1) b = static_cast<std::uint8_t>(n);
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
+  std::array<std::uint8_t, 32> key;
+  key.fill(fill);
+  store_be16(key.data(), static_cast<std::uint16_t>(n));
+  return to_hex(key);
 }
 inline std::string node_key(unsigned n) { return "nodekey:" + key_hex(0xa1, n); }
 inline std::string disco_key(unsigned n, std::uint8_t fill = 0xd1) { return "discokey:" + key_hex(fill, n); }

@@ -12,22 +12,21 @@
 #include <cstring>
 #include <vector>
 
+#include "lopower/byte_order.h"
 #include "lopower/net_addr.h"
 
 namespace lopower::splice::test {
 
 using bytes = std::vector<std::uint8_t>;
 
-inline std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-inline void put16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
+// Test-local names for lopower/byte_order.h.
+inline std::uint16_t be16(const std::uint8_t* p) { return load_be16(p); }
+inline void put16(std::uint8_t* p, std::uint16_t v) { store_be16(p, v); }
 
 // RFC 1071: the one's-complement sum of 16-bit big-endian words, an odd last
 // byte padded with zero, folded; the checksum is its complement.
 inline std::uint16_t reference_sum(const std::uint8_t* p, std::size_t n, std::uint32_t sum = 0) {
-  for (std::size_t i = 0; i + 1 < n; i += 2) sum += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
+  for (std::size_t i = 0; i + 1 < n; i += 2) sum += be16(p + i);
   if (n & 1) sum += static_cast<std::uint32_t>(p[n - 1] << 8);
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<std::uint16_t>(sum);

@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include "control/tailnet/netmap/packet_filter.h"
 #include "dataplane/tailnet_view.h"
+#include "lopower/byte_order.h"
 
 namespace lopower {
 namespace {
@@ -18,8 +20,7 @@ std::vector<std::uint8_t> v4_packet(const char* src, const char* dst, std::uint8
   inet_pton(AF_INET, dst, p.data() + 16);
   p[20] = 0x30;  // source port 12345
   p[21] = 0x39;
-  p[22] = static_cast<std::uint8_t>(dport >> 8);
-  p[23] = static_cast<std::uint8_t>(dport);
+  store_be16(&p[22], dport);
   if (proto == 1) p[20] = 8;  // echo request
   return p;
 }

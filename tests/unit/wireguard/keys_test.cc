@@ -120,11 +120,22 @@ TEST(keys, move_wipes_the_source) {
   EXPECT_TRUE(c.is_zero());
 }
 
+// The types keep apart at compile time (the static_asserts); at run time
+// each is exactly its 32 bytes, the same bytes whatever the tag.
 TEST(keys, types_do_not_mix) {
   static_assert(!std::is_convertible_v<public_key, private_key>);
   static_assert(!std::is_convertible_v<private_key, key32>);
   static_assert(sizeof(key32) == 32);
-  SUCCEED();
+  std::array<std::uint8_t, 32> bytes{};
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  const auto pub = public_key::from_bytes(bytes.data());
+  const auto priv = private_key::from_bytes(bytes.data());
+  const auto sym = key32::from_bytes(bytes.data());
+  EXPECT_EQ(std::vector<std::uint8_t>(pub.begin(), pub.end()), std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+  EXPECT_EQ(std::vector<std::uint8_t>(priv.begin(), priv.end()), std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+  EXPECT_EQ(std::vector<std::uint8_t>(sym.begin(), sym.end()), std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+  EXPECT_EQ(pub.to_base64(), priv.to_base64());
+  EXPECT_EQ(pub.to_base64(), "AQgPFh0kKzI5QEdOVVxjanF4f4aNlJuiqbC3vsXM09o=");  // Python base64 of the same bytes
 }
 
 TEST(keys, constant_time_helpers) {

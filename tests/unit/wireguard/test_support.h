@@ -17,25 +17,12 @@
 
 #include "control/wireguard/engine/noise_handshake.h"
 #include "lopower/keys.h"
+#include "tests/unit/test_hex.h"
 
 namespace lopower::wg::test {
 
-inline std::vector<std::uint8_t> unhex(const std::string& s) {
-  if (s.size() % 2 != 0) throw std::invalid_argument("odd hex length");
-  std::vector<std::uint8_t> out(s.size() / 2);
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint8_t>(std::stoul(s.substr(2 * i, 2), nullptr, 16));
-  return out;
-}
-
-inline std::string hex(const std::uint8_t* p, std::size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) {
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 15];
-  }
-  return out;
-}
+using lopower::test_hex::hex;
+using lopower::test_hex::unhex;
 
 template <class T>
 std::string hex_of(const T& object) {

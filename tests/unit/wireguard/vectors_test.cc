@@ -24,7 +24,8 @@ constexpr std::uint64_t t0 = 1'000'000'000'000;  // a monotonic "now", far from 
 
 class handshake_vectors : public ::testing::TestWithParam<std::size_t> {
  protected:
-  const nlohmann::json& v() const { return test::vectors()["handshakes"][GetParam()]; }
+  // at(): a vector missing from the file fails the test (operator[] would not).
+  const nlohmann::json& v() const { return test::vectors().at("handshakes").at(GetParam()); }
   std::string s(const char* name) const { return v()[name].get<std::string>(); }
   std::optional<key32> psk() const {
     if (v()["preshared_key"].is_null()) return std::nullopt;

@@ -1,9 +1,11 @@
-// Splicing on a worker: a device's decrypted packet to a tailnet address is
+// Stage 4, splice: a device's decrypted packet to a tailnet address is
 // rewritten to come from lopower's tailnet address and a port allocated for
-// its flow, and goes out to the tailnet peer that serves the destination;
-// the peer's replies are found by their tuple and rewritten back to the
-// device. Runs between the decrypt and encrypt calls of a sub-burst: no
-// system calls; a lock only when a flow is created (rte_hash's writers).
+// its flow, and goes out to the tailnet peer that serves the destination
+// (splice_out); the peer's replies are found by their tuple and rewritten
+// back to the device (splice_in). Runs between the decrypt and encrypt
+// calls of a sub-burst: no system calls; flow lookups are lock-free, a lock
+// only when a flow is created (rte_hash's writers); a flow's counters are
+// per worker (shared_counter), its stamp and TCP state relaxed stores.
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
@@ -11,6 +13,7 @@
 #include <cstring>
 
 #include "dataplane/flow_table.h"
+#include "dataplane/inner_packet.h"
 #include "dataplane/fragments/fragment_header.h"
 #include "dataplane/splice/translate.h"
 #include "dataplane/worker.h"
@@ -39,7 +42,7 @@ void track_tcp(flow& f, const std::uint8_t* p, const inner_info& info, splice::f
 // device-side address of that family).
 void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                               splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept {
-  stats_.ports[ps.port.index].drops[static_cast<unsigned>(why)].add();
+  stats_.ports[ps.port.index].drops.count(why);
   const bool have = info.ipv6 ? setup_.has_local_v6 : setup_.has_local_v4;
   rte_mbuf* err = have ? rte_pktmbuf_alloc(m->pool) : nullptr;
   if (err != nullptr) {
@@ -135,8 +138,8 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
   track_tcp(*f, p, info, splice::flow_direction::original);
   f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f->packets_out.fetch_add(1, std::memory_order_relaxed);
-  f->bytes_out.fetch_add(info.length, std::memory_order_relaxed);
+  f->packets_out.add(setup_.worker_index);
+  f->bytes_out.add(setup_.worker_index, info.length);
   // With no session yet, encrypt_and_send stages it for the control thread.
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
 }
@@ -169,8 +172,8 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   }
   if (!icmp_error) track_tcp(*f, p, info, splice::flow_direction::reply);
   f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f->packets_in.fetch_add(1, std::memory_order_relaxed);
-  f->bytes_in.fetch_add(info.length, std::memory_order_relaxed);
+  f->packets_in.add(setup_.worker_index);
+  f->bytes_in.add(setup_.worker_index, info.length);
   send_inner(ps, m, info, f->device, setup_.device_mtu, out);  // reassembled, it may exceed the tunnel's MTU
   return true;
 }

@@ -1,16 +1,18 @@
 // IP fragments on a worker. Inner packets that come in pieces, from a
 // device after decryption or from a tailnet peer before splice_in, are put
-// together first: the ports the splice goes by are in the first piece only,
-// and the rest of the path wants whole packets in one segment. On the way
-// out a packet bigger than the next hop's MTU is cut up, as a router's
-// would be: IPv4 without DF, IPv6 only when it came in pieces (the tailnet
-// takes 1280 bytes, a device its tunnel's MTU).
+// together first (deliver_fragment, then back to stage_deliver.cc): the
+// ports the splice goes by are in the first piece only, and the rest of the
+// path wants whole packets in one segment. On the way out (send_inner, just
+// before the send stage) a packet bigger than the next hop's MTU is cut up,
+// as a router's would be: IPv4 without DF, IPv6 only when it came in pieces
+// (the tailnet takes 1280 bytes, a device its tunnel's MTU). The reassembly
+// table is the worker's own: no locks.
 
 #include <rte_cycles.h>
-#include <rte_lcore.h>
 #include <rte_random.h>
 
 #include "dataplane/fragments/fragmenter.h"
+#include "dataplane/inner_packet.h"
 #include "dataplane/worker.h"
 
 namespace lopower {
@@ -22,13 +24,13 @@ void worker::start_reassembly() {
   limits.ledger.max_datagrams = setup_.reassembly_datagrams;
   limits.ledger.per_owner = setup_.reassembly_per_device != 0 ? setup_.reassembly_per_device : setup_.reassembly_datagrams;
   limits.ledger.timeout = rte_get_tsc_hz() / 1000 * fragments::reassembly_timeout_ms;
-  reassembly_ = std::make_unique<fragments::reassembler>(limits, rte_rand(), static_cast<int>(rte_socket_id()));
+  reassembly_ = std::make_unique<fragments::reassembler>(limits, rte_rand(), socket_);
 }
 
 void worker::expire_fragments(std::uint64_t now) noexcept {
   if (!reassembly_) return;
   reassembly_->tick(now, [this](std::uint8_t port, std::uint16_t fragments) {
-    stats_.ports[port].drops[static_cast<unsigned>(drop_reason::fragment_timeout)].add(fragments);
+    stats_.ports[port].drops.count(drop_reason::fragment_timeout, fragments);
   });
 }
 
@@ -64,10 +66,8 @@ bool worker::reassemble(port_state& ps, rte_mbuf*& m, inner_info& info, const wg
       }
       const std::uint32_t share = from->tailnet ? setup_.reassembly_per_tailnet_peer : setup_.reassembly_per_device;
       const auto o = reassembly_->add(m, f, from, ps.port.index, rte_rdtsc(), share);
-      if (o.timed_out != 0)
-        stats_.ports[o.timed_out_port].drops[static_cast<unsigned>(drop_reason::fragment_timeout)].add(o.timed_out);
-      if (o.kind == fragments::reassembly_outcome::dropped)
-        stats_.ports[ps.port.index].drops[static_cast<unsigned>(o.why)].add();
+      if (o.timed_out != 0) stats_.ports[o.timed_out_port].drops.count(drop_reason::fragment_timeout, o.timed_out);
+      if (o.kind == fragments::reassembly_outcome::dropped) stats_.ports[ps.port.index].drops.count(o.why);
       if (o.kind != fragments::reassembly_outcome::whole) return false;
       m = o.packet;
       break;
@@ -82,17 +82,6 @@ bool worker::reassemble(port_state& ps, rte_mbuf*& m, inner_info& info, const wg
   info = *parsed;
   info.reassembled = true;
   return true;
-}
-
-// Onto the burst encrypt_and_send seals. A packet cut up adds more than
-// one, so a full burst is sealed and sent first.
-void worker::push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept {
-  if (out.count == max_burst) {
-    encrypt_and_send(ps.port.index, out);
-    out.count = 0;
-  }
-  out.pkts[out.count] = m;
-  out.peers[out.count++] = peer;
 }
 
 // To `peer` whole, or in pieces of at most `mtu` bytes when it is bigger and

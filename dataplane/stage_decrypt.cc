@@ -1,0 +1,190 @@
+// Stage 2, decrypt: the wg_transport sub-burst is looked up in the session
+// table in bulk (receiver index -> keypair), decrypted with one backend
+// call, checked against each keypair's replay window (its lock taken once
+// per run of that keypair's packets), admitted (timer stamps, traffic
+// counters, keypair confirmation, roaming), stripped to the inner packets,
+// whose flows are looked up in one bulk call before delivery
+// (stage_deliver.cc); what delivery sends back to peers is sealed and sent
+// at the end of the burst (stage_encrypt_send.cc).
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/inner_packet.h"
+#include "dataplane/outer_headers.h"
+#include "dataplane/worker.h"
+#include "lopower/wireguard_messages.h"
+
+namespace lopower {
+
+void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
+  std::uint32_t indices[max_burst];
+  wg_keypair* kps[max_burst];
+  crypto::aead_op ops[max_burst];
+  rte_mbuf* live[max_burst];
+  wg_keypair* live_kp[max_burst];
+  std::uint16_t live_l4[max_burst];  // the outer UDP header: where the peer sent from
+  std::uint16_t n_live = 0;
+  for (std::uint16_t i = 0; i < n; ++i)
+    indices[i] = rte_pktmbuf_mtod_offset(pkts[i], const wg::message_data*, subs_.transport[i].payload_offset)
+                     ->receiver_index.get();
+  setup_.sessions->lookup_bulk(indices, n, kps);
+  const std::uint64_t now = rte_rdtsc();
+  for (std::uint16_t i = 0; i < n; ++i) {
+    const classify_result& r = subs_.transport[i];
+    wg_keypair* kp = kps[i];
+    if (kp == nullptr) {
+      drop_one(ps.port.index, pkts[i], drop_reason::wg_unknown_receiver);
+      continue;
+    }
+    if (pkts[i]->nb_segs != 1) {
+      drop_one(ps.port.index, pkts[i], drop_reason::multi_segment);
+      continue;
+    }
+    auto* msg = rte_pktmbuf_mtod_offset(pkts[i], std::uint8_t*, r.payload_offset);
+    const std::uint64_t counter = reinterpret_cast<const wg::message_data*>(msg)->counter.get();
+    if (counter >= wg::reject_after_messages || now - kp->created_tsc > setup_.reject_after_cycles) {
+      drop_one(ps.port.index, pkts[i], drop_reason::wg_keypair_expired);
+      continue;
+    }
+    // The classifier let through only messages of at least a header and a tag.
+    std::uint8_t* sealed = msg + sizeof(wg::message_data);
+    const auto sealed_length = static_cast<std::uint32_t>(r.payload_length - sizeof(wg::message_data) - wg::aead_tag_size);
+    ops[n_live] = crypto::aead_op{sealed, sealed_length, sealed + sealed_length, kp->receive_key, counter, false};
+    live[n_live] = pkts[i];
+    live_kp[n_live] = kp;
+    live_l4[n_live] = r.l4_offset;
+    ++n_live;
+  }
+  if (n_live == 0) return;
+  aead_->decrypt_burst(ops, n_live);
+  bool fresh[max_burst];
+  check_replay(ops, live_kp, n_live, fresh);
+
+  rte_mbuf* inner[max_burst];
+  wg_peer* from[max_burst];
+  std::uint16_t n_inner = 0;
+  for (std::uint16_t i = 0; i < n_live; ++i) {
+    if (!ops[i].ok) {
+      drop_one(ps.port.index, live[i], drop_reason::wg_decrypt_failed);
+      continue;
+    }
+    if (!fresh[i]) {
+      drop_one(ps.port.index, live[i], drop_reason::wg_replay);
+      continue;
+    }
+    admit_decrypted(ps, live[i], live_kp[i], live_l4[i]);
+    // Strip outer headers and the WireGuard header: the inner packet remains.
+    rte_mbuf* m = live[i];
+    const std::uint16_t start = static_cast<std::uint16_t>(ops[i].data - rte_pktmbuf_mtod(m, std::uint8_t*));
+    rte_pktmbuf_adj(m, start);
+    rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - ops[i].length));
+    inner[n_inner] = m;
+    from[n_inner++] = live_kp[i]->peer;
+  }
+  std::optional<inner_info> infos[max_burst];
+  flow_lookup flows[max_burst];
+  look_up_flows(inner, n_inner, infos, flows);
+  outbound out;
+  for (std::uint16_t i = 0; i < n_inner; ++i) deliver_inner(ps, inner[i], from[i], infos[i], flows[i], out);
+  encrypt_and_send(ps.port.index, out);
+}
+
+// The replay window, after authentication: each keypair's lock is taken once
+// per run of consecutive packets of that keypair (with RSS, a burst from one
+// peer is one run), and every authenticated packet of the run checked under
+// it, in order. fresh[i]: packet i authenticated and not seen before.
+void worker::check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, bool* fresh) noexcept {
+  for (std::uint16_t i = 0; i < n;) {
+    wg_keypair* kp = kps[i];
+    std::uint16_t end = static_cast<std::uint16_t>(i + 1);
+    while (end < n && kps[end] == kp) ++end;
+    rte_spinlock_lock(&kp->replay_lock);
+    for (; i < end; ++i) fresh[i] = ops[i].ok && kp->replay.validate(ops[i].counter);
+    rte_spinlock_unlock(&kp->replay_lock);
+  }
+}
+
+// Parses the inner packets and looks their flows up in one bulk call: the
+// flow table's cache misses overlap instead of coming one per packet.
+void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
+                           flow_lookup* flows) noexcept {
+  splice::flow_key keys[max_burst];
+  const splice::flow_key* key_ptrs[max_burst];
+  std::uint16_t key_of[max_burst];  // which packet each key is from
+  std::uint16_t n_keys = 0;
+  for (std::uint16_t i = 0; i < n; ++i) {
+    if (pkts[i]->data_len == 0) continue;  // keepalive
+    const auto* p = rte_pktmbuf_mtod(pkts[i], const std::uint8_t*);
+    infos[i] = parse_inner(p, pkts[i]->data_len);
+    if (!infos[i] || setup_.flows == nullptr) continue;
+    if (splice::flow_key_of(p, infos[i]->length, keys[n_keys]) != splice::translate_status::ok) continue;
+    key_ptrs[n_keys] = &keys[n_keys];
+    key_of[n_keys++] = i;
+  }
+  if (n_keys == 0) return;
+  flow* found[max_burst];
+  setup_.flows->find_bulk(key_ptrs, n_keys, found);
+  for (std::uint16_t k = 0; k < n_keys; ++k) flows[key_of[k]] = {true, found[k]};
+}
+
+// An authenticated, fresh packet: timer stamps, traffic counters (this
+// worker's slot), keypair confirmation, roaming.
+void worker::admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept {
+  wg_peer* peer = kp->peer;
+  const std::uint64_t now = rte_rdtsc();
+  peer->last_rx_tsc.store(now, std::memory_order_relaxed);
+  peer->rx_packets.add(setup_.worker_index);
+  peer->rx_bytes.add(setup_.worker_index, m->pkt_len);
+  if (!kp->initiator && !kp->confirmed.load(std::memory_order_relaxed)) {
+    // The initiator has our response: this keypair may now carry our data too.
+    kp->confirmed.store(true, std::memory_order_relaxed);
+    wg_event ev{};
+    ev.kind = wg_event::keypair_confirmed;
+    ev.local_index = kp->local_index;
+    post_event(ps, ev);
+  }
+  note_endpoint(ps, m, kp, l4_offset);
+}
+
+// Roaming: a peer's endpoint follows its latest authenticated packet. The
+// control thread owns the endpoint; we only tell it.
+void worker::note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept {
+  const wg_endpoint seen = endpoint_of_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), ps.port.port_id, l4_offset);
+  const wg_endpoint* known = kp->peer->endpoint.load(std::memory_order_acquire);
+  if (known != nullptr && known->same_path(seen)) return;
+  wg_event ev{};
+  ev.kind = wg_event::endpoint_changed;
+  ev.local_index = kp->local_index;
+  ev.endpoint = seen;
+  post_event(ps, ev);
+}
+
+void worker::post_event(port_state& ps, const wg_event& ev) noexcept {
+  if (rte_ring_sp_enqueue_elem(setup_.wg_events, const_cast<wg_event*>(&ev), sizeof ev) != 0)
+    stats_.ports[ps.port.index].drops.count(drop_reason::wg_event_ring_full);
+}
+
+wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, std::uint16_t l4_offset) noexcept {
+  wg_endpoint ep;
+  ep.port_id = port_id;
+  std::memcpy(ep.peer_mac, frame + 6, 6);
+  std::memcpy(ep.local_mac, frame, 6);
+  const std::uint8_t* ip = frame + 14;
+  ep.ipv6 = (ip[0] >> 4) == 6;
+  if (ep.ipv6) {
+    std::memcpy(ep.peer_ip, ip + 8, 16);
+    std::memcpy(ep.local_ip, ip + 24, 16);
+  } else {
+    std::memcpy(ep.peer_ip, ip + 12, 4);
+    std::memcpy(ep.local_ip, ip + 16, 4);
+  }
+  const std::uint8_t* udp = frame + l4_offset;
+  std::memcpy(&ep.peer_port_be, udp, 2);
+  std::memcpy(&ep.local_port_be, udp + 2, 2);
+  return ep;
+}
+
+}  // namespace lopower

@@ -1,0 +1,89 @@
+// Stage 3, deliver: where a decrypted inner packet goes. From a device:
+// cryptokey routing (its source must be the device's address), then
+// lopower's own services (DNS to the control thread, ICMP echo answered
+// here), else the splice onto the tailnet (stage_splice.cc). From a tailnet
+// peer: its AllowedIPs, lopower's tailnet addresses, replies on a device's
+// flow spliced back (stage_splice.cc), TSMP and echo answered here, the
+// tailnet's packet filter. Fragments are made whole first
+// (stage_fragments.cc).
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/fragments/fragment_header.h"
+#include "dataplane/inner_packet.h"
+#include "dataplane/worker.h"
+
+namespace lopower {
+
+void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
+                           flow_lookup flow_hint, outbound& out) noexcept {
+  if (m->data_len == 0) {  // keepalive: its job (timers, roaming) is done
+    rte_pktmbuf_free(m);
+    return;
+  }
+  peer->last_data_rx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  if (!info) return drop_one(ps.port.index, m, drop_reason::inner_malformed);
+  if (peer->tailnet) return deliver_from_tailnet(ps, m, *info, peer, flow_hint, out);
+  std::uint32_t src_v4;
+  std::memcpy(&src_v4, info->src, 4);
+  const bool allowed = info->ipv6 ? peer->source_allowed_v6(info->src) : peer->source_allowed_v4(src_v4);
+  if (!allowed) return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
+  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
+  if (fragments::is_fragment(p, info->ipv6)) return deliver_fragment(ps, m, *info, peer, out);  // whole first
+  const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
+                                : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
+  if (to_us) {
+    if (setup_.inner_up_flag != 0 && is_dns_query(p, *info)) {  // lopower's DNS server: the control thread
+      m->ol_flags |= setup_.inner_up_flag;
+      m->port = ps.port.port_id;
+      return to_control(ps, &m, 1);
+    }
+    if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
+    return send_inner(ps, m, *info, peer, setup_.device_mtu, out);
+  }
+  splice_out(ps, m, *info, peer, flow_hint, out);
+}
+
+// From a tailnet peer: its AllowedIPs, then lopower's own addresses, where
+// TSMP pings are answered before the packet filter (as tailscale does: they
+// are its own protocol, not traffic) and ICMP echo after it. Replies on a
+// device's flow are spliced back before the filter.
+void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer,
+                                  flow_lookup flow_hint, outbound& out) noexcept {
+  const allowed_prefixes* allowed = peer->allowed.load(std::memory_order_acquire);
+  if (allowed == nullptr || !allowed->contains(info.ipv6, info.src))
+    return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
+  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info.length));  // WireGuard's padding
+  const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
+  if (view == nullptr || !view->owns(info.ipv6, info.dst))
+    return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  if (fragments::is_fragment(rte_pktmbuf_mtod(m, const std::uint8_t*), info.ipv6))
+    return deliver_fragment(ps, m, info, peer, out);  // whole first: only the first piece has ports
+  // Replies on a device's flow: the flow is the permission (the filter
+  // governs what may open one toward us, not answers to what we opened).
+  if (splice_in(ps, m, info, flow_hint, out)) return;
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  if (is_tsmp_ping(p, info)) {
+    const std::uint16_t pong = static_cast<std::uint16_t>(info.l4_offset + tsmp_pong_l4_size);
+    if (pong > m->data_len && rte_pktmbuf_append(m, static_cast<std::uint16_t>(pong - m->data_len)) == nullptr)
+      return drop_one(ps.port.index, m, drop_reason::no_headroom);
+    make_tsmp_pong(p, info);
+    rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - pong));
+    return push_out(ps, m, peer, out);
+  }
+  if (info.protocol == ipproto_tsmp) return drop_one(ps.port.index, m, drop_reason::tailnet_tsmp_ignored);
+  if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
+  if (setup_.inner_up_flag != 0 && is_lopower_echo_reply(p, info)) {
+    m->ol_flags |= setup_.inner_up_flag;
+    m->port = ps.port.port_id;
+    return to_control(ps, &m, 1);
+  }
+  if (make_echo_reply(p, info)) return send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
+  drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+}
+
+}  // namespace lopower

@@ -1,0 +1,187 @@
+// Stage 5, encrypt and send: inner packets bound for peers collect in the
+// burst's `outbound` (push_out); encrypt_and_send pads each, writes the
+// WireGuard transport header (wg::write_data_header) with counters taken
+// for a whole run of the same keypair at once, seals the lot with one
+// backend call, writes the outer Ethernet/IP/UDP headers
+// (write_outer_headers) and queues each frame on the TX buffer of the port
+// its peer is reached through. A peer with no session yet gets its packets
+// staged for the control thread instead. The TX buffers (one per port and
+// TAP, on the worker's NUMA socket) are flushed every tx_drain_us and before
+// the worker sleeps; the control plane's own frames leave here too.
+
+#include <rte_cycles.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/outer_headers.h"
+#include "dataplane/worker.h"
+#include "lopower/byte_order.h"
+#include "lopower/wireguard_messages.h"
+
+namespace lopower {
+namespace {
+
+constexpr std::uint8_t default_ttl = 64;
+constexpr std::uint8_t ipproto_udp = 17;
+
+// DPDK's checksum helpers sum 16-bit words as they lie in memory, so their
+// result is stored as is, not byte-swapped.
+void store_checksum(std::uint8_t* p, std::uint16_t sum) { std::memcpy(p, &sum, 2); }
+
+}  // namespace
+
+// Onto the burst encrypt_and_send seals. A packet cut up adds more than
+// one, so a full burst is sealed and sent first.
+void worker::push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept {
+  if (out.count == max_burst) {
+    encrypt_and_send(ps.port.index, out);
+    out.count = 0;
+  }
+  out.pkts[out.count] = m;
+  out.peers[out.count++] = peer;
+}
+
+// The control thread keeps the packet while it finds a path and completes a
+// handshake, and sends it then; the ring and its queues are bounded.
+void worker::stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) noexcept {
+  staged_packet sp{m, peer->id, 0};
+  if (setup_.staged == nullptr || rte_ring_sp_enqueue_elem(setup_.staged, &sp, sizeof sp) != 0)
+    drop_one(port_index, m, drop_reason::wg_stage_ring_full);
+}
+
+// Drops are counted on `port_index`, the port the triggering traffic came in on.
+void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
+  crypto::aead_op ops[max_burst];
+  const wg_endpoint* eps[max_burst];
+  rte_mbuf* ready[max_burst];
+  std::uint16_t n = 0;
+  wg_keypair* run_kp = nullptr;
+  std::uint64_t run_next = 0, run_end = 0;
+  for (std::uint16_t i = 0; i < out.count; ++i) {
+    rte_mbuf* m = out.pkts[i];
+    wg_peer* peer = out.peers[i];
+    wg_keypair* kp = peer->current.load(std::memory_order_acquire);
+    const wg_endpoint* ep = peer->endpoint.load(std::memory_order_acquire);
+    if (kp == nullptr || ep == nullptr) {  // held until a handshake completes: nothing here waits
+      stage(port_index, m, peer);
+      continue;
+    }
+    // Counters for a run of packets to the same keypair come from one atomic add.
+    if (kp != run_kp || run_next == run_end) {
+      unsigned run = 1;
+      while (i + run < out.count && out.peers[i + run]->current.load(std::memory_order_relaxed) == kp) ++run;
+      run_next = kp->send_counter.fetch_add(run, std::memory_order_relaxed);
+      run_end = run_next + run;
+      run_kp = kp;
+    }
+    const std::uint16_t plain = static_cast<std::uint16_t>(m->data_len);
+    const std::uint16_t padded = static_cast<std::uint16_t>(wg::padded_size(plain));
+    const unsigned outer = outer_header_size(ep->ipv6);
+    auto* tail = reinterpret_cast<std::uint8_t*>(
+        rte_pktmbuf_append(m, static_cast<std::uint16_t>(padded - plain + wg::aead_tag_size)));
+    auto* head = reinterpret_cast<std::uint8_t*>(
+        rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(outer + sizeof(wg::message_data))));
+    if (tail == nullptr || head == nullptr) {
+      drop_one(port_index, m, drop_reason::no_headroom);
+      continue;
+    }
+    std::memset(tail, 0, padded - plain);
+    std::uint8_t* msg = head + outer;
+    const std::uint64_t counter = run_next++;
+    wg::write_data_header(msg, kp->remote_index, counter);
+    std::uint8_t* plaintext = msg + sizeof(wg::message_data);
+    ops[n] = crypto::aead_op{plaintext, padded, plaintext + padded, kp->send_key, counter, false};
+    eps[n] = ep;
+    ready[n++] = m;
+    peer->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+    peer->tx_packets.add(setup_.worker_index);
+    peer->tx_bytes.add(setup_.worker_index, plain);
+  }
+  if (n == 0) return;
+  aead_->encrypt_burst(ops, n);
+  for (std::uint16_t i = 0; i < n; ++i) {
+    if (!ops[i].ok) {  // the library refused the job: a bug, not traffic; never send plaintext
+      drop_one(port_index, ready[i], drop_reason::wg_encrypt_failed);
+      continue;
+    }
+    const auto payload = static_cast<std::uint16_t>(sizeof(wg::message_data) + ops[i].length + wg::aead_tag_size);
+    write_outer_headers(rte_pktmbuf_mtod(ready[i], std::uint8_t*), *eps[i], payload);
+    port_state* ps = state_for_port_id(eps[i]->port_id);
+    if (ps == nullptr) {
+      rte_pktmbuf_free(ready[i]);
+      continue;
+    }
+    transmit(*ps, ready[i]);
+  }
+}
+
+void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept {
+  std::memcpy(frame, ep.peer_mac, 6);
+  std::memcpy(frame + 6, ep.local_mac, 6);
+  std::uint8_t* ip = frame + 14;
+  std::uint8_t* udp;
+  const std::uint16_t udp_len = static_cast<std::uint16_t>(8 + payload_length);
+  if (!ep.ipv6) {
+    store_be16(frame + 12, 0x0800);
+    ip[0] = 0x45;
+    ip[1] = 0;
+    store_be16(ip + 2, static_cast<std::uint16_t>(20 + udp_len));
+    store_be16(ip + 4, 0);
+    store_be16(ip + 6, 0x4000);  // don't fragment
+    ip[8] = default_ttl;
+    ip[9] = ipproto_udp;
+    store_be16(ip + 10, 0);
+    std::memcpy(ip + 12, ep.local_ip, 4);
+    std::memcpy(ip + 16, ep.peer_ip, 4);
+    store_checksum(ip + 10, static_cast<std::uint16_t>(~rte_raw_cksum(ip, 20)));
+    udp = ip + 20;
+  } else {
+    store_be16(frame + 12, 0x86dd);
+    ip[0] = 0x60;
+    ip[1] = ip[2] = ip[3] = 0;
+    store_be16(ip + 4, udp_len);
+    ip[6] = ipproto_udp;
+    ip[7] = default_ttl;
+    std::memcpy(ip + 8, ep.local_ip, 16);
+    std::memcpy(ip + 24, ep.peer_ip, 16);
+    udp = ip + 40;
+  }
+  std::memcpy(udp, &ep.local_port_be, 2);
+  std::memcpy(udp + 2, &ep.peer_port_be, 2);
+  store_be16(udp + 4, udp_len);
+  store_be16(udp + 6, 0);
+  // IPv6 requires the UDP checksum. Over IPv4 it is optional (RFC 768: zero
+  // means none) and WireGuard's AEAD already authenticates every byte that
+  // matters, so the full pass over the payload is saved there.
+  if (ep.ipv6) store_checksum(udp + 6, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), udp));
+}
+
+void worker::transmit(port_state& ps, rte_mbuf* m) noexcept { rte_eth_tx_buffer(ps.port.port_id, setup_.queue, ps.tx_port, m); }
+
+// Frames the control plane wants sent (handshake replies, keepalives, disco).
+unsigned worker::drain_control_ring() noexcept {
+  if (setup_.from_control == nullptr) return 0;
+  rte_mbuf* pkts[max_burst];
+  const unsigned n = rte_ring_sc_dequeue_burst(setup_.from_control, reinterpret_cast<void**>(pkts), setup_.burst_size, nullptr);
+  for (unsigned i = 0; i < n; ++i) {
+    port_state* ps = state_for_port_id(pkts[i]->port);
+    if (ps == nullptr) {
+      rte_pktmbuf_free(pkts[i]);  // the control plane named a port this worker does not serve
+      continue;
+    }
+    transmit(*ps, pkts[i]);
+  }
+  return n;
+}
+
+void worker::flush() noexcept {
+  for (port_state& ps : ports_) {
+    rte_eth_tx_buffer_flush(ps.port.port_id, setup_.queue, ps.tx_port);
+    if (ps.tx_tap != nullptr) rte_eth_tx_buffer_flush(ps.port.tap_id, setup_.queue, ps.tx_tap);
+  }
+  last_drain_ = rte_rdtsc();
+}
+
+}  // namespace lopower

@@ -1,0 +1,38 @@
+#pragma once
+// EAL for tests: one lcore, no hugepages, no PCI, no shared files, and a
+// --file-prefix of the program's name and pid, so test processes run side
+// by side (and beside a lopowerd) without meeting. Unprivileged is enough.
+
+#include <rte_eal.h>
+
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace lopower::test_support {
+
+// Once per process; false when EAL refused to start.
+inline bool start_eal(const char* program, unsigned memory_mb = 256) {
+  static const bool ok = [program, memory_mb] {
+    // EAL may keep pointers into its arguments: they live as long as the process.
+    static std::vector<std::string> args = {program,
+                                     "-l",
+                                     "0",
+                                     "--no-huge",
+                                     "--no-pci",
+                                     "--no-shconf",
+                                     "--no-telemetry",
+                                     "--file-prefix=" + std::string(program) + "_" + std::to_string(getpid()),
+                                     "-m",
+                                     std::to_string(memory_mb),
+                                     "--log-level=lib.eal:error",
+                                     "--log-level=user1:error"};
+    static std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    return rte_eal_init(static_cast<int>(argv.size()), argv.data()) >= 0;
+  }();
+  return ok;
+}
+
+}  // namespace lopower::test_support

@@ -1,0 +1,299 @@
+// The data path in memory: one real worker on a net_ring port (EAL without
+// hugepages or PCI), a device and a tailnet peer with sessions up
+// (tests/support/splice_rig.h). Frames go in on the port's RX ring sealed
+// as the peers seal them, and what comes out of its TX ring is read back
+// byte by byte: the outer headers, the WireGuard header, and the inner
+// packet after opening it with the receiving peer's key; checksums are
+// checked with the tests' own RFC 1071 code (tests/unit/splice/packets.h).
+
+#include <gtest/gtest.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/flow_table.h"
+#include "lopower/byte_order.h"
+#include "dataplane/worker.h"
+#include "tests/support/eal.h"
+#include "tests/support/splice_rig.h"
+#include "tests/unit/splice/packets.h"
+
+namespace lopower {
+namespace {
+
+using splice::test::bytes;
+using splice::test::ip_packet;
+using splice::test::udp_datagram;
+using test_support::sent_frame;
+using test_support::splice_rig;
+
+rte_mempool* pool() {
+  static rte_mempool* p = [] {
+    if (!test_support::start_eal("dataplane_tests", 256) || sodium_init() < 0) return static_cast<rte_mempool*>(nullptr);
+    // No per-lcore cache: rte_mempool_in_use_count is exact.
+    return rte_pktmbuf_pool_create("dp_test_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  }();
+  return p;
+}
+
+
+bytes address(bool v6, const char* text) {
+  const ip_address a = *ip_address::parse(text);
+  return bytes(a.bytes.begin(), a.bytes.begin() + (v6 ? 16 : 4));
+}
+
+// A rig, its flow table and a worker on it; `name` keeps rings apart.
+struct data_path {
+  splice_rig rig;
+  flow_table flows;
+  std::unique_ptr<worker> w;
+
+  explicit data_path(const std::string& name) : rig(name, pool()), flows(1u << 10, rig.rcu) {
+    worker_setup s = rig.setup(flows, "libsodium");
+    s.reassembly_datagrams = 16;
+    s.reassembly_per_device = 4;
+    s.reassembly_per_tailnet_peer = 4;
+    w = std::make_unique<worker>(std::move(s));
+  }
+  ~data_path() { w.reset(); }
+
+  void receive(const std::vector<rte_mbuf*>& frames) {
+    for (rte_mbuf* m : frames) ASSERT_EQ(rte_ring_sp_enqueue(rig.rx, m), 0);
+    for (int i = 0; i < 4; ++i) w->poll_once();
+    w->flush();
+  }
+  rte_mbuf* from_device(const bytes& packet) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool());
+    rig.seal_from_device(m, packet);
+    return m;
+  }
+  rte_mbuf* from_peer(const bytes& packet) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool());
+    rig.seal_from_peer(m, packet);
+    return m;
+  }
+  std::uint64_t drops(drop_reason why) const { return w->stats().ports[0].drops[static_cast<unsigned>(why)].get(); }
+  std::uint64_t all_drops() const {
+    std::uint64_t n = 0;
+    for (unsigned r = 0; r < drop_reason_count; ++r) n += w->stats().ports[0].drops[r].get();
+    return n;
+  }
+};
+
+// The outer headers of a frame lopower sent to `to` (as lopower sees it).
+void expect_outer(const sent_frame& f, const wg_endpoint& to, std::uint32_t receiver, std::uint64_t counter) {
+  EXPECT_FALSE(f.ipv6);
+  EXPECT_EQ(load_be16(&f.bytes[12]), 0x0800);
+  EXPECT_EQ(0, std::memcmp(f.src_ip, to.local_ip, 4)) << "from lopower's address on the port";
+  EXPECT_EQ(0, std::memcmp(f.dst_ip, to.peer_ip, 4));
+  EXPECT_EQ(f.src_port, ntohs(to.local_port_be));
+  EXPECT_EQ(f.dst_port, ntohs(to.peer_port_be));
+  // IPv4: total length, header checksum (RFC 1071), UDP length.
+  EXPECT_EQ(load_be16(&f.bytes[16]), f.bytes.size() - 14);
+  EXPECT_EQ(splice::test::reference_sum(&f.bytes[14], 20), 0xffff) << "outer IPv4 header checksum";
+  EXPECT_EQ(f.udp_length, f.bytes.size() - 14 - 20);
+  // WireGuard transport: type 4, the peer's receiver index, our counter,
+  // and the payload padded to 16 bytes plus the tag.
+  EXPECT_EQ(f.type, 4);
+  EXPECT_EQ(f.receiver, receiver);
+  EXPECT_EQ(f.counter, counter);
+  EXPECT_EQ((f.bytes.size() - f.message_offset - 32) % 16, 0u);
+}
+
+// The inner packet out of `f`, opened with `key`, its padding cut.
+bytes inner_of(const sent_frame& f, const std::uint8_t* key) {
+  auto plain = f.open(key);
+  if (!plain) {
+    ADD_FAILURE() << "the frame does not open with the peer's key";
+    return {};
+  }
+  const std::size_t length = (((*plain)[0] >> 4) == 6) ? 40u + load_be16(&(*plain)[4]) : load_be16(&(*plain)[2]);
+  EXPECT_LE(length, plain->size());
+  EXPECT_LT(plain->size() - length, 16u) << "padding beyond the next multiple of 16";
+  plain->resize(std::min(length, plain->size()));
+  return *plain;
+}
+
+class spliced : public ::testing::TestWithParam<bool> {};
+
+// A device's UDP datagram to a tailnet peer: decrypted, spliced (source
+// rewritten to lopower's tailnet address and a port of the flow's),
+// encrypted for the peer and sent to its endpoint; the peer's reply comes
+// back the same way to the device.
+TEST_P(spliced, device_datagram_reaches_the_peer_and_the_reply_comes_back) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  const unsigned in_use_before = rte_mempool_in_use_count(pool());
+  {
+    data_path d(v6 ? "dp6" : "dp4");
+    const bytes sent = ip_packet(v6, 17, test_support::device_address(v6), test_support::peer_address(v6),
+                                 udp_datagram(5555, 9000, 100));
+    d.receive({d.from_device(sent)});
+    auto out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(d.all_drops(), 0u);
+    expect_outer(out[0], d.rig.peer_ep, splice_rig::peer_index + 100, 0);
+    const bytes inner = inner_of(out[0], d.rig.peer_open_key);
+    ASSERT_EQ(inner.size(), sent.size());
+    const std::size_t l4 = v6 ? 40 : 20, a = v6 ? 16 : 4;
+    // Source: lopower's tailnet address and the flow's port; destination untouched.
+    EXPECT_EQ(bytes(inner.begin() + (v6 ? 8 : 12), inner.begin() + (v6 ? 8 : 12) + static_cast<long>(a)),
+              address(v6, test_support::our_tailnet_address(v6)));
+    EXPECT_EQ(bytes(inner.begin() + (v6 ? 24 : 16), inner.begin() + (v6 ? 24 : 16) + static_cast<long>(a)),
+              address(v6, test_support::peer_address(v6)));
+    const std::uint16_t flow_port = load_be16(&inner[l4]);
+    EXPECT_NE(flow_port, 0);
+    EXPECT_EQ(load_be16(&inner[l4 + 2]), 9000);
+    EXPECT_TRUE(std::equal(inner.begin() + static_cast<long>(l4 + 8), inner.end(), sent.begin() + static_cast<long>(l4 + 8)))
+        << "the payload changed";
+    EXPECT_TRUE(splice::test::ip_checksum_ok(inner));
+    EXPECT_TRUE(splice::test::l4_checksum_ok(inner));
+    // Counters: one packet each way through the peers, one flow.
+    EXPECT_EQ(d.rig.device.rx_packets.load(), 1u);
+    EXPECT_EQ(d.rig.ts_peer.tx_packets.load(), 1u);
+    EXPECT_EQ(d.rig.ts_peer.rx_packets.load(), 0u);
+    EXPECT_EQ(d.flows.size(), 1u);
+    EXPECT_NE(d.rig.ts_peer.last_tx_tsc.load(), 0u);
+
+    // The peer answers the flow's port: back to the device, from the peer's address.
+    const bytes reply = ip_packet(v6, 17, test_support::peer_address(v6), test_support::our_tailnet_address(v6),
+                                  udp_datagram(9000, flow_port, 300));
+    d.receive({d.from_peer(reply)});
+    out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(d.all_drops(), 0u);
+    expect_outer(out[0], d.rig.device_ep, splice_rig::device_index + 100, 0);
+    const bytes back = inner_of(out[0], d.rig.device_open_key);
+    ASSERT_EQ(back.size(), reply.size());
+    EXPECT_EQ(bytes(back.begin() + (v6 ? 8 : 12), back.begin() + (v6 ? 8 : 12) + static_cast<long>(a)),
+              address(v6, test_support::peer_address(v6)));
+    EXPECT_EQ(bytes(back.begin() + (v6 ? 24 : 16), back.begin() + (v6 ? 24 : 16) + static_cast<long>(a)),
+              address(v6, test_support::device_address(v6)));
+    EXPECT_EQ(load_be16(&back[l4]), 9000);
+    EXPECT_EQ(load_be16(&back[l4 + 2]), 5555) << "back to the device's own port";
+    EXPECT_TRUE(std::equal(back.begin() + static_cast<long>(l4 + 8), back.end(), reply.begin() + static_cast<long>(l4 + 8)));
+    EXPECT_TRUE(splice::test::ip_checksum_ok(back));
+    EXPECT_TRUE(splice::test::l4_checksum_ok(back));
+    EXPECT_EQ(d.rig.ts_peer.rx_packets.load(), 1u);
+    EXPECT_EQ(d.rig.device.tx_packets.load(), 1u);
+    EXPECT_EQ(d.flows.size(), 1u) << "the reply used the device's flow";
+
+    // A second datagram on the same flow: same port, the next counter.
+    d.receive({d.from_device(sent)});
+    out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].counter, 1u);
+    EXPECT_EQ(load_be16(&inner_of(out[0], d.rig.peer_open_key)[l4]), flow_port);
+  }
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), in_use_before) << "an mbuf was not given back";
+}
+
+INSTANTIATE_TEST_SUITE_P(families, spliced, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
+
+// A packet for a peer with no session is handed up to the control thread
+// (staged, the peer named by id), not dropped and not sent.
+TEST(data_path, packet_for_a_peer_without_session_is_staged) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dpst");
+  d.rig.ts_peer.current.store(nullptr);  // no session with the tailnet peer
+  const bytes sent = ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 64));
+  d.receive({d.from_device(sent), d.from_device(sent)});
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty()) << "nothing can be sent without a keypair";
+  EXPECT_EQ(d.all_drops(), 0u);
+  std::vector<staged_packet> staged;
+  staged_packet sp;
+  while (rte_ring_sc_dequeue_elem(d.rig.staged, &sp, sizeof sp) == 0) staged.push_back(sp);
+  ASSERT_EQ(staged.size(), 2u);
+  for (const staged_packet& s : staged) {
+    EXPECT_EQ(s.peer_id, d.rig.ts_peer.id);
+    // The inner packet as it would have been sealed: already spliced.
+    const bytes inner(rte_pktmbuf_mtod(s.mbuf, const std::uint8_t*), rte_pktmbuf_mtod(s.mbuf, const std::uint8_t*) + s.mbuf->data_len);
+    ASSERT_GE(inner.size(), sent.size());
+    EXPECT_EQ(bytes(inner.begin() + 12, inner.begin() + 16), address(false, "100.64.0.1"));
+    EXPECT_EQ(bytes(inner.begin() + 16, inner.begin() + 20), address(false, "100.64.0.5"));
+    EXPECT_EQ(load_be16(&inner[22]), 9000);
+    EXPECT_TRUE(splice::test::l4_checksum_ok(bytes(inner.begin(), inner.begin() + static_cast<long>(sent.size()))));
+    rte_pktmbuf_free(s.mbuf);
+  }
+  EXPECT_EQ(d.rig.device.rx_packets.load(), 2u);
+  EXPECT_EQ(d.rig.ts_peer.tx_packets.load(), 0u);
+}
+
+// A frame seen again (same counter) is dropped as a replay; the first went through.
+TEST(data_path, replayed_frame_is_dropped_as_wg_replay) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dprp");
+  const bytes sent = ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 64));
+  rte_mbuf* first = d.from_device(sent);
+  rte_mbuf* again = rte_pktmbuf_copy(first, pool(), 0, UINT32_MAX);
+  ASSERT_NE(again, nullptr);
+  d.receive({first});
+  d.receive({again});
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
+  EXPECT_EQ(d.drops(drop_reason::wg_replay), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.rig.device.rx_packets.load(), 1u);
+  // An older counter inside the window that was never seen still passes.
+  d.rig.device_counter = 5;
+  d.receive({d.from_device(sent)});
+  d.rig.device_counter = 3;
+  d.receive({d.from_device(sent)});
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 2u);
+  EXPECT_EQ(d.drops(drop_reason::wg_replay), 1u);
+}
+
+// Sealed with a key that is not the session's: it fails authentication,
+// and nothing of it goes anywhere.
+TEST(data_path, frame_sealed_with_the_wrong_key_is_dropped_as_wg_decrypt_failed) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dpwk");
+  const bytes sent = ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 64));
+  std::uint8_t wrong[32];
+  randombytes_buf(wrong, sizeof wrong);
+  rte_mbuf* m = rte_pktmbuf_alloc(pool());
+  test_support::seal_packet(m, sent, wrong, 0, splice_rig::device_index, d.rig.device_ep);
+  d.receive({m});
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+  EXPECT_EQ(d.drops(drop_reason::wg_decrypt_failed), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.rig.device.rx_packets.load(), 0u);
+  EXPECT_EQ(d.flows.size(), 0u);
+  // The counter it claimed was not burnt: the real frame with it goes through.
+  d.receive({d.from_device(sent)});
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
+  EXPECT_EQ(d.drops(drop_reason::wg_replay), 0u);
+}
+
+// A receiver index no session has: dropped as unknown.
+TEST(data_path, frame_for_no_session_is_dropped_as_wg_unknown_receiver) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dpur");
+  const bytes sent = ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 64));
+  rte_mbuf* m = rte_pktmbuf_alloc(pool());
+  test_support::seal_packet(m, sent, d.rig.device_key, 0, 999, d.rig.device_ep);
+  d.receive({m});
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+  EXPECT_EQ(d.drops(drop_reason::wg_unknown_receiver), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+}
+
+// The device's inner source must be its own address (cryptokey routing).
+TEST(data_path, device_packet_from_another_address_is_dropped_as_wg_source_not_allowed) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dpsa");
+  const bytes spoofed = ip_packet(false, 17, "10.90.0.3", "100.64.0.5", udp_datagram(5555, 9000, 64));
+  d.receive({d.from_device(spoofed)});
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+  EXPECT_EQ(d.drops(drop_reason::wg_source_not_allowed), 1u);
+  EXPECT_EQ(d.flows.size(), 0u);
+}
+
+}  // namespace
+}  // namespace lopower
