@@ -27,7 +27,7 @@
 #include "control/enrollment/address_allocator.h"
 #include "control/enrollment/keys.h"
 #include "control/enrollment/result.h"
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 #include "lopower/net_addr.h"
 
 namespace lopower::enrollment {

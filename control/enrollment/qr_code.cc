@@ -8,7 +8,7 @@
 #include <cstring>
 #include <memory>
 
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 
 namespace lopower::enrollment {
 

@@ -21,8 +21,8 @@ std::string trim(std::string s) {
   return s.substr(first, s.find_last_not_of(" \t\r\n") - first + 1);
 }
 
-enrollment::state_store open_store(const config& cfg) {
-  auto s = enrollment::state_store::open(cfg.daemon.state_dir);
+state_store open_store(const config& cfg) {
+  auto s = state_store::open(cfg.daemon.state_dir);
   if (!s) throw std::runtime_error(s.message());
   return std::move(*s);
 }
@@ -50,7 +50,7 @@ nlohmann::json prefixes_json(const std::vector<ip_prefix>& ps, bool addresses_on
 
 std::string read_auth_key(const tailnet_config& cfg) {
   if (!cfg.auth_key_file.empty()) {
-    auto text = enrollment::read_file(cfg.auth_key_file);
+    auto text = read_file(cfg.auth_key_file);
     if (!text) throw std::runtime_error("tailnet.auth_key_file: " + text.message());
     std::string key = trim(std::move(*text));
     if (key.empty()) throw std::runtime_error("tailnet.auth_key_file: " + cfg.auth_key_file + " holds no key");

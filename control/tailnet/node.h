@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/config.h"
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 #include "control/event_loop.h"
 #include "control/tailnet/client/coordination_client.h"
 #include "control/tailnet/disco_paths.h"
@@ -97,7 +97,7 @@ class tailnet_node {
   event_loop& loop_;
   dataplane& dp_;
   const config& cfg_;
-  enrollment::state_store store_;
+  state_store store_;
   std::unique_ptr<tailnet::coordination_client> client_;
   // Keyed with the node key: rebuilt when a login brings a new one.
   std::unique_ptr<wireguard_interface> wg_;

@@ -45,7 +45,7 @@ const char* to_string(backend_state s) noexcept {
 }
 
 coordination_client::coordination_client(event_loop& loop, coordination_config cfg,
-                                         const enrollment::state_store& store, handlers h)
+                                         const state_store& store, handlers h)
     : loop_(loop), cfg_(std::move(cfg)), store_(store), handlers_(std::move(h)) {
   auto id = load_or_create_identity(store_);
   if (!id) throw std::runtime_error("tailnet identity: " + id.message());

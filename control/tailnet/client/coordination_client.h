@@ -27,7 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 #include "control/event_loop.h"
 #include "control/tailnet/client/control_connection.h"
 #include "control/tailnet/client/control_messages.h"
@@ -62,7 +62,7 @@ class coordination_client {
 
   // Loads (or creates) the identity in `store`; throws when the stored one is
   // unreadable, naming the file.
-  coordination_client(event_loop& loop, coordination_config cfg, const enrollment::state_store& store,
+  coordination_client(event_loop& loop, coordination_config cfg, const state_store& store,
                       handlers h);
   ~coordination_client();
   coordination_client(const coordination_client&) = delete;
@@ -120,7 +120,7 @@ class coordination_client {
 
   event_loop& loop_;
   coordination_config cfg_;
-  const enrollment::state_store& store_;
+  const state_store& store_;
   handlers handlers_;
   identity identity_;
   public_key node_public_, machine_public_;

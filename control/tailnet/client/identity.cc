@@ -61,7 +61,7 @@ result<identity> identity_from_json(std::string_view text) {
   return id;
 }
 
-result<void> save_identity(const enrollment::state_store& store, const identity& id) {
+result<void> save_identity(const state_store& store, const identity& id) {
   std::string text = identity_to_json(id);
   auto r = store.write(identity_file_name, text);
   secure_wipe(text.data(), text.size());
@@ -69,7 +69,7 @@ result<void> save_identity(const enrollment::state_store& store, const identity&
   return {};
 }
 
-result<identity> load_or_create_identity(const enrollment::state_store& store) {
+result<identity> load_or_create_identity(const state_store& store) {
   if (!store.exists(identity_file_name)) {
     identity id;
     id.machine = generate_private_key();

@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 #include "lopower/keys.h"
 #include "lopower/result.h"
 
@@ -33,9 +33,9 @@ struct identity {
 // The stored identity, or a fresh one (keys generated, written) when the
 // file does not exist. A file that exists but does not parse is an error
 // naming the file: lopowerd refuses to start rather than become a new node.
-result<identity> load_or_create_identity(const enrollment::state_store& store);
+result<identity> load_or_create_identity(const state_store& store);
 
-result<void> save_identity(const enrollment::state_store& store, const identity& id);
+result<void> save_identity(const state_store& store, const identity& id);
 
 // The JSON text of the file (private keys inside: the caller wipes it).
 std::string identity_to_json(const identity& id);

@@ -10,7 +10,7 @@
 #include <sstream>
 #include <vector>
 
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 #include "control/enrollment/wg_quick_config.h"
 #include "lopower/byte_order.h"
 #include "tests/unit/enrollment/temp_dir.h"

@@ -1,4 +1,4 @@
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -118,8 +118,8 @@ class IdentityFile : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
-  enrollment::state_store open() {
-    auto s = enrollment::state_store::open(dir_.string());
+  state_store open() {
+    auto s = state_store::open(dir_.string());
     EXPECT_TRUE(s) << s.message();
     return std::move(*s);
   }

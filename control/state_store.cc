@@ -1,4 +1,4 @@
-#include "control/enrollment/state_store.h"
+#include "control/state_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
-namespace lopower::enrollment {
+namespace lopower {
 
 namespace {
 
@@ -193,4 +193,4 @@ bool state_store::exists(std::string_view name) const {
   return ::stat(path_of(name).c_str(), &st) == 0;
 }
 
-}  // namespace lopower::enrollment
+}  // namespace lopower

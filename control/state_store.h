@@ -14,9 +14,9 @@
 #include <string>
 #include <string_view>
 
-#include "control/enrollment/result.h"
+#include "lopower/result.h"
 
-namespace lopower::enrollment {
+namespace lopower {
 
 // Receives operator-facing warnings ("state directory ... was mode 0755; now 0700").
 using warning_fn = std::function<void(const std::string&)>;
@@ -67,4 +67,4 @@ class state_store {
   bool has_hooks_ = false;
 };
 
-}  // namespace lopower::enrollment
+}  // namespace lopower
