@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "bench/worker_drive.h"
 #include "tests/support/splice_rig.h"
 #include "dataplane/inner_packet.h"
@@ -244,13 +245,4 @@ BENCHMARK(BM_WholeOut);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const char* eal_argv[] = {"fragment_bench", "-l", "0", "--no-huge", "--no-pci", "--no-shconf", "-m", "1024",
-                            "--log-level=lib.eal:error", "--log-level=user1:error"};
-  if (rte_eal_init(static_cast<int>(std::size(eal_argv)), const_cast<char**>(eal_argv)) < 0) return 1;
-  if (sodium_init() < 0) return 1;
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return lopower::bench::run_benchmarks(argc, argv, "fragment_bench", 1024); }

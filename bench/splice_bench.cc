@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "bench/worker_drive.h"
 #include "tests/support/splice_rig.h"
 #include "dataplane/inner_packet.h"
@@ -164,13 +165,4 @@ BENCHMARK(BM_FlowLookupBulk1M);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const char* eal_argv[] = {"splice_bench", "-l", "0", "--no-huge", "--no-pci", "--no-shconf", "-m", "2048",
-                            "--log-level=lib.eal:error"};
-  if (rte_eal_init(static_cast<int>(std::size(eal_argv)), const_cast<char**>(eal_argv)) < 0) return 1;
-  if (sodium_init() < 0) return 1;
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return lopower::bench::run_benchmarks(argc, argv, "splice_bench", 2048); }

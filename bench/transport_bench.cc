@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "bench/bench_main.h"
 #include "dataplane/inner_packet.h"
 #include "bench/worker_drive.h"
 #include "dataplane/worker.h"
@@ -124,13 +125,4 @@ BENCHMARK(BM_TransportEcho_libsodium)->ArgName("payload")->Arg(64)->Arg(512)->Ar
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const char* eal_argv[] = {"transport_bench", "-l", "0", "--no-huge", "--no-pci", "--no-shconf", "-m", "512",
-                            "--log-level=lib.eal:error"};
-  if (rte_eal_init(static_cast<int>(std::size(eal_argv)), const_cast<char**>(eal_argv)) < 0) return 1;
-  if (sodium_init() < 0) return 1;
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return lopower::bench::run_benchmarks(argc, argv, "transport_bench", 512); }

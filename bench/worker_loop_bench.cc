@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "tests/support/ring_port.h"
 #include "dataplane/worker.h"
 
@@ -142,12 +143,4 @@ BENCHMARK(BM_ClassifyFrame);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const char* eal_argv[] = {"worker_loop_bench", "-l", "0", "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "--log-level=lib.eal:error"};
-  if (rte_eal_init(static_cast<int>(std::size(eal_argv)), const_cast<char**>(eal_argv)) < 0) return 1;
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  rte_eal_cleanup();
-  return 0;
-}
+int main(int argc, char** argv) { return lopower::bench::run_benchmarks(argc, argv, "worker_loop_bench", 256); }

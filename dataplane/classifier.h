@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "lopower/enum_list.h"
 #include "lopower/drop_reasons.h"
 #include "lopower/net_addr.h"
 
@@ -25,29 +26,13 @@ namespace lopower {
   X(exception, "everything the dataplane does not own: the kernel via the TAP")                                     \
   X(drop, "malformed input addressed to the dataplane; see classify_result::reason")
 
-enum class packet_class : std::uint8_t {
-#define LOPOWER_PACKET_CLASS_ENUM(id, text) id,
-  LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_ENUM)
-#undef LOPOWER_PACKET_CLASS_ENUM
-};
+enum class packet_class : std::uint8_t { LOPOWER_PACKET_CLASSES(LOPOWER_ENUM_ENUMERATOR) };
 
-inline constexpr std::size_t packet_class_count = 0
-#define LOPOWER_PACKET_CLASS_COUNT(id, text) +1
-    LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_COUNT)
-#undef LOPOWER_PACKET_CLASS_COUNT
-    ;
+inline constexpr std::size_t packet_class_count = LOPOWER_ENUM_COUNT(LOPOWER_PACKET_CLASSES);
 
-inline constexpr std::array<const char*, packet_class_count> packet_class_names{
-#define LOPOWER_PACKET_CLASS_NAME(id, text) #id,
-    LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_NAME)
-#undef LOPOWER_PACKET_CLASS_NAME
-};
+inline constexpr std::array<const char*, packet_class_count> packet_class_names{LOPOWER_PACKET_CLASSES(LOPOWER_ENUM_NAME)};
 
-inline constexpr std::array<const char*, packet_class_count> packet_class_descriptions{
-#define LOPOWER_PACKET_CLASS_TEXT(id, text) text,
-    LOPOWER_PACKET_CLASSES(LOPOWER_PACKET_CLASS_TEXT)
-#undef LOPOWER_PACKET_CLASS_TEXT
-};
+inline constexpr std::array<const char*, packet_class_count> packet_class_descriptions{LOPOWER_PACKET_CLASSES(LOPOWER_ENUM_TEXT)};
 
 // The class's name ("wg_handshake", ...), or "?" for a value outside the list.
 const char* to_string(packet_class c);

@@ -60,6 +60,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "lopower/enum_list.h"
 #include "lopower/net_addr.h"
 
 namespace lopower::dns {
@@ -109,29 +110,13 @@ enum class transport : std::uint8_t { udp, tcp };
   X(too_short, "shorter than a DNS header: dropped")                                                     \
   X(not_a_query, "a response (QR set): dropped")
 
-enum class outcome : std::uint8_t {
-#define LOPOWER_DNS_OUTCOME_ENUM(id, text) id,
-  LOPOWER_DNS_OUTCOMES(LOPOWER_DNS_OUTCOME_ENUM)
-#undef LOPOWER_DNS_OUTCOME_ENUM
-};
+enum class outcome : std::uint8_t { LOPOWER_DNS_OUTCOMES(LOPOWER_ENUM_ENUMERATOR) };
 
-inline constexpr std::size_t outcome_count = 0
-#define LOPOWER_DNS_OUTCOME_COUNT(id, text) +1
-    LOPOWER_DNS_OUTCOMES(LOPOWER_DNS_OUTCOME_COUNT)
-#undef LOPOWER_DNS_OUTCOME_COUNT
-    ;
+inline constexpr std::size_t outcome_count = LOPOWER_ENUM_COUNT(LOPOWER_DNS_OUTCOMES);
 
-inline constexpr std::array<std::string_view, outcome_count> outcome_names{
-#define LOPOWER_DNS_OUTCOME_NAME(id, text) #id,
-    LOPOWER_DNS_OUTCOMES(LOPOWER_DNS_OUTCOME_NAME)
-#undef LOPOWER_DNS_OUTCOME_NAME
-};
+inline constexpr std::array<std::string_view, outcome_count> outcome_names{LOPOWER_DNS_OUTCOMES(LOPOWER_ENUM_NAME)};
 
-inline constexpr std::array<std::string_view, outcome_count> outcome_descriptions{
-#define LOPOWER_DNS_OUTCOME_TEXT(id, text) text,
-    LOPOWER_DNS_OUTCOMES(LOPOWER_DNS_OUTCOME_TEXT)
-#undef LOPOWER_DNS_OUTCOME_TEXT
-};
+inline constexpr std::array<std::string_view, outcome_count> outcome_descriptions{LOPOWER_DNS_OUTCOMES(LOPOWER_ENUM_TEXT)};
 
 constexpr std::string_view name_of(outcome o) { return outcome_names[static_cast<std::size_t>(o)]; }
 constexpr std::string_view description_of(outcome o) { return outcome_descriptions[static_cast<std::size_t>(o)]; }

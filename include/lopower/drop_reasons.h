@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "lopower/enum_list.h"
+
 // X(identifier, "description shown by lopower-ctl")
 #define LOPOWER_DROP_REASONS(X)                                                              \
   X(malformed_ethernet, "frame shorter than an Ethernet header")                             \
@@ -56,29 +58,13 @@
 
 namespace lopower {
 
-enum class drop_reason : std::uint16_t {
-#define LOPOWER_DROP_ENUM(id, text) id,
-  LOPOWER_DROP_REASONS(LOPOWER_DROP_ENUM)
-#undef LOPOWER_DROP_ENUM
-};
+enum class drop_reason : std::uint16_t { LOPOWER_DROP_REASONS(LOPOWER_ENUM_ENUMERATOR) };
 
-inline constexpr std::size_t drop_reason_count = 0
-#define LOPOWER_DROP_COUNT(id, text) +1
-    LOPOWER_DROP_REASONS(LOPOWER_DROP_COUNT)
-#undef LOPOWER_DROP_COUNT
-    ;
+inline constexpr std::size_t drop_reason_count = LOPOWER_ENUM_COUNT(LOPOWER_DROP_REASONS);
 
-inline constexpr std::array<std::string_view, drop_reason_count> drop_reason_names{
-#define LOPOWER_DROP_NAME(id, text) #id,
-    LOPOWER_DROP_REASONS(LOPOWER_DROP_NAME)
-#undef LOPOWER_DROP_NAME
-};
+inline constexpr std::array<std::string_view, drop_reason_count> drop_reason_names{LOPOWER_DROP_REASONS(LOPOWER_ENUM_NAME)};
 
-inline constexpr std::array<std::string_view, drop_reason_count> drop_reason_descriptions{
-#define LOPOWER_DROP_TEXT(id, text) text,
-    LOPOWER_DROP_REASONS(LOPOWER_DROP_TEXT)
-#undef LOPOWER_DROP_TEXT
-};
+inline constexpr std::array<std::string_view, drop_reason_count> drop_reason_descriptions{LOPOWER_DROP_REASONS(LOPOWER_ENUM_TEXT)};
 
 constexpr std::string_view name_of(drop_reason r) { return drop_reason_names[static_cast<std::size_t>(r)]; }
 constexpr std::string_view description_of(drop_reason r) {

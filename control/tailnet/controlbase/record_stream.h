@@ -29,7 +29,7 @@
 #include <string_view>
 #include <vector>
 
-#include "control/enum_list.h"
+#include "lopower/enum_list.h"
 #include "control/tailnet/controlbase/control_result.h"
 #include "control/tailnet/controlbase/noise_ik.h"
 #include "lopower/keys.h"

@@ -37,7 +37,7 @@
 #include <variant>
 #include <vector>
 
-#include "control/enum_list.h"
+#include "lopower/enum_list.h"
 #include "lopower/keys.h"
 #include "lopower/net_addr.h"
 #include "lopower/result.h"

@@ -26,7 +26,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "control/enum_list.h"
+#include "lopower/enum_list.h"
 #include "control/wireguard/engine/tai64n.h"
 #include "lopower/keys.h"
 #include "lopower/wireguard_messages.h"

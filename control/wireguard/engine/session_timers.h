@@ -21,7 +21,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "control/enum_list.h"
+#include "lopower/enum_list.h"
 #include "lopower/wireguard_messages.h"
 
 namespace lopower::wg {

@@ -8,12 +8,15 @@
 //   inline constexpr std::size_t my_thing_count = LOPOWER_ENUM_COUNT(MY_THINGS);
 //   inline constexpr std::array<const char*, my_thing_count> my_thing_names{MY_THINGS(LOPOWER_ENUM_NAME)};
 //   ... name_in(my_thing_names, t, "?")
+// Lists of X(identifier, "description") also give LOPOWER_ENUM_TEXT.
 
 #include <array>
 #include <cstddef>
 
 #define LOPOWER_ENUM_ENUMERATOR(id, ...) id,
 #define LOPOWER_ENUM_NAME(id, ...) #id,
+// For lists of X(identifier, "description"): the descriptions in order.
+#define LOPOWER_ENUM_TEXT(id, text, ...) text,
 #define LOPOWER_ENUM_PLUS_ONE(id, ...) +1
 #define LOPOWER_ENUM_COUNT(list) (0 list(LOPOWER_ENUM_PLUS_ONE))
 
