@@ -90,12 +90,18 @@ nlohmann::json call(const std::string& socket_path, const request& r, std::chron
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + socket_path);
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  fd_guard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: a daemon that stopped accepting (its backlog full) makes
+  // connect fail with EAGAIN instead of hanging; retried until the deadline.
+  fd_guard fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+  while (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno == ENOENT || errno == ECONNREFUSED)
       throw unavailable("lopowerd is not running (nothing listens on " + socket_path + ")");
-    throw std::runtime_error("cannot connect to " + socket_path + ": " + std::strerror(errno));
+    if (errno != EAGAIN && errno != EINTR)
+      throw std::runtime_error("cannot connect to " + socket_path + ": " + std::strerror(errno));
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw std::runtime_error("lopowerd did not accept the connection in time (busy or stopped?)");
+    ::poll(nullptr, 0, 10);
   }
   const std::string out = encode_request(r);
   for (std::size_t sent = 0; sent < out.size();) {

@@ -166,6 +166,7 @@ int serve(const config& cfg, const std::string& config_path) {
                       {"handshakes", devices.counters().to_json()}};
     j["tailnet"] = tailnet ? tailnet->status_json() : nlohmann::json{{"backend_state", "Disabled"}};
     j["dns"] = dns.status_json();
+    j["control_socket"] = {{"served", ctl.served()}, {"refused", ctl.refused()}, {"evicted", ctl.evicted()}};
     return j;
   });
   register_device_commands(ctl, registry, devices, cfg);

@@ -23,11 +23,20 @@ struct ctl_server::client {
   std::size_t out_sent = 0;
   bool answered = false;  // reply sent: input is now read and discarded until the client closes
   event_loop::timer_id deadline = -1;
+  uid_t uid = 0;            // the peer's, from SO_PEERCRED
+  std::uint64_t order = 0;  // accept order: lower is older
 };
 
 namespace {
 
 std::runtime_error sys_error(const std::string& what) { return std::runtime_error(what + ": " + std::strerror(errno)); }
+
+uid_t peer_uid(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return static_cast<uid_t>(-1);
+  return cred.uid;
+}
 
 sockaddr_un unix_address(const std::string& path) {
   sockaddr_un addr{};
@@ -104,15 +113,12 @@ void ctl_server::accept_clients() {
   for (;;) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    if (clients_.size() >= max_clients) {
-      ++refused_;
-      const std::string busy = ctl::encode_error("too many control connections; try again");
-      (void)!send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      close(fd);
-      continue;
-    }
+    const uid_t uid = peer_uid(fd);
+    make_room_for(uid);
     auto c = std::make_unique<client>();
     c->fd = fd;
+    c->uid = uid;
+    c->order = ++accepted_;
     client* raw = c.get();
     clients_[fd] = std::move(c);
     raw->deadline = loop_.add_timer(client_timeout, {}, [this, fd] {
@@ -125,6 +131,31 @@ void ctl_server::accept_clients() {
       else on_readable(*raw);
     });
   }
+}
+
+// The newcomer always gets in: a user at its share loses its own oldest
+// connection, a full server its oldest overall. Whoever holds connections
+// open cannot keep the operator's next one out.
+void ctl_server::make_room_for(uid_t uid) {
+  const client* oldest_of_user = nullptr;
+  const client* oldest = nullptr;
+  unsigned of_user = 0;
+  for (const auto& [fd, c] : clients_) {
+    if (oldest == nullptr || c->order < oldest->order) oldest = c.get();
+    if (c->uid != uid) continue;
+    ++of_user;
+    if (oldest_of_user == nullptr || c->order < oldest_of_user->order) oldest_of_user = c.get();
+  }
+  if (of_user >= max_clients_per_user) return evict(oldest_of_user->fd);
+  if (clients_.size() >= max_clients) evict(oldest->fd);
+}
+
+void ctl_server::evict(int fd) {
+  ++evicted_;
+  LOG_DEBUG("control client let go for a newer one");
+  const std::string busy = ctl::encode_error("too many control connections: the oldest was let go; try again");
+  (void)!send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  drop_client(fd);
 }
 
 void ctl_server::on_readable(client& c) {

@@ -2,7 +2,10 @@
 // The control socket lopower-ctl talks to: a UNIX stream socket private to
 // root (or a configured group), one JSON request and one JSON reply per
 // connection. Malformed, oversized, slow or too many clients get an error
-// reply or are cut off; none of them can hurt the daemon.
+// reply or are cut off; none of them can hurt the daemon, and none can lock
+// the operator out: a new connection is always taken, and when the server is
+// full (or the connecting user holds its share) the oldest unanswered
+// connection (that user's own first) is let go to make room.
 
 #include <sys/types.h>
 
@@ -29,6 +32,7 @@ using ctl_handler = std::function<nlohmann::json(const nlohmann::json& args)>;
 class ctl_server {
  public:
   static constexpr unsigned max_clients = 32;
+  static constexpr unsigned max_clients_per_user = 8;
   static constexpr std::chrono::seconds client_timeout{5};
 
   // Creates the socket's directory if needed, refuses to start when another
@@ -41,9 +45,10 @@ class ctl_server {
   void handle(const std::string& command, ctl_handler handler);
   const std::string& path() const { return path_; }
 
-  // Requests answered / refused since start (for status).
+  // Requests answered / refused since start, connections let go for room.
   std::uint64_t served() const { return served_; }
   std::uint64_t refused() const { return refused_; }
+  std::uint64_t evicted() const { return evicted_; }
 
  private:
   struct client;
@@ -54,13 +59,16 @@ class ctl_server {
   void answer(client& c, std::string reply);
   std::string dispatch(std::string_view line);
   void drop_client(int fd);
+  void make_room_for(uid_t uid);
+  void evict(int fd);
 
   event_loop& loop_;
   std::string path_;
   int listen_fd_ = -1;
   std::map<std::string, ctl_handler> handlers_;
   std::map<int, std::unique_ptr<client>> clients_;
-  std::uint64_t served_ = 0, refused_ = 0;
+  std::uint64_t served_ = 0, refused_ = 0, evicted_ = 0;
+  std::uint64_t accepted_ = 0;  // orders clients by age
 };
 
 }  // namespace lopower
