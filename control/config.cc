@@ -1,6 +1,8 @@
 #include "control/config.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -260,6 +262,9 @@ void read_daemon(const section& s, daemon_config& d) {
   if (s.read_string("state_dir", d.state_dir) && d.state_dir.empty()) {
     s.refuse(s.find("state_dir"), "state_dir", "must not be empty (expected a directory path)");
   }
+  if (!d.state_dir.empty() && d.state_dir.front() != '/')
+    s.refuse(s.find("state_dir"), "state_dir",
+             quote(d.state_dir) + " is not an absolute path (a daemon's working directory is nobody's guess)");
   if (s.read_string("ctl_socket", d.ctl_socket)) {
     if (d.ctl_socket.empty() || d.ctl_socket.front() != '/') {
       s.refuse(s.find("ctl_socket"), "ctl_socket", quote(d.ctl_socket) + " is not an absolute path (expected \"/...\")");
@@ -452,7 +457,8 @@ int read_tailnet(const section& s, tailnet_config& t) {
              quote(t.control_url) + " is not an http:// URL (ts2021 is authenticated by its own Noise handshake)");
   if (s.read_string("hostname", t.hostname) && !valid_hostname_label(t.hostname))
     s.refuse(s.find("hostname"), "hostname", quote(t.hostname) + " is not a DNS label (letters, digits, '-'; 1..63)");
-  s.read_string("auth_key_file", t.auth_key_file);
+  if (s.read_string("auth_key_file", t.auth_key_file) && (t.auth_key_file.empty() || t.auth_key_file.front() != '/'))
+    s.refuse(s.find("auth_key_file"), "auth_key_file", quote(t.auth_key_file) + " is not an absolute path (expected \"/...\")");
   if (s.read_string_array("advertise_tags", t.advertise_tags))
     for (const std::string& tag : t.advertise_tags)
       if (!valid_tag(tag)) s.refuse(s.find("advertise_tags"), "advertise_tags", quote(tag) + " is not a tag (expected \"tag:name\")");
@@ -857,9 +863,33 @@ config load_config_file(const std::string& path) {
       throw config_error(path + ": cannot read: " + std::strerror(err));
     }
     text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > max_config_bytes) {
+      ::close(fd);
+      throw config_error(path + ": larger than " + std::to_string(max_config_bytes / 1024) +
+                         " KiB: not a lopower configuration");
+    }
   }
   ::close(fd);
   return parse_config(text, path);
+}
+
+std::vector<std::string> environment_problems(const config& cfg) {
+  std::vector<std::string> out;
+  const std::string& f = cfg.path;
+  if (!cfg.daemon.ctl_group.empty() && getgrnam(cfg.daemon.ctl_group.c_str()) == nullptr)
+    out.push_back(f + ": daemon.ctl_group: no group named " + quote(cfg.daemon.ctl_group));
+  if (!cfg.tailnet.control_url.empty() && !cfg.tailnet.auth_key_file.empty()) {
+    struct stat st{};
+    if (::stat(cfg.tailnet.auth_key_file.c_str(), &st) != 0)
+      out.push_back(f + ": tailnet.auth_key_file: " + cfg.tailnet.auth_key_file + ": " + std::strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+      out.push_back(f + ": tailnet.auth_key_file: " + cfg.tailnet.auth_key_file + " is not a regular file");
+    else if (::access(cfg.tailnet.auth_key_file.c_str(), R_OK) != 0)
+      out.push_back(f + ": tailnet.auth_key_file: cannot read " + cfg.tailnet.auth_key_file + ": " + std::strerror(errno));
+    else if (st.st_size == 0)
+      out.push_back(f + ": tailnet.auth_key_file: " + cfg.tailnet.auth_key_file + " is empty");
+  }
+  return out;
 }
 
 }  // namespace lopower

@@ -112,7 +112,14 @@ struct config {
 };
 
 // Parses and validates; throws config_error.
+// A configuration file is small; anything larger is refused unread.
+inline constexpr std::size_t max_config_bytes = 1024 * 1024;
 config load_config_file(const std::string& path);
+
+// What the file alone cannot show but start-up would fail on: the named
+// control-socket group exists, the auth key file is a readable, non-empty
+// file. One message per problem, "FILE: key: problem"; empty when none.
+std::vector<std::string> environment_problems(const config& cfg);
 // Same, from text; `path` is used in messages only.
 config parse_config(std::string_view text, const std::string& path);
 

@@ -213,6 +213,10 @@ int serve(const config& cfg, const std::string& config_path) {
 int run(const options& opt) {
   const config cfg = load_config_file(opt.config_path);
   if (!log::set_level(cfg.daemon.log_level)) throw config_error("daemon.log_level: unknown level");
+  if (const auto problems = environment_problems(cfg); !problems.empty()) {
+    for (const std::string& p : problems) std::fprintf(stderr, "lopowerd: %s\n", p.c_str());
+    return 2;
+  }
   if (opt.check_only) {
     std::printf("%s: OK (%zu port(s), lcores %s)\n", opt.config_path.c_str(), cfg.ports.size(), cfg.dpdk.lcores.c_str());
     return 0;

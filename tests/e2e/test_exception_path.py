@@ -215,6 +215,13 @@ def test_bad_config_is_refused_with_file_line_and_key(topology):
     assert out.returncode == 2
     line = next(i for i, text in enumerate(lp.config.read_text().splitlines(), 1) if text.startswith("addresses"))
     assert f"{lp.config}:{line}: port[1].addresses" in out.stderr
+    # What only the machine can show is checked too: the auth key file.
+    missing = Lopowerd(gw, port_toml("lan", "net_null0", ["198.18.0.1/24"]), name="missing-key",
+                       extra_toml='[tailnet]\ncontrol_url = "http://198.18.0.2:8080"\n'
+                                  'auth_key_file = "/nonexistent/authkey"\n')
+    out = gw.run([str(LOPOWERD), "--config", str(missing.config), "--check-config"], check=False)
+    assert out.returncode == 2
+    assert "tailnet.auth_key_file: /nonexistent/authkey: No such file or directory" in out.stderr, out.stderr
 
 
 def test_two_instances_side_by_side(topology):

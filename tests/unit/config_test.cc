@@ -456,6 +456,52 @@ TEST(Config, LoadFileUsesPathInMessages) {
   std::remove(path.c_str());
 }
 
+TEST(Config, AFileLargerThanAConfigIsRefusedUnread) {
+  const std::string path = ::testing::TempDir() + "lopower_config_big.toml";
+  {
+    std::ofstream f(path);
+    f << kPort;
+    f << std::string(max_config_bytes, '#') << "\n";
+  }
+  try {
+    load_config_file(path);
+    FAIL() << "no exception";
+  } catch (const config_error& e) {
+    EXPECT_THAT(e.what(), StartsWith(path + ": larger than 1024 KiB"));
+  }
+  std::remove(path.c_str());
+}
+
+TEST(Config, PathsAreAbsolute) {
+  EXPECT_THAT(error_of("[daemon]\nstate_dir = \"var/lib/lopower\"\n" + kPort),
+              StartsWith("t.toml:2: daemon.state_dir: \"var/lib/lopower\" is not an absolute path"));
+  EXPECT_THAT(error_of("[tailnet]\ncontrol_url = \"http://198.18.0.2:8080\"\nauth_key_file = \"authkey\"\n" + kPort),
+              StartsWith("t.toml:3: tailnet.auth_key_file: \"authkey\" is not an absolute path"));
+}
+
+// --check-config (and start-up) report what only the machine can show.
+TEST(Config, EnvironmentProblemsNameTheKey) {
+  const std::string key = ::testing::TempDir() + "lopower_authkey_test";
+  auto with = [&](const std::string& group, const std::string& key_file) {
+    return parse_config("[daemon]\nctl_group = \"" + group + "\"\n[tailnet]\ncontrol_url = \"http://198.18.0.2:8080\"\n" +
+                            "auth_key_file = \"" + key_file + "\"\n" + kPort,
+                        "t.toml");
+  };
+  std::remove(key.c_str());
+  auto problems = environment_problems(with("no-such-group-lopower", key));
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0], "t.toml: daemon.ctl_group: no group named \"no-such-group-lopower\"");
+  EXPECT_EQ(problems[1], "t.toml: tailnet.auth_key_file: " + key + ": No such file or directory");
+  std::ofstream(key).close();
+  problems = environment_problems(with("root", key));
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_THAT(problems[0], HasSubstr("is empty"));
+  std::ofstream(key) << "tskey-auth-x\n";
+  EXPECT_TRUE(environment_problems(with("root", key)).empty());
+  EXPECT_THAT(environment_problems(with("root", "/")).at(0), HasSubstr("is not a regular file"));
+  std::remove(key.c_str());
+}
+
 TEST(Config, EalArgumentsTypical) {
   const config cfg = parse_config(
       "[dpdk]\nlcores = \"0-3\"\nmain_lcore = 1\nfile_prefix = \"lp\"\nmemory_mb = 2048\nextra_args = [\"--log-level=7\"]\n" + kPort,
