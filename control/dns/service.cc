@@ -26,6 +26,7 @@ namespace {
 
 constexpr auto forward_timeout = std::chrono::seconds(4);
 constexpr std::size_t max_pending = 4096;  // forwarded queries in flight; beyond: SERVFAIL at once
+constexpr unsigned max_pending_per_device = 64;  // one device's share of them
 
 int open_udp(int family) {
   const int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -63,10 +64,6 @@ std::optional<tailnet::endpoint> endpoint_of(const sockaddr_storage& sa) {
 dns_service::dns_service(event_loop& loop, const config& cfg, const enrollment::device_registry& registry,
                          wireguard_interface& devices)
     : loop_(loop), cfg_(cfg), registry_(registry), devices_(devices) {
-  sock4_ = open_udp(AF_INET);
-  sock6_ = open_udp(AF_INET6);
-  for (int fd : {sock4_, sock6_})
-    if (fd >= 0) loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_upstream(fd); });
   update(nullptr);
   try {
     open_tcp();
@@ -85,11 +82,13 @@ dns_service::~dns_service() {
     loop_.unwatch(tun_);
     ::close(tun_);  // the kernel removes the interface with it
   }
-  for (int fd : {sock4_, sock6_})
-    if (fd >= 0) {
-      loop_.unwatch(fd);
-      ::close(fd);
-    }
+  pending_.clear();  // their sockets go with them, while the loop is still there
+}
+
+dns_service::upstream_socket::~upstream_socket() {
+  if (fd_ < 0) return;
+  loop_->unwatch(fd_);
+  ::close(fd_);
 }
 
 void dns_service::update(const tailnet::netmap* nm) {
@@ -166,6 +165,11 @@ void dns_service::answer(const std::string& device, const ip_address& from, cons
 }
 
 void dns_service::forward(pending q, const std::vector<std::string>& resolvers) {
+  if (in_flight_by_device_[q.device] >= max_pending_per_device) {
+    ++device_limit_;
+    dns::set_message_id(q.sent, q.device_id);
+    return deliver(q, dns::servfail_answer(q.sent));
+  }
   std::uint16_t id = 0;
   do id = static_cast<std::uint16_t>(randombytes_random()); while (pending_.contains(id));
   const bool room = pending_.size() < max_pending && dns::set_message_id(q.sent, id);
@@ -175,7 +179,7 @@ void dns_service::forward(pending q, const std::vector<std::string>& resolvers) 
     if (!ep) continue;
     sockaddr_storage sa;
     const socklen_t len = socket_address(ep->address, ep->port, sa);
-    const int fd = ep->address.family == ip_family::v4 ? sock4_ : sock6_;
+    const int fd = upstream_fd(q, ep->address.family == ip_family::v6);
     if (fd >= 0 && sendto(fd, q.sent.data(), q.sent.size(), 0, reinterpret_cast<sockaddr*>(&sa), len) >= 0) {
       sent = true;
       q.asked.push_back(*ep);
@@ -187,7 +191,27 @@ void dns_service::forward(pending q, const std::vector<std::string>& resolvers) 
     dns::set_message_id(original, q.device_id);
     return deliver(q, dns::servfail_answer(original));
   }
+  ++in_flight_by_device_[q.device];
   pending_.emplace(id, std::move(q));
+}
+
+// The query's socket for the family, opened on first use.
+int dns_service::upstream_fd(pending& q, bool v6) {
+  for (const upstream_socket& s : q.sockets)
+    if (s.v6() == v6) return s.fd();
+  const int fd = open_udp(v6 ? AF_INET6 : AF_INET);
+  if (fd < 0) return -1;
+  q.sockets.emplace_back(loop_, fd, v6);
+  loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_upstream(fd); });
+  return fd;
+}
+
+dns_service::pending dns_service::take(std::map<std::uint16_t, pending>::iterator it) {
+  pending q = std::move(it->second);
+  pending_.erase(it);
+  if (auto n = in_flight_by_device_.find(q.device); n != in_flight_by_device_.end() && --n->second == 0)
+    in_flight_by_device_.erase(n);
+  return q;
 }
 
 void dns_service::deliver(pending& q, std::span<const std::uint8_t> message) {
@@ -207,7 +231,9 @@ void dns_service::on_upstream(int fd) {
     const auto id = dns::message_id(msg);
     auto it = id ? pending_.find(*id) : pending_.end();
     const auto sender = endpoint_of(from);
-    if (it == pending_.end() || !sender ||
+    const bool its_socket = it != pending_.end() && std::any_of(it->second.sockets.begin(), it->second.sockets.end(),
+                                                                  [fd](const upstream_socket& s) { return s.fd() == fd; });
+    if (!its_socket || !sender ||
         std::find(it->second.asked.begin(), it->second.asked.end(), *sender) == it->second.asked.end() ||
         dns::check_upstream_answer(it->second.sent, msg) != dns::answer_check::ok) {
       ++upstream_refused_;  // spoofed, late, or for a query we no longer wait on
@@ -218,10 +244,10 @@ void dns_service::on_upstream(int fd) {
       retry_over_tcp(*id, *sender);
       continue;
     }
-    pending q = std::move(it->second);
-    pending_.erase(it);
+    pending q = take(it);
     dns::set_message_id(msg, q.device_id);
     deliver(q, msg);
+    return;  // q's sockets, this one among them, close with it
   }
 }
 
@@ -245,8 +271,7 @@ void dns_service::on_tcp_retry_done(std::uint16_t id, std::optional<std::vector<
                                     const std::string& why) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
-  pending q = std::move(it->second);
-  pending_.erase(it);
+  pending q = take(it);
   if (answer && dns::check_upstream_answer(q.sent, *answer) == dns::answer_check::ok) {
     dns::set_message_id(*answer, q.device_id);
     deliver(q, *answer);
@@ -267,11 +292,11 @@ void dns_service::tick() {
       continue;
     }
     ++timeouts_;
-    pending& q = it->second;
+    const std::uint16_t id = it->first;
+    pending q = take(it++);
     dns::set_message_id(q.sent, q.device_id);
     deliver(q, dns::servfail_answer(q.sent));
-    tcp_retries_in_flight_.erase(it->first);
-    it = pending_.erase(it);
+    tcp_retries_in_flight_.erase(id);
   }
 }
 
@@ -414,6 +439,7 @@ nlohmann::json dns_service::status_json() const {
           {"upstream_tcp_retries", tcp_retries_},
           {"upstream_tcp_retry_failures", tcp_retry_failures_},
           {"queries_from_unknown_sources", unknown_device_},
+          {"forwards_refused_device_limit", device_limit_},
           {"tcp", tun_ >= 0 ? nlohmann::json{{"interface", tun_name_}, {"queries", tcp_queries_}, {"connections", conns_.size()}}
                             : nlohmann::json(nullptr)}};
 }

@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -59,6 +60,26 @@ class dns_service {
     int fd = -1;
     std::vector<std::uint8_t> in;  // length-prefixed messages as they come
   };
+  // A forwarded query's socket: watched while it lives, closed with it.
+  class upstream_socket {
+   public:
+    upstream_socket(event_loop& loop, int fd, bool v6) : loop_(&loop), fd_(fd), v6_(v6) {}
+    upstream_socket(upstream_socket&& o) noexcept : loop_(o.loop_), fd_(std::exchange(o.fd_, -1)), v6_(o.v6_) {}
+    upstream_socket& operator=(upstream_socket&& o) noexcept {
+      std::swap(loop_, o.loop_);
+      std::swap(fd_, o.fd_);
+      std::swap(v6_, o.v6_);
+      return *this;
+    }
+    ~upstream_socket();
+    int fd() const { return fd_; }
+    bool v6() const { return v6_; }
+
+   private:
+    event_loop* loop_;
+    int fd_;
+    bool v6_;
+  };
   struct pending {
     std::string device;
     int tcp_fd = -1;  // answered over this connection (else UDP to the device)
@@ -68,10 +89,15 @@ class dns_service {
     std::vector<std::uint8_t> sent;  // as sent upstream (our ID)
     std::chrono::steady_clock::time_point deadline;
     std::vector<tailnet::endpoint> asked;  // the resolvers it went to: answers come from one of them
+    // Its own UDP sockets (one per family asked), each on a port the kernel
+    // picks at random: a spoofed answer must guess the port as well as the ID.
+    std::vector<upstream_socket> sockets;
   };
   void answer(const std::string& device, const ip_address& from, const ip_address& to, std::uint16_t to_port,
               std::span<const std::uint8_t> message);
   void forward(pending p, const std::vector<std::string>& resolvers);
+  int upstream_fd(pending& q, bool v6);
+  pending take(std::map<std::uint16_t, pending>::iterator it);
   void on_upstream(int fd);
   void deliver(pending& q, std::span<const std::uint8_t> message);
   void retry_over_tcp(std::uint16_t id, const tailnet::endpoint& resolver);
@@ -90,7 +116,6 @@ class dns_service {
   const enrollment::device_registry& registry_;
   wireguard_interface& devices_;
   std::unique_ptr<dns::answerer> answerer_;
-  int sock4_ = -1, sock6_ = -1;
   int tun_ = -1;
   std::string tun_name_;
   std::vector<int> listeners_;
@@ -99,9 +124,11 @@ class dns_service {
   std::uint64_t next_serial_ = 1;
   std::uint64_t tcp_queries_ = 0;
   std::map<std::uint16_t, pending> pending_;  // by our ID
+  std::map<std::string, unsigned> in_flight_by_device_;
   std::map<std::uint16_t, std::unique_ptr<dns_upstream_tcp>> tcp_retries_in_flight_;  // by our ID, as pending_
   std::array<std::uint64_t, dns::outcome_count> outcomes_{};
   std::uint64_t upstream_answers_ = 0, upstream_refused_ = 0, timeouts_ = 0, unknown_device_ = 0;
+  std::uint64_t device_limit_ = 0;  // forwards refused: the device had its share in flight
   std::uint64_t tcp_retries_ = 0, tcp_retry_failures_ = 0;
 };
 

@@ -313,6 +313,63 @@ TEST(dns_service, forwards_other_names_upstream_and_relays_the_answer) {
   EXPECT_EQ(d.dns->status_json()["forwarded_in_flight"].get<std::size_t>(), 0u);
 }
 
+// Each forwarded query leaves from a socket of its own: a spoofed answer
+// must hit the port as well as the ID. An answer with the right ID sent to
+// another query's port is refused; a device over its share in flight gets
+// SERVFAIL at once.
+TEST(dns_service, each_forwarded_query_has_its_own_port_and_a_device_its_share) {
+  ASSERT_TRUE(eal_up());
+  dns_rig d("dnsp");
+  struct asked {
+    bytes message;
+    sockaddr_storage from;
+    socklen_t from_len;
+  };
+  std::vector<asked> seen;
+  auto read_upstream = [&](std::size_t want) {
+    while (seen.size() < want) {
+      pollfd pfd{d.upstream, POLLIN, 0};
+      if (::poll(&pfd, 1, 5000) != 1) return;
+      asked a{};
+      a.from_len = sizeof a.from;
+      std::uint8_t buf[1500];
+      const ssize_t n = ::recvfrom(d.upstream, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&a.from), &a.from_len);
+      if (n > 12) a.message.assign(buf, buf + n), seen.push_back(std::move(a));
+    }
+  };
+  d.ask(dns_query(0x1111, "one.example.org", 1));
+  d.ask(dns_query(0x2222, "two.example.org", 1));
+  read_upstream(2);
+  ASSERT_EQ(seen.size(), 2u);
+  const auto port_of = [](const asked& a) { return ntohs(reinterpret_cast<const sockaddr_in*>(&a.from)->sin_port); };
+  EXPECT_NE(port_of(seen[0]), port_of(seen[1])) << "two queries, two source ports";
+  // The first query's answer, sent to the second query's port: refused.
+  bytes answer = seen[0].message;
+  answer[2] = 0x81;
+  answer[3] = 0x80;
+  ASSERT_GT(::sendto(d.upstream, answer.data(), answer.size(), 0, reinterpret_cast<sockaddr*>(&seen[1].from),
+                     seen[1].from_len), 0);
+  d.loop.add_timer(std::chrono::milliseconds(1), std::chrono::milliseconds(1), [&] {
+    if (d.dns->status_json()["upstream_answers_refused"].get<std::uint64_t>() > 0) d.loop.stop();
+  });
+  d.loop.add_timer(std::chrono::seconds(5), std::chrono::microseconds(0), [&] { d.loop.stop(); });
+  d.loop.run();
+  EXPECT_EQ(d.dns->status_json()["upstream_answers_refused"].get<std::uint64_t>(), 1u);
+  EXPECT_EQ(d.dns->status_json()["upstream_answers"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(d.dns->status_json()["forwarded_in_flight"].get<std::size_t>(), 2u);
+  // The device's share: 64 in flight; the next is refused with SERVFAIL.
+  for (unsigned i = 2; i < 64; ++i) d.ask(dns_query(static_cast<std::uint16_t>(0x3000 + i), "many.example.org", 1));
+  EXPECT_EQ(d.dns->status_json()["forwarded_in_flight"].get<std::size_t>(), 64u);
+  EXPECT_TRUE(d.answers().empty());
+  d.ask(dns_query(0x4444, "one.too.many.example.org", 1));
+  const auto refused = d.answers();
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(be16(&refused[0][0]), 0x4444);
+  EXPECT_EQ(refused[0][3] & 0x0f, 2) << "SERVFAIL";
+  EXPECT_EQ(d.dns->status_json()["forwards_refused_device_limit"].get<std::uint64_t>(), 1u);
+  EXPECT_EQ(d.dns->status_json()["forwarded_in_flight"].get<std::size_t>(), 64u);
+}
+
 // A query whose source is no enrolled device's address (the workers'
 // cryptokey routing keeps these out; the service checks again): counted,
 // never answered.
