@@ -8,8 +8,10 @@
 #include <rte_mbuf.h>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -124,6 +126,18 @@ void handle_control_packet(dataplane& dp, wireguard_interface& devices, tailnet_
   rte_pktmbuf_free(m);
 }
 
+// Every forwarded DNS query holds a socket of its own (up to 4096), beside
+// the control socket's clients and DPDK's files: the soft limit of 1024
+// would turn a busy minute into SERVFAILs. Raised as far as the hard limit allows.
+void raise_open_file_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  const rlim_t want = std::min<rlim_t>(lim.rlim_max, 65536);
+  if (lim.rlim_cur >= want) return;
+  lim.rlim_cur = want;
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0) LOG_WARNING("cannot raise the open-file limit: %s", std::strerror(errno));
+}
+
 enrollment::device_registry open_registry(const config& cfg) {
   enrollment::registry_config rc;
   rc.state_dir = cfg.daemon.state_dir;
@@ -229,6 +243,7 @@ int run(const options& opt) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  raise_open_file_limit();
 
   std::vector<std::string> eal = opt.eal_args.empty() ? eal_arguments(cfg, "lopowerd") : opt.eal_args;
   std::vector<char*> argv;
