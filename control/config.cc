@@ -434,6 +434,16 @@ void read_dns(const section& s, dns_config_table& d) {
                quote(u) + " is not a resolver address (\"198.18.0.53\", \"198.18.0.53:5353\" or \"[fd00::53]:53\")");
 }
 
+void read_derp(const section& s, derp_config& d) {
+  static constexpr std::array<std::string_view, 3> keys{"enabled", "plain_http", "map_file"};
+  s.allow_only(keys);
+  d.line = s.line();
+  s.read_bool("enabled", d.enabled);
+  s.read_bool("plain_http", d.plain_http);
+  if (s.read_string("map_file", d.map_file) && (d.map_file.empty() || d.map_file.front() != '/'))
+    s.refuse(s.find("map_file"), "map_file", quote(d.map_file) + " is not an absolute path (expected \"/...\")");
+}
+
 bool valid_hostname_label(std::string_view h) {
   return !h.empty() && h.size() <= 63 && h.front() != '-' && h.back() != '-' &&
          std::all_of(h.begin(), h.end(), [](char c) { return is_ascii_alnum(c) || c == '-'; });
@@ -446,19 +456,21 @@ bool valid_tag(std::string_view t) {
 
 // Returns the line of listen_port when it was given, 0 otherwise.
 int read_tailnet(const section& s, tailnet_config& t) {
-  static constexpr std::array<std::string_view, 8> keys{"listen_port", "control_url", "hostname", "auth_key_file",
+  static constexpr std::array<std::string_view, 9> keys{"listen_port", "control_url", "hostname", "auth_key_file",
                                                         "advertise_tags", "ephemeral", "accept_routes",
-                                                        "advertise_endpoints"};
+                                                        "advertise_endpoints", "ca_file"};
   s.allow_only(keys);
   t.line = s.line();
   const int port_line = s.read_int<1, 65535>("listen_port", t.listen_port) ? s.line_of(s.find("listen_port")) : 0;
-  if (s.read_string("control_url", t.control_url) && t.control_url.rfind("http://", 0) != 0)
-    s.refuse(s.find("control_url"), "control_url",
-             quote(t.control_url) + " is not an http:// URL (ts2021 is authenticated by its own Noise handshake)");
+  if (s.read_string("control_url", t.control_url) && t.control_url.rfind("http://", 0) != 0 &&
+      t.control_url.rfind("https://", 0) != 0)
+    s.refuse(s.find("control_url"), "control_url", quote(t.control_url) + " is not an http:// or https:// URL");
   if (s.read_string("hostname", t.hostname) && !valid_hostname_label(t.hostname))
     s.refuse(s.find("hostname"), "hostname", quote(t.hostname) + " is not a DNS label (letters, digits, '-'; 1..63)");
   if (s.read_string("auth_key_file", t.auth_key_file) && (t.auth_key_file.empty() || t.auth_key_file.front() != '/'))
     s.refuse(s.find("auth_key_file"), "auth_key_file", quote(t.auth_key_file) + " is not an absolute path (expected \"/...\")");
+  if (s.read_string("ca_file", t.ca_file) && (t.ca_file.empty() || t.ca_file.front() != '/'))
+    s.refuse(s.find("ca_file"), "ca_file", quote(t.ca_file) + " is not an absolute path (expected \"/...\")");
   if (s.read_string_array("advertise_tags", t.advertise_tags))
     for (const std::string& tag : t.advertise_tags)
       if (!valid_tag(tag)) s.refuse(s.find("advertise_tags"), "advertise_tags", quote(tag) + " is not a tag (expected \"tag:name\")");
@@ -779,7 +791,7 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 8> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices", "tailnet", "dns", "port"};
+constexpr std::array<std::string_view, 9> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices", "tailnet", "derp", "dns", "port"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -842,6 +854,7 @@ config parse_config(std::string_view text, const std::string& path) {
   with_table(path, root, "devices", [&](const section& s) { read_devices(s, cfg.devices); });
   with_table(path, root, "dns", [&](const section& s) { read_dns(s, cfg.dns); });
   with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_tailnet(s, cfg.tailnet); });
+  with_table(path, root, "derp", [&](const section& s) { read_derp(s, cfg.derp); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);
   check_layout(cfg);
@@ -873,22 +886,35 @@ config load_config_file(const std::string& path) {
   return parse_config(text, path);
 }
 
+namespace {
+
+// Why `path` could not be read at start-up, if it could not: one line,
+// after `where` ("file: key: "), into `out`.
+void check_readable_file(const std::string& where, const std::string& path, std::vector<std::string>& out) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0)
+    out.push_back(where + path + ": " + std::strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    out.push_back(where + path + " is not a regular file");
+  else if (::access(path.c_str(), R_OK) != 0)
+    out.push_back(where + "cannot read " + path + ": " + std::strerror(errno));
+  else if (st.st_size == 0)
+    out.push_back(where + path + " is empty");
+}
+
+}  // namespace
+
 std::vector<std::string> environment_problems(const config& cfg) {
   std::vector<std::string> out;
   const std::string& f = cfg.path;
   if (!cfg.daemon.ctl_group.empty() && getgrnam(cfg.daemon.ctl_group.c_str()) == nullptr)
     out.push_back(f + ": daemon.ctl_group: no group named " + quote(cfg.daemon.ctl_group));
-  if (!cfg.tailnet.control_url.empty() && !cfg.tailnet.auth_key_file.empty()) {
-    struct stat st{};
-    if (::stat(cfg.tailnet.auth_key_file.c_str(), &st) != 0)
-      out.push_back(f + ": tailnet.auth_key_file: " + cfg.tailnet.auth_key_file + ": " + std::strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-      out.push_back(f + ": tailnet.auth_key_file: " + cfg.tailnet.auth_key_file + " is not a regular file");
-    else if (::access(cfg.tailnet.auth_key_file.c_str(), R_OK) != 0)
-      out.push_back(f + ": tailnet.auth_key_file: cannot read " + cfg.tailnet.auth_key_file + ": " + std::strerror(errno));
-    else if (st.st_size == 0)
-      out.push_back(f + ": tailnet.auth_key_file: " + cfg.tailnet.auth_key_file + " is empty");
-  }
+  if (!cfg.tailnet.control_url.empty() && !cfg.tailnet.auth_key_file.empty())
+    check_readable_file(f + ": tailnet.auth_key_file: ", cfg.tailnet.auth_key_file, out);
+  if (!cfg.tailnet.control_url.empty() && cfg.derp.enabled && !cfg.derp.map_file.empty())
+    check_readable_file(f + ": derp.map_file: ", cfg.derp.map_file, out);
+  if (!cfg.tailnet.control_url.empty() && !cfg.tailnet.ca_file.empty())
+    check_readable_file(f + ": tailnet.ca_file: ", cfg.tailnet.ca_file, out);
   return out;
 }
 

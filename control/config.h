@@ -81,9 +81,10 @@ struct dns_config_table {
 
 struct tailnet_config {
   std::uint16_t listen_port = 41641;     // UDP port for WireGuard/disco/STUN with tailnet peers
-  // The coordination server, "http://host[:port]". Empty: lopower does not
-  // join a tailnet (device side only).
+  // The coordination server, "http://host[:port]" or "https://host[:port]".
+  // Empty: lopower does not join a tailnet (device side only).
   std::string control_url;
+  std::string ca_file;                   // https: a PEM bundle trusted besides the system roots
   std::string hostname = "lopower";      // the node's name in the tailnet (Hostinfo.Hostname)
   std::string auth_key_file;             // a pre-auth key; else $LOPOWER_AUTHKEY; else interactive login
   std::vector<std::string> advertise_tags;  // "tag:name", requested at registration
@@ -95,6 +96,18 @@ struct tailnet_config {
   int line = 0;                          // where [tailnet] starts
 };
 
+// [derp]: relays for tailnet peers with no direct path (on by default; the
+// regions come from the coordination server's DERP map).
+struct derp_config {
+  bool enabled = true;
+  // DERP servers dialled over plain HTTP (labs; tailscaled's
+  // TS_DEBUG_USE_DERP_HTTP=1). Off: TLS, verified as the DERP map says.
+  bool plain_http = false;
+  // A DERP map (tailcfg.DERPMap JSON) used instead of the server's.
+  std::string map_file;
+  int line = 0;
+};
+
 struct config {
   std::string path;                      // the file it came from (for messages)
   daemon_config daemon;
@@ -103,6 +116,7 @@ struct config {
   wireguard_config wireguard;
   devices_config devices;
   tailnet_config tailnet;
+  derp_config derp;
   dns_config_table dns;
   std::vector<port_config> ports;        // at least one; in file order
 

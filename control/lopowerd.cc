@@ -195,6 +195,8 @@ int serve(const config& cfg, const std::string& config_path) {
       devices.handle_event(ev);
       if (tailnet) tailnet->handle_event(ev);
     });
+    if (tailnet) dp.drain_relay_out([&](const relay_packet& rp) { tailnet->relay(rp); });
+    else dp.drain_relay_out([](const relay_packet& rp) { rte_pktmbuf_free(rp.mbuf); });
     dp.drain_staged([&](const staged_packet& sp) {
       if (devices.stage(sp) || (tailnet && tailnet->stage(sp))) return;
       rte_pktmbuf_free(sp.mbuf);  // its peer went away meanwhile

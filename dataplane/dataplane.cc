@@ -116,6 +116,8 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
       s.neighbours = neighbour_rings_[w];
       s.wg_events = event_rings_[w];
       s.staged = staged_rings_[w];
+      s.relay_out = relay_out_rings_[w];
+      s.relay_in = relay_in_rings_[w];
       s.sessions = sessions_.get();
       s.crypto_backend = cfg.crypto_backend;
       s.qsbr = rcu_->qsbr();
@@ -161,6 +163,8 @@ void dataplane::create_rings(std::size_t workers, std::uint32_t size) {
     released_ports_.push_back(create_ring("lp_rel" + n, size * 4, sizeof(splice::flow_key)));
     event_rings_.push_back(create_ring("lp_wgev" + n, size, sizeof(wg_event)));
     staged_rings_.push_back(create_ring("lp_stage" + n, size, sizeof(staged_packet)));
+    relay_out_rings_.push_back(create_ring("lp_rlyo" + n, size, sizeof(relay_packet)));
+    relay_in_rings_.push_back(create_ring("lp_rlyi" + n, size, sizeof(void*)));
   }
 }
 
@@ -187,7 +191,7 @@ void dataplane::close_all() {
   flows_.reset();
   for (port_runtime& p : ports_) close_port(p);
   ports_.clear();
-  for (auto* rings : {&to_control_, &from_control_}) {
+  for (auto* rings : {&to_control_, &from_control_, &relay_in_rings_}) {
     for (rte_ring* r : *rings) {
       void* m;
       while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
@@ -201,6 +205,12 @@ void dataplane::close_all() {
     rte_ring_free(r);
   }
   staged_rings_.clear();
+  for (rte_ring* r : relay_out_rings_) {
+    relay_packet rp;
+    while (rte_ring_sc_dequeue_elem(r, &rp, sizeof rp) == 0) rte_pktmbuf_free(rp.mbuf);
+    rte_ring_free(r);
+  }
+  relay_out_rings_.clear();
   for (auto* rings : {&neighbour_rings_, &event_rings_, &released_ports_}) {
     for (rte_ring* r : *rings) rte_ring_free(r);
     rings->clear();
@@ -254,6 +264,27 @@ unsigned dataplane::drain_control_packets(const packet_handler& handler) {
 unsigned dataplane::drain_wg_events(const event_handler& handler) { return drain_elements<wg_event>(event_rings_, handler); }
 
 unsigned dataplane::drain_staged(const staged_handler& handler) { return drain_elements<staged_packet>(staged_rings_, handler); }
+
+unsigned dataplane::drain_relay_out(const relay_handler& handler) {
+  return drain_elements<relay_packet>(relay_out_rings_, handler);
+}
+
+bool dataplane::inject_relayed(rte_mbuf* m, std::uint16_t region, std::uint64_t spread) {
+  if (relay_in_rings_.empty()) {
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  m->hash.usr = region;
+  if (rte_ring_sp_enqueue(relay_in_rings_[spread % relay_in_rings_.size()], m) == 0) return true;
+  count_tailnet_drop(drop_reason::relay_in_ring_full);
+  rte_pktmbuf_free(m);
+  return false;
+}
+
+void dataplane::count_tailnet_drop(drop_reason why) {
+  for (const port_runtime& p : ports_)
+    if (p.config.role != port_role::devices) return control_stats_.drops[p.index].count(why);
+}
 
 unsigned dataplane::control_backlog() const {
   unsigned n = 0;

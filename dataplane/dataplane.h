@@ -57,6 +57,19 @@ class dataplane {
   // (the handler owns each mbuf afterwards).
   using staged_handler = std::function<void(const staged_packet&)>;
   unsigned drain_staged(const staged_handler& handler);
+  // Control thread: sealed messages the workers hand up for peers reached
+  // through DERP (the handler owns each mbuf afterwards).
+  using relay_handler = std::function<void(const relay_packet&)>;
+  unsigned drain_relay_out(const relay_handler& handler);
+  // Control thread: WireGuard transport data a DERP relay brought (the mbuf
+  // holds the message from its first byte) to a worker, chosen by
+  // `spread` (the same for every packet of a peer: its packets stay in
+  // order on one worker). Frees it and returns false when that ring is full
+  // (counted as relay_in_ring_full).
+  bool inject_relayed(rte_mbuf* m, std::uint16_t region, std::uint64_t spread);
+  // Control thread: a drop on the way to or from the tailnet that no port
+  // saw (relays), counted on the first port serving the tailnet.
+  void count_tailnet_drop(drop_reason why);
   // Control thread: queues a frame for transmission out of port `m->port`.
   // Frees it and returns false when the worker's ring is full.
   bool transmit(rte_mbuf* m);
@@ -105,6 +118,7 @@ class dataplane {
   std::vector<port_runtime> ports_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_, event_rings_, staged_rings_;
+  std::vector<rte_ring*> relay_out_rings_, relay_in_rings_;
   std::unique_ptr<rcu_domain> rcu_;
   std::unique_ptr<session_table> sessions_;
   std::unique_ptr<flow_table> flows_;

@@ -19,7 +19,35 @@
 
 namespace lopower {
 
-void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
+// Transport data a DERP relay brought (the control thread unframed it): the
+// WireGuard message from its first byte, the region in hash.usr. Decrypted
+// like any other, counted on the port tailnet traffic comes in on.
+unsigned worker::receive_relayed() noexcept {
+  if (setup_.relay_in == nullptr) return 0;
+  rte_mbuf* pkts[max_burst];
+  const unsigned n = rte_ring_sc_dequeue_burst(setup_.relay_in, reinterpret_cast<void**>(pkts), setup_.burst_size, nullptr);
+  if (n == 0) return 0;
+  port_state* ps = relay_port();
+  if (ps == nullptr || setup_.sessions == nullptr) {
+    rte_pktmbuf_free_bulk(pkts, n);
+    return n;
+  }
+  for (unsigned i = 0; i < n; ++i) {
+    subs_.transport[i] = classify_result{};
+    subs_.transport[i].cls = packet_class::wg_transport;
+    subs_.transport[i].payload_length = static_cast<std::uint16_t>(pkts[i]->data_len);
+  }
+  receive_transport(*ps, pkts, static_cast<std::uint16_t>(n), true);
+  return n;
+}
+
+worker::port_state* worker::relay_port() noexcept {
+  for (port_state& ps : ports_)
+    if (ps.port.identity != nullptr && ps.port.identity->tailnet_port_be != 0) return &ps;
+  return ports_.empty() ? nullptr : &ports_.front();
+}
+
+void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n, bool relayed) noexcept {
   std::uint32_t indices[max_burst];
   wg_keypair* kps[max_burst];
   crypto::aead_op ops[max_burst];
@@ -75,7 +103,7 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n)
       drop_one(ps.port.index, live[i], drop_reason::wg_replay);
       continue;
     }
-    admit_decrypted(ps, live[i], live_kp[i], live_l4[i]);
+    admit_decrypted(ps, live[i], live_kp[i], live_l4[i], relayed);
     // Strip outer headers and the WireGuard header: the inner packet remains.
     rte_mbuf* m = live[i];
     const std::uint16_t start = static_cast<std::uint16_t>(ops[i].data - rte_pktmbuf_mtod(m, std::uint8_t*));
@@ -132,7 +160,7 @@ void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional
 
 // An authenticated, fresh packet: timer stamps, traffic counters (this
 // worker's slot), keypair confirmation, roaming.
-void worker::admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept {
+void worker::admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept {
   wg_peer* peer = kp->peer;
   const std::uint64_t now = rte_rdtsc();
   peer->last_rx_tsc.store(now, std::memory_order_relaxed);
@@ -146,14 +174,24 @@ void worker::admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::u
     ev.local_index = kp->local_index;
     post_event(ps, ev);
   }
-  note_endpoint(ps, m, kp, l4_offset);
+  note_endpoint(ps, m, kp, l4_offset, relayed);
 }
 
 // Roaming: a peer's endpoint follows its latest authenticated packet. The
-// control thread owns the endpoint; we only tell it.
-void worker::note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept {
-  const wg_endpoint seen = endpoint_of_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), ps.port.port_id, l4_offset);
+// control thread owns the endpoint; we only tell it. A packet through DERP
+// does not move a peer off a direct path: tailscaled sends over both while
+// it is unsure of the direct one, and the control thread falls back to the
+// relay itself when the direct path stops answering disco.
+void worker::note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept {
   const wg_endpoint* known = kp->peer->endpoint.load(std::memory_order_acquire);
+  wg_endpoint seen;
+  if (relayed) {
+    if (known != nullptr && known->relay_region == 0) return;
+    seen.port_id = ps.port.port_id;
+    seen.relay_region = static_cast<std::uint16_t>(m->hash.usr);
+  } else {
+    seen = endpoint_of_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), ps.port.port_id, l4_offset);
+  }
   if (known != nullptr && known->same_path(seen)) return;
   wg_event ev{};
   ev.kind = wg_event::endpoint_changed;

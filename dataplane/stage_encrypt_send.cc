@@ -51,10 +51,19 @@ void worker::stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) no
     drop_one(port_index, m, drop_reason::wg_stage_ring_full);
 }
 
+// A sealed message for a peer reached through DERP: the control thread
+// frames it for the relay (the ring bounds what may wait for it).
+void worker::relay_up(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer, std::uint16_t region) noexcept {
+  relay_packet rp{m, peer->id, region, 0};
+  if (setup_.relay_out == nullptr || rte_ring_sp_enqueue_elem(setup_.relay_out, &rp, sizeof rp) != 0)
+    drop_one(port_index, m, drop_reason::relay_ring_full);
+}
+
 // Drops are counted on `port_index`, the port the triggering traffic came in on.
 void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
   crypto::aead_op ops[max_burst];
   const wg_endpoint* eps[max_burst];
+  const wg_peer* sent_to[max_burst];
   rte_mbuf* ready[max_burst];
   std::uint16_t n = 0;
   wg_keypair* run_kp = nullptr;
@@ -78,7 +87,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
     }
     const std::uint16_t plain = static_cast<std::uint16_t>(m->data_len);
     const std::uint16_t padded = static_cast<std::uint16_t>(wg::padded_size(plain));
-    const unsigned outer = outer_header_size(ep->ipv6);
+    const unsigned outer = ep->relay_region != 0 ? 0 : outer_header_size(ep->ipv6);  // the relay adds its own
     auto* tail = reinterpret_cast<std::uint8_t*>(
         rte_pktmbuf_append(m, static_cast<std::uint16_t>(padded - plain + wg::aead_tag_size)));
     auto* head = reinterpret_cast<std::uint8_t*>(
@@ -94,6 +103,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
     std::uint8_t* plaintext = msg + sizeof(wg::message_data);
     ops[n] = crypto::aead_op{plaintext, padded, plaintext + padded, kp->send_key, counter, false};
     eps[n] = ep;
+    sent_to[n] = peer;
     ready[n++] = m;
     peer->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
     peer->tx_packets.add(setup_.worker_index);
@@ -104,6 +114,10 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
   for (std::uint16_t i = 0; i < n; ++i) {
     if (!ops[i].ok) {  // the library refused the job: a bug, not traffic; never send plaintext
       drop_one(port_index, ready[i], drop_reason::wg_encrypt_failed);
+      continue;
+    }
+    if (eps[i]->relay_region != 0) {
+      relay_up(port_index, ready[i], sent_to[i], eps[i]->relay_region);
       continue;
     }
     const auto payload = static_cast<std::uint16_t>(sizeof(wg::message_data) + ops[i].length + wg::aead_tag_size);

@@ -34,6 +34,11 @@ struct wg_endpoint {
   std::uint8_t local_ip[16]{};
   std::uint16_t peer_port_be = 0;
   std::uint16_t local_port_be = 0;
+  // Non-zero: the peer is reached through DERP region N instead (a tailnet
+  // peer with no direct path): the workers hand its sealed packets to the
+  // control thread (relay_packet), which frames them for the relay; only
+  // port_id (the port its traffic is counted on) means anything then.
+  std::uint16_t relay_region = 0;
 
   bool same_path(const wg_endpoint& o) const noexcept;
 };
@@ -129,5 +134,16 @@ struct staged_packet {
   std::uint32_t reserved = 0;
 };
 static_assert(sizeof(staged_packet) % 8 == 0);
+
+// A sealed WireGuard message (the mbuf holds it from its first byte, no
+// outer headers) for a peer reached through DERP: the worker hands it up,
+// the control thread sends it to the peer's node key on the region.
+struct relay_packet {
+  rte_mbuf* mbuf = nullptr;
+  std::uint32_t peer_id = 0;
+  std::uint16_t region = 0;
+  std::uint16_t reserved = 0;
+};
+static_assert(sizeof(relay_packet) % 8 == 0);
 
 }  // namespace lopower

@@ -106,6 +106,7 @@ unsigned worker::poll_once() noexcept {
     moved += poll_tap(ps);
   }
   moved += drain_control_ring();
+  moved += receive_relayed();
   take_back_ports();
   stats_.polls.add();
   if (moved != 0) stats_.busy_polls.add();

@@ -15,6 +15,8 @@
 //      (handshakes, disco, STUN                    to_control -- the verdict
 //       to the control thread)                     travels in an mbuf field,
 //                                                  control_frame.h)
+//      (transport data a DERP  stage_decrypt.cc     receive_relayed)
+//       relay brought)
 //   2. decrypt                stage_decrypt.cc     receive_transport,
 //                                                  check_replay, admit_decrypted,
 //                                                  note_endpoint, look_up_flows
@@ -28,7 +30,8 @@
 //   5. encrypt and send       stage_encrypt_send.cc  push_out, encrypt_and_send
 //                                                  (wg::write_data_header,
 //                                                  write_outer_headers), stage,
-//                                                  transmit, flush
+//                                                  transmit, flush; relay_up
+//                                                  (peers reached through DERP)
 //   exception path            stage_exception.cc   learn_neighbours, to_kernel
 //                                                  (port -> TAP), poll_tap
 //                                                  (TAP -> port)
@@ -81,6 +84,11 @@ struct worker_setup {
   rte_ring* neighbours = nullptr;       // neighbour_note elements
   rte_ring* wg_events = nullptr;        // wg_event elements
   rte_ring* staged = nullptr;           // staged_packet elements: waiting for a session
+  // DERP (control/tailnet/derp): sealed messages for peers reached through a
+  // relay go up (relay_packet elements); transport data the relay brought
+  // comes down (mbufs holding the WireGuard message, region in hash.usr).
+  rte_ring* relay_out = nullptr;
+  rte_ring* relay_in = nullptr;
 
   // WireGuard transport (none: transport data is dropped as unknown).
   const session_table* sessions = nullptr;
@@ -167,10 +175,12 @@ class worker {
   void classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, sub_bursts& out) noexcept;
   void to_control(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
   // 2. stage_decrypt.cc: the WireGuard transport sub-burst.
-  void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
+  void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n, bool relayed = false) noexcept;
+  unsigned receive_relayed() noexcept;
+  port_state* relay_port() noexcept;
   void check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, bool* fresh) noexcept;
-  void admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept;
-  void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset) noexcept;
+  void admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
+  void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
                      flow_lookup* flows) noexcept;
@@ -199,6 +209,7 @@ class worker {
   void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
   void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
   void stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) noexcept;
+  void relay_up(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer, std::uint16_t region) noexcept;
   void transmit(port_state& ps, rte_mbuf* m) noexcept;
   unsigned drain_control_ring() noexcept;
   // stage_exception.cc: the host kernel's side.

@@ -32,6 +32,10 @@ void register_tailnet_commands(ctl_server& ctl, tailnet_node* node) {
     return node->ping_result(args["id"].get<std::uint64_t>());
   });
   ctl.handle("login", with_node([](tailnet_node& n) { return n.login(); }));
+  ctl.handle("tailnet.netcheck", [node](const nlohmann::json&) -> nlohmann::json {
+    if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
+    return node->netcheck_json();
+  });
 }
 
 }  // namespace lopower

@@ -21,6 +21,13 @@ constexpr auto heartbeat_interval = std::chrono::seconds(3);
 
 ip_address peer_address(const wg_endpoint& ep) { return ip_address::from_bytes(ep.ipv6, ep.peer_ip); }
 
+// What a pong through DERP region N names as the ping's source
+// (tailcfg.DerpMagicIP): an address peers know to ignore as an endpoint.
+constexpr std::uint32_t derp_magic_ip = 0x7f030328;  // 127.3.3.40
+
+// How long direct pings may go unanswered before the path counts as lost.
+constexpr auto direct_lost_after = std::chrono::seconds(5);
+
 }  // namespace
 
 disco_paths::disco_paths(private_key disco_private, public_key disco_public, public_key node_public, hooks h)
@@ -57,6 +64,7 @@ bool disco_paths::handle(std::span<const std::uint8_t> packet, const wg_endpoint
     return false;
   }
   peer_state& p = peers_.at(it->second);
+  if (from.relay_region != 0) ++counters_.relayed_received;
   auto msg = disco::open(packet, p.shared);
   if (!msg) {
     ++counters_.undecryptable;
@@ -76,14 +84,20 @@ void disco_paths::on_ping(const disco::ping& m, peer_state& p, const wg_endpoint
   ++counters_.pings_received;
   // A ping naming another node key is for someone else's session: ignore it.
   if (m.node_key && !(*m.node_key == p.node_key)) return;
+  const tailnet::node_id id = by_disco_.at(p.disco_key);
+  const bool relayed = from.relay_region != 0;
   disco::pong reply{m.tx_id, {peer_address(from), rte_be_to_cpu_16(from.peer_port_be)}};
+  if (relayed) reply.src = {ip_address::v4(derp_magic_ip), from.relay_region};
   const auto sealed = disco::seal(disco::message{reply}, p.shared, disco_public_);
   if (sealed.empty()) return;
-  hooks_.reply_to(from, sealed);
+  if (!relayed) hooks_.reply_to(from, sealed);
+  else if (hooks_.send_relay && hooks_.send_relay(id, from.relay_region, sealed)) ++counters_.relayed_sent;
   ++counters_.pongs_sent;
-  if (hooks_.on_peer_heard) hooks_.on_peer_heard(by_disco_.at(p.disco_key));
+  if (hooks_.on_peer_heard) hooks_.on_peer_heard(id);
   // The peer reaches us from there; check the way back, as tailscale does.
-  if (!p.best) send_ping(by_disco_.at(p.disco_key), p, peer_address(from), rte_be_to_cpu_16(from.peer_port_be));
+  // Through a relay, it is looking for a direct path: look too.
+  if (relayed && !direct_trusted(id)) ping_endpoints(id, p);
+  else if (!relayed && !p.best) send_ping(id, p, peer_address(from), rte_be_to_cpu_16(from.peer_port_be));
 }
 
 void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state& p, const wg_endpoint& from) {
@@ -93,6 +107,11 @@ void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state&
   const auto now = clock::now();
   const double latency = std::chrono::duration<double, std::milli>(now - it->second.sent).count();
   pending_.erase(it);
+  if (from.relay_region != 0) {  // an answer, but no direct path
+    finish_waiters(id, {id, true, latency, endpoint_string(from)});
+    return;
+  }
+  p.unanswered_since = clock::time_point{};
   const bool better = !p.best || now > p.best_until || latency < p.best_latency_ms * 0.9 ||
                       p.best->same_path(from);
   if (better) {
@@ -106,15 +125,19 @@ void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state&
       hooks_.on_path(id, from);
     }
   }
-  // Callbacks run after the list is settled: they may start new pings.
+  finish_waiters(id, {id, true, latency, endpoint_string(from)});
+  if (hooks_.on_peer_heard) hooks_.on_peer_heard(id);
+}
+
+// Callbacks run after the list is settled: they may start new pings.
+void disco_paths::finish_waiters(tailnet::node_id id, const ping_outcome& outcome) {
   std::vector<waiter> ready;
   std::erase_if(waiters_, [&](waiter& w) {
     if (w.peer != id) return false;
     ready.push_back(std::move(w));
     return true;
   });
-  for (waiter& w : ready) w.done({id, true, latency, endpoint_string(from)});
-  if (hooks_.on_peer_heard) hooks_.on_peer_heard(id);
+  for (waiter& w : ready) w.done(outcome);
 }
 
 bool disco_paths::send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port) {
@@ -129,7 +152,9 @@ bool disco_paths::send_ping(tailnet::node_id id, peer_state& p, const ip_address
     return false;
   }
   ++counters_.pings_sent;
-  pending_[m.tx_id] = {id, clock::now(), tailnet::endpoint{ip, port}.to_string()};
+  const auto now = clock::now();
+  pending_[m.tx_id] = {id, now, tailnet::endpoint{ip, port}.to_string()};
+  if (p.unanswered_since == clock::time_point{}) p.unanswered_since = now;
   return true;
 }
 
@@ -138,6 +163,37 @@ void disco_paths::ping_endpoints(tailnet::node_id id, peer_state& p) {
   bool missed = false;
   for (const tailnet::endpoint& e : p.endpoints) missed |= !send_ping(id, p, e.address, e.port);
   p.missed_rounds = missed ? static_cast<std::uint8_t>(std::min(p.missed_rounds + 1, 255)) : 0;
+  if (!direct_trusted(id)) ping_through_relay(id, p);
+}
+
+// No trusted direct path: a ping through the peer's relay (an answer, and
+// its latency, even when no direct path opens) and a call-me-maybe with our
+// endpoints, so the peer pings them while we ping its own.
+void disco_paths::ping_through_relay(tailnet::node_id id, peer_state& p) {
+  if (!hooks_.send_relay) return;
+  disco::ping m;
+  randombytes_buf(m.tx_id.data(), m.tx_id.size());
+  m.node_key = node_public_;
+  const auto ping = disco::seal(disco::message{m}, p.shared, disco_public_);
+  if (ping.empty() || !hooks_.send_relay(id, 0, ping)) return;
+  ++counters_.relayed_sent;
+  pending_[m.tx_id] = {id, clock::now(), "derp"};
+  disco::call_me_maybe cmm;
+  for (const tailnet::endpoint& e : own_endpoints_) cmm.endpoints.push_back({e.address, e.port});
+  const auto sealed = disco::seal(disco::message{cmm}, p.shared, disco_public_);
+  if (!sealed.empty() && hooks_.send_relay(id, 0, sealed)) ++counters_.call_me_maybe_sent;
+}
+
+bool disco_paths::direct_trusted(tailnet::node_id peer) const {
+  auto it = peers_.find(peer);
+  return it != peers_.end() && it->second.best && clock::now() < it->second.best_until;
+}
+
+bool disco_paths::direct_lost(tailnet::node_id peer) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return false;
+  const auto since = it->second.unanswered_since;
+  return since != clock::time_point{} && clock::now() - since > direct_lost_after;
 }
 
 void disco_paths::ping(tailnet::node_id peer, std::chrono::milliseconds timeout, ping_callback done) {
@@ -170,7 +226,7 @@ void disco_paths::tick(const std::function<bool(tailnet::node_id)>& busy) {
 
 std::string disco_paths::path_text(tailnet::node_id peer) const {
   auto it = peers_.find(peer);
-  if (it == peers_.end() || !it->second.best) return {};
+  if (it == peers_.end() || !it->second.best || direct_lost(peer)) return {};
   return "direct " + it->second.best_text;
 }
 

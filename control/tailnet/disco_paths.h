@@ -8,10 +8,13 @@
 //     (`lopower-ctl ping`, a handshake to start) and every few seconds while
 //     traffic flows; a pong makes its source a candidate, the lowest latency
 //     wins, and it is trusted for a while past each pong;
-//   - call-me-maybe (normally relayed by DERP) makes us ping what it lists.
-//
-// DERP plugs in at send(): a peer with no direct path would get its disco
-// over the relay, and the relay's received disco comes in at handle().
+//   - call-me-maybe makes us ping what it lists;
+//   - through DERP (send_relay; what a relay brings comes in at handle()
+//     with a relay endpoint): while a peer has no trusted direct path, each
+//     ping round also goes through its relay, with a call-me-maybe listing
+//     our endpoints, so that a peer behind NAT pings us too and the two
+//     pings open the way (hole punching). A pong through a relay answers a
+//     ping but is never a direct path.
 
 #include <chrono>
 #include <cstdint>
@@ -32,7 +35,7 @@
 // come from this list.
 #define LOPOWER_DISCO_COUNTERS(X)                                                                      \
   X(pings_received) X(pongs_sent) X(pings_sent) X(pongs_received) X(call_me_maybe) X(unknown_sender) \
-  X(undecryptable) X(no_route)
+  X(undecryptable) X(no_route) X(relayed_sent) X(relayed_received) X(call_me_maybe_sent)
 
 namespace lopower {
 
@@ -50,6 +53,9 @@ class disco_paths {
     // us, and may only now be able to answer a handshake (tailscaled drops
     // its handshake responses while it has no path back).
     std::function<void(tailnet::node_id id)> on_peer_heard;
+    // Sends to peer `id` through a DERP relay (region 0: the node picks
+    // the peer's); false when there is none.
+    std::function<bool(tailnet::node_id id, int region, std::span<const std::uint8_t>)> send_relay;
   };
   struct ping_outcome {
     tailnet::node_id peer = 0;
@@ -72,6 +78,14 @@ class disco_paths {
   // Heartbeats for peers `busy` says carry traffic; expiry of pending pings.
   void tick(const std::function<bool(tailnet::node_id)>& busy);
 
+  // Our endpoints, listed in the call-me-maybe we send through relays.
+  void set_own_endpoints(std::vector<tailnet::endpoint> eps) { own_endpoints_ = std::move(eps); }
+  // A pong vouched for the peer's direct path within trust_path_for.
+  bool direct_trusted(tailnet::node_id peer) const;
+  // Pings to the peer's direct endpoints have gone unanswered for a few
+  // seconds (the path it had is gone, or it never had one).
+  bool direct_lost(tailnet::node_id peer) const;
+
   // "direct 198.18.40.11:41641", or empty when no path is known.
   std::string path_text(tailnet::node_id peer) const;
   std::optional<double> latency_ms(tailnet::node_id peer) const;
@@ -89,6 +103,7 @@ class disco_paths {
     clock::time_point best_until{};
     clock::time_point last_ping_round{};
     std::uint8_t missed_rounds = 0;  // in a row, where a ping found no way out (neighbour unknown yet)
+    clock::time_point unanswered_since{};  // the first direct ping since the last direct pong (epoch: none)
   };
   struct pending_ping {
     tailnet::node_id peer = 0;
@@ -102,9 +117,11 @@ class disco_paths {
   };
 
   void ping_endpoints(tailnet::node_id id, peer_state& p);
+  void ping_through_relay(tailnet::node_id id, peer_state& p);
   bool send_ping(tailnet::node_id id, peer_state& p, const ip_address& ip, std::uint16_t port);
   void on_ping(const tailnet::disco::ping& m, peer_state& p, const wg_endpoint& from);
   void on_pong(const tailnet::disco::pong& m, tailnet::node_id id, peer_state& p, const wg_endpoint& from);
+  void finish_waiters(tailnet::node_id id, const ping_outcome& outcome);
 
   private_key disco_private_;
   public_key disco_public_;
@@ -114,6 +131,7 @@ class disco_paths {
   std::unordered_map<public_key, tailnet::node_id> by_disco_;
   std::map<std::array<std::uint8_t, 12>, pending_ping> pending_;
   std::vector<waiter> waiters_;
+  std::vector<tailnet::endpoint> own_endpoints_;
   struct {
 #define LOPOWER_DISCO_COUNTER_FIELD(name) std::uint64_t name = 0;
     LOPOWER_DISCO_COUNTERS(LOPOWER_DISCO_COUNTER_FIELD)

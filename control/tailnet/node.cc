@@ -6,7 +6,10 @@
 #include <cstring>
 
 #include "control/log.h"
+#include "control/tailnet/client/tcp_stream.h"
+#include "control/tailnet/client/tls_stream.h"
 #include "control/tailnet/controlbase/key_text.h"
+#include "control/tailnet/disco/disco_message.h"
 #include "dataplane/splice/translate.h"
 #include "lopower_build_config.h"
 #include "lopower/byte_order.h"
@@ -40,6 +43,38 @@ tailnet::coordination_config coordination_from(const config& cfg) {
   return c;
 }
 
+// [derp] as the relays take it; a map_file is read and checked here, once.
+derp_settings derp_settings_from(const config& cfg) {
+  derp_settings s;
+  s.enabled = cfg.derp.enabled;
+  s.plain_http = cfg.derp.plain_http;
+  s.ca_file = cfg.tailnet.ca_file;
+  if (!cfg.derp.enabled || cfg.derp.map_file.empty()) return s;
+  auto text = read_file(cfg.derp.map_file);
+  if (!text) throw config_error(cfg.path + ":" + std::to_string(cfg.derp.line) + ": derp.map_file: " + text.message());
+  // The file is a tailcfg.DERPMap: read as the DERPMap of a map response,
+  // with every check the netmap's own gets.
+  auto parsed = tailnet::parse_map_response("{\"DERPMap\":" + *text + "}");
+  if (!parsed || !parsed.response->derp || !parsed.response->derp->regions || parsed.response->derp->regions->empty())
+    throw config_error(cfg.path + ":" + std::to_string(cfg.derp.line) + ": derp.map_file: " + cfg.derp.map_file +
+                       ": not a DERP map with regions" + (parsed ? "" : " (" + parsed.error + ")"));
+  s.map_override = parsed.response->derp;
+  return s;
+}
+
+// A peer's packets reached through DERP: the endpoint the workers and the
+// WireGuard interface take as "through region N".
+wg_endpoint relay_endpoint(int region) {
+  wg_endpoint ep;
+  ep.relay_region = static_cast<std::uint16_t>(region);
+  return ep;
+}
+
+bool looks_like_disco(std::span<const std::uint8_t> p) {
+  const auto& magic = tailnet::disco::magic;
+  return p.size() >= magic.size() && std::equal(magic.begin(), magic.end(), p.begin());
+}
+
 nlohmann::json prefixes_json(const std::vector<ip_prefix>& ps, bool addresses_only) {
   nlohmann::json a = nlohmann::json::array();
   for (const ip_prefix& p : ps) a.push_back(addresses_only ? p.address.to_string() : p.to_string());
@@ -65,7 +100,8 @@ std::string read_auth_key(const tailnet_config& cfg) {
 }
 
 tailnet_node::tailnet_node(event_loop& loop, dataplane& dp, const config& cfg)
-    : loop_(loop), dp_(dp), cfg_(cfg), store_(open_store(cfg)), tsc_hz_(rte_get_tsc_hz()) {
+    : loop_(loop), dp_(dp), cfg_(cfg), store_(open_store(cfg)), derp_settings_(derp_settings_from(cfg)),
+      tsc_hz_(rte_get_tsc_hz()) {
   client_ = std::make_unique<tailnet::coordination_client>(
       loop_, coordination_from(cfg), store_,
       tailnet::coordination_client::handlers{
@@ -84,14 +120,37 @@ tailnet_node::tailnet_node(event_loop& loop, dataplane& dp, const config& cfg)
           },
           [this](tailnet::node_id id) {
             if (wg_) wg_->retry_handshake_soon(std::to_string(id));
+          },
+          [this](tailnet::node_id id, int region, std::span<const std::uint8_t> packet) {
+            const tailnet::node* n = client_->current() ? client_->current()->peer_by_id(id) : nullptr;
+            if (n == nullptr) return false;
+            if (region == 0) region = relay_region_for(*n);
+            if (region == 0 || !relays_) return false;
+            return relays_->send(region, n->key, packet);
           }});
 }
 
 tailnet_node::~tailnet_node() { dp_.publish_tailnet_view(nullptr); }
 
 void tailnet_node::start() {
-  client_->set_endpoints(local_endpoints());
+  report_endpoints();
   client_->start();
+}
+
+// Our own addresses (type 1), and where STUN saw us when that differs
+// (type 2: behind a NAT, the address peers elsewhere must use); with them
+// the home region and its latencies (NetInfo).
+void tailnet_node::report_endpoints() {
+  std::vector<tailnet::endpoint> eps = local_endpoints();
+  std::vector<int> types(eps.size(), 1);
+  if (relays_ && cfg_.tailnet.advertise_endpoints.empty())
+    if (auto mapped = relays_->mapped_endpoint(); mapped && std::find(eps.begin(), eps.end(), *mapped) == eps.end()) {
+      eps.push_back(*mapped);
+      types.push_back(2);
+    }
+  disco_->set_own_endpoints(eps);
+  client_->set_endpoints(std::move(eps), std::move(types));
+  if (relays_ && relays_->home() != 0) client_->set_net_info(relays_->home(), relays_->latencies());
 }
 
 std::vector<tailnet::endpoint> tailnet_node::local_endpoints() const {
@@ -123,6 +182,7 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
   }
   if (!stale.empty()) publish_view(nm, sync_wireguard(nm));  // peers whose key changed come back
   disco_->set_peers(nm);
+  sync_relays(nm);
   follow_restarts(nm);
   if (netmap_listener_) netmap_listener_(nm);
 }
@@ -137,6 +197,9 @@ std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap
     wg_key_ = client_->node_public();
     wg_ = std::make_unique<wireguard_interface>(dp_, cfg_.wireguard, client_->node_private(), "tailnet peer");
     wg_->on_path_wanted([this](const std::string& name) { find_path(name); });
+    wg_->send_relayed_with([this](std::uint16_t region, const public_key& to, std::span<const std::uint8_t> msg) {
+      send_relayed(region, to, msg);
+    });
   }
   std::map<tailnet::node_id, public_key> wanted;
   for (const tailnet::node& n : nm.peers())
@@ -217,8 +280,12 @@ void tailnet_node::handle_packet(rte_mbuf* m, const classify_result& r, bool und
     disco_->handle(std::span<const std::uint8_t>(frame + r.payload_offset, r.payload_length), from);
     return rte_pktmbuf_free(m);
   }
-  // STUN is answered by nobody yet (lopower runs no STUN server; its own
-  // binding requests plug in here with DERP).
+  if (r.cls == packet_class::stun && relays_) {
+    relays_->handle_stun(std::span<const std::uint8_t>(rte_pktmbuf_mtod(m, const std::uint8_t*) + r.payload_offset,
+                                                       r.payload_length));
+    return rte_pktmbuf_free(m);
+  }
+  // lopower runs no STUN server: requests to it are not answered.
   const std::size_t index = dp_.port_index_of(m->port);
   if (index < max_ports) dp_.control_counters().drops[index].count(drop_reason::control_unhandled);
   rte_pktmbuf_free(m);
@@ -230,12 +297,114 @@ void tailnet_node::handle_event(const wg_event& ev) {
 
 bool tailnet_node::stage(const staged_packet& sp) { return wg_ && wg_->stage(sp); }
 
+// --- DERP ------------------------------------------------------------------------
+
+void tailnet_node::sync_relays(const tailnet::netmap& nm) {
+  if (!derp_settings_.enabled) return;
+  if (!relays_ || !(relays_key_ == client_->node_public())) {
+    relays_key_ = client_->node_public();
+    const std::uint16_t listen = cfg_.tailnet.listen_port;
+    relays_ = std::make_unique<derp_relays>(
+        loop_, client_->node_private(), derp_settings_,
+        derp_relays::hooks{
+            [this](int region, const public_key& src, std::span<const std::uint8_t> p) { on_relayed(region, src, p); },
+            [this, listen](const ip_address& ip, std::uint16_t port, std::span<const std::uint8_t> packet) {
+              auto ep = dp_.route_udp(ip, port, listen, true);
+              return ep && dp_.send_udp(*ep, packet);
+            },
+            [this] { report_endpoints(); },
+            [this](const tailnet::derp_node& node, tailnet::byte_stream::handlers h) -> std::unique_ptr<tailnet::byte_stream> {
+              if (derp_settings_.plain_http) return std::make_unique<tailnet::tcp_stream>(loop_, std::move(h));
+              return std::make_unique<tailnet::tls_stream>(
+                  loop_,
+                  tailnet::tls_options::for_derp_node(node.host_name, node.cert_name, node.insecure_for_tests,
+                                                      derp_settings_.ca_file),
+                  std::move(h));
+            }});
+  }
+  if (const tailnet::derp_map* map = nm.derp()) relays_->set_map(*map);
+}
+
+// What a relay brought: disco to the disco paths; WireGuard handshakes to
+// the interface; transport data down to a worker (decrypted there, as any).
+void tailnet_node::on_relayed(int region, const public_key& src, std::span<const std::uint8_t> packet) {
+  if (looks_like_disco(packet)) {
+    disco_->handle(packet, relay_endpoint(region));
+    return;
+  }
+  if (!wg_ || packet.size() < 4) return;
+  if (packet[0] != 4) return wg_->handle_message(packet, relay_endpoint(region), false);
+  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
+  if (m == nullptr) return;
+  char* data = rte_pktmbuf_append(m, static_cast<std::uint16_t>(std::min<std::size_t>(packet.size(), 0xffff)));
+  if (data == nullptr || packet.size() > 0xffff) return rte_pktmbuf_free(m);
+  std::memcpy(data, packet.data(), packet.size());
+  std::uint64_t spread = 0;
+  std::memcpy(&spread, src.data(), sizeof spread);  // one peer, one worker
+  dp_.inject_relayed(m, static_cast<std::uint16_t>(region), spread);
+}
+
+void tailnet_node::send_relayed(int region, const public_key& to, std::span<const std::uint8_t> packet) {
+  if (!relays_ || !relays_->send(region, to, packet)) dp_.count_tailnet_drop(drop_reason::relay_unavailable);
+}
+
+void tailnet_node::relay(const relay_packet& rp) {
+  const public_key* key = wg_ ? wg_->key_of(rp.peer_id) : nullptr;
+  if (key != nullptr) send_relayed(rp.region, *key, std::span<const std::uint8_t>(rte_pktmbuf_mtod(rp.mbuf, const std::uint8_t*), rp.mbuf->data_len));
+  rte_pktmbuf_free(rp.mbuf);
+}
+
+int tailnet_node::relay_region_for(const tailnet::node& peer) const {
+  if (!relays_ || !relays_->enabled()) return 0;
+  if (const int r = relays_->region_of(peer.key); r != 0 && relays_->has_region(r)) return r;
+  return relays_->has_region(peer.home_derp) ? peer.home_derp : 0;
+}
+
+// A busy peer whose direct pings have gone unanswered for a few seconds
+// moves to its relay; a pong (disco's on_path) or a packet straight from it
+// (the workers' roaming) brings it back.
+void tailnet_node::fall_back_to_relays() {
+  if (!wg_ || !relays_) return;
+  const tailnet::netmap* nm = client_->current();
+  if (nm == nullptr) return;
+  for (const auto& [id, key] : wg_peers_) {
+    const wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
+    const wg_endpoint* ep = wp ? wp->endpoint.load(std::memory_order_acquire) : nullptr;
+    if (ep == nullptr || ep->relay_region != 0 || !disco_->direct_lost(id)) continue;
+    const tailnet::node* n = nm->peer_by_id(id);
+    const int region = n ? relay_region_for(*n) : 0;
+    if (region == 0) continue;
+    LOG_INFO("tailnet peer %s: direct path %s stopped answering, using derp(%d)", n->name.c_str(),
+             endpoint_string(*ep).c_str(), region);
+    wg_->set_peer_endpoint(std::to_string(id), relay_endpoint(region));
+  }
+}
+
 // A peer needs a session and has no endpoint, or its path went quiet: a
-// disco round finds one (on_path sets it), then a handshake.
+// disco round looks for a direct path (on_path sets it), then a handshake.
+// With a relay, the session need not wait: it starts through the relay at
+// once, and moves to the direct path when one answers.
 void tailnet_node::find_path(const std::string& name) {
   const auto id = static_cast<tailnet::node_id>(std::stoll(name));
-  disco_->ping(id, std::chrono::seconds(5), [this, name](const disco_paths::ping_outcome& o) {
-    if (o.answered && wg_) wg_->ensure_session(name);
+  // Only a relay that is up: a handshake sent into one still dialling (or
+  // never answering) would wait out its retry even once disco finds a
+  // direct path.
+  auto use_relay = [this, id, name] {
+    const tailnet::node* n = client_->current() ? client_->current()->peer_by_id(id) : nullptr;
+    const int region = n ? relay_region_for(*n) : 0;
+    if (region == 0 || !wg_ || !relays_->ready(region)) return false;
+    const wg_peer* wp = wg_->dataplane_peer(name);
+    const wg_endpoint* ep = wp ? wp->endpoint.load(std::memory_order_acquire) : nullptr;
+    if (ep != nullptr && (ep->relay_region != 0 || !disco_->direct_lost(id))) return true;  // keep what works
+    wg_->set_peer_endpoint(name, relay_endpoint(region));
+    return true;
+  };
+  const wg_peer* wp = wg_ ? wg_->dataplane_peer(name) : nullptr;
+  if (wp != nullptr && wp->endpoint.load(std::memory_order_acquire) == nullptr && use_relay()) wg_->ensure_session(name);
+  disco_->ping(id, std::chrono::seconds(5), [this, name, use_relay](const disco_paths::ping_outcome& o) {
+    if (!wg_) return;
+    const bool direct = o.answered && o.path.rfind("derp", 0) != 0;
+    if (direct || use_relay()) wg_->ensure_session(name);
   });
 }
 
@@ -276,6 +445,8 @@ bool tailnet_node::busy(tailnet::node_id id) const {
 }
 
 void tailnet_node::tick() {
+  if (relays_) relays_->tick();
+  fall_back_to_relays();
   if (wg_) wg_->tick();
   disco_->tick([this](tailnet::node_id id) { return busy(id); });
   const auto now = std::chrono::steady_clock::now();
@@ -341,7 +512,7 @@ result<std::uint64_t> tailnet_node::start_ping(const std::string& peer, std::chr
   pings_[id] = nullptr;
   disco_->ping(n->id, timeout, [this, id, name, first_ip](const disco_paths::ping_outcome& o) {
     finish_ping(id, {{"peer", name}, {"ip", first_ip}, {"answered", o.answered}, {"latency_ms", o.latency_ms},
-                     {"path", o.path.empty() ? "" : "direct " + o.path}});
+                     {"path", o.path.empty() || o.path.rfind("derp", 0) == 0 ? o.path : "direct " + o.path}});
   });
   return id;
 }
@@ -401,6 +572,12 @@ nlohmann::json tailnet_node::ping_result(std::uint64_t id) {
   return out;
 }
 
+nlohmann::json tailnet_node::netcheck_json() const {
+  if (!derp_settings_.enabled) return {{"error", "DERP is off ([derp] enabled = false)"}};
+  if (!relays_) return {{"error", "no DERP map yet (not on the tailnet)"}};
+  return relays_->netcheck_json();
+}
+
 nlohmann::json tailnet_node::status_json() const {
   nlohmann::json j = client_->status_json();
   const tailnet::netmap* nm = client_->current();
@@ -432,8 +609,11 @@ nlohmann::json tailnet_node::status_json() const {
       pj["path"] = disco_->path_text(p.id);
       if (auto l = disco_->latency_ms(p.id)) pj["latency_ms"] = *l;
       if (const wg_peer* wp = wg_ ? wg_->dataplane_peer(std::to_string(p.id)) : nullptr) {
-        if (pj["path"].get<std::string>().empty())
-          if (const wg_endpoint* ep = wp->endpoint.load(std::memory_order_acquire)) pj["path"] = "direct " + endpoint_string(*ep);
+        // The path traffic takes: the relay when the peer is on one.
+        if (const wg_endpoint* ep = wp->endpoint.load(std::memory_order_acquire)) {
+          if (ep->relay_region != 0) pj["path"] = endpoint_string(*ep);
+          else if (pj["path"].get<std::string>().empty()) pj["path"] = "direct " + endpoint_string(*ep);
+        }
         const std::int64_t hs = wg_->last_handshake(std::to_string(p.id));
         if (hs != 0) pj["last_handshake_seconds"] = std::max<std::int64_t>(0, std::time(nullptr) - hs);
         pj["rx_bytes"] = wp->rx_bytes.load(std::memory_order_relaxed);
@@ -443,6 +623,7 @@ nlohmann::json tailnet_node::status_json() const {
   }
   j["peers"] = peers;
   j["disco"] = disco_->counters_json();
+  if (relays_) j["derp"] = relays_->status_json();
   if (wg_) j["handshakes"] = wg_->counters().to_json();
   return j;
 }

@@ -17,6 +17,7 @@
 #include "control/state_store.h"
 #include "control/event_loop.h"
 #include "control/tailnet/client/coordination_client.h"
+#include "control/tailnet/derp_relays.h"
 #include "control/tailnet/disco_paths.h"
 #include "control/wireguard/interface.h"
 #include "dataplane/dataplane.h"
@@ -44,6 +45,9 @@ class tailnet_node {
   // A packet a worker held back for a tailnet peer with no session (takes
   // the mbuf); false when the peer is not a tailnet peer.
   bool stage(const staged_packet& sp);
+  // A sealed message a worker handed up for a peer reached through DERP
+  // (takes the mbuf).
+  void relay(const relay_packet& rp);
   // Protocol timers; every ~100 ms.
   void tick();
 
@@ -55,6 +59,8 @@ class tailnet_node {
   // An inner packet a worker handed up (the reply to one of our pings).
   void handle_inner(rte_mbuf* m);
   nlohmann::json ping_result(std::uint64_t id);
+  // `lopower-ctl netcheck`.
+  nlohmann::json netcheck_json() const;
   result<void> logout() { return client_->logout(); }
   result<void> login() { return client_->login(); }
   tailnet::coordination_client& client() { return *client_; }
@@ -72,6 +78,15 @@ class tailnet_node {
   const tailnet::node* find_peer(const std::string& what) const;
   void find_path(const std::string& wg_name);
   void follow_restarts(const tailnet::netmap& nm);
+  // DERP: the relays follow the node key (a new login dials again).
+  void sync_relays(const tailnet::netmap& nm);
+  void on_relayed(int region, const public_key& src, std::span<const std::uint8_t> packet);
+  void send_relayed(int region, const public_key& to, std::span<const std::uint8_t> packet);
+  // The region to reach a peer through: where it last reached us, else its home (0: none).
+  int relay_region_for(const tailnet::node& peer) const;
+  // Peers whose direct path stopped answering go over their relay.
+  void fall_back_to_relays();
+  void report_endpoints();
   struct peer_liveness {
     public_key disco_key;
     bool online = true;
@@ -103,6 +118,9 @@ class tailnet_node {
   std::unique_ptr<wireguard_interface> wg_;
   public_key wg_key_;
   std::unique_ptr<disco_paths> disco_;
+  derp_settings derp_settings_;
+  std::unique_ptr<derp_relays> relays_;
+  public_key relays_key_;
   std::map<tailnet::node_id, public_key> wg_peers_;  // what wg_ holds, by node ID
   std::map<std::uint64_t, nlohmann::json> pings_;    // ping id -> outcome (null while waiting)
   std::uint64_t next_ping_ = 1;

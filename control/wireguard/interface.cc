@@ -302,37 +302,40 @@ void wireguard_interface::reset_timestamp(const std::string& name) {
 
 void wireguard_interface::handle_packet(rte_mbuf* m, const classify_result& r, bool under_load) {
   const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
-  const wg::parsed_message msg = wg::parse_message(frame + r.payload_offset, r.payload_length);
-  const wg_endpoint from = endpoint_of_frame(frame, m->port, r.l4_offset);
+  handle_message(std::span<const std::uint8_t>(frame + r.payload_offset, r.payload_length),
+                 endpoint_of_frame(frame, m->port, r.l4_offset), under_load);
+  rte_pktmbuf_free(m);
+}
+
+void wireguard_interface::handle_message(std::span<const std::uint8_t> message, const wg_endpoint& from, bool under_load) {
+  const wg::parsed_message msg = wg::parse_message(message.data(), message.size());
   const std::uint64_t now = now_ns();
-  if (const auto* cookie = msg.cookie_reply()) {
-    on_cookie_reply(*cookie);
-    return rte_pktmbuf_free(m);
-  }
+  if (const auto* cookie = msg.cookie_reply()) return on_cookie_reply(*cookie);
   const wg::packet_source src = source_of(from);
   switch (cookies_.validate(identity_, msg.data, msg.length, src, under_load, now)) {
     case wg::mac_status::invalid_mac:
       ++counters_.invalid_mac1;
-      return rte_pktmbuf_free(m);
+      return;
     case wg::mac_status::valid_mac_no_cookie:
-      if (under_load) {  // prove your address first: no Diffie-Hellman for free
-        send_cookie_reply(msg.data, msg.length, src, from);
-        return rte_pktmbuf_free(m);
-      }
+      if (under_load) return send_cookie_reply(msg.data, msg.length, src, from);  // prove your address first: no Diffie-Hellman for free
       break;
     case wg::mac_status::valid_mac_with_cookie:
       if (under_load && !limiter_.allow(src.ip.data(), src.ipv6, now)) {
         ++counters_.rate_limited;
-        return rte_pktmbuf_free(m);
+        return;
       }
       break;
   }
-  if (const auto* init = msg.initiation()) on_initiation(m, *init, from);
+  if (const auto* init = msg.initiation()) on_initiation(*init, from);
   else if (const auto* resp = msg.response()) on_response(*resp, from);
-  rte_pktmbuf_free(m);
 }
 
-void wireguard_interface::on_initiation(rte_mbuf*, const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
+const public_key* wireguard_interface::key_of(std::uint32_t id) const {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : &it->second->key;
+}
+
+void wireguard_interface::on_initiation(const wg::message_handshake_initiation& msg, const wg_endpoint& from) {
   ++counters_.initiations_received;
   const wg::consume_result res = wg::consume_initiation(msg, identity_, *this, now_ns());
   if (!res) {
@@ -341,7 +344,7 @@ void wireguard_interface::on_initiation(rte_mbuf*, const wg::message_handshake_i
     return;
   }
   peer& p = *by_key_.at(res.peer->remote_static());
-  set_endpoint(p, from);  // the handshake authenticated this source
+  learn_endpoint(p, from);  // the handshake authenticated this source
   wg::message_handshake_response resp{};
   if (auto err = wg::create_response(resp, *p.hs, identity_, fresh_index()); err != wg::handshake_error::none) {
     ++counters_.errors[static_cast<std::size_t>(err)];
@@ -349,7 +352,7 @@ void wireguard_interface::on_initiation(rte_mbuf*, const wg::message_handshake_i
   }
   p.maker.add_macs(resp, now_ns());
   if (auto keys = wg::derive_keypair(*p.hs)) install_keypair(p, *keys);
-  send_frame(from, reinterpret_cast<const std::uint8_t*>(&resp), sizeof resp);
+  send_frame(from, &p.key, reinterpret_cast<const std::uint8_t*>(&resp), sizeof resp);
   ++counters_.responses_sent;
 }
 
@@ -365,7 +368,7 @@ void wireguard_interface::on_response(const wg::message_handshake_response& msg,
   auto keys = wg::derive_keypair(*p.hs);
   if (!keys) return;
   forget_pending(p);
-  set_endpoint(p, from);
+  learn_endpoint(p, from);
   const bool staged = !p.staged.empty();
   install_keypair(p, *keys);
   // The first data confirms the keypair to the responder; a keepalive when
@@ -383,7 +386,7 @@ void wireguard_interface::send_cookie_reply(const std::uint8_t* msg, std::size_t
                                          const wg_endpoint& to) {
   wg::message_handshake_cookie reply{};
   if (!cookies_.create_reply(reply, identity_, msg, len, src, now_ns())) return;
-  send_frame(to, reinterpret_cast<const std::uint8_t*>(&reply), sizeof reply);
+  send_frame(to, nullptr, reinterpret_cast<const std::uint8_t*>(&reply), sizeof reply);
   ++counters_.cookie_replies_sent;
 }
 
@@ -396,7 +399,7 @@ bool wireguard_interface::initiate(peer& p, bool retry) {
   wg::message_handshake_initiation msg{};
   if (wg::create_initiation(msg, *p.hs, identity_, p.pending_index, wg::tai64n_now()) != wg::handshake_error::none) return false;
   p.maker.add_macs(msg, now_ns());
-  send_frame(*ep, reinterpret_cast<const std::uint8_t*>(&msg), sizeof msg);
+  send_frame(*ep, &p.key, reinterpret_cast<const std::uint8_t*>(&msg), sizeof msg);
   // Retries spread over up to a third of a second (wireguard-go's jitter).
   const std::uint64_t jitter = tsc_hz_ / 1000 * randombytes_uniform(wg::rekey_jitter_choices_ms);
   p.timers.initiation_sent(now_tsc(), jitter, retry);
@@ -477,6 +480,16 @@ void wireguard_interface::erase_slot(peer& p, slot s) {
   p.slots[s] = 0;
 }
 
+// A handshake through a relay does not move a peer off a direct path (as the
+// workers' roaming, note_endpoint): a tailscaled unsure of its direct path
+// sends over both; the tailnet node falls back to the relay itself when the
+// direct path stops answering.
+void wireguard_interface::learn_endpoint(peer& p, const wg_endpoint& from) {
+  const wg_endpoint* known = p.dp->endpoint.load(std::memory_order_relaxed);
+  if (from.relay_region != 0 && known != nullptr && known->relay_region == 0) return;
+  set_endpoint(p, from);
+}
+
 void wireguard_interface::set_endpoint(peer& p, const wg_endpoint& ep) {
   const wg_endpoint* old = p.dp->endpoint.load(std::memory_order_relaxed);
   if (old != nullptr && old->same_path(ep)) return;
@@ -496,7 +509,12 @@ void wireguard_interface::handle_event(const wg_event& ev) {
   if (ev.kind == wg_event::endpoint_changed) set_endpoint(p, ev.endpoint);
 }
 
-void wireguard_interface::send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len) {
+void wireguard_interface::send_frame(const wg_endpoint& to, const public_key* to_key, const std::uint8_t* payload,
+                                     std::size_t len) {
+  if (to.relay_region != 0) {
+    if (relay_sender_ && to_key != nullptr) relay_sender_(to.relay_region, *to_key, std::span<const std::uint8_t>(payload, len));
+    return;
+  }
   dp_.send_udp(to, std::span<const std::uint8_t>(payload, len));
 }
 
@@ -529,7 +547,7 @@ bool wireguard_interface::seal_with(peer& p, wg_keypair* kp, const wg_endpoint& 
   crypto::aead_op op{plaintext, static_cast<std::uint32_t>(padded), plaintext + padded, kp->send_key, counter, false};
   aead_->encrypt_burst(&op, 1);
   if (!op.ok) return false;
-  send_frame(to, msg.data(), msg.size());
+  send_frame(to, &p.key, msg.data(), msg.size());
   if (data) p.dp->last_tx_tsc.store(now_tsc(), std::memory_order_relaxed);
   p.dp->tx_packets.fetch_add(1, std::memory_order_relaxed);
   p.dp->tx_bytes.fetch_add(inner.size(), std::memory_order_relaxed);

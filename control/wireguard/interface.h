@@ -101,6 +101,16 @@ class wireguard_interface : private wg::peer_lookup {
   // with (the tailnet finds it a path, then calls ensure_session), and when
   // sent data goes unanswered (the path may be gone: check it again).
   void on_path_wanted(std::function<void(const std::string&)> fn) { path_wanted_ = std::move(fn); }
+  // How messages to a peer reached through DERP leave (endpoints with a
+  // relay_region): the relay frames them to the peer's static key (for a
+  // tailnet peer, its node key). Without it they are not sent.
+  using relay_sender = std::function<void(std::uint16_t region, const public_key& to, std::span<const std::uint8_t>)>;
+  void send_relayed_with(relay_sender fn) { relay_sender_ = std::move(fn); }
+  // A handshake message that came some other way than a worker's ring (a
+  // DERP relay), from `from`.
+  void handle_message(std::span<const std::uint8_t> message, const wg_endpoint& from, bool under_load);
+  // The static key of the peer the workers know by `id` (relay_packet).
+  const public_key* key_of(std::uint32_t id) const;
   // Per-peer cap on staged packets (as the Linux module's MAX_STAGED_PACKETS),
   // and on the interface's total (they hold mbufs from the shared pool: at
   // most an eighth of it).
@@ -167,7 +177,7 @@ class wireguard_interface : private wg::peer_lookup {
   wg::peer_handshake* by_static(const public_key& remote_static) override;
   wg::peer_handshake* by_index(std::uint32_t local_index) override;
 
-  void on_initiation(rte_mbuf* m, const wg::message_handshake_initiation& msg, const wg_endpoint& from);
+  void on_initiation(const wg::message_handshake_initiation& msg, const wg_endpoint& from);
   void on_response(const wg::message_handshake_response& msg, const wg_endpoint& from);
   void on_cookie_reply(const wg::message_handshake_cookie& msg);
   void send_cookie_reply(const std::uint8_t* msg, std::size_t len, const wg::packet_source& src, const wg_endpoint& to);
@@ -187,10 +197,13 @@ class wireguard_interface : private wg::peer_lookup {
   void promote_next(peer& p);
   void erase_slot(peer& p, slot s);
   void set_endpoint(peer& p, const wg_endpoint& ep);
+  void learn_endpoint(peer& p, const wg_endpoint& from);
   void send_keepalive(peer& p);
   bool seal_and_send(peer& p, std::span<const std::uint8_t> inner, bool data);
   bool seal_with(peer& p, wg_keypair* kp, const wg_endpoint& ep, std::span<const std::uint8_t> inner, bool data);
-  void send_frame(const wg_endpoint& to, const std::uint8_t* payload, std::size_t len);
+  // `to_key`: the peer's static key (nullptr for a cookie reply, which a
+  // relay cannot carry: the sender is not known yet).
+  void send_frame(const wg_endpoint& to, const public_key* to_key, const std::uint8_t* payload, std::size_t len);
   void peer_timers(peer& p, std::uint64_t now_tsc);
   void apply_timers(peer& p, const wg::timer_actions& a);
   void zero_keys(peer& p);
@@ -209,6 +222,7 @@ class wireguard_interface : private wg::peer_lookup {
   std::uint64_t tsc_hz_;
   wg::timer_settings timer_settings_;
   std::function<void(const std::string&)> path_wanted_;
+  relay_sender relay_sender_;
   std::size_t staged_total_ = 0;
   std::size_t max_staged_total_;
   std::map<std::string, std::unique_ptr<peer>> peers_;        // by device name

@@ -54,6 +54,9 @@
   X(fragment_timeout, "IP fragment held for reassembly until its datagram timed out (2 s)") \
   X(fragment_too_big, "reassembled datagram larger than a packet buffer leaves room for") \
   X(fragment_no_buffer, "no packet buffer to cut a packet into fragments for a smaller MTU") \
+  X(relay_ring_full, "packet for a peer reached through DERP: the ring to the control plane was full") \
+  X(relay_unavailable, "packet for a peer reached through DERP: no connection to its region could take it") \
+  X(relay_in_ring_full, "packet received through DERP: the ring to the worker was full") \
   X(no_headroom, "no room left in the packet buffer for the headers or trailer to add (WireGuard and outer headers, tag, padding)")
 
 namespace lopower {

@@ -41,8 +41,13 @@ def tailnet_toml(key_file=None, hostname=HOSTNAME):
 
 
 def start_lopowerd(lab, key_file=None, hostname=HOSTNAME, name="lopowerd"):
+    return start_lopowerd_with(lab, key_file, "", hostname=hostname, name=name)
+
+
+def start_lopowerd_with(lab, key_file, extra_toml, hostname=HOSTNAME, name="lopowerd"):
+    """lopowerd on the lab's LAN port, on the tailnet, with ``extra_toml`` added."""
     ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
-    d = Lopowerd(lab.gw, ports, extra_toml=tailnet_toml(key_file, hostname), name=name)
+    d = Lopowerd(lab.gw, ports, extra_toml=tailnet_toml(key_file, hostname) + extra_toml, name=name)
     return d.start()
 
 

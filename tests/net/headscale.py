@@ -12,6 +12,10 @@ OIDC, MagicDNS off.
         hs.port
         hs.cli("users", "list")
 
+    # over TLS (tls_cert_path/tls_key_path) with a certificate the test made:
+    with Headscale(tls=TlsFiles(cert=..., key=..., ca=...)) as hs:
+        hs.url            # "https://127.0.0.1:<port>"
+
     # in a namespace of a lopower_net.Topology, on its LAN addresses:
     with Headscale(host="198.18.40.2", host6="fd00:198:18:40::2", netns_host=ctl, stun=True) as hs:
         hs.url            # "http://[fd00:198:18:40::2]:8080" (hs.url4: the IPv4 one)
@@ -38,13 +42,14 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from lopower_net import LogFile
 
@@ -72,6 +77,14 @@ ALLOW_ALL: dict[str, Any] = {
 NETNS_PORT, NETNS_METRICS_PORT, NETNS_GRPC_PORT, NETNS_STUN_PORT = 8080, 9090, 50443, 3478
 # The placeholder DERP region's DERP port with ``stun=True``: nothing listens.
 DERP_CLOSED_PORT = 9
+
+
+class TlsFiles(NamedTuple):
+    """PEM files for ``Headscale(tls=...)``: headscale's certificate chain
+    and key, and the CA that issued it (what :meth:`Headscale.get` trusts)."""
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -125,13 +138,18 @@ class Headscale(LogFile):
     ``policy``: the policy file headscale starts with (default
     :data:`ALLOW_ALL`); :data:`LOCAL_NODE_ATTRS` is added unless
     ``local_node_attrs=False``.
+
+    ``tls`` (:class:`TlsFiles`): serve TLS on ``listen_addr`` with that
+    certificate (headscale's ``tls_cert_path``/``tls_key_path``; nothing on
+    port 80); the URLs are then ``https://``.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: Optional[int] = None,
                  embedded_derp: bool = False, extra_config: Optional[dict[str, Any]] = None,
                  binary: Path = HEADSCALE, keep_dir: bool = False,
                  netns_host: Optional["Host"] = None, policy: Optional[dict[str, Any]] = None,
-                 local_node_attrs: bool = True, stun: bool = False, host6: Optional[str] = None) -> None:
+                 local_node_attrs: bool = True, stun: bool = False, host6: Optional[str] = None,
+                 tls: Optional[TlsFiles] = None) -> None:
         if not binary.exists():
             raise FileNotFoundError(f"{binary} is missing: run tools/setup")
         self.binary = binary
@@ -139,6 +157,7 @@ class Headscale(LogFile):
         self.host6 = host6
         self.netns_host = netns_host
         self.stun = stun and not embedded_derp
+        self.tls = tls
         if netns_host is not None:
             self.port = port or NETNS_PORT
             self.dir = netns_host.topo.tmpdir / f"{netns_host.name}-headscale"
@@ -148,8 +167,9 @@ class Headscale(LogFile):
             self.dir = Path(tempfile.mkdtemp(prefix="lopower-headscale-"))
         # With an IPv6 address, headscale listens on both families and its
         # server_url names the IPv6 one -- see the class docstring.
-        self.url4 = f"http://{host}:{self.port}"
-        self.url6 = f"http://[{host6}]:{self.port}" if host6 else None
+        scheme = "https" if tls else "http"
+        self.url4 = f"{scheme}://{host}:{self.port}"
+        self.url6 = f"{scheme}://[{host6}]:{self.port}" if host6 else None
         self.url = self.url6 or self.url4
         self.keep_dir = keep_dir
         self.config_path = self.dir / "config.yaml"
@@ -162,6 +182,25 @@ class Headscale(LogFile):
         self.policy = self._with_local_attrs(policy if policy is not None else ALLOW_ALL)
         if self.policy_mode == "file" and self.config["policy"].get("path") == str(self.policy_path):
             self.policy_path.write_text(json.dumps(self.policy, indent=2))
+
+    def _write_derp_map(self, region: int, code: str, name: str, stun_port: int, derp_port: int) -> None:
+        """derp.yaml: one region, one node on headscale's addresses.  Written
+        as YAML proper (region IDs are integer keys); the host name is the
+        IPv4 address, never a bare IPv6 one (DERP-EXIT.md section 0.2)."""
+        node = (f"      - name: {region}a\n"
+                f"        regionid: {region}\n"
+                f"        hostname: {self.host}\n"
+                f"        ipv4: {self.host}\n")
+        if self.host6:
+            node += f"        ipv6: \"{self.host6}\"\n"
+        node += f"        stunport: {stun_port}\n        derpport: {derp_port}\n"
+        (self.dir / "derp.yaml").write_text(
+            "regions:\n"
+            f"  {region}:\n"
+            f"    regionid: {region}\n"
+            f"    regioncode: {code}\n"
+            f"    regionname: {name}\n"
+            "    nodes:\n" + node)
 
     def _port(self, kind: int, netns_port: int) -> int:
         return netns_port if self.netns_host is not None else free_port(kind)
@@ -181,11 +220,17 @@ class Headscale(LogFile):
                 "region_name": "Headscale Embedded DERP", "verify_clients": True,
                 "stun_listen_addr": f"{stun_host}:{stun_port}",
                 "private_key_path": str(d / "derp_server_private.key"),
-                "automatically_add_embedded_derp_region": embedded_derp, "ipv4": self.host,
+                # The region is written below, not generated: headscale
+                # names it after server_url's host, and tailscaled cannot
+                # dial a bare IPv6 host name (DERP-EXIT.md section 0.2).
+                "automatically_add_embedded_derp_region": False, "ipv4": self.host,
             }
             if self.host6:
                 derp["server"]["ipv6"] = self.host6
-        if not embedded_derp:
+        if embedded_derp:
+            # The embedded server relays, and answers STUN on its own port.
+            self._write_derp_map(999, "headscale", "Headscale Embedded DERP", stun_port, self.port)
+        else:
             # headscale refuses an empty DERP map: one region on headscale's
             # own address, so whatever a peer does with it stays in the test.
             # Without ``stun``: no STUN (stunport -1), and headscale serves
@@ -193,27 +238,14 @@ class Headscale(LogFile):
             # gets a 404.  With ``stun``: STUN is headscale's embedded
             # server's (whose own region is not in the map) and the DERP
             # port is DERP_CLOSED_PORT, where nothing listens.
-            # (Written as YAML proper: its region IDs are integer keys.)
-            node = ("      - name: 900a\n"
-                    "        regionid: 900\n"
-                    f"        hostname: {self.host}\n"
-                    f"        ipv4: {self.host}\n")
-            if self.host6:
-                node += f"        ipv6: \"{self.host6}\"\n"
-            if self.stun:
-                node += f"        stunport: {stun_port}\n        derpport: {DERP_CLOSED_PORT}\n"
-            else:
-                node += f"        stunport: -1\n        derpport: {self.port}\n"
-            (d / "derp.yaml").write_text(
-                "regions:\n"
-                "  900:\n"
-                "    regionid: 900\n"
-                "    regioncode: placeholder\n"
-                "    regionname: Placeholder (tests)\n"
-                "    nodes:\n" + node)
-            derp["paths"] = [str(d / "derp.yaml")]
+            self._write_derp_map(900, "placeholder", "Placeholder (tests)",
+                                 stun_port if self.stun else -1,
+                                 DERP_CLOSED_PORT if self.stun else self.port)
+        derp["paths"] = [str(d / "derp.yaml")]
         self.stun_port = stun_port
+        tls = {"tls_cert_path": str(self.tls.cert), "tls_key_path": str(self.tls.key)} if self.tls else {}
         return {
+            **tls,
             "server_url": self.url,
             "listen_addr": f"[::]:{self.port}" if self.host6 else f"{self.host}:{self.port}",
             "metrics_listen_addr": f"127.0.0.1:{self._port(socket.SOCK_STREAM, NETNS_METRICS_PORT)}",
@@ -309,12 +341,13 @@ class Headscale(LogFile):
     # --- HTTP and CLI --------------------------------------------------------------
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        """Plain HTTP GET against the server: (status, body).  From inside
+        """HTTP(S) GET against the server: (status, body).  From inside
         the namespace (with ``curl``) when headscale runs in one."""
         if self.netns_host is not None:
             return self._netns_get(path, timeout)
+        context = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else None
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            with urllib.request.urlopen(self.url + path, timeout=timeout, context=context) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -324,7 +357,8 @@ class Headscale(LogFile):
         with tempfile.NamedTemporaryFile(dir=self.dir, prefix="get-", delete=False) as f:
             body_path = Path(f.name)
         try:
-            r = self.netns_host.run(["curl", "-sS", "--noproxy", "*", "--max-time", f"{timeout:g}",
+            cacert = ["--cacert", str(self.tls.ca)] if self.tls else []
+            r = self.netns_host.run(["curl", "-sS", "--noproxy", "*", "--max-time", f"{timeout:g}", *cacert,
                                      "-o", str(body_path), "-w", "%{http_code}", self.url + path],
                                     check=False, timeout=timeout + 5)
             if r.returncode != 0:

@@ -80,8 +80,12 @@ def enroll(lab, dev: Device, index: int) -> WgDevice:
 
 @contextlib.contextmanager
 def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: str = "", extra_toml: str = "",
-               headscale_extra: dict | None = None, dnsmasq_args=()):
-    lab = TailnetLab(topo, peers=list(peers), headscale_kw={"extra_config": headscale_extra or MAGIC_DNS})
+               headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none"):
+    """``derp``: the lab's DERP mode (tailnet_lab.TailnetLab); with
+    "embedded", lopowerd dials headscale's relay over plain HTTP too."""
+    lab = TailnetLab(topo, peers=list(peers), derp=derp, headscale_kw={"extra_config": headscale_extra or MAGIC_DNS})
+    if derp == "embedded":
+        extra_toml = "[derp]\nplain_http = true\n\n" + extra_toml
     lab.topo = topo
     resolv_dirs = []
     try:

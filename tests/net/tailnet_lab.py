@@ -184,6 +184,35 @@ class TailnetLab:
             self.join([ts])
         return ts
 
+    def add_natted_peer(self, name: str, symmetric: bool = False, join: bool = True) -> Tailscaled:
+        """A peer behind a NAT, as most are in the field: namespace
+        ``<name>-nat`` (a router on the LAN, next free address) masquerades
+        for ``name`` on a private link behind it (10.77.<n>.0/24, IPv4 only).
+        Linux's masquerade keeps the source port when it can: one mapping
+        whatever the destination (endpoint-independent), so hole punching
+        works; ``symmetric`` gives each destination a random port of its
+        own, as carrier-grade NATs do, and a direct path cannot open.  The
+        peer logs in over IPv4 (``headscale.url4``)."""
+        n = self._next
+        router = self.topo.host(f"{name}-nat")
+        self.ports[router.name] = attach_to_switch(self.topo, router, self._take_addrs(router.name))
+        host = self.topo.host(name)
+        inside, outside = f"10.77.{n}.2", f"10.77.{n}.1"
+        self.topo.veth(router, "in0", host, "eth0", a_addrs=[f"{outside}/24"], b_addrs=[f"{inside}/24"])
+        for h, ifname in ((router, "in0"), (host, "eth0")):
+            h.run(["ethtool", "-K", ifname, "tx", "off"])
+        host.add_route("default", outside)
+        router.sysctl("net.ipv4.ip_forward", "1")
+        mapping = "masquerade random" if symmetric else "masquerade"
+        router.run(["nft", "-f", "-"], input=(
+            "table ip nat {\n  chain post { type nat hook postrouting priority 100;\n"
+            f"    oifname \"eth0\" ip saddr 10.77.{n}.0/24 {mapping}\n  }}\n}}\n"))
+        ts = Tailscaled(host, name, **self.tailscaled_kw).start()
+        self.peers[name] = ts
+        if join:
+            ts.up(self.headscale.url4, self.authkey(), hostname=name)
+        return ts
+
     def remove_peer(self, name: str, logout: bool = True, unplug: bool = False) -> None:
         """The peer leaves: ``tailscale logout`` (headscale then expires
         the node, it stays in `nodes list`), tailscaled stopped; ``unplug``

@@ -34,7 +34,7 @@ struct splice_rig {
 
   std::string name;
   rte_mempool* pool;
-  rte_ring *rx, *tx, *events, *staged;
+  rte_ring *rx, *tx, *events, *staged, *relay_out, *relay_in;
   std::uint16_t port;
   port_identity identity;
   rcu_domain rcu{1};
@@ -55,7 +55,9 @@ struct splice_rig {
     tx = make_ring(name + "_tx");
     events = rte_ring_create_elem((name + "_ev").c_str(), sizeof(wg_event), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     staged = rte_ring_create_elem((name + "_st").c_str(), sizeof(staged_packet), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (events == nullptr || staged == nullptr) throw std::runtime_error("cannot create the rig's rings");
+    relay_out = rte_ring_create_elem((name + "_ro").c_str(), sizeof(relay_packet), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    relay_in = make_ring(name + "_ri");
+    if (events == nullptr || staged == nullptr || relay_out == nullptr) throw std::runtime_error("cannot create the rig's rings");
     port = ring_port("net_ring_" + name, rx, tx, pool);
     identity.add_address(ip_address::v4(0xc6120001));
     identity.device_port_be = htons(51820);
@@ -93,7 +95,10 @@ struct splice_rig {
     drain({rx, tx});
     staged_packet sp;
     while (rte_ring_sc_dequeue_elem(staged, &sp, sizeof sp) == 0) rte_pktmbuf_free(sp.mbuf);
-    for (rte_ring* r : {rx, tx, events, staged}) rte_ring_free(r);
+    relay_packet rp;
+    while (rte_ring_sc_dequeue_elem(relay_out, &rp, sizeof rp) == 0) rte_pktmbuf_free(rp.mbuf);
+    drain({relay_in});
+    for (rte_ring* r : {rx, tx, events, staged, relay_out, relay_in}) rte_ring_free(r);
     delete view.load();
     for (wg_peer* p : {&device, &ts_peer}) {
       delete p->endpoint.load();
@@ -121,6 +126,8 @@ struct splice_rig {
     s.flows = &flows;
     s.wg_events = events;
     s.staged = staged;
+    s.relay_out = relay_out;
+    s.relay_in = relay_in;
     return s;
   }
 

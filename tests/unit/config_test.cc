@@ -502,6 +502,22 @@ TEST(Config, EnvironmentProblemsNameTheKey) {
   std::remove(key.c_str());
 }
 
+TEST(Config, EnvironmentProblemsCaFile) {
+  const std::string ca = ::testing::TempDir() + "lopower_ca_test.pem";
+  auto with = [&](const std::string& ca_file) {
+    return parse_config("[tailnet]\ncontrol_url = \"https://198.18.0.2:8443\"\nca_file = \"" + ca_file + "\"\n" + kPort,
+                        "t.toml");
+  };
+  std::remove(ca.c_str());
+  auto problems = environment_problems(with(ca));
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0], "t.toml: tailnet.ca_file: " + ca + ": No such file or directory");
+  std::ofstream(ca) << "-----BEGIN CERTIFICATE-----\n";
+  EXPECT_TRUE(environment_problems(with(ca)).empty());
+  EXPECT_THAT(environment_problems(with("/")).at(0), HasSubstr("tailnet.ca_file: / is not a regular file"));
+  std::remove(ca.c_str());
+}
+
 TEST(Config, EalArgumentsTypical) {
   const config cfg = parse_config(
       "[dpdk]\nlcores = \"0-3\"\nmain_lcore = 1\nfile_prefix = \"lp\"\nmemory_mb = 2048\nextra_args = [\"--log-level=7\"]\n" + kPort,
@@ -668,13 +684,43 @@ TEST(Config, TailnetTable) {
   EXPECT_TRUE(c.tailnet.ephemeral);
   EXPECT_TRUE(c.tailnet.accept_routes);
   EXPECT_EQ(c.tailnet.advertise_endpoints.size(), 2u);
-  for (const char* bad : {"control_url = \"https://x\"", "hostname = \"no spaces\"", "advertise_tags = [\"iot\"]",
+  const config tls = parse_config(
+      "[tailnet]\ncontrol_url = \"https://198.18.0.2:8443\"\nca_file = \"/etc/lopower/ca.pem\"\n" + port, "t.toml");
+  EXPECT_EQ(tls.tailnet.control_url, "https://198.18.0.2:8443");
+  EXPECT_EQ(tls.tailnet.ca_file, "/etc/lopower/ca.pem");
+  for (const char* bad : {"control_url = \"ftp://x\"", "ca_file = \"ca.pem\"", "hostname = \"no spaces\"", "advertise_tags = [\"iot\"]",
                           "advertise_endpoints = [\"example.com:41641\"]", "ephemeral = 1"}) {
     try {
       (void)parse_config(std::string("[tailnet]\n") + bad + "\n" + port, "t.toml");
       ADD_FAILURE() << "accepted: " << bad;
     } catch (const config_error& e) {
       EXPECT_NE(std::string(e.what()).find("t.toml:2: tailnet."), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lopower
+
+namespace lopower {
+namespace {
+
+TEST(Config, DerpTable) {
+  const std::string port = "[[port]]\nname = \"p\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/24\"]\n";
+  const config none = parse_config(port, "t.toml");
+  EXPECT_TRUE(none.derp.enabled) << "DERP is on unless turned off";
+  EXPECT_FALSE(none.derp.plain_http);
+  const config c = parse_config("[derp]\nenabled = false\nplain_http = true\nmap_file = \"/etc/lopower/derp.json\"\n" + port,
+                                "t.toml");
+  EXPECT_FALSE(c.derp.enabled);
+  EXPECT_TRUE(c.derp.plain_http);
+  EXPECT_EQ(c.derp.map_file, "/etc/lopower/derp.json");
+  for (const char* bad : {"map_file = \"derp.json\"", "plain_http = \"yes\"", "regions = 1"}) {
+    try {
+      (void)parse_config(std::string("[derp]\n") + bad + "\n" + port, "t.toml");
+      ADD_FAILURE() << "accepted: " << bad;
+    } catch (const config_error& e) {
+      EXPECT_NE(std::string(e.what()).find("t.toml:2: derp."), std::string::npos) << e.what();
     }
   }
 }

@@ -27,7 +27,9 @@ void usage(FILE* out) {
                "  logout            leave the tailnet (the node key is expired at the server)\n"
                "  login             join again after a logout\n"
                "  ping [--icmp] [--c N] [--timeout SECONDS] PEER   ping a tailnet peer (name or IP) with disco,\n"
-               "                    or ICMP through WireGuard: latency and path\n"
+               "                    or ICMP through WireGuard: latency and path (direct or DERP); without\n"
+               "                    --c, up to 10 pings until one comes back on a direct path\n"
+               "  netcheck [--json] UDP, the endpoint STUN sees, latency to each DERP region, home region\n"
                "The socket defaults to $LOPOWER_CTL_SOCKET, else %s.\n",
                lopower::ctl::default_socket);
 }
@@ -117,16 +119,21 @@ int cmd_flows(const command_line& cl) {
   return 0;
 }
 
-// `tailscale ping`, disco flavour: one round per count, each waited for.
+// `tailscale ping`, disco flavour: one round per count, each waited for;
+// without --c, as tailscale: up to 10, until a pong comes on a direct path.
 int cmd_ping(const command_line& cl) {
-  int count = 1;
+  int count = 10;
+  bool until_direct = true;
   double timeout_s = 5;
   std::string mode = "disco";
   std::string peer;
   for (std::size_t i = 0; i < cl.args.size(); ++i) {
     const std::string& a = cl.args[i];
     try {
-      if ((a == "--c" || a == "-c") && i + 1 < cl.args.size()) count = std::stoi(cl.args[++i]);
+      if ((a == "--c" || a == "-c") && i + 1 < cl.args.size()) {
+        count = std::stoi(cl.args[++i]);
+        until_direct = false;
+      }
       else if (a == "--timeout" && i + 1 < cl.args.size()) timeout_s = std::stod(cl.args[++i]);
       else if (a == "--icmp") mode = "icmp";
       else if (!a.empty() && a[0] != '-' && peer.empty()) peer = a;
@@ -154,15 +161,55 @@ int cmd_ping(const command_line& cl) {
     } while (!r->value("done", false));
     if (r->value("answered", false)) {
       any = true;
+      const std::string path = r->value("path", std::string());
       std::printf("pong from %s (%s) via %s in %.2fms\n", r->value("peer", std::string()).c_str(),
-                  r->value("ip", std::string()).c_str(), r->value("path", std::string()).c_str(),
-                  r->value("latency_ms", 0.0));
+                  r->value("ip", std::string()).c_str(), path.c_str(), r->value("latency_ms", 0.0));
+      if (until_direct && path.rfind("derp", 0) != 0) return 0;
     } else {
       std::printf("ping \"%s\" timed out\n", peer.c_str());
+      if (until_direct && !any) break;  // nothing answers at all: no point in nine more
     }
   }
   if (!any) std::printf("no reply\n");
+  else if (until_direct) std::printf("direct connection not established\n");
   return any ? 0 : 1;
+}
+
+// `tailscale netcheck`: what the last STUN rounds found.
+int cmd_netcheck(const command_line& cl) {
+  const bool json = cl.args.size() == 1 && cl.args[0] == "--json";
+  if (!cl.args.empty() && !json) {
+    std::fprintf(stderr, "usage: lopower-ctl netcheck [--json]\n");
+    return 2;
+  }
+  auto r = request(cl, {"tailnet.netcheck", nlohmann::json::object()});
+  if (!r) return 1;
+  if (json) {
+    std::printf("%s\n", r->dump(2).c_str());
+    return 0;
+  }
+  if (r->contains("error")) {
+    std::printf("netcheck: %s\n", (*r)["error"].get<std::string>().c_str());
+    return 1;
+  }
+  auto text = [&](const char* k) { return (*r)[k].is_string() ? (*r)[k].get<std::string>() : std::string("(none)"); };
+  std::printf("Report:\n\t* UDP: %s\n\t* IPv4: %s\n\t* IPv6: %s\n\t* Nearest DERP: %s\n\t* DERP latency:\n",
+              r->value("udp", false) ? "true" : "false", text("ipv4").c_str(), text("ipv6").c_str(),
+              r->value("home", 0) ? std::to_string(r->value("home", 0)).c_str() : "(none)");
+  for (const auto& region : (*r)["regions"]) {
+    const std::string id = std::to_string(region.value("id", 0));
+    std::string lat = "(no answer)";
+    for (const char* fam : {"-v4", "-v6"})
+      if ((*r)["latency_ms"].contains(id + fam)) {
+        char buf[48];
+        std::snprintf(buf, sizeof buf, "%.1fms%s", (*r)["latency_ms"][id + fam].get<double>(), fam);
+        lat = buf;
+        break;
+      }
+    std::printf("\t\t- %s %-10s %s (%s)\n", id.c_str(), region.value("code", std::string()).c_str(), lat.c_str(),
+                region.value("name", std::string()).c_str());
+  }
+  return 0;
 }
 
 }  // namespace
@@ -178,6 +225,7 @@ int main(int argc, char** argv) {
     return lopower::run_device_command(cl.args, [&](const lopower::ctl::request& r) { return request(cl, r); });
   if (cl.command == "ping") return cmd_ping(cl);
   if (cl.command == "flows") return cmd_flows(cl);
+  if (cl.command == "netcheck") return cmd_netcheck(cl);
   if (cl.command == "logout" || cl.command == "login") {
     auto result = request(cl, {cl.command, nlohmann::json::object()});
     if (!result) return 1;

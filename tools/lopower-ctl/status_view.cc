@@ -99,6 +99,32 @@ void render_sessions(std::ostringstream& out, const nlohmann::json& hs) {
       << number(hs, "handshakes_given_up") << "\n";
 }
 
+// The home relay and its latency, then any other region open, like
+// `tailscale netcheck`'s "Nearest DERP".
+void render_derp(std::ostringstream& out, const nlohmann::json& d) {
+  if (d.empty()) return;
+  out << "  derp: ";
+  if (!d.value("enabled", false)) {
+    out << "off\n";
+    return;
+  }
+  const auto home = number(d, "home");
+  if (home == 0) out << "no home region yet";
+  else out << "home " << home;
+  if (d.contains("home_latency_ms") && d["home_latency_ms"].is_number()) {
+    char ms[32];
+    std::snprintf(ms, sizeof ms, " (%.1f ms)", d["home_latency_ms"].get<double>());
+    out << ms;
+  }
+  const nlohmann::json connections = member(d, "connections", nlohmann::json::value_t::object);
+  for (auto it = connections.begin(); it != connections.end(); ++it) {
+    const nlohmann::json& c = *it;
+    out << "  derp(" << it.key() << ") " << (c.value("connected", false) ? "connected" : "connecting");
+    if (c.contains("error") && c["error"].is_string()) out << " (" << c["error"].get<std::string>() << ")";
+  }
+  out << "\n";
+}
+
 void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   if (t.empty()) return;
   out << "\ntailnet: " << text(t, "backend_state");
@@ -116,6 +142,7 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   out << "\n";
   if (t.contains("auth_url")) out << "  to log in, visit: " << text(t, "auth_url") << "\n";
   if (t.contains("last_error")) out << "  last error: " << text(t, "last_error") << "\n";
+  render_derp(out, member(t, "derp", nlohmann::json::value_t::object));
   render_sessions(out, member(t, "handshakes", nlohmann::json::value_t::object));
   const auto peers = member(t, "peers", nlohmann::json::value_t::array);
   out << "  peers: " << (peers.empty() ? "none" : std::to_string(peers.size())) << "\n";

@@ -20,10 +20,17 @@ std::span<const std::uint8_t> as_bytes(std::string_view s) {
 result<control_url> control_url::parse(std::string_view url) {
   control_url u;
   u.text = std::string(url);
-  constexpr std::string_view scheme = "http://";
-  if (url.substr(0, scheme.size()) != scheme)
-    return fail("control_url must start with http:// (ts2021 is authenticated by Noise; TLS is not used)");
-  std::string_view rest = url.substr(scheme.size());
+  constexpr std::string_view http = "http://", https = "https://";
+  std::string_view rest;
+  if (url.starts_with(http)) {
+    rest = url.substr(http.size());
+  } else if (url.starts_with(https)) {
+    rest = url.substr(https.size());
+    u.tls = true;
+    u.port = 443;
+  } else {
+    return fail("control_url must start with http:// or https://");
+  }
   if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
     if (rest.substr(slash) != "/") return fail("control_url must not have a path");
     rest = rest.substr(0, slash);
@@ -60,8 +67,12 @@ result<control_url> control_url::parse(std::string_view url) {
 }
 
 control_connection::control_connection(event_loop& loop, control_url server, const private_key& machine,
-                                       handlers h)
-    : loop_(loop), server_(std::move(server)), machine_(machine), handlers_(std::move(h)) {}
+                                       handlers h, std::string ca_file)
+    : loop_(loop),
+      server_(std::move(server)),
+      machine_(machine),
+      handlers_(std::move(h)),
+      ca_file_(std::move(ca_file)) {}
 
 control_connection::~control_connection() {
   *alive_ = false;
@@ -90,18 +101,34 @@ void control_connection::close() {
   else h2_.reset();
 }
 
+// An https:// server is reached over TLS on its port for both requests.
+// tailscaled tries plain port 80 first for /ts2021 (Noise needs no TLS),
+// but a server with TLS, headscale's included, serves nothing there; TLS
+// on the configured port always works and is one code path.
+std::unique_ptr<byte_stream> control_connection::new_stream(byte_stream::handlers h, certificate check) {
+  if (!server_.tls) return std::make_unique<tcp_stream>(loop_, std::move(h));
+  tls_options tls;
+  tls.server_name = server_.host;
+  tls.ca_file = ca_file_;
+  // /key must verify: its answer is the Noise key that authenticates all
+  // the rest. /ts2021 is authenticated by that Noise handshake, so there a
+  // bad certificate is only logged, and no ALPN is offered (as tailscaled).
+  if (check == certificate::must_verify) tls.alpn = {"http/1.1"};
+  else tls.log_only_verify_errors = true;
+  return std::make_unique<tls_stream>(loop_, std::move(tls), std::move(h));
+}
+
 // --- 1. the server's key ----------------------------------------------------
 
 void control_connection::fetch_key() {
   phase_ = phase::fetching_key;
-  key_tcp_ = std::make_unique<tcp_stream>(
-      loop_, tcp_stream::handlers{
-                 [this] {
-                   const std::string req = build_key_request(server_.authority, lopower_capability_version);
-                   key_tcp_->send(as_bytes(req));
-                 },
-                 [this](std::span<const std::uint8_t> b) { on_key_data(b); },
-                 [this](const std::string& reason) { on_key_closed(reason); }});
+  byte_stream::handlers h{[this] {
+                             const std::string req = build_key_request(server_.authority, lopower_capability_version);
+                             key_tcp_->send(as_bytes(req));
+                           },
+                           [this](std::span<const std::uint8_t> b) { on_key_data(b); },
+                           [this](const std::string& reason) { on_key_closed(reason); }};
+  key_tcp_ = new_stream(std::move(h), certificate::must_verify);
   if (auto r = key_tcp_->connect(server_.host, server_.port); !r) close_with(r.message());
 }
 
@@ -135,19 +162,18 @@ void control_connection::upgrade() {
   auto init = noise_ik_initiator::start(machine_, *server_key_, lopower_capability_version);
   if (!init) return close_with("ts2021: " + init.message());
   initiator_.emplace(std::move(*init));
-  tcp_ = std::make_unique<tcp_stream>(
-      loop_, tcp_stream::handlers{
-                 [this] {
-                   const std::string req = build_upgrade_request(server_.authority, initiator_->initiation());
-                   tcp_->send(as_bytes(req));
-                 },
-                 [this](std::span<const std::uint8_t> b) {
-                   if (phase_ == phase::open) on_records(b);
-                   else on_upgrade_data(b);
-                 },
-                 [this](const std::string& reason) {
-                   close_with(reason.empty() ? "control server closed the connection" : reason);
-                 }});
+  byte_stream::handlers h{[this] {
+                             const std::string req = build_upgrade_request(server_.authority, initiator_->initiation());
+                             tcp_->send(as_bytes(req));
+                           },
+                           [this](std::span<const std::uint8_t> b) {
+                             if (phase_ == phase::open) on_records(b);
+                             else on_upgrade_data(b);
+                           },
+                           [this](const std::string& reason) {
+                             close_with(reason.empty() ? "control server closed the connection" : reason);
+                           }};
+  tcp_ = new_stream(std::move(h), certificate::log_only);
   if (auto r = tcp_->connect(server_.host, server_.port); !r) close_with(r.message());
 }
 

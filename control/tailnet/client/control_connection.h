@@ -7,9 +7,10 @@
 //   3. records both ways; the server's early payload taken off the front;
 //      HTTP/2 with prior knowledge inside (h2_client), all requests on it.
 //
-// Only plain http:// control URLs: Noise authenticates the server, so TLS
-// would add nothing but the certificate dance (tailscale's own client dials
-// port 80 first for the same reason).
+// http:// or https:// control URLs. Over https, both connections are TLS
+// on the URL's port: /key verified (its answer is the key that Noise then
+// authenticates the server with), /ts2021 with certificate errors only
+// logged (Noise authenticates it), as tailscaled does.
 
 #include <cstdint>
 #include <functional>
@@ -19,6 +20,7 @@
 
 #include "control/event_loop.h"
 #include "control/tailnet/client/tcp_stream.h"
+#include "control/tailnet/client/tls_stream.h"
 #include "control/tailnet/controlbase/h2_client.h"
 #include "control/tailnet/controlbase/noise_ik.h"
 #include "control/tailnet/controlbase/record_stream.h"
@@ -28,12 +30,13 @@
 
 namespace lopower::tailnet {
 
-// Where the coordination server is: parsed from "http://host[:port][/]".
+// Where the coordination server is: parsed from "http[s]://host[:port][/]".
 struct control_url {
-  std::string host;       // a name or an IP literal without brackets
-  std::uint16_t port = 80;
-  std::string authority;  // "host:port" as the Host header and :authority want it
-  std::string text;       // as configured
+  std::string host;         // a name or an IP literal without brackets
+  std::uint16_t port = 80;  // 443 for https
+  bool tls = false;         // https://
+  std::string authority;    // "host:port" as the Host header and :authority want it
+  std::string text;         // as configured
   static result<control_url> parse(std::string_view url);
 };
 
@@ -44,7 +47,9 @@ class control_connection {
     std::function<void(const std::string& reason)> on_closed;  // once; the connection is dead
   };
 
-  control_connection(event_loop& loop, control_url server, const private_key& machine, handlers h);
+  // `ca_file`: a PEM bundle trusted besides the system roots (https only).
+  control_connection(event_loop& loop, control_url server, const private_key& machine, handlers h,
+                     std::string ca_file = {});
   ~control_connection();
   control_connection(const control_connection&) = delete;
   control_connection& operator=(const control_connection&) = delete;
@@ -64,6 +69,8 @@ class control_connection {
  private:
   enum class phase : std::uint8_t { idle, fetching_key, upgrading, open, closed };
 
+  enum class certificate : std::uint8_t { must_verify, log_only };  // https only
+  std::unique_ptr<byte_stream> new_stream(byte_stream::handlers h, certificate check);
   void fetch_key();
   void on_key_data(std::span<const std::uint8_t> bytes);
   void on_key_closed(const std::string& reason);
@@ -78,13 +85,14 @@ class control_connection {
   control_url server_;
   private_key machine_;
   handlers handlers_;
+  std::string ca_file_;
   phase phase_ = phase::idle;
 
-  std::unique_ptr<tcp_stream> key_tcp_;
+  std::unique_ptr<byte_stream> key_tcp_;
   std::string key_response_;
   std::optional<public_key> server_key_;
 
-  std::unique_ptr<tcp_stream> tcp_;
+  std::unique_ptr<byte_stream> tcp_;
   std::optional<noise_ik_initiator> initiator_;
   upgrade_response_reader upgrade_reader_;
   bool switched_ = false;

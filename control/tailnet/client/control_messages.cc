@@ -9,12 +9,14 @@ namespace lopower::tailnet {
 namespace {
 
 constexpr std::size_t max_register_response = 64 * 1024;
-// tailcfg.EndpointType: lopower's endpoints are its own port addresses.
+// tailcfg.EndpointType: lopower's endpoints are its own port addresses
+// unless the caller says otherwise (2: found with STUN).
 constexpr int endpoint_type_local = 1;
 
 nlohmann::json hostinfo_json(const host_info& h) {
-  nlohmann::json j{{"Hostname", h.hostname}, {"OS", h.os}, {"IPNVersion", h.ipn_version},
-                   {"NetInfo", {{"PreferredDERP", h.preferred_derp}}}};
+  nlohmann::json net_info{{"PreferredDERP", h.preferred_derp}};
+  if (!h.derp_latency.empty()) net_info["DERPLatency"] = h.derp_latency;
+  nlohmann::json j{{"Hostname", h.hostname}, {"OS", h.os}, {"IPNVersion", h.ipn_version}, {"NetInfo", net_info}};
   if (!h.request_tags.empty()) j["RequestTags"] = h.request_tags;
   return j;
 }
@@ -42,9 +44,9 @@ std::string to_json(const register_request& r) {
 std::string to_json(const map_request& r) {
   nlohmann::json endpoints = nlohmann::json::array();
   nlohmann::json types = nlohmann::json::array();
-  for (const endpoint& e : r.endpoints) {
-    endpoints.push_back(e.to_string());
-    types.push_back(endpoint_type_local);
+  for (std::size_t i = 0; i < r.endpoints.size(); ++i) {
+    endpoints.push_back(r.endpoints[i].to_string());
+    types.push_back(i < r.endpoint_types.size() ? r.endpoint_types[i] : endpoint_type_local);
   }
   nlohmann::json j{{"Version", lopower_capability_version},
                    {"NodeKey", format_node_key(r.node_key)},

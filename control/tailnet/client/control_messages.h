@@ -4,6 +4,7 @@
 // names are the Go field names). Builders and a bounded parser only.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +28,7 @@ struct host_info {
   std::string ipn_version;              // "lopower <version>"
   std::vector<std::string> request_tags;  // "tag:name"
   int preferred_derp = 0;               // NetInfo.PreferredDERP; 0 = none yet
+  std::map<std::string, double> derp_latency;  // NetInfo.DERPLatency: "999-v4" -> seconds
 };
 
 struct register_request {
@@ -54,6 +56,7 @@ struct map_request {
   bool stream = true;
   bool omit_peers = false;
   std::vector<endpoint> endpoints;
+  std::vector<int> endpoint_types;  // tailcfg.EndpointType per endpoint; missing ones are 1 (local)
   host_info hostinfo;
 };
 

@@ -99,7 +99,8 @@ void coordination_client::connect() {
                                    },
                                    [this, generation](const std::string& r) {
                                      if (generation == connection_generation_) on_closed(r);
-                                   }});
+                                   }},
+      cfg_.ca_file);
   connect_timer_ = loop_.add_timer(cfg_.connect_timeout, std::chrono::microseconds(0), [this] {
     connect_timer_ = -1;
     reconnect_later("no answer from the control server within " + std::to_string(cfg_.connect_timeout.count()) + " s");
@@ -239,6 +240,7 @@ map_request coordination_client::make_map_request(bool stream) const {
   m.stream = stream;
   m.omit_peers = !stream;
   m.endpoints = endpoints_;
+  m.endpoint_types = endpoint_types_;
   m.hostinfo = cfg_.hostinfo;
   return m;
 }
@@ -301,7 +303,8 @@ void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
       last_error_.clear();
       LOG_INFO("tailnet: netmap with %zu peer(s)", current_->peer_count());
       set_state(backend_state::running);
-      if (!endpoints_.empty()) send_endpoint_update();
+      update_in_flight_ = update_pending_ = false;  // a new stream: nothing of the old connection is in flight
+      if (!endpoints_.empty() || cfg_.hostinfo.preferred_derp != 0) send_endpoint_update();
     }
     if (handlers_.on_netmap) handlers_.on_netmap(*current_, changes);
     if (conn != conn_.get()) return;  // a handler dropped the connection
@@ -309,16 +312,42 @@ void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
   if (map_reader_->failed()) reconnect_later("map stream: " + map_reader_->error());
 }
 
-void coordination_client::set_endpoints(std::vector<endpoint> endpoints) {
-  if (endpoints == endpoints_) return;
+void coordination_client::set_endpoints(std::vector<endpoint> endpoints, std::vector<int> types) {
+  if (endpoints == endpoints_ && types == endpoint_types_) return;
   endpoints_ = std::move(endpoints);
+  endpoint_types_ = std::move(types);
   if (stream_started_) send_endpoint_update();
 }
 
+void coordination_client::set_net_info(int preferred_derp, std::map<std::string, double> derp_latency) {
+  host_info& h = cfg_.hostinfo;
+  if (h.preferred_derp == preferred_derp && h.derp_latency == derp_latency) return;
+  // Latencies alone move a little every round: only a new home, or the
+  // first latencies, are worth a request of their own.
+  const bool worth_sending = h.preferred_derp != preferred_derp || h.derp_latency.empty();
+  h.preferred_derp = preferred_derp;
+  h.derp_latency = std::move(derp_latency);
+  if (stream_started_ && worth_sending) send_endpoint_update();
+}
+
+// One update at a time: headscale serves a connection's streams in
+// parallel, so two sent together may be applied in either order and the
+// older one left standing. A change made meanwhile goes once it answers.
 void coordination_client::send_endpoint_update() {
   if (!conn_ || !conn_->is_open()) return;
-  h2_stream_handler h;  // the answer carries nothing we need
-  conn_->request(json_post(cfg_.server, "/machine/map", to_json(make_map_request(false))), std::move(h));
+  if (update_in_flight_) {
+    update_pending_ = true;
+    return;
+  }
+  h2_stream_handler h;  // the answer carries nothing we need but its end
+  const std::uint64_t generation = connection_generation_;
+  h.on_close = [this, alive = alive_, generation](std::uint32_t) {
+    if (!*alive || generation != connection_generation_) return;
+    update_in_flight_ = false;
+    if (std::exchange(update_pending_, false)) send_endpoint_update();
+  };
+  if (conn_->request(json_post(cfg_.server, "/machine/map", to_json(make_map_request(false))), std::move(h)) >= 0)
+    update_in_flight_ = true;
 }
 
 // --- logout / login -------------------------------------------------------------------

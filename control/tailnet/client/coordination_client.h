@@ -43,6 +43,7 @@ const char* to_string(backend_state s) noexcept;
 
 struct coordination_config {
   control_url server;
+  std::string ca_file;  // https: a PEM bundle trusted besides the system roots
   host_info hostinfo;
   bool ephemeral = false;
   std::string auth_key;  // secret: never logged
@@ -79,7 +80,10 @@ class coordination_client {
   result<void> login();
   // The endpoints peers should try; sent now when connected (a non-streaming
   // map request) and in every later map request.
-  void set_endpoints(std::vector<endpoint> endpoints);
+  void set_endpoints(std::vector<endpoint> endpoints, std::vector<int> types = {});
+  // NetInfo: the home DERP region and the latencies measured to each
+  // ("999-v4" -> seconds); sent like the endpoints when they change.
+  void set_net_info(int preferred_derp, std::map<std::string, double> derp_latency);
 
   backend_state state() const noexcept { return state_; }
   const std::string& login_url() const noexcept { return login_url_; }
@@ -131,6 +135,7 @@ class coordination_client {
   std::string login_url_;
   std::string last_error_;
   std::vector<endpoint> endpoints_;
+  std::vector<int> endpoint_types_;
 
   std::unique_ptr<control_connection> conn_;
   std::vector<std::unique_ptr<control_connection>> retired_;  // freed off the call stack
@@ -140,6 +145,8 @@ class coordination_client {
   std::unique_ptr<netmap> next_;     // the stream's netmap before its first full response
   std::unique_ptr<netmap> current_;  // in force
   bool stream_started_ = false;
+  bool update_in_flight_ = false;  // a non-streaming map request (endpoints, NetInfo) not yet answered
+  bool update_pending_ = false;    // and a change made since, to send once it is
 
   event_loop::timer_id reconnect_timer_ = -1;
   event_loop::timer_id watchdog_timer_ = -1;

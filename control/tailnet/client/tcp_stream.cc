@@ -8,14 +8,31 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
+
+#include "lopower/net_addr.h"
 
 namespace lopower::tailnet {
 
 namespace {
 constexpr std::size_t read_chunk = 64 * 1024;
+constexpr auto resolve_poll = std::chrono::milliseconds(10);
 }
+
+// A name being resolved: the resolver thread fills it and sets `done`; the
+// stream polls it from the event loop. Shared, so that a stream closed
+// meanwhile leaves the thread something to write to.
+struct tcp_stream::resolution {
+  std::string host;
+  std::uint16_t port = 0;
+  std::atomic<bool> done{false};
+  int rc = 0;
+  sockaddr_storage addr{};
+  socklen_t addr_length = 0;
+};
 
 tcp_stream::tcp_stream(event_loop& loop, handlers h) : loop_(loop), handlers_(std::move(h)) {}
 
@@ -26,26 +43,69 @@ tcp_stream::~tcp_stream() {
 
 result<void> tcp_stream::connect(const std::string& host, std::uint16_t port) {
   close();
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string service = std::to_string(port);
-  if (const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
-    return fail("resolve " + host + ": " + gai_strerror(rc));
-  const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (fd < 0) {
-    freeaddrinfo(found);
-    return fail(std::string("socket: ") + std::strerror(errno));
+  const std::string what = host + ":" + std::to_string(port);
+  if (auto ip = ip_address::parse(host)) {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (ip->family == ip_family::v4) {
+      auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
+      sa->sin_family = AF_INET;
+      sa->sin_port = htons(port);
+      std::memcpy(&sa->sin_addr, ip->bytes.data(), 4);
+      len = sizeof(sockaddr_in);
+    } else {
+      auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
+      sa->sin6_family = AF_INET6;
+      sa->sin6_port = htons(port);
+      std::memcpy(&sa->sin6_addr, ip->bytes.data(), 16);
+      len = sizeof(sockaddr_in6);
+    }
+    return dial(reinterpret_cast<const sockaddr*>(&ss), len, what);
   }
+  resolve(host, port);
+  return {};
+}
+
+void tcp_stream::resolve(const std::string& host, std::uint16_t port) {
+  auto r = std::make_shared<resolution>();
+  r->host = host;
+  r->port = port;
+  resolving_ = r;
+  std::thread([r] {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    r->rc = getaddrinfo(r->host.c_str(), std::to_string(r->port).c_str(), &hints, &found);
+    if (r->rc == 0) {
+      std::memcpy(&r->addr, found->ai_addr, found->ai_addrlen);
+      r->addr_length = found->ai_addrlen;
+      freeaddrinfo(found);
+    }
+    r->done.store(true, std::memory_order_release);
+  }).detach();
+  resolve_timer_ = loop_.add_timer(resolve_poll, resolve_poll, [this] { check_resolution(); });
+}
+
+void tcp_stream::check_resolution() {
+  if (!resolving_ || !resolving_->done.load(std::memory_order_acquire)) return;
+  const std::shared_ptr<resolution> r = std::move(resolving_);
+  loop_.cancel_timer(std::exchange(resolve_timer_, -1));
+  const std::string what = r->host + ":" + std::to_string(r->port);
+  if (r->rc != 0) return close_with("resolve " + r->host + ": " + gai_strerror(r->rc));
+  if (auto d = dial(reinterpret_cast<const sockaddr*>(&r->addr), r->addr_length, what); !d) close_with(d.message());
+}
+
+result<void> tcp_stream::dial(const sockaddr* addr, unsigned addr_length, const std::string& what) {
+  const int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return fail(std::string("socket: ") + std::strerror(errno));
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // small records, answered at once
-  const int rc = ::connect(fd, found->ai_addr, found->ai_addrlen);
+  const int rc = ::connect(fd, addr, addr_length);
   const int err = errno;
-  freeaddrinfo(found);
   if (rc != 0 && err != EINPROGRESS) {
     ::close(fd);
-    return fail("connect " + host + ":" + service + ": " + std::strerror(err));
+    return fail("connect " + what + ": " + std::strerror(err));
   }
   fd_ = fd;
   want_write_ = true;  // writable = connected (or failed)
@@ -60,6 +120,8 @@ void tcp_stream::send(std::span<const std::uint8_t> bytes) {
 }
 
 void tcp_stream::close() {
+  if (resolve_timer_ >= 0) loop_.cancel_timer(std::exchange(resolve_timer_, -1));
+  resolving_.reset();  // the thread finishes into its own copy
   if (fd_ < 0) return;
   loop_.unwatch(fd_);
   ::close(fd_);

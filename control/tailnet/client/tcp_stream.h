@@ -15,40 +15,41 @@
 #include <vector>
 
 #include "control/event_loop.h"
+#include "control/tailnet/client/byte_stream.h"
 #include "lopower/result.h"
+
+struct sockaddr;
 
 namespace lopower::tailnet {
 
-class tcp_stream {
+class tcp_stream final : public byte_stream {
  public:
-  struct handlers {
-    std::function<void()> on_connected;
-    std::function<void(std::span<const std::uint8_t>)> on_data;
-    // Once, after which the stream is idle: `reason` is empty when the peer
-    // closed cleanly, else what went wrong ("connect: Connection refused").
-    std::function<void(const std::string& reason)> on_closed;
-  };
 
   tcp_stream(event_loop& loop, handlers h);
-  ~tcp_stream();
+  ~tcp_stream() override;
   tcp_stream(const tcp_stream&) = delete;
   tcp_stream& operator=(const tcp_stream&) = delete;
 
-  // Starts connecting to `host` (an IP literal or a name, resolved with
-  // getaddrinfo: a name costs a blocking lookup on the control thread) and
-  // `port`. Fails at once for a name that does not resolve.
-  result<void> connect(const std::string& host, std::uint16_t port);
+  // Starts connecting to `host` and `port`. An IP literal is dialled at
+  // once; a name is resolved first on a thread of its own (getaddrinfo
+  // blocks), so the control thread never waits: a name that does not
+  // resolve ends in on_closed("resolve NAME: ...").
+  result<void> connect(const std::string& host, std::uint16_t port) override;
 
   // Queues bytes; they go out as the socket takes them.
-  void send(std::span<const std::uint8_t> bytes);
+  void send(std::span<const std::uint8_t> bytes) override;
   // Closes without calling on_closed.
-  void close();
+  void close() override;
 
-  bool connected() const noexcept { return connected_; }
-  bool open() const noexcept { return fd_ >= 0; }
-  std::size_t queued() const noexcept { return out_.size() - out_sent_; }
+  bool connected() const noexcept override { return connected_; }
+  bool open() const noexcept override { return fd_ >= 0 || resolving_ != nullptr; }
+  std::size_t queued() const noexcept override { return out_.size() - out_sent_; }
 
  private:
+  struct resolution;
+  result<void> dial(const sockaddr* addr, unsigned addr_length, const std::string& what);
+  void resolve(const std::string& host, std::uint16_t port);
+  void check_resolution();
   void on_events(std::uint32_t events);
   void finish_connect();
   void read_all();
@@ -59,6 +60,8 @@ class tcp_stream {
   event_loop& loop_;
   handlers handlers_;
   int fd_ = -1;
+  std::shared_ptr<resolution> resolving_;  // shared with the resolver thread
+  event_loop::timer_id resolve_timer_ = -1;
   bool connected_ = false;
   bool want_write_ = false;
   std::vector<std::uint8_t> out_;

@@ -34,6 +34,25 @@ def upload(host: str, port: int, size: int, seed: int) -> dict:
     return {"sent": hashlib.sha256(data).hexdigest(), "answer": answer.decode()}
 
 
+def paced_upload(host: str, port: int, size: int, seconds: float) -> dict:
+    """upload, spread evenly over ``seconds``: a transfer that is still
+    running while the test changes the network under it."""
+    data = random.Random(size).randbytes(size)
+    chunk = 16 * 1024
+    start = time.monotonic()
+    with socket.create_connection((host, port), timeout=30) as s:
+        for off in range(0, size, chunk):
+            s.sendall(data[off:off + chunk])
+            ahead = start + seconds * (off + chunk) / size - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while part := s.recv(4096):
+            answer += part
+    return {"sent": hashlib.sha256(data).hexdigest(), "answer": answer.decode(), "seconds": time.monotonic() - start}
+
+
 def udp_echo(host: str, port: int, size: int, count: int) -> dict:
     s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.settimeout(2)
@@ -124,7 +143,7 @@ def spray(host: str, port: int, n: int) -> dict:
 def main() -> None:
     cmd, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rest = [int(x) if x.isdigit() else float(x) for x in sys.argv[4:]]
-    result = {"upload": upload, "udp-echo": udp_echo, "udp-echo-nodf": udp_echo_nodf, "many": many, "hold": hold,
+    result = {"upload": upload, "paced-upload": paced_upload, "udp-echo": udp_echo, "udp-echo-nodf": udp_echo_nodf, "many": many, "hold": hold,
               "spray": spray}[cmd](host, port, *rest)
     print(json.dumps(result), flush=True)
 

@@ -197,6 +197,78 @@ TEST_P(spliced, device_datagram_reaches_the_peer_and_the_reply_comes_back) {
 INSTANTIATE_TEST_SUITE_P(families, spliced, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
 
+// A peer reached through DERP: what lopower sends it is sealed on the
+// worker as always, then handed up without outer headers (the relay frames
+// it); what the relay brings is decrypted and delivered like any frame,
+// without moving the peer off the path it has.
+TEST(data_path, relayed_peer_gets_sealed_messages_handed_up_and_relayed_data_delivered) {
+  ASSERT_NE(pool(), nullptr);
+  const unsigned in_use_before = rte_mempool_in_use_count(pool());
+  {
+    data_path d("dprl");
+    wg_endpoint relay;
+    relay.port_id = d.rig.port;
+    relay.relay_region = 999;
+    delete d.rig.ts_peer.endpoint.exchange(new wg_endpoint(relay));
+    const bytes sent = ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 64));
+    d.receive({d.from_device(sent)});
+    EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty()) << "nothing leaves on the port for a relayed peer";
+    EXPECT_EQ(d.all_drops(), 0u);
+    relay_packet rp;
+    ASSERT_EQ(rte_ring_sc_dequeue_elem(d.rig.relay_out, &rp, sizeof rp), 0) << "handed up for the relay";
+    EXPECT_EQ(rp.peer_id, d.rig.ts_peer.id);
+    EXPECT_EQ(rp.region, 999);
+    // The WireGuard message from its first byte, as the relay carries it.
+    test_support::sent_frame msg;
+    msg.bytes.assign(rte_pktmbuf_mtod(rp.mbuf, const std::uint8_t*), rte_pktmbuf_mtod(rp.mbuf, const std::uint8_t*) + rp.mbuf->data_len);
+    rte_pktmbuf_free(rp.mbuf);
+    ASSERT_GE(msg.bytes.size(), 32u);
+    msg.type = msg.bytes[0];
+    std::memcpy(&msg.receiver, &msg.bytes[4], 4);
+    std::memcpy(&msg.counter, &msg.bytes[8], 8);
+    EXPECT_EQ(msg.type, 4);
+    EXPECT_EQ(msg.receiver, splice_rig::peer_index + 100);
+    const bytes inner = inner_of(msg, d.rig.peer_open_key);
+    ASSERT_EQ(inner.size(), sent.size());
+    const std::uint16_t flow_port = load_be16(&inner[20]);
+
+    // The peer's answer through the relay: the message alone, region in hash.usr.
+    const bytes reply = ip_packet(false, 17, "100.64.0.5", test_support::our_tailnet_address(false),
+                                  udp_datagram(9000, flow_port, 200));
+    rte_mbuf* m = d.from_peer(reply);
+    rte_pktmbuf_adj(m, static_cast<std::uint16_t>(outer_header_size(false)));
+    m->hash.usr = 999;
+    ASSERT_EQ(rte_ring_sp_enqueue(d.rig.relay_in, m), 0);
+    d.receive({});
+    auto out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u) << "delivered to the device";
+    EXPECT_EQ(d.all_drops(), 0u);
+    EXPECT_EQ(inner_of(out[0], d.rig.device_open_key).size(), reply.size());
+    EXPECT_EQ(d.rig.ts_peer.rx_packets.load(), 1u);
+    wg_event ev;
+    EXPECT_NE(rte_ring_sc_dequeue_elem(d.rig.events, &ev, sizeof ev), 0) << "already on that relay: nothing to tell";
+
+    // On a direct path, data that came through a relay does not move it there.
+    delete d.rig.ts_peer.endpoint.exchange(new wg_endpoint(d.rig.peer_ep));
+    m = d.from_peer(reply);
+    rte_pktmbuf_adj(m, static_cast<std::uint16_t>(outer_header_size(false)));
+    m->hash.usr = 999;
+    ASSERT_EQ(rte_ring_sp_enqueue(d.rig.relay_in, m), 0);
+    d.receive({});
+    EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
+    EXPECT_NE(rte_ring_sc_dequeue_elem(d.rig.events, &ev, sizeof ev), 0) << "no roaming onto the relay";
+    // A direct frame on a relayed peer does move it (the path upgrade).
+    delete d.rig.ts_peer.endpoint.exchange(new wg_endpoint(relay));
+    d.receive({d.from_peer(reply)});
+    EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
+    ASSERT_EQ(rte_ring_sc_dequeue_elem(d.rig.events, &ev, sizeof ev), 0);
+    EXPECT_EQ(ev.kind, wg_event::endpoint_changed);
+    EXPECT_EQ(ev.endpoint.relay_region, 0);
+    EXPECT_TRUE(ev.endpoint.same_path(d.rig.peer_ep));
+  }
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), in_use_before) << "an mbuf was not given back";
+}
+
 // A packet for a peer with no session is handed up to the control thread
 // (staged, the peer named by id), not dropped and not sent.
 TEST(data_path, packet_for_a_peer_without_session_is_staged) {

@@ -28,10 +28,24 @@ TEST(ControlUrl, HostPortAndAuthority) {
   auto named = control_url::parse("http://controlplane.example.com");
   ASSERT_TRUE(named);
   EXPECT_EQ(named->port, 80);
+  EXPECT_FALSE(named->tls);
+}
+
+TEST(ControlUrl, HttpsIsTlsOn443UnlessAPortIsGiven) {
+  auto u = control_url::parse("https://controlplane.example.com/");
+  ASSERT_TRUE(u) << u.message();
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->port, 443);
+  EXPECT_EQ(u->authority, "controlplane.example.com:443");
+  auto lab = control_url::parse("https://198.18.40.2:8443");
+  ASSERT_TRUE(lab) << lab.message();
+  EXPECT_TRUE(lab->tls);
+  EXPECT_EQ(lab->port, 8443);
+  EXPECT_EQ(lab->host, "198.18.40.2");
 }
 
 TEST(ControlUrl, RefusesWhatItCannotDial) {
-  for (const char* bad : {"https://x", "x:80", "http://", "http://h:0", "http://h:65536", "http://h:8a",
+  for (const char* bad : {"ftp://x", "x:80", "https://", "https://h:0", "http://", "http://h:0", "http://h:65536", "http://h:8a",
                           "http://h/path", "http://[fd00::1", "http://h\r\nX: y", "http://[::1]x"})
     EXPECT_FALSE(control_url::parse(bad)) << bad;
 }
