@@ -95,8 +95,10 @@ void disco_paths::on_ping(const disco::ping& m, peer_state& p, const wg_endpoint
   ++counters_.pongs_sent;
   if (hooks_.on_peer_heard) hooks_.on_peer_heard(id);
   // The peer reaches us from there; check the way back, as tailscale does.
-  // Through a relay, it is looking for a direct path: look too.
-  if (relayed && !direct_trusted(id)) ping_endpoints(id, p);
+  // Through a relay, it is looking for a direct path: look too (a round a
+  // second at most: each round pings through the relay, which the peer
+  // may answer with pings of its own).
+  if (relayed && !direct_trusted(id) && clock::now() - p.last_ping_round >= std::chrono::seconds(1)) ping_endpoints(id, p);
   else if (!relayed && !p.best) send_ping(id, p, peer_address(from), rte_be_to_cpu_16(from.peer_port_be));
 }
 

@@ -35,6 +35,7 @@ tailnet::coordination_config coordination_from(const config& cfg) {
   auto url = tailnet::control_url::parse(cfg.tailnet.control_url);
   if (!url) throw config_error(cfg.path + ":" + std::to_string(cfg.tailnet.line) + ": tailnet.control_url: " + url.message());
   c.server = std::move(*url);
+  c.ca_file = cfg.tailnet.ca_file;
   c.hostinfo.hostname = cfg.tailnet.hostname;
   c.hostinfo.ipn_version = std::string("lopower ") + LOPOWER_VERSION;
   c.hostinfo.request_tags = cfg.tailnet.advertise_tags;
@@ -535,10 +536,9 @@ void tailnet_node::advance(icmp_ping& p) {
   }
   const wg_peer* wp = wg_->dataplane_peer(name);
   if (wp != nullptr && wp->endpoint.load(std::memory_order_acquire) != nullptr) return wg_->ensure_session(name);
-  if (!p.disco_asked) {  // no path yet: find one (on_path then sets the endpoint)
+  if (!p.disco_asked) {  // no path yet: a direct one, or the peer's relay (find_path sets the endpoint)
     p.disco_asked = true;
-    disco_->ping(p.peer, std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - std::chrono::steady_clock::now()),
-                 [](const disco_paths::ping_outcome&) {});
+    find_path(name);
   }
 }
 

@@ -83,6 +83,23 @@ def attach_to_switch(topo: Topology, host: Host, addrs: list[str], ifname: str =
     return port
 
 
+def masquerade(router: Host, outside_if: str, inside: str, symmetric: bool = False) -> None:
+    """``router`` NATs ``inside`` (an IPv4 prefix) out of ``outside_if``
+    as a home router does: masquerade (the source port kept when it can, so
+    one mapping serves every destination; ``symmetric``: a random port per
+    destination), and unsolicited UDP to the router itself dropped.  The
+    drop matters: Linux would otherwise keep a conntrack entry for a peer's
+    early ping to the router, and the mapping the inside host asks for a
+    moment later would clash with it and move to another port -- a NAT no
+    peer could punch through."""
+    mapping = "masquerade random" if symmetric else "masquerade"
+    router.run(["nft", "-f", "-"], input=(
+        "table ip nat {\n  chain post { type nat hook postrouting priority 100;\n"
+        f"    oifname \"{outside_if}\" ip saddr {inside} {mapping}\n  }}\n}}\n"
+        "table ip lpfw {\n  chain in { type filter hook input priority 0;\n"
+        f"    iifname \"{outside_if}\" meta l4proto udp drop\n  }}\n}}\n"))
+
+
 def detach_from_switch(topo: Topology, port: str, sw_name: str = "sw") -> None:
     """Unplugs switch port ``port`` (deletes the veth pair)."""
     topo.hosts[sw_name].ip("link", "delete", "dev", port, check=False)
@@ -203,10 +220,7 @@ class TailnetLab:
             h.run(["ethtool", "-K", ifname, "tx", "off"])
         host.add_route("default", outside)
         router.sysctl("net.ipv4.ip_forward", "1")
-        mapping = "masquerade random" if symmetric else "masquerade"
-        router.run(["nft", "-f", "-"], input=(
-            "table ip nat {\n  chain post { type nat hook postrouting priority 100;\n"
-            f"    oifname \"eth0\" ip saddr 10.77.{n}.0/24 {mapping}\n  }}\n}}\n"))
+        masquerade(router, "eth0", f"10.77.{n}.0/24", symmetric)
         ts = Tailscaled(host, name, **self.tailscaled_kw).start()
         self.peers[name] = ts
         if join:

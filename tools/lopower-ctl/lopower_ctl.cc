@@ -149,6 +149,12 @@ int cmd_ping(const command_line& cl) {
   }
   bool any = false;
   for (int n = 0; n < count; ++n) {
+    // A round a second at most, as tailscale ping: a pong through a relay
+    // comes back in a millisecond, and the direct path needs time to open.
+    if (n > 0) {
+      struct timespec second = {1, 0};
+      nanosleep(&second, nullptr);
+    }
     auto started = request(cl, {"tailnet.ping", {{"peer", peer}, {"mode", mode}, {"timeout_ms", static_cast<int>(timeout_s * 1000)}}});
     if (!started) return 1;
     const std::uint64_t id = (*started)["id"].get<std::uint64_t>();
