@@ -346,6 +346,12 @@ std::size_t answer_limit(const parsed_query& q, transport t) noexcept {
   return std::clamp<std::size_t>(q.edns_udp_size, classic_udp_size, max_udp_size);
 }
 
+// An answer that says the record is not there: it carries the zone's SOA,
+// so the device knows how long to cache that (RFC 2308).
+bool is_negative(outcome why) noexcept {
+  return why == outcome::nodata || why == outcome::family_filtered || why == outcome::nxdomain;
+}
+
 // A reply with no records (an error, or nothing to say).
 std::vector<std::uint8_t> plain_reply(const parsed_query& q, std::uint8_t rcode, bool authoritative) {
   return to_wire(reply_packet(q, rcode, authoritative, false).get());
@@ -364,6 +370,7 @@ struct answerer::resolution {
   const wire_name* apex = nullptr;  // the local zone the name is in, if any
   bool soa_answer = false;          // the SOA goes in the answer (else in authority for NODATA and NXDOMAIN)
   const std::vector<std::string>* resolvers = nullptr;
+  bool family_filtered = false;     // addresses left out: the device's tunnel cannot carry their family
 };
 
 answerer::answerer(const zone& z) : default_resolvers_(z.default_resolvers), ipv4_enabled_(z.ipv4_enabled) {
@@ -441,7 +448,23 @@ const std::pair<const wire_name, answerer::route>* answerer::longest_route(const
   return nullptr;
 }
 
-answerer::resolution answerer::resolve(const wire_name& name, std::uint16_t qtype, std::uint16_t qclass) const {
+// The addresses of the asked type (A, AAAA, or both for ANY) that the
+// device can use. IPv4 off on the device side leaves A out as if the name
+// had none; a device's own family limit is told apart, for the counter.
+void answerer::add_addresses(resolution& r, const std::vector<ip_address>& addresses, std::uint16_t qtype,
+                             tunnel_families device) const {
+  const bool any = qtype == type_any;
+  for (const ip_address& a : addresses) {
+    const bool v4 = a.family == ip_family::v4;
+    const bool asked = v4 ? (qtype == type_a || any) && ipv4_enabled_ : qtype == type_aaaa || any;
+    if (!asked) continue;
+    if (v4 ? device.ipv4 : device.ipv6) r.addresses.push_back(&a);
+    else r.family_filtered = true;
+  }
+}
+
+answerer::resolution answerer::resolve(const wire_name& name, std::uint16_t qtype, std::uint16_t qclass,
+                                       tunnel_families device) const {
   resolution r;
   if (qtype == type_axfr || qtype == type_ixfr) {
     r.why = outcome::refused;
@@ -484,17 +507,13 @@ answerer::resolution answerer::resolve(const wire_name& name, std::uint16_t qtyp
   }
   r.authoritative = true;
   const bool any = qtype == type_any;
-  if (host != hosts_.end()) {
-    for (const ip_address& a : host->second) {
-      const bool wanted = a.family == ip_family::v4 ? (qtype == type_a || any) && ipv4_enabled_
-                                                     : qtype == type_aaaa || any;
-      if (wanted) r.addresses.push_back(&a);
-    }
-  }
+  if (host != hosts_.end()) add_addresses(r, host->second, qtype, device);
   if (ptr != ptr_.end() && (qtype == type_ptr || any)) r.ptr_target = &ptr->second;
   r.soa_answer = r.apex && name == *r.apex && (qtype == type_soa || any);
   if (!r.addresses.empty() || r.ptr_target || r.soa_answer) {
     r.why = outcome::answered;
+  } else if (r.family_filtered) {
+    r.why = outcome::family_filtered;
   } else if (exists) {
     r.why = outcome::nodata;
   } else {
@@ -504,7 +523,7 @@ answerer::resolution answerer::resolve(const wire_name& name, std::uint16_t qtyp
   return r;
 }
 
-decision answerer::handle_query(std::span<const std::uint8_t> query, transport t) const {
+decision answerer::handle_query(std::span<const std::uint8_t> query, transport t, tunnel_families device) const {
   decision d;
   if (query.size() < header_size) {
     d.why = outcome::too_short;
@@ -533,7 +552,7 @@ decision answerer::handle_query(std::span<const std::uint8_t> query, transport t
     d.why = outcome::bad_version;
     d.message = plain_reply(*q, rcode_badvers, false);
   } else {
-    const resolution r = resolve(q->name, q->qtype, q->qclass);
+    const resolution r = resolve(q->name, q->qtype, q->qclass, device);
     d.why = r.why;
     if (r.resolvers) {
       d.kind = decision_kind::forward;
@@ -556,7 +575,7 @@ decision answerer::handle_query(std::span<const std::uint8_t> query, transport t
                               make_rr(owner, type_ptr, answer_ttl, {dname_rdf(*r.ptr_target)}));
       if (r.soa_answer)
         built = built && push(p.get(), LDNS_SECTION_ANSWER, soa_rr(*r.apex));
-      else if (r.apex && (r.why == outcome::nodata || r.why == outcome::nxdomain))
+      else if (r.apex && is_negative(r.why))
         built = built && push(p.get(), LDNS_SECTION_AUTHORITY, soa_rr(*r.apex));
       if (built) d.message = to_wire(p.get());
     }

@@ -9,8 +9,11 @@
 // tsdns.go):
 //   - the tailnet's names (peers, lopower's own node) and the extra records:
 //     A, AAAA and ANY from their addresses, TTL 600; NOERROR with no record
-//     (NODATA) when the name has no address of the asked type, and for A
-//     when the device side has IPv4 off;
+//     (NODATA) when the name has no address of the asked type, for A
+//     when the device side has IPv4 off, and for a type the asking device's
+//     tunnel cannot carry (an --ipv4-only device asking AAAA, an
+//     --ipv6-only one asking A: an address it could not reach would only
+//     make it try and time out first);
 //   - PTR for every address in that table (NAME.in-addr.arpa / ip6.arpa);
 //   - authoritatively, under the local suffixes (the MagicDNS suffix: a
 //     `routes` entry with no resolvers, or `local_suffixes`) and the
@@ -94,11 +97,19 @@ struct zone {
 
 enum class transport : std::uint8_t { udp, tcp };
 
+// The address families the asking device's tunnel carries: a device added
+// with --ipv4-only or --ipv6-only has an address of one family only.
+struct tunnel_families {
+  bool ipv4 = true;
+  bool ipv6 = true;
+};
+
 // Why a query got the decision it got, for counters and logs.
 // X(identifier, "description")
 #define LOPOWER_DNS_OUTCOMES(X)                                                                           \
   X(answered, "answered from the tailnet's names, their reverse names or the extra records")             \
   X(nodata, "the name exists but has no record of the asked type (NOERROR, no answer)")                  \
+  X(family_filtered, "a local name's records of the type are of a family the device can't use (NODATA)") \
   X(nxdomain, "no such name under a local suffix or reverse zone, or .onion (NXDOMAIN)")                 \
   X(forwarded_route, "forwarded to the resolvers of a split-DNS route")                                  \
   X(forwarded_default, "forwarded to the default resolvers")                                             \
@@ -144,7 +155,9 @@ class answerer {
 
   // The decision for one message from a device, as it came: the UDP
   // payload, or over TCP the message without its two-byte length prefix.
-  decision handle_query(std::span<const std::uint8_t> query, transport t) const;
+  // `device` filters the addresses of local names only: forwarded answers
+  // are the upstream's and go back as they come.
+  decision handle_query(std::span<const std::uint8_t> query, transport t, tunnel_families device = {}) const;
 
   // Zone entries that were skipped (a name that is not a domain name, an
   // extra record with an unsupported type or a value that is not an
@@ -163,7 +176,9 @@ class answerer {
   void add_host(const wire_name& name, const ip_address& address);
   void add_interior(const wire_name& name);
   const std::pair<const wire_name, route>* longest_route(const wire_name& name) const;
-  resolution resolve(const wire_name& name, std::uint16_t qtype, std::uint16_t qclass) const;
+  resolution resolve(const wire_name& name, std::uint16_t qtype, std::uint16_t qclass, tunnel_families device) const;
+  void add_addresses(resolution& r, const std::vector<ip_address>& addresses, std::uint16_t qtype,
+                     tunnel_families device) const;
 
   std::unordered_map<wire_name, std::vector<ip_address>> hosts_;
   std::unordered_map<wire_name, wire_name> ptr_;  // reverse name -> the name it points to

@@ -129,6 +129,14 @@ std::string dns_service::device_with_address(const ip_address& a) const {
   return {};
 }
 
+// The families the device has an address of: an answer of the other
+// family would name an address its tunnel cannot carry.
+dns::tunnel_families dns_service::families_of(const std::string& device) const {
+  const enrollment::device* d = registry_.find(device);
+  if (d == nullptr) return {};
+  return {d->ipv4.has_value(), d->ipv6.has_value()};
+}
+
 void dns_service::handle_query_packet(rte_mbuf* m) {
   const auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
   const auto info = parse_inner(p, m->data_len);
@@ -146,7 +154,7 @@ void dns_service::handle_query_packet(rte_mbuf* m) {
     ++unknown_device_;
     return rte_pktmbuf_free(m);
   }
-  dns::decision d = answerer_->handle_query(query, dns::transport::udp);
+  dns::decision d = answerer_->handle_query(query, dns::transport::udp, families_of(device));
   ++outcomes_[static_cast<std::size_t>(d.why)];
   if (d.kind == dns::decision_kind::answer) answer(device, to, from, from_port, d.message);
   else if (d.kind == dns::decision_kind::forward) {
@@ -397,7 +405,7 @@ void dns_service::on_tcp_data(int fd) {
     std::vector<std::uint8_t> query(in.begin() + 2, in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
     in.erase(in.begin(), in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
     ++tcp_queries_;
-    dns::decision d = answerer_->handle_query(query, dns::transport::tcp);
+    dns::decision d = answerer_->handle_query(query, dns::transport::tcp, families_of(device));
     ++outcomes_[static_cast<std::size_t>(d.why)];
     if (d.kind == dns::decision_kind::answer) send_tcp(fd, d.message);
     else if (d.kind == dns::decision_kind::forward) {

@@ -110,6 +110,7 @@ class dns_service {
   void close_tcp(int fd);
   void send_tcp(int fd, std::span<const std::uint8_t> message);
   std::string device_with_address(const ip_address& a) const;
+  dns::tunnel_families families_of(const std::string& device) const;
 
   event_loop& loop_;
   const config& cfg_;

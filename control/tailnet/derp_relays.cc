@@ -213,6 +213,7 @@ void derp_relays::redial_due(clock::time_point now) {
 
 void derp_relays::start_stun_round(clock::time_point now) {
   probes_.clear();
+  round_mappings_.clear();
   for (const auto& [id, r] : regions_) {
     for (const tailnet::derp_node& n : r.nodes) {
       if (n.stun_port < 0) continue;
@@ -249,6 +250,7 @@ void derp_relays::handle_stun(std::span<const std::uint8_t> payload) {
   const double seconds = std::chrono::duration<double>(now - it->second.sent).count();
   history_[latency_key(it->second.region, it->second.ipv6)].push_back({now, seconds});
   const tailnet::endpoint mapped{resp->address, resp->port};
+  if (resp->address.family == ip_family::v4) round_mappings_.push_back(mapped);
   auto& slot = resp->address.family == ip_family::v6 ? mapped_v6_ : mapped_v4_;
   if (slot != mapped) {
     if (slot) LOG_INFO("netcheck: mapped endpoint %s (was %s)", mapped.to_string().c_str(), slot->to_string().c_str());
@@ -263,6 +265,9 @@ void derp_relays::finish_stun_round() {
   round_open_ = false;
   probes_.clear();
   ++rounds_;
+  if (round_mappings_.size() >= 2)
+    mapping_varies_ = std::any_of(round_mappings_.begin(), round_mappings_.end(),
+                                  [&](const tailnet::endpoint& e) { return !(e == round_mappings_.front()); });
   const auto cutoff = clock::now() - latency_history;
   for (auto& [key, samples] : history_)
     while (!samples.empty() && samples.front().at < cutoff) samples.pop_front();
@@ -357,6 +362,7 @@ nlohmann::json derp_relays::netcheck_json() const {
           {"ipv4", mapped_v4_ ? nlohmann::json(mapped_v4_->to_string()) : nlohmann::json()},
           {"ipv6", mapped_v6_ ? nlohmann::json(mapped_v6_->to_string()) : nlohmann::json()},
           {"home", home_},
+          {"mapping_varies_by_dest", mapping_varies_ ? nlohmann::json(*mapping_varies_) : nlohmann::json()},
           {"latency_ms", latency},
           {"regions", regions},
           {"rounds", rounds_}};

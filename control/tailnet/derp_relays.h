@@ -154,6 +154,11 @@ class derp_relays {
   bool round_open_ = false;
   std::map<std::string, std::deque<latency_sample>> history_;  // "999-v4" -> samples
   std::optional<tailnet::endpoint> mapped_v4_, mapped_v6_;
+  // The NAT type, as far as one round shows it: the IPv4 mappings that
+  // different regions saw (a symmetric NAT gives each its own port);
+  // unknown with fewer than two answers.
+  std::vector<tailnet::endpoint> round_mappings_;
+  std::optional<bool> mapping_varies_;
   std::uint64_t rounds_ = 0;
   struct {
 #define LOPOWER_DERP_COUNTER_FIELD(name) std::uint64_t name = 0;

@@ -88,6 +88,23 @@ def test_plain_derper_from_a_map_file(lab):
         d.stop()
 
 
+def test_two_stun_servers_tell_whether_the_mapping_varies(lab):
+    # Region 1000 relays; region 1002 is a STUN-only node (the TLS derper's
+    # STUN port): two answers per round, the same mapping (no NAT here).
+    dmap = derp_map(1000, PLAIN_PORT, PLAIN_STUN)
+    dmap["Regions"].update(derp_map(1002, 0, TLS_STUN, STUNOnly=True)["Regions"])
+    d = run_with_map(lab, "twostun", dmap, plain_http=True)
+    try:
+        nc = wait_until(lambda: (lambda r: r if r.get("mapping_varies_by_dest") is not None else None)(
+            json.loads(d.ctl("netcheck", "--json").stdout)), 40, "a round with two STUN answers")
+        assert nc["mapping_varies_by_dest"] is False, nc
+        assert {"1000-v4", "1002-v4"} <= set(nc["latency_ms"]), nc
+        assert nc["home"] == 1000, "a STUN-only region is never home"
+        assert "MappingVariesByDestIP: false" in d.ctl("netcheck").stdout
+    finally:
+        d.stop()
+
+
 def test_tls_derper_pinned_by_its_certificate_hash(lab):
     d = run_with_map(lab, "tls", derp_map(1001, TLS_PORT, TLS_STUN, CertName=f"sha256-raw:{lab.cert_sha256}"),
                      plain_http=False)

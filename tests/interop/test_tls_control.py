@@ -4,7 +4,9 @@ TLS on 198.18.40.2:8080 with a certificate from a CA this test makes
 tailscaled peers).
 
 - with ``tailnet.ca_file`` = that CA: lopowerd joins (GET /key verified,
-  /ts2021 over TLS too);
+  /ts2021 over TLS too), and dials headscale's embedded DERP relay over
+  TLS on the same port, verified with the same CA (the region's host
+  name is headscale's IPv4 address: the certificate's IP SAN);
 - with another CA, or none (only the system roots): it does not join,
   ``lopower-ctl status`` says the certificate is why, and it retries with
   the backoff, not in a tight loop.
@@ -65,7 +67,7 @@ def make_pki(d):
 def lab():
     with Topology() as topo:
         tls, other_ca = make_pki(topo.tmpdir / "pki")
-        lab = TailnetLab(topo, peers=[], headscale_kw={"tls": tls})
+        lab = TailnetLab(topo, peers=[], derp="embedded", headscale_kw={"tls": tls})
         assert lab.headscale.url4 == CONTROL_URL
         key_file = topo.tmpdir / "authkey"
         key_file.write_text(lab.authkey(reusable=True) + "\n")
@@ -116,6 +118,10 @@ def test_joins_with_the_ca_file(lab):
         text = d.ctl("status").stdout
         assert "tailnet: Running" in text, text
         assert "certificate verify failed" not in d.log_text()
+        # The relay: TLS to the same server, checked against the same CA.
+        wait_tailnet(d, lambda st: st.get("derp", {}).get("connections", {}).get("999", {}).get("connected"), 30,
+                     "the embedded DERP relay connected over TLS")
+        assert tailnet_status(d)["derp"]["home"] == 999
     finally:
         d.stop()
 

@@ -199,8 +199,11 @@ int cmd_netcheck(const command_line& cl) {
     return 1;
   }
   auto text = [&](const char* k) { return (*r)[k].is_string() ? (*r)[k].get<std::string>() : std::string("(none)"); };
-  std::printf("Report:\n\t* UDP: %s\n\t* IPv4: %s\n\t* IPv6: %s\n\t* Nearest DERP: %s\n\t* DERP latency:\n",
+  const auto& varies = (*r)["mapping_varies_by_dest"];
+  std::printf("Report:\n\t* UDP: %s\n\t* IPv4: %s\n\t* IPv6: %s\n\t* MappingVariesByDestIP: %s\n"
+              "\t* Nearest DERP: %s\n\t* DERP latency:\n",
               r->value("udp", false) ? "true" : "false", text("ipv4").c_str(), text("ipv6").c_str(),
+              varies.is_boolean() ? (varies.get<bool>() ? "true" : "false") : "(unknown: one STUN server)",
               r->value("home", 0) ? std::to_string(r->value("home", 0)).c_str() : "(none)");
   for (const auto& region : (*r)["regions"]) {
     const std::string id = std::to_string(region.value("id", 0));

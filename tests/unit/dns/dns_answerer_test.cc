@@ -281,6 +281,83 @@ TEST(DnsNames, Ipv4OffLeavesOutA) {
             std::vector<std::string>{"ts1.tailnet.test. 600 IN AAAA fd7a:115c:a1e0::1"});
 }
 
+// A device whose tunnel carries one family (--ipv4-only, --ipv6-only) gets
+// no tailnet address of the other: NODATA with the zone's SOA, counted
+// apart. Names that are forwarded are not touched.
+constexpr tunnel_families ipv4_only{true, false};
+constexpr tunnel_families ipv6_only{false, true};
+constexpr tunnel_families dual_stack{};
+
+decision ask_as(tunnel_families device, const std::string& name, ldns_rr_type type) {
+  return test_answerer().handle_query(query(name, type), transport::udp, device);
+}
+
+std::vector<std::string> answer_records(const decision& d) { return records(ldns_pkt_answer(parse(d.message).get())); }
+
+void expect_family_filtered(const decision& d) {
+  EXPECT_EQ(d.why, outcome::family_filtered);
+  const pkt_ptr p = parse(d.message);
+  EXPECT_EQ(ldns_pkt_get_rcode(p.get()), LDNS_RCODE_NOERROR);
+  EXPECT_TRUE(ldns_pkt_aa(p.get()));
+  EXPECT_EQ(ldns_pkt_ancount(p.get()), 0);
+  EXPECT_EQ(records(ldns_pkt_authority(p.get())),
+            std::vector<std::string>{
+                "tailnet.test. 60 IN SOA tailnet.test. nobody.invalid. 1 3600 1200 604800 60"});
+}
+
+TEST(DnsDeviceFamilies, Ipv4OnlyDeviceGetsNoAaaa) {
+  expect_family_filtered(ask_as(ipv4_only, "ts1.tailnet.test.", LDNS_RR_TYPE_AAAA));
+  const decision a = ask_as(ipv4_only, "ts1.tailnet.test.", LDNS_RR_TYPE_A);
+  EXPECT_EQ(a.why, outcome::answered);
+  EXPECT_EQ(answer_records(a), std::vector<std::string>{"ts1.tailnet.test. 600 IN A 100.101.102.103"});
+  EXPECT_EQ(answer_records(ask_as(ipv4_only, "ts1.tailnet.test.", LDNS_RR_TYPE_ANY)),
+            std::vector<std::string>{"ts1.tailnet.test. 600 IN A 100.101.102.103"});
+}
+
+TEST(DnsDeviceFamilies, Ipv6OnlyDeviceGetsNoA) {
+  expect_family_filtered(ask_as(ipv6_only, "ts1.tailnet.test.", LDNS_RR_TYPE_A));
+  const decision aaaa = ask_as(ipv6_only, "ts1.tailnet.test.", LDNS_RR_TYPE_AAAA);
+  EXPECT_EQ(aaaa.why, outcome::answered);
+  EXPECT_EQ(answer_records(aaaa), std::vector<std::string>{"ts1.tailnet.test. 600 IN AAAA fd7a:115c:a1e0::1"});
+  EXPECT_EQ(answer_records(ask_as(ipv6_only, "ts1.tailnet.test.", LDNS_RR_TYPE_ANY)),
+            std::vector<std::string>{"ts1.tailnet.test. 600 IN AAAA fd7a:115c:a1e0::1"});
+  // Extra records are the tailnet's too; outside a local zone, no SOA.
+  const decision extra = ask_as(ipv6_only, "db.example.com.", LDNS_RR_TYPE_A);
+  EXPECT_EQ(extra.why, outcome::family_filtered);
+  EXPECT_EQ(ldns_pkt_ancount(parse(extra.message).get()), 0);
+  EXPECT_EQ(ldns_pkt_nscount(parse(extra.message).get()), 0);
+}
+
+TEST(DnsDeviceFamilies, DualStackDeviceGetsBoth) {
+  EXPECT_EQ(answer_records(ask_as(dual_stack, "ts1.tailnet.test.", LDNS_RR_TYPE_A)),
+            std::vector<std::string>{"ts1.tailnet.test. 600 IN A 100.101.102.103"});
+  EXPECT_EQ(answer_records(ask_as(dual_stack, "ts1.tailnet.test.", LDNS_RR_TYPE_AAAA)),
+            std::vector<std::string>{"ts1.tailnet.test. 600 IN AAAA fd7a:115c:a1e0::1"});
+  EXPECT_EQ(ask_as(dual_stack, "ts1.tailnet.test.", LDNS_RR_TYPE_ANY).why, outcome::answered);
+}
+
+// What the name lacks anyway stays plain NODATA or NXDOMAIN: the filter
+// explains only answers it emptied.
+TEST(DnsDeviceFamilies, MissingRecordsAreNotCountedAsFiltered) {
+  EXPECT_EQ(ask_as(ipv4_only, "v6only.tailnet.test.", LDNS_RR_TYPE_A).why, outcome::nodata);
+  EXPECT_EQ(ask_as(ipv6_only, "ts2.tailnet.test.", LDNS_RR_TYPE_AAAA).why, outcome::nodata);
+  EXPECT_EQ(ask_as(ipv6_only, "nope.tailnet.test.", LDNS_RR_TYPE_A).why, outcome::nxdomain);
+  EXPECT_EQ(ask_as(ipv4_only, "ts1.tailnet.test.", LDNS_RR_TYPE_PTR).why, outcome::nodata);
+}
+
+TEST(DnsDeviceFamilies, ForwardedNamesAreUntouched) {
+  for (const tunnel_families device : {ipv4_only, ipv6_only}) {
+    for (const ldns_rr_type type : {LDNS_RR_TYPE_A, LDNS_RR_TYPE_AAAA}) {
+      const bytes q = query("www.example.org.", type);
+      const decision d = test_answerer().handle_query(q, transport::udp, device);
+      EXPECT_EQ(d.kind, decision_kind::forward);
+      EXPECT_EQ(d.why, outcome::forwarded_default);
+      EXPECT_EQ(d.message, q) << "the device's query, as it asked it";
+    }
+  }
+  EXPECT_EQ(ask_as(ipv6_only, "host.corp.example.", LDNS_RR_TYPE_A).why, outcome::forwarded_route);
+}
+
 TEST(DnsNames, ExtraRecords) {
   const pkt_ptr p = parse(ask(query("DB.example.com.", LDNS_RR_TYPE_A)).message);
   EXPECT_EQ(records(ldns_pkt_answer(p.get())), std::vector<std::string>{"DB.example.com. 600 IN A 100.64.0.9"});

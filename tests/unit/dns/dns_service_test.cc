@@ -116,7 +116,7 @@ struct dns_rig {
   test_session session;
   std::uint64_t counter = 0;
 
-  explicit dns_rig(const std::string& name) : rig(name) {
+  explicit dns_rig(const std::string& name, bool ipv4_only = false) : rig(name) {
     upstream = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -136,6 +136,7 @@ struct dns_rig {
     device = std::make_unique<test_support::wg_test_peer>(registry->server_public_key());
     enrollment::add_options opts;
     opts.public_key = device->static_public().to_base64();
+    opts.ipv4_only = ipv4_only;
     auto added = registry->add("esp32", opts);
     if (!added) throw std::runtime_error(added.message());
     enrolled = *added;
@@ -249,6 +250,28 @@ TEST(dns_service, answers_a_tailnet_name_through_the_devices_session) {
   EXPECT_EQ(first_a_record(a), bytes({100, 64, 0, 5}));
   EXPECT_EQ(d.outcome("answered"), 1u);
   EXPECT_EQ(d.devices->dataplane_peer("esp32")->rx_packets.load(), 1u);
+}
+
+// The service knows which device asked: an --ipv4-only device gets no
+// AAAA for a tailnet name (NODATA, counted), and still its A.
+TEST(dns_service, ipv4_only_device_gets_no_aaaa_for_a_tailnet_name) {
+  ASSERT_TRUE(eal_up());
+  dns_rig d("dns4", true);
+  ASSERT_FALSE(d.enrolled.ipv6.has_value());
+  const tailnet::netmap nm = tailnet_with_node5();
+  d.dns->update(&nm);
+  d.ask(dns_query(0x6666, "node5.tailnet.example", 28));
+  auto answers = d.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(be16(&answers[0][0]), 0x6666);
+  EXPECT_EQ(answers[0][3] & 0x0f, 0) << "NOERROR";
+  EXPECT_EQ(be16(&answers[0][6]), 0u) << "no AAAA";
+  EXPECT_EQ(d.outcome("family_filtered"), 1u);
+  d.ask(dns_query(0x4444, "node5.tailnet.example", 1));
+  answers = d.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(first_a_record(answers[0]), bytes({100, 64, 0, 5}));
+  EXPECT_EQ(d.outcome("answered"), 1u);
 }
 
 TEST(dns_service, unknown_name_under_the_tailnet_suffix_is_nxdomain) {
