@@ -10,6 +10,9 @@
 //                   the query when it carries a question; a forward names
 //                   resolvers, is no longer than the input and is forwarded
 //                   again when asked again;
+//   per device      asked by an --ipv4-only and an --ipv6-only device: the
+//                   same kind of decision, the same forward, and an answer
+//                   ldns reads back (the family filter only empties answers);
 //   for SERVFAIL    when one is made, it matches the query;
 //   split in two    a query and an upstream answer for the matcher.
 // A violated invariant traps.
@@ -80,12 +83,26 @@ void check_decision(std::span<const std::uint8_t> query, dns::transport t) {
   }
 }
 
+// A device's address families change what is answered for local names,
+// never whether the query is answered, forwarded or dropped.
+void check_device_families(std::span<const std::uint8_t> query) {
+  const dns::decision any = fixed_answerer().handle_query(query, dns::transport::udp);
+  for (const dns::tunnel_families device : {dns::tunnel_families{true, false}, dns::tunnel_families{false, true}}) {
+    const dns::decision d = fixed_answerer().handle_query(query, dns::transport::udp, device);
+    if (d.kind != any.kind) __builtin_trap();
+    if (d.kind == dns::decision_kind::forward && (d.message != any.message || d.resolvers != any.resolvers))
+      __builtin_trap();
+    if (d.kind == dns::decision_kind::answer && !ldns_reads(d.message)) __builtin_trap();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> input(data, size);
   check_decision(input, dns::transport::udp);
   check_decision(input, dns::transport::tcp);
+  check_device_families(input);
 
   const std::vector<std::uint8_t> servfail = dns::servfail_answer(input);
   if (!servfail.empty() && dns::check_upstream_answer(input, servfail) != dns::answer_check::ok) __builtin_trap();

@@ -41,6 +41,16 @@ class Device:
     edit: object = None
     flags: list[str] = field(default_factory=list)
 
+    @property
+    def ipv6_only(self) -> bool:
+        return "--ipv6-only" in self.flags
+
+    @property
+    def lopower_address(self) -> str:
+        """lopower's device-side address of a family the device's tunnel
+        carries: the DNS server its resolv.conf names."""
+        return "10.90.0.1" if self.ipv4_only else "fd7a:115c:a1e0:9909::1"
+
 
 def lopowerd_toml(key_file, extra: str = "") -> str:
     return (f'[tailnet]\ncontrol_url = "http://198.18.40.2:8080"\nhostname = "lopower"\n'
@@ -107,11 +117,10 @@ def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: 
             ts.wait_peer("lopower", online=True, timeout=30)
             start_services(lab, ts)
         lab.devices = {dev.name: enroll(lab, dev, i) for i, dev in enumerate(devices, start=50)}
-        for dev in lab.devices.values():
-            assert dev.ping("10.90.0.1", count=3), "device tunnel up"
         for dev in devices:
-            server = "10.90.0.1" if dev.ipv4_only else "fd7a:115c:a1e0:9909::1"
-            resolv_dirs.append(use_lopower_dns(lab.devices[dev.name].host, server))
+            address = "fd7a:115c:a1e0:9909::1" if dev.ipv6_only else "10.90.0.1"
+            assert lab.devices[dev.name].ping(address, count=3), f"{dev.name}'s tunnel up"
+            resolv_dirs.append(use_lopower_dns(lab.devices[dev.name].host, dev.lopower_address))
         yield lab
     finally:
         for d in resolv_dirs:

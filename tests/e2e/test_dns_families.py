@@ -1,0 +1,100 @@
+"""lopower's DNS answers a device with the tailnet addresses its tunnel can
+carry (issue 14): an --ipv4-only device gets no AAAA for a tailnet name, an
+--ipv6-only device (for carriers whose CGNAT clashes with 100.64/10) no A;
+NOERROR with no answer instead (NODATA, the zone's SOA as authority),
+counted as the DNS outcome family_filtered. Names forwarded upstream come
+back as the upstream gave them.
+
+    dual (dual stack), v4 (--ipv4-only), v6 (--ipv6-only)
+        | WireGuard to lopowerd, each resolving through lopower's
+        | device-side address of a family it has
+    lopowerd -- ts1 (tailscaled) on the lab's tailnet (tests/net/splice_lab.py)
+"""
+
+import json
+import os
+
+import pytest
+
+from headscale import HEADSCALE
+from lopower_net import Topology, wait_until
+from splice_lab import APPS, SUFFIX, UPSTREAM_ADDR, UPSTREAM_NAME, Device, diagnosis, splice_lab
+from tailscaled import binaries_missing
+
+MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(bool(MISSING), reason=f"peer binaries missing (run tools/setup): {MISSING}"),
+]
+
+NAME = f"ts1.{SUFFIX}"
+DEVICES = [Device("dual"), Device("v4", ipv4_only=True), Device("v6", flags=["--ipv6-only"])]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Topology() as topo:
+        with splice_lab(topo, ["ts1"], DEVICES) as lab:
+            yield lab
+
+
+def ask(lab, device: str, qtype: str, name: str = NAME) -> dict:
+    """One question from the device's namespace to lopower's DNS, over the
+    family the device has."""
+    dev = next(d for d in DEVICES if d.name == device)
+    r = lab.devices[device].host.run(["python3", str(APPS / "dns_query.py"), dev.lopower_address, name, qtype],
+                                     check=False, timeout=20)
+    assert r.returncode == 0, f"{device} {qtype} {name}: {r.stdout}{r.stderr[-500:]}"
+    return json.loads(r.stdout)
+
+
+def answered(reply: dict, address: str) -> bool:
+    return reply["rcode"] == 0 and reply["answers"] == [address]
+
+
+def nodata(reply: dict) -> bool:
+    """NOERROR, authoritative, no record, the tailnet zone's SOA."""
+    return reply["rcode"] == 0 and reply["aa"] and reply["answers"] == [] and reply["authority"] == 1
+
+
+def family_filtered(lab) -> int:
+    return lab.lopowerd.status()["dns"]["outcomes"]["family_filtered"]
+
+
+def test_dual_stack_device_gets_a_and_aaaa(lab):
+    ts1 = lab.peers["ts1"]
+    assert answered(ask(lab, "dual", "A"), ts1.ip(4))
+    assert answered(ask(lab, "dual", "AAAA"), ts1.ip(6))
+
+
+def test_ipv4_only_device_gets_no_aaaa(lab):
+    ts1, before = lab.peers["ts1"], family_filtered(lab)
+    assert answered(ask(lab, "v4", "A"), ts1.ip(4))
+    reply = ask(lab, "v4", "AAAA")
+    assert nodata(reply), reply
+    assert family_filtered(lab) == before + 1
+
+
+def test_ipv6_only_device_gets_no_a(lab):
+    ts1, before = lab.peers["ts1"], family_filtered(lab)
+    assert answered(ask(lab, "v6", "AAAA"), ts1.ip(6))
+    reply = ask(lab, "v6", "A")
+    assert nodata(reply), reply
+    assert family_filtered(lab) == before + 1
+
+
+def test_forwarded_names_are_not_filtered(lab):
+    # dnsmasq has only an A for the name: an IPv6-only device gets it as
+    # forwarded, the issue's "internet names keep being forwarded as they are".
+    before = family_filtered(lab)
+    assert answered(ask(lab, "v6", "A", UPSTREAM_NAME), UPSTREAM_ADDR)
+    assert family_filtered(lab) == before
+
+
+def test_ipv6_only_device_reaches_the_peer_over_ipv6(lab):
+    ts1, v6 = lab.peers["ts1"], lab.devices["v6"]
+    assert v6.config.addresses and all(":" in a for a in v6.config.addresses + v6.config.allowed_ips), v6.config
+    # The first packet finds no session: lopower finds a path and
+    # handshakes; the pings after it go through.
+    wait_until(lambda: v6.ping(ts1.ip(6), count=1, wait=1), 15, "the first spliced ping over IPv6")
+    assert v6.ping(ts1.ip(6), count=3), diagnosis(lab.lopowerd)
