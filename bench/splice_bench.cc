@@ -1,10 +1,18 @@
-// The device -> tailnet path of a worker on net_ring ports, with real
-// sessions on both sides: a device's UDP datagrams to a tailnet peer are
-// looked up in bulk, decrypted in one call, spliced (flow lookup, source
-// rewritten to lopower's tailnet address and the flow's port, checksums
-// updated), re-encrypted toward the peer in one call and transmitted. One
-// frame in, one frame out. Frames are re-sealed outside the timed region
-// (the replay window wants fresh counters).
+// A worker splicing on net_ring ports, with real sessions on both sides:
+//   device -> tailnet  a device's UDP datagrams to a tailnet peer are looked
+//                      up in bulk, decrypted in one call, spliced (flow
+//                      lookup, source rewritten to lopower's tailnet address
+//                      and the flow's port, checksums updated), re-encrypted
+//                      toward the peer in one call and transmitted;
+//   tailnet -> device  the peer's replies on flows the device opened:
+//                      decrypted, found by their tailnet-side key, rewritten
+//                      back to the device, encrypted to it;
+//   many devices       1000 flows of one device against one flow for each of
+//                      1000 devices with sessions of their own, both ways.
+// One frame in, one frame out. Frames are re-sealed outside the timed region
+// (the replay window wants fresh counters). Each run also measures its
+// cipher bound (bench/cipher_bound.h: the backend alone opening and sealing
+// packets of that size) and reports the share of it the path reaches.
 //
 // And the flow table alone among 1 M flows: single lookups, and bulk
 // lookups of a sub-burst's 32 keys (what the worker does).
@@ -27,6 +35,8 @@
 #include <vector>
 
 #include "bench/bench_main.h"
+#include "bench/cipher_bound.h"
+#include "bench/splice_traffic.h"
 #include "bench/worker_drive.h"
 #include "tests/support/splice_rig.h"
 #include "dataplane/inner_packet.h"
@@ -48,40 +58,42 @@ rte_mempool* pool() {
 // A device and a tailnet peer on one ring port, sessions up both ways.
 using rig = test_support::splice_rig;
 
-// A device datagram of `inner` bytes to 100.64.0.5:9000, sealed; from
-// source port 5555, or spread over `flows` source ports (one flow each).
-void seal_datagram(rig& g, rte_mbuf* m, std::uint16_t inner, unsigned flows) {
-  const std::vector<std::uint8_t> payload(inner - 28u, 0x5a);
-  const auto src_port = static_cast<std::uint16_t>(flows <= 1 ? 5555 : 10000 + g.device_counter % flows);
-  test_support::seal_frame(
-      m, inner,
-      [&payload, src_port](std::uint8_t* ip) {
-        write_udp_packet(ip, *ip_address::parse("10.90.0.2"), src_port, *ip_address::parse("100.64.0.5"), 9000, payload);
-      },
-      g.device_key, g.device_counter++, rig::device_index, g.device_ep);
-}
-
 rig& the_rig() {
   static rig g("sp", pool());
   return g;
 }
 
-void splice_out(benchmark::State& state, const char* backend) {
+// A thousand more devices with sessions of their own, made once.
+bench::device_fleet& fleet() {
+  static bench::device_fleet f(the_rig(), 1000);
+  return f;
+}
+
+enum class direction { device_to_tailnet, tailnet_to_device };
+
+// One run over `flows`: a worker with a flow table of its own (a new
+// worker's port allocator starts afresh and would meet the ports of an
+// earlier run's flows); for the tailnet direction the devices open the
+// flows first, then the peer's replies circulate.
+void splice_run(benchmark::State& state, const char* backend, direction dir, std::vector<bench::flow_end> flows) {
   rig& g = the_rig();
   const auto inner = static_cast<std::uint16_t>(state.range(0));
-  const auto flows = static_cast<unsigned>(state.range(1));
-  // A table of its own for each run: a new worker's port allocator starts
-  // afresh and would meet the ports of an earlier run's flows.
+  bench::splice_traffic traffic(g, std::move(flows), inner);
   flow_table table{1u << 16, g.rcu};
   worker_setup s = g.setup(table, backend);
   s.max_flows_per_device = table.capacity();  // one device stands for many here
-  g.device.flows.store(0);  // the flows it had were in the last run's table
+  traffic.forget_flow_counts();
   worker w(s);
-  const test_support::seal_fn seal = [&g, inner, flows](rte_mbuf* m) { seal_datagram(g, m, inner, flows); };
+  if (dir == direction::tailnet_to_device) traffic.open(w, table);
+  const test_support::seal_fn seal = dir == direction::device_to_tailnet
+                                         ? test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_out(m); })
+                                         : test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_in(m); });
+  const double bound = bench::cipher_bound_pps(backend, bench::sealed_length(inner));
   test_support::fill(pool(), g.rx, frames, seal);
   const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal);
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
+  bench::report_against_bound(state, moved, bound);
   std::uint64_t dropped = 0;
   for (unsigned r = 0; r < drop_reason_count; ++r) dropped += w.stats().ports[0].drops[r].get();
   state.counters["dropped"] = static_cast<double>(dropped);
@@ -89,8 +101,25 @@ void splice_out(benchmark::State& state, const char* backend) {
   test_support::drain({g.rx, g.tx});
 }
 
-void BM_SpliceDeviceToTailnet_ipsec_mb(benchmark::State& state) { splice_out(state, "ipsec-mb"); }
-void BM_SpliceDeviceToTailnet_libsodium(benchmark::State& state) { splice_out(state, "libsodium"); }
+// `flows` flows of the rig's one device.
+void one_device(benchmark::State& state, const char* backend, direction dir) {
+  splice_run(state, backend, dir, bench::flows_of(bench::rig_device(the_rig()), static_cast<unsigned>(state.range(1))));
+}
+
+// 1000 flows either way: of one device, or one for each of 1000 devices
+// (each its own session: what many devices cost beyond their flows).
+void many_devices(benchmark::State& state, direction dir) {
+  constexpr unsigned flows = 1000;
+  splice_run(state, "ipsec-mb", dir,
+             state.range(1) == 1 ? bench::flows_of(bench::rig_device(the_rig()), flows) : bench::flows_of(fleet(), flows));
+}
+
+void BM_SpliceDeviceToTailnet_ipsec_mb(benchmark::State& state) { one_device(state, "ipsec-mb", direction::device_to_tailnet); }
+void BM_SpliceDeviceToTailnet_libsodium(benchmark::State& state) { one_device(state, "libsodium", direction::device_to_tailnet); }
+void BM_SpliceTailnetToDevice_ipsec_mb(benchmark::State& state) { one_device(state, "ipsec-mb", direction::tailnet_to_device); }
+void BM_SpliceTailnetToDevice_libsodium(benchmark::State& state) { one_device(state, "libsodium", direction::tailnet_to_device); }
+void BM_SpliceManyDevicesOut_ipsec_mb(benchmark::State& state) { many_devices(state, direction::device_to_tailnet); }
+void BM_SpliceManyDevicesIn_ipsec_mb(benchmark::State& state) { many_devices(state, direction::tailnet_to_device); }
 // One flow, and 50 000 flows (packets round-robin over them: the flow table
 // no longer fits the caches, as on a busy gateway).
 BENCHMARK(BM_SpliceDeviceToTailnet_ipsec_mb)
@@ -98,6 +127,11 @@ BENCHMARK(BM_SpliceDeviceToTailnet_ipsec_mb)
     ->ArgsProduct({{64, 512, 1280}, {1}})
     ->Args({64, 50000});
 BENCHMARK(BM_SpliceDeviceToTailnet_libsodium)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
+// The tailnet peer's replies on flows the device opened, spliced back to it.
+BENCHMARK(BM_SpliceTailnetToDevice_ipsec_mb)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
+BENCHMARK(BM_SpliceTailnetToDevice_libsodium)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
+BENCHMARK(BM_SpliceManyDevicesOut_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
+BENCHMARK(BM_SpliceManyDevicesIn_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
 
 // The flow table with 1 M flows, keys in random order.
 flow_table& table_1m() {
