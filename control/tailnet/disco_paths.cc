@@ -113,6 +113,9 @@ void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state&
     finish_waiters(id, {id, true, latency, endpoint_string(from)});
     return;
   }
+  // The path answers again after going quiet: the peer may have been moved
+  // to its relay meanwhile, so the path is handed on even if it is the same.
+  const bool was_lost = direct_lost(id);
   p.unanswered_since = clock::time_point{};
   const bool better = !p.best || now > p.best_until || latency < p.best_latency_ms * 0.9 ||
                       p.best->same_path(from);
@@ -122,7 +125,7 @@ void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state&
     p.best_text = endpoint_string(from);
     p.best_latency_ms = latency;
     p.best_until = now + trust_path_for;
-    if (changed) {
+    if (changed || was_lost) {
       LOG_INFO("tailnet peer %lld: direct path %s (%.2f ms)", static_cast<long long>(id), p.best_text.c_str(), latency);
       hooks_.on_path(id, from);
     }

@@ -362,8 +362,9 @@ int tailnet_node::relay_region_for(const tailnet::node& peer) const {
 }
 
 // A busy peer whose direct pings have gone unanswered for a few seconds
-// moves to its relay; a pong (disco's on_path) or a packet straight from it
-// (the workers' roaming) brings it back.
+// moves to its relay, when that relay is connected; a pong (disco's
+// on_path) or a packet straight from it (the workers' roaming) brings it
+// back.
 void tailnet_node::fall_back_to_relays() {
   if (!wg_ || !relays_) return;
   const tailnet::netmap* nm = client_->current();
@@ -374,7 +375,7 @@ void tailnet_node::fall_back_to_relays() {
     if (ep == nullptr || ep->relay_region != 0 || !disco_->direct_lost(id)) continue;
     const tailnet::node* n = nm->peer_by_id(id);
     const int region = n ? relay_region_for(*n) : 0;
-    if (region == 0) continue;
+    if (region == 0 || !relays_->ready(region)) continue;  // a relay that is down is no way either
     LOG_INFO("tailnet peer %s: direct path %s stopped answering, using derp(%d)", n->name.c_str(),
              endpoint_string(*ep).c_str(), region);
     wg_->set_peer_endpoint(std::to_string(id), relay_endpoint(region));
