@@ -32,12 +32,20 @@ unsigned worker::receive_relayed() noexcept {
     rte_pktmbuf_free_bulk(pkts, n);
     return n;
   }
+  // The control thread checked each message (wg::parse_message); a buffer
+  // too short for a header and a tag is still never decrypted.
+  std::uint16_t kept = 0;
   for (unsigned i = 0; i < n; ++i) {
-    subs_.transport[i] = classify_result{};
-    subs_.transport[i].cls = packet_class::wg_transport;
-    subs_.transport[i].payload_length = static_cast<std::uint16_t>(pkts[i]->data_len);
+    if (pkts[i]->data_len < wg::message_data_min_size) {
+      drop_one(ps->port.index, pkts[i], drop_reason::wg_malformed);
+      continue;
+    }
+    subs_.transport[kept] = classify_result{};
+    subs_.transport[kept].cls = packet_class::wg_transport;
+    subs_.transport[kept].payload_length = static_cast<std::uint16_t>(pkts[i]->data_len);
+    pkts[kept++] = pkts[i];
   }
-  receive_transport(*ps, pkts, static_cast<std::uint16_t>(n), true);
+  if (kept != 0) receive_transport(*ps, pkts, kept, true);
   return n;
 }
 

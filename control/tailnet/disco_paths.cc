@@ -110,7 +110,7 @@ void disco_paths::on_pong(const disco::pong& m, tailnet::node_id id, peer_state&
   const double latency = std::chrono::duration<double, std::milli>(now - it->second.sent).count();
   pending_.erase(it);
   if (from.relay_region != 0) {  // an answer, but no direct path
-    finish_waiters(id, {id, true, latency, endpoint_string(from)});
+    finish_waiters(id, {id, true, latency, endpoint_string(from), true});
     return;
   }
   // The path answers again after going quiet: the peer may have been moved

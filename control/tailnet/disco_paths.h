@@ -61,7 +61,8 @@ class disco_paths {
     tailnet::node_id peer = 0;
     bool answered = false;
     double latency_ms = 0;
-    std::string path;  // "198.18.40.11:41641"
+    std::string path;  // "198.18.40.11:41641", or "derp(999)" when the pong came through a relay
+    bool relayed = false;
   };
   using ping_callback = std::function<void(const ping_outcome&)>;
 

@@ -13,6 +13,7 @@
 #include "dataplane/splice/translate.h"
 #include "lopower_build_config.h"
 #include "lopower/byte_order.h"
+#include "lopower/wireguard_messages.h"
 
 namespace lopower {
 
@@ -126,7 +127,7 @@ tailnet_node::tailnet_node(event_loop& loop, dataplane& dp, const config& cfg)
             const tailnet::node* n = client_->current() ? client_->current()->peer_by_id(id) : nullptr;
             if (n == nullptr) return false;
             if (region == 0) region = relay_region_for(*n);
-            if (region == 0 || !relays_) return false;
+            if (region == 0) return false;
             return relays_->send(region, n->key, packet);
           }});
 }
@@ -333,12 +334,16 @@ void tailnet_node::on_relayed(int region, const public_key& src, std::span<const
     disco_->handle(packet, relay_endpoint(region));
     return;
   }
-  if (!wg_ || packet.size() < 4) return;
-  if (packet[0] != 4) return wg_->handle_message(packet, relay_endpoint(region), false);
+  if (!wg_) return;
+  // Anyone on the relay can send us anything: checked as the classifier
+  // checks what a port receives (the workers rely on a whole header and tag).
+  const wg::parsed_message msg = wg::parse_message(packet.data(), packet.size());
+  if (!msg.valid() || packet.size() > UINT16_MAX) return dp_.count_tailnet_drop(drop_reason::wg_malformed);
+  if (!msg.transport()) return wg_->handle_message(packet, relay_endpoint(region), false);
   rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool());
   if (m == nullptr) return;
-  char* data = rte_pktmbuf_append(m, static_cast<std::uint16_t>(std::min<std::size_t>(packet.size(), 0xffff)));
-  if (data == nullptr || packet.size() > 0xffff) return rte_pktmbuf_free(m);
+  char* data = rte_pktmbuf_append(m, static_cast<std::uint16_t>(packet.size()));
+  if (data == nullptr) return rte_pktmbuf_free(m);  // larger than a buffer: no relayed packet is
   std::memcpy(data, packet.data(), packet.size());
   std::uint64_t spread = 0;
   std::memcpy(&spread, src.data(), sizeof spread);  // one peer, one worker
@@ -405,8 +410,7 @@ void tailnet_node::find_path(const std::string& name) {
   if (wp != nullptr && wp->endpoint.load(std::memory_order_acquire) == nullptr && use_relay()) wg_->ensure_session(name);
   disco_->ping(id, std::chrono::seconds(5), [this, name, use_relay](const disco_paths::ping_outcome& o) {
     if (!wg_) return;
-    const bool direct = o.answered && o.path.rfind("derp", 0) != 0;
-    if (direct || use_relay()) wg_->ensure_session(name);
+    if ((o.answered && !o.relayed) || use_relay()) wg_->ensure_session(name);
   });
 }
 
@@ -514,7 +518,7 @@ result<std::uint64_t> tailnet_node::start_ping(const std::string& peer, std::chr
   pings_[id] = nullptr;
   disco_->ping(n->id, timeout, [this, id, name, first_ip](const disco_paths::ping_outcome& o) {
     finish_ping(id, {{"peer", name}, {"ip", first_ip}, {"answered", o.answered}, {"latency_ms", o.latency_ms},
-                     {"path", o.path.empty() || o.path.rfind("derp", 0) == 0 ? o.path : "direct " + o.path}});
+                     {"path", o.path.empty() || o.relayed ? o.path : "direct " + o.path}});
   });
   return id;
 }

@@ -269,6 +269,31 @@ TEST(data_path, relayed_peer_gets_sealed_messages_handed_up_and_relayed_data_del
   EXPECT_EQ(rte_mempool_in_use_count(pool()), in_use_before) << "an mbuf was not given back";
 }
 
+// A relayed "message" shorter than a transport header and its tag is never
+// decrypted (its length would underflow): dropped as wg_malformed.
+TEST(data_path, relayed_message_too_short_for_a_tag_is_dropped_as_wg_malformed) {
+  ASSERT_NE(pool(), nullptr);
+  const unsigned in_use_before = rte_mempool_in_use_count(pool());
+  {
+    data_path d("dprs");
+    rte_mbuf* m = rte_pktmbuf_alloc(pool());
+    ASSERT_NE(m, nullptr);
+    auto* p = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, 20));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0, 20);
+    p[0] = 4;
+    const std::uint32_t receiver = splice_rig::peer_index;  // a real session's index
+    std::memcpy(p + 4, &receiver, 4);
+    m->hash.usr = 999;
+    ASSERT_EQ(rte_ring_sp_enqueue(d.rig.relay_in, m), 0);
+    d.receive({});
+    EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+    EXPECT_EQ(d.drops(drop_reason::wg_malformed), 1u);
+    EXPECT_EQ(d.rig.ts_peer.rx_packets.load(), 0u);
+  }
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), in_use_before) << "an mbuf was not given back";
+}
+
 // A packet for a peer with no session is handed up to the control thread
 // (staged, the peer named by id), not dropped and not sent.
 TEST(data_path, packet_for_a_peer_without_session_is_staged) {
