@@ -64,6 +64,22 @@ def path_of(d, host="ts1"):
     return p.get("path", "") if p else ""
 
 
+def reach_through_the_relay(d, dev1, ts1, timeout):
+    """A spliced ping that only the relay can carry (UDP cut), then ts1's
+    path in status is the relay."""
+    wait_until(lambda: dev1.ping(ts1.ip(4), count=1, wait=2), timeout, "a spliced ping through DERP")
+    wait_until(lambda: path_of(d) == f"derp({REGION})", timeout, "ts1 on the relay")
+
+
+def start_paced_upload(dev1, ts1, size, seconds):
+    """A paced upload to ts1 on a thread of its own: (thread, result dict)."""
+    result = {}
+    upload = threading.Thread(target=lambda: result.update(
+        run_client(dev1, "paced-upload", ts1.ip(4), SINK_PORT, size, seconds, timeout=180)))
+    upload.start()
+    return upload, result
+
+
 def test_lopower_has_a_home_region_and_its_endpoint_from_stun(lab):
     d = lab.lopowerd
     nc = wait_until(lambda: (lambda r: r if r.get("home") == REGION and r.get("ipv4") else None)(
@@ -110,13 +126,9 @@ def test_path_moves_to_direct_and_back_without_breaking_a_transfer(lab):
     d, ts1, dev1 = lab.lopowerd, lab.peers["ts1"], lab.devices["dev1"]
     cut_udp(ts1, True)
     try:
-        wait_until(lambda: dev1.ping(ts1.ip(4), count=1, wait=2), 30, "a spliced ping through DERP")
-        wait_until(lambda: path_of(d) == f"derp({REGION})", 30, "ts1 on the relay")
-        result = {}
+        reach_through_the_relay(d, dev1, ts1, 30)
         # A steady upload (6 MB over 40 s) runs across both changes of path.
-        upload = threading.Thread(target=lambda: result.update(
-            run_client(dev1, "paced-upload", ts1.ip(4), SINK_PORT, 6 * 1024 * 1024, 40, timeout=180)))
-        upload.start()
+        upload, result = start_paced_upload(dev1, ts1, 6 * 1024 * 1024, 40)
         cut_udp(ts1, False)
         wait_until(lambda: path_of(d).startswith("direct "), 30, "the path upgraded to direct")
         cut_udp(ts1, True)
@@ -134,13 +146,9 @@ def test_relay_restarted_mid_transfer(lab):
     d, ts1, dev1 = lab.lopowerd, lab.peers["ts1"], lab.devices["dev1"]
     cut_udp(ts1, True)
     try:
-        wait_until(lambda: dev1.ping(ts1.ip(4), count=1, wait=2), 40, "a spliced ping through DERP")
-        wait_until(lambda: path_of(d) == f"derp({REGION})", 40, "ts1 on the relay")
+        reach_through_the_relay(d, dev1, ts1, 40)
         connects = d.status()["tailnet"]["derp"]["counters"]["connects"]
-        result = {}
-        upload = threading.Thread(target=lambda: result.update(
-            run_client(dev1, "paced-upload", ts1.ip(4), SINK_PORT, 4 * 1024 * 1024, 20, timeout=180)))
-        upload.start()
+        upload, result = start_paced_upload(dev1, ts1, 4 * 1024 * 1024, 20)
         # headscale's relay goes away and comes back (control with it): both
         # ends dial again, and TCP carries the upload over the gap.
         lab.headscale.restart()
