@@ -434,6 +434,25 @@ void read_dns(const section& s, dns_config_table& d) {
                quote(u) + " is not a resolver address (\"198.18.0.53\", \"198.18.0.53:5353\" or \"[fd00::53]:53\")");
 }
 
+// [metrics]: where the Prometheus endpoint listens ("127.0.0.1:9586").
+void read_metrics(const section& s, metrics_config& m) {
+  static constexpr std::array<std::string_view, 1> keys{"listen"};
+  s.allow_only(keys);
+  m.line = s.line();
+  if (!s.read_string("listen", m.listen) || m.listen.empty()) return;
+  const std::size_t colon = m.listen.rfind(':');
+  std::string_view host = std::string_view(m.listen).substr(0, colon == std::string::npos ? 0 : colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const auto address = ip_address::parse(host);
+  unsigned long port = 0;
+  if (valid_ip_endpoint(m.listen) && address) port = std::strtoul(m.listen.c_str() + colon + 1, nullptr, 10);
+  if (port == 0 || port > 65535)
+    s.refuse(s.find("listen"), "listen",
+             quote(m.listen) + " is not an address and port (\"127.0.0.1:9586\" or \"[::1]:9586\")");
+  m.address = *address;
+  m.port = static_cast<std::uint16_t>(port);
+}
+
 void read_derp(const section& s, derp_config& d) {
   static constexpr std::array<std::string_view, 3> keys{"enabled", "plain_http", "map_file"};
   s.allow_only(keys);
@@ -724,9 +743,9 @@ void read_tap(const section& s, port_config& p, const std::vector<port_config>& 
 }
 
 port_config read_port(const section& s, const std::vector<port_config>& others) {
-  static constexpr std::array<std::string_view, 11> keys{
+  static constexpr std::array<std::string_view, 12> keys{
       "name", "device",         "role",           "addresses",      "gateway4", "gateway6",
-      "mtu",  "tap_name",       "exception_path", "rx_descriptors", "tx_descriptors"};
+      "mtu",  "tap_name",       "exception_path", "rx_descriptors", "tx_descriptors", "host_stack"};
   s.allow_only(keys);
   port_config p;
   p.line = s.line();
@@ -740,6 +759,8 @@ port_config read_port(const section& s, const std::vector<port_config>& others) 
   read_mtu(s, p);
   read_tap(s, p, others);
   s.read_bool("exception_path", p.exception_path);
+  static constexpr std::array<std::string_view, 2> host_stacks{"bypass", "shared"};
+  if (auto i = s.read_choice("host_stack", host_stacks)) p.host_stack_bypass = *i == 0;
   s.read_power_of_two<64, 16384>("rx_descriptors", p.rx_descriptors);
   s.read_power_of_two<64, 16384>("tx_descriptors", p.tx_descriptors);
   return p;
@@ -791,7 +812,8 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 9> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices", "tailnet", "derp", "dns", "port"};
+constexpr std::array<std::string_view, 10> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices",
+                                                       "tailnet", "derp", "dns", "metrics", "port"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -855,6 +877,7 @@ config parse_config(std::string_view text, const std::string& path) {
   with_table(path, root, "dns", [&](const section& s) { read_dns(s, cfg.dns); });
   with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_tailnet(s, cfg.tailnet); });
   with_table(path, root, "derp", [&](const section& s) { read_derp(s, cfg.derp); });
+  with_table(path, root, "metrics", [&](const section& s) { read_metrics(s, cfg.metrics); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);
   check_layout(cfg);

@@ -108,6 +108,15 @@ struct derp_config {
   int line = 0;
 };
 
+// [metrics]: a Prometheus endpoint (off unless `listen` is set).
+struct metrics_config {
+  std::string listen;                    // "127.0.0.1:9586", "[::1]:9586"; empty: off
+  ip_address address;                    // parsed from listen
+  std::uint16_t port = 0;
+  int line = 0;
+  bool enabled() const { return port != 0; }
+};
+
 struct config {
   std::string path;                      // the file it came from (for messages)
   daemon_config daemon;
@@ -118,6 +127,7 @@ struct config {
   tailnet_config tailnet;
   derp_config derp;
   dns_config_table dns;
+  metrics_config metrics;
   std::vector<port_config> ports;        // at least one; in file order
 
   // Worker lcores: dpdk.lcore_list without the main lcore.

@@ -6,6 +6,8 @@
 #include <rte_eal.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_version.h>
+#include <systemd/sd-daemon.h>
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "control/clock.h"
+#include "control/af_packet_host.h"
 #include "control/config.h"
 #include "control/ctl/ctl_server.h"
 #include "control/ctl/device_commands.h"
@@ -29,11 +32,13 @@
 #include "control/enrollment/device_registry.h"
 #include "control/event_loop.h"
 #include "control/log.h"
+#include "control/metrics/service.h"
 #include "control/ctl/status.h"
 #include "control/ctl/tailnet_commands.h"
 #include "control/tailnet/node.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/inner_packet.h"
+#include "lopower/build_info.h"
 #include "lopower_build_config.h"
 
 namespace lopower {
@@ -72,7 +77,8 @@ std::optional<options> parse_command_line(int argc, char** argv, int& exit_code)
     else if (arg.rfind("--config=", 0) == 0) o.config_path = arg.substr(9);
     else if (arg == "--check-config") o.check_only = true;
     else if (arg == "--version") {
-      std::printf("lopowerd %s\n", LOPOWER_VERSION);
+      // Release, revision, DPDK and the crypto backend "auto" picks here (no EAL needed).
+      std::fputs(version_text(probe_crypto_backend()).c_str(), stdout);
       exit_code = 0;
       return std::nullopt;
     } else if (arg == "--help" || arg == "-h") {
@@ -150,6 +156,21 @@ enrollment::device_registry open_registry(const config& cfg) {
   return std::move(*reg);
 }
 
+// Every device with its live WireGuard counters, as `device list` answers.
+nlohmann::json device_list_json(const enrollment::device_registry& registry, const wireguard_interface& devices) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const enrollment::device& d : registry.list()) {
+    out.push_back(enrollment::device_summary_json(d));
+    out.back()["wireguard"] = devices.device_json(d.name);
+  }
+  return out;
+}
+
+metrics::build_labels build_labels_of(const dataplane& dp) {
+  return {build_version(), build_revision(), rte_version(),
+          dp.workers().empty() ? "none" : std::string(dp.workers()[0]->crypto_backend())};
+}
+
 std::vector<unsigned> eal_worker_lcores() {
   std::vector<unsigned> out;
   unsigned lcore;
@@ -162,6 +183,7 @@ int serve(const config& cfg, const std::string& config_path) {
   loop.stop_on_signals({SIGINT, SIGTERM}, [](int sig) { LOG_INFO("signal %d: shutting down", sig); });
   make_state_dir(cfg.daemon.state_dir);
   enrollment::device_registry registry = open_registry(cfg);
+  const af_packet_host_setup host_setup(cfg);  // before the ports open: the host never answers for lopower
   dataplane dp(dataplane_settings_of(cfg), eal_worker_lcores());
   wireguard_interface devices(dp, cfg, registry);
   devices.retire_peers_with([&dp](wg_peer* gone) { dp.retire_device_peer(gone); });
@@ -171,7 +193,7 @@ int serve(const config& cfg, const std::string& config_path) {
   if (tailnet) tailnet->on_netmap_applied([&dns](const tailnet::netmap& nm) { dns.update(nm.self() ? &nm : nullptr); });
   ctl_server ctl(loop, cfg.daemon.ctl_socket, cfg.daemon.ctl_group);
   const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};
-  ctl.handle("status", [&](const nlohmann::json&) {
+  auto full_status = [&] {
     nlohmann::json j = status_json(info, dp);
     j["wireguard"] = {{"public_key", registry.server_public_key().to_base64()},
                       {"listen_port", cfg.wireguard.listen_port},
@@ -182,10 +204,12 @@ int serve(const config& cfg, const std::string& config_path) {
     j["dns"] = dns.status_json();
     j["control_socket"] = {{"served", ctl.served()}, {"refused", ctl.refused()}, {"evicted", ctl.evicted()}};
     return j;
-  });
+  };
+  ctl.handle("status", [&](const nlohmann::json&) { return full_status(); });
   register_device_commands(ctl, registry, devices, cfg);
   register_tailnet_commands(ctl, tailnet.get());
   register_flow_commands(ctl, dp, devices);
+  register_version_command(ctl, dp);
   ctl.handle("ping", [](const nlohmann::json&) { return nlohmann::json{{"pong", true}}; });
   // Workers never make system calls, so the control thread collects from
   // their rings on a short timer rather than being woken.
@@ -205,8 +229,15 @@ int serve(const config& cfg, const std::string& config_path) {
     dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, tailnet.get(), dns, m, under_load); });
     dp.rcu().reclaim();
   });
-  // Idle flows go once a second: expiry is off the fast path.
-  loop.add_timer(std::chrono::seconds(1), std::chrono::seconds(1), [&] { dp.expire_flows(); });
+  metrics::service metrics(loop, cfg.metrics, dp, {full_status, [&] { return device_list_json(registry, devices); }},
+                           build_labels_of(dp));
+  // Idle flows go once a second: expiry is off the fast path. The same walk
+  // counts the flows for the metrics.
+  loop.add_timer(std::chrono::seconds(1), std::chrono::seconds(1), [&] {
+    flow_census census;
+    const unsigned expired = dp.expire_flows(&census);
+    metrics.second_passed(census, expired);
+  });
   loop.add_timer(protocol_timer_interval, protocol_timer_interval, [&] {
     devices.tick();
     if (tailnet) tailnet->tick();
@@ -220,7 +251,12 @@ int serve(const config& cfg, const std::string& config_path) {
              p.tap_id != no_port ? (", exception path " + p.config.tap_name).c_str() : "");
   LOG_INFO("lopowerd %s running: %zu worker lcore(s), control socket %s", LOPOWER_VERSION, dp.workers().size(),
            ctl.path().c_str());
+  // The ports are up and the control socket answers: what systemd's
+  // Type=notify waits for (nothing happens when not started by systemd).
+  sd_notifyf(0, "READY=1\nSTATUS=%zu port(s), %zu worker(s), control socket %s\nMAINPID=%d", dp.ports().size(),
+             dp.workers().size(), ctl.path().c_str(), static_cast<int>(getpid()));
   loop.run();
+  sd_notify(0, "STOPPING=1");
   dp.stop();
   LOG_INFO("workers stopped");
   return 0;

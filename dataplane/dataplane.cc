@@ -307,15 +307,20 @@ std::size_t dataplane::port_index_of(std::uint16_t port_id) const {
   return max_ports;
 }
 
-unsigned dataplane::expire_flows() {
+unsigned dataplane::expire_flows(flow_census* census) {
   const std::uint64_t now = rte_rdtsc(), hz = rte_get_tsc_hz();
   std::vector<flow*> done;
+  flow_census counted;
   flows_->for_each([&](flow& f) {
     const std::uint64_t idle = splice::seconds_since(f.last_tsc.load(std::memory_order_relaxed), now, hz);
-    const auto timeout = splice::idle_timeout(f.device_key.protocol, f.device_key.dst_port,
-                                              f.state.load(std::memory_order_relaxed));
-    if (f.device->removed.load(std::memory_order_relaxed) || idle >= timeout) done.push_back(&f);
+    const splice::tcp_state state = f.state.load(std::memory_order_relaxed);
+    const auto timeout = splice::idle_timeout(f.device_key.protocol, f.device_key.dst_port, state);
+    if (f.device->removed.load(std::memory_order_relaxed) || idle >= timeout) return done.push_back(&f);
+    if (f.device_key.protocol == splice::ipproto_tcp) ++counted.tcp[static_cast<unsigned>(state) % 5];
+    else if (f.device_key.protocol == splice::ipproto_udp) ++counted.udp;
+    else ++counted.icmp;
   });
+  if (census != nullptr) *census = counted;
   release_backlog_.resize(released_ports_.size());
   for (flow* f : done) {
     f->device->flows.fetch_sub(1, std::memory_order_relaxed);

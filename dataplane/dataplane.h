@@ -29,6 +29,13 @@ struct control_stats {
   counter received[packet_class_count];
 };
 
+// The spliced flows by protocol and (for TCP) state, as one walk of the
+// table found them.
+struct flow_census {
+  std::uint64_t tcp[5] = {};  // by splice::tcp_state
+  std::uint64_t udp = 0, icmp = 0;
+};
+
 class dataplane {
  public:
   // Opens every port and TAP and creates the workers (not yet running).
@@ -91,8 +98,9 @@ class dataplane {
   flow_table& flows() { return *flows_; }
   const flow_table& flows() const { return *flows_; }
   // Control thread: removes flows idle past their timeout and every flow of
-  // a removed device; returns how many.
-  unsigned expire_flows();
+  // a removed device; returns how many. The same walk counts the flows that
+  // stay into `census` when given (metrics need no walk of their own).
+  unsigned expire_flows(flow_census* census = nullptr);
   // Control thread: a removed device's peer, retired once its flows are:
   // a worker may still have made one in the moment of the removal, so the
   // peer waits a second (expire_flows then takes its flows, and the peer is

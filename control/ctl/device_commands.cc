@@ -1,5 +1,7 @@
 #include "control/ctl/device_commands.h"
 
+#include <algorithm>
+#include <ctime>
 #include <set>
 
 #include "control/enrollment/wg_quick_config.h"
@@ -66,10 +68,34 @@ class device_commands {
     return value_or_refuse(enrollment::render_wg_quick_config(d, registry_.server_public_key(), addrs, opts));
   }
 
+  // The registry's summary and the live session, with what `wg show`
+  // shows in machine-friendly form: the allowed IPs (the device's addresses,
+  // as host routes) and how many seconds ago the latest handshake was (null
+  // when there has been none).
   nlohmann::json describe(const enrollment::device& d) const {
     nlohmann::json j = enrollment::device_summary_json(d);
-    j["wireguard"] = server_.device_json(d.name);
+    nlohmann::json allowed = nlohmann::json::array();
+    if (d.ipv4) allowed.push_back(d.ipv4->to_string() + "/32");
+    if (d.ipv6) allowed.push_back(d.ipv6->to_string() + "/128");
+    j["allowed_ips"] = allowed;
+    nlohmann::json wg = server_.device_json(d.name);
+    if (wg.is_object()) {
+      const std::int64_t at = wg.value("latest_handshake", std::int64_t{0});
+      wg["seconds_since_handshake"] = at > 0 ? nlohmann::json(std::max<std::int64_t>(0, std::time(nullptr) - at)) : nlohmann::json();
+    }
+    j["wireguard"] = wg;
     return j;
+  }
+
+  // lopower's side of the devices' tunnels, as the `interface:` part of `wg show`.
+  nlohmann::json interface_json() const {
+    nlohmann::json addrs = nlohmann::json::array();
+    if (const auto v4 = registry_.server_ipv4()) addrs.push_back(v4->to_string());
+    addrs.push_back(registry_.server_ipv6().to_string());
+    return {{"public_key", registry_.server_public_key().to_base64()},
+            {"listen_port", cfg_.wireguard.listen_port},
+            {"addresses", addrs},
+            {"devices", registry_.list().size()}};
   }
 
   nlohmann::json add(const nlohmann::json& raw) {
@@ -89,11 +115,13 @@ class device_commands {
     return out;
   }
 
+  // The devices as an array; with "with_interface", {"interface", "devices"}.
   nlohmann::json list(const nlohmann::json& raw) const {
-    const arguments args(raw, {});
+    const arguments args(raw, {"with_interface"});
     nlohmann::json out = nlohmann::json::array();
     for (const enrollment::device& d : registry_.list()) out.push_back(describe(d));
-    return out;
+    if (!args.flag("with_interface")) return out;
+    return {{"interface", interface_json()}, {"devices", out}};
   }
 
   nlohmann::json show(const nlohmann::json& raw) const {

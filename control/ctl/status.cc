@@ -2,11 +2,13 @@
 
 #include <rte_ethdev.h>
 #include <rte_mempool.h>
+#include <rte_version.h>
 #include <unistd.h>
 
 #include <ctime>
 
 #include "control/clock.h"
+#include "lopower/build_info.h"
 #include "lopower_build_config.h"
 
 namespace lopower {
@@ -114,6 +116,8 @@ nlohmann::json neighbours_json(const dataplane& dp) {
 nlohmann::json status_json(const daemon_info& info, const dataplane& dp) {
   nlohmann::json j;
   j["version"] = LOPOWER_VERSION;
+  j["revision"] = build_revision();
+  j["dpdk"] = rte_version();
   j["pid"] = getpid();
   j["config"] = info.config_path;
   j["uptime_seconds"] =

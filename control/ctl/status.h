@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/config.h"
+#include "control/ctl/version.h"  // the `version` command, registered beside `status`
 #include "dataplane/dataplane.h"
 
 namespace lopower {

@@ -211,7 +211,9 @@ void disco_paths::ping(tailnet::node_id peer, std::chrono::milliseconds timeout,
 void disco_paths::tick(const std::function<bool(tailnet::node_id)>& busy) {
   const auto now = clock::now();
   for (auto& [id, p] : peers_) {
-    const bool wanted = busy(id) || std::any_of(waiters_.begin(), waiters_.end(), [&](const waiter& w) { return w.peer == id; });
+    const auto peer_id = id;  // clang 14 cannot capture a structured binding
+    const bool wanted =
+        busy(id) || std::any_of(waiters_.begin(), waiters_.end(), [&](const waiter& w) { return w.peer == peer_id; });
     // A ping round may meet a neighbour not learned yet: the next round
     // (after the ARP/ND answer) gets through, and the first such goes at
     // the next tick -- the answer takes a millisecond, not a second.

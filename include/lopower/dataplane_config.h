@@ -44,6 +44,9 @@ struct port_config {
   std::uint16_t mtu = 1500;                  // 576..9000 (1280..9000 when the port has an IPv6 address)
   std::string tap_name;                      // kernel TAP of the exception path; default "lp-" + name; <= 15 chars; unique
   bool exception_path = true;                // false: no TAP, frames the dataplane does not own are dropped
+  // net_af_packet ports: lopowerd keeps the host's own stack off the
+  // interface (ingress drop, offloads off) unless it is shared on purpose.
+  bool host_stack_bypass = true;
   std::uint16_t rx_descriptors = 1024;       // 64..16384, power of two
   std::uint16_t tx_descriptors = 1024;       // 64..16384, power of two
   int line = 0;                              // where the [[port]] table starts, for later messages

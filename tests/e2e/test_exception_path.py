@@ -239,3 +239,52 @@ def test_no_device_config_without_an_endpoint(af_packet_gw):
     out = lp.ctl("device", "add", "esp1", check=False)
     assert out.returncode != 0 and "devices.endpoint" in out.stderr, out.stderr
     assert json.loads(lp.ctl("device", "list", "--json").stdout) == []
+
+
+def nft_table(host, table):
+    return host.run(["nft", "list", "table", "netdev", table], check=False)
+
+
+def offloads(host, ifname) -> dict:
+    out = host.run(["ethtool", "-k", ifname]).stdout
+    return {k.strip(): v.split()[0] for k, v in (line.split(":", 1) for line in out.splitlines()[1:] if ":" in line)}
+
+
+def test_lopowerd_keeps_the_host_stack_off_its_af_packet_port(topology):
+    """lopowerd itself installs the ingress drop and turns the offloads off
+    (the lab no longer does: the ping test above sees no DUP because of it),
+    and takes the drop away at a clean stop."""
+    gw, h1 = topology.host("gw"), topology.host("h1")
+    af_packet_wire(topology, gw, "port0", h1, "eth0", [f"{H1_4}/24", f"{H1_6}/64"])
+    assert offloads(gw, "port0")["tx-checksumming"] == "on"  # veth's default: what lopowerd must change
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", ADDRS)).start()
+    table = nft_table(gw, "lopower_port0")
+    assert table.returncode == 0 and "hook ingress" in table.stdout and "policy drop" in table.stdout, table.stdout
+    got = offloads(gw, "port0")
+    assert got["tx-checksumming"] == "off" and got["generic-receive-offload"] == "off", got
+    assert "host stack kept off port0" in lp.log_text()
+    lp.stop()
+    assert nft_table(gw, "lopower_port0").returncode != 0, "the ingress drop outlived lopowerd"
+
+
+def test_a_shared_port_is_left_to_the_host(topology):
+    """host_stack = "shared": nothing installed, and the host's stack answers
+    beside lopower's TAP (the duplicates the bypass exists to prevent)."""
+    gw, h1 = topology.host("gw"), topology.host("h1")
+    af_packet_wire(topology, gw, "port0", h1, "eth0", [f"{H1_4}/24", f"{H1_6}/64"])
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", ADDRS, host_stack="shared")).start()
+    try:
+        assert nft_table(gw, "lopower_port0").returncode != 0
+        assert offloads(gw, "port0")["tx-checksumming"] == "on"
+        out = ping(h1, GW4, count=3)
+        assert "DUP" in out.stdout, out.stdout
+    finally:
+        lp.stop()
+
+
+def test_a_missing_af_packet_interface_is_a_clear_error(topology):
+    gw = topology.host("gw")
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=nosuch0", ADDRS))
+    r = gw.run([str(LOPOWERD), "--config", str(lp.config)], check=False, timeout=60)
+    assert r.returncode != 0
+    assert "port lan: no network interface nosuch0" in r.stderr, r.stderr

@@ -16,14 +16,13 @@ endpoint and its home region, which the peers then see.
 import hashlib
 import json
 import os
-import subprocess
-import threading
 
 import pytest
 
 from headscale import HEADSCALE
 from lopower_net import Topology, wait_until
-from splice_lab import HTTP_PORT, SINK_PORT, SUFFIX, Device, diagnosis, run_client, splice_lab, tailnet_peer
+from splice_lab import (HTTP_PORT, SUFFIX, Device, diagnosis, splice_lab, start_paced_upload,
+                        tailnet_peer)
 from tailnet_lab import GW4, GW6
 from tailscaled import binaries_missing
 
@@ -69,15 +68,6 @@ def reach_through_the_relay(d, dev1, ts1, timeout):
     path in status is the relay."""
     wait_until(lambda: dev1.ping(ts1.ip(4), count=1, wait=2), timeout, "a spliced ping through DERP")
     wait_until(lambda: path_of(d) == f"derp({REGION})", timeout, "ts1 on the relay")
-
-
-def start_paced_upload(dev1, ts1, size, seconds):
-    """A paced upload to ts1 on a thread of its own: (thread, result dict)."""
-    result = {}
-    upload = threading.Thread(target=lambda: result.update(
-        run_client(dev1, "paced-upload", ts1.ip(4), SINK_PORT, size, seconds, timeout=180)))
-    upload.start()
-    return upload, result
 
 
 def test_lopower_has_a_home_region_and_its_endpoint_from_stun(lab):

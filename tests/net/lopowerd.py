@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -24,33 +23,17 @@ LOPOWERD = BUILD_DIR / "lopowerd"
 LOPOWER_CTL = BUILD_DIR / "tools" / "lopower-ctl" / "lopower-ctl"
 
 
-def keep_kernel_off(host: Host, ifname: str) -> None:
-    """Stop ``host``'s kernel stack from processing frames arriving on
-    ``ifname`` while packet sockets (net_af_packet) still see them.
-
-    A NIC read through net_af_packet stays in the kernel's hands; the kernel
-    would answer for lopower's TAP addresses on it too (weak host model) and
-    every ping would come back twice.  A netdev ingress hook drops the frames
-    after the packet taps have seen them.
-    """
-    table = f"lp_{ifname.replace('-', '_')}"
-    host.run(["nft", "add", "table", "netdev", table])
-    host.run(["nft", "add", "chain", "netdev", table, "in",
-              f"{{ type filter hook ingress device {ifname} priority 0; policy drop; }}"])
-
-
 def af_packet_wire(topo, gw: Host, gw_if: str, peer: Host, peer_if: str, peer_addrs: list[str]) -> None:
     """A veth from ``gw`` (where lopowerd reads ``gw_if`` with net_af_packet)
     to ``peer``, set up the way a real wire behaves.
 
     veth hands on TCP/UDP with checksums left to an offload that never
     happens (packet sockets see them unfinished); a real NIC delivers them
-    complete, so the offload is turned off on both ends.
+    complete, so the offload is turned off on the peer's end. lopowerd's own
+    end it sets up itself (control/af_packet_host.h: ingress drop, offloads).
     """
     topo.veth(gw, gw_if, peer, peer_if, b_addrs=peer_addrs)
-    gw.run(["ethtool", "-K", gw_if, "tx", "off"])
     peer.run(["ethtool", "-K", peer_if, "tx", "off"])
-    keep_kernel_off(gw, gw_if)
 
 
 def lan_switch(topo, gw: Host, gw_if: str, hosts: dict[Host, list[str]]) -> None:
@@ -65,8 +48,8 @@ def lan_switch(topo, gw: Host, gw_if: str, hosts: dict[Host, list[str]]) -> None
         topo.veth(sw, f"p{i}", host, ifname, b_addrs=addrs)
         sw.ip("link", "set", f"p{i}", "master", "br0")
         for h, name in ((sw, f"p{i}"), (host, ifname)):
-            h.run(["ethtool", "-K", name, "tx", "off"])  # finished checksums, as a real wire carries
-    keep_kernel_off(gw, gw_if)
+            if host is not gw or h is sw:  # lopowerd sets up its own end (control/af_packet_host.h)
+                h.run(["ethtool", "-K", name, "tx", "off"])  # finished checksums, as a real wire carries
 
 
 def port_toml(name: str, device: str, addresses: list[str], role: str = "both",
@@ -82,7 +65,7 @@ class Lopowerd:
     """One lopowerd process in ``host``, configured from ``ports_toml``."""
 
     def __init__(self, host: Host, ports_toml: str, extra_toml: str = "",
-                 name: str = "lopowerd", dataplane_toml: str = "") -> None:
+                 name: str = "lopowerd", dataplane_toml: str = "", dpdk_toml: str = "") -> None:
         self.host = host
         self.dir = host.topo.tmpdir / f"{host.name}-{name}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +82,7 @@ class Lopowerd:
             no_huge = true
             no_pci = true
             memory_mb = 256
-
+            {dpdk_toml}
             [dataplane]
             mbufs = 4095
             idle = "adaptive"

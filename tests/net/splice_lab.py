@@ -15,6 +15,7 @@ import contextlib
 import json
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def enroll(lab, dev: Device, index: int) -> WgDevice:
 
 @contextlib.contextmanager
 def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: str = "", extra_toml: str = "",
-               headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none"):
+               headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none", dpdk_toml: str = ""):
     """``derp``: the lab's DERP mode (tailnet_lab.TailnetLab); with
     "embedded", lopowerd dials headscale's relay over plain HTTP too."""
     lab = TailnetLab(topo, peers=list(peers), derp=derp, headscale_kw={"extra_config": headscale_extra or MAGIC_DNS})
@@ -108,7 +109,7 @@ def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: 
         key_file.chmod(0o600)
         ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
         lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file, extra_toml),
-                                dataplane_toml=dataplane_toml).start()
+                                dataplane_toml=dataplane_toml, dpdk_toml=dpdk_toml).start()
         d = lab.lopowerd
         wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd on the tailnet")
         lab.www = topo.tmpdir / "www"
@@ -144,6 +145,16 @@ def run_client(dev, *args, timeout=120, d=None):
     r = dev.host.run(["python3", str(APPS / "clients.py"), *map(str, args)], check=False, timeout=timeout)
     assert r.returncode == 0, r.stdout + r.stderr[-500:] + (diagnosis(d) if d else "")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def start_paced_upload(dev, ts, size, seconds, timeout=240):
+    """An upload from ``dev`` to ``ts`` spread over ``seconds``, on a thread
+    of its own: (thread, result dict filled when it ends)."""
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        run_client(dev, "paced-upload", ts.ip(4), SINK_PORT, size, seconds, timeout=timeout)))
+    t.start()
+    return t, result
 
 
 def flows(d, device=None):

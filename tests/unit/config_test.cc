@@ -725,5 +725,26 @@ TEST(Config, DerpTable) {
   }
 }
 
+TEST(Config, MetricsTable) {
+  const std::string port = "[[port]]\nname = \"p\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/24\"]\n";
+  EXPECT_FALSE(parse_config(port, "t.toml").metrics.enabled()) << "no endpoint unless asked for";
+  const config v4 = parse_config("[metrics]\nlisten = \"127.0.0.1:9586\"\n" + port, "t.toml");
+  EXPECT_TRUE(v4.metrics.enabled());
+  EXPECT_EQ(v4.metrics.address.to_string(), "127.0.0.1");
+  EXPECT_EQ(v4.metrics.port, 9586);
+  const config v6 = parse_config("[metrics]\nlisten = \"[::1]:9100\"\n" + port, "t.toml");
+  EXPECT_EQ(v6.metrics.address.to_string(), "::1");
+  EXPECT_EQ(v6.metrics.port, 9100);
+  for (const char* bad : {"listen = \"localhost:9586\"", "listen = \"127.0.0.1\"", "listen = \"127.0.0.1:0\"",
+                          "listen = \"127.0.0.1:70000\"", "listen = \"::1:9586\"", "listen = 9586", "port = 1"}) {
+    try {
+      (void)parse_config(std::string("[metrics]\n") + bad + "\n" + port, "t.toml");
+      ADD_FAILURE() << "accepted: " << bad;
+    } catch (const config_error& e) {
+      EXPECT_NE(std::string(e.what()).find("t.toml:2: metrics."), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lopower

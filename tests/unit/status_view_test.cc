@@ -7,7 +7,7 @@ namespace {
 
 nlohmann::json sample_status() {
   return nlohmann::json::parse(R"({
-    "version": "0.1.0", "pid": 42, "uptime_seconds": 3725,
+    "version": "0.1.0", "revision": "6853647abcde-dirty", "dpdk": "DPDK 22.11.11", "pid": 42, "uptime_seconds": 3725,
     "ports": [{"name": "lan", "role": "both", "mac": "02:00:00:00:00:01", "device": "net_tap0", "driver": "net_tap",
                "link": {"up": true}, "addresses": ["198.18.0.1/24"], "exception_path": {"tap": "lp-lan"},
                "rx_packets": 17, "rx_bytes": 1338, "tx_packets": 25, "tx_bytes": 2360, "to_kernel": 17, "from_kernel": 25,
@@ -26,7 +26,7 @@ nlohmann::json sample_status() {
 
 TEST(StatusView, ShowsPortsLcoresDropsAndNeighbours) {
   const std::string out = render_status(sample_status());
-  EXPECT_NE(out.find("lopowerd 0.1.0"), std::string::npos);
+  EXPECT_NE(out.find("lopowerd 0.1.0 (6853647abcde-dirty)  DPDK 22.11.11  pid 42"), std::string::npos) << out;
   EXPECT_NE(out.find("up 01:02:05"), std::string::npos);
   EXPECT_NE(out.find("lan"), std::string::npos);
   EXPECT_NE(out.find("link up"), std::string::npos);

@@ -5,6 +5,8 @@
 
 #include "control/enrollment/keys.h"
 #include "control/enrollment/qr_code.h"
+#include "tools/lopower-ctl/device_view.h"
+#include "tools/lopower-ctl/flow_view.h"
 
 namespace lopower {
 namespace {
@@ -108,23 +110,7 @@ std::string text_or_dash(const nlohmann::json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : "-";
 }
 
-std::string ago(std::int64_t unix_time) {
-  if (unix_time <= 0) return "never";
-  const std::int64_t s = std::time(nullptr) - unix_time;
-  return std::to_string(s < 0 ? 0 : s) + "s ago";
-}
-
-void print_list(const nlohmann::json& devices) {
-  std::printf("%-20s %-15s %-28s %-24s %-12s %10s %10s\n", "NAME", "IPV4", "IPV6", "ENDPOINT", "HANDSHAKE", "RX", "TX");
-  for (const auto& d : devices) {
-    const nlohmann::json wg = d.contains("wireguard") && d["wireguard"].is_object() ? d["wireguard"] : nlohmann::json::object();
-    std::printf("%-20s %-15s %-28s %-24s %-12s %10llu %10llu\n", text_or_dash(d, "name").c_str(), text_or_dash(d, "ipv4").c_str(),
-                text_or_dash(d, "ipv6").c_str(), text_or_dash(wg, "endpoint").c_str(),
-                ago(wg.value("latest_handshake", std::int64_t{0})).c_str(),
-                static_cast<unsigned long long>(wg.value("rx_bytes", std::uint64_t{0})),
-                static_cast<unsigned long long>(wg.value("tx_bytes", std::uint64_t{0})));
-  }
-}
+std::int64_t now_unix() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 }  // namespace
 
@@ -141,12 +127,31 @@ int run_device_command(const std::vector<std::string>& args, const ctl_requester
   options o;
   o.qr = sub == "add";
   if (!parse(sub, std::vector<std::string>(args.begin() + 1, args.end()), o)) return 2;
+  if (sub == "list") o.args["with_interface"] = true;  // the header, as `wg show` has it
   auto result = request({"device." + sub, o.args});
   if (!result) return 1;
+  if (sub == "list") {
+    const bool split = result->is_object();
+    const nlohmann::json devices = split ? result->value("devices", nlohmann::json::array()) : *result;
+    const nlohmann::json interface = split ? result->value("interface", nlohmann::json::object()) : nlohmann::json::object();
+    // --json stays the array of devices it has always been; the interface is in `status --json` too.
+    if (o.json) std::printf("%s\n", devices.dump(2).c_str());
+    else std::fputs(render_device_list(interface, devices, now_unix()).c_str(), stdout);
+    return 0;
+  }
+  if (sub == "show") {
+    // Its spliced flows, from the daemon's `flows` command.
+    auto flows = request({"flows", {{"device", o.name}}});
+    if (!flows) return 1;
+    if (o.json) {
+      (*result)["flows"] = flows->is_object() ? flows->value("flows", nlohmann::json::array()) : nlohmann::json::array();
+    } else {
+      std::fputs(render_device_block(*result, now_unix()).c_str(), stdout);
+      std::fputs(("\nflows:\n" + render_flows(*flows) + "\n").c_str(), stdout);
+    }
+  }
   if (o.json) {
     std::printf("%s\n", result->dump(2).c_str());
-  } else if (sub == "list") {
-    print_list(*result);
   } else if (sub == "add" || sub == "show") {
     std::string config = text_or_dash(*result, "config");
     std::fputs(config.c_str(), stdout);

@@ -1,6 +1,6 @@
 // lopower-ctl: the operator's command line for lopowerd.
 //
-//   lopower-ctl [--socket PATH] status [--json]
+//   lopower-ctl [--socket PATH] COMMAND [ARGS]   (`lopower-ctl help` lists them)
 
 #include <cstdio>
 #include <cstring>
@@ -11,9 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lopower/build_info.h"
 #include "lopower/ctl_protocol.h"
 #include "tools/lopower-ctl/device_cli.h"
+#include "tools/lopower-ctl/flow_view.h"
 #include "tools/lopower-ctl/status_view.h"
+#include "tools/lopower-ctl/top_cli.h"
 
 namespace {
 
@@ -22,7 +25,13 @@ void usage(FILE* out) {
                "usage: lopower-ctl [--socket PATH] COMMAND [ARGS]\n"
                "commands:\n"
                "  status [--json]   daemon, ports, lcores, counters and drops by reason\n"
-               "  device add|list|show|remove|reset-timestamp ...   enrol and manage WireGuard devices\n"
+               "  top [--interval SECONDS] [--once]   live view (also `watch`): ports' packets/s and bit/s,\n"
+               "                    workers' busy share, the busiest devices, drops that rose; q or Ctrl-C quits;\n"
+               "                    --once prints one frame (rates over one interval) and exits\n"
+               "  device list [--json]   the devices, as `wg show` shows peers: endpoint, latest handshake,\n"
+               "                    transfer, persistent keepalive\n"
+               "  device show NAME [--qr] [--json]   its block, its spliced flows, its wg-quick config\n"
+               "  device add|remove|reset-timestamp ...   enrol and manage WireGuard devices (`device` for usage)\n"
                "  flows [--device NAME] [--json]   spliced flows: device side, tailnet side, state, bytes\n"
                "  logout            leave the tailnet (the node key is expired at the server)\n"
                "  login             join again after a logout\n"
@@ -30,6 +39,7 @@ void usage(FILE* out) {
                "                    or ICMP through WireGuard: latency and path (direct or DERP); without\n"
                "                    --c, up to 10 pings until one comes back on a direct path\n"
                "  netcheck [--json] UDP, the endpoint STUN sees, latency to each DERP region, home region\n"
+               "  version [--json]  lopower-ctl's version and revision, and lopowerd's (with DPDK and crypto)\n"
                "The socket defaults to $LOPOWER_CTL_SOCKET, else %s.\n",
                lopower::ctl::default_socket);
 }
@@ -47,7 +57,10 @@ bool parse(int argc, char** argv, command_line& cl) {
   for (; i < argc && argv[i][0] == '-'; ++i) {
     if (std::strcmp(argv[i], "--socket") == 0 && i + 1 < argc) cl.socket = argv[++i];
     else if (std::strncmp(argv[i], "--socket=", 9) == 0) cl.socket = argv[i] + 9;
-    else return false;
+    else if (std::strcmp(argv[i], "--version") == 0) {
+      cl.command = "version";
+      return true;
+    } else return false;
   }
   if (i == argc) return false;
   cl.command = argv[i++];
@@ -55,15 +68,19 @@ bool parse(int argc, char** argv, command_line& cl) {
   return true;
 }
 
+// Sends the request and returns its result; throws std::runtime_error with
+// the daemon's error, or the socket's.
+nlohmann::json call(const command_line& cl, const lopower::ctl::request& req) {
+  nlohmann::json reply = lopower::ctl::call(cl.socket, req);
+  if (!reply.is_object() || !reply.value("ok", false))
+    throw std::runtime_error(reply.is_object() ? reply.value("error", std::string("request failed")) : "request failed");
+  return reply["result"];
+}
+
 // Sends the request; prints the daemon's error and returns nullopt on failure.
 std::optional<nlohmann::json> request(const command_line& cl, const lopower::ctl::request& req) {
   try {
-    nlohmann::json reply = lopower::ctl::call(cl.socket, req);
-    if (!reply.value("ok", false)) {
-      std::fprintf(stderr, "lopower-ctl: %s\n", reply.value("error", std::string("request failed")).c_str());
-      return std::nullopt;
-    }
-    return reply["result"];
+    return call(cl, req);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lopower-ctl: %s\n", e.what());
     return std::nullopt;
@@ -103,19 +120,7 @@ int cmd_flows(const command_line& cl) {
     std::printf("%s\n", result->dump(2).c_str());
     return 0;
   }
-  std::printf("%-12s %-6s %-62s %-30s %-11s %8s %12s %12s\n", "DEVICE", "PROTO", "DEVICE SIDE -> DESTINATION",
-              "TAILNET SIDE", "STATE", "AGE", "BYTES OUT", "BYTES IN");
-  for (const auto& f : (*result)["flows"]) {
-    const std::string device_side = f.value("device_side", "") + " -> " + f.value("destination", "");
-    std::printf("%-12s %-6s %-62s %-30s %-11s %7llus %12llu %12llu\n", f.value("device", "").c_str(),
-                f.value("protocol", "").c_str(), device_side.c_str(), f.value("tailnet_side", "").c_str(),
-                f.value("state", "").c_str(), static_cast<unsigned long long>(f.value("age_seconds", 0ull)),
-                static_cast<unsigned long long>(f.value("bytes_out", 0ull)),
-                static_cast<unsigned long long>(f.value("bytes_in", 0ull)));
-  }
-  std::printf("%llu flow(s) of %llu%s\n", static_cast<unsigned long long>(result->value("count", 0ull)),
-              static_cast<unsigned long long>(result->value("capacity", 0ull)),
-              result->value("truncated", false) ? " (list truncated)" : "");
+  std::fputs(lopower::render_flows(*result).c_str(), stdout);
   return 0;
 }
 
@@ -221,6 +226,44 @@ int cmd_netcheck(const command_line& cl) {
   return 0;
 }
 
+// `lopower-ctl version`: this program's version and revision, then, if the
+// daemon answers, its own with its DPDK and crypto backend.
+int cmd_version(const command_line& cl) {
+  const bool json = cl.args.size() == 1 && cl.args[0] == "--json";
+  if (!cl.args.empty() && !json) {
+    std::fprintf(stderr, "usage: lopower-ctl version [--json]\n");
+    return 2;
+  }
+  nlohmann::json daemon;
+  std::string why;
+  try {
+    daemon = call(cl, {"version", nlohmann::json::object()});
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  if (json) {
+    nlohmann::json out = {{"lopower_ctl", {{"version", lopower::build_version()}, {"revision", lopower::build_revision()}}},
+                          {"lopowerd", daemon}};
+    if (!why.empty()) out["lopowerd_error"] = why;
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("lopower-ctl %s\n  revision %s\n", lopower::build_version(), lopower::build_revision());
+  if (!why.empty()) {
+    std::printf("lopowerd: %s\n", why.c_str());
+    return 0;
+  }
+  auto text = [&](const char* key) {
+    const auto it = daemon.is_object() ? daemon.find(key) : daemon.end();
+    return it != daemon.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>() : "-";
+  };
+  std::printf("lopowerd %s\n  revision %s\n  %s\n  crypto %s", text("version").c_str(), text("revision").c_str(),
+              text("dpdk").c_str(), text("crypto_backend").c_str());
+  if (text("crypto") != "-") std::printf(" (%s)", text("crypto").c_str());
+  std::printf("\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -235,6 +278,9 @@ int main(int argc, char** argv) {
   if (cl.command == "ping") return cmd_ping(cl);
   if (cl.command == "flows") return cmd_flows(cl);
   if (cl.command == "netcheck") return cmd_netcheck(cl);
+  if (cl.command == "top" || cl.command == "watch")
+    return lopower::run_top_command(cl.args, [&](const lopower::ctl::request& r) { return call(cl, r); });
+  if (cl.command == "version") return cmd_version(cl);
   if (cl.command == "logout" || cl.command == "login") {
     auto result = request(cl, {cl.command, nlohmann::json::object()});
     if (!result) return 1;

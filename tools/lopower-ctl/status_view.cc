@@ -153,8 +153,10 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
 
 std::string render_status(const nlohmann::json& s) {
   std::ostringstream out;
-  out << "lopowerd " << text(s, "version") << "  pid " << text(s, "pid") << "  up " << human_duration(number(s, "uptime_seconds"))
-      << "\n\nports:\n";
+  out << "lopowerd " << text(s, "version");
+  if (text(s, "revision") != "-") out << " (" << text(s, "revision") << ")";
+  if (text(s, "dpdk") != "-") out << "  " << text(s, "dpdk");
+  out << "  pid " << text(s, "pid") << "  up " << human_duration(number(s, "uptime_seconds")) << "\n\nports:\n";
   for (const auto& p : member(s, "ports", nlohmann::json::value_t::array)) render_port(out, p);
   out << "\nlcores:\n";
   for (const auto& l : member(s, "lcores", nlohmann::json::value_t::array)) {
