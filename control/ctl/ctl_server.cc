@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "control/log.h"
+#include "lopower/keys.h"
 
 namespace lopower {
 
@@ -107,7 +108,9 @@ ctl_server::~ctl_server() {
   }
 }
 
-void ctl_server::handle(const std::string& command, ctl_handler handler) { handlers_[command] = std::move(handler); }
+void ctl_server::handle(const std::string& command, ctl_handler handler, access who) {
+  handlers_[command] = {std::move(handler), who};
+}
 
 void ctl_server::accept_clients() {
   for (;;) {
@@ -166,10 +169,10 @@ void ctl_server::on_readable(client& c) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {  // end of request (or error): answer what arrived, if anything
       if (n < 0 || c.in.empty()) return drop_client(c.fd);
-      return answer(c, dispatch(c.in));
+      return answer(c, dispatch(c.in, c.uid));
     }
     c.in.append(buf, static_cast<std::size_t>(n));
-    if (auto nl = c.in.find('\n'); nl != std::string::npos) return answer(c, dispatch(std::string_view(c.in).substr(0, nl)));
+    if (auto nl = c.in.find('\n'); nl != std::string::npos) return answer(c, dispatch(std::string_view(c.in).substr(0, nl), c.uid));
     if (c.in.size() > ctl::max_request_bytes) {
       ++refused_;
       return answer(c, ctl::encode_error("request too large (limit " + std::to_string(ctl::max_request_bytes) + " bytes)"));
@@ -177,7 +180,7 @@ void ctl_server::on_readable(client& c) {
   }
 }
 
-std::string ctl_server::dispatch(std::string_view line) {
+std::string ctl_server::dispatch(std::string_view line, uid_t uid) {
   auto parsed = ctl::parse_request(line);
   if (auto* err = std::get_if<std::string>(&parsed)) {
     ++refused_;
@@ -189,8 +192,12 @@ std::string ctl_server::dispatch(std::string_view line) {
     ++refused_;
     return ctl::encode_error("unknown command \"" + req.command + "\"");
   }
+  if (it->second.who == access::root_only && uid != 0) {
+    ++refused_;
+    return ctl::encode_error("\"" + req.command + "\" changes lopower or shows secrets: root only (the control group may look, not change)");
+  }
   try {
-    std::string reply = ctl::encode_ok(it->second(req.args));
+    std::string reply = ctl::encode_ok(it->second.handler(req.args));
     ++served_;
     return reply;
   } catch (const ctl_command_error& e) {
@@ -245,6 +252,8 @@ void ctl_server::drop_client(int fd) {
   loop_.unwatch(fd);
   loop_.cancel_timer(it->second->deadline);
   close(fd);
+  // A reply may have carried a device's config and private key.
+  secure_wipe(it->second->out.data(), it->second->out.size());
   clients_.erase(it);
 }
 

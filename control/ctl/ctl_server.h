@@ -42,7 +42,11 @@ class ctl_server {
   ctl_server(const ctl_server&) = delete;
   ctl_server& operator=(const ctl_server&) = delete;
 
-  void handle(const std::string& command, ctl_handler handler);
+  // Who may run a command. With a ctl_group, its members reach the socket
+  // too: they may look (status, lists, pings), but only root changes state
+  // or sees secrets (device keys and configs, login).
+  enum class access { anyone, root_only };
+  void handle(const std::string& command, ctl_handler handler, access who = access::anyone);
   const std::string& path() const { return path_; }
 
   // Requests answered / refused since start, connections let go for room.
@@ -57,7 +61,7 @@ class ctl_server {
   void on_writable(client& c);
   void discard_input(client& c);
   void answer(client& c, std::string reply);
-  std::string dispatch(std::string_view line);
+  std::string dispatch(std::string_view line, uid_t uid);
   void drop_client(int fd);
   void make_room_for(uid_t uid);
   void evict(int fd);
@@ -65,7 +69,11 @@ class ctl_server {
   event_loop& loop_;
   std::string path_;
   int listen_fd_ = -1;
-  std::map<std::string, ctl_handler> handlers_;
+  struct command_entry {
+    ctl_handler handler;
+    access who;
+  };
+  std::map<std::string, command_entry> handlers_;
   std::map<int, std::unique_ptr<client>> clients_;
   std::uint64_t served_ = 0, refused_ = 0, evicted_ = 0;
   std::uint64_t accepted_ = 0;  // orders clients by age

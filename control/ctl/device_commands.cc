@@ -99,7 +99,7 @@ class device_commands {
   }
 
   nlohmann::json add(const nlohmann::json& raw) {
-    const arguments args(raw, {"name", "public_key", "ipv4_only", "ipv6_only", "keepalive"});
+    const arguments args(raw, {"name", "public_key", "ipv4_only", "ipv6_only", "keepalive", "keep_private_key"});
     // Refuse before anything is saved: a device whose config cannot be printed is no use.
     value_or_refuse(enrollment::parse_endpoint(cfg_.devices.endpoint));
     enrollment::add_options opts;
@@ -107,11 +107,15 @@ class device_commands {
     opts.ipv4_only = args.flag("ipv4_only");
     opts.ipv6_only = args.flag("ipv6_only");
     opts.keepalive = args.integer("keepalive");
+    opts.keep_private_key = args.flag("keep_private_key");
+    // `d` carries the private key this once; the registry keeps what it was told to.
     const enrollment::device d = value_or_refuse(registry_.add(args.name(), opts));
-    server_.add_device(d);
+    const enrollment::device& kept = *registry_.find(d.name);
+    server_.add_device(kept);
     LOG_INFO("device %s enrolled", d.name.c_str());
-    nlohmann::json out = describe(d);
+    nlohmann::json out = describe(kept);
     out["config"] = config_text(d);
+    out["shown_once"] = d.has_private_key() && !kept.has_private_key();
     return out;
   }
 
@@ -160,11 +164,14 @@ class device_commands {
 void register_device_commands(ctl_server& ctl, enrollment::device_registry& registry, wireguard_interface& server,
                               const config& cfg) {
   auto cmds = std::make_shared<device_commands>(registry, server, cfg);
-  ctl.handle("device.add", [cmds](const nlohmann::json& a) { return cmds->add(a); });
+  using access = ctl_server::access;
+  // show prints the device's config: with a kept private key, its credentials.
+  ctl.handle("device.add", [cmds](const nlohmann::json& a) { return cmds->add(a); }, access::root_only);
   ctl.handle("device.list", [cmds](const nlohmann::json& a) { return cmds->list(a); });
-  ctl.handle("device.show", [cmds](const nlohmann::json& a) { return cmds->show(a); });
-  ctl.handle("device.remove", [cmds](const nlohmann::json& a) { return cmds->remove(a); });
-  ctl.handle("device.reset-timestamp", [cmds](const nlohmann::json& a) { return cmds->reset_timestamp(a); });
+  ctl.handle("device.show", [cmds](const nlohmann::json& a) { return cmds->show(a); }, access::root_only);
+  ctl.handle("device.remove", [cmds](const nlohmann::json& a) { return cmds->remove(a); }, access::root_only);
+  ctl.handle("device.reset-timestamp", [cmds](const nlohmann::json& a) { return cmds->reset_timestamp(a); },
+             access::root_only);
 }
 
 }  // namespace lopower

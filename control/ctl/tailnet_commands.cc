@@ -11,7 +11,7 @@ void register_tailnet_commands(ctl_server& ctl, tailnet_node* node) {
       return nlohmann::json{{"backend_state", tailnet::to_string(node->client().state())}};
     };
   };
-  ctl.handle("logout", with_node([](tailnet_node& n) { return n.logout(); }));
+  ctl.handle("logout", with_node([](tailnet_node& n) { return n.logout(); }), ctl_server::access::root_only);
   // ping PEER: started here, its outcome polled (the control socket answers
   // each request at once; a ping takes up to its timeout).
   ctl.handle("tailnet.ping", [node](const nlohmann::json& args) -> nlohmann::json {
@@ -31,7 +31,7 @@ void register_tailnet_commands(ctl_server& ctl, tailnet_node* node) {
     if (!args.contains("id") || !args["id"].is_number_unsigned()) throw ctl_command_error("id: expected a ping id");
     return node->ping_result(args["id"].get<std::uint64_t>());
   });
-  ctl.handle("login", with_node([](tailnet_node& n) { return n.login(); }));
+  ctl.handle("login", with_node([](tailnet_node& n) { return n.login(); }), ctl_server::access::root_only);
   ctl.handle("tailnet.netcheck", [node](const nlohmann::json&) -> nlohmann::json {
     if (node == nullptr) throw ctl_command_error("the tailnet is not configured (tailnet.control_url)");
     return node->netcheck_json();

@@ -25,6 +25,13 @@ namespace lopower {
 namespace {
 
 constexpr auto forward_timeout = std::chrono::seconds(4);
+// DNS over TCP (RFC 7766 §6.2.3): a connection idle this long is closed, and
+// the connections are bounded in all and per device. A new connection is
+// always taken: when a bound is reached, the least recently active one (the
+// device's own first) is closed, so idle connections cannot lock devices out.
+constexpr auto tcp_idle_timeout = std::chrono::seconds(10);
+constexpr std::size_t max_tcp_connections = 256;
+constexpr std::size_t max_tcp_connections_per_device = 16;
 constexpr std::size_t max_pending = 4096;  // forwarded queries in flight; beyond: SERVFAIL at once
 constexpr unsigned max_pending_per_device = 64;  // one device's share of them
 
@@ -306,6 +313,7 @@ void dns_service::tick() {
     deliver(q, dns::servfail_answer(q.sent));
     tcp_retries_in_flight_.erase(id);
   }
+  close_idle_tcp(now);
 }
 
 // --- TCP through the kernel -------------------------------------------------------------
@@ -370,11 +378,13 @@ void dns_service::on_accept(int listener) {
   for (;;) {
     const int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    if (conns_.size() >= 256) {  // a device cannot tie up lopower with idle connections
-      ::close(fd);
-      continue;
-    }
-    conns_[fd] = tcp_conn{fd, {}};
+    sockaddr_storage sa{};
+    socklen_t len = sizeof sa;
+    getpeername(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    const auto peer = endpoint_of(sa);
+    std::string device = peer ? device_with_address(peer->address) : std::string();
+    make_room_for_tcp(device);
+    conns_[fd] = tcp_conn{fd, {}, std::move(device), std::chrono::steady_clock::now()};
     conn_serial_[fd] = next_serial_++;
     loop_.watch(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t) { on_tcp_data(fd); });
   }
@@ -389,6 +399,7 @@ void dns_service::on_tcp_data(int fd) {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     return close_tcp(fd);
   }
+  it->second.last_active = std::chrono::steady_clock::now();
   auto& in = it->second.in;
   in.insert(in.end(), buf, buf + n);
   // The peer of this connection is a device: the kernel knows its address.
@@ -428,6 +439,35 @@ void dns_service::send_tcp(int fd, std::span<const std::uint8_t> message) {
   if (::send(fd, framed.data(), framed.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(framed.size())) close_tcp(fd);
 }
 
+// Closes the least recently active connection of `device` when it holds its
+// share, else the least recently active of all when all are taken.
+void dns_service::make_room_for_tcp(const std::string& device) {
+  const auto oldest = [&](bool same_device) {
+    auto pick = conns_.end();
+    for (auto it = conns_.begin(); it != conns_.end(); ++it)
+      if ((!same_device || it->second.device == device) &&
+          (pick == conns_.end() || it->second.last_active < pick->second.last_active))
+        pick = it;
+    return pick;
+  };
+  const auto held = static_cast<std::size_t>(
+      std::count_if(conns_.begin(), conns_.end(), [&](const auto& c) { return c.second.device == device; }));
+  auto victim = held >= max_tcp_connections_per_device ? oldest(true)
+                : conns_.size() >= max_tcp_connections ? oldest(false)
+                                                        : conns_.end();
+  if (victim == conns_.end()) return;
+  ++tcp_evicted_;
+  close_tcp(victim->first);
+}
+
+void dns_service::close_idle_tcp(std::chrono::steady_clock::time_point now) {
+  std::vector<int> idle;
+  for (const auto& [fd, c] : conns_)
+    if (now - c.last_active >= tcp_idle_timeout) idle.push_back(fd);
+  tcp_idle_closed_ += idle.size();
+  for (int fd : idle) close_tcp(fd);
+}
+
 void dns_service::close_tcp(int fd) {
   if (conns_.erase(fd) == 0) return;
   conn_serial_.erase(fd);
@@ -448,7 +488,11 @@ nlohmann::json dns_service::status_json() const {
           {"upstream_tcp_retry_failures", tcp_retry_failures_},
           {"queries_from_unknown_sources", unknown_device_},
           {"forwards_refused_device_limit", device_limit_},
-          {"tcp", tun_ >= 0 ? nlohmann::json{{"interface", tun_name_}, {"queries", tcp_queries_}, {"connections", conns_.size()}}
+          {"tcp", tun_ >= 0 ? nlohmann::json{{"interface", tun_name_},
+                                               {"queries", tcp_queries_},
+                                               {"connections", conns_.size()},
+                                               {"closed_idle", tcp_idle_closed_},
+                                               {"closed_for_room", tcp_evicted_}}
                             : nlohmann::json(nullptr)}};
 }
 

@@ -59,7 +59,11 @@ class dns_service {
   struct tcp_conn {
     int fd = -1;
     std::vector<std::uint8_t> in;  // length-prefixed messages as they come
+    std::string device;            // whose it is (from the peer's address at accept)
+    std::chrono::steady_clock::time_point last_active;
   };
+  void make_room_for_tcp(const std::string& device);
+  void close_idle_tcp(std::chrono::steady_clock::time_point now);
   // A forwarded query's socket: watched while it lives, closed with it.
   class upstream_socket {
    public:
@@ -123,7 +127,7 @@ class dns_service {
   std::map<int, tcp_conn> conns_;
   std::map<int, std::uint64_t> conn_serial_;  // fd -> which connection holds it now
   std::uint64_t next_serial_ = 1;
-  std::uint64_t tcp_queries_ = 0;
+  std::uint64_t tcp_queries_ = 0, tcp_idle_closed_ = 0, tcp_evicted_ = 0;
   std::map<std::uint16_t, pending> pending_;  // by our ID
   std::map<std::string, unsigned> in_flight_by_device_;
   std::map<std::uint16_t, std::unique_ptr<dns_upstream_tcp>> tcp_retries_in_flight_;  // by our ID, as pending_

@@ -330,6 +330,7 @@ result<device> device_registry::add(std::string_view name, const add_options& op
 
   std::vector<device> next = devices_;
   next.push_back(d);
+  if (!options.keep_private_key) next.back().device_private_key.reset();  // add's result is the only copy
   if (auto written = persist(next); !written) return written.error();
 
   // Written: now memory follows. reserve() cannot fail for addresses next_free() gave.

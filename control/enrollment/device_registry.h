@@ -68,6 +68,10 @@ struct add_options {
   bool ipv4_only = false;
   bool ipv6_only = false;
   std::optional<std::int64_t> keepalive;  // `--keepalive S`, 0..65535; the config's default without it
+  // A key pair lopower generates is shown once (in add's result) and only
+  // its public half is kept, as if the device had run `wg genkey` itself;
+  // `--keep-private-key` keeps it for a later `device show --qr`.
+  bool keep_private_key = false;
 };
 
 // Device names: 1..32 characters of [A-Za-z0-9_.-], case-sensitive.

@@ -98,3 +98,33 @@ def test_ipv6_only_device_reaches_the_peer_over_ipv6(lab):
     # handshakes; the pings after it go through.
     wait_until(lambda: v6.ping(ts1.ip(6), count=1, wait=1), 15, "the first spliced ping over IPv6")
     assert v6.ping(ts1.ip(6), count=3), diagnosis(lab.lopowerd)
+
+
+def hold(lab, device: str, *args) -> dict:
+    dev = next(d for d in DEVICES if d.name == device)
+    r = lab.devices[device].host.run(["python3", str(APPS / "dns_tcp_hold.py"), args[0], dev.lopower_address,
+                                      *map(str, args[1:])], check=False, timeout=120)
+    assert r.returncode == 0, f"{device} {args}: {r.stdout}{r.stderr[-800:]}"
+    return json.loads(r.stdout)
+
+
+def tcp_status(lab) -> dict:
+    return lab.lopowerd.status()["dns"]["tcp"]
+
+
+def test_an_idle_tcp_connection_is_closed(lab):
+    before = tcp_status(lab)["closed_idle"]
+    r = hold(lab, "dual", "idle")
+    assert r["closed"], r
+    assert 5 <= r["seconds"] <= 50, r  # RFC 7766's idle timeout is lopower's 10 s; not at once, not never
+    assert tcp_status(lab)["closed_idle"] > before
+
+
+def test_held_tcp_connections_cannot_lock_a_device_out(lab):
+    """A device holding more connections than its share (16) loses its
+    least recently used ones; its new connection is answered."""
+    before = tcp_status(lab)["closed_for_room"]
+    r = hold(lab, "dual", "crowd", 24, NAME, 9)
+    assert r["answer"]["rcode"] == 0 and r["answer"]["answers"] == [lab.peers["ts1"].ip(4)], r
+    assert r["held_closed"] >= 9, r  # 24 held + 1 new against a share of 16
+    assert tcp_status(lab)["closed_for_room"] >= before + 9

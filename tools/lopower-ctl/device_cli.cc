@@ -21,8 +21,8 @@ struct options {
 
 void usage() {
   std::fputs(
-      "usage: lopower-ctl device add NAME [--public-key BASE64] [--ipv4-only|--ipv6-only] [--keepalive S]\n"
-      "                              [--json] [--no-qr] [--qr-png FILE] [--qr-svg FILE]\n"
+      "usage: lopower-ctl device add NAME [--public-key BASE64 | --keep-private-key] [--ipv4-only|--ipv6-only]\n"
+      "                              [--keepalive S] [--json] [--no-qr] [--qr-png FILE] [--qr-svg FILE]\n"
       "       lopower-ctl device list [--json]\n"
       "       lopower-ctl device show NAME [--qr] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
       "       lopower-ctl device remove NAME\n"
@@ -45,6 +45,7 @@ bool parse(const std::string& sub, const std::vector<std::string>& words, option
     else if (w == "--no-qr" && sub == "add") o.qr = false;
     else if (w == "--ipv4-only" && sub == "add") o.args["ipv4_only"] = true;
     else if (w == "--ipv6-only" && sub == "add") o.args["ipv6_only"] = true;
+    else if (w == "--keep-private-key" && sub == "add") o.args["keep_private_key"] = true;
     else if (w == "--public-key" && sub == "add") {
       auto v = value("a base64 key");
       if (!v) return false;
@@ -158,6 +159,10 @@ int run_device_command(const std::vector<std::string>& args, const ctl_requester
     if (o.qr) std::fputs("\n", stdout);
     const int rc = (o.qr || !o.qr_png.empty() || !o.qr_svg.empty()) ? show_qr(config, o, o.qr) : 0;
     enrollment::wipe(config);
+    if (result->value("shown_once", false))
+      std::fputs("\nlopower keeps only this device's public key: the config and QR code above are shown once.\n"
+                 "Save them now (--keep-private-key keeps the key for a later `device show --qr`).\n",
+                 stderr);
     return rc;
   } else if (sub == "remove") {
     std::printf("device %s removed; its sessions have ended\n", o.name.c_str());

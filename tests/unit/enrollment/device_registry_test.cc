@@ -100,6 +100,32 @@ TEST_F(DeviceRegistry, AddGeneratesAKeyPairAndTheNextAddresses) {
   EXPECT_EQ(mode_of(state_file()), 0600);
 }
 
+TEST_F(DeviceRegistry, AGeneratedPrivateKeyIsHandedOutOnceAndNotKept) {
+  auto reg = open();
+  auto d = reg.add("once", {});
+  ASSERT_TRUE(d.ok()) << d.message();
+  ASSERT_TRUE(d->has_private_key()) << "add's result carries it, to be shown this once";
+  EXPECT_FALSE(reg.find("once")->has_private_key());
+  const std::string state = slurp(state_file());
+  EXPECT_FALSE(json::parse(state)["devices"][0].contains("private_key"));
+  EXPECT_EQ(state.find(d->device_private_key->to_base64()), std::string::npos);
+  // Nor after a restart.
+  auto again = open();
+  EXPECT_FALSE(again.find("once")->has_private_key());
+  EXPECT_EQ(again.find("once")->public_key, d->public_key);
+}
+
+TEST_F(DeviceRegistry, KeepPrivateKeyKeepsItOnDisk) {
+  auto reg = open();
+  add_options o;
+  o.keep_private_key = true;
+  auto d = reg.add("kept", o);
+  ASSERT_TRUE(d.ok()) << d.message();
+  ASSERT_TRUE(reg.find("kept")->has_private_key());
+  EXPECT_EQ(*reg.find("kept")->device_private_key, *d->device_private_key);
+  EXPECT_EQ(json::parse(slurp(state_file()))["devices"][0]["private_key"], d->device_private_key->to_base64());
+}
+
 TEST_F(DeviceRegistry, WithItsOwnPublicKeyLopowerNeverHoldsThePrivateKey) {
   auto reg = open();
   const std::string pub = fresh_public_key();
@@ -410,7 +436,9 @@ TEST_F(DeviceRegistry, ALooseStateDirectoryIsTightenedWithAWarning) {
 }
 
 TEST_F(DeviceRegistry, CorruptedFilesAreErrorsAndAreNotReplaced) {
-  { auto reg = open(); ASSERT_TRUE(reg.add("a", {}).ok()); ASSERT_TRUE(reg.add("b", {}).ok()); }
+  add_options kept;  // private keys in the file too, to corrupt
+  kept.keep_private_key = true;
+  { auto reg = open(); ASSERT_TRUE(reg.add("a", kept).ok()); ASSERT_TRUE(reg.add("b", kept).ok()); }
   const std::string good = slurp(state_file());
   const json doc = json::parse(good);
 
