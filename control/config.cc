@@ -65,6 +65,7 @@ dataplane_settings dataplane_settings_of(const config& cfg) {
   s.device_ipv4_prefix = cfg.devices.ipv4_prefix;
   s.device_ipv6_prefix = cfg.devices.ipv6_prefix;
   s.device_mtu = cfg.devices.mtu;
+  s.dns_device_query_rate = cfg.dns.device_query_rate;
   return s;
 }
 
@@ -393,9 +394,10 @@ void read_dpdk(const section& s, dpdk_config& d) {
 // ---------------------------------------------------------------- [dataplane]
 
 void read_dataplane(const section& s, dataplane_config& d) {
-  static constexpr std::array<std::string_view, 9> keys{"burst_size",  "mbufs",     "mbuf_cache",
-                                                        "idle",        "idle_sleep_max_us", "tx_drain_us",
-                                                        "ring_size",   "max_flows", "max_flows_per_device"};
+  static constexpr std::array<std::string_view, 10> keys{"burst_size",  "mbufs",     "mbuf_cache",
+                                                         "idle",        "idle_sleep_max_us", "tx_drain_us",
+                                                         "ring_size",   "max_flows", "max_flows_per_device",
+                                                         "neighbour_timeout"};
   s.allow_only(keys);
   s.read_int<1, 256>("burst_size", d.burst_size);
   s.read_int<1024, 16777216>("mbufs", d.mbufs);
@@ -407,6 +409,7 @@ void read_dataplane(const section& s, dataplane_config& d) {
   s.read_power_of_two<64, 65536>("ring_size", d.ring_size);
   s.read_int<64, 4194304>("max_flows", d.max_flows);
   s.read_int<1, 4194304>("max_flows_per_device", d.max_flows_per_device);
+  s.read_int<5, 86400>("neighbour_timeout", d.neighbour_timeout_s);
   if (d.max_flows_per_device > d.max_flows)
     s.refuse(s.find("max_flows_per_device"), "max_flows_per_device",
              std::to_string(d.max_flows_per_device) + " is more than max_flows (" + std::to_string(d.max_flows) + ")");
@@ -424,9 +427,10 @@ bool valid_ip_endpoint(std::string_view e) {
 
 // [dns]: upstream resolvers, as addresses ("198.18.0.53", "[fd00::53]:53").
 void read_dns(const section& s, dns_config_table& d) {
-  static constexpr std::array<std::string_view, 1> keys{"upstreams"};
+  static constexpr std::array<std::string_view, 2> keys{"upstreams", "device_query_rate"};
   s.allow_only(keys);
   d.line = s.line();
+  s.read_int<0, 1000000>("device_query_rate", d.device_query_rate);
   if (!s.read_string_array("upstreams", d.upstreams)) return;
   for (const std::string& u : d.upstreams)
     if (!ip_address::parse(u) && !valid_ip_endpoint(u))

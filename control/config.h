@@ -76,6 +76,9 @@ struct dns_config_table {
   // "198.18.0.53:5353" / "[fd00::53]:53". Empty: only the tailnet's own
   // resolvers (if it sets any); otherwise such names get SERVFAIL.
   std::vector<std::string> upstreams;
+  // Queries per second one device may send lopower's DNS server, paced on
+  // the worker (a second's worth at once); 0: not paced.
+  std::uint32_t device_query_rate = 200;
   int line = 0;
 };
 

@@ -213,6 +213,8 @@ int serve(const config& cfg, const std::string& config_path) {
   ctl.handle("ping", [](const nlohmann::json&) { return nlohmann::json{{"pong", true}}; });
   // Workers never make system calls, so the control thread collects from
   // their rings on a short timer rather than being woken.
+  devices.guard_on_workers(listener::devices);
+  std::uint64_t loaded_until_ms = 0;
   loop.add_timer(control_poll_interval, control_poll_interval, [&] {
     dp.drain_neighbour_notes(monotonic_ms());
     dp.drain_wg_events([&](const wg_event& ev) {
@@ -225,7 +227,12 @@ int serve(const config& cfg, const std::string& config_path) {
       if (devices.stage(sp) || (tailnet && tailnet->stage(sp))) return;
       rte_pktmbuf_free(sp.mbuf);  // its peer went away meanwhile
     });
-    const bool under_load = dp.control_backlog() > cfg.wireguard.handshake_load_threshold;
+    // Under load once the handshake backlog passes the threshold, and for a
+    // second after (as the Linux module), so cookies do not flicker on and off.
+    const std::uint64_t now_ms = monotonic_ms();
+    if (dp.handshake_backlog() > cfg.wireguard.handshake_load_threshold) loaded_until_ms = now_ms + 1000;
+    const bool under_load = now_ms < loaded_until_ms;
+    dp.set_handshakes_under_load(under_load);
     dp.drain_control_packets([&](rte_mbuf* m) { handle_control_packet(dp, devices, tailnet.get(), dns, m, under_load); });
     dp.rcu().reclaim();
   });

@@ -176,8 +176,10 @@ std::optional<neighbour_note> neighbour_from_arp(const std::uint8_t* arp, std::u
     return std::nullopt;
   neighbour_note n;
   n.family = ip_family::v4;
+  n.op = load_be16(arp + 6) == 2 ? neighbour_op::answers : neighbour_op::asks;
   std::memcpy(n.mac, arp + 8, 6);
   std::memcpy(n.ip, arp + 14, 4);
+  std::memcpy(n.target, arp + 24, 4);
   if (load_be32(n.ip) == 0) return std::nullopt;  // ARP probe: no binding announced
   return n;
 }
@@ -192,6 +194,9 @@ std::optional<neighbour_note> neighbour_from_nd(const std::uint8_t* frame, std::
   if (wire::ethernet_header + wire::ipv6_header + icmp_len > length) return std::nullopt;
   neighbour_note n;
   n.family = ip_family::v6;
+  n.op = type == 135 ? neighbour_op::asks : neighbour_op::answers;
+  // Asked: the NS's target address; answered to: the NA's IP destination.
+  std::memcpy(n.target, type == 135 ? icmp + 8 : ip + 24, 16);
   // A solicitation announces its sender (the IP source); an advertisement its target.
   std::memcpy(n.ip, type == 135 ? ip + 8 : icmp + 8, 16);
   static constexpr std::uint8_t unspecified[16] = {};

@@ -68,13 +68,21 @@ struct classify_result {
 
 classify_result classify_frame(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) noexcept;
 
-// A neighbour's address as an ARP or ND message announces it.
+// A neighbour's address as an ARP or ND message announces it, with what the
+// message was: a question (ARP request, neighbour solicitation) for
+// `target`, or an answer (ARP reply, neighbour advertisement) to `target`
+// (the ARP target protocol address, the NA's IP destination). The control
+// thread learns from questions for lopower's own addresses and from answers
+// to them (lopower's, or the host stack's on the same address, asked).
+enum class neighbour_op : std::uint8_t { asks = 1, answers = 2 };
 struct neighbour_note {
   std::uint16_t port = 0;
   ip_family family = ip_family::v4;
+  neighbour_op op = neighbour_op::asks;
   std::uint8_t mac[6]{};
   std::uint8_t ip[16]{};
-  std::uint8_t reserved[3]{};  // rte_ring element sizes are multiples of four bytes
+  std::uint8_t target[16]{};
+  std::uint8_t reserved[2]{};  // rte_ring element sizes are multiples of four bytes
 };
 static_assert(sizeof(neighbour_note) % 4 == 0);
 

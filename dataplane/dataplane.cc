@@ -38,6 +38,13 @@ void set_local_addresses(worker_setup& s, const dataplane_settings& d) {
 // of its worker's datagrams in progress, so a flood from one fills its own
 // share and leaves the rest to the others; a tailnet peer, which answers
 // for every device that talks to it, a quarter.
+// A device's DNS queries: `rate` a second on average, a second's worth at once.
+void set_dns_pacing(worker_setup& s, const dataplane_settings& cfg) {
+  if (cfg.dns_device_query_rate == 0) return;
+  s.dns_query_interval_cycles = std::max<std::uint64_t>(1, rte_get_tsc_hz() / cfg.dns_device_query_rate);
+  s.dns_query_burst = cfg.dns_device_query_rate;
+}
+
 void set_fragment_limits(worker_setup& s, const dataplane_settings& cfg, std::size_t workers) {
   const std::uint64_t held = cfg.dataplane.mbufs / 8 / fragments::max_fragments / workers;
   s.reassembly_datagrams = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(held, 16, 4096));
@@ -92,7 +99,8 @@ int worker_main(void* arg) {
 
 }  // namespace
 
-dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>& worker_lcores) : neighbours_(neighbour_capacity) {
+dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>& worker_lcores)
+    : neighbours_(neighbour_capacity), neighbour_timeout_ms_(std::uint64_t{cfg.dataplane.neighbour_timeout_s} * 1000) {
   if (worker_lcores.empty()) throw std::runtime_error("no worker lcore: give EAL at least two lcores (dpdk.lcores)");
   try {
     pool_ = create_pool(cfg.dataplane);
@@ -112,6 +120,9 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
       s.idle_sleep_max_us = cfg.dataplane.idle_sleep_max_us;
       for (const port_runtime& p : ports_) s.ports.push_back(worker_port{p.index, p.port_id, p.tap_id, &p.identity});
       s.to_control = to_control_[w];
+      s.guard = &published_guard_;
+      s.handshakes_under_load = &handshakes_under_load_;
+      set_dns_pacing(s, cfg);
       s.from_control = from_control_[w];
       s.neighbours = neighbour_rings_[w];
       s.wg_events = event_rings_[w];
@@ -146,6 +157,7 @@ dataplane::~dataplane() {
   stop();
   close_all();
   delete tailnet_view_.exchange(nullptr);  // the workers are gone
+  delete published_guard_.exchange(nullptr);
   for (auto& [peer, when] : removed_devices_) delete peer;  // after the flows that named them (close_all)
 }
 
@@ -154,10 +166,22 @@ void dataplane::publish_tailnet_view(std::unique_ptr<tailnet_view> view) {
   if (old != nullptr) rcu_->retire_object(const_cast<tailnet_view*>(old));
 }
 
+void dataplane::publish_handshake_keys(listener l, const key32* mac1_key, const key32* cookie_secret) {
+  handshake_guard::listener_keys& keys = guard_.of(l);
+  keys.known = mac1_key != nullptr && cookie_secret != nullptr;
+  keys.mac1_key = keys.known ? *mac1_key : key32{};
+  keys.cookie_secret = keys.known ? *cookie_secret : key32{};
+  const handshake_guard* old = published_guard_.exchange(new handshake_guard(guard_), std::memory_order_acq_rel);
+  if (old == nullptr) return;
+  if (rcu_) rcu_->retire_object(const_cast<handshake_guard*>(old));
+  else delete old;  // the workers are gone
+}
+
 void dataplane::create_rings(std::size_t workers, std::uint32_t size) {
   for (std::size_t w = 0; w < workers; ++w) {
     const std::string n = std::to_string(w);
-    to_control_.push_back(create_ring("lp_up" + n, size, sizeof(void*)));
+    auto& up = to_control_.emplace_back();
+    for (std::size_t c = 0; c < up_ring_count; ++c) up[c] = create_ring("lp_up" + n + "_" + std::to_string(c), size, sizeof(void*));
     from_control_.push_back(create_ring("lp_down" + n, size, sizeof(void*)));
     neighbour_rings_.push_back(create_ring("lp_nbr" + n, size, sizeof(neighbour_note)));
     released_ports_.push_back(create_ring("lp_rel" + n, size * 4, sizeof(splice::flow_key)));
@@ -191,12 +215,16 @@ void dataplane::close_all() {
   flows_.reset();
   for (port_runtime& p : ports_) close_port(p);
   ports_.clear();
-  for (auto* rings : {&to_control_, &from_control_, &relay_in_rings_}) {
-    for (rte_ring* r : *rings) {
-      void* m;
-      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-      rte_ring_free(r);
-    }
+  auto free_mbuf_ring = [](rte_ring* r) {
+    void* m;
+    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+  };
+  for (auto& up : to_control_)
+    for (rte_ring* r : up) free_mbuf_ring(r);
+  to_control_.clear();
+  for (auto* rings : {&from_control_, &relay_in_rings_}) {
+    for (rte_ring* r : *rings) free_mbuf_ring(r);
     rings->clear();
   }
   for (rte_ring* r : staged_rings_) {
@@ -239,25 +267,82 @@ void dataplane::stop() {
   running_ = false;
 }
 
+namespace {
+
+// On the port's link: inside one of its prefixes, or IPv6 link-local.
+bool on_link(const port_runtime& p, const ip_address& ip) {
+  if (ip.family == ip_family::v6 && ip.bytes[0] == 0xfe && (ip.bytes[1] & 0xc0) == 0x80) return true;
+  return std::any_of(p.config.addresses.begin(), p.config.addresses.end(), [&](const ip_prefix& a) { return a.contains(ip); });
+}
+
+bool is_own_address(const port_runtime& p, const ip_address& ip) {
+  return std::any_of(p.config.addresses.begin(), p.config.addresses.end(), [&](const ip_prefix& a) { return a.address == ip; });
+}
+
+ip_address address_of(ip_family family, const std::uint8_t* bytes) { return ip_address::from_bytes(family == ip_family::v6, bytes); }
+
+constexpr std::uint64_t solicitation_answer_window_ms = 5000;
+
+}  // namespace
+
+// A binding may update an entry it names; it may add one only when lopower
+// asked for it (an answer within a few seconds of our solicitation, or an
+// answer to one of the port's addresses: the host stack behind the
+// exception path asks from them too) or when the neighbour asks for one of
+// lopower's addresses (it is about to talk to us, RFC 826's merge rule).
+// Off-link bindings never enter, gratuitous ones and answers to others do
+// not add. So a host spraying ARP/ND cannot fill the table with addresses
+// nobody uses, and what it does get in ages out or gives way to what is in use.
+bool dataplane::admit_neighbour(const neighbour_note& note, std::uint64_t now_ms) {
+  const std::size_t index = port_index_of(note.port);
+  if (index >= ports_.size()) return false;
+  const port_runtime& p = ports_[index];
+  const ip_address ip = address_of(note.family, note.ip);
+  if (!on_link(p, ip)) {
+    control_stats_.drops[index].count(drop_reason::neighbour_off_link);
+    return false;
+  }
+  if (neighbours_.contains(note.port, note.family, note.ip)) return true;
+  bool wanted = false;
+  if (is_own_address(p, address_of(note.family, note.target))) {
+    wanted = true;  // a question for us, or an answer to us
+  } else if (note.op == neighbour_op::answers) {
+    const auto it = solicited_.find({note.port, ip.bytes});
+    wanted = it != solicited_.end() && now_ms - it->second <= solicitation_answer_window_ms;
+  }
+  if (!wanted) control_stats_.drops[index].count(drop_reason::neighbour_unsolicited);
+  return wanted;
+}
+
 unsigned dataplane::drain_neighbour_notes(std::uint64_t now_ms) {
   unsigned n = 0;
   neighbour_note note;
   for (rte_ring* r : neighbour_rings_)
     while (rte_ring_sc_dequeue_elem(r, &note, sizeof note) == 0) {
-      neighbours_.learn(note, now_ms);
+      if (admit_neighbour(note, now_ms)) neighbours_.learn(note, now_ms);
       ++n;
     }
+  if (now_ms - last_neighbour_expiry_ms_ >= 1000) {  // once a second is plenty for minutes of age
+    last_neighbour_expiry_ms_ = now_ms;
+    neighbours_.expire(now_ms, neighbour_timeout_ms_);
+    std::erase_if(solicited_, [&](const auto& s) { return now_ms - s.second > solicitation_answer_window_ms; });
+  }
   return n;
 }
 
 unsigned dataplane::drain_control_packets(const packet_handler& handler) {
+  // Per call (every millisecond), from each worker: handshakes worth
+  // answering first, then disco/STUN and lopower's own inner packets, and
+  // fewer of the unproven (each costs a cookie reply at most).
+  static constexpr unsigned budget[up_ring_count] = {64, 32, 64, 64};
   unsigned n = 0;
   rte_mbuf* pkts[64];
-  for (rte_ring* r : to_control_) {
-    const unsigned got = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), 64, nullptr);
-    for (unsigned i = 0; i < got; ++i) handler(pkts[i]);
-    n += got;
-  }
+  for (const auto& up : to_control_)
+    for (std::size_t c = 0; c < up_ring_count; ++c) {
+      const unsigned got = rte_ring_sc_dequeue_burst(up[c], reinterpret_cast<void**>(pkts), budget[c], nullptr);
+      for (unsigned i = 0; i < got; ++i) handler(pkts[i]);
+      n += got;
+    }
   return n;
 }
 
@@ -286,9 +371,11 @@ void dataplane::count_tailnet_drop(drop_reason why) {
     if (p.config.role != port_role::devices) return control_stats_.drops[p.index].count(why);
 }
 
-unsigned dataplane::control_backlog() const {
+unsigned dataplane::handshake_backlog() const {
   unsigned n = 0;
-  for (const rte_ring* r : to_control_) n += rte_ring_count(r);
+  for (const auto& up : to_control_)
+    n += rte_ring_count(up[static_cast<std::size_t>(up_ring::handshakes)]) +
+         rte_ring_count(up[static_cast<std::size_t>(up_ring::unproven)]);
   return n;
 }
 

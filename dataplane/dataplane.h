@@ -6,8 +6,10 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include <array>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -51,12 +53,22 @@ class dataplane {
 
   // Control thread: moves the workers' neighbour notes into the table.
   unsigned drain_neighbour_notes(std::uint64_t now_ms);
-  // Control thread: hands each packet the workers passed up to `handler`,
-  // which owns it afterwards (frees it or sends it back through transmit()).
+  // Control thread: hands the packets the workers passed up to `handler`,
+  // which owns each afterwards (frees it or sends it back through
+  // transmit()): per call, up to a budget of each class (control_frame.h's
+  // up_ring) from each worker, so no class waits behind another's flood.
   using packet_handler = std::function<void(rte_mbuf*)>;
   unsigned drain_control_packets(const packet_handler& handler);
-  // Control thread: packets waiting in the rings to the control plane.
-  unsigned control_backlog() const;
+  // Control thread: handshake messages waiting to be answered (the load
+  // that turns cookies on).
+  unsigned handshake_backlog() const;
+  // Control thread: under load, the workers check MAC2 too and keep
+  // messages without a cookie on a ring of their own (handshake_guard.h).
+  void set_handshakes_under_load(bool under_load) { handshakes_under_load_.store(under_load, std::memory_order_relaxed); }
+  // Control thread: a listener's MAC1 key and current cookie secret, for
+  // the workers' checks (nullptr: not checked there; the control thread
+  // still is). The old copy is freed after a grace period.
+  void publish_handshake_keys(listener l, const key32* mac1_key, const key32* cookie_secret);
   // Control thread: session events (confirmations, roaming) from the workers.
   using event_handler = std::function<void(const wg_event&)>;
   unsigned drain_wg_events(const event_handler& handler);
@@ -125,7 +137,8 @@ class dataplane {
   rte_mempool* pool_ = nullptr;
   std::vector<port_runtime> ports_;
   std::vector<std::unique_ptr<worker>> workers_;
-  std::vector<rte_ring*> to_control_, from_control_, neighbour_rings_, event_rings_, staged_rings_;
+  std::vector<std::array<rte_ring*, up_ring_count>> to_control_;  // per worker, per class
+  std::vector<rte_ring*> from_control_, neighbour_rings_, event_rings_, staged_rings_;
   std::vector<rte_ring*> relay_out_rings_, relay_in_rings_;
   std::unique_ptr<rcu_domain> rcu_;
   std::unique_ptr<session_table> sessions_;
@@ -134,8 +147,18 @@ class dataplane {
   std::vector<rte_ring*> released_ports_;                      // per worker
   std::vector<std::vector<splice::flow_key>> release_backlog_;  // per worker: what did not fit the ring  // peer, when removed (tsc)
   neighbour_table neighbours_;
+  // What lopower asked for (route_udp's solicitations): port, address ->
+  // when. Only such answers, or questions for lopower's own addresses, may
+  // add a neighbour.
+  std::map<std::pair<std::uint16_t, std::array<std::uint8_t, 16>>, std::uint64_t> solicited_;
+  std::uint64_t neighbour_timeout_ms_ = 0;
+  std::uint64_t last_neighbour_expiry_ms_ = 0;
+  bool admit_neighbour(const neighbour_note& note, std::uint64_t now_ms);
   control_stats control_stats_;
   std::atomic<const tailnet_view*> tailnet_view_{nullptr};
+  handshake_guard guard_;  // the control thread's copy: what was published last
+  std::atomic<const handshake_guard*> published_guard_{nullptr};
+  std::atomic<bool> handshakes_under_load_{false};
   std::uint64_t inner_up_flag_ = 0;
   std::atomic<bool> stop_{false};
   bool running_ = false;

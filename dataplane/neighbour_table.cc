@@ -3,6 +3,7 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <stdexcept>
@@ -31,14 +32,16 @@ neighbour_table::key neighbour_table::make_key(std::uint16_t port_id, ip_family 
   return k;
 }
 
-neighbour_table::neighbour_table(unsigned capacity) {
+neighbour_table::neighbour_table(unsigned capacity) : capacity_(capacity) {
   const std::string name = "lopower_nbr" + std::to_string(table_serial++);
   rte_hash_parameters params{};
   params.name = name.c_str();
   params.entries = capacity;
   params.key_len = sizeof(key);
   params.socket_id = static_cast<int>(rte_socket_id());
-  // Lock-free readers; entries are never deleted, only updated in place.
+  // Lock-free readers. A deleted key's slot is not reused until freed
+  // (no_free_on_del, implied by LF): forget() frees it at once, which is
+  // safe while the control thread is the only reader.
   params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the neighbour table: ") + rte_strerror(rte_errno));
@@ -48,6 +51,11 @@ neighbour_table::~neighbour_table() { rte_hash_free(hash_); }
 
 bool neighbour_table::learn(const neighbour_note& note, std::uint64_t now_ms) {
   const key k = make_key(note.port, note.family, note.ip);
+  if (mirror_.size() >= capacity_ && !contains(note.port, note.family, note.ip)) {
+    auto oldest = std::min_element(mirror_.begin(), mirror_.end(),
+                                   [](const auto& a, const auto& b) { return a.second.updated_ms < b.second.updated_ms; });
+    forget(oldest->first);
+  }
   if (rte_hash_add_key_data(hash_, &k, reinterpret_cast<void*>(pack(note.mac))) != 0) return false;
   entry e{};
   e.port_id = note.port;
@@ -57,6 +65,28 @@ bool neighbour_table::learn(const neighbour_note& note, std::uint64_t now_ms) {
   e.updated_ms = now_ms;
   mirror_[{e.port_id, static_cast<int>(e.ip.family), e.ip.bytes}] = e;
   return true;
+}
+
+bool neighbour_table::contains(std::uint16_t port_id, ip_family family, const std::uint8_t* ip) const {
+  std::array<std::uint8_t, 16> bytes{};
+  std::memcpy(bytes.data(), ip, family == ip_family::v4 ? 4 : 16);
+  return mirror_.contains({port_id, static_cast<int>(family), bytes});
+}
+
+void neighbour_table::forget(const mirror_key& mk) {
+  const auto& [port_id, family, bytes] = mk;
+  const key k = make_key(port_id, static_cast<ip_family>(family), bytes.data());
+  const std::int32_t position = rte_hash_del_key(hash_, &k);
+  if (position >= 0) rte_hash_free_key_with_position(hash_, position);
+  mirror_.erase(mk);
+}
+
+std::size_t neighbour_table::expire(std::uint64_t now_ms, std::uint64_t max_age_ms) {
+  std::vector<mirror_key> old;
+  for (const auto& [k, e] : mirror_)
+    if (now_ms - e.updated_ms >= max_age_ms) old.push_back(k);
+  for (const mirror_key& k : old) forget(k);
+  return old.size();
 }
 
 bool neighbour_table::lookup(std::uint16_t port_id, const ip_address& ip, rte_ether_addr* mac) const noexcept {

@@ -24,7 +24,8 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
     rte_pktmbuf_free(m);
     return;
   }
-  peer->last_data_rx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  const std::uint64_t rx_tsc = rte_rdtsc();
+  peer->last_data_rx_tsc.store(rx_tsc, std::memory_order_relaxed);
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   if (!info) return drop_one(ps.port.index, m, drop_reason::inner_malformed);
   if (peer->tailnet) return deliver_from_tailnet(ps, m, *info, peer, flow_hint, out);
@@ -38,9 +39,11 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
                                 : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
   if (to_us) {
     if (setup_.inner_up_flag != 0 && is_dns_query(p, *info)) {  // lopower's DNS server: the control thread
+      if (!peer->allow_dns_query(rx_tsc, setup_.dns_query_interval_cycles, setup_.dns_query_burst))
+        return drop_one(ps.port.index, m, drop_reason::dns_device_rate);
       m->ol_flags |= setup_.inner_up_flag;
       m->port = ps.port.port_id;
-      return to_control(ps, &m, 1);
+      return to_control(ps, up_ring::inner, &m, 1);
     }
     if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
     return send_inner(ps, m, *info, peer, setup_.device_mtu, out);
@@ -80,7 +83,7 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   if (setup_.inner_up_flag != 0 && is_lopower_echo_reply(p, info)) {
     m->ol_flags |= setup_.inner_up_flag;
     m->port = ps.port.port_id;
-    return to_control(ps, &m, 1);
+    return to_control(ps, up_ring::inner, &m, 1);
   }
   if (make_echo_reply(p, info)) return send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
   drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);

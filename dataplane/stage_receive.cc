@@ -49,11 +49,11 @@ unsigned worker::poll_port(port_state& ps) noexcept {
   auto sub = [&](packet_class c) { return std::pair{subs_.pkts[static_cast<unsigned>(c)], subs_.count[static_cast<unsigned>(c)]}; };
 
   auto [hs, n_hs] = sub(packet_class::wg_handshake);
-  to_control(ps, hs, n_hs);
+  handshakes_to_control(ps, hs, n_hs);
   auto [disco, n_disco] = sub(packet_class::disco);
-  to_control(ps, disco, n_disco);
+  to_control(ps, up_ring::path, disco, n_disco);
   auto [stun, n_stun] = sub(packet_class::stun);
-  to_control(ps, stun, n_stun);
+  to_control(ps, up_ring::path, stun, n_stun);
   auto [data, n_data] = sub(packet_class::wg_transport);
   if (setup_.sessions != nullptr && n_data != 0) receive_transport(ps, data, n_data);
   else drop(ps, data, n_data, drop_reason::wg_unknown_receiver);
@@ -89,13 +89,38 @@ void worker::classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, su
   for (unsigned c = 0; c < packet_class_count; ++c) pc.by_class[c].add(out.count[c]);
 }
 
-// Handshakes, disco and STUN (and decrypted packets for lopower itself,
-// marked with inner_up_flag) to the control thread's ring.
-void worker::to_control(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
+// Initiations and responses are judged here (handshake_guard.h), once per
+// frame, so junk never costs the control thread a thing and, under load,
+// messages without a cookie cannot crowd out those with one.
+void worker::handshakes_to_control(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
   if (n == 0) return;
-  const unsigned sent = rte_ring_sp_enqueue_burst(setup_.to_control, reinterpret_cast<void**>(pkts), n, nullptr);
+  const handshake_guard* guard = setup_.guard ? setup_.guard->load(std::memory_order_acquire) : nullptr;
+  const bool under_load = setup_.handshakes_under_load && setup_.handshakes_under_load->load(std::memory_order_relaxed);
+  rte_mbuf* proven[max_burst];
+  rte_mbuf* unproven[max_burst];
+  std::uint16_t n_proven = 0, n_unproven = 0;
+  for (std::uint16_t i = 0; i < n; ++i) {
+    const classify_result r = stored_classify_result(pkts[i], classify_field_);
+    switch (judge_handshake(rte_pktmbuf_mtod(pkts[i], const std::uint8_t*), r, guard, under_load)) {
+      case handshake_verdict::junk: drop(ps, &pkts[i], 1, drop_reason::wg_bad_mac1); break;
+      case handshake_verdict::unproven: unproven[n_unproven++] = pkts[i]; break;
+      case handshake_verdict::proven: proven[n_proven++] = pkts[i]; break;
+    }
+  }
+  to_control(ps, up_ring::handshakes, proven, n_proven);
+  to_control(ps, up_ring::unproven, unproven, n_unproven);
+}
+
+// Frames (and decrypted packets for lopower itself, marked with
+// inner_up_flag) to the control thread's ring for their class.
+void worker::to_control(port_state& ps, up_ring ring, rte_mbuf** pkts, std::uint16_t n) noexcept {
+  static constexpr drop_reason full[up_ring_count] = {drop_reason::control_ring_full, drop_reason::unproven_ring_full,
+                                                      drop_reason::path_ring_full, drop_reason::inner_ring_full};
+  if (n == 0) return;
+  const auto index = static_cast<std::size_t>(ring);
+  const unsigned sent = rte_ring_sp_enqueue_burst(setup_.to_control[index], reinterpret_cast<void**>(pkts), n, nullptr);
   stats_.ports[ps.port.index].to_control.add(sent);
-  if (sent < n) drop(ps, pkts + sent, static_cast<std::uint16_t>(n - sent), drop_reason::control_ring_full);
+  if (sent < n) drop(ps, pkts + sent, static_cast<std::uint16_t>(n - sent), full[index]);
 }
 
 }  // namespace lopower

@@ -12,6 +12,7 @@
 #include <rte_mbuf.h>
 #include <rte_spinlock.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -105,6 +106,21 @@ struct wg_peer {
   // A device's spliced flows (its limit is per device): an atomic add when a
   // worker creates one, a subtract when the control thread expires one.
   std::atomic<std::uint32_t> flows{0};
+  // A device's DNS queries to lopower are paced on the worker (GCRA: when
+  // the next is due), so one device's flood cannot fill the ring every
+  // device's queries take. A device's packets stay on one worker, so a
+  // relaxed load and store (no read-modify-write) are enough.
+  std::atomic<std::uint64_t> dns_due_tsc{0};
+
+  // One query at `now` (tsc), `interval` cycles apart on average, up to
+  // `burst` at once; an interval of 0 lets everything through.
+  bool allow_dns_query(std::uint64_t now, std::uint64_t interval, std::uint32_t burst) noexcept {
+    if (interval == 0) return true;
+    const std::uint64_t due = std::max(dns_due_tsc.load(std::memory_order_relaxed), now);
+    if (due > now + interval * (burst - 1)) return false;
+    dns_due_tsc.store(due + interval, std::memory_order_relaxed);
+    return true;
+  }
 
   bool source_allowed_v4(std::uint32_t src_be) const noexcept { return has_v4 && src_be == v4_be; }
   wg_peer() = default;

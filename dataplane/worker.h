@@ -12,9 +12,11 @@
 //
 // A packet's walk, stage -> file -> function, in order:
 //   1. receive and classify   stage_receive.cc     poll_port, classify_burst
-//      (handshakes, disco, STUN                    to_control -- the verdict
-//       to the control thread)                     travels in an mbuf field,
-//                                                  control_frame.h)
+//      (handshakes, disco, STUN                    handshakes_to_control (MACs
+//       to the control thread)                     checked, handshake_guard.h),
+//                                                  to_control -- a ring per class;
+//                                                  the verdict travels in an mbuf
+//                                                  field, control_frame.h)
 //      (transport data a DERP  stage_decrypt.cc     receive_relayed)
 //       relay brought)
 //   2. decrypt                stage_decrypt.cc     receive_transport,
@@ -43,6 +45,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -54,6 +57,7 @@
 #include "dataplane/lcore_stats.h"
 #include "dataplane/session_table.h"
 #include "dataplane/flow_table.h"
+#include "dataplane/handshake_guard.h"
 #include "dataplane/fragments/reassembler.h"
 #include "dataplane/splice/port_allocator.h"
 #include "dataplane/splice/translate.h"
@@ -79,7 +83,8 @@ struct worker_setup {
   bool adaptive_idle = true;
   std::uint32_t idle_sleep_max_us = 1000;
   std::vector<worker_port> ports;
-  rte_ring* to_control = nullptr;       // mbufs for the control plane (handshakes, disco, STUN)
+  // mbufs for the control plane, one ring per class (control_frame.h's up_ring)
+  std::array<rte_ring*, up_ring_count> to_control{};
   rte_ring* from_control = nullptr;     // mbufs to transmit; mbuf->port names the DPDK port
   rte_ring* neighbours = nullptr;       // neighbour_note elements
   rte_ring* wg_events = nullptr;        // wg_event elements
@@ -105,6 +110,14 @@ struct worker_setup {
   // ol_flags bit marking an inner (decrypted) packet handed to the control
   // plane, e.g. the replies to lopower's own pings; 0: none are handed up.
   std::uint64_t inner_up_flag = 0;
+  // Handshake MACs checked here (handshake_guard.h): the keys the control
+  // thread publishes, and whether it is under load (then MAC2 is checked too).
+  const std::atomic<const handshake_guard*>* guard = nullptr;
+  const std::atomic<bool>* handshakes_under_load = nullptr;
+  // A device's DNS queries to lopower: one per this many cycles on average,
+  // up to dns_query_burst at once (0: not paced).
+  std::uint64_t dns_query_interval_cycles = 0;
+  std::uint32_t dns_query_burst = 1;
   // Splicing (none: device traffic to the tailnet is refused as unroutable).
   flow_table* flows = nullptr;
   std::uint32_t max_flows_per_device = 4096;
@@ -173,7 +186,9 @@ class worker {
   // 1. stage_receive.cc: receive and classify.
   unsigned poll_port(port_state& ps) noexcept;
   void classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, sub_bursts& out) noexcept;
-  void to_control(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
+  void to_control(port_state& ps, up_ring ring, rte_mbuf** pkts, std::uint16_t n) noexcept;
+  // Handshakes: junk dropped, the rest up the handshake or the unproven ring.
+  void handshakes_to_control(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
   // 2. stage_decrypt.cc: the WireGuard transport sub-burst.
   void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n, bool relayed = false) noexcept;
   unsigned receive_relayed() noexcept;

@@ -13,6 +13,7 @@
 
 #include <cstring>
 
+#include "control/dns/tcp_framing.h"
 #include "control/log.h"
 #include "control/socket_address.h"
 #include "control/tailnet/netmap/map_response.h"
@@ -410,33 +411,31 @@ void dns_service::on_tcp_data(int fd) {
   if (!peer_ep) return close_tcp(fd);
   const ip_address peer = peer_ep->address;
   const std::string device = device_with_address(peer);
-  while (in.size() >= 2) {
-    const std::size_t size = load_be16(in.data());
-    if (in.size() < 2 + size) break;
-    std::vector<std::uint8_t> query(in.begin() + 2, in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
-    in.erase(in.begin(), in.begin() + 2 + static_cast<std::ptrdiff_t>(size));
+  // Several queries may come in one segment. Answering one may close the
+  // connection (a client that stopped reading, or an immediate SERVFAIL
+  // that could not be sent): then `in` is gone, and so are the rest.
+  while (auto query = dns::take_tcp_message(in)) {
     ++tcp_queries_;
-    dns::decision d = answerer_->handle_query(query, dns::transport::tcp, families_of(device));
+    dns::decision d = answerer_->handle_query(*query, dns::transport::tcp, families_of(device));
     ++outcomes_[static_cast<std::size_t>(d.why)];
     if (d.kind == dns::decision_kind::answer) send_tcp(fd, d.message);
     else if (d.kind == dns::decision_kind::forward) {
-      pending q{device, fd, conn_serial_[fd], peer, peer, 0, dns::message_id(query).value_or(0), std::move(d.message),
+      pending q{device, fd, conn_serial_[fd], peer, peer, 0, dns::message_id(*query).value_or(0), std::move(d.message),
                 std::chrono::steady_clock::now() + forward_timeout};
       forward(std::move(q), d.resolvers);
     } else {
       return close_tcp(fd);
     }
+    if (!conns_.contains(fd)) return;
   }
-  if (in.size() > 2 + dns::max_message_size) close_tcp(fd);
 }
 
 void dns_service::send_tcp(int fd, std::span<const std::uint8_t> message) {
-  std::vector<std::uint8_t> framed(2 + message.size());
-  store_be16(framed.data(), static_cast<std::uint16_t>(message.size()));
-  std::memcpy(framed.data() + 2, message.data(), message.size());
+  const auto framed = dns::frame_tcp_message(message);
   // Answers are small and the kernel's buffer is empty between them: a
   // short write means a client that stopped reading, which is closed.
-  if (::send(fd, framed.data(), framed.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(framed.size())) close_tcp(fd);
+  if (!framed || ::send(fd, framed->data(), framed->size(), MSG_NOSIGNAL) != static_cast<ssize_t>(framed->size()))
+    close_tcp(fd);
 }
 
 // Closes the least recently active connection of `device` when it holds its

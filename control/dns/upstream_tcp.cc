@@ -1,20 +1,18 @@
 #include "control/dns/upstream_tcp.h"
 
-#include "lopower/byte_order.h"
+#include "control/dns/tcp_framing.h"
 
 namespace lopower {
 
 result<std::unique_ptr<dns_upstream_tcp>> dns_upstream_tcp::start(event_loop& loop, const ip_address& server,
                                                                    std::uint16_t port,
                                                                    std::span<const std::uint8_t> query, done_fn done) {
-  if (query.size() > 0xffff) return fail("a DNS message is at most 65535 bytes");
+  const auto framed = dns::frame_tcp_message(query);
+  if (!framed) return fail("a DNS message is at most 65535 bytes");
   std::unique_ptr<dns_upstream_tcp> x(new dns_upstream_tcp(loop, std::move(done)));
   // An IP literal: getaddrinfo takes it as it is, no lookup.
   if (auto c = x->stream_.connect(server.to_string(), port); !c) return fail(c.message());
-  std::uint8_t length[2];
-  store_be16(length, static_cast<std::uint16_t>(query.size()));
-  x->stream_.send(length);  // queued until connected
-  x->stream_.send(query);
+  x->stream_.send(*framed);  // queued until connected
   return x;
 }
 
@@ -28,10 +26,7 @@ dns_upstream_tcp::dns_upstream_tcp(event_loop& loop, done_fn done)
 
 void dns_upstream_tcp::on_data(std::span<const std::uint8_t> bytes) {
   in_.insert(in_.end(), bytes.begin(), bytes.end());
-  if (in_.size() < 2) return;
-  const std::size_t size = load_be16(in_.data());
-  if (in_.size() < 2 + size) return;
-  finish(std::vector<std::uint8_t>(in_.begin() + 2, in_.begin() + 2 + static_cast<std::ptrdiff_t>(size)), "");
+  if (auto answer = dns::take_tcp_message(in_)) finish(std::move(answer), "");
 }
 
 void dns_upstream_tcp::finish(std::optional<std::vector<std::uint8_t>> answer, const std::string& why) {

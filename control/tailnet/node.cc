@@ -198,6 +198,7 @@ std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap
     wg_peers_.clear();
     wg_key_ = client_->node_public();
     wg_ = std::make_unique<wireguard_interface>(dp_, cfg_.wireguard, client_->node_private(), "tailnet peer");
+    wg_->guard_on_workers(listener::tailnet);
     wg_->on_path_wanted([this](const std::string& name) { find_path(name); });
     wg_->send_relayed_with([this](std::uint16_t region, const public_key& to, std::span<const std::uint8_t> msg) {
       send_relayed(region, to, msg);

@@ -70,6 +70,21 @@ wireguard_interface::wireguard_interface(dataplane& dp, const wireguard_config& 
 
 wireguard_interface::~wireguard_interface() {
   while (!peers_.empty()) drop_peer(*peers_.begin()->second);
+  if (guarded_) dp_.publish_handshake_keys(*guarded_, nullptr, nullptr);
+}
+
+void wireguard_interface::guard_on_workers(listener l) {
+  guarded_ = l;
+  publish_guard(true);
+}
+
+// The workers' copy follows the cookie secret, which is renewed every 120 s.
+void wireguard_interface::publish_guard(bool always) {
+  if (!guarded_ || !identity_.valid()) return;
+  const key32& secret = cookies_.secret(now_ns());
+  if (!always && cookies_.secret_birth_ns() == guarded_secret_birth_ns_) return;
+  guarded_secret_birth_ns_ = cookies_.secret_birth_ns();
+  dp_.publish_handshake_keys(*guarded_, &identity_.mac1_key(), &secret);
 }
 
 wg::peer_handshake* wireguard_interface::by_static(const public_key& remote_static) {

@@ -21,6 +21,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -69,6 +70,10 @@ class wireguard_interface : private wg::peer_lookup {
   // dispatcher classified it: wg_handshake on the devices listener.
   // `under_load`: the handshake backlog is past the configured threshold.
   void handle_packet(rte_mbuf* m, const classify_result& r, bool under_load);
+  // The workers check MAC1 (and, under load, MAC2) of what arrives on `l`
+  // with this interface's keys and cookie secret (dataplane/handshake_guard.h);
+  // kept current by tick(), withdrawn when the interface goes.
+  void guard_on_workers(listener l);
   void handle_event(const wg_event& ev);
   // Protocol timers; call every ~100 ms.
   void tick();
@@ -217,6 +222,9 @@ class wireguard_interface : private wg::peer_lookup {
   std::function<void(wg_peer*)> retire_peer_;
   wg::static_identity identity_;
   wg::cookie_checker cookies_;
+  std::optional<listener> guarded_;                 // guard_on_workers
+  std::uint64_t guarded_secret_birth_ns_ = 0;       // of the cookie secret the workers have
+  void publish_guard(bool always);
   wg::ratelimiter limiter_;
   std::unique_ptr<crypto::aead_backend> aead_;  // keepalives sent from here
   std::uint64_t tsc_hz_;

@@ -15,6 +15,7 @@ void wireguard_interface::tick() {
   const std::uint64_t now = now_tsc();
   for (auto& [name, p] : peers_) peer_timers(*p, now);
   limiter_.expire(now_ns());
+  publish_guard(false);
 }
 
 void wireguard_interface::peer_timers(peer& p, std::uint64_t now) {

@@ -63,6 +63,7 @@ struct dataplane_config {
   std::uint32_t ring_size = 1024;         // worker<->control rings, power of two, 64..65536
   std::uint32_t max_flows = 65536;        // spliced flows in all, 64..4194304
   std::uint32_t max_flows_per_device = 4096;  // 1..max_flows
+  std::uint32_t neighbour_timeout_s = 1200;   // an ARP/ND entry not refreshed this long is dropped, 5..86400
 };
 
 // Everything the dataplane is built from: the two tables above and the few
@@ -78,6 +79,7 @@ struct dataplane_settings {
   std::optional<ip_prefix> device_ipv4_prefix;  // [devices] ipv4_prefix (absent: IPv4 off); lopower is its first host
   ip_prefix device_ipv6_prefix;              // [devices] ipv6_prefix; lopower is its first host
   std::uint16_t device_mtu = 0;              // [devices] mtu
+  std::uint32_t dns_device_query_rate = 0;   // [dns] device_query_rate: per second and device (0: not paced)
 };
 
 }  // namespace lopower

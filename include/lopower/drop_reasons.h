@@ -20,12 +20,19 @@
   X(wg_malformed, "WireGuard message of unknown type, bad reserved bytes or length")         \
   X(wg_unknown_receiver, "WireGuard transport data for no known session")                    \
   X(tailnet_unknown_payload, "UDP on the tailnet port that is not WireGuard, disco or STUN") \
-  X(control_ring_full, "ring to the control plane full (handshake/disco/STUN backlog)")      \
+  X(wg_bad_mac1, "WireGuard initiation or response whose MAC1 is not for lopower's key: junk, dropped on the worker") \
+  X(control_ring_full, "handshake ring to the control plane full (initiations and responses worth answering)") \
+  X(unproven_ring_full, "under load: ring of handshakes without a cookie (MAC2) to the control plane full") \
+  X(path_ring_full, "disco/STUN ring to the control plane full")                               \
+  X(inner_ring_full, "ring of lopower's own inner packets (device DNS, ping replies) to the control plane full") \
+  X(dns_device_rate, "DNS query over its device's rate (dns.device_query_rate): dropped on the worker") \
   X(control_unhandled, "control plane has no handler for this packet class yet")             \
   X(no_exception_path, "frame for the kernel on a port configured without a TAP")            \
   X(exception_tx_full, "TAP (exception path) TX queue full")                                 \
   X(port_tx_full, "port TX queue full")                                                     \
   X(neighbour_ring_full, "neighbour-learning ring to the control plane full")                \
+  X(neighbour_off_link, "ARP/ND binding for an address outside the port's prefixes: not learned") \
+  X(neighbour_unsolicited, "ARP/ND binding lopower neither asked for nor was asked by: not learned") \
   X(multi_segment, "WireGuard frame spread over several buffers (not expected below 2 KB)")  \
   X(wg_keypair_expired, "transport data for a keypair past REJECT_AFTER_TIME or its message limit") \
   X(wg_decrypt_failed, "transport data that failed authentication")                          \

@@ -288,3 +288,55 @@ def test_a_missing_af_packet_interface_is_a_clear_error(topology):
     r = gw.run([str(LOPOWERD), "--config", str(lp.config)], check=False, timeout=60)
     assert r.returncode != 0
     assert "port lan: no network interface nosuch0" in r.stderr, r.stderr
+
+
+ARP_SPRAY = """
+import socket, struct, sys
+ifname, target, first, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+op = int(sys.argv[5]) if len(sys.argv) > 5 else 1  # 1 request (for target), 2 reply (to target)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+base = struct.unpack("!I", socket.inet_aton(first))[0]
+for i in range(count):
+    mac = bytes([0x02, 0x42, 0, 0, (i >> 8) & 0xff, i & 0xff])
+    sender = socket.inet_aton(socket.inet_ntoa(struct.pack("!I", base + i)))
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + sender + bytes(6) + socket.inet_aton(target)
+    s.send(b"\\xff" * 6 + mac + b"\\x08\\x06" + arp)
+"""
+
+
+def neighbour_ips(lp) -> set:
+    return {n["ip"] for n in lp.status()["neighbours"]}
+
+
+def test_a_host_spraying_arp_cannot_fill_the_neighbour_table(topology):
+    """Only on-link bindings that ask for lopower's address (or answer
+    questions asked from it) enter; the rest are counted; what entered ages
+    out."""
+    gw, h1 = topology.host("gw"), topology.host("h1")
+    af_packet_wire(topology, gw, "port0", h1, "eth0", [f"{H1_4}/24", f"{H1_6}/64"])
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", ADDRS),
+                  dataplane_toml="neighbour_timeout = 5\n").start()
+    try:
+        def spray(target, first, count, op=1):
+            h1.run(["python3", "-c", ARP_SPRAY, "eth0", target, first, str(count), str(op)])
+
+        drops = lambda reason: lp.port_status("lan")["drops"][reason]  # noqa: E731
+        spray("198.18.0.200", "198.18.0.100", 50)  # on-link, but asking for someone else
+        spray("198.18.0.200", "198.18.0.100", 50, op=2)  # answers nobody here asked for
+        wait_counter(lambda: drops("neighbour_unsolicited"), 100, what="unsolicited bindings counted")
+        spray(GW4, "203.0.113.1", 50)  # asking for lopower, from off the link
+        wait_counter(lambda: drops("neighbour_off_link"), 50, what="off-link bindings counted")
+        assert not {ip for ip in neighbour_ips(lp) if ip.startswith(("198.18.0.1", "203.0.113."))}
+        spray(GW4, "198.18.0.150", 20)  # on-link, asking for lopower: learned
+        learned = wait_until(lambda: (lambda got: got if len(got) >= 20 else None)(
+            {ip for ip in neighbour_ips(lp) if ip.startswith("198.18.0.1")}), 10, "the askers learned")
+        assert learned == {f"198.18.0.{i}" for i in range(150, 170)}
+        # Nothing refreshes them: gone after the timeout (5 s here).
+        wait_until(lambda: not {ip for ip in neighbour_ips(lp) if ip.startswith("198.18.0.1")}, 30,
+                   "the sprayed entries to age out")
+        # A real neighbour talking to lopower is learned again when it asks.
+        assert ping(h1, GW4, 1).returncode == 0
+        wait_until(lambda: H1_4 in neighbour_ips(lp), 10, "h1 learned again")
+    finally:
+        lp.stop()

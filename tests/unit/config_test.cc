@@ -191,7 +191,8 @@ TEST(Config, EmptyTablesKeepDefaults) {
 TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of("[dataplane]\nburst_size = 8\nburst_sise = 3\n" + kPort),
             "t.toml:3: dataplane.burst_sise: unknown key (expected one of \"burst_size\", \"mbufs\", \"mbuf_cache\", "
-            "\"idle\", \"idle_sleep_max_us\", \"tx_drain_us\", \"ring_size\", \"max_flows\", \"max_flows_per_device\")");
+            "\"idle\", \"idle_sleep_max_us\", \"tx_drain_us\", \"ring_size\", \"max_flows\", \"max_flows_per_device\", "
+            "\"neighbour_timeout\")");
   EXPECT_THAT(error_of(kPort + "colour = \"red\"\n"), StartsWith("t.toml:5: port[1].colour: unknown key"));
   EXPECT_THAT(error_of("log_level = \"info\"\n" + kPort), StartsWith("t.toml:1: log_level: unknown key"));
 }

@@ -53,6 +53,29 @@ packet_source packet_source::v6(const std::uint8_t address[16], std::uint16_t po
   return s;
 }
 
+bool cookie_for(std::uint8_t out[cookie_size], const key32& secret, const packet_source& source) noexcept {
+  // The port as it is on the wire: big-endian.
+  std::uint8_t port[2];
+  store_be16(port, source.port);
+  return crypto::mac(out, bytes(secret.data(), secret.size()),
+                     {bytes(source.ip.data(), source.ipv6 ? 16 : 4), bytes(port, 2)});
+}
+
+mac_status check_macs(const std::uint8_t* message, std::size_t length, const key32& mac1_key,
+                      const key32* cookie_secret, const packet_source& source) noexcept {
+  if (!has_macs(message, length)) return mac_status::invalid_mac;
+  std::uint8_t computed[cookie_size];
+  if (!compute_mac1(computed, message, length, mac1_key) ||
+      !constant_time_equal(computed, message + mac1_offset(length), cookie_size))
+    return mac_status::invalid_mac;
+  if (cookie_secret == nullptr) return mac_status::valid_mac_no_cookie;
+  std::uint8_t cookie[cookie_size];
+  const bool ok = cookie_for(cookie, *cookie_secret, source) && compute_mac2(computed, message, length, cookie) &&
+                  constant_time_equal(computed, message + mac2_offset(length), cookie_size);
+  secure_wipe(cookie, sizeof cookie);
+  return ok ? mac_status::valid_mac_with_cookie : mac_status::valid_mac_no_cookie;
+}
+
 const char* to_string(mac_status s) noexcept {
   switch (s) {
     case mac_status::invalid_mac: return "invalid_mac";
@@ -70,33 +93,23 @@ void cookie_checker::set_secret(const key32& secret, std::uint64_t now_ns) noexc
   have_secret_ = true;
 }
 
-bool cookie_checker::make_cookie(std::uint8_t out[cookie_size], const packet_source& source, std::uint64_t now_ns) {
+const key32& cookie_checker::secret(std::uint64_t now_ns) {
   if (!have_secret_ || now_ns - secret_birth_ns_ >= secret_max_age_ns) {
     rng_->fill(secret_.data(), secret_.size());
     secret_birth_ns_ = now_ns;
     have_secret_ = true;
   }
-  // The port as it is on the wire: big-endian.
-  std::uint8_t port[2];
-  store_be16(port, source.port);
-  return crypto::mac(out, bytes(secret_.data(), secret_.size()),
-                     {bytes(source.ip.data(), source.ipv6 ? 16 : 4), bytes(port, 2)});
+  return secret_;
+}
+
+bool cookie_checker::make_cookie(std::uint8_t out[cookie_size], const packet_source& source, std::uint64_t now_ns) {
+  return cookie_for(out, secret(now_ns), source);
 }
 
 mac_status cookie_checker::validate(const static_identity& local, const std::uint8_t* message, std::size_t length,
                                     const packet_source& source, bool check_cookie, std::uint64_t now_ns) {
-  if (!local.valid() || !has_macs(message, length)) return mac_status::invalid_mac;
-  std::uint8_t computed[cookie_size];
-  if (!compute_mac1(computed, message, length, local.mac1_key()) ||
-      !constant_time_equal(computed, message + mac1_offset(length), cookie_size))
-    return mac_status::invalid_mac;
-  if (!check_cookie) return mac_status::valid_mac_no_cookie;
-
-  std::uint8_t cookie[cookie_size];
-  const bool ok = make_cookie(cookie, source, now_ns) && compute_mac2(computed, message, length, cookie) &&
-                  constant_time_equal(computed, message + mac2_offset(length), cookie_size);
-  secure_wipe(cookie, sizeof cookie);
-  return ok ? mac_status::valid_mac_with_cookie : mac_status::valid_mac_no_cookie;
+  if (!local.valid()) return mac_status::invalid_mac;
+  return check_macs(message, length, local.mac1_key(), check_cookie ? &secret(now_ns) : nullptr, source);
 }
 
 bool cookie_checker::create_reply(message_handshake_cookie& out, const static_identity& local,

@@ -56,6 +56,19 @@ enum class mac_status : std::uint8_t {
 };
 const char* to_string(mac_status s) noexcept;
 
+// MAC(secret, ip || port): the cookie the responder's secret Rm gives `source`
+// (whitepaper 5.4.7). False only if the MAC could not be computed.
+bool cookie_for(std::uint8_t out[cookie_size], const key32& secret, const packet_source& source) noexcept;
+
+// A handshake message's MACs checked without any state: MAC1 against
+// `mac1_key` (HASH("mac1----" || receiver's static public)) and, when
+// `cookie_secret` is given, MAC2 against the cookie that secret gives
+// `source`. The workers run it on every initiation and response they
+// receive (dataplane/handshake_guard.h), so junk never reaches the control
+// thread; cookie_checker::validate is the same check with its own secret.
+mac_status check_macs(const std::uint8_t* message, std::size_t length, const key32& mac1_key,
+                      const key32* cookie_secret, const packet_source& source) noexcept;
+
 class cookie_checker {
  public:
   explicit cookie_checker(random_source& rng = system_random()) noexcept : rng_(&rng) {}
@@ -74,6 +87,10 @@ class cookie_checker {
   // Replaces the secret Rm as if it had been drawn at `now_ns` (known
   // answers in tests); it still expires 120 s later.
   void set_secret(const key32& secret, std::uint64_t now_ns) noexcept;
+  // The secret Rm in use at `now_ns` (a new one once the old is 120 s old),
+  // and when it was drawn: the workers check MAC2 with a copy.
+  const key32& secret(std::uint64_t now_ns);
+  std::uint64_t secret_birth_ns() const noexcept { return secret_birth_ns_; }
 
  private:
   // MAC(Rm, ip || port), drawing a new Rm first when it is 120 s old.

@@ -3,7 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <regex>
+#include <cctype>
+#include <string_view>
 #include <set>
 #include <sstream>
 
@@ -82,10 +83,32 @@ TEST(Collector, RendersEachSourceUnderItsName) {
   EXPECT_THAT(t, Not(HasSubstr("lopower_device_endpoint_info{device=\"never\"")));
 }
 
+// Metric and label names: [a-zA-Z_:][a-zA-Z0-9_:]* (labels without ':').
+bool valid_name(std::string_view n, bool label) {
+  if (n.empty() || std::isdigit(static_cast<unsigned char>(n[0]))) return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && (label || c != ':')) return false;
+  return true;
+}
+
+// `{name="value",...}` at the start of `s`: its length, or 0 when malformed.
+std::size_t labels_length(std::string_view s) {
+  std::size_t i = 1;
+  while (i < s.size() && s[i] != '}') {
+    const std::size_t eq = s.find("=\"", i);
+    if (eq == std::string_view::npos || !valid_name(s.substr(i, eq - i), true)) return 0;
+    i = eq + 2;
+    while (i < s.size() && s[i] != '"') i += s[i] == '\\' ? 2 : 1;
+    if (i >= s.size()) return 0;
+    ++i;
+    if (i < s.size() && s[i] == ',') ++i;
+  }
+  return i < s.size() ? i + 1 : 0;
+}
+
 // Every sample line is `name{labels} value` under a family declared once,
 // directly above its samples (what the format requires of a scrape).
 void expect_well_formed(const std::string& text) {
-  static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$)");
   std::set<std::string> families;
   std::string current;
   std::istringstream lines(text);
@@ -96,9 +119,23 @@ void expect_well_formed(const std::string& text) {
       continue;
     }
     if (line.rfind("# HELP ", 0) == 0) continue;
-    std::smatch m;
-    ASSERT_TRUE(std::regex_match(line, m, sample)) << line;
-    EXPECT_EQ(m[1].str(), current) << line;
+    const std::size_t name_end = line.find_first_of("{ ");
+    ASSERT_NE(name_end, std::string::npos) << line;
+    EXPECT_EQ(line.substr(0, name_end), current) << line;
+    EXPECT_TRUE(valid_name(line.substr(0, name_end), false)) << line;
+    std::size_t at = name_end;
+    if (line[at] == '{') {
+      const std::size_t n = labels_length(std::string_view(line).substr(at));
+      ASSERT_NE(n, 0u) << line;
+      at += n;
+    }
+    ASSERT_LT(at, line.size()) << line;
+    ASSERT_EQ(line[at], ' ') << line;
+    const std::string value = line.substr(at + 1);
+    if (value == "NaN" || value == "+Inf" || value == "-Inf") continue;
+    std::size_t used = 0;
+    EXPECT_NO_THROW((void)std::stod(value, &used)) << line;
+    EXPECT_EQ(used, value.size()) << line;
   }
 }
 

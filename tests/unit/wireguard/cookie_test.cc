@@ -146,6 +146,28 @@ TEST_F(cookie_fixture, set_secret_gives_stable_cookies) {
             mac_status::valid_mac_with_cookie);
 }
 
+// The workers' stateless check (check_macs with a copy of the secret) says
+// what the checker says.
+TEST_F(cookie_fixture, check_macs_with_the_secret_agrees_with_the_checker) {
+  const auto first = initiation(t0);
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(&first);
+  const key32& secret = checker.secret(t0);
+  EXPECT_EQ(check_macs(bytes, sizeof first, bob.mac1_key(), nullptr, src), mac_status::valid_mac_no_cookie);
+  EXPECT_EQ(check_macs(bytes, sizeof first, bob.mac1_key(), &secret, src), mac_status::valid_mac_no_cookie);
+  EXPECT_EQ(check_macs(bytes, sizeof first, alice.mac1_key(), nullptr, src), mac_status::invalid_mac);
+  ASSERT_TRUE(maker.consume_reply(reply_to(first, t0), t0));
+  const auto next = initiation(t0 + second);
+  const auto* next_bytes = reinterpret_cast<const std::uint8_t*>(&next);
+  EXPECT_EQ(check(next, true, t0 + second), mac_status::valid_mac_with_cookie);
+  EXPECT_EQ(check_macs(next_bytes, sizeof next, bob.mac1_key(), &checker.secret(t0 + second), src),
+            mac_status::valid_mac_with_cookie);
+  EXPECT_EQ(check_macs(next_bytes, sizeof next - 1, bob.mac1_key(), nullptr, src), mac_status::invalid_mac);
+  // 120 s on, the secret is new and the same cookie proves nothing.
+  EXPECT_EQ(check_macs(next_bytes, sizeof next, bob.mac1_key(), &checker.secret(t0 + 121 * second), src),
+            mac_status::valid_mac_no_cookie);
+  EXPECT_EQ(checker.secret_birth_ns(), t0 + 121 * second);
+}
+
 TEST_F(cookie_fixture, create_reply_refuses_non_handshake_messages) {
   message_handshake_cookie r;
   std::uint8_t junk[148] = {1};
