@@ -258,7 +258,8 @@ class section {
 // ---------------------------------------------------------------- [daemon]
 
 void read_daemon(const section& s, daemon_config& d) {
-  static constexpr std::array<std::string_view, 4> keys{"state_dir", "ctl_socket", "ctl_group", "log_level"};
+  static constexpr std::array<std::string_view, 5> keys{"state_dir", "ctl_socket", "ctl_group", "log_level",
+                                                        "core_dumps"};
   s.allow_only(keys);
   if (s.read_string("state_dir", d.state_dir) && d.state_dir.empty()) {
     s.refuse(s.find("state_dir"), "state_dir", "must not be empty (expected a directory path)");
@@ -279,6 +280,7 @@ void read_daemon(const section& s, daemon_config& d) {
   s.read_string("ctl_group", d.ctl_group);
   static constexpr std::array<std::string_view, 4> levels{"error", "warning", "info", "debug"};
   if (auto i = s.read_choice("log_level", levels)) d.log_level = levels[*i];
+  s.read_bool("core_dumps", d.core_dumps);
 }
 
 // ---------------------------------------------------------------- [dpdk]

@@ -44,6 +44,7 @@ struct daemon_config {
   std::string ctl_socket = "/run/lopower/lopower.sock";
   std::string ctl_group;                 // empty: root only; else the socket is group-accessible
   std::string log_level = "info";        // error, warning, info, debug
+  bool core_dumps = false;               // false: lopowerd is not dumpable (dumps would hold keys)
 };
 
 struct wireguard_config {

@@ -24,6 +24,7 @@
 #include "control/clock.h"
 #include "control/af_packet_host.h"
 #include "control/config.h"
+#include "control/core_dumps.h"
 #include "control/ctl/ctl_server.h"
 #include "control/ctl/device_commands.h"
 #include "control/dns/service.h"
@@ -195,6 +196,7 @@ int serve(const config& cfg, const std::string& config_path) {
   const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};
   auto full_status = [&] {
     nlohmann::json j = status_json(info, dp);
+    j["core_dumps"] = core_dumps_enabled();
     j["wireguard"] = {{"public_key", registry.server_public_key().to_base64()},
                       {"listen_port", cfg.wireguard.listen_port},
                       {"crypto_backend", dp.workers().empty() ? "none" : std::string(dp.workers()[0]->crypto_backend())},
@@ -298,6 +300,7 @@ int run(const options& opt) {
     LOG_ERROR("EAL initialisation failed: %s", rte_strerror(rte_errno));
     return 1;
   }
+  apply_core_dump_policy(cfg.daemon.core_dumps);  // before the first key is read
   int rc = 1;
   try {
     rc = serve(cfg, opt.config_path);

@@ -7,6 +7,8 @@ TAP, and lopowerd must count what it saw.
 """
 
 import json
+from pathlib import Path
+import re
 import signal
 import socket
 import subprocess
@@ -338,5 +340,45 @@ def test_a_host_spraying_arp_cannot_fill_the_neighbour_table(topology):
         # A real neighbour talking to lopower is learned again when it asks.
         assert ping(h1, GW4, 1).returncode == 0
         wait_until(lambda: H1_4 in neighbour_ips(lp), 10, "h1 learned again")
+    finally:
+        lp.stop()
+
+
+def large_mappings(pid: int, at_least: int) -> list[tuple[str, int, str]]:
+    """(address range, size in bytes, VmFlags) of the process's mappings of at
+    least ``at_least`` bytes, from /proc/PID/smaps."""
+    out, current = [], None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):
+            current = [head[0], 0, ""]
+        elif head and head[0] == "Size:" and current:
+            current[1] = int(head[1]) * 1024
+        elif head and head[0] == "VmFlags:" and current:
+            current[2] = " ".join(head[1:])
+            if current[1] >= at_least:
+                out.append(tuple(current))
+    return out
+
+
+def test_keys_stay_out_of_core_dumps(topology):
+    """lopowerd is not dumpable unless the operator asks (a dump would hold
+    its keys); when asked, DPDK's memory (packet buffers) is still left out
+    of the dump (VmFlags dd)."""
+    gw, h1 = topology.host("gw"), topology.host("h1")
+    af_packet_wire(topology, gw, "port0", h1, "eth0", [f"{H1_4}/24", f"{H1_6}/64"])
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", ADDRS)).start()
+    try:
+        assert lp.status()["core_dumps"] is False
+    finally:
+        lp.stop()
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", ADDRS), name="dumps",
+                  daemon_toml="core_dumps = true\n").start()
+    try:
+        assert lp.status()["core_dumps"] is True
+        dpdk = large_mappings(lp.proc.pid, 200 << 20)  # memory_mb = 256: glibc's arenas stay below 64 MiB
+        assert dpdk, "DPDK's memory is mapped"
+        assert all("dd" in flags.split() for _, _, flags in dpdk), f"left out of core dumps: {dpdk}"
+        assert ping(h1, GW4, 1).returncode == 0, "and the dataplane works as before"
     finally:
         lp.stop()

@@ -65,7 +65,8 @@ class Lopowerd:
     """One lopowerd process in ``host``, configured from ``ports_toml``."""
 
     def __init__(self, host: Host, ports_toml: str, extra_toml: str = "",
-                 name: str = "lopowerd", dataplane_toml: str = "", dpdk_toml: str = "") -> None:
+                 name: str = "lopowerd", dataplane_toml: str = "", dpdk_toml: str = "",
+                 daemon_toml: str = "") -> None:
         self.host = host
         self.dir = host.topo.tmpdir / f"{host.name}-{name}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +77,7 @@ class Lopowerd:
             state_dir = "{self.dir / 'state'}"
             ctl_socket = "{self.socket}"
             log_level = "debug"
-
+            {daemon_toml}
             [dpdk]
             lcores = "0-1"
             no_huge = true

@@ -43,6 +43,7 @@ state_dir = "/tmp/lp-state"
 ctl_socket = "/tmp/lp.sock"
 ctl_group = "wheel"
 log_level = "debug"
+core_dumps = true
 
 [dpdk]
 lcores = "0,2,4-5"
@@ -94,6 +95,7 @@ addresses = ["198.18.0.2/30"]
   EXPECT_EQ(cfg.daemon.ctl_socket, "/tmp/lp.sock");
   EXPECT_EQ(cfg.daemon.ctl_group, "wheel");
   EXPECT_EQ(cfg.daemon.log_level, "debug");
+  EXPECT_TRUE(cfg.daemon.core_dumps);
 
   EXPECT_EQ(cfg.dpdk.lcores, "0,2,4-5");
   EXPECT_THAT(cfg.dpdk.lcore_list, ElementsAre(0u, 2u, 4u, 5u));
@@ -150,6 +152,7 @@ TEST(Config, DefaultsWhenTablesAbsent) {
   EXPECT_EQ(cfg.daemon.ctl_socket, "/run/lopower/lopower.sock");
   EXPECT_EQ(cfg.daemon.ctl_group, "");
   EXPECT_EQ(cfg.daemon.log_level, "info");
+  EXPECT_FALSE(cfg.daemon.core_dumps) << "a dump would hold the keys";
   EXPECT_EQ(cfg.dpdk.lcores, "0-1");
   EXPECT_THAT(cfg.dpdk.lcore_list, ElementsAre(0u, 1u));
   EXPECT_FALSE(cfg.dpdk.main_lcore.has_value());
@@ -186,6 +189,15 @@ TEST(Config, EmptyTablesKeepDefaults) {
   EXPECT_THAT(cfg.dpdk.lcore_list, ElementsAre(0u, 1u));
   EXPECT_EQ(cfg.dpdk.line, 2);
   EXPECT_EQ(cfg.dataplane.burst_size, 32);
+}
+
+TEST(Config, DeviceDnsPacing) {
+  EXPECT_EQ(parse_config(kPort, "t.toml").dns.device_query_rate, 200u);
+  EXPECT_EQ(parse_config("[dns]\ndevice_query_rate = 0\n" + kPort, "t.toml").dns.device_query_rate, 0u);
+  EXPECT_EQ(dataplane_settings_of(parse_config("[dns]\ndevice_query_rate = 50\n" + kPort, "t.toml")).dns_device_query_rate,
+            50u);
+  EXPECT_THAT(error_of("[dns]\ndevice_query_rate = -1\n" + kPort), StartsWith("t.toml:2: dns.device_query_rate:"));
+  EXPECT_THAT(error_of("[dns]\ndevice_query_rate = 1000001\n" + kPort), StartsWith("t.toml:2: dns.device_query_rate:"));
 }
 
 TEST(Config, UnknownKey) {
