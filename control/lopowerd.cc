@@ -201,6 +201,7 @@ int serve(const config& cfg, const std::string& config_path) {
                       {"listen_port", cfg.wireguard.listen_port},
                       {"crypto_backend", dp.workers().empty() ? "none" : std::string(dp.workers()[0]->crypto_backend())},
                       {"devices", registry.list().size()},
+                      {"under_load", dp.handshakes_under_load()},
                       {"handshakes", devices.counters().to_json()}};
     j["tailnet"] = tailnet ? tailnet->status_json() : nlohmann::json{{"backend_state", "Disabled"}};
     j["dns"] = dns.status_json();

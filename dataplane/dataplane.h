@@ -65,6 +65,7 @@ class dataplane {
   // Control thread: under load, the workers check MAC2 too and keep
   // messages without a cookie on a ring of their own (handshake_guard.h).
   void set_handshakes_under_load(bool under_load) { handshakes_under_load_.store(under_load, std::memory_order_relaxed); }
+  bool handshakes_under_load() const { return handshakes_under_load_.load(std::memory_order_relaxed); }
   // Control thread: a listener's MAC1 key and current cookie secret, for
   // the workers' checks (nullptr: not checked there; the control thread
   // still is). The old copy is freed after a grace period.
