@@ -250,11 +250,11 @@ def test_floods_leave_room_for_a_new_device_and_for_dns(topology):
                    "both floods to be on")
 
         def asked():
-            r = d1.run(["python3", str(APPS / "dns_query.py"), LP4, "other.example", "A"], check=False, timeout=20)
+            r = d1.run(["python3", str(APPS / "dns_query.py"), LP4, "other.example", "A", "10"], check=False, timeout=30)
             return r.returncode == 0 and json.loads(r.stdout)["rcode"] in (0, 2, 3)  # any answer: none is an upstream
-        # Each question waits 3 s for its answer. Sharing one ring with the
-        # floods, about half of them were lost; a scheduling hiccup on a
-        # busy machine may cost one.
+        # Sharing one ring with the floods, about half of the questions were
+        # dropped (never answered, however long one waits); each waits 10 s,
+        # so a busy machine (a CI run beside the floods) only slows answers.
         answered = sum(asked() for _ in range(10))
         assert answered >= 8, f"the other device's DNS questions were answered during the floods ({answered} of 10)"
         assert lp.status()["wireguard"]["under_load"], "forged initiations keep lopower under load"

@@ -13,7 +13,6 @@ import ipaddress
 import os
 import signal
 import tempfile
-import time
 from dataclasses import dataclass, field
 
 from lopower_net import Host, wait_until
@@ -93,7 +92,8 @@ class WgDevice:
         env = dict(os.environ, WG_PROCESS_FOREGROUND="1", WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1",
                    LOG_LEVEL="debug")
         self.proc = self.host.popen(["wireguard-go", "-f", self.ifname], env=env)
-        wait_until(lambda: self.host.ip("link", "show", self.ifname, check=False).returncode == 0, 10,
+        # Go's start-up on a busy 2-core machine (a CI run beside a flood) took over 10 s.
+        wait_until(lambda: self.host.ip("link", "show", self.ifname, check=False).returncode == 0, 60,
                    f"wireguard-go to create {self.ifname}")
         self.setconf(self.config.setconf_text)
         for addr in self.config.addresses:
@@ -114,7 +114,7 @@ class WgDevice:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(10)
             self.proc = None
-        wait_until(lambda: self.host.ip("link", "show", self.ifname, check=False).returncode != 0, 10,
+        wait_until(lambda: self.host.ip("link", "show", self.ifname, check=False).returncode != 0, 30,
                    f"{self.ifname} to go away")
 
     def setconf(self, text: str) -> None:

@@ -3,7 +3,7 @@ answer as JSON ({"rcode", "aa", "answers": [addresses of A/AAAA records],
 "authority": count}). Written out by hand (RFC 1035 4.1) so the test needs
 no DNS library and sees exactly what lopower sent.
 
-    python3 dns_query.py SERVER NAME A|AAAA
+    python3 dns_query.py SERVER NAME A|AAAA [TIMEOUT_SECONDS]
 """
 
 import json
@@ -49,7 +49,7 @@ def main() -> None:
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     qid = int.from_bytes(os.urandom(2), "big")
     with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.settimeout(3)
+        s.settimeout(float(sys.argv[4]) if len(sys.argv) > 4 else 3)
         s.sendto(question(name, qtype, qid), (server, 53))
         while True:
             m, _ = s.recvfrom(4096)
