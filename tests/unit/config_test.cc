@@ -108,7 +108,7 @@ addresses = ["198.18.0.2/30"]
   EXPECT_EQ(cfg.dpdk.file_prefix, "lp1");
   EXPECT_EQ(cfg.dpdk.memory_mb, 256u);
   EXPECT_THAT(cfg.dpdk.extra_args, ElementsAre("--log-level=8", "--vdev=net_null9"));
-  EXPECT_EQ(cfg.dpdk.line, 7);
+  EXPECT_EQ(cfg.dpdk.line, 8);
 
   EXPECT_EQ(cfg.dataplane.burst_size, 64);
   EXPECT_EQ(cfg.dataplane.mbufs, 4096u);
@@ -135,7 +135,7 @@ addresses = ["198.18.0.2/30"]
   EXPECT_FALSE(dev.exception_path);
   EXPECT_EQ(dev.rx_descriptors, 512);
   EXPECT_EQ(dev.tx_descriptors, 2048);
-  EXPECT_EQ(dev.line, 32);
+  EXPECT_EQ(dev.line, 33);
 
   const port_config& net = cfg.ports[1];
   EXPECT_EQ(net.name, "net_2");
@@ -143,7 +143,7 @@ addresses = ["198.18.0.2/30"]
   EXPECT_EQ(net.tap_name, "lp-net_2");
   EXPECT_FALSE(net.gateway4.has_value());
   EXPECT_FALSE(net.gateway6.has_value());
-  EXPECT_EQ(net.line, 45);
+  EXPECT_EQ(net.line, 46);
 }
 
 TEST(Config, DefaultsWhenTablesAbsent) {
