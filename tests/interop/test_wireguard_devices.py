@@ -252,11 +252,10 @@ def test_floods_leave_room_for_a_new_device_and_for_dns(topology):
         def asked():
             r = d1.run(["python3", str(APPS / "dns_query.py"), LP4, "other.example", "A", "10"], check=False, timeout=30)
             return r.returncode == 0 and json.loads(r.stdout)["rcode"] in (0, 2, 3)  # any answer: none is an upstream
-        # Sharing one ring with the floods, about half of the questions were
-        # dropped (never answered, however long one waits); each waits 10 s,
-        # so a busy machine (a CI run beside the floods) only slows answers.
-        answered = sum(asked() for _ in range(10))
-        assert answered >= 8, f"the other device's DNS questions were answered during the floods ({answered} of 10)"
+        # On a busy machine the port itself drops some of any device's
+        # packets under these floods, before lopower's code sees them: ask
+        # until one is answered.
+        wait_until(asked, 60, "the other device's DNS question to be answered during the floods")
         assert lp.status()["wireguard"]["under_load"], "forged initiations keep lopower under load"
         newcomer = enroll(lp, d3, "newcomer")
         wait_until(lambda: newcomer.ping(LP4, count=1, wait=1), 90,
@@ -268,6 +267,14 @@ def test_floods_leave_room_for_a_new_device_and_for_dns(topology):
     hs = lp.status()["wireguard"]["handshakes"]
     assert sent[0] > 10_000 and sent[1] > 1_000, f"the floods were floods: {sent}"
     assert hs["cookie_replies_sent"] > 0, f"forged initiations got cookies, not work: {hs}"
+    # What the floods could not do: push anything out of the rings devices
+    # need. Sharing one ring, the floods overflowed it (control_ring_full)
+    # and about half of the other device's questions were lost; unpaced, the
+    # flooder alone overflows the inner ring. Junk, forgeries and the
+    # flooder's excess went before (wg_bad_mac1, unproven_ring_full,
+    # dns_device_rate).
+    overflowed = {r: port_drops(lp, r) for r in ("control_ring_full", "inner_ring_full")}
+    assert not any(overflowed.values()), f"the floods pushed devices' packets out: {overflowed}"
     lp.stop()
 
 
