@@ -7,8 +7,8 @@
 #include <rte_ip.h>
 
 #include <cstring>
-#include <ctime>
 
+#include "control/clock.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/outer_headers.h"
 #include "lopower/byte_order.h"
@@ -16,13 +16,6 @@
 namespace lopower {
 
 namespace {
-
-// CLOCK_MONOTONIC in ms, the clock drain_neighbour_notes is given (control thread).
-std::uint64_t clock_monotonic_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000;
-}
 
 bool serves(const port_runtime& p, bool tailnet_side) {
   return p.config.role == port_role::both || (p.config.role == port_role::tailnet) == tailnet_side;
@@ -137,7 +130,7 @@ std::optional<wg_endpoint> dataplane::route_udp(const ip_address& dst, std::uint
       return ep;
     }
     if (rte_mbuf* m = solicitation(pool_, p, self->address, next_hop)) {
-      solicited_[{p.port_id, next_hop.bytes}] = clock_monotonic_ms();  // its answer may add the neighbour
+      solicited_[{p.port_id, next_hop.bytes}] = monotonic_ms();  // its answer may add the neighbour (drain_neighbour_notes' clock)
       transmit(m);
     }
     return std::nullopt;
