@@ -56,6 +56,28 @@ void disco_paths::set_peers(const tailnet::netmap& nm) {
   peers_ = std::move(next);
 }
 
+bool disco_paths::update_peers(const tailnet::netmap& nm, std::span<const tailnet::node_id> ids) {
+  for (const tailnet::node_id id : ids) {
+    const tailnet::node* n = nm.peer_by_id(id);
+    if (n == nullptr) return false;
+    const auto it = peers_.find(id);
+    if (it == peers_.end()) {
+      if (n->disco_key.is_zero()) continue;  // speaks no disco, as before
+      return false;
+    }
+    if (!(it->second.disco_key == n->disco_key)) return false;
+  }
+  // What set_peers would do for each: the path it has stays.
+  for (const tailnet::node_id id : ids) {
+    const auto it = peers_.find(id);
+    if (it == peers_.end()) continue;
+    const tailnet::node* n = nm.peer_by_id(id);
+    it->second.node_key = n->key;
+    it->second.endpoints = n->endpoints;
+  }
+  return true;
+}
+
 bool disco_paths::handle(std::span<const std::uint8_t> packet, const wg_endpoint& from) {
   const auto sender = disco::sender_key(packet);
   const auto it = sender ? by_disco_.find(*sender) : by_disco_.end();
@@ -212,14 +234,15 @@ void disco_paths::tick(const std::function<bool(tailnet::node_id)>& busy) {
   const auto now = clock::now();
   for (auto& [id, p] : peers_) {
     const auto peer_id = id;  // clang 14 cannot capture a structured binding
-    const bool wanted =
-        busy(id) || std::any_of(waiters_.begin(), waiters_.end(), [&](const waiter& w) { return w.peer == peer_id; });
     // A ping round may meet a neighbour not learned yet: the next round
     // (after the ARP/ND answer) gets through, and the first such goes at
     // the next tick -- the answer takes a millisecond, not a second.
     const auto interval = p.missed_rounds == 1 ? std::chrono::milliseconds(100)
                           : waiters_.empty() ? heartbeat_interval : std::chrono::seconds(1);
-    if (wanted && now - p.last_ping_round >= interval) ping_endpoints(id, p);
+    if (now - p.last_ping_round < interval) continue;  // before asking busy(): every tick, every peer
+    const bool wanted =
+        busy(id) || std::any_of(waiters_.begin(), waiters_.end(), [&](const waiter& w) { return w.peer == peer_id; });
+    if (wanted) ping_endpoints(id, p);
   }
   std::vector<waiter> expired;
   std::erase_if(waiters_, [&](waiter& w) {

@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -70,6 +71,11 @@ class disco_paths {
 
   // The peers and their disco keys, endpoints, node keys (from the netmap).
   void set_peers(const tailnet::netmap& nm);
+  // The same for peers `ids` only (sorted), when nothing else in the netmap
+  // changed since the last call: their node keys and endpoints. False (and
+  // nothing done) when one of them came, went or has a new disco key:
+  // set_peers() then.
+  bool update_peers(const tailnet::netmap& nm, std::span<const tailnet::node_id> ids);
   // A disco packet from `from` (UDP on the tailnet port). False when it was
   // not disco we could open (unknown sender, bad box): the caller counts it.
   bool handle(std::span<const std::uint8_t> packet, const wg_endpoint& from);

@@ -173,29 +173,53 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
   if (changes.peers_changed())
     LOG_INFO("tailnet: peers +%zu -%zu ~%zu (now %zu)", changes.added.size(), changes.removed.size(),
              changes.changed.size(), nm.peer_count());
+  // The netmap synced last time, changed since only by `changes`: only the
+  // peers they name are looked at (a peer coming online in a tailnet of
+  // thousands touches that peer, not every one). Any other netmap (a new
+  // stream, a logout) is synced as a whole.
+  std::vector<tailnet::node_id> touched;
+  const std::vector<tailnet::node_id>* only = nullptr;
+  if (nm.serial() == synced_serial_) {
+    touched.reserve(changes.added.size() + changes.removed.size() + changes.changed.size());
+    for (const auto* ids : {&changes.added, &changes.removed, &changes.changed})
+      touched.insert(touched.end(), ids->begin(), ids->end());
+    std::sort(touched.begin(), touched.end());
+    only = &touched;
+  }
+  synced_serial_ = nm.serial();
   // Peers first (new ones must exist before a route names them), then the
   // workers' view, then the peers that went away: retired only after the
-  // view that routed to them is unpublished.
-  const std::vector<tailnet::node_id> stale = sync_wireguard(nm);
-  publish_view(nm, stale);
+  // view that routed to them is unpublished. The view is rebuilt when what
+  // it holds moved (a route, our addresses, the filter), and always for a
+  // whole netmap.
+  bool routes_moved = false;
+  const std::vector<tailnet::node_id> stale = sync_wireguard(nm, only, routes_moved);
+  if (only == nullptr || routes_moved || !stale.empty() || changes.self_changed || changes.packet_filter_changed)
+    publish_view(nm, stale);
   for (tailnet::node_id id : stale) {
     wg_->remove_peer(std::to_string(id));
     wg_peers_.erase(id);
   }
-  if (!stale.empty()) publish_view(nm, sync_wireguard(nm));  // peers whose key changed come back
-  disco_->set_peers(nm);
+  if (!stale.empty()) publish_view(nm, sync_wireguard(nm, only, routes_moved));  // peers whose key changed come back
+  if (only == nullptr || !disco_->update_peers(nm, *only)) disco_->set_peers(nm);
   sync_relays(nm);
-  follow_restarts(nm);
-  if (netmap_listener_) netmap_listener_(nm);
+  follow_restarts(nm, only);
+  // The DNS names follow what names resolve to (not online flags, endpoints
+  // or keys: most of what a large tailnet's map stream says).
+  if (netmap_listener_ && (only == nullptr || changes.names_changed || changes.dns_changed)) netmap_listener_(nm);
 }
 
 // The node-key interface and the disco keys follow the identity: a login
 // after a logout brings a new node key, and with it a new interface.
-std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap& nm) {
+std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap& nm,
+                                                          const std::vector<tailnet::node_id>* only,
+                                                          bool& routes_moved) {
   std::vector<tailnet::node_id> stale;
   if (!wg_ || !(wg_key_ == client_->node_public())) {
+    only = nullptr;  // every peer is new to it
     wg_.reset();
     wg_peers_.clear();
+    refused_.clear();
     wg_key_ = client_->node_public();
     wg_ = std::make_unique<wireguard_interface>(dp_, cfg_.wireguard, client_->node_private(), "tailnet peer");
     wg_->guard_on_workers(listener::tailnet);
@@ -204,32 +228,67 @@ std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap
       send_relayed(region, to, msg);
     });
   }
-  std::map<tailnet::node_id, public_key> wanted;
-  for (const tailnet::node& n : nm.peers())
-    if (!n.expired && !n.key.is_zero()) wanted.emplace(n.id, n.key);
-  for (const auto& [id, key] : wg_peers_) {
-    auto w = wanted.find(id);
-    if (w == wanted.end() || !(w->second == key)) stale.push_back(id);
+  // Wanted: every peer with a key that has not expired. The netmap's index
+  // answers for each peer we hold; stale comes out sorted, as wg_peers_ is.
+  // With `only`, the peers it names are looked at, and those refused
+  // earlier (they may be let in now): the rest are as they were.
+  const auto wanted = [](const tailnet::node& n) { return !n.expired && !n.key.is_zero(); };
+  const auto check_held = [&](tailnet::node_id id, const public_key& key) {
+    const tailnet::node* n = nm.peer_by_id(id);
+    if (n == nullptr || !wanted(*n) || !(n->key == key)) stale.push_back(id);
+  };
+  if (only == nullptr) {
+    for (const auto& [id, key] : wg_peers_) check_held(id, key);
+  } else {
+    for (const tailnet::node_id id : *only)
+      if (auto it = wg_peers_.find(id); it != wg_peers_.end()) check_held(id, it->second);
   }
-  for (const tailnet::node& n : nm.peers()) {
-    if (!wanted.contains(n.id)) continue;
+  const auto sync_peer = [&](const tailnet::node& n) {
+    if (!wanted(n)) return;
     auto allowed = allowed_for(n);
     const std::string name = std::to_string(n.id);
     if (wg_peers_.contains(n.id)) {
-      if (std::find(stale.begin(), stale.end(), n.id) != stale.end()) continue;  // a new key: re-added later
-      // Same key: only its AllowedIPs may have moved.
-      if (wg_peer* wp = wg_->dataplane_peer(name))
+      if (std::binary_search(stale.begin(), stale.end(), n.id)) return;  // a new key: re-added later
+      // Same key: only its AllowedIPs may have moved (unchanged, the
+      // workers keep reading the ones they have: nothing to retire).
+      if (wg_peer* wp = wg_->dataplane_peer(name)) {
+        const allowed_prefixes* now = wp->allowed.load(std::memory_order_acquire);
+        if (now != nullptr && now->prefixes == allowed->prefixes) return;
         if (const allowed_prefixes* old = wp->allowed.exchange(allowed.release(), std::memory_order_acq_rel))
           dp_.rcu().retire_object(const_cast<allowed_prefixes*>(old));
-      continue;
+        routes_moved = true;
+      }
+      return;
     }
     wg_->add_peer(name, n.key, [&allowed](wg_peer& wp) {
       wp.tailnet = true;
       wp.allowed.store(allowed.release(), std::memory_order_relaxed);
     });
     // Refused when another peer already has this key (a netmap the server
-    // got wrong): that one keeps it.
-    if (wg_->has_peer(name)) wg_peers_.emplace(n.id, n.key);
+    // got wrong): that one keeps it, and this one is tried again later.
+    if (wg_->has_peer(name)) {
+      wg_peers_.emplace(n.id, n.key);
+      refused_.erase(n.id);
+      routes_moved = true;
+    } else {
+      refused_.insert(n.id);
+    }
+  };
+  if (only == nullptr) {
+    refused_.clear();
+    for (const tailnet::node& n : nm.peers()) sync_peer(n);
+    return stale;
+  }
+  // In ID order, as a whole netmap is (of two peers with one key, the
+  // lower ID is tried first).
+  std::vector<tailnet::node_id> ids(*only);
+  for (const tailnet::node_id id : refused_)
+    if (!std::binary_search(only->begin(), only->end(), id)) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  for (const tailnet::node_id id : ids) {
+    const tailnet::node* n = nm.peer_by_id(id);
+    if (n == nullptr || !wanted(*n)) refused_.erase(id);
+    if (n != nullptr) sync_peer(*n);
   }
   return stale;
 }
@@ -264,7 +323,7 @@ void tailnet_node::publish_view(const tailnet::netmap& nm, const std::vector<tai
   view->filter = nm.packet_filter();
   // Where spliced flows go: each WireGuard peer's AllowedIPs.
   for (const auto& [id, key] : wg_peers_) {
-    if (std::find(stale.begin(), stale.end(), id) != stale.end()) continue;
+    if (std::binary_search(stale.begin(), stale.end(), id)) continue;  // sync_wireguard's, sorted
     wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
     const allowed_prefixes* allowed = wp ? wp->allowed.load(std::memory_order_acquire) : nullptr;
     if (allowed == nullptr) continue;
@@ -376,9 +435,12 @@ void tailnet_node::fall_back_to_relays() {
   const tailnet::netmap* nm = client_->current();
   if (nm == nullptr) return;
   for (const auto& [id, key] : wg_peers_) {
+    // Every tick, every peer: the cheap test first (most have no direct
+    // path going unanswered), the peer's endpoint only for those that do.
+    if (!disco_->direct_lost(id)) continue;
     const wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
     const wg_endpoint* ep = wp ? wp->endpoint.load(std::memory_order_acquire) : nullptr;
-    if (ep == nullptr || ep->relay_region != 0 || !disco_->direct_lost(id)) continue;
+    if (ep == nullptr || ep->relay_region != 0) continue;
     const tailnet::node* n = nm->peer_by_id(id);
     const int region = n ? relay_region_for(*n) : 0;
     if (region == 0 || !relays_->ready(region)) continue;  // a relay that is down is no way either
@@ -419,26 +481,47 @@ void tailnet_node::find_path(const std::string& name) {
 // with it are gone on its side. One that comes back online may have dropped
 // them too, or only flapped in the server's view: a new handshake at once,
 // but the session it may still have keeps working meanwhile.
-void tailnet_node::follow_restarts(const tailnet::netmap& nm) {
+void tailnet_node::follow_restarts(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only) {
+  if (only != nullptr) {  // the others are as they were
+    for (const tailnet::node_id id : *only) {
+      const tailnet::node* n = nm.peer_by_id(id);
+      if (n == nullptr) {
+        liveness_.erase(id);
+        continue;
+      }
+      auto before = liveness_.find(id);
+      if (before == liveness_.end()) {
+        liveness_.emplace(id, peer_liveness{n->disco_key, n->online.value_or(true)});
+        continue;
+      }
+      follow_restart(*n, before->second);
+      before->second = {n->disco_key, n->online.value_or(true)};
+    }
+    return;
+  }
   std::map<tailnet::node_id, peer_liveness> now;
   for (const tailnet::node& n : nm.peers()) {
     const peer_liveness live{n.disco_key, n.online.value_or(true)};
     now.emplace(n.id, live);
     auto before = liveness_.find(n.id);
-    if (before == liveness_.end() || !wg_peers_.contains(n.id)) continue;
-    const bool new_disco = !before->second.disco_key.is_zero() && !(before->second.disco_key == live.disco_key);
-    const bool back_online = !before->second.online && live.online;
-    if (before->second.online != live.online)
-      LOG_DEBUG("tailnet peer %s: %s", n.name.c_str(), live.online ? "online" : "offline");
-    if (new_disco) {
-      LOG_INFO("tailnet peer %s: new disco key (restarted)", n.name.c_str());
-      wg_->peer_restarted(std::to_string(n.id));
-    } else if (back_online) {
-      LOG_INFO("tailnet peer %s: back online", n.name.c_str());
-      wg_->renew_session(std::to_string(n.id));
-    }
+    if (before != liveness_.end()) follow_restart(n, before->second);
   }
   liveness_ = std::move(now);
+}
+
+void tailnet_node::follow_restart(const tailnet::node& n, const peer_liveness& before) {
+  if (!wg_peers_.contains(n.id)) return;
+  const peer_liveness live{n.disco_key, n.online.value_or(true)};
+  const bool new_disco = !before.disco_key.is_zero() && !(before.disco_key == live.disco_key);
+  const bool back_online = !before.online && live.online;
+  if (before.online != live.online) LOG_DEBUG("tailnet peer %s: %s", n.name.c_str(), live.online ? "online" : "offline");
+  if (new_disco) {
+    LOG_INFO("tailnet peer %s: new disco key (restarted)", n.name.c_str());
+    wg_->peer_restarted(std::to_string(n.id));
+  } else if (back_online) {
+    LOG_INFO("tailnet peer %s: back online", n.name.c_str());
+    wg_->renew_session(std::to_string(n.id));
+  }
 }
 
 bool tailnet_node::busy(tailnet::node_id id) const {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -70,14 +71,17 @@ class tailnet_node {
  private:
   void on_netmap(const tailnet::netmap& nm, const tailnet::netmap_changes& changes);
   std::vector<tailnet::endpoint> local_endpoints() const;
-  // Adds and updates the WireGuard peers; returns those to remove once the
-  // view no longer routes to them.
-  std::vector<tailnet::node_id> sync_wireguard(const tailnet::netmap& nm);
+  // Adds and updates the WireGuard peers (all, or those `only` names: see
+  // on_netmap); returns those to remove once the view no longer routes to
+  // them. `routes_moved` is set when a peer was added or its AllowedIPs
+  // replaced.
+  std::vector<tailnet::node_id> sync_wireguard(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only,
+                                               bool& routes_moved);
   void publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale);
   std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
   const tailnet::node* find_peer(const std::string& what) const;
   void find_path(const std::string& wg_name);
-  void follow_restarts(const tailnet::netmap& nm);
+  void follow_restarts(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only);
   // DERP: the relays follow the node key (a new login dials again).
   void sync_relays(const tailnet::netmap& nm);
   void on_relayed(int region, const public_key& src, std::span<const std::uint8_t> packet);
@@ -92,6 +96,7 @@ class tailnet_node {
     bool online = true;
   };
   std::map<tailnet::node_id, peer_liveness> liveness_;  // as of the last netmap
+  void follow_restart(const tailnet::node& n, const peer_liveness& before);
   bool busy(tailnet::node_id id) const;
   // ICMP over WireGuard: a disco path first, then a handshake, then the echo.
   struct icmp_ping {
@@ -122,6 +127,8 @@ class tailnet_node {
   std::unique_ptr<derp_relays> relays_;
   public_key relays_key_;
   std::map<tailnet::node_id, public_key> wg_peers_;  // what wg_ holds, by node ID
+  std::set<tailnet::node_id> refused_;               // wanted, but their key was taken (sync_wireguard)
+  std::uint64_t synced_serial_ = 0;                  // of the netmap on_netmap synced last
   std::map<std::uint64_t, nlohmann::json> pings_;    // ping id -> outcome (null while waiting)
   std::uint64_t next_ping_ = 1;
   std::uint64_t tsc_hz_;

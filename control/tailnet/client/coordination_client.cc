@@ -1,5 +1,10 @@
 #include "control/tailnet/client/coordination_client.h"
 
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
+
 #include "control/log.h"
 #include "control/tailnet/controlbase/key_text.h"
 #include "control/tailnet/controlbase/printable.h"
@@ -13,6 +18,19 @@ constexpr std::size_t max_error_body = 4 * 1024;
 
 std::chrono::microseconds us(std::chrono::milliseconds ms) { return ms; }
 
+std::uint64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Adds the calling thread's CPU time from here to the end of the scope.
+struct cpu_time_into {
+  std::uint64_t& total;
+  std::uint64_t start = thread_cpu_ns();
+  ~cpu_time_into() { total += thread_cpu_ns() - start; }
+};
+
 h2_request json_post(const control_url& server, std::string path, std::string body) {
   h2_request r;
   r.method = "POST";
@@ -22,6 +40,23 @@ h2_request json_post(const control_url& server, std::string path, std::string bo
   r.body = std::move(body);
   return r;
 }
+
+// The real connection behind control_channel.
+class connection_channel final : public control_channel {
+ public:
+  connection_channel(event_loop& loop, const control_url& server, const private_key& machine,
+                     control_connection::handlers h, const std::string& ca_file)
+      : conn_(loop, server, machine, std::move(h), ca_file) {}
+  void start() override { conn_.start(); }
+  std::int32_t request(const h2_request& req, h2_stream_handler handler) override {
+    return conn_.request(req, std::move(handler));
+  }
+  void close() override { conn_.close(); }
+  bool is_open() const noexcept override { return conn_.is_open(); }
+
+ private:
+  control_connection conn_;
+};
 
 // Collects a bounded response body, then hands status and body on.
 struct body_collector {
@@ -92,15 +127,16 @@ void coordination_client::connect() {
   // Only the connection in conn_ may act: one let go may still report its
   // open or close, which must not touch its successor.
   const std::uint64_t generation = ++connection_generation_;
-  conn_ = std::make_unique<control_connection>(
-      loop_, cfg_.server, identity_.machine,
-      control_connection::handlers{[this, generation] {
-                                     if (generation == connection_generation_) on_open();
-                                   },
-                                   [this, generation](const std::string& r) {
-                                     if (generation == connection_generation_) on_closed(r);
-                                   }},
-      cfg_.ca_file);
+  control_connection::handlers h{[this, generation] {
+                                   if (generation == connection_generation_) on_open();
+                                 },
+                                 [this, generation](const std::string& r) {
+                                   if (generation == connection_generation_) on_closed(r);
+                                 }};
+  if (cfg_.make_channel)
+    conn_ = cfg_.make_channel(std::move(h));
+  else
+    conn_ = std::make_unique<connection_channel>(loop_, cfg_.server, identity_.machine, std::move(h), cfg_.ca_file);
   connect_timer_ = loop_.add_timer(cfg_.connect_timeout, std::chrono::microseconds(0), [this] {
     connect_timer_ = -1;
     reconnect_later("no answer from the control server within " + std::to_string(cfg_.connect_timeout.count()) + " s");
@@ -143,25 +179,48 @@ void coordination_client::on_closed(const std::string& reason) {
   reconnect_later(reason);
 }
 
-std::chrono::milliseconds coordination_client::next_backoff() {
-  backoff_ = backoff_.count() == 0 ? cfg_.backoff_initial : std::min(backoff_ * 2, cfg_.backoff_max);
+std::chrono::milliseconds coordination_client::jittered(std::chrono::milliseconds base) {
   // +-25%: restarted servers are not hit by every node at the same moment.
   std::uniform_real_distribution<double> jitter(0.75, 1.25);
-  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(backoff_.count()) * jitter(jitter_)));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * jitter(jitter_)));
 }
 
-void coordination_client::reconnect_later(const std::string& reason) {
+std::chrono::milliseconds coordination_client::next_backoff() {
+  backoff_ = backoff_.count() == 0 ? cfg_.backoff_initial : std::min(backoff_ * 2, cfg_.backoff_max);
+  return jittered(backoff_);
+}
+
+// Not reset by a register: only a map that is applied ends it.
+std::chrono::milliseconds coordination_client::next_refused_backoff() {
+  refused_backoff_ = refused_backoff_.count() == 0 ? cfg_.refused_map_backoff_initial
+                                                   : std::min(refused_backoff_ * 2, cfg_.refused_map_backoff_max);
+  return jittered(refused_backoff_);
+}
+
+void coordination_client::reconnect_later(const std::string& reason, bool map_refused) {
   drop_connection();
   last_error_ = reason;
   if (identity_.logged_out && !identity_.expire_node) return;
   if (state_ != backend_state::needs_login) set_state(backend_state::starting);
-  const auto delay = next_backoff();
-  LOG_WARNING("tailnet: %s; reconnecting in %.1f s", reason.c_str(), static_cast<double>(delay.count()) / 1000.0);
+  delay_ = map_refused ? next_refused_backoff() : next_backoff();
+  retry_at_ = std::chrono::steady_clock::now() + delay_;
+  if (map_refused)
+    LOG_WARNING("tailnet: degraded: %s; %s, asking again in %.1f s", reason.c_str(),
+                current_ ? "the netmap in force is kept" : "no netmap yet", static_cast<double>(delay_.count()) / 1000.0);
+  else
+    LOG_WARNING("tailnet: %s; reconnecting in %.1f s", reason.c_str(), static_cast<double>(delay_.count()) / 1000.0);
   if (reconnect_timer_ >= 0) loop_.cancel_timer(reconnect_timer_);
-  reconnect_timer_ = loop_.add_timer(us(delay), std::chrono::microseconds(0), [this] {
+  reconnect_timer_ = loop_.add_timer(us(delay_), std::chrono::microseconds(0), [this] {
     reconnect_timer_ = -1;
     connect();
   });
+}
+
+// The map itself was refused (too large, unparsable, refused by the
+// netmap): the server would send the same again at once.
+void coordination_client::refuse_map(std::string why) {  // a copy: the reader that said why is let go
+  degraded_ = why;
+  reconnect_later(std::move(why), true);
 }
 
 // --- register --------------------------------------------------------------------
@@ -181,7 +240,7 @@ void coordination_client::send_register(const std::string& followup) {
   r.followup = followup;
   auto collected = std::make_shared<body_collector>();
   collected->limit = max_register_body;
-  control_connection* conn = conn_.get();
+  control_channel* conn = conn_.get();
   h2_stream_handler h;
   h.on_response = [collected](int status, const std::vector<http_header>&) { collected->status = status; };
   h.on_data = [collected](std::span<const std::uint8_t> b) {
@@ -246,10 +305,10 @@ map_request coordination_client::make_map_request(bool stream) const {
 }
 
 void coordination_client::start_map_stream() {
-  map_reader_ = std::make_unique<map_stream_reader>();
+  map_reader_ = std::make_unique<map_stream_reader>(cfg_.map_limits);
   next_ = std::make_unique<netmap>();
   stream_started_ = false;
-  control_connection* conn = conn_.get();
+  control_channel* conn = conn_.get();
   auto error_body = std::make_shared<body_collector>();
   error_body->limit = max_error_body;
   h2_stream_handler h;
@@ -283,9 +342,13 @@ void coordination_client::arm_watchdog() {
 }
 
 void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
-  if (!map_reader_->feed(bytes)) return reconnect_later("map stream: " + map_reader_->error());
-  control_connection* conn = conn_.get();
-  while (auto resp = map_reader_->next_response()) {
+  stats_.map_bytes += bytes.size();
+  const cpu_time_into timed{stats_.map_cpu_ns};
+  if (!map_reader_->feed(bytes)) return refuse_map(map_reader_->error());
+  control_channel* conn = conn_.get();
+  parse_limits pl;
+  pl.max_bytes = cfg_.map_limits.max_message_bytes;
+  while (auto resp = map_reader_->next_response(pl)) {
     arm_watchdog();
     if (resp->keep_alive) {
       ++stats_.keepalives;
@@ -294,13 +357,15 @@ void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
     ++stats_.map_responses;
     netmap& target = stream_started_ ? *current_ : *next_;
     const netmap_changes changes = target.apply(std::move(*resp));
-    if (!changes.ok()) return reconnect_later("map response refused: " + changes.error);
+    if (!changes.ok()) return refuse_map("map response refused: " + changes.error);
     if (!stream_started_) {
       if (!next_->started()) continue;  // no self node yet: not a usable netmap
       current_ = std::move(next_);
       stream_started_ = true;
-      backoff_ = std::chrono::milliseconds(0);
+      backoff_ = refused_backoff_ = std::chrono::milliseconds(0);
       last_error_.clear();
+      if (!degraded_.empty()) LOG_INFO("tailnet: no longer degraded: the map was taken");
+      degraded_.clear();
       LOG_INFO("tailnet: netmap with %zu peer(s)", current_->peer_count());
       set_state(backend_state::running);
       update_in_flight_ = update_pending_ = false;  // a new stream: nothing of the old connection is in flight
@@ -309,7 +374,7 @@ void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
     if (handlers_.on_netmap) handlers_.on_netmap(*current_, changes);
     if (conn != conn_.get()) return;  // a handler dropped the connection
   }
-  if (map_reader_->failed()) reconnect_later("map stream: " + map_reader_->error());
+  if (map_reader_->failed()) refuse_map(map_reader_->error());
 }
 
 void coordination_client::set_endpoints(std::vector<endpoint> endpoints, std::vector<int> types) {
@@ -376,6 +441,8 @@ result<void> coordination_client::logout() {
   if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
   current_.reset();
   login_url_.clear();
+  degraded_.clear();
+  refused_backoff_ = std::chrono::milliseconds(0);
   set_state(backend_state::needs_login);
   if (handlers_.on_netmap) handlers_.on_netmap(netmap{}, netmap_changes{});
   LOG_INFO("tailnet: logged out");
@@ -389,7 +456,7 @@ void coordination_client::send_expiry() {
   r.node_key = *identity_.expire_node;
   r.hostinfo = cfg_.hostinfo;
   r.expiry = logout_expiry();
-  control_connection* conn = conn_.get();
+  control_channel* conn = conn_.get();
   auto status = std::make_shared<int>(0);
   h2_stream_handler h;
   h.on_response = [status](int s, const std::vector<http_header>&) { *status = s; };
@@ -446,9 +513,16 @@ nlohmann::json coordination_client::status_json() const {
                    {"connects", stats_.connects},
                    {"map_responses", stats_.map_responses},
                    {"keepalives", stats_.keepalives},
-                   {"stream_timeouts", stats_.stream_timeouts}};
+                   {"stream_timeouts", stats_.stream_timeouts},
+                   {"map_bytes", stats_.map_bytes},
+                   {"map_cpu_ms", static_cast<double>(stats_.map_cpu_ns / 1000) / 1000.0}};
   if (!login_url_.empty()) j["auth_url"] = login_url_;
   if (!last_error_.empty()) j["last_error"] = last_error_;
+  if (!degraded_.empty()) j["degraded"] = degraded_;
+  if (reconnect_timer_ >= 0) {
+    const auto left = std::chrono::duration<double>(retry_at_ - std::chrono::steady_clock::now()).count();
+    j["reconnect_in_seconds"] = std::max(0.0, std::round(left * 10) / 10);
+  }
   nlohmann::json eps = nlohmann::json::array();
   for (const endpoint& e : endpoints_) eps.push_back(e.to_string());
   j["endpoints"] = eps;

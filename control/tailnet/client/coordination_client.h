@@ -15,6 +15,14 @@
 //
 // The netmap is per map stream (as tailscale's mapSession): a new stream
 // builds a fresh one and replaces the old once its first full response is in.
+//
+// A map the client refuses -- over the size limits (map_stream_reader,
+// parse_map_response), unparsable, refused by the netmap -- would come back
+// the same on the next stream: the client is then degraded (status_json()
+// says why, e.g. "map response of N bytes exceeds the limit of M"), keeps
+// the netmap in force, and asks again after a backoff of its own (a minute,
+// doubling to 15), which a successful register does not reset. The first
+// map of a stream that is applied ends it.
 
 #include <chrono>
 #include <cstdint>
@@ -41,6 +49,21 @@ namespace lopower::tailnet {
 enum class backend_state : std::uint8_t { no_state, needs_login, starting, running, stopped };
 const char* to_string(backend_state s) noexcept;
 
+// What the client needs of a ts2021 connection: a control_connection, or a
+// fake control server in the unit tests. The handlers are those given to
+// the factory (on_open once open, on_closed once when it dies).
+class control_channel {
+ public:
+  virtual ~control_channel() = default;
+  virtual void start() = 0;
+  // A request on the open connection; the stream id, or -1 when not open.
+  virtual std::int32_t request(const h2_request& req, h2_stream_handler handler) = 0;
+  // Closes without calling on_closed (may be called from a stream handler).
+  virtual void close() = 0;
+  virtual bool is_open() const noexcept = 0;
+};
+using channel_factory = std::function<std::unique_ptr<control_channel>(control_connection::handlers)>;
+
 struct coordination_config {
   control_url server;
   std::string ca_file;  // https: a PEM bundle trusted besides the system roots
@@ -51,6 +74,12 @@ struct coordination_config {
   std::chrono::milliseconds backoff_initial{1000};
   std::chrono::milliseconds backoff_max{30000};
   std::chrono::seconds connect_timeout{30};
+  // After a refused map (see above): the first wait, doubling up to the max.
+  std::chrono::milliseconds refused_map_backoff_initial{60000};
+  std::chrono::milliseconds refused_map_backoff_max{15 * 60000};
+  // The map stream's limits; parse_map_response's follows max_message_bytes.
+  map_stream_reader::limits map_limits;
+  channel_factory make_channel;  // empty: control_connection
 };
 
 class coordination_client {
@@ -88,6 +117,11 @@ class coordination_client {
   backend_state state() const noexcept { return state_; }
   const std::string& login_url() const noexcept { return login_url_; }
   const std::string& last_error() const noexcept { return last_error_; }
+  // Why the last map was refused, until a map of a later stream is applied
+  // (empty: not degraded).
+  const std::string& degraded() const noexcept { return degraded_; }
+  // The wait before the reconnect now scheduled (zero: none scheduled).
+  std::chrono::milliseconds reconnect_delay() const noexcept { return reconnect_timer_ >= 0 ? delay_ : std::chrono::milliseconds(0); }
   // The netmap in force (the last complete one), or nullptr before the first.
   const netmap* current() const noexcept { return current_.get(); }
   const private_key& node_private() const noexcept { return identity_.node; }
@@ -98,6 +132,10 @@ class coordination_client {
 
   struct counters {
     std::uint64_t connects = 0, connect_failures = 0, map_responses = 0, keepalives = 0, stream_timeouts = 0;
+    // Map stream bytes as received (compressed), and the control thread's
+    // CPU time spent on them: decoding, parsing, merging and every handler
+    // a netmap runs (WireGuard peers, the workers' view, disco, DNS names).
+    std::uint64_t map_bytes = 0, map_cpu_ns = 0;
   };
   const counters& stats() const noexcept { return stats_; }
   nlohmann::json status_json() const;
@@ -114,11 +152,14 @@ class coordination_client {
   void start_map_stream();
   void on_map_data(std::span<const std::uint8_t> bytes);
   void send_endpoint_update();
-  void reconnect_later(const std::string& reason);
+  void reconnect_later(const std::string& reason, bool map_refused = false);
+  void refuse_map(std::string why);
   void drop_connection();
   void arm_watchdog();
   void set_state(backend_state s);
   std::chrono::milliseconds next_backoff();
+  std::chrono::milliseconds next_refused_backoff();
+  std::chrono::milliseconds jittered(std::chrono::milliseconds base);
   map_request make_map_request(bool stream) const;
   register_request make_register_request() const;
 
@@ -134,11 +175,12 @@ class coordination_client {
   backend_state state_ = backend_state::no_state;
   std::string login_url_;
   std::string last_error_;
+  std::string degraded_;
   std::vector<endpoint> endpoints_;
   std::vector<int> endpoint_types_;
 
-  std::unique_ptr<control_connection> conn_;
-  std::vector<std::unique_ptr<control_connection>> retired_;  // freed off the call stack
+  std::unique_ptr<control_channel> conn_;
+  std::vector<std::unique_ptr<control_channel>> retired_;  // freed off the call stack
   std::uint64_t connection_generation_ = 0;  // of conn_; older connections' events are ignored
   bool request_in_flight_ = false;          // a register (or logout) on conn_ not yet answered
   std::unique_ptr<map_stream_reader> map_reader_;
@@ -152,6 +194,9 @@ class coordination_client {
   event_loop::timer_id watchdog_timer_ = -1;
   event_loop::timer_id connect_timer_ = -1;
   std::chrono::milliseconds backoff_{0};
+  std::chrono::milliseconds refused_backoff_{0};  // while degraded
+  std::chrono::milliseconds delay_{0};            // of the reconnect scheduled
+  std::chrono::steady_clock::time_point retry_at_{};
   std::mt19937 jitter_{std::random_device{}()};
   counters stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -775,7 +775,7 @@ map_parse_result parse_map_response(std::string_view json_text, const parse_limi
   map_parse_result result;
   try {
     if (json_text.size() > limits.max_bytes) {
-      result.error = "MapResponse of " + std::to_string(json_text.size()) + " bytes is over the limit of " +
+      result.error = "map response of " + std::to_string(json_text.size()) + " bytes exceeds the limit of " +
                      std::to_string(limits.max_bytes);
       return result;
     }

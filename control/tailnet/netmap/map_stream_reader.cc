@@ -23,6 +23,16 @@ int window_log_for(std::size_t max_message_bytes) {
   return log;
 }
 
+// The words every size refusal uses: `lopower-ctl status` shows them.
+std::string frame_too_large(std::uint64_t bytes, std::size_t limit) {
+  return "map response of " + std::to_string(bytes) + " bytes (compressed) exceeds the limit of " +
+         std::to_string(limit);
+}
+
+std::string message_too_large(std::uint64_t bytes, std::size_t limit) {
+  return "map response of " + std::to_string(bytes) + " bytes exceeds the limit of " + std::to_string(limit);
+}
+
 }  // namespace
 
 map_stream_reader::map_stream_reader() : map_stream_reader(limits{}) {}
@@ -92,10 +102,7 @@ bool map_stream_reader::feed(std::span<const std::uint8_t> bytes) {
   if (buffered() >= 4) {
     const auto* p = reinterpret_cast<const std::uint8_t*>(buffer_.data() + consumed_);
     const std::uint32_t len = load_le32(p);
-    if (len > limits_.max_frame_bytes) {
-      return fail("map frame of " + std::to_string(len) + " bytes is over the limit of " +
-                  std::to_string(limits_.max_frame_bytes));
-    }
+    if (len > limits_.max_frame_bytes) return fail(frame_too_large(len, limits_.max_frame_bytes));
   }
   return true;
 }
@@ -105,8 +112,7 @@ std::optional<std::string> map_stream_reader::next() {
   const auto* p = reinterpret_cast<const std::uint8_t*>(buffer_.data() + consumed_);
   const std::uint32_t len = load_le32(p);
   if (len > limits_.max_frame_bytes) {
-    fail("map frame of " + std::to_string(len) + " bytes is over the limit of " +
-         std::to_string(limits_.max_frame_bytes));
+    fail(frame_too_large(len, limits_.max_frame_bytes));
     return std::nullopt;
   }
   if (buffered() - 4 < len) return std::nullopt;
@@ -117,7 +123,7 @@ std::optional<std::string> map_stream_reader::next() {
     if (!out) return std::nullopt;
   } else {
     if (body.size() > limits_.max_message_bytes) {
-      fail("map message over the limit of " + std::to_string(limits_.max_message_bytes) + " bytes");
+      fail(message_too_large(body.size(), limits_.max_message_bytes));
       return std::nullopt;
     }
     try {
@@ -140,6 +146,14 @@ std::optional<std::string> map_stream_reader::next() {
 std::optional<std::string> map_stream_reader::decompress(std::string_view body) {
   std::string out;
   if (body.empty()) return out;  // an empty body decodes to nothing, as in Go
+  // A frame header that declares more than the limit is refused before
+  // anything is decoded (and the refusal can say how large the map was).
+  const unsigned long long declared = ZSTD_getFrameContentSize(body.data(), body.size());
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != ZSTD_CONTENTSIZE_ERROR &&
+      declared > limits_.max_message_bytes) {
+    fail(message_too_large(declared, limits_.max_message_bytes));
+    return std::nullopt;
+  }
   ZSTD_DCtx* d = dctx_of(dctx_);
   ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
   ZSTD_inBuffer in{body.data(), body.size(), 0};
@@ -159,7 +173,8 @@ std::optional<std::string> map_stream_reader::decompress(std::string_view body) 
             return std::nullopt;
           }
           if (o.pos > 0) {
-            fail("map message decompresses to more than " + std::to_string(limits_.max_message_bytes) + " bytes");
+            fail("map response decompresses to more than the limit of " +
+                 std::to_string(limits_.max_message_bytes) + " bytes");
             return std::nullopt;
           }
           last = r;

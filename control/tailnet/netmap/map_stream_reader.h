@@ -7,10 +7,12 @@
 // The reader takes the bytes as they arrive, in chunks of any size, and
 // hands back whole decompressed messages. It trusts nothing in the stream:
 // a length over max_frame_bytes is refused as soon as its four bytes are in,
-// and decompression stops at max_message_bytes whatever the zstd frame header
-// claims (ZSTD_decompressStream into a buffer grown on demand; the window a
-// frame may demand is capped as well). After an error the stream is dead:
-// feed() and next() keep failing.
+// a zstd frame whose header declares more than max_message_bytes before it
+// is decoded, and decompression stops at max_message_bytes whatever the
+// header claims (ZSTD_decompressStream into a buffer grown on demand; the
+// window a frame may demand is capped as well). After an error the stream is
+// dead: feed() and next() keep failing. Size refusals read "map response of
+// N bytes exceeds the limit of M" (what `lopower-ctl status` then shows).
 
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,7 @@
 #include "control/tailnet/netmap/netmap.h"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <utility>
 
@@ -102,6 +103,11 @@ const node* lowest(const Map& m, const typename Map::key_type& k, const netmap& 
 }
 
 }  // namespace
+
+std::uint64_t netmap::serial_number::next() {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 
 std::size_t netmap::addr_hash::operator()(const ip_address& a) const noexcept {
   std::uint64_t h = 0xcbf29ce484222325ULL ^ static_cast<std::uint8_t>(a.family);
@@ -252,7 +258,10 @@ netmap_changes netmap::apply(map_response&& r, timestamp now) {
       } else if (o == peers_.end() || f->id < o->id) {
         ch.added.push_back((f++)->id);
       } else {
-        if (!(*o == *f)) ch.changed.push_back(f->id);
+        if (!(*o == *f)) {
+          ch.changed.push_back(f->id);
+          if (o->name != f->name || o->addresses != f->addresses) ch.names_changed = true;
+        }
         ++o;
         ++f;
       }
@@ -342,12 +351,15 @@ netmap_changes netmap::apply(map_response&& r, timestamp now) {
         ch.added.push_back(id);
       } else if (old && now_peer != nullptr && !(*old == *now_peer)) {
         ch.changed.push_back(id);
+        if (old->name != now_peer->name || old->addresses != now_peer->addresses) ch.names_changed = true;
       }
     }
   }
 
+  if (!ch.added.empty() || !ch.removed.empty()) ch.names_changed = true;
   if (r.self) {
     ch.self_changed = !self_ || !(*self_ == *r.self);
+    if (!self_ || self_->name != r.self->name || self_->addresses != r.self->addresses) ch.names_changed = true;
     self_ = std::move(*r.self);
   }
 

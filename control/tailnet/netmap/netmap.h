@@ -29,6 +29,7 @@
 // per stream; diff_peers tells what a fresh stream changed against the old.
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -51,6 +52,10 @@ struct netmap_changes {
   std::vector<node_id> removed;  // sorted
   std::vector<node_id> changed;  // sorted; peers whose stored copy differs
   bool self_changed = false;
+  // What names resolve to is not what it was: a peer added or removed, a
+  // peer's (or the self node's) Name or Addresses changed, or the first
+  // self node (DNSConfig is dns_changed).
+  bool names_changed = false;
   bool derp_map_changed = false;
   bool dns_changed = false;
   bool packet_filter_changed = false;
@@ -73,6 +78,11 @@ struct peer_diff {
 
 class netmap {
  public:
+  // Tells netmaps apart (a copy is another netmap): a consumer that saw
+  // every change of the netmap with this serial may apply the next
+  // netmap_changes as a delta; any other netmap must be taken as a whole.
+  std::uint64_t serial() const noexcept { return serial_.value; }
+
   // Merges one response. `now` stands for the clock (PeerSeenChange sets
   // LastSeen to it).
   netmap_changes apply(const map_response& resp, timestamp now = timestamp::now());
@@ -120,6 +130,18 @@ class netmap {
   void upsert_peer(node&& n, std::vector<node_id>& added, std::vector<node_id>& changed);
   bool apply_patch(const peer_change& pc);
 
+  struct serial_number {
+    std::uint64_t value = next();
+    serial_number() = default;
+    serial_number(const serial_number&) : value(next()) {}
+    serial_number& operator=(const serial_number&) {
+      value = next();
+      return *this;
+    }
+    static std::uint64_t next();
+  };
+
+  serial_number serial_;
   std::optional<node> self_;
   std::vector<node> peers_;  // sorted by id, ids unique
   std::unordered_multimap<public_key, node_id> by_key_;

@@ -628,6 +628,58 @@ TEST(NetmapMerge, DiffPeersBetweenTwoSessions) {
   EXPECT_EQ(d.changed, std::vector<node_id>{2});
 }
 
+TEST(NetmapMerge, NamesChangedOnlyWhenWhatNamesResolveToMoves) {
+  netmap nm;
+  EXPECT_TRUE(apply_json(nm, {{"Node", test::self_json()}, {"Peers", {test::peer_json(1), test::peer_json(2)}}})
+                  .names_changed)
+      << "the first self node and peers";
+  // Online, endpoints, keys: not names.
+  json p1 = test::peer_json(1);
+  p1["Online"] = false;
+  p1["Endpoints"] = {"192.0.2.9:41641"};
+  p1["Key"] = test::node_key(301);
+  auto ch = apply_json(nm, {{"PeersChanged", {p1}}});
+  EXPECT_EQ(ch.changed, std::vector<node_id>{1});
+  EXPECT_FALSE(ch.names_changed);
+  ch = apply_json(nm, {{"OnlineChange", {{"2", false}}}});
+  EXPECT_EQ(ch.changed, std::vector<node_id>{2});
+  EXPECT_FALSE(ch.names_changed);
+  // The same in a full list.
+  json p2 = test::peer_json(2);
+  p2["Endpoints"] = {"192.0.2.10:41641"};
+  ch = apply_json(nm, {{"Peers", {p1, p2}}});
+  EXPECT_EQ(ch.changed, std::vector<node_id>{2});
+  EXPECT_FALSE(ch.names_changed);
+  // A rename, in a delta and in a full list.
+  p1["Name"] = "renamed.tailnet.example.";
+  ch = apply_json(nm, {{"PeersChanged", {p1}}});
+  EXPECT_TRUE(ch.names_changed);
+  p2["Addresses"] = {"100.64.0.222/32"};
+  ch = apply_json(nm, {{"Peers", {p1, p2}}});
+  EXPECT_TRUE(ch.names_changed);
+  // A peer that comes or goes.
+  EXPECT_TRUE(apply_json(nm, {{"PeersChanged", {test::peer_json(3)}}}).names_changed);
+  EXPECT_TRUE(apply_json(nm, {{"PeersRemoved", {3}}}).names_changed);
+  // The self node: a new key is not a name, a new name is.
+  json self = test::self_json();
+  self["Key"] = test::node_key(999);
+  ch = apply_json(nm, {{"Node", self}});
+  EXPECT_TRUE(ch.self_changed);
+  EXPECT_FALSE(ch.names_changed);
+  self["Name"] = "self2.tailnet.example.";
+  EXPECT_TRUE(apply_json(nm, {{"Node", self}}).names_changed);
+}
+
+TEST(NetmapMerge, SerialTellsNetmapsApart) {
+  netmap a = started_with({1});
+  const auto serial = a.serial();
+  apply_json(a, {{"PeersChanged", {test::peer_json(2)}}});
+  EXPECT_EQ(a.serial(), serial) << "one netmap, however often merged";
+  const netmap b = a;
+  EXPECT_NE(b.serial(), a.serial()) << "a copy goes its own way";
+  EXPECT_NE(netmap{}.serial(), a.serial());
+}
+
 TEST(NetmapMerge, ApplyByConstReferenceLeavesTheResponseAlone) {
   netmap nm = started_with({1});
   const map_response r = parse_ok(json{{"PeersChanged", {test::peer_json(2)}}});

@@ -171,5 +171,34 @@ TEST_F(DiscoPair, HeartbeatOnlyForBusyPeers) {
   EXPECT_TRUE(wire_.empty()) << "not again before the heartbeat interval";
 }
 
+TEST_F(DiscoPair, UpdatePeersKeepsThePathAndTakesNewEndpoints) {
+  a_->ping(sb_.id, std::chrono::seconds(5), [](const disco_paths::ping_outcome&) {});
+  pump();
+  ASSERT_EQ(a_->path_text(sb_.id), "direct 198.18.0.2:41641");
+  // B moves its endpoint: a delta for B alone.
+  tailnet::netmap nm = netmap_with(sa_, sb_);
+  tailnet::map_response r;
+  tailnet::node p = *nm.peer_by_id(sb_.id);
+  p.endpoints = {*tailnet::endpoint::parse("198.18.0.2:5555")};
+  r.peers_changed = {p};
+  ASSERT_EQ(nm.apply(r).changed, std::vector<node_id>{sb_.id});
+  const std::vector<node_id> ids{sb_.id};
+  EXPECT_TRUE(a_->update_peers(nm, ids));
+  EXPECT_EQ(a_->path_text(sb_.id), "direct 198.18.0.2:41641") << "the path it had stays";
+  EXPECT_TRUE(a_->direct_trusted(sb_.id));
+
+  // A new disco key (B restarted), or B gone: not for update_peers.
+  side restarted = sb_;
+  restarted.disco = generate_private_key();
+  restarted.disco_pub = public_from_private(restarted.disco);
+  EXPECT_FALSE(a_->update_peers(netmap_with(sa_, restarted), ids));
+  EXPECT_EQ(a_->path_text(sb_.id), "direct 198.18.0.2:41641") << "nothing done";
+  tailnet::netmap gone;
+  tailnet::map_response only_self;
+  only_self.self = *nm.self();
+  ASSERT_TRUE(gone.apply(only_self).ok());
+  EXPECT_FALSE(a_->update_peers(gone, ids));
+}
+
 }  // namespace
 }  // namespace lopower

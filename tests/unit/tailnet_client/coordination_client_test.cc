@@ -1,0 +1,279 @@
+// The coordination client's state machine against a fake control server
+// (a control_channel that answers on the event loop): a map over the size
+// limits makes the client degraded -- status says why, in the reader's
+// words -- and it asks again after a backoff that grows from one refusal to
+// the next (a successful register does not reset it), keeping the netmap in
+// force meanwhile; a later map that is taken ends it.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control/event_loop.h"
+#include "control/state_store.h"
+#include "control/tailnet/client/coordination_client.h"
+#include "control/tailnet/netmap/map_stream_reader.h"
+#include "lopower/byte_order.h"
+#include "lopower/hex.h"
+
+namespace lopower::tailnet {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+std::string key_text(const char* prefix, std::uint8_t fill, unsigned n) {
+  std::array<std::uint8_t, 32> k;
+  k.fill(fill);
+  store_be16(k.data(), static_cast<std::uint16_t>(n));
+  return std::string(prefix) + to_hex(k);
+}
+
+json node_json(unsigned n) {
+  return json{{"ID", n},
+              {"StableID", std::to_string(n)},
+              {"Name", "node" + std::to_string(n) + ".tailnet.example."},
+              {"User", 1},
+              {"Key", key_text("nodekey:", 0xa1, n)},
+              {"DiscoKey", key_text("discokey:", 0xd1, n)},
+              {"Addresses", {"100.64." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1) + "/32"}},
+              {"Hostinfo", {{"Hostname", "node" + std::to_string(n)}}},
+              {"MachineAuthorized", true}};
+}
+
+// A full map with the self node and `peers` peers.
+std::string full_map(unsigned peers) {
+  json j{{"Node", node_json(60000)}, {"Peers", json::array()}};
+  for (unsigned i = 1; i <= peers; ++i) j["Peers"].push_back(node_json(i));
+  return j.dump();
+}
+
+std::string le32(std::uint32_t v) {
+  std::uint8_t b[4];
+  store_le32(b, v);
+  return std::string(reinterpret_cast<const char*>(b), 4);
+}
+
+// The server's side: what each map stream sends (one entry per stream, in
+// order; the last one repeats), and what it was asked.
+struct fake_server {
+  event_loop& loop;
+  std::deque<std::vector<std::string>> streams;  // bodies as sent on the wire (framed)
+  int connects = 0, registers = 0, map_streams = 0;
+  std::vector<std::chrono::steady_clock::time_point> connect_times;
+  std::function<void()> after_body;  // after each body the client was given
+};
+
+class fake_channel final : public control_channel {
+ public:
+  fake_channel(fake_server& srv, control_connection::handlers h) : srv_(srv), h_(std::move(h)) {}
+  ~fake_channel() override { *alive_ = false; }
+
+  void start() override {
+    ++srv_.connects;
+    srv_.connect_times.push_back(std::chrono::steady_clock::now());
+    later([this] {
+      open_ = true;
+      h_.on_open();
+    });
+  }
+
+  std::int32_t request(const h2_request& req, h2_stream_handler handler) override {
+    if (!open_) return -1;
+    const std::int32_t id = next_id_ += 2;
+    auto hp = std::make_shared<h2_stream_handler>(std::move(handler));
+    if (req.path == "/machine/register") {
+      ++srv_.registers;
+      later([this, hp] {
+        const std::string body = R"({"MachineAuthorized":true,"Login":{"LoginName":"test"}})";
+        hp->on_response(200, {});
+        hp->on_data(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()));
+        if (open_) hp->on_close(0);
+      });
+    } else if (req.path == "/machine/map" && json::parse(req.body).value("Stream", false)) {
+      ++srv_.map_streams;
+      std::vector<std::string> bodies = srv_.streams.front();
+      if (srv_.streams.size() > 1) srv_.streams.pop_front();
+      later([this, hp, bodies] {
+        hp->on_response(200, {});
+        for (const std::string& b : bodies) {
+          if (!open_) return;  // the client let go
+          hp->on_data(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()));
+          if (srv_.after_body) srv_.after_body();
+        }
+      });
+    } else {  // a non-streaming map request: its end is all the client reads
+      later([this, hp] {
+        hp->on_response(200, {});
+        if (open_) hp->on_close(0);
+      });
+    }
+    return id;
+  }
+
+  void close() override { open_ = false; }
+  bool is_open() const noexcept override { return open_; }
+
+ private:
+  template <class F>
+  void later(F fn) {
+    srv_.loop.add_timer(1us, 0us, [alive = alive_, fn = std::move(fn)] {
+      if (*alive) fn();
+    });
+  }
+
+  fake_server& srv_;
+  control_connection::handlers h_;
+  bool open_ = false;
+  std::int32_t next_id_ = -1;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+class CoordinationClient : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("lopower-coord-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    auto s = state_store::open(dir_.string());
+    ASSERT_TRUE(s) << s.message();
+    store_ = std::make_unique<state_store>(std::move(*s));
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Ordinary reconnects after 5 ms; a refused map waits 40 ms, doubling to 160.
+  coordination_config config(fake_server& srv) {
+    coordination_config c;
+    c.server = *control_url::parse("http://127.0.0.1:9");  // never dialled: the fake answers
+    c.backoff_initial = 5ms;
+    c.backoff_max = 5ms;
+    c.refused_map_backoff_initial = 40ms;
+    c.refused_map_backoff_max = 160ms;
+    c.map_limits.max_message_bytes = 64 * 1024;
+    c.map_limits.max_frame_bytes = 32 * 1024;
+    c.make_channel = [&srv](control_connection::handlers h) { return std::make_unique<fake_channel>(srv, std::move(h)); };
+    return c;
+  }
+
+  // Runs the loop until `done` or a generous deadline.
+  static void run_until(event_loop& loop, const std::function<bool()>& done, std::chrono::milliseconds deadline = 20s) {
+    const auto end = std::chrono::steady_clock::now() + deadline;
+    const auto t = loop.add_timer(1ms, 1ms, [&] {
+      if (done() || std::chrono::steady_clock::now() > end) loop.stop();
+    });
+    loop.run();
+    loop.cancel_timer(t);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<state_store> store_;
+};
+
+struct refusal {
+  std::string degraded;
+  std::chrono::milliseconds delay;
+  json status;
+  std::size_t peers_in_force;
+  std::chrono::steady_clock::time_point at;
+};
+
+TEST_F(CoordinationClient, AnOversizedMapIsADegradedStateWithABackoffThatGrows) {
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  const std::string big_json = full_map(1000);  // ~200 KB of JSON: over the 64 KiB limit
+  ASSERT_GT(big_json.size(), 64u * 1024);
+  const std::string big = map_stream_reader::frame(big_json);
+  ASSERT_LT(big.size(), 32u * 1024) << "compressed, it is under the frame limit";
+  srv.streams = {{map_stream_reader::frame(full_map(3)), big},  // a good map, then one too large
+                 {big},
+                 {big},
+                 {map_stream_reader::frame(full_map(5))}};  // the tailnet shrank
+  std::size_t peers_seen = 0;
+  coordination_client client(loop, config(srv), *store_,
+                             {[&](const netmap& nm, const netmap_changes&) { peers_seen = nm.peer_count(); }, {}});
+  std::vector<refusal> refusals;
+  srv.after_body = [&] {
+    if (!client.degraded().empty() && client.reconnect_delay().count() > 0 &&
+        static_cast<int>(refusals.size()) < srv.map_streams)
+      refusals.push_back({client.degraded(), client.reconnect_delay(), client.status_json(),
+                          client.current() ? client.current()->peer_count() : 0, std::chrono::steady_clock::now()});
+  };
+  client.start();
+  run_until(loop, [&] { return srv.map_streams >= 4 && client.state() == backend_state::running; });
+
+  ASSERT_EQ(refusals.size(), 3u) << "streams " << srv.map_streams;
+  const std::string why = "map response of " + std::to_string(big_json.size()) + " bytes exceeds the limit of 65536";
+  for (std::size_t i = 0; i < refusals.size(); ++i) {
+    const refusal& r = refusals[i];
+    SCOPED_TRACE("refusal " + std::to_string(i + 1));
+    EXPECT_EQ(r.degraded, why);
+    EXPECT_EQ(r.status.value("degraded", ""), why);
+    EXPECT_EQ(r.status.value("last_error", ""), why);
+    EXPECT_EQ(r.status.value("backend_state", ""), "Starting");
+    EXPECT_TRUE(r.status.contains("reconnect_in_seconds"));
+    EXPECT_EQ(r.peers_in_force, 3u) << "the netmap in force is kept";
+    // 40, 80, 160 ms (+-25 %): not the 5 ms of an ordinary reconnect, and
+    // not reset by the register that came between.
+    const auto base = 40ms * (1 << i);
+    EXPECT_GE(r.delay, base * 3 / 4);
+    EXPECT_LE(r.delay, base * 5 / 4);
+  }
+  // Each reconnect came no sooner than its refusal's wait (timers never fire early).
+  ASSERT_GE(srv.connect_times.size(), 4u);
+  for (std::size_t i = 0; i < refusals.size(); ++i)
+    EXPECT_GE(srv.connect_times[i + 1] - refusals[i].at, refusals[i].delay - 1ms);
+  EXPECT_EQ(srv.registers, 4) << "one register per connection, no more";
+
+  // The map that fits ends it.
+  EXPECT_EQ(client.state(), backend_state::running);
+  EXPECT_EQ(client.degraded(), "");
+  EXPECT_FALSE(client.status_json().contains("degraded"));
+  EXPECT_EQ(peers_seen, 5u);
+}
+
+TEST_F(CoordinationClient, AFrameOverTheLimitIsRefusedFromItsLength) {
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  // Only the length prefix is sent: the reader refuses before any body.
+  srv.streams = {{le32(40000)}, {map_stream_reader::frame(full_map(2))}};
+  coordination_client client(loop, config(srv), *store_, {});
+  std::string degraded;
+  std::chrono::milliseconds delay{0};
+  srv.after_body = [&] {
+    if (degraded.empty() && !client.degraded().empty()) {
+      degraded = client.degraded();
+      delay = client.reconnect_delay();
+    }
+  };
+  client.start();
+  run_until(loop, [&] { return client.state() == backend_state::running; });
+  EXPECT_EQ(degraded, "map response of 40000 bytes (compressed) exceeds the limit of 32768");
+  EXPECT_GE(delay, 30ms);
+  EXPECT_EQ(client.state(), backend_state::running);
+  EXPECT_EQ(client.degraded(), "");
+  ASSERT_NE(client.current(), nullptr);
+  EXPECT_EQ(client.current()->peer_count(), 2u);
+}
+
+TEST_F(CoordinationClient, AMapThatDoesNotDecodeIsRefusedToo) {
+  // Whatever the server sent would come back the same: degraded, and the
+  // long wait, not the ordinary 5 ms.
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  srv.streams = {{std::string("\x05\x00\x00\x00", 4) + "xxxxx"}};  // not zstd
+  coordination_client client(loop, config(srv), *store_, {});
+  client.start();
+  run_until(loop, [&] { return !client.degraded().empty(); });
+  EXPECT_NE(client.degraded().find("zstd"), std::string::npos) << client.degraded();
+  EXPECT_GE(client.reconnect_delay(), 30ms);
+}
+
+}  // namespace
+}  // namespace lopower::tailnet
