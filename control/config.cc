@@ -66,6 +66,7 @@ dataplane_settings dataplane_settings_of(const config& cfg) {
   s.device_ipv6_prefix = cfg.devices.ipv6_prefix;
   s.device_mtu = cfg.devices.mtu;
   s.dns_device_query_rate = cfg.dns.device_query_rate;
+  s.handshake_load_threshold = cfg.wireguard.handshake_load_threshold;
   return s;
 }
 

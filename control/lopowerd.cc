@@ -241,8 +241,9 @@ int serve(const config& cfg, const std::string& config_path) {
   });
   metrics::service metrics(loop, cfg.metrics, dp, {full_status, [&] { return device_list_json(registry, devices); }},
                            build_labels_of(dp));
-  // Idle flows go once a second: expiry is off the fast path. The same walk
-  // counts the flows for the metrics.
+  // Idle flows go once a second: expiry is off the fast path (the flow
+  // table's timer wheel: the flows whose deadline came, not the table). The
+  // census for the metrics is kept as counts.
   loop.add_timer(std::chrono::seconds(1), std::chrono::seconds(1), [&] {
     flow_census census;
     const unsigned expired = dp.expire_flows(&census);

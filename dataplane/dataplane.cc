@@ -123,6 +123,7 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
       s.guard = &published_guard_;
       s.handshakes_under_load = &handshakes_under_load_;
       set_dns_pacing(s, cfg);
+      s.handshake_load_threshold = cfg.handshake_load_threshold;
       s.from_control = from_control_[w];
       s.neighbours = neighbour_rings_[w];
       s.wg_events = event_rings_[w];
@@ -394,26 +395,20 @@ std::size_t dataplane::port_index_of(std::uint16_t port_id) const {
   return max_ports;
 }
 
-unsigned dataplane::expire_flows(flow_census* census) {
-  const std::uint64_t now = rte_rdtsc(), hz = rte_get_tsc_hz();
+unsigned dataplane::expire_flows(flow_census* census) { return expire_flows(census, rte_rdtsc()); }
+
+unsigned dataplane::expire_flows(flow_census* census, std::uint64_t now) {
+  const std::uint64_t hz = rte_get_tsc_hz();
   std::vector<flow*> done;
-  flow_census counted;
-  flows_->for_each([&](flow& f) {
-    const std::uint64_t idle = splice::seconds_since(f.last_tsc.load(std::memory_order_relaxed), now, hz);
-    const splice::tcp_state state = f.state.load(std::memory_order_relaxed);
-    const auto timeout = splice::idle_timeout(f.device_key.protocol, f.device_key.dst_port, state);
-    if (f.device->removed.load(std::memory_order_relaxed) || idle >= timeout) return done.push_back(&f);
-    if (f.device_key.protocol == splice::ipproto_tcp) ++counted.tcp[static_cast<unsigned>(state) % 5];
-    else if (f.device_key.protocol == splice::ipproto_udp) ++counted.udp;
-    else ++counted.icmp;
-  });
-  if (census != nullptr) *census = counted;
+  flows_->collect_expired(now, hz, device_removed_, done);
+  device_removed_ = false;
   release_backlog_.resize(released_ports_.size());
   for (flow* f : done) {
     f->device->flows.fetch_sub(1, std::memory_order_relaxed);
     release_backlog_[f->owner_worker].push_back(f->tailnet_key);  // the port goes back to its worker
     flows_->erase(f);
   }
+  if (census != nullptr) *census = flows_->census();
   for (std::size_t w = 0; w < released_ports_.size(); ++w) {
     auto& backlog = release_backlog_[w];
     const unsigned sent = rte_ring_sp_enqueue_burst_elem(released_ports_[w], backlog.data(), sizeof(splice::flow_key),
@@ -423,13 +418,16 @@ unsigned dataplane::expire_flows(flow_census* census) {
   // Removed devices whose flows are all retired now (the FIFO of the defer
   // queue frees the flows first).
   std::erase_if(removed_devices_, [&](const auto& entry) {
-    if (now - entry.second < hz) return false;
+    if (now < entry.second + hz) return false;
     rcu_->retire_object(entry.first);
     return true;
   });
   return static_cast<unsigned>(done.size());
 }
 
-void dataplane::retire_device_peer(wg_peer* peer) { removed_devices_.emplace_back(peer, rte_rdtsc()); }
+void dataplane::retire_device_peer(wg_peer* peer) {
+  removed_devices_.emplace_back(peer, rte_rdtsc());
+  device_removed_ = true;  // the next expire_flows looks for its flows
+}
 
 }  // namespace lopower

@@ -31,13 +31,6 @@ struct control_stats {
   counter received[packet_class_count];
 };
 
-// The spliced flows by protocol and (for TCP) state, as one walk of the
-// table found them.
-struct flow_census {
-  std::uint64_t tcp[5] = {};  // by splice::tcp_state
-  std::uint64_t udp = 0, icmp = 0;
-};
-
 class dataplane {
  public:
   // Opens every port and TAP and creates the workers (not yet running).
@@ -110,10 +103,14 @@ class dataplane {
   session_table& sessions() { return *sessions_; }
   flow_table& flows() { return *flows_; }
   const flow_table& flows() const { return *flows_; }
-  // Control thread: removes flows idle past their timeout and every flow of
-  // a removed device; returns how many. The same walk counts the flows that
-  // stay into `census` when given (metrics need no walk of their own).
+  // Control thread, once a second: removes flows idle past their timeout and
+  // every flow of a removed device; returns how many. `census`, when given,
+  // gets the flows that stay by protocol and state. Neither walks the
+  // table: the flow table's timer wheel checks the flows whose deadline has
+  // come, and the census is kept as counts (flow_table.h); a walk only
+  // after a device was removed. `now`: a TSC reading (tests, benchmarks).
   unsigned expire_flows(flow_census* census = nullptr);
+  unsigned expire_flows(flow_census* census, std::uint64_t now);
   // Control thread: a removed device's peer, retired once its flows are:
   // a worker may still have made one in the moment of the removal, so the
   // peer waits a second (expire_flows then takes its flows, and the peer is
@@ -145,6 +142,7 @@ class dataplane {
   std::unique_ptr<session_table> sessions_;
   std::unique_ptr<flow_table> flows_;
   std::vector<std::pair<wg_peer*, std::uint64_t>> removed_devices_;
+  bool device_removed_ = false;  // since the last expire_flows: its flows are looked for
   std::vector<rte_ring*> released_ports_;                      // per worker
   std::vector<std::vector<splice::flow_key>> release_backlog_;  // per worker: what did not fit the ring  // peer, when removed (tsc)
   neighbour_table neighbours_;

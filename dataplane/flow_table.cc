@@ -2,30 +2,41 @@
 
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_ring.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace lopower {
-namespace {
 
-std::atomic<unsigned> table_serial{0};
-
-struct retired_flow {
+struct flow_table::retired_flow {
   rte_hash* hash;
   flow* f;
   std::int32_t device_pos, tailnet_pos;
   std::function<void(const flow&)> released;
 };
 
+namespace {
+
+std::atomic<unsigned> table_serial{0};
+
+// A flow's state while it waits in the ring after erase (never a TCP state:
+// a worker's move fails against it, and nothing else reads it then).
+constexpr auto erased_state = static_cast<splice::tcp_state>(0xff);
+
 void release_flow(void* a, std::uint64_t) {
-  auto* r = static_cast<retired_flow*>(a);
+  auto* r = static_cast<flow_table::retired_flow*>(a);
   if (r->device_pos >= 0) rte_hash_free_key_with_position(r->hash, r->device_pos);
   if (r->tailnet_pos >= 0) rte_hash_free_key_with_position(r->hash, r->tailnet_pos);
   if (r->released) r->released(*r->f);
   delete r->f;
   delete r;
+}
+
+std::uint32_t timeout_of(const flow& f, splice::tcp_state state) noexcept {
+  return splice::idle_timeout(f.device_key.protocol, f.device_key.dst_port, state);
 }
 
 }  // namespace
@@ -43,13 +54,32 @@ flow_table::flow_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu), capacity
   params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD;
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the flow table: ") + rte_strerror(rte_errno));
+  // A flow is in the ring once at most, and only while it is in the table
+  // (or erased and waiting for its entry): room for every flow the table
+  // can hold, and for the few inserts racing past the limit.
+  queued_ = rte_ring_create(("lp_fq" + name.substr(8)).c_str(), capacity + 1024, params.socket_id,
+                            RING_F_SC_DEQ | RING_F_EXACT_SZ);
+  if (queued_ == nullptr) {
+    rte_hash_free(hash_);
+    throw std::runtime_error(std::string("cannot create the flow table's ring: ") + rte_strerror(rte_errno));
+  }
+  counts_ = std::make_unique<worker_counts[]>(census_workers);
+  wheel_.assign(wheel_slots, nullptr);
 }
 
 flow_table::~flow_table() {
+  void* p;
+  while (rte_ring_sc_dequeue(queued_, &p) == 0) {
+  }
+  for (auto& [f, r] : zombies_) {  // erased: in no list of the table's
+    delete f;
+    delete r;
+  }
   // Collected first: for_each reads each flow again at its second key.
   std::vector<flow*> all;
   for_each([&all](flow& f) { all.push_back(&f); });
   for (flow* f : all) delete f;
+  rte_ring_free(queued_);
   rte_hash_free(hash_);
 }
 
@@ -77,12 +107,49 @@ bool flow_table::insert(flow* f) noexcept {
   // else take the device key back at once. No other worker can hold the
   // flow: only the device's packets carry its device key, and RSS keeps a
   // device on one queue -- the creator's.
-  if (find(f->tailnet_key) != nullptr || rte_hash_add_key_data(hash_, &f->tailnet_key, f) != 0) {
+  const bool added = find(f->tailnet_key) == nullptr && rte_hash_add_key_data(hash_, &f->tailnet_key, f) == 0;
+  // Queued for the wheel before any other thread may erase it; the ring has
+  // room for every flow (see the constructor), so this fails only when the
+  // limit was raced past by more inserts than that.
+  f->queued.store(true, std::memory_order_relaxed);
+  if (!added || rte_ring_mp_enqueue(queued_, f) != 0) {
+    if (added) {
+      const std::int32_t pos = rte_hash_del_key(hash_, &f->tailnet_key);
+      if (pos >= 0) rte_hash_free_key_with_position(hash_, pos);
+    }
     const std::int32_t pos = rte_hash_del_key(hash_, &f->device_key);
     if (pos >= 0) rte_hash_free_key_with_position(hash_, pos);
     return false;
   }
+  worker_counts& c = counts_[f->owner_worker];
+  if (f->device_key.protocol == splice::ipproto_tcp)
+    c.tcp_entered[static_cast<unsigned>(f->state.load(std::memory_order_relaxed)) % 5].add();
+  else if (f->device_key.protocol == splice::ipproto_udp) c.udp.add();
+  else c.icmp.add();
   return true;
+}
+
+bool flow_table::queue(flow& f) noexcept {
+  if (f.queued.exchange(true)) return true;  // in the ring already: the control thread reads the state after
+  if (rte_ring_mp_enqueue(queued_, &f) == 0) return true;
+  f.queued.store(false);  // cannot happen (the ring holds every flow); the flow is checked at its old deadline
+  return false;
+}
+
+void flow_table::track_tcp(flow& f, std::uint8_t flags, splice::flow_direction dir, unsigned worker) noexcept {
+  splice::tcp_state now = f.state.load(std::memory_order_relaxed);
+  for (;;) {
+    if (now == erased_state) return;
+    const splice::tcp_state next = splice::next_state(now, flags, dir);
+    if (next == now) return;
+    // Another worker's move in between: `now` is reloaded, and this one recomputed from it.
+    if (!f.state.compare_exchange_weak(now, next)) continue;
+    worker_counts& c = counts_[worker % census_workers];
+    c.tcp_left[static_cast<unsigned>(now)].add();
+    c.tcp_entered[static_cast<unsigned>(next)].add();
+    if (splice::tcp_timeout(next) < splice::tcp_timeout(now)) queue(f);
+    return;
+  }
 }
 
 void flow_table::for_each(const std::function<void(flow&)>& fn) const {
@@ -95,10 +162,128 @@ void flow_table::for_each(const std::function<void(flow&)>& fn) const {
   }
 }
 
+// ---- the wheel (control thread) ----------------------------------------------
+
+void flow_table::unlink(flow& f) noexcept {
+  if (!f.in_wheel) return;
+  if (f.wheel_prev != nullptr) f.wheel_prev->wheel_next = f.wheel_next;
+  else wheel_[f.wheel_slot] = f.wheel_next;
+  if (f.wheel_next != nullptr) f.wheel_next->wheel_prev = f.wheel_prev;
+  f.wheel_prev = f.wheel_next = nullptr;
+  f.in_wheel = false;
+  --scheduled_;
+}
+
+void flow_table::schedule(flow& f, std::uint64_t second) {
+  unlink(f);
+  f.wheel_slot = static_cast<std::uint32_t>(second % wheel_slots);
+  f.wheel_prev = nullptr;
+  f.wheel_next = wheel_[f.wheel_slot];
+  if (f.wheel_next != nullptr) f.wheel_next->wheel_prev = &f;
+  wheel_[f.wheel_slot] = &f;
+  f.in_wheel = true;
+  ++scheduled_;
+}
+
+void flow_table::check(flow& f, std::uint64_t now, std::uint64_t hz, std::uint64_t earliest_s, std::vector<flow*>& expired) {
+  const std::uint64_t last = f.last_tsc.load(std::memory_order_relaxed);
+  const std::uint32_t timeout = timeout_of(f, f.state.load(std::memory_order_relaxed));
+  // The same test as the walk's was: whole seconds idle, against the timeout.
+  if (f.device->removed.load(std::memory_order_relaxed) || splice::seconds_since(last, now, hz) >= timeout) {
+    unlink(f);
+    expired.push_back(&f);
+    return;
+  }
+  // Due at last + timeout: in the slot of that second, checked at the first
+  // call in it or after (a call earlier in that second finds it not yet
+  // idle enough and moves it to the next second). Never in a slot this call
+  // is past, never further than the wheel reaches.
+  const std::uint64_t due_s = (last + std::uint64_t{timeout} * hz) / hz;
+  schedule(f, std::clamp(due_s, earliest_s, now / hz + wheel_slots - 1));
+}
+
+void flow_table::retire(retired_flow* r) { rcu_.retire(release_flow, r, 0); }
+
+void flow_table::take_queued(std::uint64_t now, std::uint64_t hz, std::vector<flow*>& expired) {
+  void* burst[256];
+  unsigned n;
+  while ((n = rte_ring_sc_dequeue_burst(queued_, burst, 256, nullptr)) != 0)
+    for (unsigned i = 0; i < n; ++i) {
+      flow& f = *static_cast<flow*>(burst[i]);
+      if (f.erased) {  // its flag stays set: no worker queues it again
+        auto zombie = zombies_.extract(&f);
+        if (!zombie.empty()) retire(zombie.mapped());
+        continue;
+      }
+      // Cleared before the state is read: a move after this read queues it again.
+      f.queued.store(false);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      check(f, now, hz, cursor_s_ + 1, expired);
+    }
+}
+
+void flow_table::collect_expired(std::uint64_t now, std::uint64_t hz, bool removed_devices, std::vector<flow*>& expired) {
+  const std::uint64_t now_s = now / hz;
+  if (cursor_s_ == 0 || cursor_s_ > now_s) cursor_s_ = now_s - 1;  // the first call (or a clock gone back)
+  take_queued(now, hz, expired);
+  // Every second since the last call, each slot once even after a long stall.
+  const std::uint64_t from = std::max(cursor_s_ + 1, now_s >= wheel_slots ? now_s - wheel_slots + 1 : 0);
+  for (std::uint64_t s = from; s <= now_s; ++s) {
+    cursor_s_ = s;
+    flow* f = wheel_[s % wheel_slots];
+    wheel_[s % wheel_slots] = nullptr;  // taken whole: a flow moved back into it is not met again in this call
+    while (f != nullptr) {
+      flow* next = f->wheel_next;
+      f->in_wheel = false;
+      f->wheel_prev = f->wheel_next = nullptr;
+      --scheduled_;
+      check(*f, now, hz, now_s + 1, expired);
+      f = next;
+    }
+  }
+  cursor_s_ = now_s;
+  if (removed_devices)
+    for_each([&](flow& f) {
+      if (!f.device->removed.load(std::memory_order_relaxed) || !f.in_wheel) return;  // not in the wheel: expired above
+      unlink(f);
+      expired.push_back(&f);
+    });
+}
+
+flow_census flow_table::census() const noexcept {
+  std::int64_t tcp[5] = {}, udp = 0, icmp = 0;
+  for (unsigned w = 0; w < census_workers; ++w) {
+    const worker_counts& c = counts_[w];
+    udp += static_cast<std::int64_t>(c.udp.get());
+    icmp += static_cast<std::int64_t>(c.icmp.get());
+    for (unsigned s = 0; s < 5; ++s)
+      tcp[s] += static_cast<std::int64_t>(c.tcp_entered[s].get()) - static_cast<std::int64_t>(c.tcp_left[s].get());
+  }
+  // A move being counted while this reads may show for a moment on one side
+  // only: never below zero.
+  auto at_least_zero = [](std::int64_t v) { return static_cast<std::uint64_t>(std::max<std::int64_t>(v, 0)); };
+  flow_census out;
+  for (unsigned s = 0; s < 5; ++s) out.tcp[s] = at_least_zero(tcp[s] - static_cast<std::int64_t>(erased_tcp_[s]));
+  out.udp = at_least_zero(udp - static_cast<std::int64_t>(erased_udp_));
+  out.icmp = at_least_zero(icmp - static_cast<std::int64_t>(erased_icmp_));
+  return out;
+}
+
 void flow_table::erase(flow* f, std::function<void(const flow&)> released) {
+  unlink(*f);
+  // Counted out in the state it leaves in; a worker's move after this fails.
+  const splice::tcp_state last = f->state.exchange(erased_state);
+  if (f->device_key.protocol == splice::ipproto_tcp) ++erased_tcp_[static_cast<unsigned>(last) % 5];
+  else if (f->device_key.protocol == splice::ipproto_udp) ++erased_udp_;
+  else ++erased_icmp_;
   const std::int32_t device_pos = rte_hash_del_key(hash_, &f->device_key);
   const std::int32_t tailnet_pos = rte_hash_del_key(hash_, &f->tailnet_key);
-  rcu_.retire(release_flow, new retired_flow{hash_, f, device_pos, tailnet_pos, std::move(released)}, 0);
+  auto* r = new retired_flow{hash_, f, device_pos, tailnet_pos, std::move(released)};
+  f->erased = true;
+  // In the ring (or about to be: a worker set the flag and is enqueueing):
+  // retired when taken out, so the ring never holds a freed flow.
+  if (f->queued.exchange(true)) zombies_.emplace(f, r);
+  else retire(r);
 }
 
 unsigned flow_table::size() const noexcept { return static_cast<unsigned>(rte_hash_count(hash_)) / 2; }

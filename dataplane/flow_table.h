@@ -7,13 +7,31 @@
 // serialises concurrent adders (MULTI_WRITER_ADD), which is paid once per
 // flow, never per packet. Only the control thread deletes (expiry, a device
 // removed), and a deleted flow is freed after every worker's quiescent state.
+//
+// Expiry is a timer wheel the control thread keeps (one slot a second): a
+// flow sits in the slot of the second its idle timeout would run out, as of
+// its last packet when it was (re)scheduled. When the slot comes round the
+// flow is checked against its real last packet: idle past its timeout, it
+// is handed back to be erased; else it moves to its new deadline. So the
+// control thread touches a flow about once per timeout, not once a second.
+// The wheel learns of a flow through a multi-producer ring of flows to
+// check: a worker queues a flow it inserts, and one whose TCP state moved
+// to a shorter timeout (a FIN, a RST); a flag in the flow keeps it in the
+// ring once at most, so the ring cannot fill. The census (flows by
+// protocol and TCP state) is kept as counts: per worker, flows made and TCP
+// state moves (single-writer counters), less what the control thread
+// erased; no walk.
 
 #include <rte_hash.h>
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
 
+#include "dataplane/lcore_stats.h"
 #include "dataplane/rcu.h"
 #include "dataplane/splice/flow_key.h"
 #include "dataplane/splice/translate.h"
@@ -34,6 +52,23 @@ struct flow {
   // A slot per worker (the device side and the tailnet side of a flow may be
   // on different queues); `lopower-ctl flows` sums them.
   shared_counter packets_out, bytes_out, packets_in, bytes_in;
+
+  // Expiry (flow_table's wheel). `queued`: in the table's ring of flows to
+  // check (set by whoever queues it: a worker, or erase; cleared by the
+  // control thread as it takes the flow out). The rest is the control
+  // thread's alone.
+  std::atomic<bool> queued{false};
+  bool in_wheel = false;
+  bool erased = false;  // unpublished, waiting for its ring entry before it is retired
+  std::uint32_t wheel_slot = 0;
+  flow* wheel_prev = nullptr;
+  flow* wheel_next = nullptr;
+};
+
+// The spliced flows by protocol and (for TCP) state.
+struct flow_census {
+  std::uint64_t tcp[5] = {};  // by splice::tcp_state
+  std::uint64_t udp = 0, icmp = 0;
 };
 
 class flow_table {
@@ -48,23 +83,72 @@ class flow_table {
   // Workers: `n` lookups at once, the hash's bucket reads overlapped
   // (rte_hash prefetches them): out[i] is the flow under *keys[i], or nullptr.
   void find_bulk(const splice::flow_key* const* keys, unsigned n, flow** out) const noexcept;
-  // Workers: adds under both keys; false (nothing added, `f` not taken) when
-  // either key is present already or the table is full.
+  // Workers: adds under both keys and queues the flow for the control
+  // thread's wheel; false (nothing added, `f` not taken) when either key is
+  // present already or the table is full. `f->owner_worker` is the caller's
+  // worker index (the census counts the flow there), `f->state` the state
+  // it starts in.
   bool insert(flow* f) noexcept;
+  // Workers: a TCP segment with `flags` seen in direction `dir` moves the
+  // flow's state (splice::next_state; a compare-and-swap, so a move two
+  // workers race on is made and counted once). A move to a shorter timeout
+  // queues the flow for the wheel. `worker`: the caller's worker index.
+  void track_tcp(flow& f, std::uint8_t flags, splice::flow_direction dir, unsigned worker) noexcept;
 
   // Control thread: every flow once (its device-side entry). `fn` must not
   // free the flow: the walk meets it again at its tailnet-side key.
   void for_each(const std::function<void(flow&)>& fn) const;
+  // Control thread, once a second (`now`: a TSC reading, `hz` its rate):
+  // takes in the flows queued since the last call, then checks the flows
+  // whose deadline has come; appends to `expired` each one idle past its
+  // timeout (splice::idle_timeout) or whose device is removed. With
+  // `removed_devices`, every flow of the table is checked for a removed
+  // device too (a walk: only when a device went away). The flows stay in
+  // the table: erase() them.
+  void collect_expired(std::uint64_t now, std::uint64_t hz, bool removed_devices, std::vector<flow*>& expired);
+  // Control thread: the flows in the table by protocol and TCP state, from
+  // the counts (no walk).
+  flow_census census() const noexcept;
   // Control thread: unpublishes both keys; the flow is freed after a grace
   // period, then `released` runs with it (e.g. to give its port back).
   void erase(flow* f, std::function<void(const flow&)> released = {});
   unsigned size() const noexcept;  // flows (each holds two entries)
   unsigned capacity() const noexcept { return capacity_; }
+  // Control thread: flows in the wheel (every flow of the table, once taken in).
+  std::size_t scheduled() const noexcept { return scheduled_; }
+
+  // One slot a second, more slots than the longest timeout (2 h 4 min) has seconds.
+  static constexpr std::uint32_t wheel_slots = 8192;
+  // Worker indices the census counts apart (flow::owner_worker is 8 bits).
+  static constexpr unsigned census_workers = 256;
+
+  struct retired_flow;  // an erased flow on its way out (flow_table.cc)
 
  private:
+  // Per worker, one writer: flows inserted by protocol, TCP moves by state.
+  struct alignas(64) worker_counts {
+    counter udp, icmp;
+    counter tcp_entered[5], tcp_left[5];
+  };
+  bool queue(flow& f) noexcept;
+  void take_queued(std::uint64_t now, std::uint64_t hz, std::vector<flow*>& expired);
+  // The flow checked at `now`: expired, or (re)scheduled no earlier than `earliest_s`.
+  void check(flow& f, std::uint64_t now, std::uint64_t hz, std::uint64_t earliest_s, std::vector<flow*>& expired);
+  void schedule(flow& f, std::uint64_t second);
+  void unlink(flow& f) noexcept;
+  void retire(retired_flow* r);
+
   rte_hash* hash_ = nullptr;
+  rte_ring* queued_ = nullptr;  // flow*: multi-producer (workers, and erase never), one consumer
   rcu_domain& rcu_;
   unsigned capacity_;
+  std::unique_ptr<worker_counts[]> counts_;
+  // The control thread's.
+  std::vector<flow*> wheel_;      // heads of doubly linked lists, by second % wheel_slots
+  std::uint64_t cursor_s_ = 0;    // the last second whose slot was checked (0: none yet)
+  std::size_t scheduled_ = 0;
+  std::uint64_t erased_udp_ = 0, erased_icmp_ = 0, erased_tcp_[5] = {};
+  std::unordered_map<flow*, retired_flow*> zombies_;  // erased while queued: retired once taken out of the ring
 };
 
 }  // namespace lopower

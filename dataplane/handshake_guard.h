@@ -40,6 +40,24 @@ enum class handshake_verdict : std::uint8_t {
   proven,    // worth the Diffie-Hellman work
 };
 
+// Whether a worker is under handshake load. The control thread's flag is
+// set on its tick, from every worker's backlog; a burst of forgeries with a
+// valid MAC1 arriving between two ticks would meanwhile all be `proven` and
+// could fill the ring real devices use. So each worker also looks at its
+// own rings, per frame, as the Linux module looks at its queue: past the
+// threshold it is under load at once, and stays so for `hold` cycles so
+// that cookies do not flicker on and off.
+struct handshake_load {
+  std::uint32_t threshold = 0;  // 0: the control thread's flag only
+  std::uint64_t hold = 0;       // cycles
+  std::uint64_t loaded_until = 0;
+
+  bool under_load(std::uint64_t now, std::size_t backlog, bool control_says) noexcept {
+    if (threshold != 0 && backlog > threshold) loaded_until = now + hold;
+    return control_says || now < loaded_until;
+  }
+};
+
 // The verdict on one handshake frame (classified wg_handshake), from its UDP
 // payload. Cookie replies carry no MACs: they are unproven (the control
 // thread authenticates them against the peer they claim to answer).

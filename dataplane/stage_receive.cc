@@ -5,6 +5,7 @@
 // decrypt stage (stage_decrypt.cc); ARP/ND and everything else to the
 // exception path (stage_exception.cc); malformed input is dropped.
 
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_prefetch.h>
 
@@ -95,12 +96,16 @@ void worker::classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, su
 void worker::handshakes_to_control(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
   if (n == 0) return;
   const handshake_guard* guard = setup_.guard ? setup_.guard->load(std::memory_order_acquire) : nullptr;
-  const bool under_load = setup_.handshakes_under_load && setup_.handshakes_under_load->load(std::memory_order_relaxed);
+  const bool control_says = setup_.handshakes_under_load && setup_.handshakes_under_load->load(std::memory_order_relaxed);
+  const std::uint64_t now = rte_rdtsc();
+  const std::size_t queued = rte_ring_count(setup_.to_control[static_cast<std::size_t>(up_ring::handshakes)]) +
+                             rte_ring_count(setup_.to_control[static_cast<std::size_t>(up_ring::unproven)]);
   rte_mbuf* proven[max_burst];
   rte_mbuf* unproven[max_burst];
   std::uint16_t n_proven = 0, n_unproven = 0;
   for (std::uint16_t i = 0; i < n; ++i) {
     const classify_result r = stored_classify_result(pkts[i], classify_field_);
+    const bool under_load = handshake_load_.under_load(now, queued + n_proven + n_unproven, control_says);
     switch (judge_handshake(rte_pktmbuf_mtod(pkts[i], const std::uint8_t*), r, guard, under_load)) {
       case handshake_verdict::junk: drop(ps, &pkts[i], 1, drop_reason::wg_bad_mac1); break;
       case handshake_verdict::unproven: unproven[n_unproven++] = pkts[i]; break;

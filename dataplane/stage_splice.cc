@@ -5,7 +5,9 @@
 // back to the device (splice_in). Runs between the decrypt and encrypt
 // calls of a sub-burst: no system calls; flow lookups are lock-free, a lock
 // only when a flow is created (rte_hash's writers); a flow's counters are
-// per worker (shared_counter), its stamp and TCP state relaxed stores.
+// per worker (shared_counter), its stamp a relaxed store, a change of its TCP
+// state a compare-and-swap (flow_table::track_tcp; per connection, not per
+// packet).
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
@@ -28,12 +30,12 @@ splice::packet_info packet_info_of(const inner_info& info) {
 
 bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_icmp || protocol == splice::ipproto_icmpv6; }
 
-void track_tcp(flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir) {
+// The state moves in the table (a compare-and-swap when it changes, counted
+// for the census; a shorter timeout queues the flow for expiry's wheel).
+void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir,
+               unsigned worker) {
   if (info.protocol != splice::ipproto_tcp) return;
-  const std::uint8_t flags = splice::tcp_flags(p, packet_info_of(info));
-  const auto now = f.state.load(std::memory_order_relaxed);
-  const auto next = splice::next_state(now, flags, dir);
-  if (next != now) f.state.store(next, std::memory_order_relaxed);
+  flows.track_tcp(f, splice::tcp_flags(p, packet_info_of(info)), dir, worker);
 }
 
 }  // namespace
@@ -136,7 +138,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
-  track_tcp(*f, p, info, splice::flow_direction::original);
+  track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::original, setup_.worker_index);
   f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
   f->packets_out.add(setup_.worker_index);
   f->bytes_out.add(setup_.worker_index, info.length);
@@ -170,7 +172,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
     drop_one(ps.port.index, m, drop_reason::splice_unsupported);
     return true;
   }
-  if (!icmp_error) track_tcp(*f, p, info, splice::flow_direction::reply);
+  if (!icmp_error) track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::reply, setup_.worker_index);
   f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
   f->packets_in.add(setup_.worker_index);
   f->bytes_in.add(setup_.worker_index, info.length);

@@ -50,6 +50,8 @@ worker::worker(worker_setup setup) : setup_(std::move(setup)) {
   setup_.burst_size = std::clamp<std::uint16_t>(setup_.burst_size, 1, max_burst);
   socket_ = socket_of(setup_.lcore_id);
   classify_field_ = classify_result_field();
+  handshake_load_.threshold = setup_.handshake_load_threshold;
+  handshake_load_.hold = rte_get_tsc_hz();  // a second, as the control thread's
   for (const worker_port& wp : setup_.ports) {
     port_counters& pc = stats_.ports[wp.index];
     port_state ps{wp, make_tx_buffer(setup_.burst_size, socket_, pc.drops.of(drop_reason::port_tx_full)), nullptr};

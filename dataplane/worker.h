@@ -114,6 +114,10 @@ struct worker_setup {
   // thread publishes, and whether it is under load (then MAC2 is checked too).
   const std::atomic<const handshake_guard*>* guard = nullptr;
   const std::atomic<bool>* handshakes_under_load = nullptr;
+  // ... and the worker's own view (handshake_load): its handshake rings
+  // holding more than this is load at once, before the control thread's next
+  // look (0: the control thread's flag only).
+  std::uint32_t handshake_load_threshold = 0;
   // A device's DNS queries to lopower: one per this many cycles on average,
   // up to dns_query_burst at once (0: not paced).
   std::uint64_t dns_query_interval_cycles = 0;
@@ -234,6 +238,7 @@ class worker {
 
   worker_setup setup_;
   int socket_ = 0;           // the worker lcore's NUMA socket: its TX buffers and reassembly table live there
+  handshake_load handshake_load_;
   int classify_field_ = -1;  // mbuf dynamic field for control-bound frames' verdict (control_frame.h)
   std::unique_ptr<crypto::aead_backend> aead_;
   std::vector<port_state> ports_;

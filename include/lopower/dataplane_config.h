@@ -80,6 +80,7 @@ struct dataplane_settings {
   ip_prefix device_ipv6_prefix;              // [devices] ipv6_prefix; lopower is its first host
   std::uint16_t device_mtu = 0;              // [devices] mtu
   std::uint32_t dns_device_query_rate = 0;   // [dns] device_query_rate: per second and device (0: not paced)
+  std::uint32_t handshake_load_threshold = 0;  // [wireguard]: a worker's own handshake backlog past this is load (0: off)
 };
 
 }  // namespace lopower

@@ -191,6 +191,14 @@ TEST(Config, EmptyTablesKeepDefaults) {
   EXPECT_EQ(cfg.dataplane.burst_size, 32);
 }
 
+// The workers judge their own handshake backlog against the same threshold.
+TEST(Config, HandshakeLoadThresholdReachesTheWorkers) {
+  EXPECT_EQ(dataplane_settings_of(parse_config(kPort, "t.toml")).handshake_load_threshold, 64u);
+  EXPECT_EQ(dataplane_settings_of(parse_config("[wireguard]\nhandshake_load_threshold = 9\n" + kPort, "t.toml"))
+                .handshake_load_threshold,
+            9u);
+}
+
 TEST(Config, DeviceDnsPacing) {
   EXPECT_EQ(parse_config(kPort, "t.toml").dns.device_query_rate, 200u);
   EXPECT_EQ(parse_config("[dns]\ndevice_query_rate = 0\n" + kPort, "t.toml").dns.device_query_rate, 0u);

@@ -13,15 +13,19 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "control/wireguard/engine/cookie.h"
+#include "control/wireguard/engine/noise_handshake.h"
 #include "dataplane/flow_table.h"
 #include "lopower/byte_order.h"
 #include "dataplane/worker.h"
 #include "tests/support/eal.h"
 #include "tests/support/splice_rig.h"
+#include "tests/unit/frame_builder.h"
 #include "tests/unit/splice/packets.h"
 
 namespace lopower {
@@ -54,11 +58,13 @@ struct data_path {
   flow_table flows;
   std::unique_ptr<worker> w;
 
-  explicit data_path(const std::string& name) : rig(name, pool()), flows(1u << 10, rig.rcu) {
+  explicit data_path(const std::string& name, const std::function<void(worker_setup&)>& adjust = {})
+      : rig(name, pool()), flows(1u << 10, rig.rcu) {
     worker_setup s = rig.setup(flows, "libsodium");
     s.reassembly_datagrams = 16;
     s.reassembly_per_device = 4;
     s.reassembly_per_tailnet_peer = 4;
+    if (adjust) adjust(s);
     w = std::make_unique<worker>(std::move(s));
   }
   ~data_path() { w.reset(); }
@@ -390,6 +396,70 @@ TEST(data_path, device_packet_from_another_address_is_dropped_as_wg_source_not_a
   EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
   EXPECT_EQ(d.drops(drop_reason::wg_source_not_allowed), 1u);
   EXPECT_EQ(d.flows.size(), 0u);
+}
+
+// A burst of forged initiations -- random bytes with a valid MAC1, which
+// anyone who knows lopower's public key can make -- arriving between two of
+// the control thread's ticks (its 'under load' flag still off). The worker
+// turns under load itself once its handshake rings hold more than the
+// threshold, so the forgeries past it go up the unproven ring (cookie
+// replies only) and the ring real devices use keeps its room. Without the
+// worker's own look (threshold 0) every forgery is taken for proven.
+std::pair<unsigned, unsigned> forged_initiations_through(unsigned threshold, const std::string& name) {
+  const wg::static_identity lopower{generate_private_key()};
+  wg::cookie_maker maker{lopower.static_public()};
+  handshake_guard keys;
+  keys.devices.known = true;
+  keys.devices.mac1_key = lopower.mac1_key();
+  std::atomic<const handshake_guard*> guard{&keys};
+  std::atomic<bool> control_says{false};
+  std::array<rte_ring*, up_ring_count> up{};
+  for (std::size_t c = 0; c < up_ring_count; ++c)
+    up[c] = rte_ring_create((name + std::to_string(c)).c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  unsigned proven = 0, unproven = 0;
+  {
+    data_path d(name, [&](worker_setup& s) {
+      s.to_control = up;
+      s.guard = &guard;
+      s.handshakes_under_load = &control_says;
+      s.handshake_load_threshold = threshold;
+    });
+    std::vector<rte_mbuf*> frames;
+    for (int i = 0; i < 96; ++i) {
+      wg::message_handshake_initiation m;
+      randombytes_buf(&m, sizeof m);
+      m.header = wg::message_header{static_cast<std::uint8_t>(wg::message_type::handshake_initiation), {0, 0, 0}};
+      EXPECT_TRUE(maker.add_macs(m, 1));
+      const auto* p = reinterpret_cast<const std::uint8_t*>(&m);
+      const bytes f = test::udp4("198.18.0.1", 51820, bytes(p, p + sizeof m));
+      rte_mbuf* mb = rte_pktmbuf_alloc(pool());
+      std::memcpy(rte_pktmbuf_append(mb, static_cast<std::uint16_t>(f.size())), f.data(), f.size());
+      mb->port = d.rig.port;
+      frames.push_back(mb);
+    }
+    d.receive(frames);
+    EXPECT_EQ(d.drops(drop_reason::wg_bad_mac1), 0u) << "MAC1 is right";
+  }
+  for (std::size_t c = 0; c < up_ring_count; ++c) {
+    void* m;
+    while (rte_ring_sc_dequeue(up[c], &m) == 0) {
+      if (c == static_cast<std::size_t>(up_ring::handshakes)) ++proven;
+      if (c == static_cast<std::size_t>(up_ring::unproven)) ++unproven;
+      rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    }
+    rte_ring_free(up[c]);
+  }
+  return {proven, unproven};
+}
+
+TEST(data_path, forged_initiations_past_the_workers_threshold_go_up_the_unproven_ring) {
+  ASSERT_NE(pool(), nullptr);
+  const auto [proven, unproven] = forged_initiations_through(8, "dphl");
+  EXPECT_EQ(proven, 9u) << "up to the threshold, and the one that passed it";
+  EXPECT_EQ(unproven, 87u);
+  const auto [all_proven, none] = forged_initiations_through(0, "dphn");
+  EXPECT_EQ(all_proven, 96u) << "the control thread's flag alone comes too late for a burst";
+  EXPECT_EQ(none, 0u);
 }
 
 }  // namespace

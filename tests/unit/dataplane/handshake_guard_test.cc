@@ -104,5 +104,20 @@ TEST_F(handshake_guard_fixture, WithoutKeysTheControlThreadDecides) {
   EXPECT_EQ(judge(udp4("198.18.0.1", 51820, wg_message(3, 64)), false), handshake_verdict::unproven);
 }
 
+// The worker's own look at its rings: past the threshold it is under load at
+// once, for `hold` cycles after the backlog was last seen past it; the
+// control thread's flag counts as well; threshold 0 leaves only the flag.
+TEST(handshake_load, PastTheThresholdHoldsThenLetsGo) {
+  handshake_load l{.threshold = 8, .hold = 1000};
+  EXPECT_FALSE(l.under_load(100, 8, false)) << "at the threshold: not yet";
+  EXPECT_TRUE(l.under_load(100, 9, false));
+  EXPECT_TRUE(l.under_load(1099, 0, false)) << "held after the backlog drained";
+  EXPECT_FALSE(l.under_load(1100, 0, false));
+  EXPECT_TRUE(l.under_load(1100, 0, true)) << "the control thread says so";
+  handshake_load off{};
+  EXPECT_FALSE(off.under_load(100, 100000, false));
+  EXPECT_TRUE(off.under_load(100, 0, true));
+}
+
 }  // namespace
 }  // namespace lopower
