@@ -8,8 +8,9 @@
 // 119), started afresh for every input. The first byte picks a mode:
 //   even  the input is the wire: the reply and then the first records, as
 //         they come. Bit 1 set: cut into chunks whose sizes the input's
-//         last bytes choose and taken the way control_connection takes
-//         them (exactly reply_size() bytes; the rest are records); clear:
+//         last bytes choose and taken by the reader control_connection
+//         uses (noise_reply_reader: exactly reply_size() bytes; the rest
+//         are records); clear:
 //         the whole input is handed to finish() as the reply.
 //   odd   the input is a server: a responder written here from the Noise
 //         spec (over the same symmetric state) reads our initiation and
@@ -174,48 +175,29 @@ void check_reply_size(bytes header) {
   }
 }
 
-// The reply as control_connection::on_noise_reply_bytes takes it: bytes
-// are appended until reply_size() of the first three says it is whole;
-// what follows is left for the record reader. False when the header is
-// refused.
+// The reply as control_connection::on_noise_reply_bytes takes it: with
+// its reader (tb::noise_reply_reader), which takes bytes until
+// reply_size() of the first three says the reply is whole; what it leaves
+// of a chunk is for the record reader.
 struct reply_taker {
-  std::vector<std::uint8_t> reply;
+  tb::noise_reply_reader reader;
   std::vector<std::uint8_t> records;
   bool refused = false;
 
-  bool whole() const {
-    if (reply.size() < tb::message_header_size) return false;
-    const auto size = tb::noise_ik_initiator::reply_size(reply);
-    return size && reply.size() == *size;
-  }
+  bool whole() const { return reader.whole(); }
+  std::vector<std::uint8_t> reply() const { return {reader.reply().begin(), reader.reply().end()}; }
 
   void feed(bytes chunk) {
     if (refused) return;
-    std::size_t used = 0;
-    if (!whole()) {
-      while (used < chunk.size()) {
-        std::size_t want = tb::message_header_size;
-        if (reply.size() >= tb::message_header_size) {
-          check_reply_size(reply);
-          const auto size = tb::noise_ik_initiator::reply_size(reply);
-          if (!size) {
-            refused = true;
-            return;
-          }
-          want = *size;
-        }
-        if (reply.size() >= want) break;
-        const std::size_t take = std::min(want - reply.size(), chunk.size() - used);
-        reply.insert(reply.end(), chunk.begin() + static_cast<std::ptrdiff_t>(used),
-                     chunk.begin() + static_cast<std::ptrdiff_t>(used + take));
-        used += take;
-      }
-      if (reply.size() >= tb::message_header_size && !tb::noise_ik_initiator::reply_size(reply)) {
-        refused = true;
-        return;
-      }
+    if (reader.reply().size() >= tb::message_header_size) check_reply_size(reader.reply());
+    const auto used = reader.feed(chunk);
+    if (!used) {
+      if (!printable_ascii(used.message())) __builtin_trap();
+      refused = true;
+      return;
     }
-    records.insert(records.end(), chunk.begin() + static_cast<std::ptrdiff_t>(used), chunk.end());
+    if (*used > chunk.size() || (*used < chunk.size() && !reader.whole())) __builtin_trap();  // leaves bytes only once whole
+    records.insert(records.end(), chunk.begin() + static_cast<std::ptrdiff_t>(*used), chunk.end());
   }
 };
 
@@ -270,10 +252,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     const reply_taker t = take_in_chunks(input, sizes);
     if (!t.whole()) return 0;
-    if (t.reply.size() + t.records.size() != input.size() ||
-        !std::equal(t.records.begin(), t.records.end(), input.begin() + static_cast<std::ptrdiff_t>(t.reply.size())))
+    if (t.reply().size() + t.records.size() != input.size() ||
+        !std::equal(t.records.begin(), t.records.end(), input.begin() + static_cast<std::ptrdiff_t>(t.reply().size())))
       __builtin_trap();
-    (void)finish(t.reply);
+    (void)finish(t.reader.reply());
     return 0;
   }
 
@@ -293,9 +275,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const reply_taker t = take_in_chunks(wire, sizes);
   if (!bit1) {
-    if (t.refused || !t.whole() || t.reply != r.message) __builtin_trap();
+    if (t.refused || !t.whole() || t.reply() != r.message) __builtin_trap();
     if (!std::equal(t.records.begin(), t.records.end(), records.begin(), records.end())) __builtin_trap();
-    const auto keys = finish(t.reply);
+    const auto keys = finish(t.reader.reply());
     if (!keys) __builtin_trap();
     if (!(keys->send == r.server_receive && keys->receive == r.server_send && keys->handshake_hash == r.hash))
       __builtin_trap();
@@ -303,7 +285,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   // Flipped: whatever was taken, it never authenticates; nor does the
   // flipped response handed over whole.
-  if (t.whole() && finish(t.reply)) __builtin_trap();
+  if (t.whole() && finish(t.reader.reply())) __builtin_trap();
   if (finish(bytes(wire).first(tb::response_size))) __builtin_trap();
   return 0;
 }

@@ -188,25 +188,10 @@ void control_connection::on_upgrade_data(std::span<const std::uint8_t> bytes) {
 
 void control_connection::on_noise_reply_bytes(std::span<const std::uint8_t> bytes) {
   // Take exactly the reply; what follows it is the first records.
-  std::size_t used = 0;
-  while (used < bytes.size()) {
-    std::size_t want = message_header_size;
-    if (reply_.size() >= message_header_size) {
-      auto size = noise_ik_initiator::reply_size(reply_);
-      if (!size) return close_with("ts2021 handshake: " + size.message());
-      want = *size;
-    }
-    if (reply_.size() >= want) break;
-    const std::size_t take = std::min(want - reply_.size(), bytes.size() - used);
-    reply_.insert(reply_.end(), bytes.begin() + static_cast<std::ptrdiff_t>(used),
-                  bytes.begin() + static_cast<std::ptrdiff_t>(used + take));
-    used += take;
-  }
-  if (reply_.size() < message_header_size) return;
-  auto size = noise_ik_initiator::reply_size(reply_);
-  if (!size) return close_with("ts2021 handshake: " + size.message());
-  if (reply_.size() < *size) return;
-  auto keys = initiator_->finish(reply_);
+  const auto used = reply_.feed(bytes);
+  if (!used) return close_with("ts2021 handshake: " + used.message());
+  if (!reply_.whole()) return;
+  auto keys = initiator_->finish(reply_.reply());
   initiator_.reset();
   if (!keys) return close_with("ts2021 handshake: " + keys.message());
   transport_.emplace(*keys);
@@ -216,7 +201,7 @@ void control_connection::on_noise_reply_bytes(std::span<const std::uint8_t> byte
   pump();
   if (handlers_.on_open) handlers_.on_open();
   if (!*alive || phase_ != phase::open) return;
-  if (used < bytes.size()) on_records(bytes.subspan(used));
+  if (*used < bytes.size()) on_records(bytes.subspan(*used));
 }
 
 // --- 3. records and HTTP/2 --------------------------------------------------------

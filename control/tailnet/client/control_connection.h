@@ -96,7 +96,7 @@ class control_connection {
   std::optional<noise_ik_initiator> initiator_;
   upgrade_response_reader upgrade_reader_;
   bool switched_ = false;
-  std::vector<std::uint8_t> reply_;  // the Noise reply as it comes in
+  noise_reply_reader reply_;  // the Noise reply as it comes in
   std::optional<record_transport> transport_;
   early_payload_reader early_;
   std::unique_ptr<h2_client> h2_;

@@ -1,5 +1,7 @@
 #include "control/tailnet/controlbase/noise_ik.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <utility>
 
@@ -87,6 +89,35 @@ control_result<std::size_t> noise_ik_initiator::reply_size(std::span<const std::
     default:
       return control_fail("ts2021: unexpected handshake reply type " + std::to_string(header[0]));
   }
+}
+
+control_result<std::size_t> noise_reply_reader::feed(std::span<const std::uint8_t> bytes) {
+  std::size_t used = 0;
+  while (used < bytes.size()) {
+    std::size_t want = message_header_size;
+    if (reply_.size() >= message_header_size) {
+      const auto size = noise_ik_initiator::reply_size(reply_);
+      if (!size) return control_fail(size.message());
+      want = *size;
+    }
+    if (reply_.size() >= want) break;
+    const std::size_t take = std::min(want - reply_.size(), bytes.size() - used);
+    reply_.insert(reply_.end(), bytes.begin() + static_cast<std::ptrdiff_t>(used),
+                  bytes.begin() + static_cast<std::ptrdiff_t>(used + take));
+    used += take;
+  }
+  // The header may have been completed by the last piece taken.
+  if (reply_.size() >= message_header_size) {
+    const auto size = noise_ik_initiator::reply_size(reply_);
+    if (!size) return control_fail(size.message());
+  }
+  return used;
+}
+
+bool noise_reply_reader::whole() const noexcept {
+  if (reply_.size() < message_header_size) return false;
+  const auto size = noise_ik_initiator::reply_size(reply_);
+  return size && reply_.size() == *size;
 }
 
 control_result<transport_keys> noise_ik_initiator::finish(std::span<const std::uint8_t> reply) {

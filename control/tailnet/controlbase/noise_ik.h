@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "control/tailnet/controlbase/control_result.h"
 #include "control/wireguard/engine/noise_symmetric.h"
@@ -60,6 +61,22 @@ struct transport_keys {
   key32 handshake_hash;  // binds later messages to this connection
   std::uint16_t version = 0;
   public_key peer;       // the server's static key
+};
+
+// The server's reply as it comes off the stream in pieces of any size:
+// bytes are taken until reply_size() of the first three says the reply is
+// whole; what follows is not taken (the first records). Pure, so the
+// fuzzer drives the code the connection runs.
+class noise_reply_reader {
+ public:
+  // Takes from `bytes` what belongs to the reply: how many bytes it took,
+  // or the refusal of a header reply_size() does not accept.
+  control_result<std::size_t> feed(std::span<const std::uint8_t> bytes);
+  bool whole() const noexcept;
+  std::span<const std::uint8_t> reply() const noexcept { return reply_; }
+
+ private:
+  std::vector<std::uint8_t> reply_;
 };
 
 class noise_ik_initiator {

@@ -69,6 +69,33 @@ TEST(noise_ik, reply_size_reads_the_header) {
   EXPECT_FALSE(noise_ik_initiator::reply_size(bytes{}).ok());
 }
 
+// The reader control_connection takes the reply with: a byte at a time or
+// all at once, exactly the reply is taken and the records after it are left.
+TEST(noise_ik, reply_reader_takes_exactly_the_reply) {
+  using bytes = std::vector<std::uint8_t>;
+  bytes wire = {0x02, 0x00, 0x30};
+  wire.resize(51, 0xaa);
+  wire.insert(wire.end(), {0x04, 0x00, 0x01, 0x7f});  // a record after it
+  noise_reply_reader all;
+  EXPECT_EQ(*all.feed(wire), 51u);
+  EXPECT_TRUE(all.whole());
+  EXPECT_EQ(bytes(all.reply().begin(), all.reply().end()), bytes(wire.begin(), wire.begin() + 51));
+  EXPECT_EQ(*all.feed(wire), 0u) << "nothing more once whole";
+
+  noise_reply_reader piecewise;
+  std::size_t taken = 0;
+  for (std::size_t i = 0; i < wire.size(); ++i) taken += *piecewise.feed(std::span(wire).subspan(i, 1));
+  EXPECT_EQ(taken, 51u);
+  EXPECT_TRUE(piecewise.whole());
+
+  noise_reply_reader refused;
+  EXPECT_EQ(*refused.feed(bytes{0x04, 0x00}), 2u) << "a header is 3 bytes";
+  EXPECT_FALSE(refused.whole());
+  const auto third = refused.feed(bytes{0x30});
+  ASSERT_FALSE(third.ok());
+  EXPECT_TRUE(contains(third.message(), "unexpected handshake reply type 4")) << third.message();
+}
+
 TEST(noise_ik, server_error_message_is_quoted) {
   auto st = start_vector();
   std::vector<std::uint8_t> reply = {0x03, 0x00, 0x0b};
