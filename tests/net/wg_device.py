@@ -78,13 +78,16 @@ class WgQuickConfig:
 class WgDevice:
     """wireguard-go interface ``ifname`` (default ``wg-<host>``) in ``host``.
 
-    The name is unique per host because wireguard-go's control socket lives
-    in /var/run/wireguard, which namespaces share.
+    The name is unique per host and per test run because wireguard-go's
+    control socket lives in /var/run/wireguard, which namespaces share: two
+    runs on one machine (a CI run beside a developer's) with the same host
+    names would otherwise take each other's socket, and the second
+    wireguard-go never comes up.
     """
 
     def __init__(self, host: Host, config_text: str, ifname: str | None = None) -> None:
         self.host = host
-        self.ifname = ifname or f"wg-{host.name}"[:15]
+        self.ifname = ifname or f"wg{os.getpid() & 0xffff:04x}-{host.name}"[:15]
         self.config = WgQuickConfig.parse(config_text)
         self.proc = None
 
