@@ -188,6 +188,15 @@ result<void> state_store::write(std::string_view name, std::string_view content)
 
 result<std::string> state_store::read(std::string_view name) const { return read_file(path_of(name)); }
 
+result<void> state_store::remove(std::string_view name) const {
+  const std::string path = path_of(name);
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return {};
+    return fail("cannot remove " + path + ": " + errno_text(errno));
+  }
+  return fsync_directory(dir_);
+}
+
 bool state_store::exists(std::string_view name) const {
   struct stat st {};
   return ::stat(path_of(name).c_str(), &st) == 0;

@@ -55,6 +55,9 @@ class state_store {
   // The file's content; an error if it is missing or unreadable.
   result<std::string> read(std::string_view name) const;
   bool exists(std::string_view name) const;
+  // Removes the file `name` (durably: the directory is fsynced); a missing
+  // file is no error.
+  result<void> remove(std::string_view name) const;
 
   // Tests only: hooks applied to every later write (empty hooks clear them).
   void set_test_hooks(write_test_hooks hooks) { hooks_ = std::move(hooks); has_hooks_ = true; }

@@ -56,6 +56,21 @@ void disco_paths::set_peers(const tailnet::netmap& nm) {
   peers_ = std::move(next);
 }
 
+void disco_paths::set_key(private_key disco_private, public_key disco_public) {
+  disco_private_ = std::move(disco_private);
+  disco_public_ = disco_public;
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    auto shared = disco::shared_key(disco_private_, it->second.disco_key);
+    if (!shared) {  // cannot be, as set_peers took it; but nothing may be sealed to it
+      by_disco_.erase(it->second.disco_key);
+      it = peers_.erase(it);
+      continue;
+    }
+    it->second.shared = *shared;
+    ++it;
+  }
+}
+
 bool disco_paths::update_peers(const tailnet::netmap& nm, std::span<const tailnet::node_id> ids) {
   for (const tailnet::node_id id : ids) {
     const tailnet::node* n = nm.peer_by_id(id);

@@ -71,6 +71,9 @@ class disco_paths {
 
   // The peers and their disco keys, endpoints, node keys (from the netmap).
   void set_peers(const tailnet::netmap& nm);
+  // Our disco key changed (coordination_client: the fresh one of this
+  // start): every peer's box key is made again; the paths stay.
+  void set_key(private_key disco_private, public_key disco_public);
   // The same for peers `ids` only (sorted), when nothing else in the netmap
   // changed since the last call: their node keys and endpoints. False (and
   // nothing done) when one of them came, went or has a new disco key:

@@ -107,7 +107,10 @@ tailnet_node::tailnet_node(event_loop& loop, dataplane& dp, const config& cfg)
   client_ = std::make_unique<tailnet::coordination_client>(
       loop_, coordination_from(cfg), store_,
       tailnet::coordination_client::handlers{
-          [this](const tailnet::netmap& nm, const tailnet::netmap_changes& ch) { on_netmap(nm, ch); }, {}});
+          [this](const tailnet::netmap& nm, const tailnet::netmap_changes& ch) { on_netmap(nm, ch); }, {},
+          [this](const private_key& priv, const public_key& pub) {
+            if (disco_) disco_->set_key(priv, pub);
+          }});
   const std::uint16_t listen = cfg.tailnet.listen_port;
   disco_ = std::make_unique<disco_paths>(
       client_->disco_private(), client_->disco_public(), client_->node_public(),

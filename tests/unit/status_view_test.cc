@@ -42,6 +42,26 @@ TEST(StatusView, ShowsPortsLcoresDropsAndNeighbours) {
   EXPECT_NE(out.find("sessions: staged 4 (sent 3, dropped 1)  retries 2  unanswered 1"), std::string::npos);
 }
 
+TEST(StatusView, ShowsACachedNetmapAndARefusedCache) {
+  nlohmann::json s = sample_status();
+  s["tailnet"] = nlohmann::json::parse(R"({
+    "backend_state": "Starting", "control_url": "http://198.18.40.2:8080", "connected": false,
+    "node_key": "nodekey:ab", "netmap_source": "cache",
+    "netmap_cache": {"at_start": "loaded", "age_seconds": 125, "writes": 0, "write_failures": 0},
+    "self": {"name": "lopower.tailnet.test.", "addresses": ["100.64.0.3"]}, "peers": []
+  })");
+  std::string out = render_status(s);
+  EXPECT_NE(out.find("tailnet: Starting (cached netmap, saved 00:02:05 ago)  lopower.tailnet.test."), std::string::npos)
+      << out;
+  s["tailnet"]["netmap_source"] = "control";
+  s["tailnet"]["netmap_cache"] = {{"at_start", "refused"}, {"error", "MapResponse is not valid JSON"},
+                                  {"last_write_error", "disk full"}};
+  out = render_status(s);
+  EXPECT_EQ(out.find("cached netmap"), std::string::npos) << out;
+  EXPECT_NE(out.find("netmap cache refused at start: MapResponse is not valid JSON"), std::string::npos) << out;
+  EXPECT_NE(out.find("netmap cache not written: disk full"), std::string::npos) << out;
+}
+
 TEST(StatusView, ToleratesMissingAndMistypedFields) {
   EXPECT_NO_THROW(render_status(nlohmann::json::object()));
   EXPECT_NO_THROW(render_status(nlohmann::json::array()));

@@ -132,6 +132,12 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
     out << " (no tailnet.control_url)\n";
     return;
   }
+  const auto cache = member(t, "netmap_cache", nlohmann::json::value_t::object);
+  if (text(t, "netmap_source") == "cache") {
+    out << " (cached netmap";
+    if (cache.contains("age_seconds")) out << ", saved " << human_duration(number(cache, "age_seconds")) << " ago";
+    out << ")";
+  }
   const auto self = member(t, "self", nlohmann::json::value_t::object);
   if (!self.empty()) out << "  " << text(self, "name") << "  " << join_array(self, "addresses");
   if (!text(t, "tailnet").empty() && text(t, "tailnet") != "-") out << "  tailnet " << text(t, "tailnet");
@@ -142,6 +148,8 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   out << "\n";
   if (t.contains("auth_url")) out << "  to log in, visit: " << text(t, "auth_url") << "\n";
   if (t.contains("last_error")) out << "  last error: " << text(t, "last_error") << "\n";
+  if (text(cache, "at_start") == "refused") out << "  netmap cache refused at start: " << text(cache, "error") << "\n";
+  if (cache.contains("last_write_error")) out << "  netmap cache not written: " << text(cache, "last_write_error") << "\n";
   render_derp(out, member(t, "derp", nlohmann::json::value_t::object));
   render_sessions(out, member(t, "handshakes", nlohmann::json::value_t::object));
   const auto peers = member(t, "peers", nlohmann::json::value_t::array);

@@ -1,5 +1,6 @@
 #include "control/tailnet/client/coordination_client.h"
 
+#include <sys/stat.h>
 #include <time.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "control/log.h"
 #include "control/tailnet/controlbase/key_text.h"
 #include "control/tailnet/controlbase/printable.h"
+#include "control/tailnet/netmap/netmap_cache.h"
 
 namespace lopower::tailnet {
 
@@ -87,14 +89,17 @@ coordination_client::coordination_client(event_loop& loop, coordination_config c
   identity_ = std::move(*id);
   node_public_ = public_from_private(identity_.node);
   machine_public_ = public_from_private(identity_.machine);
-  disco_private_ = generate_private_key();  // fresh each start, as tailscale's
+  // The kept key until the server takes a fresh one: identity.h says why.
+  disco_private_ = *identity_.disco;
   disco_public_ = public_from_private(disco_private_);
+  next_disco_ = generate_private_key();
   backoff_ = std::chrono::milliseconds(0);
 }
 
 coordination_client::~coordination_client() {
+  flush_netmap_cache();
   *alive_ = false;
-  for (event_loop::timer_id* t : {&reconnect_timer_, &watchdog_timer_, &connect_timer_})
+  for (event_loop::timer_id* t : {&reconnect_timer_, &watchdog_timer_, &connect_timer_, &cache_.timer})
     if (*t >= 0) loop_.cancel_timer(*t);
   if (conn_) conn_->close();
 }
@@ -109,6 +114,7 @@ void coordination_client::start() {
     return;
   }
   set_state(backend_state::starting);
+  load_netmap_cache();
   connect();
 }
 
@@ -181,8 +187,12 @@ void coordination_client::on_closed(const std::string& reason) {
 
 std::chrono::milliseconds coordination_client::jittered(std::chrono::milliseconds base) {
   // +-25%: restarted servers are not hit by every node at the same moment.
-  std::uniform_real_distribution<double> jitter(0.75, 1.25);
-  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * jitter(jitter_)));
+  // In integers: uniform_real_distribution goes through long double (x87),
+  // which in lopowerd was seen to come out as NaN every other call (a
+  // delay of INT64_MIN ms in the log) -- x87 state left dirty by code on
+  // the control thread, presumably.
+  std::uniform_int_distribution<std::int64_t> jitter(base.count() * 3 / 4, base.count() * 5 / 4);
+  return std::chrono::milliseconds(jitter(jitter_));
 }
 
 std::chrono::milliseconds coordination_client::next_backoff() {
@@ -295,7 +305,7 @@ void coordination_client::on_register_done(int status, const std::string& body) 
 map_request coordination_client::make_map_request(bool stream) const {
   map_request m;
   m.node_key = node_public_;
-  m.disco_key = disco_public_;
+  m.disco_key = next_disco_ ? public_from_private(*next_disco_) : disco_public_;
   m.stream = stream;
   m.omit_peers = !stream;
   m.endpoints = endpoints_;
@@ -358,10 +368,14 @@ void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
     netmap& target = stream_started_ ? *current_ : *next_;
     const netmap_changes changes = target.apply(std::move(*resp));
     if (!changes.ok()) return refuse_map("map response refused: " + changes.error);
+    bool started_now = false;
     if (!stream_started_) {
       if (!next_->started()) continue;  // no self node yet: not a usable netmap
+      if (source_ == netmap_source::cache) LOG_INFO("tailnet: the control server's netmap replaces the cached one");
+      if (next_disco_) take_fresh_disco_key();
       current_ = std::move(next_);
-      stream_started_ = true;
+      source_ = netmap_source::control;
+      stream_started_ = started_now = true;
       backoff_ = refused_backoff_ = std::chrono::milliseconds(0);
       last_error_.clear();
       if (!degraded_.empty()) LOG_INFO("tailnet: no longer degraded: the map was taken");
@@ -372,6 +386,9 @@ void coordination_client::on_map_data(std::span<const std::uint8_t> bytes) {
       if (!endpoints_.empty() || cfg_.hostinfo.preferred_derp != 0) send_endpoint_update();
     }
     if (handlers_.on_netmap) handlers_.on_netmap(*current_, changes);
+    // A stream's first map is a whole new netmap: on disk at once. Deltas
+    // wait for the next write (netmap_cache_changed paces them).
+    if (started_now || changes.anything_changed()) netmap_cache_changed(started_now);
     if (conn != conn_.get()) return;  // a handler dropped the connection
   }
   if (map_reader_->failed()) refuse_map(map_reader_->error());
@@ -440,6 +457,12 @@ result<void> coordination_client::logout() {
   if (reconnect_timer_ >= 0) loop_.cancel_timer(std::exchange(reconnect_timer_, -1));
   if (watchdog_timer_ >= 0) loop_.cancel_timer(std::exchange(watchdog_timer_, -1));
   current_.reset();
+  source_ = netmap_source::none;
+  // The netmap of a node that is no more: not kept (a later start would
+  // ignore it anyway, its node key being another).
+  if (cache_.timer >= 0) loop_.cancel_timer(std::exchange(cache_.timer, -1));
+  cache_.dirty = false;
+  if (auto r = store_.remove(netmap_cache_file_name); !r) LOG_WARNING("tailnet: %s", r.message().c_str());
   login_url_.clear();
   degraded_.clear();
   refused_backoff_ = std::chrono::milliseconds(0);
@@ -501,6 +524,117 @@ result<void> coordination_client::login() {
   return {};
 }
 
+// The server answered a map request that carried the fresh disco key: it
+// has it, and peers are being told. Kept first (a restart during a later
+// outage must use what peers hold), then in use.
+void coordination_client::take_fresh_disco_key() {
+  identity next = identity_;
+  next.disco = *next_disco_;
+  if (auto w = save_identity(store_, next); !w)
+    LOG_ERROR("tailnet: the new disco key is not kept: %s", w.message().c_str());
+  identity_ = std::move(next);
+  disco_private_ = *std::exchange(next_disco_, std::nullopt);
+  disco_public_ = public_from_private(disco_private_);
+  LOG_INFO("tailnet: disco key %s", format_disco_key(disco_public_).c_str());
+  if (handlers_.on_disco_key) handlers_.on_disco_key(disco_private_, disco_public_);
+}
+
+// --- the netmap kept on disk ------------------------------------------------------------
+
+void coordination_client::load_netmap_cache() {
+  if (!cfg_.netmap_cache) {
+    cache_.at_start = "off";
+    return;
+  }
+  if (!store_.exists(netmap_cache_file_name)) return;
+  const std::string path = store_.path_of(netmap_cache_file_name);
+  auto text = store_.read(netmap_cache_file_name);
+  netmap_cache_load got;
+  if (text) got = netmap_from_cache_json(*text, node_public_);
+  else got.message = text.message();
+  if (got.result == netmap_cache_load::outcome::other_node) {
+    cache_.at_start = "ignored";
+    cache_.start_error = got.message;
+    LOG_INFO("tailnet: %s ignored: %s", path.c_str(), got.message.c_str());
+    return;
+  }
+  if (got.result != netmap_cache_load::outcome::loaded) {
+    // Never fatal: the server sends a whole netmap anyway, and the next
+    // write replaces the file.
+    cache_.at_start = "refused";
+    // The message may quote the file: no control characters in the log.
+    cache_.start_error = got.message.substr(0, 300);
+    for (char& c : cache_.start_error)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    LOG_WARNING("tailnet: %s refused, starting without it: %s", path.c_str(), cache_.start_error.c_str());
+    return;
+  }
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0)
+    cache_.loaded_saved_at = timestamp::from_unix(st.st_mtim.tv_sec, static_cast<std::int32_t>(st.st_mtim.tv_nsec));
+  current_ = std::move(got.map);
+  source_ = netmap_source::cache;
+  cache_.at_start = "loaded";
+  const double age = cache_.loaded_saved_at
+                         ? static_cast<double>(timestamp::now().unix_seconds - cache_.loaded_saved_at->unix_seconds)
+                         : 0.0;
+  LOG_INFO("tailnet: netmap from %s (saved %.0f s ago): %zu peer(s), in force until the control server's",
+           path.c_str(), age, current_->peer_count());
+  if (handlers_.on_netmap) handlers_.on_netmap(*current_, got.changes);
+}
+
+void coordination_client::netmap_cache_changed(bool at_once) {
+  if (!cfg_.netmap_cache || !current_) return;
+  cache_.dirty = true;
+  if (at_once) {
+    if (cache_.timer >= 0) loop_.cancel_timer(std::exchange(cache_.timer, -1));
+    return write_netmap_cache();
+  }
+  if (cache_.timer >= 0) return;  // a write is due already
+  // At most one write per interval, and never more than ~5 % of the
+  // control thread: a large netmap that takes 100 ms to write waits 2 s.
+  const auto spacing = std::max<std::chrono::nanoseconds>(cfg_.netmap_cache_interval, cache_.last_write_cost * 20);
+  const auto now = std::chrono::steady_clock::now();
+  const auto due = cache_.last_write_end + spacing;
+  const auto wait = due > now ? std::chrono::duration_cast<std::chrono::microseconds>(due - now) : std::chrono::microseconds(1);
+  cache_.timer = loop_.add_timer(std::max(wait, std::chrono::microseconds(1)), std::chrono::microseconds(0), [this] {
+    cache_.timer = -1;
+    write_netmap_cache();
+  });
+}
+
+void coordination_client::write_netmap_cache() {
+  if (!cache_.dirty || !current_ || current_->self() == nullptr) return;
+  const auto start = std::chrono::steady_clock::now();
+  result<void> w;
+  try {
+    std::string text = netmap_to_cache_json(*current_);
+    w = store_.write(netmap_cache_file_name, text);
+  } catch (const std::exception& e) {  // out of memory, most likely
+    w = fail(std::string("netmap cache: ") + e.what());
+  }
+  cache_.last_write_end = std::chrono::steady_clock::now();
+  cache_.last_write_cost = cache_.last_write_end - start;
+  if (!w) {
+    // Kept dirty: the next change (or the stop) tries again.
+    ++cache_.write_failures;
+    if (cache_.last_write_error != w.message()) LOG_WARNING("tailnet: netmap not kept on disk: %s", w.message().c_str());
+    cache_.last_write_error = w.message();
+    return;
+  }
+  ++cache_.writes;
+  cache_.dirty = false;
+  cache_.last_write_error.clear();
+  cache_.last_write_at = timestamp::now();
+  LOG_DEBUG("tailnet: netmap kept in %s (%.1f ms)", store_.path_of(netmap_cache_file_name).c_str(),
+            std::chrono::duration<double, std::milli>(cache_.last_write_cost).count());
+}
+
+void coordination_client::flush_netmap_cache() {
+  if (cache_.timer >= 0) loop_.cancel_timer(std::exchange(cache_.timer, -1));
+  write_netmap_cache();
+}
+
 // --- status -----------------------------------------------------------------------------
 
 nlohmann::json coordination_client::status_json() const {
@@ -519,6 +653,23 @@ nlohmann::json coordination_client::status_json() const {
   if (!login_url_.empty()) j["auth_url"] = login_url_;
   if (!last_error_.empty()) j["last_error"] = last_error_;
   if (!degraded_.empty()) j["degraded"] = degraded_;
+  j["netmap_source"] = source_ == netmap_source::cache     ? nlohmann::json("cache")
+                       : source_ == netmap_source::control ? nlohmann::json("control")
+                                                           : nlohmann::json();
+  nlohmann::json cache{{"file", store_.path_of(netmap_cache_file_name)},
+                       {"at_start", cache_.at_start},
+                       {"writes", cache_.writes},
+                       {"write_failures", cache_.write_failures}};
+  if (!cache_.start_error.empty()) cache["error"] = cache_.start_error;
+  if (cache_.loaded_saved_at) {
+    cache["loaded_saved_at"] = cache_.loaded_saved_at->to_string();
+    if (source_ == netmap_source::cache)
+      cache["age_seconds"] = static_cast<std::uint64_t>(
+          std::max<std::int64_t>(0, timestamp::now().unix_seconds - cache_.loaded_saved_at->unix_seconds));
+  }
+  if (cache_.last_write_at) cache["last_write"] = cache_.last_write_at->to_string();
+  if (!cache_.last_write_error.empty()) cache["last_write_error"] = cache_.last_write_error;
+  j["netmap_cache"] = std::move(cache);
   if (reconnect_timer_ >= 0) {
     const auto left = std::chrono::duration<double>(retry_at_ - std::chrono::steady_clock::now()).count();
     j["reconnect_in_seconds"] = std::max(0.0, std::round(left * 10) / 10);

@@ -23,6 +23,16 @@
 // the netmap in force, and asks again after a backoff of its own (a minute,
 // doubling to 15), which a successful register does not reset. The first
 // map of a stream that is applied ends it.
+//
+// The netmap in force is kept on disk (netmap_cache.h: `netmap.json`, 0600,
+// written atomically by state_store): at once when a stream's first full map
+// is in, after deltas at most once per `netmap_cache_interval` (longer when
+// writing it takes long: a large tailnet's map is not rewritten on every
+// peer that comes online), and at a clean stop. A start that finds one for
+// its node key applies it before connecting -- `netmap_source` is "cache"
+// until the server's first map replaces it -- so a lopowerd restarted
+// during a control outage still has its peers. A damaged cache, or one of
+// another node key, is logged, shown in the status and ignored.
 
 #include <chrono>
 #include <cstdint>
@@ -79,6 +89,10 @@ struct coordination_config {
   std::chrono::milliseconds refused_map_backoff_max{15 * 60000};
   // The map stream's limits; parse_map_response's follows max_message_bytes.
   map_stream_reader::limits map_limits;
+  // The netmap kept on disk: off for tests that want none; the least time
+  // between two writes after deltas.
+  bool netmap_cache = true;
+  std::chrono::milliseconds netmap_cache_interval{5000};
   channel_factory make_channel;  // empty: control_connection
 };
 
@@ -88,6 +102,9 @@ class coordination_client {
     // A netmap was applied (first full one of a stream included).
     std::function<void(const netmap& nm, const netmap_changes& changes)> on_netmap;
     std::function<void(backend_state)> on_state;
+    // The disco key changed (identity.h: once per start, when the server
+    // has taken the fresh one); called before that map's on_netmap.
+    std::function<void(const private_key&, const public_key&)> on_disco_key;
   };
 
   // Loads (or creates) the identity in `store`; throws when the stored one is
@@ -124,6 +141,13 @@ class coordination_client {
   std::chrono::milliseconds reconnect_delay() const noexcept { return reconnect_timer_ >= 0 ? delay_ : std::chrono::milliseconds(0); }
   // The netmap in force (the last complete one), or nullptr before the first.
   const netmap* current() const noexcept { return current_.get(); }
+  // Where the netmap in force came from: the cache on disk until the
+  // server's first map.
+  enum class netmap_source : std::uint8_t { none, cache, control };
+  netmap_source source() const noexcept { return source_; }
+  // Writes the netmap in force to disk now, if it changed since the last
+  // write (lopowerd's clean stop; the destructor does it too).
+  void flush_netmap_cache();
   const private_key& node_private() const noexcept { return identity_.node; }
   const public_key& node_public() const noexcept { return node_public_; }
   const private_key& disco_private() const noexcept { return disco_private_; }
@@ -155,6 +179,10 @@ class coordination_client {
   void reconnect_later(const std::string& reason, bool map_refused = false);
   void refuse_map(std::string why);
   void drop_connection();
+  void take_fresh_disco_key();
+  void load_netmap_cache();
+  void netmap_cache_changed(bool at_once);
+  void write_netmap_cache();
   void arm_watchdog();
   void set_state(backend_state s);
   std::chrono::milliseconds next_backoff();
@@ -169,8 +197,9 @@ class coordination_client {
   handlers handlers_;
   identity identity_;
   public_key node_public_, machine_public_;
-  private_key disco_private_;
+  private_key disco_private_;  // in use: what peers hold
   public_key disco_public_;
+  std::optional<private_key> next_disco_;  // announced in map requests, in use once the server took it
 
   backend_state state_ = backend_state::no_state;
   std::string login_url_;
@@ -199,6 +228,20 @@ class coordination_client {
   std::chrono::steady_clock::time_point retry_at_{};
   std::mt19937 jitter_{std::random_device{}()};
   counters stats_;
+
+  netmap_source source_ = netmap_source::none;
+  struct cache_state {
+    std::string at_start = "none";  // none, loaded, refused, ignored, off
+    std::string start_error;        // why refused or ignored
+    std::optional<timestamp> loaded_saved_at;  // the file's time, when loaded
+    bool dirty = false;             // current_ differs from what is on disk
+    std::uint64_t writes = 0, write_failures = 0;
+    std::string last_write_error;
+    std::optional<timestamp> last_write_at;
+    std::chrono::steady_clock::time_point last_write_end{};
+    std::chrono::nanoseconds last_write_cost{0};
+    event_loop::timer_id timer = -1;
+  } cache_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -26,6 +26,7 @@ std::string identity_to_json(const identity& id) {
   j["old_node_key"] = id.old_node ? nlohmann::json(format_private_key_text(*id.old_node)) : nlohmann::json(nullptr);
   j["logged_out"] = id.logged_out;
   j["expire_node_key"] = id.expire_node ? nlohmann::json(format_node_key(*id.expire_node)) : nlohmann::json(nullptr);
+  if (id.disco) j["disco_key"] = format_private_key_text(*id.disco);
   std::string text = j.dump(2) + "\n";
   // The json object's copies of the key text are freed with it; wipe them first.
   for (auto& [name, value] : j.items())
@@ -58,6 +59,11 @@ result<identity> identity_from_json(std::string_view text) {
     if (!k) return fail("expire_node_key: " + k.message());
     id.expire_node = *k;
   }
+  if (auto it = j.find("disco_key"); it != j.end() && !it->is_null()) {
+    auto disco = key_member(j, "disco_key");
+    if (!disco) return disco.error();
+    id.disco = std::move(*disco);
+  }
   return id;
 }
 
@@ -74,6 +80,7 @@ result<identity> load_or_create_identity(const state_store& store) {
     identity id;
     id.machine = generate_private_key();
     id.node = generate_private_key();
+    id.disco = generate_private_key();
     if (auto w = save_identity(store, id); !w) return w.error();
     return id;
   }
@@ -82,6 +89,10 @@ result<identity> load_or_create_identity(const state_store& store) {
   auto id = identity_from_json(*text);
   secure_wipe(text->data(), text->size());
   if (!id) return fail(store.path_of(identity_file_name) + ": " + id.message());
+  if (!id->disco) {
+    id->disco = generate_private_key();
+    if (auto w = save_identity(store, *id); !w) return w.error();
+  }
   return id;
 }
 

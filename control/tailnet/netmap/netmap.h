@@ -108,6 +108,8 @@ class netmap {
   bool collect_services() const noexcept { return collect_services_; }
   const std::vector<std::string>& health() const noexcept { return health_; }
   const user_profile* user(user_id id) const noexcept;
+  const std::map<user_id, user_profile>& users() const noexcept { return users_; }
+  const std::string& domain_audit_log_id() const noexcept { return domain_audit_log_id_; }
 
   // The filter rules as sent (named filters concatenated in name order) and
   // compiled. packet_filter_error() is the compiler's complaint, if any.

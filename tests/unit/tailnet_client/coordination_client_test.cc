@@ -3,8 +3,12 @@
 // limits makes the client degraded -- status says why, in the reader's
 // words -- and it asks again after a backoff that grows from one refusal to
 // the next (a successful register does not reset it), keeping the netmap in
-// force meanwhile; a later map that is taken ends it.
+// force meanwhile; a later map that is taken ends it. The netmap kept on
+// disk: written when a stream's first map is in and, paced, after deltas;
+// in force at the next start before any server answers; a damaged one or
+// one of another node key ignored.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <deque>
@@ -19,6 +23,7 @@
 #include "control/state_store.h"
 #include "control/tailnet/client/coordination_client.h"
 #include "control/tailnet/netmap/map_stream_reader.h"
+#include "control/tailnet/netmap/netmap_cache.h"
 #include "lopower/byte_order.h"
 #include "lopower/hex.h"
 
@@ -54,6 +59,14 @@ std::string full_map(unsigned peers) {
   return j.dump();
 }
 
+// A full map whose self node has `self` as its key; a delta adding peer n.
+std::string full_map_for(const public_key& self, unsigned peers) {
+  json j = json::parse(full_map(peers));
+  j["Node"]["Key"] = "nodekey:" + self.to_hex();
+  return j.dump();
+}
+std::string peer_added(unsigned n) { return json{{"PeersChanged", {node_json(n)}}}.dump(); }
+
 std::string le32(std::uint32_t v) {
   std::uint8_t b[4];
   store_le32(b, v);
@@ -68,6 +81,7 @@ struct fake_server {
   int connects = 0, registers = 0, map_streams = 0;
   std::vector<std::chrono::steady_clock::time_point> connect_times;
   std::function<void()> after_body;  // after each body the client was given
+  bool silent = false;  // connections never open (the server is down)
 };
 
 class fake_channel final : public control_channel {
@@ -78,6 +92,7 @@ class fake_channel final : public control_channel {
   void start() override {
     ++srv_.connects;
     srv_.connect_times.push_back(std::chrono::steady_clock::now());
+    if (srv_.silent) return;
     later([this] {
       open_ = true;
       h_.on_open();
@@ -273,6 +288,141 @@ TEST_F(CoordinationClient, AMapThatDoesNotDecodeIsRefusedToo) {
   run_until(loop, [&] { return !client.degraded().empty(); });
   EXPECT_NE(client.degraded().find("zstd"), std::string::npos) << client.degraded();
   EXPECT_GE(client.reconnect_delay(), 30ms);
+}
+
+}  // namespace
+}  // namespace lopower::tailnet
+
+namespace lopower::tailnet {
+namespace {
+
+class NetmapCache : public CoordinationClient {
+ protected:
+  json cache_status(const coordination_client& c) { return c.status_json()["netmap_cache"]; }
+  std::size_t peers_on_disk() {
+    auto text = store_->read(netmap_cache_file_name);
+    EXPECT_TRUE(text) << text.message();
+    return text ? json::parse(*text)["Peers"].size() : 0;
+  }
+};
+
+TEST_F(NetmapCache, IsWrittenThenInForceAtTheNextStartBeforeTheServerAnswers) {
+  public_key disco;
+  {
+    event_loop loop;
+    fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+    coordination_config cfg = config(srv);
+    cfg.netmap_cache_interval = 50ms;
+    coordination_client client(loop, cfg, *store_, {});
+    srv.streams = {{map_stream_reader::frame(full_map_for(client.node_public(), 3)),
+                    map_stream_reader::frame(peer_added(4)), map_stream_reader::frame(peer_added(5))}};
+    const public_key kept_before = client.disco_public();
+    client.start();
+    // The first map at once; the two deltas in one later write.
+    run_until(loop, [&] { return cache_status(client)["writes"] == 2; });
+    // The server took the fresh disco key the map request carried: in use
+    // and kept from now on.
+    EXPECT_NE(client.disco_public(), kept_before);
+    disco = client.disco_public();
+    EXPECT_EQ(cache_status(client)["writes"], 2);
+    EXPECT_EQ(client.source(), coordination_client::netmap_source::control);
+    EXPECT_EQ(client.status_json()["netmap_source"], "control");
+    EXPECT_EQ(cache_status(client)["at_start"], "none");
+    EXPECT_EQ(peers_on_disk(), 5u);
+  }
+  struct stat st{};
+  ASSERT_EQ(::stat(store_->path_of(netmap_cache_file_name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // Started again while the server is down: the netmap is there at once.
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  srv.silent = true;
+  std::size_t peers_seen = 0;
+  coordination_client client(loop, config(srv), *store_,
+                             {[&](const netmap& nm, const netmap_changes&) { peers_seen = nm.peer_count(); }, {}});
+  EXPECT_EQ(client.disco_public(), disco) << "the disco key is kept: peers still hold it";
+  client.start();
+  EXPECT_EQ(client.disco_public(), disco) << "and stays in use while the server does not answer";
+  EXPECT_EQ(peers_seen, 5u);
+  EXPECT_EQ(client.source(), coordination_client::netmap_source::cache);
+  EXPECT_EQ(client.state(), backend_state::starting);
+  const json status = client.status_json();
+  EXPECT_EQ(status["netmap_source"], "cache");
+  EXPECT_EQ(status["netmap_cache"]["at_start"], "loaded");
+  EXPECT_TRUE(status["netmap_cache"].contains("age_seconds")) << status.dump();
+  EXPECT_TRUE(status["netmap_cache"].contains("loaded_saved_at")) << status.dump();
+  EXPECT_EQ(srv.connects, 1) << "and it connects as ever";
+}
+
+TEST_F(NetmapCache, TheServersFirstMapReplacesTheCachedOne) {
+  {
+    event_loop loop;
+    fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+    coordination_client client(loop, config(srv), *store_, {});
+    srv.streams = {{map_stream_reader::frame(full_map_for(client.node_public(), 3))}};
+    client.start();
+    run_until(loop, [&] { return cache_status(client)["writes"] == 1; });
+  }
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  std::vector<std::size_t> seen;
+  coordination_client client(loop, config(srv), *store_,
+                             {[&](const netmap& nm, const netmap_changes&) { seen.push_back(nm.peer_count()); }, {}});
+  srv.streams = {{map_stream_reader::frame(full_map_for(client.node_public(), 2))}};
+  client.start();
+  run_until(loop, [&] { return client.state() == backend_state::running && cache_status(client)["writes"] == 1; });
+  EXPECT_EQ(seen, (std::vector<std::size_t>{3, 2})) << "the cached netmap, then the server's";
+  EXPECT_EQ(client.source(), coordination_client::netmap_source::control);
+  EXPECT_FALSE(cache_status(client).contains("age_seconds"));
+  EXPECT_EQ(peers_on_disk(), 2u);
+}
+
+TEST_F(NetmapCache, ADamagedFileIsRefusedAndReplacedNeverFatal) {
+  ASSERT_TRUE(store_->write(netmap_cache_file_name, R"({"Node":{"ID":1,"Key":"nodekey:12)"));
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  std::size_t calls = 0;
+  coordination_client client(loop, config(srv), *store_, {[&](const netmap&, const netmap_changes&) { ++calls; }, {}});
+  srv.streams = {{map_stream_reader::frame(full_map_for(client.node_public(), 2))}};
+  client.start();
+  EXPECT_EQ(calls, 0u);
+  EXPECT_EQ(client.source(), coordination_client::netmap_source::none);
+  const json c = cache_status(client);
+  EXPECT_EQ(c["at_start"], "refused");
+  EXPECT_EQ(c["error"].get<std::string>(), "MapResponse is not valid JSON");
+  run_until(loop, [&] { return cache_status(client)["writes"] == 1; });
+  EXPECT_EQ(client.state(), backend_state::running);
+  EXPECT_EQ(peers_on_disk(), 2u) << "the next write replaced it";
+}
+
+TEST_F(NetmapCache, AFileOfAnotherNodeKeyIsIgnored) {
+  // full_map's self node has a key of its own, not the client's.
+  ASSERT_TRUE(store_->write(netmap_cache_file_name, full_map(4)));
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  srv.silent = true;
+  std::size_t calls = 0;
+  coordination_client client(loop, config(srv), *store_, {[&](const netmap&, const netmap_changes&) { ++calls; }, {}});
+  client.start();
+  EXPECT_EQ(calls, 0u);
+  EXPECT_EQ(client.current(), nullptr);
+  const json c = cache_status(client);
+  EXPECT_EQ(c["at_start"], "ignored");
+  EXPECT_NE(c["error"].get<std::string>().find("not ours"), std::string::npos) << c.dump();
+}
+
+TEST_F(NetmapCache, ALogoutRemovesIt) {
+  event_loop loop;
+  fake_server srv{loop, {}, 0, 0, 0, {}, {}};
+  coordination_client client(loop, config(srv), *store_, {});
+  srv.streams = {{map_stream_reader::frame(full_map_for(client.node_public(), 1))}};
+  client.start();
+  run_until(loop, [&] { return cache_status(client)["writes"] == 1; });
+  ASSERT_TRUE(store_->exists(netmap_cache_file_name));
+  ASSERT_TRUE(client.logout());
+  EXPECT_FALSE(store_->exists(netmap_cache_file_name));
+  EXPECT_EQ(client.status_json()["netmap_source"], nullptr);
 }
 
 }  // namespace
