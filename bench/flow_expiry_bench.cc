@@ -36,6 +36,7 @@
 #include "bench/bench_main.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/splice/translate.h"
+#include "tests/support/dataplane_rig.h"
 #include "tests/support/ring_port.h"
 
 namespace {
@@ -60,27 +61,9 @@ struct table_rig {
     rx = test_support::make_ring(name + "_rx", 1024);
     tx = test_support::make_ring(name + "_tx", 1024);
     test_support::ring_device(name, rx, tx);
-    dataplane_settings s;
-    s.config_path = "bench.toml";
-    s.dataplane.mbufs = 4095;
-    s.dataplane.mbuf_cache = 0;
-    s.dataplane.idle = idle_policy::poll;
-    s.dataplane.ring_size = 1024;
+    dataplane_settings s = test_support::ring_dataplane_settings(name, "bench.toml");
     s.dataplane.max_flows = capacity;
     s.dataplane.max_flows_per_device = capacity;
-    port_config p;
-    p.name = "p0";
-    p.device = "net_ring_" + name;
-    p.role = port_role::both;
-    p.addresses = {*ip_prefix::parse("198.18.0.1/24")};
-    p.exception_path = false;
-    s.ports.push_back(p);
-    s.wireguard_port = 51820;
-    s.tailnet_port = 41641;
-    s.crypto_backend = "libsodium";
-    s.device_ipv4_prefix = *ip_prefix::parse("10.90.0.0/16");
-    s.device_ipv6_prefix = *ip_prefix::parse("fd7a:115c:a1e0:9909::/64");
-    s.device_mtu = 1420;
     dp = std::make_unique<dataplane>(s, std::vector<unsigned>{1});
     for (unsigned d = 0; d < device_count; ++d) {
       auto peer = std::make_unique<wg_peer>();

@@ -27,6 +27,34 @@
 
 namespace lopower::test_support {
 
+// A dataplane on the ring device ring_device(`name`, ...) made: one port
+// "p0" with both roles at 198.18.0.1/24 and no exception path, polling,
+// libsodium, a small pool without per-lcore caches (so in-use counts are
+// exact), devices in 10.90.0.0/16 and fd7a:115c:a1e0:9909::/64. Tests and
+// benchmarks change what their case needs.
+inline dataplane_settings ring_dataplane_settings(const std::string& name, const char* config_path) {
+  dataplane_settings s;
+  s.config_path = config_path;
+  s.dataplane.mbufs = 4095;
+  s.dataplane.mbuf_cache = 0;
+  s.dataplane.idle = idle_policy::poll;
+  s.dataplane.ring_size = 1024;
+  port_config p;
+  p.name = "p0";
+  p.device = "net_ring_" + name;  // what ethdev calls it
+  p.role = port_role::both;
+  p.addresses = {*ip_prefix::parse("198.18.0.1/24")};
+  p.exception_path = false;
+  s.ports.push_back(p);
+  s.wireguard_port = 51820;
+  s.tailnet_port = 41641;
+  s.crypto_backend = "libsodium";
+  s.device_ipv4_prefix = *ip_prefix::parse("10.90.0.0/16");
+  s.device_ipv6_prefix = *ip_prefix::parse("fd7a:115c:a1e0:9909::/64");
+  s.device_mtu = 1420;
+  return s;
+}
+
 struct dataplane_rig {
   std::string name;
   rte_ring *rx, *tx;
@@ -44,30 +72,12 @@ struct dataplane_rig {
   explicit dataplane_rig(const std::string& rig_name, std::uint32_t reject_after_seconds = 1'000'000) : name(rig_name) {
     rx = make_ring(name + "_rx", 4096);
     tx = make_ring(name + "_tx", 4096);
-    const std::string device = "net_ring_" + name;  // what ethdev calls it
     ring_device(name, rx, tx);
-    dataplane_settings s;
-    s.config_path = "test.toml";
-    s.dataplane.mbufs = 4095;
-    s.dataplane.mbuf_cache = 0;
-    s.dataplane.idle = idle_policy::poll;
-    s.dataplane.ring_size = 1024;
+    dataplane_settings s = ring_dataplane_settings(name, "test.toml");
     s.dataplane.max_flows = 1024;
     s.dataplane.max_flows_per_device = 64;
-    port_config p;
-    p.name = "p0";
-    p.device = device;
-    p.role = port_role::both;
-    p.addresses = {*ip_prefix::parse("198.18.0.1/24")};
-    p.exception_path = false;
-    s.ports.push_back(p);
-    s.wireguard_port = 51820;
-    s.tailnet_port = 41641;
-    s.crypto_backend = "libsodium";
     s.reject_after_seconds = reject_after_seconds;
     s.device_ipv4_prefix = *ip_prefix::parse("10.90.0.0/24");
-    s.device_ipv6_prefix = *ip_prefix::parse("fd7a:115c:a1e0:9909::/64");
-    s.device_mtu = 1420;
     dp = std::make_unique<dataplane>(s, std::vector<unsigned>{1});
     for (auto [ep, ip, peer_port, local_port] :
          {std::tuple{&device_ep, "198.18.0.2", 40000, 51820}, std::tuple{&peer_ep, "198.18.0.3", 41641, 41641}}) {
