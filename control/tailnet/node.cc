@@ -492,20 +492,18 @@ void tailnet_node::follow_restarts(const tailnet::netmap& nm, const std::vector<
         liveness_.erase(id);
         continue;
       }
-      auto before = liveness_.find(id);
-      if (before == liveness_.end()) {
-        liveness_.emplace(id, peer_liveness{n->disco_key, n->online.value_or(true)});
-        continue;
+      if (auto before = liveness_.find(id); before != liveness_.end()) {
+        follow_restart(*n, before->second);
+        before->second = liveness_of(*n);
+      } else {
+        liveness_.emplace(id, liveness_of(*n));
       }
-      follow_restart(*n, before->second);
-      before->second = {n->disco_key, n->online.value_or(true)};
     }
     return;
   }
   std::map<tailnet::node_id, peer_liveness> now;
   for (const tailnet::node& n : nm.peers()) {
-    const peer_liveness live{n.disco_key, n.online.value_or(true)};
-    now.emplace(n.id, live);
+    now.emplace(n.id, liveness_of(n));
     auto before = liveness_.find(n.id);
     if (before != liveness_.end()) follow_restart(n, before->second);
   }
@@ -514,7 +512,7 @@ void tailnet_node::follow_restarts(const tailnet::netmap& nm, const std::vector<
 
 void tailnet_node::follow_restart(const tailnet::node& n, const peer_liveness& before) {
   if (!wg_peers_.contains(n.id)) return;
-  const peer_liveness live{n.disco_key, n.online.value_or(true)};
+  const peer_liveness live = liveness_of(n);
   const bool new_disco = !before.disco_key.is_zero() && !(before.disco_key == live.disco_key);
   const bool back_online = !before.online && live.online;
   if (before.online != live.online) LOG_DEBUG("tailnet peer %s: %s", n.name.c_str(), live.online ? "online" : "offline");

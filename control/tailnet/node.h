@@ -95,6 +95,9 @@ class tailnet_node {
     public_key disco_key;
     bool online = true;
   };
+  // What a peer's restart is told by: its disco key and its online flag (a
+  // peer that does not say is taken for online).
+  static peer_liveness liveness_of(const tailnet::node& n) { return {n.disco_key, n.online.value_or(true)}; }
   std::map<tailnet::node_id, peer_liveness> liveness_;  // as of the last netmap
   void follow_restart(const tailnet::node& n, const peer_liveness& before);
   bool busy(tailnet::node_id id) const;
