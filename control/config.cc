@@ -19,6 +19,8 @@
 
 #include <toml++/toml.h>
 
+#include "lopower/dns_name.h"
+
 namespace lopower {
 
 unsigned config::main_lcore() const {
@@ -430,10 +432,14 @@ bool valid_ip_endpoint(std::string_view e) {
 
 // [dns]: upstream resolvers, as addresses ("198.18.0.53", "[fd00::53]:53").
 void read_dns(const section& s, dns_config_table& d) {
-  static constexpr std::array<std::string_view, 2> keys{"upstreams", "device_query_rate"};
+  static constexpr std::array<std::string_view, 3> keys{"upstreams", "device_query_rate", "device_domain"};
   s.allow_only(keys);
   d.line = s.line();
   s.read_int<0, 1000000>("device_query_rate", d.device_query_rate);
+  if (s.read_string("device_domain", d.device_domain) && !d.device_domain.empty() && !is_hostname(d.device_domain))
+    s.refuse(s.find("device_domain"), "device_domain",
+             quote(d.device_domain) +
+                 " is not a DNS name (expected labels of letters, digits and '-', e.g. \"lopower.internal\", or \"\" for off)");
   if (!s.read_string_array("upstreams", d.upstreams)) return;
   for (const std::string& u : d.upstreams)
     if (!ip_address::parse(u) && !valid_ip_endpoint(u))

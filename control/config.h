@@ -80,6 +80,10 @@ struct dns_config_table {
   // Queries per second one device may send lopower's DNS server, paced on
   // the worker (a second's worth at once); 0: not paced.
   std::uint32_t device_query_rate = 200;
+  // Devices answered by name under this domain ("esp32.lopower.internal"),
+  // to devices and to tailnet peers that ask lopower's tailnet address.
+  // Empty: device names are not answered (and the tailnet gets REFUSED).
+  std::string device_domain = "lopower.internal";
   int line = 0;
 };
 

@@ -191,6 +191,7 @@ int serve(const config& cfg, const std::string& config_path) {
   std::unique_ptr<tailnet_node> tailnet;
   if (!cfg.tailnet.control_url.empty()) tailnet = std::make_unique<tailnet_node>(loop, dp, cfg);
   dns_service dns(loop, cfg, registry, devices);
+  dns.answer_tailnet_through([&tailnet] { return tailnet ? tailnet->wireguard() : nullptr; });
   if (tailnet) tailnet->on_netmap_applied([&dns](const tailnet::netmap& nm) { dns.update(nm.self() ? &nm : nullptr); });
   ctl_server ctl(loop, cfg.daemon.ctl_socket, cfg.daemon.ctl_group);
   const daemon_info info{config_path, std::chrono::steady_clock::now(), rte_get_main_lcore()};

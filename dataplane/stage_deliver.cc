@@ -4,7 +4,7 @@
 // here), else the splice onto the tailnet (stage_splice.cc). From a tailnet
 // peer: its AllowedIPs, lopower's tailnet addresses, replies on a device's
 // flow spliced back (stage_splice.cc), TSMP and echo answered here, the
-// tailnet's packet filter. Fragments are made whole first
+// tailnet's packet filter, DNS queries (UDP) to the control thread. Fragments are made whole first
 // (stage_fragments.cc).
 
 #include <rte_cycles.h>
@@ -41,9 +41,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
     if (setup_.inner_up_flag != 0 && is_dns_query(p, *info)) {  // lopower's DNS server: the control thread
       if (!peer->allow_dns_query(rx_tsc, setup_.dns_query_interval_cycles, setup_.dns_query_burst))
         return drop_one(ps.port.index, m, drop_reason::dns_device_rate);
-      m->ol_flags |= setup_.inner_up_flag;
-      m->port = ps.port.port_id;
-      return to_control(ps, up_ring::inner, &m, 1);
+      return inner_to_control(ps, m);
     }
     if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
     return send_inner(ps, m, *info, peer, setup_.device_mtu, out);
@@ -80,13 +78,26 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   }
   if (info.protocol == ipproto_tsmp) return drop_one(ps.port.index, m, drop_reason::tailnet_tsmp_ignored);
   if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
-  if (setup_.inner_up_flag != 0 && is_lopower_echo_reply(p, info)) {
-    m->ol_flags |= setup_.inner_up_flag;
-    m->port = ps.port.port_id;
-    return to_control(ps, up_ring::inner, &m, 1);
+  if (setup_.inner_up_flag != 0 && info.protocol == IPPROTO_UDP && is_dns_query(p, info)) {
+    // lopower as the peer's split-DNS resolver for the device domain: paced
+    // per peer as devices are, so one peer cannot fill the ring. A peer's
+    // packets reach one worker, except while it moves between a direct path
+    // and a relay: then a racing update lets a query or two more through.
+    const std::uint64_t rx_tsc = peer->last_data_rx_tsc.load(std::memory_order_relaxed);  // stamped on arrival
+    if (!peer->allow_dns_query(rx_tsc, setup_.dns_query_interval_cycles, setup_.dns_query_burst))
+      return drop_one(ps.port.index, m, drop_reason::dns_tailnet_rate);
+    m->hash.usr = peer->id;  // whom the control thread answers
+    return inner_to_control(ps, m);
   }
+  if (setup_.inner_up_flag != 0 && is_lopower_echo_reply(p, info)) return inner_to_control(ps, m);
   if (make_echo_reply(p, info)) return send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
   drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+}
+
+void worker::inner_to_control(port_state& ps, rte_mbuf* m) noexcept {
+  m->ol_flags |= setup_.inner_up_flag;
+  m->port = ps.port.port_id;
+  to_control(ps, up_ring::inner, &m, 1);
 }
 
 }  // namespace lopower

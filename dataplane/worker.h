@@ -208,6 +208,9 @@ class worker {
                      flow_lookup flow_hint, outbound& out) noexcept;
   void deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, flow_lookup flow_hint,
                             outbound& out) noexcept;
+  // An inner packet for lopower's own services on the control thread (DNS,
+  // replies to its pings), on the inner ring.
+  void inner_to_control(port_state& ps, rte_mbuf* m) noexcept;
   // stage_fragments.cc: reassembly before delivery, fragmenting on the way out.
   void start_reassembly();
   void deliver_fragment(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* from, outbound& out) noexcept;

@@ -6,6 +6,7 @@
 
 #include "control/dns/ldns_owned.h"
 #include "lopower/byte_order.h"
+#include "lopower/dns_name.h"
 #include "lopower/hex.h"
 
 namespace lopower::dns {
@@ -379,6 +380,13 @@ answerer::answerer(const zone& z) : default_resolvers_(z.default_resolvers), ipv
   // split-DNS route for the same suffix does not displace them.
   for (int x = 64; x <= 127; ++x) add_route(std::to_string(x) + ".100.in-addr.arpa.", true, {});
   add_route("0.e.1.a.c.5.1.1.a.7.d.f.ip6.arpa.", true, {});
+  // Before the tailnet's routes: the split-DNS route that sends the
+  // tailnet's peers to lopower for the device domain reaches lopower too,
+  // and must not make it forward the domain to itself.
+  if (!z.device_domain.empty()) {
+    device_domain_ = wire_from_text(z.device_domain);
+    add_route(z.device_domain, true, {});
+  }
   for (const std::string& s : z.local_suffixes) add_route(s, true, {});
   for (const auto& [suffix, resolvers] : z.routes) add_route(suffix, resolvers.empty(), resolvers);
 
@@ -411,6 +419,7 @@ answerer::answerer(const zone& z) : default_resolvers_(z.default_resolvers), ipv
     }
     add_host(*key, *address);  // the value decides A or AAAA, as in tailscale
   }
+  add_devices(z);
   for (const auto& [name, unused] : hosts_) add_interior(name);
   for (const auto& [name, unused] : ptr_) add_interior(name);
 }
@@ -422,6 +431,36 @@ void answerer::add_route(const std::string& suffix, bool local, const std::vecto
     return;
   }
   routes_.try_emplace(*key, route{local, local ? std::vector<std::string>{} : resolvers});
+}
+
+// NAME.<device domain> for each device whose name can be one host-name
+// label. Device names are case-sensitive and DNS names are not: names that
+// differ only in case would be one DNS name, so none of them is answered.
+void answerer::add_devices(const zone& z) {
+  if (!device_domain_) return;
+  std::map<std::string, unsigned> spellings;  // lowercase name -> devices
+  for (const auto& [name, unused] : z.devices) {
+    std::string lower = name;
+    to_lower(lower);  // ASCII, as DNS compares names
+    ++spellings[lower];
+  }
+  for (const auto& [name, addresses] : z.devices) {
+    if (!is_hostname_label(name)) {
+      problems_.push_back("device \"" + name + "\" is not answered by name: a DNS label has only letters, digits and "
+                          "'-' (not first or last)");
+      continue;
+    }
+    std::string lower = name;
+    to_lower(lower);  // ASCII, as DNS compares names
+    if (spellings[lower] > 1) {
+      problems_.push_back("device \"" + name + "\" is not answered by name: another device's name differs only in case");
+      continue;
+    }
+    const auto key = wire_from_text(name + "." + z.device_domain);
+    if (!key) continue;  // too long a name with the domain
+    hosts_.try_emplace(*key);
+    for (const ip_address& a : addresses) add_host(*key, a);
+  }
 }
 
 void answerer::add_host(const wire_name& name, const ip_address& address) {
@@ -446,6 +485,15 @@ const std::pair<const wire_name, answerer::route>* answerer::longest_route(const
     if (name[at] == 0) break;
   }
   return nullptr;
+}
+
+// What a tailnet peer may ask: names in the device domain, answered here (a
+// split-DNS route below the domain would forward: that is the tailnet's own
+// business, not lopower's).
+bool answerer::serves_tailnet(const wire_name& name) const {
+  if (!device_domain_ || !is_under(name, *device_domain_)) return false;
+  const auto* best = longest_route(name);
+  return best != nullptr && best->second.local;
 }
 
 // The addresses of the asked type (A, AAAA, or both for ANY) that the
@@ -523,7 +571,8 @@ answerer::resolution answerer::resolve(const wire_name& name, std::uint16_t qtyp
   return r;
 }
 
-decision answerer::handle_query(std::span<const std::uint8_t> query, transport t, tunnel_families device) const {
+decision answerer::handle_query(std::span<const std::uint8_t> query, transport t, tunnel_families device,
+                                asker who) const {
   decision d;
   if (query.size() < header_size) {
     d.why = outcome::too_short;
@@ -551,6 +600,9 @@ decision answerer::handle_query(std::span<const std::uint8_t> query, transport t
   } else if (q->edns && q->edns_version != 0) {
     d.why = outcome::bad_version;
     d.message = plain_reply(*q, rcode_badvers, false);
+  } else if (who == asker::tailnet_peer && !serves_tailnet(q->name)) {
+    d.why = outcome::not_for_tailnet;
+    d.message = plain_reply(*q, rcode_refused, false);
   } else {
     const resolution r = resolve(q->name, q->qtype, q->qclass, device);
     d.why = r.why;

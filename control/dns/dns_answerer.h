@@ -22,7 +22,21 @@
 //     fd7a:115c:a1e0::/48): NXDOMAIN for names that do not exist, NODATA for
 //     the suffix itself and for names above a known name, each with the
 //     zone's SOA in the authority section (negative TTL 60 s);
-//   - NXDOMAIN for .onion (RFC 7686).
+//   - NXDOMAIN for .onion (RFC 7686);
+//   - the enrolled devices under the device domain ([dns] device_domain,
+//     "lopower.internal"): NAME.lopower.internal has the device's
+//     addresses, with the family rule above. The domain is a local zone
+//     like the MagicDNS suffix (NXDOMAIN for a name that is no device, NODATA
+//     with its SOA for the domain itself, the SOA when asked) and stays
+//     ours even when the tailnet routes it to a resolver (the tailnet's
+//     split-DNS route that points its peers at lopower). A device name that
+//     is not a host-name label ('.', '_', a leading or trailing '-'), or
+//     that differs from another only in case, is not answered.
+//
+// Tailnet peers may ask too (lopower as their split-DNS resolver for the
+// device domain): they get names under the device domain only, and REFUSED
+// for everything else (lopower is no open resolver for the tailnet, and the
+// tailnet answers its own MagicDNS names).
 // A known name is answered wherever it lies, as in tailscale. Everything
 // else is forwarded: to the resolvers of the longest matching split-DNS
 // route (so a routed suffix below a local one wins), else to the default
@@ -93,7 +107,13 @@ struct zone {
   std::map<std::string, std::vector<std::string>> routes;    // split DNS: suffix -> "ip" or "ip:port"; {} = local
   std::vector<std::string> default_resolvers;                // our upstreams, then the tailnet's resolvers
   bool ipv4_enabled = true;                                  // false: A records are left out
+  std::string device_domain;                                 // "lopower.internal": devices by name; "" none
+  std::map<std::string, std::vector<ip_address>> devices;    // device name -> its addresses
 };
+
+// Who asks: a device (everything above) or a tailnet peer (the device
+// domain only).
+enum class asker : std::uint8_t { device, tailnet_peer };
 
 enum class transport : std::uint8_t { udp, tcp };
 
@@ -115,6 +135,7 @@ struct tunnel_families {
   X(forwarded_default, "forwarded to the default resolvers")                                             \
   X(no_upstream, "not a local name and no resolver to forward it to (SERVFAIL)")                         \
   X(refused, "zone transfer, TSIG-signed query, or a class other than IN for a local name (REFUSED)")    \
+  X(not_for_tailnet, "a tailnet peer asked for a name outside the device domain (REFUSED)")                \
   X(bad_version, "EDNS version other than 0 (BADVERS)")                                                  \
   X(malformed, "not one well-formed question with well-formed records (FORMERR)")                        \
   X(not_implemented, "an opcode other than QUERY (NOTIMP)")                                              \
@@ -157,7 +178,9 @@ class answerer {
   // payload, or over TCP the message without its two-byte length prefix.
   // `device` filters the addresses of local names only: forwarded answers
   // are the upstream's and go back as they come.
-  decision handle_query(std::span<const std::uint8_t> query, transport t, tunnel_families device = {}) const;
+  // `who`: a tailnet peer is answered under the device domain only.
+  decision handle_query(std::span<const std::uint8_t> query, transport t, tunnel_families device = {},
+                        asker who = asker::device) const;
 
   // Zone entries that were skipped (a name that is not a domain name, an
   // extra record with an unsupported type or a value that is not an
@@ -173,9 +196,11 @@ class answerer {
   struct resolution;
 
   void add_route(const std::string& suffix, bool local, const std::vector<std::string>& resolvers);
+  void add_devices(const zone& z);
   void add_host(const wire_name& name, const ip_address& address);
   void add_interior(const wire_name& name);
   const std::pair<const wire_name, route>* longest_route(const wire_name& name) const;
+  bool serves_tailnet(const wire_name& name) const;
   resolution resolve(const wire_name& name, std::uint16_t qtype, std::uint16_t qclass, tunnel_families device) const;
   void add_addresses(resolution& r, const std::vector<ip_address>& addresses, std::uint16_t qtype,
                      tunnel_families device) const;
@@ -185,6 +210,7 @@ class answerer {
   std::unordered_set<wire_name> interior_;        // names above a host or reverse name: they exist
   std::unordered_map<wire_name, route> routes_;   // suffix -> local or resolvers; "\0" is the root
   std::vector<std::string> default_resolvers_;
+  std::optional<wire_name> device_domain_;
   bool ipv4_enabled_ = true;
   std::vector<std::string> problems_;
 };

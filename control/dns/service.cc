@@ -127,8 +127,28 @@ void dns_service::update(const tailnet::netmap* nm) {
     for (const auto& r : nm->dns().resolvers) z.default_resolvers.push_back(r.addr);
     for (const auto& e : nm->dns().extra_records) z.extra.push_back({e.name, e.type, e.value});
   }
+  netmap_zone_ = std::move(z);
+  rebuild_answerer();
+}
+
+void dns_service::rebuild_answerer() {
+  dns::zone z = netmap_zone_;
+  z.device_domain = cfg_.dns.device_domain;
+  for (const enrollment::device& d : registry_.list()) {
+    auto& addresses = z.devices[d.name];
+    if (d.ipv4) addresses.push_back(*d.ipv4);
+    if (d.ipv6) addresses.push_back(*d.ipv6);
+  }
+  registry_generation_ = registry_.generation();
   answerer_ = std::make_unique<dns::answerer>(z);
   for (const std::string& problem : answerer_->problems()) LOG_WARNING("dns: %s", problem.c_str());
+}
+
+// Devices enrolled or removed since the answerer was built are answered
+// (or not) from the next query on.
+const dns::answerer& dns_service::current_answerer() {
+  if (registry_.generation() != registry_generation_) rebuild_answerer();
+  return *answerer_;
 }
 
 std::string dns_service::device_with_address(const ip_address& a) const {
@@ -157,14 +177,20 @@ void dns_service::handle_query_packet(rte_mbuf* m) {
   const ip_address from = ip_address::from_bytes(v6, info->src), to = ip_address::from_bytes(v6, info->dst);
   const std::uint16_t from_port = load_be16(p + info->l4_offset);
   const std::span<const std::uint8_t> query(p + info->l4_offset + 8, info->length - info->l4_offset - 8u);
+  // Workers hand up devices' queries to the device-side addresses only, and
+  // tailnet peers' to lopower's tailnet addresses only.
+  if (to != registry_.server_ipv6() && to != registry_.server_ipv4()) {
+    handle_tailnet_query(m->hash.usr, from, to, from_port, query);
+    return rte_pktmbuf_free(m);
+  }
   const std::string device = device_with_address(from);
   if (device.empty()) {
     ++unknown_device_;
     return rte_pktmbuf_free(m);
   }
-  dns::decision d = answerer_->handle_query(query, dns::transport::udp, families_of(device));
+  dns::decision d = current_answerer().handle_query(query, dns::transport::udp, families_of(device));
   ++outcomes_[static_cast<std::size_t>(d.why)];
-  if (d.kind == dns::decision_kind::answer) answer(device, to, from, from_port, d.message);
+  if (d.kind == dns::decision_kind::answer) answer(devices_, device, to, from, from_port, d.message);
   else if (d.kind == dns::decision_kind::forward) {
     pending q{device, -1, 0, from, to, from_port, dns::message_id(query).value_or(0), std::move(d.message),
               std::chrono::steady_clock::now() + forward_timeout};
@@ -173,11 +199,27 @@ void dns_service::handle_query_packet(rte_mbuf* m) {
   rte_pktmbuf_free(m);
 }
 
-void dns_service::answer(const std::string& device, const ip_address& from, const ip_address& to, std::uint16_t to_port,
-                         std::span<const std::uint8_t> message) {
+// A tailnet peer's question, answered for the device domain only (never
+// forwarded), back through the session it came in on.
+void dns_service::handle_tailnet_query(std::uint32_t peer_id, const ip_address& from, const ip_address& to,
+                                       std::uint16_t from_port, std::span<const std::uint8_t> query) {
+  wireguard_interface* tailnet = tailnet_interface_ ? tailnet_interface_() : nullptr;
+  const std::string peer = tailnet != nullptr ? tailnet->name_of_id(peer_id) : std::string();
+  if (peer.empty()) {  // the peer left (or lopower logged out) while its query was on the ring
+    ++unknown_device_;
+    return;
+  }
+  ++tailnet_queries_;
+  const dns::decision d = current_answerer().handle_query(query, dns::transport::udp, {}, dns::asker::tailnet_peer);
+  ++outcomes_[static_cast<std::size_t>(d.why)];
+  if (d.kind == dns::decision_kind::answer) answer(*tailnet, peer, to, from, from_port, d.message);
+}
+
+void dns_service::answer(wireguard_interface& via, const std::string& peer, const ip_address& from,
+                         const ip_address& to, std::uint16_t to_port, std::span<const std::uint8_t> message) {
   std::vector<std::uint8_t> packet(48 + message.size());
   const std::uint16_t len = write_udp_packet(packet.data(), from, 53, to, to_port, message);
-  if (len != 0) devices_.send_data(device, std::span<const std::uint8_t>(packet.data(), len));
+  if (len != 0) via.send_data(peer, std::span<const std::uint8_t>(packet.data(), len));
 }
 
 void dns_service::forward(pending q, const std::vector<std::string>& resolvers) {
@@ -231,7 +273,7 @@ dns_service::pending dns_service::take(std::map<std::uint16_t, pending>::iterato
 }
 
 void dns_service::deliver(pending& q, std::span<const std::uint8_t> message) {
-  if (q.tcp_fd < 0) return answer(q.device, q.our_addr, q.device_addr, q.device_port, message);
+  if (q.tcp_fd < 0) return answer(devices_, q.device, q.our_addr, q.device_addr, q.device_port, message);
   auto serial = conn_serial_.find(q.tcp_fd);
   if (serial != conn_serial_.end() && serial->second == q.tcp_serial) send_tcp(q.tcp_fd, message);
 }
@@ -416,7 +458,7 @@ void dns_service::on_tcp_data(int fd) {
   // that could not be sent): then `in` is gone, and so are the rest.
   while (auto query = dns::take_tcp_message(in)) {
     ++tcp_queries_;
-    dns::decision d = answerer_->handle_query(*query, dns::transport::tcp, families_of(device));
+    dns::decision d = current_answerer().handle_query(*query, dns::transport::tcp, families_of(device));
     ++outcomes_[static_cast<std::size_t>(d.why)];
     if (d.kind == dns::decision_kind::answer) send_tcp(fd, d.message);
     else if (d.kind == dns::decision_kind::forward) {
@@ -478,6 +520,8 @@ nlohmann::json dns_service::status_json() const {
   nlohmann::json outcomes;
   for (std::size_t i = 0; i < dns::outcome_count; ++i) outcomes[std::string(dns::outcome_names[i])] = outcomes_[i];
   return {{"upstreams", cfg_.dns.upstreams},
+          {"device_domain", cfg_.dns.device_domain},
+          {"tailnet_queries", tailnet_queries_},
           {"outcomes", outcomes},
           {"forwarded_in_flight", pending_.size()},
           {"upstream_answers", upstream_answers_},

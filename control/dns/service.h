@@ -3,7 +3,14 @@
 // (10.90.0.1, fd7a:115c:a1e0:9909::1) on UDP port 53, answered on the
 // control thread: a worker hands each query up, dns::answerer decides
 // (MagicDNS names from the netmap, split DNS, forwarding), and the answer
-// goes back through the device's WireGuard session. Forwarded queries leave
+// goes back through the device's WireGuard session.
+//
+// Tailnet peers may ask too, at lopower's tailnet address (lopower as their
+// split-DNS resolver for [dns] device_domain): a worker hands up their UDP
+// queries that the tailnet's packet filter allows, with the peer's
+// wg_peer::id in hash.usr; they are answered for the device domain only
+// (REFUSED otherwise, never forwarded), back through that peer's session on
+// the tailnet interface, the same way as answers to devices. Forwarded queries leave
 // through the kernel (lopower's own UDP sockets, over the exception path or
 // the host's network) with an ID of ours; the first answer that matches
 // the question goes back to the device, and a query nobody answers in time
@@ -19,6 +26,7 @@
 #include <rte_mbuf.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -49,7 +57,11 @@ class dns_service {
 
   // The tailnet's names and DNS config (nullptr: none, e.g. logged out).
   void update(const tailnet::netmap* nm);
-  // A device's query (an inner UDP packet to port 53); takes the mbuf.
+  // The WireGuard interface toward the tailnet (it comes and goes with the
+  // node's key): answers to tailnet peers leave through it.
+  void answer_tailnet_through(std::function<wireguard_interface*()> fn) { tailnet_interface_ = std::move(fn); }
+  // A query (an inner packet to port 53) from a device, or over UDP from a
+  // tailnet peer; takes the mbuf.
   void handle_query_packet(rte_mbuf* m);
   // Expires forwarded queries; call every ~100 ms.
   void tick();
@@ -97,8 +109,14 @@ class dns_service {
     // picks at random: a spoofed answer must guess the port as well as the ID.
     std::vector<upstream_socket> sockets;
   };
-  void answer(const std::string& device, const ip_address& from, const ip_address& to, std::uint16_t to_port,
-              std::span<const std::uint8_t> message);
+  // Rebuilds the answerer from the netmap's zone and the devices.
+  void rebuild_answerer();
+  const dns::answerer& current_answerer();
+  void handle_tailnet_query(std::uint32_t peer_id, const ip_address& from, const ip_address& to, std::uint16_t from_port,
+                            std::span<const std::uint8_t> query);
+  // One UDP answer to `peer` of `via` (a device, or a tailnet peer).
+  static void answer(wireguard_interface& via, const std::string& peer, const ip_address& from, const ip_address& to,
+                     std::uint16_t to_port, std::span<const std::uint8_t> message);
   void forward(pending p, const std::vector<std::string>& resolvers);
   int upstream_fd(pending& q, bool v6);
   pending take(std::map<std::uint16_t, pending>::iterator it);
@@ -120,6 +138,9 @@ class dns_service {
   const config& cfg_;
   const enrollment::device_registry& registry_;
   wireguard_interface& devices_;
+  std::function<wireguard_interface*()> tailnet_interface_;
+  dns::zone netmap_zone_;                   // what the netmap says; the devices are added from the registry
+  std::uint64_t registry_generation_ = 0;  // of the devices in answerer_
   std::unique_ptr<dns::answerer> answerer_;
   int tun_ = -1;
   std::string tun_name_;
@@ -133,6 +154,7 @@ class dns_service {
   std::map<std::uint16_t, std::unique_ptr<dns_upstream_tcp>> tcp_retries_in_flight_;  // by our ID, as pending_
   std::array<std::uint64_t, dns::outcome_count> outcomes_{};
   std::uint64_t upstream_answers_ = 0, upstream_refused_ = 0, timeouts_ = 0, unknown_device_ = 0;
+  std::uint64_t tailnet_queries_ = 0;
   std::uint64_t device_limit_ = 0;  // forwards refused: the device had its share in flight
   std::uint64_t tcp_retries_ = 0, tcp_retry_failures_ = 0;
 };

@@ -337,6 +337,7 @@ result<device> device_registry::add(std::string_view name, const add_options& op
   if (d.ipv4) (void)addresses_.reserve(*d.ipv4);
   if (d.ipv6) (void)addresses_.reserve(*d.ipv6);
   devices_ = std::move(next);
+  ++generation_;
   return d;
 }
 
@@ -352,6 +353,7 @@ result<device> device_registry::remove(std::string_view name) {
   if (removed.ipv4) addresses_.release(*removed.ipv4);
   if (removed.ipv6) addresses_.release(*removed.ipv6);
   devices_ = std::move(next);
+  ++generation_;
   return removed;
 }
 

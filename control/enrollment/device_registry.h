@@ -110,6 +110,9 @@ class device_registry {
   const device* find_by_public_key(const public_key& key) const;
   // In enrollment order.
   const std::vector<device>& list() const { return devices_; }
+  // Changes with every add and remove: what is built from the list (the
+  // DNS answerer's device names) knows when to build again.
+  std::uint64_t generation() const { return generation_; }
 
   const private_key& server_private_key() const { return server_key_; }
   const public_key& server_public_key() const { return server_public_; }
@@ -135,6 +138,7 @@ class device_registry {
   private_key server_key_;
   public_key server_public_;
   std::vector<device> devices_;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace lopower::enrollment

@@ -65,6 +65,9 @@ class tailnet_node {
   result<void> logout() { return client_->logout(); }
   result<void> login() { return client_->login(); }
   tailnet::coordination_client& client() { return *client_; }
+  // The WireGuard interface toward the tailnet's peers (nullptr before the
+  // node has its key): lopower's services answer peers through it.
+  wireguard_interface* wireguard() const { return wg_.get(); }
   // Called with each netmap applied (the DNS server's names follow it).
   void on_netmap_applied(std::function<void(const tailnet::netmap&)> fn) { netmap_listener_ = std::move(fn); }
 

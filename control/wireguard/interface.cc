@@ -345,6 +345,11 @@ void wireguard_interface::handle_message(std::span<const std::uint8_t> message, 
   else if (const auto* resp = msg.response()) on_response(*resp, from);
 }
 
+std::string wireguard_interface::name_of_id(std::uint32_t id) const {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? std::string() : it->second->name;
+}
+
 const public_key* wireguard_interface::key_of(std::uint32_t id) const {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : &it->second->key;

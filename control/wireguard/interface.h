@@ -130,6 +130,8 @@ class wireguard_interface : private wg::peer_lookup {
   wg_peer* dataplane_peer(const std::string& name) const;
   // The name of the peer the workers know as `wp` (empty when not ours).
   std::string name_of(const wg_peer* wp) const;
+  // ... and the one they know by wg_peer::id (empty when not ours).
+  std::string name_of_id(std::uint32_t id) const;
   std::int64_t last_handshake(const std::string& name) const;
   // Sends one inner packet to the peer from the control thread; false when
   // it has no session or endpoint yet.

@@ -26,6 +26,7 @@
   X(path_ring_full, "disco/STUN ring to the control plane full")                               \
   X(inner_ring_full, "ring of lopower's own inner packets (device DNS, ping replies) to the control plane full") \
   X(dns_device_rate, "DNS query over its device's rate (dns.device_query_rate): dropped on the worker") \
+  X(dns_tailnet_rate, "DNS query from a tailnet peer over the peer's rate (dns.device_query_rate): dropped on the worker") \
   X(control_unhandled, "control plane has no handler for this packet class yet")             \
   X(no_exception_path, "frame for the kernel on a port configured without a TAP")            \
   X(exception_tx_full, "TAP (exception path) TX queue full")                                 \

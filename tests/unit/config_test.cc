@@ -208,6 +208,23 @@ TEST(Config, DeviceDnsPacing) {
   EXPECT_THAT(error_of("[dns]\ndevice_query_rate = 1000001\n" + kPort), StartsWith("t.toml:2: dns.device_query_rate:"));
 }
 
+TEST(Config, DeviceDomain) {
+  EXPECT_EQ(parse_config(kPort, "t.toml").dns.device_domain, "lopower.internal");
+  EXPECT_EQ(parse_config("[dns]\ndevice_domain = \"\"\n" + kPort, "t.toml").dns.device_domain, "");
+  EXPECT_EQ(parse_config("[dns]\ndevice_domain = \"Devices.Example.\"\n" + kPort, "t.toml").dns.device_domain,
+            "Devices.Example.");
+  EXPECT_EQ(parse_config("[dns]\ndevice_domain = \"lan\"\n" + kPort, "t.toml").dns.device_domain, "lan");
+  for (const char* bad : {"a..b", ".lopower", "-x.internal", "x-.internal", "under_score.internal", "sp ace", ".",
+                          "a/b"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_THAT(error_of(std::string("[dns]\nupstreams = []\ndevice_domain = \"") + bad + "\"\n" + kPort),
+                StartsWith("t.toml:3: dns.device_domain: \"" + std::string(bad) + "\" is not a DNS name"));
+  }
+  EXPECT_THAT(error_of("[dns]\ndevice_domain = \"" + std::string(64, 'a') + ".internal\"\n" + kPort),
+              StartsWith("t.toml:2: dns.device_domain:"));
+  EXPECT_THAT(error_of("[dns]\ndevice_domain = 5\n" + kPort), StartsWith("t.toml:2: dns.device_domain:"));
+}
+
 TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of("[dataplane]\nburst_size = 8\nburst_sise = 3\n" + kPort),
             "t.toml:3: dataplane.burst_sise: unknown key (expected one of \"burst_size\", \"mbufs\", \"mbuf_cache\", "

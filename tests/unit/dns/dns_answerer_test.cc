@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <memory>
@@ -855,6 +856,168 @@ TEST(DnsRobustness, MutatedQueries) {
       }
     }
   }
+}
+
+// --- devices by name, and tailnet peers asking ------------------------------------------
+
+// The tailnet's zone plus four devices under lopower.internal (one of each
+// kind, one whose name cannot be a label, two differing only in case), and
+// the split-DNS route the tailnet gets for the device domain, pointing at
+// lopower itself.
+zone device_zone(std::string domain = "lopower.internal") {
+  zone z = test_zone();
+  z.device_domain = std::move(domain);
+  z.devices["esp32"] = {ip("10.90.0.2"), ip("fd7a:115c:a1e0:9909::2")};
+  z.devices["Sensor-4"] = {ip("10.90.0.4")};            // --ipv4-only
+  z.devices["v6dev"] = {ip("fd7a:115c:a1e0:9909::5")};  // --ipv6-only
+  z.devices["shelf.2"] = {ip("10.90.0.6")};             // '.': not one label
+  z.devices["under_score"] = {ip("10.90.0.7")};
+  z.devices["Twin"] = {ip("10.90.0.8")};
+  z.devices["twin"] = {ip("10.90.0.9")};
+  z.routes["lopower.internal"] = {"100.64.0.1"};
+  return z;
+}
+
+decision ask_in(const answerer& a, const std::string& name, ldns_rr_type type, tunnel_families device = {},
+                asker who = asker::device) {
+  return a.handle_query(query(name, type), transport::udp, device, who);
+}
+
+TEST(DnsDeviceNames, BothFamiliesAnyCaseWithOrWithoutTheDot) {
+  const answerer a(device_zone());
+  EXPECT_EQ(answer_records(ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_A)),
+            std::vector<std::string>{"esp32.lopower.internal. 600 IN A 10.90.0.2"});
+  EXPECT_EQ(answer_records(ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_AAAA)),
+            std::vector<std::string>{"esp32.lopower.internal. 600 IN AAAA fd7a:115c:a1e0:9909::2"});
+  const decision upper = ask_in(a, "ESP32.LoPower.Internal", LDNS_RR_TYPE_A);  // ldns adds the root
+  EXPECT_EQ(upper.why, outcome::answered);
+  EXPECT_EQ(answer_records(upper), std::vector<std::string>{"ESP32.LoPower.Internal. 600 IN A 10.90.0.2"});
+  EXPECT_TRUE(ldns_pkt_aa(parse(upper.message).get()));
+  // A device name in capitals is asked in any case too.
+  EXPECT_EQ(answer_records(ask_in(a, "sensor-4.lopower.internal.", LDNS_RR_TYPE_A)),
+            std::vector<std::string>{"sensor-4.lopower.internal. 600 IN A 10.90.0.4"});
+  // The domain written with its dot in the config is the same domain.
+  const answerer dotted(device_zone("LOPOWER.internal."));
+  EXPECT_EQ(ask_in(dotted, "esp32.lopower.internal.", LDNS_RR_TYPE_A).why, outcome::answered);
+}
+
+TEST(DnsDeviceNames, TheFamilyRuleOfTheAskingDevice) {
+  const answerer a(device_zone());
+  const decision v6_asks_a = ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_A, ipv6_only);
+  EXPECT_EQ(v6_asks_a.why, outcome::family_filtered);
+  EXPECT_EQ(ldns_pkt_ancount(parse(v6_asks_a.message).get()), 0);
+  EXPECT_EQ(ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_AAAA, ipv4_only).why, outcome::family_filtered);
+  EXPECT_EQ(answer_records(ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_ANY, ipv4_only)),
+            std::vector<std::string>{"esp32.lopower.internal. 600 IN A 10.90.0.2"});
+  EXPECT_EQ(answer_records(ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_AAAA, ipv6_only)),
+            std::vector<std::string>{"esp32.lopower.internal. 600 IN AAAA fd7a:115c:a1e0:9909::2"});
+}
+
+TEST(DnsDeviceNames, NodataNxdomainAndTheDomainItself) {
+  const answerer a(device_zone());
+  const auto expect_negative = [&](const std::string& name, ldns_rr_type type, outcome why, ldns_pkt_rcode rcode) {
+    SCOPED_TRACE(name);
+    const decision d = ask_in(a, name, type);
+    EXPECT_EQ(d.kind, decision_kind::answer);
+    EXPECT_EQ(d.why, why);
+    const pkt_ptr p = parse(d.message);
+    EXPECT_EQ(ldns_pkt_get_rcode(p.get()), rcode);
+    EXPECT_TRUE(ldns_pkt_aa(p.get()));
+    EXPECT_EQ(ldns_pkt_ancount(p.get()), 0);
+    EXPECT_EQ(records(ldns_pkt_authority(p.get())),
+              std::vector<std::string>{
+                  "lopower.internal. 60 IN SOA lopower.internal. nobody.invalid. 1 3600 1200 604800 60"});
+  };
+  expect_negative("sensor-4.lopower.internal.", LDNS_RR_TYPE_AAAA, outcome::nodata, LDNS_RCODE_NOERROR);
+  expect_negative("v6dev.lopower.internal.", LDNS_RR_TYPE_A, outcome::nodata, LDNS_RCODE_NOERROR);
+  expect_negative("lopower.internal.", LDNS_RR_TYPE_A, outcome::nodata, LDNS_RCODE_NOERROR);
+  expect_negative("nosuch.lopower.internal.", LDNS_RR_TYPE_A, outcome::nxdomain, LDNS_RCODE_NXDOMAIN);
+  expect_negative("x.esp32.lopower.internal.", LDNS_RR_TYPE_A, outcome::nxdomain, LDNS_RCODE_NXDOMAIN);
+  // Names that cannot be one label, and names that differ only in case, are not answered.
+  expect_negative("2.lopower.internal.", LDNS_RR_TYPE_A, outcome::nxdomain, LDNS_RCODE_NXDOMAIN);
+  expect_negative("under_score.lopower.internal.", LDNS_RR_TYPE_A, outcome::nxdomain, LDNS_RCODE_NXDOMAIN);
+  expect_negative("twin.lopower.internal.", LDNS_RR_TYPE_A, outcome::nxdomain, LDNS_RCODE_NXDOMAIN);
+  EXPECT_EQ(ask_in(a, "lopower.internal.", LDNS_RR_TYPE_SOA).why, outcome::answered);
+  const auto device_problems = std::count_if(a.problems().begin(), a.problems().end(), [](const std::string& p) {
+    return p.starts_with("device \"");
+  });
+  EXPECT_EQ(device_problems, 4) << "shelf.2, under_score, Twin and twin are logged";
+}
+
+// The tailnet's split-DNS route for the domain (to lopower's own address)
+// must not make lopower forward its own domain to itself.
+TEST(DnsDeviceNames, TheDomainStaysOursDespiteTheTailnetsRoute) {
+  const answerer a(device_zone());
+  EXPECT_EQ(ask_in(a, "nosuch.lopower.internal.", LDNS_RR_TYPE_A).kind, decision_kind::answer);
+}
+
+TEST(DnsDeviceNames, OffWhenTheDomainIsEmpty) {
+  const answerer a(device_zone(""));
+  const decision d = ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_A);
+  EXPECT_EQ(d.kind, decision_kind::forward) << "an ordinary name again: the tailnet's route for it";
+  EXPECT_EQ(d.why, outcome::forwarded_route);
+  EXPECT_EQ(ask_in(a, "esp32.lopower.internal.", LDNS_RR_TYPE_A, {}, asker::tailnet_peer).why,
+            outcome::not_for_tailnet);
+}
+
+// Live: the service builds a new answerer when devices come and go (a new
+// zone); the old one answered as before, the new one at once.
+TEST(DnsDeviceNames, DevicesAddedAndRemoved) {
+  zone z = device_zone();
+  const answerer before(z);
+  z.devices["newcomer"] = {ip("10.90.0.10")};
+  z.devices.erase("esp32");
+  const answerer after(z);
+  EXPECT_EQ(ask_in(before, "newcomer.lopower.internal.", LDNS_RR_TYPE_A).why, outcome::nxdomain);
+  EXPECT_EQ(answer_records(ask_in(after, "newcomer.lopower.internal.", LDNS_RR_TYPE_A)),
+            std::vector<std::string>{"newcomer.lopower.internal. 600 IN A 10.90.0.10"});
+  EXPECT_EQ(ask_in(after, "esp32.lopower.internal.", LDNS_RR_TYPE_A).why, outcome::nxdomain);
+}
+
+TEST(DnsTailnetAskers, DeviceDomainOnly) {
+  const answerer a(device_zone());
+  const auto tailnet_asks = [&](const std::string& name, ldns_rr_type type) {
+    return ask_in(a, name, type, {}, asker::tailnet_peer);
+  };
+  EXPECT_EQ(answer_records(tailnet_asks("esp32.lopower.internal.", LDNS_RR_TYPE_A)),
+            std::vector<std::string>{"esp32.lopower.internal. 600 IN A 10.90.0.2"});
+  EXPECT_EQ(answer_records(tailnet_asks("ESP32.lopower.internal.", LDNS_RR_TYPE_AAAA)),
+            std::vector<std::string>{"ESP32.lopower.internal. 600 IN AAAA fd7a:115c:a1e0:9909::2"});
+  EXPECT_EQ(tailnet_asks("nosuch.lopower.internal.", LDNS_RR_TYPE_A).why, outcome::nxdomain);
+  EXPECT_EQ(tailnet_asks("lopower.internal.", LDNS_RR_TYPE_A).why, outcome::nodata);
+  // Everything else: REFUSED, never forwarded, MagicDNS names and reverse names included.
+  for (const auto& [name, type] : std::vector<std::pair<std::string, ldns_rr_type>>{
+           {"www.example.org.", LDNS_RR_TYPE_A},
+           {"host.corp.example.", LDNS_RR_TYPE_A},
+           {"ts1.tailnet.test.", LDNS_RR_TYPE_A},
+           {"db.example.com.", LDNS_RR_TYPE_A},
+           {"2.0.90.10.in-addr.arpa.", LDNS_RR_TYPE_PTR},
+           {"internal.", LDNS_RR_TYPE_A},
+           {"xlopower.internal.", LDNS_RR_TYPE_A},
+       }) {
+    SCOPED_TRACE(name);
+    const decision d = tailnet_asks(name, type);
+    EXPECT_EQ(d.kind, decision_kind::answer);
+    EXPECT_EQ(d.why, outcome::not_for_tailnet);
+    const pkt_ptr p = parse(d.message);
+    EXPECT_EQ(ldns_pkt_get_rcode(p.get()), LDNS_RCODE_REFUSED);
+    EXPECT_EQ(ldns_pkt_ancount(p.get()), 0);
+    EXPECT_EQ(ldns_pkt_id(p.get()), 0x1234);
+  }
+  // A devices asking the same is answered or forwarded as ever.
+  EXPECT_EQ(ask_in(a, "ts1.tailnet.test.", LDNS_RR_TYPE_A).why, outcome::answered);
+  EXPECT_EQ(ask_in(a, "www.example.org.", LDNS_RR_TYPE_A).kind, decision_kind::forward);
+}
+
+// A split-DNS route the tailnet sets below the device domain forwards for
+// devices; a tailnet peer is not forwarded for.
+TEST(DnsTailnetAskers, NeverForwarded) {
+  zone z = device_zone();
+  z.routes["corp.lopower.internal."] = {"10.0.0.53"};
+  const answerer a(z);
+  EXPECT_EQ(ask_in(a, "x.corp.lopower.internal.", LDNS_RR_TYPE_A).kind, decision_kind::forward);
+  EXPECT_EQ(ask_in(a, "x.corp.lopower.internal.", LDNS_RR_TYPE_A, {}, asker::tailnet_peer).why,
+            outcome::not_for_tailnet);
 }
 
 }  // namespace
