@@ -462,5 +462,100 @@ TEST(data_path, forged_initiations_past_the_workers_threshold_go_up_the_unproven
   EXPECT_EQ(none, 0u);
 }
 
+// A tailnet peer asking lopower's DNS (lopower as its split-DNS resolver
+// for the device domain): a UDP query to lopower's tailnet address, port
+// 53, goes up the inner ring with the peer's id, only when the tailnet's
+// packet filter allows it; TCP is not served from the tailnet; a peer over
+// its rate is dropped on the worker.
+struct tailnet_dns : data_path {
+  rte_ring* inner;
+  std::uint64_t flag;
+  static std::uint64_t inner_up_flag() {
+    rte_mbuf_dynflag desc{};
+    std::snprintf(desc.name, sizeof desc.name, "%s", "lopower_test_inner_up");
+    return std::uint64_t{1} << rte_mbuf_dynflag_register(&desc);
+  }
+  tailnet_dns(const std::string& name, rte_ring* ring, std::uint64_t interval_cycles)
+      : data_path(name, [&](worker_setup& s) {
+          s.to_control[static_cast<std::size_t>(up_ring::inner)] = ring;
+          s.inner_up_flag = inner_up_flag();
+          s.dns_query_interval_cycles = interval_cycles;
+          s.dns_query_burst = 2;
+        }),
+        inner(ring), flag(inner_up_flag()) {}
+  // The tailnet lets 100.64.0.5 / fd7a:115c:a1e0::5 reach lopower on `proto` port 53.
+  void allow(std::uint8_t proto) {
+    auto* v = const_cast<tailnet_view*>(rig.view.load());
+    filter_match m;
+    m.ip_proto = {proto};
+    m.srcs = {*ip_prefix::parse("100.64.0.5/32"), *ip_prefix::parse("fd7a:115c:a1e0::5/128")};
+    for (bool v6 : {false, true})
+      m.dsts.push_back(
+          {*ip_prefix::parse(std::string(test_support::our_tailnet_address(v6)) + (v6 ? "/128" : "/32")), {53, 53}});
+    v->filter = {m};
+  }
+  std::vector<rte_mbuf*> handed_up() {
+    std::vector<rte_mbuf*> out;
+    void* m;
+    while (rte_ring_sc_dequeue(inner, &m) == 0) out.push_back(static_cast<rte_mbuf*>(m));
+    return out;
+  }
+};
+
+bytes dns_query_from_peer(bool v6, std::uint8_t proto = 17) {
+  const bytes l4 = proto == 17 ? udp_datagram(40053, 53, 30) : splice::test::tcp_segment(40053, 53, 0x02);
+  return ip_packet(v6, proto, v6 ? "fd7a:115c:a1e0::5" : "100.64.0.5", test_support::our_tailnet_address(v6), l4);
+}
+
+TEST(data_path, tailnet_dns_query_goes_up_only_when_the_filter_allows_it) {
+  ASSERT_NE(pool(), nullptr);
+  rte_ring* ring = rte_ring_create("tdns_inner", 64, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  ASSERT_NE(ring, nullptr);
+  {
+    tailnet_dns d("tdns", ring, 0);
+    for (bool v6 : {false, true}) {
+      SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+      const std::uint64_t filtered = d.drops(drop_reason::tailnet_filtered);
+      const_cast<tailnet_view*>(d.rig.view.load())->filter.clear();  // no rules: nothing is allowed in
+      d.receive({d.from_peer(dns_query_from_peer(v6))});
+      EXPECT_TRUE(d.handed_up().empty());
+      EXPECT_EQ(d.drops(drop_reason::tailnet_filtered), filtered + 1);
+
+      d.allow(17);
+      d.receive({d.from_peer(dns_query_from_peer(v6))});
+      const auto up = d.handed_up();
+      ASSERT_EQ(up.size(), 1u);
+      EXPECT_NE(up[0]->ol_flags & d.flag, 0u) << "marked as an inner packet";
+      EXPECT_EQ(up[0]->hash.usr, d.rig.ts_peer.id) << "the control thread answers the peer it came from";
+      const bytes expected = dns_query_from_peer(v6);
+      ASSERT_EQ(rte_pktmbuf_data_len(up[0]), expected.size()) << "WireGuard's padding cut";
+      EXPECT_EQ(0, std::memcmp(rte_pktmbuf_mtod(up[0], const std::uint8_t*), expected.data(), expected.size()));
+      rte_pktmbuf_free(up[0]);
+
+      // TCP to port 53, even where the filter allows it, is not served from the tailnet.
+      d.allow(6);
+      const std::uint64_t not_for_us = d.drops(drop_reason::tailnet_not_for_us);
+      d.receive({d.from_peer(dns_query_from_peer(v6, 6))});
+      EXPECT_TRUE(d.handed_up().empty());
+      EXPECT_EQ(d.drops(drop_reason::tailnet_not_for_us), not_for_us + 1);
+    }
+    EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty()) << "nothing answered on the worker";
+  }
+  {
+    // Paced: a burst of 2, then one per hour.
+    tailnet_dns d("tdnr", ring, rte_get_tsc_hz() * 3600);
+    d.allow(17);
+    d.receive({d.from_peer(dns_query_from_peer(false)), d.from_peer(dns_query_from_peer(false)),
+               d.from_peer(dns_query_from_peer(true)), d.from_peer(dns_query_from_peer(false))});
+    const auto up = d.handed_up();
+    EXPECT_EQ(up.size(), 2u);
+    for (rte_mbuf* m : up) rte_pktmbuf_free(m);
+    EXPECT_EQ(d.drops(drop_reason::dns_tailnet_rate), 2u);
+    EXPECT_EQ(d.drops(drop_reason::dns_device_rate), 0u);
+  }
+  rte_ring_free(ring);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u) << "every buffer back in the pool";
+}
+
 }  // namespace
 }  // namespace lopower

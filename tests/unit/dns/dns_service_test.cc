@@ -417,5 +417,62 @@ TEST(dns_service, query_from_an_address_no_device_has_is_counted_and_not_answere
   EXPECT_EQ(::poll(&pfd, 1, 0), 0) << "nothing went upstream";
 }
 
+// Devices by name under [dns] device_domain: the device's own name, and a
+// device enrolled or removed while lopowerd runs is answered (or not) at
+// its next query, with no netmap change in between.
+TEST(dns_service, device_names_follow_the_registry_live) {
+  ASSERT_TRUE(eal_up());
+  dns_rig d("dnsd");
+  d.ask(dns_query(0x1001, "ESP32.lopower.internal", 1));
+  auto answers = d.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(first_a_record(answers[0]), bytes(d.enrolled.ipv4->bytes.begin(), d.enrolled.ipv4->bytes.begin() + 4));
+
+  auto shelf = d.registry->add("shelf", {});
+  ASSERT_TRUE(shelf) << shelf.message();
+  d.ask(dns_query(0x1002, "shelf.lopower.internal", 1));
+  answers = d.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(first_a_record(answers[0]), bytes(shelf->ipv4->bytes.begin(), shelf->ipv4->bytes.begin() + 4));
+
+  ASSERT_TRUE(d.registry->remove("shelf"));
+  d.ask(dns_query(0x1003, "shelf.lopower.internal", 1));
+  answers = d.answers();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0][3] & 0x0f, 3) << "NXDOMAIN";
+  EXPECT_EQ(d.outcome("answered"), 2u);
+  EXPECT_EQ(d.outcome("nxdomain"), 1u);
+  EXPECT_EQ(d.dns->status_json()["device_domain"], "lopower.internal");
+}
+
+// A query to lopower's tailnet address comes from a tailnet peer: with no
+// tailnet interface (or a peer that left) it is counted and not answered,
+// and never taken for a device's.
+TEST(dns_service, tailnet_query_without_its_peer_is_counted_and_not_answered) {
+  ASSERT_TRUE(eal_up());
+  dns_rig d("dnst");
+  const bytes query = dns_query(0x7778, "esp32.lopower.internal", 1);
+  bytes udp(8);
+  splice::test::put16(&udp[0], 40000);
+  splice::test::put16(&udp[2], 53);
+  splice::test::put16(&udp[4], static_cast<std::uint16_t>(8 + query.size()));
+  udp.insert(udp.end(), query.begin(), query.end());
+  const bytes packet = splice::test::ip_packet(false, 17, "100.64.0.5", "100.64.0.1", udp);
+  for (bool with_interface : {false, true}) {
+    wireguard_interface* none = nullptr;
+    if (with_interface) d.dns->answer_tailnet_through([&] { return d.devices.get(); });  // no peer with id 4242 there
+    else d.dns->answer_tailnet_through([&] { return none; });
+    rte_mbuf* m = d.rig.alloc();
+    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(packet.size())), packet.data(), packet.size());
+    m->hash.usr = 4242;
+    d.dns->handle_query_packet(m);
+    d.rig.pump();
+    EXPECT_TRUE(d.rig.sent().empty());
+  }
+  EXPECT_EQ(d.dns->status_json()["queries_from_unknown_sources"].get<std::uint64_t>(), 2u);
+  EXPECT_EQ(d.dns->status_json()["tailnet_queries"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(d.outcome("answered"), 0u) << "not looked at";
+}
+
 }  // namespace
 }  // namespace lopower
