@@ -5,6 +5,11 @@ NOERROR with no answer instead (NODATA, the zone's SOA as authority),
 counted as the DNS outcome family_filtered. Names forwarded upstream come
 back as the upstream gave them.
 
+Devices by name (issue 14): one device resolves another's name under
+[dns] device_domain ("lopower.internal") through lopower, under the same
+family rule; a device enrolled or removed while lopowerd runs is answered,
+or not, at once.
+
     dual (dual stack), v4 (--ipv4-only), v6 (--ipv6-only)
         | WireGuard to lopowerd, each resolving through lopower's
         | device-side address of a family it has
@@ -128,3 +133,41 @@ def test_held_tcp_connections_cannot_lock_a_device_out(lab):
     assert r["answer"]["rcode"] == 0 and r["answer"]["answers"] == [lab.peers["ts1"].ip(4)], r
     assert r["held_closed"] >= 9, r  # 24 held + 1 new against a share of 16
     assert tcp_status(lab)["closed_for_room"] >= before + 9
+
+
+DOMAIN = "lopower.internal"
+
+
+def address_of(lab, device: str, family: int) -> str:
+    """The device's tunnel address of a family, from its config."""
+    return next(a.split("/")[0] for a in lab.devices[device].config.addresses if (":" in a) == (family == 6))
+
+
+def test_a_device_resolves_another_device_by_name(lab):
+    assert answered(ask(lab, "dual", "A", f"v4.{DOMAIN}"), address_of(lab, "v4", 4))
+    assert answered(ask(lab, "dual", "AAAA", "V6.LoPower.Internal."), address_of(lab, "v6", 6))
+    assert answered(ask(lab, "v4", "A", f"dual.{DOMAIN}"), address_of(lab, "dual", 4))
+    assert answered(ask(lab, "v6", "AAAA", f"dual.{DOMAIN}"), address_of(lab, "dual", 6))
+
+
+def test_device_names_follow_the_family_rule(lab):
+    before = family_filtered(lab)
+    reply = ask(lab, "v6", "A", f"dual.{DOMAIN}")  # an address its tunnel cannot carry
+    assert nodata(reply), reply
+    assert family_filtered(lab) == before + 1
+    reply = ask(lab, "dual", "AAAA", f"v4.{DOMAIN}")  # the device has no IPv6
+    assert nodata(reply), reply
+
+
+def test_a_device_enrolled_or_removed_live_is_answered_at_once(lab):
+    reply = ask(lab, "dual", "A", f"nosuch.{DOMAIN}")
+    assert reply["rcode"] == 3 and reply["aa"] and reply["answers"] == [], reply
+    added = lab.lopowerd.ctl("device", "add", "later", "--ipv4-only").stdout
+    try:
+        later = next(d for d in json.loads(lab.lopowerd.ctl("device", "list", "--json").stdout)
+                     if d["name"] == "later")
+        assert answered(ask(lab, "dual", "A", f"later.{DOMAIN}"), later["ipv4"]), added
+    finally:
+        lab.lopowerd.ctl("device", "remove", "later")
+    reply = ask(lab, "dual", "A", f"later.{DOMAIN}")
+    assert reply["rcode"] == 3, reply

@@ -13,6 +13,8 @@
 //   per device      asked by an --ipv4-only and an --ipv6-only device: the
 //                   same kind of decision, the same forward, and an answer
 //                   ldns reads back (the family filter only empties answers);
+//   by a tailnet peer  never forwarded; answered as a device is for the
+//                   device domain, else REFUSED (not_for_tailnet);
 //   for SERVFAIL    when one is made, it matches the query;
 //   split in two    a query and an upstream answer for the matcher.
 // A violated invariant traps.
@@ -45,6 +47,14 @@ const dns::answerer& fixed_answerer() {
     z.routes["corp.example."] = {"10.0.0.53"};
     z.routes["ts.net."] = {};
     z.default_resolvers = {"9.9.9.9"};
+    // Devices by name, with the tailnet's split-DNS route for their domain
+    // (to lopower itself) and one below it.
+    z.device_domain = "lopower.internal";
+    z.devices["esp32"] = {ip("10.90.0.2"), ip("fd7a:115c:a1e0:9909::2")};
+    z.devices["v4only"] = {ip("10.90.0.3")};
+    z.devices["bad_name"] = {ip("10.90.0.4")};
+    z.routes["lopower.internal."] = {"100.64.0.1"};
+    z.routes["sub.lopower.internal."] = {"10.0.0.53"};
     return dns::answerer(z);
   }();
   return a;
@@ -96,6 +106,24 @@ void check_device_families(std::span<const std::uint8_t> query) {
   }
 }
 
+// A tailnet peer is never forwarded for: it gets what a device gets for
+// names in the device domain, REFUSED for the rest.
+void check_tailnet_asker(std::span<const std::uint8_t> query) {
+  const dns::decision device = fixed_answerer().handle_query(query, dns::transport::udp);
+  const dns::decision d =
+      fixed_answerer().handle_query(query, dns::transport::udp, {}, dns::asker::tailnet_peer);
+  if (d.kind == dns::decision_kind::forward) __builtin_trap();
+  if ((d.kind == dns::decision_kind::drop) != (device.kind == dns::decision_kind::drop)) __builtin_trap();
+  if (d.kind != dns::decision_kind::answer || !ldns_reads(d.message)) return;
+  if (device.kind == dns::decision_kind::forward && d.why != dns::outcome::not_for_tailnet) __builtin_trap();
+  if (d.why == dns::outcome::not_for_tailnet) {
+    if ((d.message[3] & 0x0f) != LDNS_RCODE_REFUSED || dns::message_id(d.message) != dns::message_id(query))
+      __builtin_trap();
+  } else if (d.message != device.message) {
+    __builtin_trap();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -103,6 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_decision(input, dns::transport::udp);
   check_decision(input, dns::transport::tcp);
   check_device_families(input);
+  check_tailnet_asker(input);
 
   const std::vector<std::uint8_t> servfail = dns::servfail_answer(input);
   if (!servfail.empty() && dns::check_upstream_answer(input, servfail) != dns::answer_check::ok) __builtin_trap();

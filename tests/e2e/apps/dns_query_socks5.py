@@ -1,0 +1,55 @@
+"""One DNS question over UDP through a SOCKS5 proxy's UDP ASSOCIATE (RFC
+1928 section 7), run in a tailscaled peer's namespace: with
+``--tun=userspace-networking`` the kernel there has no route to tailnet
+addresses, and tailscaled's ``--socks5-server`` carries the datagram through
+its netstack over the tailnet. Prints the answer as dns_query.py does.
+
+    python3 dns_query_socks5.py PROXY_PORT SERVER NAME A|AAAA [TIMEOUT_SECONDS]
+"""
+
+import json
+import os
+import socket
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dns_query import TYPES, parse, question  # noqa: E402
+
+
+def associate(proxy_port: int) -> tuple[socket.socket, tuple[str, int]]:
+    """The TCP control connection (the association lives as long as it does)
+    and the proxy's UDP relay address."""
+    ctl = socket.create_connection(("127.0.0.1", proxy_port), timeout=5)
+    ctl.sendall(b"\x05\x01\x00")  # version 5, one method: no authentication
+    if ctl.recv(2) != b"\x05\x00":
+        raise SystemExit("the proxy wants authentication")
+    ctl.sendall(b"\x05\x03\x00\x01" + bytes(4) + bytes(2))  # UDP ASSOCIATE, from 0.0.0.0:0
+    reply = ctl.recv(262)
+    if len(reply) < 10 or reply[1] != 0 or reply[3] != 1:
+        raise SystemExit(f"UDP ASSOCIATE refused: {reply!r}")
+    relay = socket.inet_ntoa(reply[4:8]), struct.unpack("!H", reply[8:10])[0]
+    if relay[0] == "0.0.0.0":
+        relay = ("127.0.0.1", relay[1])
+    return ctl, relay
+
+
+def main() -> None:
+    proxy_port, server, name, qtype = int(sys.argv[1]), sys.argv[2], sys.argv[3], TYPES[sys.argv[4]]
+    timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 3
+    qid = int.from_bytes(os.urandom(2), "big")
+    ctl, relay = associate(proxy_port)
+    with ctl, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        header = b"\x00\x00\x00\x01" + socket.inet_aton(server) + struct.pack("!H", 53)  # RSV, FRAG 0, IPv4
+        s.sendto(header + question(name, qtype, qid), relay)
+        while True:
+            m, _ = s.recvfrom(4096)
+            m = m[10:]  # the same header, the sender's address
+            if len(m) >= 12 and struct.unpack("!H", m[:2])[0] == qid:
+                break
+    print(json.dumps(parse(m)))
+
+
+if __name__ == "__main__":
+    main()
