@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "control/dns/tcp_framing.h"
@@ -141,7 +142,11 @@ void dns_service::rebuild_answerer() {
   }
   registry_generation_ = registry_.generation();
   answerer_ = std::make_unique<dns::answerer>(z);
-  for (const std::string& problem : answerer_->problems()) LOG_WARNING("dns: %s", problem.c_str());
+  // Rebuilt on every netmap: a problem is told once, not at each rebuild.
+  for (const std::string& problem : answerer_->problems())
+    if (std::find(told_problems_.begin(), told_problems_.end(), problem) == told_problems_.end())
+      LOG_WARNING("dns: %s", problem.c_str());
+  told_problems_ = answerer_->problems();
 }
 
 // Devices enrolled or removed since the answerer was built are answered

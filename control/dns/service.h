@@ -142,6 +142,7 @@ class dns_service {
   dns::zone netmap_zone_;                   // what the netmap says; the devices are added from the registry
   std::uint64_t registry_generation_ = 0;  // of the devices in answerer_
   std::unique_ptr<dns::answerer> answerer_;
+  std::vector<std::string> told_problems_;  // the answerer's problems already logged
   int tun_ = -1;
   std::string tun_name_;
   std::vector<int> listeners_;
