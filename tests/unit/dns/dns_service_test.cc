@@ -36,6 +36,7 @@
 #include "control/event_loop.h"
 #include "dataplane/classifier.h"
 #include "dataplane/inner_packet.h"
+#include "dataplane/tailnet_view.h"
 #include "tests/support/dataplane_rig.h"
 #include "tests/support/eal.h"
 #include "tests/support/wg_test_peer.h"
@@ -472,6 +473,101 @@ TEST(dns_service, tailnet_query_without_its_peer_is_counted_and_not_answered) {
   EXPECT_EQ(d.dns->status_json()["queries_from_unknown_sources"].get<std::uint64_t>(), 2u);
   EXPECT_EQ(d.dns->status_json()["tailnet_queries"].get<std::uint64_t>(), 0u);
   EXPECT_EQ(d.outcome("answered"), 0u) << "not looked at";
+}
+
+// A tailnet peer asks lopower's tailnet address (lopower as its split-DNS
+// resolver for the device domain): its sealed query goes through the real
+// worker (the tailnet's filter lets UDP 53 in), up to the service, and the
+// answer comes back sealed for that peer on the tailnet interface, from
+// lopower's tailnet address: the device's address for a device name,
+// REFUSED for a name lopower would forward for a device.
+TEST(dns_service, tailnet_peer_gets_device_names_through_its_session) {
+  ASSERT_TRUE(eal_up());
+  dns_rig d("dnsw");
+  const private_key node_key = generate_private_key();
+  auto tailnet = std::make_unique<wireguard_interface>(*d.rig.dp, d.cfg.wireguard, node_key, "tailnet peer");
+  test_support::wg_test_peer peer(wg::static_identity(node_key).static_public());
+  tailnet->add_peer("5", peer.static_public(), [](wg_peer& p) {
+    p.tailnet = true;
+    p.allowed.store(new allowed_prefixes{{*ip_prefix::parse("100.64.0.5/32")}});
+  });
+  auto view = std::make_unique<tailnet_view>();
+  view->has_v4 = true;
+  inet_pton(AF_INET, "100.64.0.1", &view->v4_be);
+  filter_match udp53;
+  udp53.ip_proto = {17};
+  udp53.srcs = {*ip_prefix::parse("100.64.0.5/32")};
+  udp53.dsts = {{*ip_prefix::parse("100.64.0.1/32"), {53, 53}}};
+  view->filter = {udp53};
+  view->routes.push_back({*ip_prefix::parse("100.64.0.5/32"), tailnet->dataplane_peer("5")});
+  d.rig.dp->publish_tailnet_view(std::move(view));
+  d.dns->answer_tailnet_through([&] { return tailnet.get(); });
+  const auto devices_handler = d.rig.on_control_packet;
+  d.rig.on_control_packet = [&](rte_mbuf* m) {
+    if ((m->ol_flags & d.rig.dp->inner_up_flag()) == 0) {
+      const classify_result r =
+          classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, d.rig.dp->ports()[0].identity);
+      if (r.cls == packet_class::wg_handshake && r.to == listener::tailnet) return tailnet->handle_packet(m, r, false);
+    }
+    devices_handler(m);
+  };
+  d.rig.on_event = [&](const wg_event& ev) {
+    d.devices->handle_event(ev);
+    tailnet->handle_event(ev);
+  };
+
+  // The peer's handshake (it initiates), then its questions.
+  const auto init = peer.initiation(monotonic_ns());
+  d.rig.receive(d.rig.udp_frame(d.rig.peer_ep, reinterpret_cast<const std::uint8_t*>(&init), sizeof init));
+  d.rig.pump();
+  const auto out = d.rig.sent();
+  ASSERT_EQ(out.size(), 1u);
+  wg::message_handshake_response resp{};
+  std::memcpy(&resp, &out[0].bytes[out[0].message_offset], sizeof resp);
+  const auto keys = peer.consume(resp);
+  ASSERT_TRUE(keys);
+  test_session session{*keys, 0};
+  const auto ask = [&](std::uint16_t id, const std::string& name) -> std::optional<bytes> {
+    const bytes query = dns_query(id, name, 1);
+    bytes udp(8);
+    splice::test::put16(&udp[0], 40000);
+    splice::test::put16(&udp[2], 53);
+    splice::test::put16(&udp[4], static_cast<std::uint16_t>(8 + query.size()));
+    udp.insert(udp.end(), query.begin(), query.end());
+    rte_mbuf* m = d.rig.alloc();
+    test_support::seal_packet(m, splice::test::ip_packet(false, 17, "100.64.0.5", "100.64.0.1", udp),
+                              session.keys.send.data(), session.next_counter++, session.keys.remote_index,
+                              d.rig.peer_ep);
+    d.rig.receive(m);
+    d.rig.pump();
+    const auto sent = d.rig.sent();
+    if (sent.size() != 1) return std::nullopt;
+    EXPECT_EQ(sent[0].receiver, session.keys.local_index) << "sealed for the peer that asked";
+    auto plain = sent[0].open(session.keys.receive.data());
+    if (!plain) return std::nullopt;
+    bytes& p = *plain;
+    EXPECT_EQ(bytes(p.begin() + 12, p.begin() + 16), bytes({100, 64, 0, 1})) << "from lopower's tailnet address";
+    EXPECT_EQ(bytes(p.begin() + 16, p.begin() + 20), bytes({100, 64, 0, 5}));
+    EXPECT_EQ(be16(&p[20]), 53);
+    EXPECT_EQ(be16(&p[22]), 40000);
+    p.resize(be16(&p[2]));
+    EXPECT_TRUE(splice::test::l4_checksum_ok(p));
+    return bytes(p.begin() + 28, p.end());
+  };
+  const auto answer = ask(0x2001, "esp32.lopower.internal");
+  ASSERT_TRUE(answer) << "answered through the peer's session";
+  EXPECT_EQ(be16(&(*answer)[0]), 0x2001);
+  EXPECT_EQ(first_a_record(*answer), bytes(d.enrolled.ipv4->bytes.begin(), d.enrolled.ipv4->bytes.begin() + 4));
+  const auto refused = ask(0x2002, "example.org");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ((*refused)[3] & 0x0f, 5) << "REFUSED";
+  pollfd pfd{d.upstream, POLLIN, 0};
+  EXPECT_EQ(::poll(&pfd, 1, 0), 0) << "nothing went upstream for a tailnet peer";
+  EXPECT_EQ(d.dns->status_json()["tailnet_queries"].get<std::uint64_t>(), 2u);
+  EXPECT_EQ(d.outcome("not_for_tailnet"), 1u);
+  d.dns->answer_tailnet_through({});
+  tailnet.reset();  // before the dataplane
+  d.rig.dp->publish_tailnet_view(nullptr);
 }
 
 }  // namespace
