@@ -4,8 +4,8 @@
 // here), else the splice onto the tailnet (stage_splice.cc). From a tailnet
 // peer: its AllowedIPs, lopower's tailnet addresses, replies on a device's
 // flow spliced back (stage_splice.cc), TSMP and echo answered here, the
-// tailnet's packet filter, DNS queries (UDP) to the control thread. Fragments are made whole first
-// (stage_fragments.cc).
+// tailnet's packet filter, DNS queries (UDP) to the control thread.
+// Fragments are made whole first (stage_fragments.cc).
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>

@@ -3,14 +3,7 @@
 // (10.90.0.1, fd7a:115c:a1e0:9909::1) on UDP port 53, answered on the
 // control thread: a worker hands each query up, dns::answerer decides
 // (MagicDNS names from the netmap, split DNS, forwarding), and the answer
-// goes back through the device's WireGuard session.
-//
-// Tailnet peers may ask too, at lopower's tailnet address (lopower as their
-// split-DNS resolver for [dns] device_domain): a worker hands up their UDP
-// queries that the tailnet's packet filter allows, with the peer's
-// wg_peer::id in hash.usr; they are answered for the device domain only
-// (REFUSED otherwise, never forwarded), back through that peer's session on
-// the tailnet interface, the same way as answers to devices. Forwarded queries leave
+// goes back through the device's WireGuard session. Forwarded queries leave
 // through the kernel (lopower's own UDP sockets, over the exception path or
 // the host's network) with an ID of ours; the first answer that matches
 // the question goes back to the device, and a query nobody answers in time
@@ -22,6 +15,13 @@
 // to port 53 up, the control thread writes them into the TUN, the kernel's
 // TCP serves a listening socket of ours, and what the kernel sends back out
 // of the TUN goes to the device through its WireGuard session.
+//
+// Tailnet peers may ask too, at lopower's tailnet address (lopower as their
+// split-DNS resolver for [dns] device_domain): a worker hands up their UDP
+// queries that the tailnet's packet filter allows, with the peer's
+// wg_peer::id in hash.usr; they are answered for the device domain only
+// (REFUSED otherwise, never forwarded), back through that peer's session on
+// the tailnet interface, the same way as answers to devices.
 
 #include <rte_mbuf.h>
 
