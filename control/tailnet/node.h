@@ -60,6 +60,9 @@ class tailnet_node {
   // An inner packet a worker handed up (the reply to one of our pings).
   void handle_inner(rte_mbuf* m);
   nlohmann::json ping_result(std::uint64_t id);
+  // The exit node in use and those offered, for `lopower-ctl status`:
+  // {"exit_node": {"name", "ip"} or null, "offered": [{"name", "ip", "online", "in_use"}]}.
+  nlohmann::json exit_nodes_json() const;
   // `lopower-ctl netcheck`.
   nlohmann::json netcheck_json() const;
   result<void> logout() { return client_->logout(); }
@@ -79,7 +82,17 @@ class tailnet_node {
                                                bool& routes_moved);
   void publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale);
   std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
+  // Exit nodes: the peers offering both default routes (approved: they are
+  // in its AllowedIPs), and the one devices with egress "exit" use.
+  static bool offers_exit(const tailnet::node& n);
+  static bool usable_exit(const tailnet::node& n);
+  tailnet::node_id choose_exit_node(const tailnet::netmap& nm) const;
+  // Follows the netmap's exit nodes; true (and the old and new chosen added
+  // to `touched`, whose AllowedIPs change) when the choice moved.
+  bool follow_exit_node(const tailnet::netmap& nm, std::vector<tailnet::node_id>& touched);
   const tailnet::node* find_peer(const std::string& what) const;
+  // `what` names `n`: its MagicDNS name (full or short), host name or a tailnet IP.
+  static bool names_peer(const tailnet::node& n, const std::string& what);
   void find_path(const std::string& wg_name);
   void follow_restarts(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only);
   // DERP: the relays follow the node key (a new login dials again).
@@ -132,6 +145,7 @@ class tailnet_node {
   std::map<tailnet::node_id, public_key> wg_peers_;  // what wg_ holds, by node ID
   std::set<tailnet::node_id> refused_;               // wanted, but their key was taken (sync_wireguard)
   std::uint64_t synced_serial_ = 0;                  // of the netmap on_netmap synced last
+  tailnet::node_id exit_node_ = 0;                   // chosen for egress "exit"; 0: none available
   std::map<std::uint64_t, nlohmann::json> pings_;    // ping id -> outcome (null while waiting)
   std::uint64_t next_ping_ = 1;
   std::uint64_t tsc_hz_;
