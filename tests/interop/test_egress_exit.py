@@ -114,7 +114,8 @@ def lab():
 
 def test_device_fetches_a_page_through_the_first_exit_node(lab):
     d, dev1 = lab.lopowerd, lab.devices["dev1"]
-    wait_until(lambda: exit_node_name(d) == "ex1", 30, f"ex1 as the exit node (last: {egress_status(d)})")
+    wait_until(lambda: exit_node_name(d) == "ex1" and len(egress_status(d)["offered"]) == 2, 30,
+               f"ex1 as the exit node, ex2 offered (last: {egress_status(d)})")
     e = egress_status(d)
     assert e["mode"] == "exit" and e["exit_nodes"] == ["ex1", "ex2"], e
     assert {o["name"].split(".")[0]: (o["online"], o["in_use"]) for o in e["offered"]} == {
