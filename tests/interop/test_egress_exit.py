@@ -148,6 +148,18 @@ def test_device_set_to_none_is_refused_but_keeps_the_tailnet(lab):
     fetch_page(d, lab.devices["dev1"])  # the other device is not affected
 
 
+def test_device_add_takes_an_egress_and_refuses_what_cannot_be(lab):
+    d = lab.lopowerd
+    added = json.loads(d.ctl("device", "add", "spare", "--egress", "none", "--json").stdout)
+    assert added["egress"] == "none" and added["own_egress"] == "none", added
+    back = d.ctl("device", "set", "spare", "--egress", "default").stdout
+    assert "egress: exit (global default)\n" in back, back
+    for mode, why in (("uplink", "needs a [[port]] with role uplink"), ("internet", "expected default, none")):
+        r = d.ctl("device", "set", "spare", "--egress", mode, check=False)
+        assert r.returncode != 0 and why in r.stderr, r.stderr
+    d.ctl("device", "remove", "spare")
+
+
 def test_traffic_moves_to_the_next_exit_node_when_the_first_goes(lab):
     d, dev1 = lab.lopowerd, lab.devices["dev1"]
     lab.remove_peer("ex1", logout=False)  # stopped: headscale marks it offline
