@@ -193,7 +193,7 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
   }
   synced_serial_ = nm.serial();
   // A new exit node (or none) changes two peers' AllowedIPs: synced as changed.
-  if (follow_exit_node(nm, touched) && only != nullptr) {
+  if (follow_exit_node(nm, only, touched) && only != nullptr) {
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
   }
@@ -361,7 +361,15 @@ tailnet::node_id tailnet_node::choose_exit_node(const tailnet::netmap& nm) const
   return best ? best->id : 0;
 }
 
-bool tailnet_node::follow_exit_node(const tailnet::netmap& nm, std::vector<tailnet::node_id>& touched) {
+bool tailnet_node::follow_exit_node(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only,
+                                    std::vector<tailnet::node_id>& touched) {
+  // A delta can move the choice only through the exit node in use or a peer
+  // offering one now: the rest of a large tailnet's updates skip the scan.
+  const auto moves_choice = [&](tailnet::node_id id) {
+    const tailnet::node* n = nm.peer_by_id(id);
+    return id == exit_node_ || (n != nullptr && offers_exit(*n));
+  };
+  if (only != nullptr && std::none_of(only->begin(), only->end(), moves_choice)) return false;
   const tailnet::node_id chosen = choose_exit_node(nm);
   if (chosen == exit_node_) return false;
   const tailnet::node* n = chosen ? nm.peer_by_id(chosen) : nullptr;

@@ -87,9 +87,11 @@ class tailnet_node {
   static bool offers_exit(const tailnet::node& n);
   static bool usable_exit(const tailnet::node& n);
   tailnet::node_id choose_exit_node(const tailnet::netmap& nm) const;
-  // Follows the netmap's exit nodes; true (and the old and new chosen added
-  // to `touched`, whose AllowedIPs change) when the choice moved.
-  bool follow_exit_node(const tailnet::netmap& nm, std::vector<tailnet::node_id>& touched);
+  // Follows the netmap's exit nodes (all, or as far as the peers `only`
+  // names can move them); true (and the old and new chosen added to
+  // `touched`, whose AllowedIPs change) when the choice moved.
+  bool follow_exit_node(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only,
+                        std::vector<tailnet::node_id>& touched);
   const tailnet::node* find_peer(const std::string& what) const;
   // `what` names `n`: its MagicDNS name (full or short), host name or a tailnet IP.
   static bool names_peer(const tailnet::node& n, const std::string& what);
