@@ -93,7 +93,6 @@ struct egress_config {
   // latency.
   std::vector<std::string> exit_nodes{"auto"};
   int line = 0;
-  bool automatic() const { return exit_nodes.size() == 1 && exit_nodes[0] == "auto"; }
 };
 
 struct tailnet_config {

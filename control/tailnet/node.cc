@@ -12,6 +12,7 @@
 #include "control/tailnet/client/tls_stream.h"
 #include "control/tailnet/controlbase/key_text.h"
 #include "control/tailnet/disco/disco_message.h"
+#include "control/tailnet/exit_nodes.h"
 #include "dataplane/splice/translate.h"
 #include "lopower_build_config.h"
 #include "lopower/byte_order.h"
@@ -320,57 +321,17 @@ std::unique_ptr<allowed_prefixes> tailnet_node::allowed_for(const tailnet::node&
   return out;
 }
 
-// Both default routes, as tailscale's tsaddr.ContainsExitRoutes: one alone
-// is no exit node.
-bool tailnet_node::offers_exit(const tailnet::node& n) {
-  const auto has = [&n](ip_family f) {
-    return std::any_of(n.allowed_ips.begin(), n.allowed_ips.end(),
-                       [f](const ip_prefix& p) { return p.length == 0 && p.address.family == f; });
-  };
-  return has(ip_family::v4) && has(ip_family::v6);
-}
-
-// Offered, and a peer lopower can send to now (a peer that does not say
-// whether it is online is taken for online, as liveness_of does).
-bool tailnet_node::usable_exit(const tailnet::node& n) {
-  return offers_exit(n) && !n.expired && !n.key.is_zero() && n.online.value_or(true);
-}
-
-// The first usable one of egress.exit_nodes, in order; with ["auto"], the
-// one in use while it stays usable (no flapping between close latencies),
-// else the lowest disco latency (unmeasured last), ties by name.
-tailnet::node_id tailnet_node::choose_exit_node(const tailnet::netmap& nm) const {
-  if (!cfg_.egress.automatic()) {
-    for (const std::string& wanted : cfg_.egress.exit_nodes)
-      for (const tailnet::node& n : nm.peers())
-        if (names_peer(n, wanted) && usable_exit(n)) return n.id;
-    return 0;
-  }
-  if (const tailnet::node* current = exit_node_ ? nm.peer_by_id(exit_node_) : nullptr; current && usable_exit(*current))
-    return exit_node_;
-  const tailnet::node* best = nullptr;
-  double best_ms = 0;
-  for (const tailnet::node& n : nm.peers()) {
-    if (!usable_exit(n)) continue;
-    const double ms = disco_->latency_ms(n.id).value_or(std::numeric_limits<double>::infinity());
-    if (best == nullptr || ms < best_ms || (ms == best_ms && n.name < best->name)) {
-      best = &n;
-      best_ms = ms;
-    }
-  }
-  return best ? best->id : 0;
-}
-
 bool tailnet_node::follow_exit_node(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only,
                                     std::vector<tailnet::node_id>& touched) {
   // A delta can move the choice only through the exit node in use or a peer
   // offering one now: the rest of a large tailnet's updates skip the scan.
   const auto moves_choice = [&](tailnet::node_id id) {
     const tailnet::node* n = nm.peer_by_id(id);
-    return id == exit_node_ || (n != nullptr && offers_exit(*n));
+    return id == exit_node_ || (n != nullptr && tailnet::offers_exit(*n));
   };
   if (only != nullptr && std::none_of(only->begin(), only->end(), moves_choice)) return false;
-  const tailnet::node_id chosen = choose_exit_node(nm);
+  const tailnet::node_id chosen = tailnet::choose_exit_node(
+      nm.peers(), cfg_.egress.exit_nodes, exit_node_, [this](tailnet::node_id id) { return disco_->latency_ms(id); });
   if (chosen == exit_node_) return false;
   const tailnet::node* n = chosen ? nm.peer_by_id(chosen) : nullptr;
   if (n != nullptr) LOG_INFO("egress: exit node %s", n->name.c_str());
@@ -386,7 +347,7 @@ nlohmann::json tailnet_node::exit_nodes_json() const {
   const tailnet::netmap* nm = client_->current();
   if (nm == nullptr) return j;
   for (const tailnet::node& n : nm->peers()) {
-    if (!offers_exit(n)) continue;
+    if (!tailnet::offers_exit(n)) continue;
     const std::string ip = n.addresses.empty() ? "" : n.addresses[0].address.to_string();
     const bool in_use = n.id == exit_node_;
     j["offered"].push_back({{"name", n.name}, {"ip", ip}, {"online", n.online.value_or(true)}, {"in_use", in_use}});
@@ -636,19 +597,12 @@ void tailnet_node::tick() {
   });
 }
 
-bool tailnet_node::names_peer(const tailnet::node& n, const std::string& what) {
-  if (auto ip = ip_address::parse(what))
-    return std::any_of(n.addresses.begin(), n.addresses.end(), [&ip](const ip_prefix& a) { return a.address == *ip; });
-  const std::string bare = n.name.empty() || n.name.back() != '.' ? n.name : n.name.substr(0, n.name.size() - 1);
-  return what == n.name || what == bare || what == n.hostname || bare.rfind(what + ".", 0) == 0;
-}
-
 const tailnet::node* tailnet_node::find_peer(const std::string& what) const {
   const tailnet::netmap* nm = client_->current();
   if (nm == nullptr) return nullptr;
   if (auto ip = ip_address::parse(what)) return nm->peer_by_address(*ip);
   for (const tailnet::node& n : nm->peers())
-    if (names_peer(n, what)) return &n;
+    if (tailnet::names_node(n, what)) return &n;
   return nullptr;
 }
 

@@ -82,19 +82,12 @@ class tailnet_node {
                                                bool& routes_moved);
   void publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale);
   std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
-  // Exit nodes: the peers offering both default routes (approved: they are
-  // in its AllowedIPs), and the one devices with egress "exit" use.
-  static bool offers_exit(const tailnet::node& n);
-  static bool usable_exit(const tailnet::node& n);
-  tailnet::node_id choose_exit_node(const tailnet::netmap& nm) const;
-  // Follows the netmap's exit nodes (all, or as far as the peers `only`
+  // Follows the netmap's exit nodes (control/tailnet/exit_nodes.h; all, or as far as the peers `only`
   // names can move them); true (and the old and new chosen added to
   // `touched`, whose AllowedIPs change) when the choice moved.
   bool follow_exit_node(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only,
                         std::vector<tailnet::node_id>& touched);
   const tailnet::node* find_peer(const std::string& what) const;
-  // `what` names `n`: its MagicDNS name (full or short), host name or a tailnet IP.
-  static bool names_peer(const tailnet::node& n, const std::string& what);
   void find_path(const std::string& wg_name);
   void follow_restarts(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only);
   // DERP: the relays follow the node key (a new login dials again).

@@ -213,7 +213,6 @@ TEST(Config, EgressDefaultsToNoneAndAuto) {
   const config cfg = parse_config(kPort, "t.toml");
   EXPECT_EQ(cfg.egress.mode, egress_mode::none);
   EXPECT_THAT(cfg.egress.exit_nodes, ElementsAre("auto"));
-  EXPECT_TRUE(cfg.egress.automatic());
 }
 
 TEST(Config, EgressThroughExitNodesInOrder) {
@@ -222,7 +221,6 @@ TEST(Config, EgressThroughExitNodesInOrder) {
                    "t.toml");
   EXPECT_EQ(cfg.egress.mode, egress_mode::exit);
   EXPECT_THAT(cfg.egress.exit_nodes, ElementsAre("ex1", "ex2.tail.example", "100.64.0.7", "fd7a:115c:a1e0::7"));
-  EXPECT_FALSE(cfg.egress.automatic());
   EXPECT_EQ(parse_config("[egress]\nmode = \"none\"\n" + kPort, "t.toml").egress.mode, egress_mode::none);
 }
 
