@@ -447,6 +447,35 @@ void read_dns(const section& s, dns_config_table& d) {
                quote(u) + " is not a resolver address (\"198.18.0.53\", \"198.18.0.53:5353\" or \"[fd00::53]:53\")");
 }
 
+// [egress]: the mode devices get by default and the exit nodes, in order.
+void read_egress(const section& s, egress_config& e) {
+  static constexpr std::array<std::string_view, 2> keys{"mode", "exit_nodes"};
+  s.allow_only(keys);
+  e.line = s.line();
+  static constexpr std::array<std::string_view, egress_mode_count> modes{LOPOWER_EGRESS_MODES(LOPOWER_ENUM_NAME)};
+  if (auto i = s.read_choice("mode", modes)) e.mode = static_cast<egress_mode>(*i);
+  // The uplink is another port role; until lopower has one, no port can serve it.
+  if (e.mode == egress_mode::uplink)
+    s.refuse(s.find("mode"), "mode", "\"uplink\" needs a [[port]] with role uplink, which this lopower does not have "
+                                     "(expected \"none\" or \"exit\")");
+  if (!s.read_string_array("exit_nodes", e.exit_nodes)) return;
+  const toml::node* node = s.find("exit_nodes");
+  if (e.exit_nodes.empty())
+    s.refuse(node, "exit_nodes", "empty (expected tailnet peer names or IPs in failover order, or [\"auto\"])");
+  for (std::size_t i = 0; i < e.exit_nodes.size(); ++i) {
+    const std::string& n = e.exit_nodes[i];
+    if (n == "auto" && e.exit_nodes.size() > 1)
+      s.refuse(node, "exit_nodes", "\"auto\" stands alone (expected [\"auto\"] or a list of peers)");
+    const bool name = std::all_of(n.begin(), n.end(), [](char c) { return is_ascii_alnum(c) || c == '-' || c == '.'; });
+    if (n.empty() || (!name && !ip_address::parse(n)))
+      s.refuse(node, "exit_nodes", quote(n) + " is not a tailnet peer name or IP (expected \"exit1\", "
+                                   "\"exit1.tailnet.example\" or \"100.64.0.7\")");
+    if (std::find(e.exit_nodes.begin(), e.exit_nodes.begin() + static_cast<std::ptrdiff_t>(i), n) !=
+        e.exit_nodes.begin() + static_cast<std::ptrdiff_t>(i))
+      s.refuse(node, "exit_nodes", quote(n) + " appears twice");
+  }
+}
+
 // [metrics]: where the Prometheus endpoint listens ("127.0.0.1:9586").
 void read_metrics(const section& s, metrics_config& m) {
   static constexpr std::array<std::string_view, 1> keys{"listen"};
@@ -825,8 +854,8 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 10> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices",
-                                                       "tailnet", "derp", "dns", "metrics", "port"};
+constexpr std::array<std::string_view, 11> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices",
+                                                       "tailnet", "derp", "dns", "egress", "metrics", "port"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -888,6 +917,7 @@ config parse_config(std::string_view text, const std::string& path) {
   });
   with_table(path, root, "devices", [&](const section& s) { read_devices(s, cfg.devices); });
   with_table(path, root, "dns", [&](const section& s) { read_dns(s, cfg.dns); });
+  with_table(path, root, "egress", [&](const section& s) { read_egress(s, cfg.egress); });
   with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_tailnet(s, cfg.tailnet); });
   with_table(path, root, "derp", [&](const section& s) { read_derp(s, cfg.derp); });
   with_table(path, root, "metrics", [&](const section& s) { read_metrics(s, cfg.metrics); });

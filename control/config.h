@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lopower/dataplane_config.h"
+#include "lopower/egress_mode.h"
 #include "lopower/net_addr.h"
 #include "lopower/wireguard_messages.h"
 
@@ -87,6 +88,17 @@ struct dns_config_table {
   int line = 0;
 };
 
+// [egress]: where device traffic not addressed to the tailnet goes (a
+// device may override the mode: the device registry).
+struct egress_config {
+  egress_mode mode = egress_mode::none;
+  // Tailnet peers (MagicDNS name, short or full, or tailnet IP) offering an
+  // exit node, in failover order; {"auto"}: the online one with the lowest
+  // latency.
+  std::vector<std::string> exit_nodes{"auto"};
+  int line = 0;
+};
+
 struct tailnet_config {
   std::uint16_t listen_port = 41641;     // UDP port for WireGuard/disco/STUN with tailnet peers
   // The coordination server, "http://host[:port]" or "https://host[:port]".
@@ -135,6 +147,7 @@ struct config {
   tailnet_config tailnet;
   derp_config derp;
   dns_config_table dns;
+  egress_config egress;
   metrics_config metrics;
   std::vector<port_config> ports;        // at least one; in file order
 

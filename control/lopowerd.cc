@@ -205,6 +205,9 @@ int serve(const config& cfg, const std::string& config_path) {
                       {"under_load", dp.handshakes_under_load()},
                       {"handshakes", devices.counters().to_json()}};
     j["tailnet"] = tailnet ? tailnet->status_json() : nlohmann::json{{"backend_state", "Disabled"}};
+    j["egress"] = tailnet ? tailnet->exit_nodes_json() : nlohmann::json{{"exit_node", nullptr}, {"offered", nlohmann::json::array()}};
+    j["egress"]["mode"] = name_of(cfg.egress.mode);
+    j["egress"]["exit_nodes"] = cfg.egress.exit_nodes;
     j["dns"] = dns.status_json();
     j["control_socket"] = {{"served", ctl.served()}, {"refused", ctl.refused()}, {"evicted", ctl.evicted()}};
     return j;

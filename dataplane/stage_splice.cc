@@ -114,9 +114,11 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
 void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                         outbound& out) noexcept {
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
-  wg_peer* peer = view && setup_.flows ? view->route(info.ipv6, info.dst) : nullptr;
-  if (peer == nullptr)
+  if (view == nullptr || setup_.flows == nullptr)  // not on a tailnet: nowhere to splice to
     return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::host_unreachable, drop_reason::splice_no_route, out);
+  wg_peer* peer = view->route(info.ipv6, info.dst);
+  // Beyond the tailnet: the device's egress decides (stage_egress.cc).
+  if (peer == nullptr && (peer = egress_peer(ps, m, info, device, *view, out)) == nullptr) return;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   // Too big: cut up on the way out where a router may, else refused.
   if (info.length > splice::tailnet_mtu && !fragments::may_fragment(p, info.ipv6, info.reassembled))

@@ -27,7 +27,10 @@ struct tailnet_view {
   // Longest prefixes first, so the first match is the most specific. A
   // linear scan: tailnets of a few hundred peers; an rte_lpm would take over
   // beyond that.
-  std::vector<tailnet_route> routes;
+  std::vector<tailnet_route> routes;  // never a default route: that is `exit_node`'s
+  // The chosen exit node (its 0.0.0.0/0 and ::/0): where devices whose
+  // egress is "exit" send what no route above takes. Null: none available.
+  wg_peer* exit_node = nullptr;
 
   wg_peer* route(bool ipv6, const std::uint8_t* dst) const noexcept;
   // lopower's tailnet address of a family, or nullptr when it has none.

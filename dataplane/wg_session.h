@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "dataplane/lcore_stats.h"
+#include "lopower/egress_mode.h"
 #include "lopower/net_addr.h"
 #include "lopower/replay_window.h"
 
@@ -111,6 +112,11 @@ struct wg_peer {
   // device's queries take. A device's packets stay on one worker, so a
   // relaxed load and store (no read-modify-write) are enough.
   std::atomic<std::uint64_t> dns_due_tsc{0};
+  // Where a device's packets to destinations outside the tailnet go (its
+  // own mode, else [egress] mode): the control thread stores it when the
+  // device is added or `device set --egress` changes it; a worker loads it
+  // (relaxed) only for packets no tailnet route takes.
+  std::atomic<egress_mode> egress{egress_mode::none};
 
   // One query at `now` (tsc), `interval` cycles apart on average, up to
   // `burst` at once; an interval of 0 lets everything through.

@@ -28,6 +28,8 @@
 //   4. splice                 stage_splice.cc      splice_out (device -> tailnet,
 //                                                  create_flow, refuse_to_device),
 //                                                  splice_in (tailnet -> device)
+//      beyond the tailnet     stage_egress.cc      egress_peer (exit node, or
+//                                                  refused: none, no uplink)
 //      fragments, cut up      stage_fragments.cc   send_inner
 //   5. encrypt and send       stage_encrypt_send.cc  push_out, encrypt_and_send
 //                                                  (wg::write_data_header,
@@ -227,6 +229,12 @@ class worker {
   unsigned take_back_ports() noexcept;
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                         splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept;
+  // stage_egress.cc: a device packet no tailnet route takes: the exit node
+  // to splice it to, or nullptr once it has been refused (`m` consumed).
+  wg_peer* egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const tailnet_view& view,
+                       outbound& out) noexcept;
+  void refuse_for_lack_of_uplink(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
+                                 outbound& out) noexcept;
   // 5. stage_encrypt_send.cc: sealed and out, or staged for the control thread.
   void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
   void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;

@@ -45,6 +45,16 @@ class arguments {
   const nlohmann::json& args_;
 };
 
+// `--egress`: "default" (nullopt: the global [egress] mode) or a mode.
+std::optional<egress_mode> egress_choice(const std::string& text) {
+  if (text == "default") return std::nullopt;
+  const auto mode = egress_mode_named(text);
+  if (!mode) throw ctl_command_error("--egress " + text + ": expected default, none, exit or uplink");
+  // As [egress] mode: lopower has no port with role uplink to send it out of.
+  if (*mode == egress_mode::uplink) throw ctl_command_error("--egress uplink needs a [[port]] with role uplink");
+  return mode;
+}
+
 template <class T>
 const T& value_or_refuse(const enrollment::result<T>& r) {
   if (!r) throw ctl_command_error(r.message());
@@ -78,6 +88,8 @@ class device_commands {
     if (d.ipv4) allowed.push_back(d.ipv4->to_string() + "/32");
     if (d.ipv6) allowed.push_back(d.ipv6->to_string() + "/128");
     j["allowed_ips"] = allowed;
+    // What its traffic beyond the tailnet gets now: its own mode or the global one.
+    j["egress"] = name_of(d.effective_egress(server_.default_egress()));
     nlohmann::json wg = server_.device_json(d.name);
     if (wg.is_object()) {
       const std::int64_t at = wg.value("latest_handshake", std::int64_t{0});
@@ -99,7 +111,7 @@ class device_commands {
   }
 
   nlohmann::json add(const nlohmann::json& raw) {
-    const arguments args(raw, {"name", "public_key", "ipv4_only", "ipv6_only", "keepalive", "keep_private_key"});
+    const arguments args(raw, {"name", "public_key", "ipv4_only", "ipv6_only", "keepalive", "keep_private_key", "egress"});
     // Refuse before anything is saved: a device whose config cannot be printed is no use.
     value_or_refuse(enrollment::parse_endpoint(cfg_.devices.endpoint));
     enrollment::add_options opts;
@@ -108,6 +120,7 @@ class device_commands {
     opts.ipv6_only = args.flag("ipv6_only");
     opts.keepalive = args.integer("keepalive");
     opts.keep_private_key = args.flag("keep_private_key");
+    if (auto e = args.text("egress")) opts.egress = egress_choice(*e);
     // `d` carries the private key this once; the registry keeps what it was told to.
     const enrollment::device d = value_or_refuse(registry_.add(args.name(), opts));
     const enrollment::device& kept = *registry_.find(d.name);
@@ -145,6 +158,18 @@ class device_commands {
     return enrollment::device_summary_json(d);
   }
 
+  // `device set NAME --egress MODE`: persisted, then the live device follows at once.
+  nlohmann::json set(const nlohmann::json& raw) {
+    const arguments args(raw, {"name", "egress"});
+    const auto text = args.text("egress");
+    if (!text) throw ctl_command_error("nothing to set (expected --egress default|none|exit|uplink)");
+    const enrollment::device d = value_or_refuse(registry_.set_egress(args.name(), egress_choice(*text)));
+    server_.set_device_egress(d);
+    LOG_INFO("device %s: egress %s%s", d.name.c_str(), name_of(d.effective_egress(server_.default_egress())),
+             d.egress ? "" : " (the global mode)");
+    return describe(d);
+  }
+
   nlohmann::json reset_timestamp(const nlohmann::json& raw) {
     const arguments args(raw, {"name"});
     const enrollment::device d = value_or_refuse(registry_.reset_timestamp(args.name()));
@@ -170,6 +195,7 @@ void register_device_commands(ctl_server& ctl, enrollment::device_registry& regi
   ctl.handle("device.list", [cmds](const nlohmann::json& a) { return cmds->list(a); });
   ctl.handle("device.show", [cmds](const nlohmann::json& a) { return cmds->show(a); }, access::root_only);
   ctl.handle("device.remove", [cmds](const nlohmann::json& a) { return cmds->remove(a); }, access::root_only);
+  ctl.handle("device.set", [cmds](const nlohmann::json& a) { return cmds->set(a); }, access::root_only);
   ctl.handle("device.reset-timestamp", [cmds](const nlohmann::json& a) { return cmds->reset_timestamp(a); },
              access::root_only);
 }

@@ -40,6 +40,7 @@ nlohmann::ordered_json device_to_json(const device& d) {
   j["keepalive"] = d.keepalive;
   j["created"] = d.created;
   j["timestamp_reset_generation"] = d.timestamp_reset_generation;
+  if (d.egress) j["egress"] = name_of(*d.egress);
   return j;
 }
 
@@ -109,6 +110,7 @@ json device_summary_json(const device& d) {
   j["keepalive"] = d.keepalive;
   j["created"] = d.created;
   j["timestamp_reset_generation"] = d.timestamp_reset_generation;
+  j["own_egress"] = d.egress ? json(name_of(*d.egress)) : json(nullptr);
   return j;
 }
 
@@ -260,6 +262,12 @@ result<void> device_registry::load(const std::string& text) {
     d.keepalive = *keepalive;
     d.created = *created;
     d.timestamp_reset_generation = *generation;
+    if (auto mode = f.string("egress", false)) {
+      d.egress = egress_mode_named(*mode);
+      if (!d.egress) return corrupted(who + "'s \"egress\" is not one of \"none\", \"exit\", \"uplink\"");
+    } else if (!f.problem.empty()) {
+      return corrupted(f.problem);
+    }
     if (d.public_key == server_public) return corrupted(who + " has lopower's own public key");
     devices.push_back(std::move(d));
   }
@@ -304,6 +312,7 @@ result<device> device_registry::add(std::string_view name, const add_options& op
   device d;
   d.name = std::string(name);
   d.keepalive = keepalive;
+  d.egress = options.egress;
   if (options.public_key) {
     auto key = parse_public_key(*options.public_key);
     if (!key) return key.error();
@@ -363,6 +372,18 @@ result<device> device_registry::reset_timestamp(std::string_view name) {
   std::vector<device> next = devices_;
   device& d = next[static_cast<std::size_t>(it - devices_.begin())];
   ++d.timestamp_reset_generation;
+  device updated = d;
+  if (auto written = persist(next); !written) return written.error();
+  devices_ = std::move(next);
+  return updated;
+}
+
+result<device> device_registry::set_egress(std::string_view name, std::optional<egress_mode> egress) {
+  const auto it = std::find_if(devices_.begin(), devices_.end(), [&](const device& d) { return d.name == name; });
+  if (it == devices_.end()) return fail("no device named " + quote(name));
+  std::vector<device> next = devices_;
+  device& d = next[static_cast<std::size_t>(it - devices_.begin())];
+  d.egress = egress;
   device updated = d;
   if (auto written = persist(next); !written) return written.error();
   devices_ = std::move(next);

@@ -7,9 +7,11 @@
 //    "devices": [{"name": "esp1", "public_key": "<base64>", "private_key": "<base64>",
 //                 "ipv4": "10.90.0.2", "ipv6": "fd7a:115c:a1e0:9909::2",
 //                 "keepalive": 25, "created": 1735689600,
-//                 "timestamp_reset_generation": 0}, ...]}
+//                 "timestamp_reset_generation": 0, "egress": "exit"}, ...]}
 //
-// ("private_key", "ipv4" and "ipv6" are left out when the device has none.)
+// ("private_key", "ipv4" and "ipv6" are left out when the device has none;
+// "egress" when the device follows [egress] mode: files written before
+// egress existed load as such.)
 //
 // Every operation validates first, then writes the new state, and only then
 // changes memory: on any error nothing has changed, in memory or on disk.
@@ -28,6 +30,7 @@
 #include "control/enrollment/keys.h"
 #include "control/enrollment/result.h"
 #include "control/state_store.h"
+#include "lopower/egress_mode.h"
 #include "lopower/net_addr.h"
 
 namespace lopower::enrollment {
@@ -50,8 +53,11 @@ struct device {
   // Bumped by reset-timestamp: the WireGuard server accepts this device's
   // next handshake even if its TAI64N timestamp is lower than the last one.
   std::uint64_t timestamp_reset_generation = 0;
+  // Its own egress mode; absent: the global [egress] mode.
+  std::optional<egress_mode> egress;
 
   bool has_private_key() const { return device_private_key.has_value(); }
+  egress_mode effective_egress(egress_mode global_default) const { return egress.value_or(global_default); }
 };
 
 struct registry_config {
@@ -72,6 +78,7 @@ struct add_options {
   // its public half is kept, as if the device had run `wg genkey` itself;
   // `--keep-private-key` keeps it for a later `device show --qr`.
   bool keep_private_key = false;
+  std::optional<egress_mode> egress;  // `--egress MODE`; absent (or `default`): the global mode
 };
 
 // Device names: 1..32 characters of [A-Za-z0-9_.-], case-sensitive.
@@ -82,7 +89,8 @@ std::string device_name_problem(std::string_view name);
 // What `device list --json` and `device show --json` print about a device:
 // everything but its private key ({"name", "public_key", "lopower_has_private_key",
 // "ipv4", "ipv6" (null when absent), "keepalive", "created",
-// "timestamp_reset_generation"}).
+// "timestamp_reset_generation", "own_egress" (the device's own mode, null
+// when it follows the global one)}).
 nlohmann::json device_summary_json(const device& d);
 
 class device_registry {
@@ -104,6 +112,9 @@ class device_registry {
   // Lets the device's next handshake through with a lower timestamp; returns
   // the device with its new generation.
   result<device> reset_timestamp(std::string_view name);
+  // Gives the device its own egress mode, or (nullopt) returns it to the
+  // global one; returns the device as it is now.
+  result<device> set_egress(std::string_view name, std::optional<egress_mode> egress);
 
   // Pointers stay valid until the next add or remove.
   const device* find(std::string_view name) const;

@@ -2,7 +2,9 @@
 
 #include <rte_cycles.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <cstring>
 
 #include "control/log.h"
@@ -10,6 +12,7 @@
 #include "control/tailnet/client/tls_stream.h"
 #include "control/tailnet/controlbase/key_text.h"
 #include "control/tailnet/disco/disco_message.h"
+#include "control/tailnet/exit_nodes.h"
 #include "dataplane/splice/translate.h"
 #include "lopower_build_config.h"
 #include "lopower/byte_order.h"
@@ -190,6 +193,11 @@ void tailnet_node::on_netmap(const tailnet::netmap& nm, const tailnet::netmap_ch
     only = &touched;
   }
   synced_serial_ = nm.serial();
+  // A new exit node (or none) changes two peers' AllowedIPs: synced as changed.
+  if (follow_exit_node(nm, only, touched) && only != nullptr) {
+    std::sort(touched.begin(), touched.end());
+    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  }
   // Peers first (new ones must exist before a route names them), then the
   // workers' view, then the peers that went away: retired only after the
   // view that routed to them is unpublished. The view is rebuilt when what
@@ -296,18 +304,56 @@ std::vector<tailnet::node_id> tailnet_node::sync_wireguard(const tailnet::netmap
   return stale;
 }
 
-// AllowedIPs (null = Addresses) without what lopower did not ask for: no
-// default route (no exit node is chosen), subnet routes only with
-// tailnet.accept_routes.
+// AllowedIPs (null = Addresses) without what lopower did not ask for: the
+// default routes only of the chosen exit node (its replies come from
+// anywhere), subnet routes only with tailnet.accept_routes.
 std::unique_ptr<allowed_prefixes> tailnet_node::allowed_for(const tailnet::node& peer) const {
   auto out = std::make_unique<allowed_prefixes>();
   for (const ip_prefix& p : peer.allowed_ips) {
-    if (p.length == 0) continue;
+    if (p.length == 0) {
+      if (peer.id == exit_node_) out->prefixes.push_back(p);
+      continue;
+    }
     const bool own_address = std::find(peer.addresses.begin(), peer.addresses.end(), p) != peer.addresses.end();
     if (!own_address && !cfg_.tailnet.accept_routes) continue;
     out->prefixes.push_back(p);
   }
   return out;
+}
+
+bool tailnet_node::follow_exit_node(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only,
+                                    std::vector<tailnet::node_id>& touched) {
+  // A delta can move the choice only through the exit node in use or a peer
+  // offering one now: the rest of a large tailnet's updates skip the scan.
+  const auto moves_choice = [&](tailnet::node_id id) {
+    const tailnet::node* n = nm.peer_by_id(id);
+    return id == exit_node_ || (n != nullptr && tailnet::offers_exit(*n));
+  };
+  if (only != nullptr && std::none_of(only->begin(), only->end(), moves_choice)) return false;
+  const tailnet::node_id chosen = tailnet::choose_exit_node(
+      nm.peers(), cfg_.egress.exit_nodes, exit_node_, [this](tailnet::node_id id) { return disco_->latency_ms(id); });
+  if (chosen == exit_node_) return false;
+  const tailnet::node* n = chosen ? nm.peer_by_id(chosen) : nullptr;
+  if (n != nullptr) LOG_INFO("egress: exit node %s", n->name.c_str());
+  else LOG_INFO("egress: no exit node available");
+  for (const tailnet::node_id id : {exit_node_, chosen})
+    if (id != 0) touched.push_back(id);
+  exit_node_ = chosen;
+  return true;
+}
+
+nlohmann::json tailnet_node::exit_nodes_json() const {
+  nlohmann::json j = {{"exit_node", nullptr}, {"offered", nlohmann::json::array()}};
+  const tailnet::netmap* nm = client_->current();
+  if (nm == nullptr) return j;
+  for (const tailnet::node& n : nm->peers()) {
+    if (!tailnet::offers_exit(n)) continue;
+    const std::string ip = n.addresses.empty() ? "" : n.addresses[0].address.to_string();
+    const bool in_use = n.id == exit_node_;
+    j["offered"].push_back({{"name", n.name}, {"ip", ip}, {"online", n.online.value_or(true)}, {"in_use", in_use}});
+    if (in_use) j["exit_node"] = {{"name", n.name}, {"ip", ip}};
+  }
+  return j;
 }
 
 void tailnet_node::publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale) {
@@ -330,7 +376,10 @@ void tailnet_node::publish_view(const tailnet::netmap& nm, const std::vector<tai
     wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
     const allowed_prefixes* allowed = wp ? wp->allowed.load(std::memory_order_acquire) : nullptr;
     if (allowed == nullptr) continue;
-    for (const ip_prefix& p : allowed->prefixes) view->routes.push_back({p, wp});
+    // A default route is only ever the exit node's: egress decides who uses it.
+    for (const ip_prefix& p : allowed->prefixes)
+      if (p.length != 0) view->routes.push_back({p, wp});
+    if (id == exit_node_) view->exit_node = wp;
   }
   std::stable_sort(view->routes.begin(), view->routes.end(),
                    [](const tailnet_route& a, const tailnet_route& b) { return a.prefix.length > b.prefix.length; });
@@ -552,10 +601,8 @@ const tailnet::node* tailnet_node::find_peer(const std::string& what) const {
   const tailnet::netmap* nm = client_->current();
   if (nm == nullptr) return nullptr;
   if (auto ip = ip_address::parse(what)) return nm->peer_by_address(*ip);
-  for (const tailnet::node& n : nm->peers()) {
-    const std::string bare = n.name.empty() || n.name.back() != '.' ? n.name : n.name.substr(0, n.name.size() - 1);
-    if (what == n.name || what == bare || what == n.hostname || bare.rfind(what + ".", 0) == 0) return &n;
-  }
+  for (const tailnet::node& n : nm->peers())
+    if (tailnet::names_node(n, what)) return &n;
   return nullptr;
 }
 

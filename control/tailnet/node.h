@@ -60,6 +60,9 @@ class tailnet_node {
   // An inner packet a worker handed up (the reply to one of our pings).
   void handle_inner(rte_mbuf* m);
   nlohmann::json ping_result(std::uint64_t id);
+  // The exit node in use and those offered, for `lopower-ctl status`:
+  // {"exit_node": {"name", "ip"} or null, "offered": [{"name", "ip", "online", "in_use"}]}.
+  nlohmann::json exit_nodes_json() const;
   // `lopower-ctl netcheck`.
   nlohmann::json netcheck_json() const;
   result<void> logout() { return client_->logout(); }
@@ -82,6 +85,11 @@ class tailnet_node {
                                                bool& routes_moved);
   void publish_view(const tailnet::netmap& nm, const std::vector<tailnet::node_id>& stale);
   std::unique_ptr<allowed_prefixes> allowed_for(const tailnet::node& peer) const;
+  // Follows the netmap's exit nodes (control/tailnet/exit_nodes.h; all, or as far as the peers `only`
+  // names can move them); true (and the old and new chosen added to
+  // `touched`, whose AllowedIPs change) when the choice moved.
+  bool follow_exit_node(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only,
+                        std::vector<tailnet::node_id>& touched);
   const tailnet::node* find_peer(const std::string& what) const;
   void find_path(const std::string& wg_name);
   void follow_restarts(const tailnet::netmap& nm, const std::vector<tailnet::node_id>* only);
@@ -135,6 +143,7 @@ class tailnet_node {
   std::map<tailnet::node_id, public_key> wg_peers_;  // what wg_ holds, by node ID
   std::set<tailnet::node_id> refused_;               // wanted, but their key was taken (sync_wireguard)
   std::uint64_t synced_serial_ = 0;                  // of the netmap on_netmap synced last
+  tailnet::node_id exit_node_ = 0;                   // chosen for egress "exit"; 0: none available
   std::map<std::uint64_t, nlohmann::json> pings_;    // ping id -> outcome (null while waiting)
   std::uint64_t next_ping_ = 1;
   std::uint64_t tsc_hz_;

@@ -58,6 +58,7 @@ nlohmann::json handshake_counters::to_json() const {
 
 wireguard_interface::wireguard_interface(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
     : wireguard_interface(dp, cfg.wireguard, registry.server_private_key(), "device") {
+  default_egress_ = cfg.egress.mode;
   for (const enrollment::device& d : registry.list()) add_device(d);
 }
 
@@ -106,7 +107,7 @@ std::uint32_t wireguard_interface::fresh_index() {
 }
 
 void wireguard_interface::add_device(const enrollment::device& d) {
-  add_peer(d.name, d.public_key, [&d](wg_peer& wp) {
+  add_peer(d.name, d.public_key, [this, &d](wg_peer& wp) {
     if (d.ipv4) {
       wp.has_v4 = true;
       std::memcpy(&wp.v4_be, d.ipv4->bytes.data(), 4);
@@ -115,7 +116,12 @@ void wireguard_interface::add_device(const enrollment::device& d) {
       wp.has_v6 = true;
       std::memcpy(wp.v6, d.ipv6->bytes.data(), 16);
     }
+    wp.egress.store(d.effective_egress(default_egress_), std::memory_order_relaxed);
   });
+}
+
+void wireguard_interface::set_device_egress(const enrollment::device& d) {
+  if (wg_peer* wp = dataplane_peer(d.name)) wp->egress.store(d.effective_egress(default_egress_), std::memory_order_relaxed);
 }
 
 void wireguard_interface::add_peer(const std::string& name, const public_key& key,

@@ -79,6 +79,10 @@ class wireguard_interface : private wg::peer_lookup {
   void tick();
 
   void add_device(const enrollment::device& d);
+  // The workers follow the device's egress mode from its next packet on.
+  void set_device_egress(const enrollment::device& d);
+  // [egress] mode: what devices without their own mode get.
+  egress_mode default_egress() const { return default_egress_; }
   // A peer named `name` (unique) with static key `key`; `configure` fills in
   // what the workers check (cryptokey routing) before it is published.
   void add_peer(const std::string& name, const public_key& key, const std::function<void(wg_peer&)>& configure);
@@ -219,6 +223,7 @@ class wireguard_interface : private wg::peer_lookup {
   std::uint64_t now_tsc() const { return clock_.tsc ? clock_.tsc() : rte_rdtsc(); }
   std::uint64_t now_ns() const { return clock_.ns ? clock_.ns() : monotonic_ns(); }
 
+  egress_mode default_egress_ = egress_mode::none;
   dataplane& dp_;
   std::string label_;
   std::function<void(wg_peer*)> retire_peer_;

@@ -47,6 +47,9 @@
   X(tailnet_not_for_us, "inbound tailnet packet for an address lopower does not serve (yet)") \
   X(tailnet_tsmp_ignored, "TSMP message lopower does not act on (disco key advertisements, rejections)") \
   X(splice_no_route, "device packet to an address no tailnet peer serves: ICMP unreachable sent back")     \
+  X(egress_refused, "device packet to a destination outside the tailnet, device egress \"none\": ICMP administratively prohibited sent back") \
+  X(egress_no_exit_node, "device packet for the exit node (egress \"exit\") while none is available: ICMP unreachable sent back") \
+  X(egress_no_uplink, "device packet for the uplink (egress \"uplink\") while lopower has none: ICMP unreachable sent back") \
   X(splice_too_big, "device packet larger than the tailnet MTU: ICMP too-big sent back")                   \
   X(splice_unsupported, "device packet the splice does not carry (fragment, other protocol or ICMP type)") \
   X(splice_no_flow, "TCP segment of a connection the splice never saw open (no SYN)")                      \

@@ -387,7 +387,7 @@ def test_the_control_group_may_look_but_not_change(topology):
         listed = as_member("device", "list", "--json")
         assert listed.returncode == 0 and json.loads(listed.stdout)[0]["name"] == "esp1"
         for args in (["device", "add", "esp2"], ["device", "show", "esp1"], ["device", "remove", "esp1"],
-                     ["device", "reset-timestamp", "esp1"], ["logout"]):
+                     ["device", "reset-timestamp", "esp1"], ["device", "set", "esp1", "--egress", "none"], ["logout"]):
             r = as_member(*args)
             assert r.returncode != 0 and "root only" in r.stderr, (args, r.stdout, r.stderr)
         assert [d["name"] for d in json.loads(lp.ctl("device", "list", "--json").stdout)] == ["esp1"]

@@ -11,6 +11,7 @@
 namespace lopower {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -223,6 +224,42 @@ TEST(Config, DeviceDomain) {
   EXPECT_THAT(error_of("[dns]\ndevice_domain = \"" + std::string(64, 'a') + ".internal\"\n" + kPort),
               StartsWith("t.toml:2: dns.device_domain:"));
   EXPECT_THAT(error_of("[dns]\ndevice_domain = 5\n" + kPort), StartsWith("t.toml:2: dns.device_domain:"));
+}
+
+TEST(Config, EgressDefaultsToNoneAndAuto) {
+  const config cfg = parse_config(kPort, "t.toml");
+  EXPECT_EQ(cfg.egress.mode, egress_mode::none);
+  EXPECT_THAT(cfg.egress.exit_nodes, ElementsAre("auto"));
+}
+
+TEST(Config, EgressThroughExitNodesInOrder) {
+  const config cfg =
+      parse_config("[egress]\nmode = \"exit\"\nexit_nodes = [\"ex1\", \"ex2.tail.example\", \"100.64.0.7\", \"fd7a:115c:a1e0::7\"]\n" + kPort,
+                   "t.toml");
+  EXPECT_EQ(cfg.egress.mode, egress_mode::exit);
+  EXPECT_THAT(cfg.egress.exit_nodes, ElementsAre("ex1", "ex2.tail.example", "100.64.0.7", "fd7a:115c:a1e0::7"));
+  EXPECT_EQ(parse_config("[egress]\nmode = \"none\"\n" + kPort, "t.toml").egress.mode, egress_mode::none);
+}
+
+TEST(Config, EgressRefusals) {
+  EXPECT_THAT(error_of("[egress]\nmode = \"internet\"\n" + kPort),
+              StartsWith("t.toml:2: egress.mode: \"internet\" is not a valid value (expected one of \"none\", \"exit\", \"uplink\")"));
+  EXPECT_THAT(error_of("[egress]\nmode = \"uplink\"\n" + kPort),
+              AllOf(StartsWith("t.toml:2: egress.mode:"), HasSubstr("needs a [[port]] with role uplink")));
+  EXPECT_THAT(error_of("[egress]\nmode = 1\n" + kPort), StartsWith("t.toml:2: egress.mode: expected a string"));
+  EXPECT_THAT(error_of("[egress]\nexit_nodes = []\n" + kPort), StartsWith("t.toml:2: egress.exit_nodes: empty"));
+  EXPECT_THAT(error_of("[egress]\nexit_nodes = \"ex1\"\n" + kPort),
+              StartsWith("t.toml:2: egress.exit_nodes: expected an array of strings"));
+  EXPECT_THAT(error_of("[egress]\nexit_nodes = [\"auto\", \"ex1\"]\n" + kPort),
+              StartsWith("t.toml:2: egress.exit_nodes: \"auto\" stands alone"));
+  EXPECT_THAT(error_of("[egress]\nexit_nodes = [\"ex 1\"]\n" + kPort),
+              StartsWith("t.toml:2: egress.exit_nodes: \"ex 1\" is not a tailnet peer name or IP"));
+  EXPECT_THAT(error_of("[egress]\nexit_nodes = [\"\"]\n" + kPort), StartsWith("t.toml:2: egress.exit_nodes: \"\" is not"));
+  EXPECT_THAT(error_of("[egress]\nexit_nodes = [\"ex1\", \"ex1\"]\n" + kPort),
+              StartsWith("t.toml:2: egress.exit_nodes: \"ex1\" appears twice"));
+  EXPECT_THAT(error_of("[egress]\nmode = \"exit\"\nexit_node = [\"ex1\"]\n" + kPort),
+              StartsWith("t.toml:3: egress.exit_node: unknown key (expected one of \"mode\", \"exit_nodes\")"));
+  EXPECT_THAT(error_of("egress = 1\n" + kPort), StartsWith("t.toml:1: egress: expected a table [egress]"));
 }
 
 TEST(Config, UnknownKey) {

@@ -84,6 +84,17 @@ TEST(DeviceView, NeverSeenDevice) {
   EXPECT_NE(out.find("  persistent keepalive: off\n"), std::string::npos) << out;
 }
 
+// The effective egress, and whether it is the device's own or the global one.
+TEST(DeviceView, EgressOwnOrGlobal) {
+  auto d = sample_device();
+  d["egress"] = "exit";
+  d["own_egress"] = nullptr;
+  EXPECT_NE(render_device_block(d, 0).find("  egress: exit (global default)\n"), std::string::npos);
+  d["egress"] = "none";
+  d["own_egress"] = "none";
+  EXPECT_NE(render_device_block(d, 0).find("  egress: none\n"), std::string::npos);
+}
+
 TEST(DeviceView, HandshakeAgeFromUnixTimeWhenTheDaemonDoesNotSay) {
   auto d = sample_device();
   d["wireguard"].erase("seconds_since_handshake");

@@ -62,6 +62,21 @@ TEST(StatusView, ShowsACachedNetmapAndARefusedCache) {
   EXPECT_NE(out.find("netmap cache not written: disk full"), std::string::npos) << out;
 }
 
+TEST(StatusView, ShowsEgressAndTheExitNodes) {
+  auto s = sample_status();
+  s["egress"] = nlohmann::json::parse(R"({"mode": "exit", "exit_nodes": ["ex1", "ex2"],
+    "exit_node": {"name": "ex2.lab.example.", "ip": "100.64.0.3"},
+    "offered": [{"name": "ex1.lab.example.", "ip": "100.64.0.2", "online": false, "in_use": false},
+                {"name": "ex2.lab.example.", "ip": "100.64.0.3", "online": true, "in_use": true}]})");
+  const std::string out = render_status(s);
+  EXPECT_NE(out.find("egress: exit  exit nodes wanted ex1, ex2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("  exit node in use: ex2.lab.example. 100.64.0.3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("  offered: ex1.lab.example. 100.64.0.2  offline\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("  offered: ex2.lab.example. 100.64.0.3  online  in use\n"), std::string::npos) << out;
+  s["egress"]["exit_node"] = nullptr;
+  EXPECT_NE(render_status(s).find("  exit node in use: none\n"), std::string::npos);
+}
+
 TEST(StatusView, ToleratesMissingAndMistypedFields) {
   EXPECT_NO_THROW(render_status(nlohmann::json::object()));
   EXPECT_NO_THROW(render_status(nlohmann::json::array()));

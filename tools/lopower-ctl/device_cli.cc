@@ -22,7 +22,9 @@ struct options {
 void usage() {
   std::fputs(
       "usage: lopower-ctl device add NAME [--public-key BASE64 | --keep-private-key] [--ipv4-only|--ipv6-only]\n"
-      "                              [--keepalive S] [--json] [--no-qr] [--qr-png FILE] [--qr-svg FILE]\n"
+      "                              [--keepalive S] [--egress default|none|exit|uplink] [--json] [--no-qr]\n"
+      "                              [--qr-png FILE] [--qr-svg FILE]\n"
+      "       lopower-ctl device set NAME --egress default|none|exit|uplink [--json]\n"
       "       lopower-ctl device list [--json]\n"
       "       lopower-ctl device show NAME [--qr] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
       "       lopower-ctl device remove NAME\n"
@@ -50,6 +52,10 @@ bool parse(const std::string& sub, const std::vector<std::string>& words, option
       auto v = value("a base64 key");
       if (!v) return false;
       o.args["public_key"] = *v;
+    } else if (w == "--egress" && (sub == "add" || sub == "set")) {
+      auto v = value("default, none, exit or uplink");
+      if (!v) return false;
+      o.args["egress"] = *v;  // the daemon checks it
     } else if (w == "--keepalive" && sub == "add") {
       auto v = value("seconds");
       if (!v) return false;
@@ -121,7 +127,7 @@ int run_device_command(const std::vector<std::string>& args, const ctl_requester
     return 2;
   }
   const std::string sub = args[0];
-  if (sub != "add" && sub != "list" && sub != "show" && sub != "remove" && sub != "reset-timestamp") {
+  if (sub != "add" && sub != "list" && sub != "show" && sub != "set" && sub != "remove" && sub != "reset-timestamp") {
     usage();
     return 2;
   }
@@ -164,6 +170,8 @@ int run_device_command(const std::vector<std::string>& args, const ctl_requester
                  "Save them now (--keep-private-key keeps the key for a later `device show --qr`).\n",
                  stderr);
     return rc;
+  } else if (sub == "set") {
+    std::fputs(render_device_block(*result, now_unix()).c_str(), stdout);
   } else if (sub == "remove") {
     std::printf("device %s removed; its sessions have ended\n", o.name.c_str());
   } else {

@@ -116,6 +116,9 @@ std::string render_device_block(const nlohmann::json& d, std::int64_t now_unix) 
   out += "  transfer: " + wg_bytes(unsigned_field(wg, "rx_bytes").value_or(0)) + " received, " +
          wg_bytes(unsigned_field(wg, "tx_bytes").value_or(0)) + " sent\n";
   out += "  persistent keepalive: " + wg_keepalive(unsigned_field(d, "keepalive").value_or(0)) + "\n";
+  // Beyond the tailnet: the device's own mode, or the global one it follows.
+  if (const nlohmann::json* e = field(d, "egress"); e != nullptr && e->is_string())
+    out += "  egress: " + e->get<std::string>() + (field(d, "own_egress") == nullptr ? " (global default)" : "") + "\n";
   return out;
 }
 

@@ -31,7 +31,7 @@ void usage(FILE* out) {
                "  device list [--json]   the devices, as `wg show` shows peers: endpoint, latest handshake,\n"
                "                    transfer, persistent keepalive\n"
                "  device show NAME [--qr] [--json]   its block, its spliced flows, its wg-quick config\n"
-               "  device add|remove|reset-timestamp ...   enrol and manage WireGuard devices (`device` for usage)\n"
+               "  device add|set|remove|reset-timestamp ...   enrol and manage WireGuard devices (`device` for usage)\n"
                "  flows [--device NAME] [--json]   spliced flows: device side, tailnet side, state, bytes\n"
                "  logout            leave the tailnet (the node key is expired at the server)\n"
                "  login             join again after a logout\n"

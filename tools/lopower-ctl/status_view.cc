@@ -157,6 +157,17 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   for (const auto& p : peers) render_peer(out, p);
 }
 
+// Beyond the tailnet: the global mode, the exit node in use, those offered.
+void render_egress(std::ostringstream& out, const nlohmann::json& e) {
+  if (e.empty()) return;
+  out << "\negress: " << text(e, "mode") << "  exit nodes wanted " << join_array(e, "exit_nodes") << "\n";
+  const auto in_use = member(e, "exit_node", nlohmann::json::value_t::object);
+  out << "  exit node in use: " << (in_use.empty() ? "none" : text(in_use, "name") + " " + text(in_use, "ip")) << "\n";
+  for (const auto& o : member(e, "offered", nlohmann::json::value_t::array))
+    out << "  offered: " << text(o, "name") << " " << text(o, "ip") << (o.value("online", false) ? "  online" : "  offline")
+        << (o.value("in_use", false) ? "  in use" : "") << "\n";
+}
+
 }  // namespace
 
 std::string render_status(const nlohmann::json& s) {
@@ -189,6 +200,7 @@ std::string render_status(const nlohmann::json& s) {
     render_sessions(out, hs);
   }
   render_tailnet(out, member(s, "tailnet", nlohmann::json::value_t::object));
+  render_egress(out, member(s, "egress", nlohmann::json::value_t::object));
   const auto pool = member(s, "packet_pool", nlohmann::json::value_t::object);
   if (!pool.empty()) out << "\npacket pool: " << number(pool, "in_use") << " of " << number(pool, "size") << " buffers in use\n";
   const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);

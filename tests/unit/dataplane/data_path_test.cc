@@ -203,6 +203,150 @@ TEST_P(spliced, device_datagram_reaches_the_peer_and_the_reply_comes_back) {
 INSTANTIATE_TEST_SUITE_P(families, spliced, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
 
+// --- egress: destinations beyond the tailnet --------------------------------
+
+const char* internet_address(bool v6) { return v6 ? "2001:db8::80" : "203.0.113.80"; }
+
+// The rig's tailnet peer as the chosen exit node: its default routes in its
+// AllowedIPs (replies come from anywhere) and in the view's exit_node.
+void make_peer_the_exit_node(splice_rig& rig) {
+  delete rig.ts_peer.allowed.exchange(new allowed_prefixes{{*ip_prefix::parse("100.64.0.5/32"),
+                                                            *ip_prefix::parse("fd7a:115c:a1e0::5/128"),
+                                                            *ip_prefix::parse("0.0.0.0/0"), *ip_prefix::parse("::/0")}});
+  auto* v = new tailnet_view(*rig.view.load());
+  v->exit_node = &rig.ts_peer;
+  delete rig.view.exchange(v);
+}
+
+// The one frame lopower sent back to the device: an ICMP error of `type`
+// and `code` from lopower's device-side address, quoting what was sent.
+void expect_icmp_error_to_device(data_path& d, bool v6, std::uint8_t type, std::uint8_t code) {
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  expect_outer(out[0], d.rig.device_ep, splice_rig::device_index + 100, 0);
+  const bytes err = inner_of(out[0], d.rig.device_open_key);
+  ASSERT_GT(err.size(), v6 ? 48u : 28u);
+  EXPECT_EQ(splice::test::protocol(err), v6 ? 58 : 1);
+  EXPECT_EQ(bytes(err.begin() + static_cast<long>(splice::test::src_at(err)),
+                  err.begin() + static_cast<long>(splice::test::src_at(err) + splice::test::address_size(err))),
+            address(v6, test_support::our_device_address(v6)));
+  const std::size_t l4 = splice::test::l4_at(err);
+  EXPECT_EQ(err[l4], type);
+  EXPECT_EQ(err[l4 + 1], code);
+  EXPECT_TRUE(splice::test::l4_checksum_ok(err));
+}
+
+class egress : public ::testing::TestWithParam<bool> {};
+
+// An "exit" device's datagram to the internet goes to the exit node like a
+// tailnet flow (from lopower's tailnet address and a port of the flow's),
+// and the exit node's reply, from the internet address, comes back.
+TEST_P(egress, exit_device_reaches_the_internet_through_the_exit_node_and_back) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  data_path d(v6 ? "eg6x" : "eg4x");
+  make_peer_the_exit_node(d.rig);
+  d.rig.device.egress.store(egress_mode::exit);
+  const bytes sent = ip_packet(v6, 17, test_support::device_address(v6), internet_address(v6), udp_datagram(5555, 80, 64));
+  d.receive({d.from_device(sent)});
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(d.all_drops(), 0u);
+  expect_outer(out[0], d.rig.peer_ep, splice_rig::peer_index + 100, 0);
+  const bytes inner = inner_of(out[0], d.rig.peer_open_key);
+  const std::size_t a = v6 ? 16 : 4, src = v6 ? 8 : 12, dst = v6 ? 24 : 16, l4 = v6 ? 40 : 20;
+  ASSERT_EQ(inner.size(), sent.size());
+  EXPECT_EQ(bytes(inner.begin() + src, inner.begin() + static_cast<long>(src + a)),
+            address(v6, test_support::our_tailnet_address(v6)));
+  EXPECT_EQ(bytes(inner.begin() + dst, inner.begin() + static_cast<long>(dst + a)), address(v6, internet_address(v6)));
+  EXPECT_EQ(d.flows.size(), 1u);
+  const std::uint16_t flow_port = load_be16(&inner[l4]);
+
+  const bytes reply = ip_packet(v6, 17, internet_address(v6), test_support::our_tailnet_address(v6),
+                                udp_datagram(80, flow_port, 100));
+  d.receive({d.from_peer(reply)});
+  out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(d.all_drops(), 0u);
+  expect_outer(out[0], d.rig.device_ep, splice_rig::device_index + 100, 0);
+  const bytes back = inner_of(out[0], d.rig.device_open_key);
+  EXPECT_EQ(bytes(back.begin() + src, back.begin() + static_cast<long>(src + a)), address(v6, internet_address(v6)));
+  EXPECT_EQ(bytes(back.begin() + dst, back.begin() + static_cast<long>(dst + a)),
+            address(v6, test_support::device_address(v6)));
+  EXPECT_EQ(load_be16(&back[l4 + 2]), 5555);
+}
+
+// A device whose egress is "none" (the default) is refused at once with an
+// ICMP "administratively prohibited", counted, even with an exit node there.
+TEST_P(egress, none_device_gets_admin_prohibited_and_it_is_counted) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  data_path d(v6 ? "eg6n" : "eg4n");
+  make_peer_the_exit_node(d.rig);
+  d.receive({d.from_device(ip_packet(v6, 17, test_support::device_address(v6), internet_address(v6),
+                                     udp_datagram(5555, 80, 64)))});
+  expect_icmp_error_to_device(d, v6, v6 ? 1 : 3, v6 ? 1 : 13);
+  EXPECT_EQ(d.drops(drop_reason::egress_refused), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.flows.size(), 0u);
+  EXPECT_EQ(d.rig.ts_peer.tx_packets.load(), 0u) << "nothing went to the exit node";
+}
+
+// "exit" with no exit node available: host unreachable at once, counted.
+TEST_P(egress, exit_device_without_an_exit_node_gets_host_unreachable_and_it_is_counted) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  data_path d(v6 ? "eg6u" : "eg4u");
+  d.rig.device.egress.store(egress_mode::exit);
+  d.receive({d.from_device(ip_packet(v6, 17, test_support::device_address(v6), internet_address(v6),
+                                     udp_datagram(5555, 80, 64)))});
+  expect_icmp_error_to_device(d, v6, v6 ? 1 : 3, v6 ? 3 : 1);
+  EXPECT_EQ(d.drops(drop_reason::egress_no_exit_node), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.flows.size(), 0u);
+}
+
+// "uplink" while lopower has none: unreachable, under its own name.
+TEST_P(egress, uplink_device_without_an_uplink_gets_host_unreachable_and_it_is_counted) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  data_path d(v6 ? "eg6l" : "eg4l");
+  make_peer_the_exit_node(d.rig);
+  d.rig.device.egress.store(egress_mode::uplink);
+  d.receive({d.from_device(ip_packet(v6, 17, test_support::device_address(v6), internet_address(v6),
+                                     udp_datagram(5555, 80, 64)))});
+  expect_icmp_error_to_device(d, v6, v6 ? 1 : 3, v6 ? 3 : 1);
+  EXPECT_EQ(d.drops(drop_reason::egress_no_uplink), 1u);
+  EXPECT_EQ(d.rig.ts_peer.tx_packets.load(), 0u);
+}
+
+// Tailnet routes are every device's, whatever its egress; an address in the
+// tailnet's ranges that no peer has stays "no route", never egress.
+TEST_P(egress, tailnet_routes_are_unaffected_by_egress) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  for (const egress_mode mode : {egress_mode::none, egress_mode::exit, egress_mode::uplink}) {
+    SCOPED_TRACE(name_of(mode));
+    data_path d(std::string(v6 ? "eg6t" : "eg4t") + name_of(mode)[0]);
+    make_peer_the_exit_node(d.rig);
+    d.rig.device.egress.store(mode);
+    d.receive({d.from_device(ip_packet(v6, 17, test_support::device_address(v6), test_support::peer_address(v6),
+                                       udp_datagram(5555, 9000, 64)))});
+    auto out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u);
+    expect_outer(out[0], d.rig.peer_ep, splice_rig::peer_index + 100, 0);
+    EXPECT_EQ(d.all_drops(), 0u);
+    d.receive({d.from_device(ip_packet(v6, 17, test_support::device_address(v6), v6 ? "fd7a:115c:a1e0::fa" : "100.64.0.250",
+                                       udp_datagram(5555, 9000, 64)))});
+    expect_icmp_error_to_device(d, v6, v6 ? 1 : 3, v6 ? 3 : 1);
+    EXPECT_EQ(d.drops(drop_reason::splice_no_route), 1u);
+    EXPECT_EQ(d.all_drops(), 1u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(families, egress, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
+
 // A peer reached through DERP: what lopower sends it is sealed on the
 // worker as always, then handed up without outer headers (the relay frames
 // it); what the relay brings is decrypted and delivered like any frame,

@@ -427,6 +427,54 @@ TEST_F(DeviceRegistry, RestartKeepsEverything) {
   EXPECT_TRUE(warnings_.empty());
 }
 
+// A device's own egress mode is kept across restarts; one that follows
+// the global mode has no "egress" in the file at all, as files written
+// before egress existed, which load as such.
+TEST_F(DeviceRegistry, EgressRoundTripsAndOlderFilesWithoutItLoad) {
+  {
+    auto reg = open();
+    add_options exit_mode;
+    exit_mode.egress = egress_mode::exit;
+    ASSERT_TRUE(reg.add("own", exit_mode).ok());
+    ASSERT_TRUE(reg.add("global", {}).ok());
+    EXPECT_EQ(device_summary_json(*reg.find("own"))["own_egress"], "exit");
+    EXPECT_TRUE(device_summary_json(*reg.find("global"))["own_egress"].is_null());
+  }
+  const json doc = json::parse(slurp(state_file()));
+  EXPECT_EQ(doc["devices"][0].value("egress", ""), "exit");
+  EXPECT_FALSE(doc["devices"][1].contains("egress")) << "a device on the global mode writes none";
+  {
+    auto reg = open();
+    EXPECT_EQ(reg.find("own")->egress, egress_mode::exit);
+    EXPECT_EQ(reg.find("global")->egress, std::nullopt);
+    EXPECT_EQ(reg.find("global")->effective_egress(egress_mode::exit), egress_mode::exit);
+    EXPECT_EQ(reg.find("own")->effective_egress(egress_mode::none), egress_mode::exit);
+    // Changed live, persisted at once; back to the global mode.
+    auto set = reg.set_egress("global", egress_mode::none);
+    ASSERT_TRUE(set.ok()) << set.message();
+    EXPECT_EQ(set->egress, egress_mode::none);
+    ASSERT_TRUE(reg.set_egress("own", std::nullopt).ok());
+    EXPECT_EQ(reg.set_egress("nope", egress_mode::exit).message(), "no device named \"nope\"");
+  }
+  auto reg = open();
+  EXPECT_EQ(reg.find("global")->egress, egress_mode::none);
+  EXPECT_EQ(reg.find("own")->egress, std::nullopt);
+  EXPECT_FALSE(json::parse(slurp(state_file()))["devices"][0].contains("egress"));
+  EXPECT_EQ(mode_of(state_file()), 0600);
+}
+
+TEST_F(DeviceRegistry, AFailedEgressWriteChangesNothing) {
+  auto reg = open();
+  ASSERT_TRUE(reg.add("a", {}).ok());
+  const std::string before = slurp(state_file());
+  write_test_hooks hooks;
+  hooks.crash_after_bytes = 10;
+  reg.store_for_testing().set_test_hooks(hooks);
+  EXPECT_FALSE(reg.set_egress("a", egress_mode::exit).ok());
+  expect_unchanged(reg, {"a"}, before);
+  EXPECT_EQ(reg.find("a")->egress, std::nullopt);
+}
+
 TEST_F(DeviceRegistry, ALooseStateDirectoryIsTightenedWithAWarning) {
   ASSERT_EQ(::mkdir((tmp_ / "state").c_str(), 0755), 0);
   ASSERT_EQ(::chmod((tmp_ / "state").c_str(), 0755), 0);
@@ -519,6 +567,16 @@ TEST_F(DeviceRegistry, CorruptedFilesAreErrorsAndAreNotReplaced) {
     json j = doc;
     j["devices"][1].erase("created");
     expect_error(j.dump(), "\"created\"");
+  }
+  {
+    json j = doc;
+    j["devices"][1]["egress"] = "internet";
+    expect_error(j.dump(), "\"egress\" is not one of");
+  }
+  {
+    json j = doc;
+    j["devices"][1]["egress"] = 1;
+    expect_error(j.dump(), "\"egress\" is not a string");
   }
 }
 

@@ -1,0 +1,58 @@
+// Stage 4, splice (continued): a device packet whose destination no tailnet
+// route covers. Inside the tailnet's own ranges it is an address no peer
+// has (unreachable, as before egress existed); beyond them the device's
+// egress mode decides: through the chosen exit node (spliced like any
+// tailnet flow), refused by policy, or out of the uplink. Only packets that
+// missed every tailnet route come here: one relaxed load of the device's
+// mode, no lock, no system call.
+
+#include <algorithm>
+
+#include "dataplane/worker.h"
+
+namespace lopower {
+
+namespace {
+
+// 100.64.0.0/10 and fd7a:115c:a1e0::/48: where tailnet nodes live. A miss
+// there is a peer that is not (or no longer) in the netmap, never egress.
+bool in_tailnet_ranges(bool ipv6, const std::uint8_t* dst) noexcept {
+  static constexpr std::uint8_t ula[6] = {0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0};
+  if (ipv6) return std::equal(ula, ula + 6, dst);
+  return dst[0] == 100 && (dst[1] & 0xc0) == 64;
+}
+
+}  // namespace
+
+wg_peer* worker::egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
+                             const tailnet_view& view, outbound& out) noexcept {
+  using splice::icmp_error_kind;
+  if (in_tailnet_ranges(info.ipv6, info.dst)) {
+    refuse_to_device(ps, m, info, device, icmp_error_kind::host_unreachable, drop_reason::splice_no_route, out);
+    return nullptr;
+  }
+  switch (device->egress.load(std::memory_order_relaxed)) {
+    case egress_mode::exit:
+      if (view.exit_node != nullptr) return view.exit_node;
+      // None online: said at once, so the device's connection fails now
+      // rather than after its timeout.
+      refuse_to_device(ps, m, info, device, icmp_error_kind::host_unreachable, drop_reason::egress_no_exit_node, out);
+      return nullptr;
+    case egress_mode::uplink:
+      refuse_for_lack_of_uplink(ps, m, info, device, out);
+      return nullptr;
+    case egress_mode::none:
+      break;
+  }
+  refuse_to_device(ps, m, info, device, icmp_error_kind::admin_prohibited, drop_reason::egress_refused, out);
+  return nullptr;
+}
+
+// lopower has no uplink port yet: what would go there is refused. (The
+// uplink's source NAT replaces this branch.)
+void worker::refuse_for_lack_of_uplink(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
+                                       outbound& out) noexcept {
+  refuse_to_device(ps, m, info, device, splice::icmp_error_kind::host_unreachable, drop_reason::egress_no_uplink, out);
+}
+
+}  // namespace lopower
