@@ -372,6 +372,10 @@ void write_icmp_type(std::uint8_t* icmp, bool v6, icmp_error_kind kind, std::uin
       else
         store_be16(icmp + 6, mtu);  // next-hop MTU, RFC 1191 §4
       break;
+    case icmp_error_kind::time_exceeded:
+      icmp[0] = v6 ? icmp6::time_exceeded : icmp4::time_exceeded;
+      icmp[1] = 0;  // in transit
+      break;
   }
 }
 
@@ -543,6 +547,22 @@ translate_status translate_icmp_error_inner(std::uint8_t* p, std::uint32_t len, 
   }
   store_be16(icmp + 2, outer_icmp.apply(load_be16(icmp + 2)));
   return translate_status::ok;
+}
+
+bool decrement_hop_limit(std::uint8_t* p, std::uint32_t len) noexcept {
+  const auto ip = parse_ip(p, len);
+  if (!ip) return false;
+  if (is_v6(ip->family)) {
+    if (p[7] <= 1) return false;
+    --p[7];
+    return true;
+  }
+  if (p[8] <= 1) return false;
+  const std::uint16_t old_word = load_be16(p + 8);  // TTL, protocol
+  const auto new_word = static_cast<std::uint16_t>(old_word - 0x100);
+  store_be16(p + 8, new_word);
+  store_be16(p + 10, update16(load_be16(p + 10), old_word, new_word));
+  return true;
 }
 
 }  // namespace lopower::splice
