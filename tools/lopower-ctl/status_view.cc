@@ -189,6 +189,19 @@ std::string render_status(const nlohmann::json& s) {
     render_sessions(out, hs);
   }
   render_tailnet(out, member(s, "tailnet", nlohmann::json::value_t::object));
+  const auto up = member(s, "uplink", nlohmann::json::value_t::object);
+  if (!up.empty()) {
+    std::string addrs;
+    for (const auto& a : member(up, "address", nlohmann::json::value_t::array))
+      if (a.is_string()) addrs += (addrs.empty() ? "" : ", ") + a.get<std::string>();
+    out << "\nuplink (NAT): port " << text(up, "port") << "  address " << addrs << "  NAT ports " << text(up, "nat_ports")
+        << "  flows " << number(up, "flows") << "\n";
+    for (const char* gw : {"gateway4", "gateway6"})
+      if (text(up, gw) != "-")
+        out << "  " << gw << " " << text(up, gw) << "  neighbour "
+            << (text(up, (std::string(gw) + "_neighbour").c_str()) == "-" ? "unknown (asking)" : text(up, (std::string(gw) + "_neighbour").c_str()))
+            << "\n";
+  }
   const auto pool = member(s, "packet_pool", nlohmann::json::value_t::object);
   if (!pool.empty()) out << "\npacket pool: " << number(pool, "in_use") << " of " << number(pool, "size") << " buffers in use\n";
   const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);
