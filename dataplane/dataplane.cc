@@ -105,6 +105,7 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
   try {
     pool_ = create_pool(cfg.dataplane);
     rcu_ = std::make_unique<rcu_domain>(static_cast<unsigned>(worker_lcores.size()));
+    neighbours_.share_with_workers(*rcu_);  // the uplink NAT reads next hops there
     sessions_ = std::make_unique<session_table>(session_capacity, *rcu_);
     flows_ = std::make_unique<flow_table>(cfg.dataplane.max_flows, *rcu_);
     create_rings(worker_lcores.size(), cfg.dataplane.ring_size);
