@@ -109,11 +109,13 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (info.length > u.mtu || m->nb_segs != 1)
     return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::packet_too_big, drop_reason::uplink_too_big, out,
                             u.mtu);
-  splice::flow_key key{};
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
-    return drop_one(ps.port.index, m, drop_reason::uplink_unsupported);
   const ip_address dst = ip_address::from_bytes(info.ipv6, info.dst);
   rte_ether_addr hop_mac;
+  splice::flow_key key{};
+  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok) {
+    if (!next_hop_mac(dst, hop_mac)) return drop_one(ps.port.index, m, drop_reason::uplink_no_neighbour);
+    return icmp_error_out(m, info, device, *ours, hop_mac, ps.port.index);
+  }
   if (!next_hop_mac(dst, hop_mac)) return drop_one(ps.port.index, m, drop_reason::uplink_no_neighbour);
   // The TTL runs out here, before a flow is made for it (traceroute's probes).
   if (!splice::decrement_hop_limit(p, info.length))
@@ -135,12 +137,36 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
   f->packets_out.add(setup_.worker_index);
   f->bytes_out.add(setup_.worker_index, info.length);
+  send_on_uplink(m, info.ipv6, hop_mac, ps.port.index);
+}
+
+// The IP packet in `m` out of the uplink port, in an Ethernet frame to `hop_mac`.
+void worker::send_on_uplink(rte_mbuf* m, bool ipv6, const rte_ether_addr& hop_mac, std::uint8_t port_index) noexcept {
   auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
-  if (eth == nullptr) return drop_one(ps.port.index, m, drop_reason::no_headroom);
+  if (eth == nullptr) return drop_one(port_index, m, drop_reason::no_headroom);
   eth->dst_addr = hop_mac;
   eth->src_addr = setup_.uplink_mac;
-  eth->ether_type = rte_cpu_to_be_16(info.ipv6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
-  transmit(*u.port, m);
+  eth->ether_type = rte_cpu_to_be_16(ipv6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
+  transmit(*uplink_->port, m);
+}
+
+// A device's ICMP error about an answer on one of its uplink flows (its
+// socket closed: port unreachable): it quotes remote -> device, the answer
+// as the device got it; out it goes from the uplink address, quoting the
+// flow's NAT port, as the remote sent to it. Errors make no flow.
+void worker::icmp_error_out(rte_mbuf* m, const inner_info& info, wg_peer* device, const ip_address& ours,
+                            const rte_ether_addr& hop_mac, std::uint8_t port_index) noexcept {
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  splice::flow_key quoted{};
+  if (splice::quoted_flow_key(p, info.length, quoted) != splice::translate_status::ok)
+    return drop_one(port_index, m, drop_reason::uplink_unsupported);
+  const splice::flow_key key = quoted.reverse();  // the flow's device-side key
+  const flow* f = setup_.flows->find(key);
+  if (f == nullptr || !f->uplink || f->device != device || !(f->device_key == key) ||
+      splice::translate_icmp_error_outbound(p, info.length, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
+    return drop_one(port_index, m, drop_reason::uplink_unsupported);
+  if (!splice::decrement_hop_limit(p, info.length)) return drop_one(port_index, m, drop_reason::uplink_ttl_expired);
+  send_on_uplink(m, info.ipv6, hop_mac, port_index);
 }
 
 // The uplink_nat sub-burst: replies on uplink flows back to their devices,

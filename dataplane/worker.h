@@ -247,6 +247,9 @@ class worker {
   void receive_uplink(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
   bool uplink_in(port_state& ps, rte_mbuf* m, outbound& out) noexcept;
   bool next_hop_mac(const ip_address& dst, rte_ether_addr& mac) noexcept;
+  void send_on_uplink(rte_mbuf* m, bool ipv6, const rte_ether_addr& hop_mac, std::uint8_t port_index) noexcept;
+  void icmp_error_out(rte_mbuf* m, const inner_info& info, wg_peer* device, const ip_address& ours,
+                      const rte_ether_addr& hop_mac, std::uint8_t port_index) noexcept;
   splice::port_allocator* allocator_for(const splice::flow_key& released) noexcept;
   void start_uplink();
   // 5. stage_encrypt_send.cc: sealed and out, or staged for the control thread.

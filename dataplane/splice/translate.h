@@ -233,4 +233,11 @@ translate_status quoted_flow_key(const std::uint8_t* p, std::uint32_t len, flow_
 translate_status translate_icmp_error_inner(std::uint8_t* p, std::uint32_t len, const ip_address& device_addr,
                                             std::uint16_t device_port) noexcept;
 
+// The other way (the uplink NAT): a device's ICMP error about an answer it
+// got on a NATed flow (it quotes remote -> device) leaves from lopower: the
+// outer source and the quoted destination address and port become
+// `our_addr`/`our_port`, the same checksums updated.
+translate_status translate_icmp_error_outbound(std::uint8_t* p, std::uint32_t len, const ip_address& our_addr,
+                                               std::uint16_t our_port) noexcept;
+
 }  // namespace lopower::splice

@@ -23,6 +23,8 @@
 //       verifying, the quote now names the device's address and port;
 //   decrement_hop_limit  refused: untouched; done: one less, the IPv4
 //       header checksum still verifying, nothing else moved;
+//   translate_icmp_error_outbound  likewise, the other way: the outer source
+//       and the quote's destination now lopower's address and port;
 //   next_state        every state and direction with the input's TCP flags.
 // Checksums are verified with code of this file's own (RFC 1071 written
 // out), not the library's. A violated invariant traps.
@@ -268,6 +270,29 @@ void check_icmp_error_in(const bytes& input) {
   }
 }
 
+// translate_icmp_error_outbound (a device's error about a NATed answer):
+// refused, untouched; done, the same header, checksums verifying as before,
+// the quote's destination and the outer source now lopower's address and port.
+void check_icmp_error_out(const bytes& input) {
+  const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
+  for (const ip_address* ours : {&lopower_v4, &lopower_v6}) {
+    bytes p = input;
+    const auto st = sp::translate_icmp_error_outbound(p.data(), static_cast<std::uint32_t>(p.size()), *ours, device_port);
+    if (st != sp::translate_status::ok) {
+      check(p == input);
+      continue;
+    }
+    const auto after = sp::parse_ip(p.data(), static_cast<std::uint32_t>(p.size()));
+    check(info && after && same_header(*info, *after));
+    check(l4_checksum(input.data(), *info) == l4_checksum(p.data(), *after));
+    check(ip_checksum(input.data(), *info) == ip_checksum(p.data(), *after));
+    sp::flow_key quoted{};
+    check(sp::quoted_flow_key(p.data(), static_cast<std::uint32_t>(p.size()), quoted) == sp::translate_status::ok);
+    check(std::memcmp(quoted.dst, ours->bytes.data(), address_size(*after)) == 0 && quoted.dst_port == device_port);
+    check(std::memcmp(p.data() + (v6(*after) ? 8 : 12), ours->bytes.data(), address_size(*after)) == 0);
+  }
+}
+
 void check_tcp_state(const bytes& input) {
   const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
   const std::uint8_t flags = info ? sp::tcp_flags(input.data(), *info) : (input.empty() ? 0 : input[0]);
@@ -293,6 +318,7 @@ void check_all(const bytes& input) {
   check_hop_limit(input);
   check_build_error(input);
   check_icmp_error_in(input);
+  check_icmp_error_out(input);
   check_tcp_state(input);
 }
 

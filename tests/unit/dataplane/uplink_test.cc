@@ -255,6 +255,39 @@ TEST(uplink, icmp_error_from_beyond_is_translated_back) {
   EXPECT_TRUE(splice::test::l4_checksum_ok(e));
 }
 
+// The device's own port unreachable about an answer on its flow (its socket
+// closed) leaves from the uplink address, quoting the flow's NAT port, as
+// the server sent to it; about no flow, it is dropped.
+TEST(uplink, device_icmp_error_about_an_answer_is_translated_out) {
+  ASSERT_NE(pool(), nullptr);
+  uplink_path u("uout");
+  u.from_device(device_packet(17));
+  auto out = u.out_of_uplink();
+  ASSERT_EQ(out.size(), 1u);
+  const std::uint16_t nat_port = load_be16(&out[0][20]);
+  u.from_uplink(server_answer(17, nat_port));
+  auto back = u.to_device();
+  ASSERT_EQ(back.size(), 1u);
+  const bytes quote(back[0].begin(), back[0].begin() + 28);  // the answer as the device got it
+  u.from_device(icmp_error_packet(false, test_support::device_address(false), server, 3, 3, 0, quote));
+  out = u.out_of_uplink();
+  ASSERT_EQ(out.size(), 1u);
+  const bytes& e = out[0];
+  EXPECT_EQ(src_of(e), address(uplink_addr));
+  EXPECT_EQ(dst_of(e), address(server));
+  const bytes quoted(e.begin() + 28, e.end());
+  EXPECT_EQ(bytes(quoted.begin() + 16, quoted.begin() + 20), address(uplink_addr)) << "the quote names the NAT side";
+  EXPECT_EQ(load_be16(&quoted[22]), nat_port);
+  EXPECT_TRUE(splice::test::ip_checksum_ok(e));
+  EXPECT_TRUE(splice::test::l4_checksum_ok(e));
+  // About a flow that does not exist: dropped, nothing sent.
+  bytes stray = quote;
+  splice::test::put16(&stray[20], 9999);
+  u.from_device(icmp_error_packet(false, test_support::device_address(false), server, 3, 3, 0, stray));
+  EXPECT_TRUE(u.out_of_uplink().empty());
+  EXPECT_EQ(u.drops(0, drop_reason::uplink_unsupported), 1u);
+}
+
 // Traffic on the uplink that no flow owns is the kernel's (no TAP here:
 // counted as no_exception_path), the kernel's ephemeral ports never even
 // looked up; nothing reaches the device.
