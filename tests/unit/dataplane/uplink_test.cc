@@ -41,6 +41,9 @@ using test_support::splice_rig;
 constexpr const char* uplink_addr = "192.0.2.2";
 constexpr const char* gateway = "192.0.2.1";
 constexpr const char* server = "203.0.113.80";
+constexpr const char* uplink_addr6 = "2001:db8::2";
+constexpr const char* gateway6 = "2001:db8::1";
+constexpr const char* server6 = "2001:db8:80::80";
 constexpr std::uint8_t gateway_mac[6] = {0x02, 0xaa, 0, 0, 0, 1};
 constexpr std::uint8_t uplink_mac[6] = {0x02, 0xbb, 0, 0, 0, 2};
 
@@ -69,17 +72,19 @@ struct uplink_path {
     up_tx = test_support::make_ring(name + "_utx");
     up_port = test_support::ring_port("net_ring_" + name + "u", up_rx, up_tx, pool());
     up_identity.add_address(*ip_address::parse(uplink_addr));
+    up_identity.add_address(*ip_address::parse(uplink_addr6));
     up_identity.uplink = true;
     up_identity.nat_first_port = 20000;
     up_identity.nat_last_port = 29999;
-    if (gateway_known) {
+    for (const char* gw_text : {gateway, gateway6}) {
+      if (!gateway_known) break;
+      const ip_address gw = *ip_address::parse(gw_text);
       neighbour_note note;
       note.port = up_port;
-      note.family = ip_family::v4;
+      note.family = gw.family;
       note.op = neighbour_op::answers;
       std::memcpy(note.mac, gateway_mac, 6);
-      const ip_address gw = *ip_address::parse(gateway);
-      std::memcpy(note.ip, gw.bytes.data(), 4);
+      std::memcpy(note.ip, gw.bytes.data(), 16);
       neighbours.learn(note, monotonic_ms());
     }
     worker_setup s = rig.setup(flows, "libsodium");
@@ -87,8 +92,9 @@ struct uplink_path {
     port_config up;
     up.name = "up";
     up.role = port_role::uplink;
-    up.addresses = {*ip_prefix::parse("192.0.2.2/24")};
+    up.addresses = {*ip_prefix::parse("192.0.2.2/24"), *ip_prefix::parse("2001:db8::2/64")};
     up.gateway4 = *ip_address::parse(gateway);
+    up.gateway6 = *ip_address::parse(gateway6);
     s.uplink = up;
     std::memcpy(s.uplink_mac.addr_bytes, uplink_mac, 6);
     s.neighbour_macs = &neighbours;
@@ -134,7 +140,7 @@ struct uplink_path {
       if (f.bytes.size() < 34) continue;
       EXPECT_EQ(0, std::memcmp(f.bytes.data(), gateway_mac, 6)) << "to the gateway's MAC";
       EXPECT_EQ(0, std::memcmp(f.bytes.data() + 6, uplink_mac, 6)) << "from the uplink's MAC";
-      EXPECT_EQ(load_be16(&f.bytes[12]), 0x0800);
+      EXPECT_EQ(load_be16(&f.bytes[12]), (f.bytes[14] >> 4) == 6 ? 0x86dd : 0x0800);
       packets.emplace_back(f.bytes.begin() + 14, f.bytes.end());
     }
     return packets;
@@ -148,7 +154,8 @@ struct uplink_path {
         ADD_FAILURE() << "a frame to the device that does not open with its key";
         continue;
       }
-      plain->resize(std::min<std::size_t>(plain->size(), load_be16(&(*plain)[2])));
+      const bool v6 = ((*plain)[0] >> 4) == 6;
+      plain->resize(std::min<std::size_t>(plain->size(), v6 ? 40u + load_be16(&(*plain)[4]) : load_be16(&(*plain)[2])));
       packets.push_back(*plain);
     }
     return packets;
@@ -229,6 +236,31 @@ TEST_P(uplink_nat, device_packet_leaves_natted_and_the_answer_comes_back) {
 INSTANTIATE_TEST_SUITE_P(protocols, uplink_nat,
                          ::testing::Values(proto_case{"tcp", 6}, proto_case{"udp", 17}, proto_case{"icmp", 1}),
                          [](const ::testing::TestParamInfo<proto_case>& i) { return std::string(i.param.name); });
+
+// IPv6: the same, through the v6 gateway, the hop limit decremented.
+TEST(uplink, ipv6_datagram_leaves_natted_and_the_answer_comes_back) {
+  ASSERT_NE(pool(), nullptr);
+  uplink_path u("uv6");
+  const char* device6 = test_support::device_address(true);
+  u.from_device(ip_packet(true, 17, device6, server6, udp_datagram(5555, 9000, 100)));
+  auto out = u.out_of_uplink();
+  ASSERT_EQ(out.size(), 1u);
+  const bytes& natted = out[0];
+  const ip_address ours = *ip_address::parse(uplink_addr6);
+  EXPECT_EQ(bytes(natted.begin() + 8, natted.begin() + 24), bytes(ours.bytes.begin(), ours.bytes.end()));
+  EXPECT_EQ(natted[7], 63) << "hop limit decremented";
+  const std::uint16_t nat_port = load_be16(&natted[40]);
+  EXPECT_GE(nat_port, 20000);
+  EXPECT_LE(nat_port, 29999);
+  EXPECT_TRUE(splice::test::l4_checksum_ok(natted));
+  u.from_uplink(ip_packet(true, 17, server6, uplink_addr6, udp_datagram(9000, nat_port, 30)));
+  auto back = u.to_device();
+  ASSERT_EQ(back.size(), 1u);
+  const ip_address dev = *ip_address::parse(device6);
+  EXPECT_EQ(bytes(back[0].begin() + 24, back[0].begin() + 40), bytes(dev.bytes.begin(), dev.bytes.end()));
+  EXPECT_EQ(load_be16(&back[0][42]), 5555);
+  EXPECT_TRUE(splice::test::l4_checksum_ok(back[0]));
+}
 
 // A port unreachable from beyond the uplink quotes the NATed datagram: it
 // reaches the device quoting what the device sent.
