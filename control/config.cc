@@ -453,11 +453,10 @@ void read_egress(const section& s, egress_config& e) {
   s.allow_only(keys);
   e.line = s.line();
   static constexpr std::array<std::string_view, egress_mode_count> modes{LOPOWER_EGRESS_MODES(LOPOWER_ENUM_NAME)};
-  if (auto i = s.read_choice("mode", modes)) e.mode = static_cast<egress_mode>(*i);
-  // The uplink is another port role; until lopower has one, no port can serve it.
-  if (e.mode == egress_mode::uplink)
-    s.refuse(s.find("mode"), "mode", "\"uplink\" needs a [[port]] with role uplink, which this lopower does not have "
-                                     "(expected \"none\" or \"exit\")");
+  if (auto i = s.read_choice("mode", modes)) {
+    e.mode = static_cast<egress_mode>(*i);
+    e.mode_line = s.line_of(s.find("mode"));
+  }
   if (!s.read_string_array("exit_nodes", e.exit_nodes)) return;
   const toml::node* node = s.find("exit_nodes");
   if (e.exit_nodes.empty())
@@ -784,21 +783,47 @@ void read_tap(const section& s, port_config& p, const std::vector<port_config>& 
   }
 }
 
+// The kernel's default ephemeral range (net.ipv4.ip_local_port_range): its
+// own connections on an uplink address (through the TAP) take their source
+// ports there, so NATed flows must not.
+constexpr std::uint16_t kernel_ephemeral_first = 32768, kernel_ephemeral_last = 60999;
+
+// [[port]] nat_ports = "first-last", on uplink ports only.
+void read_nat_ports(const section& s, port_config& p) {
+  std::string text;
+  if (!s.read_string("nat_ports", text)) return;
+  const toml::node* node = s.find("nat_ports");
+  if (p.role != port_role::uplink) s.refuse(node, "nat_ports", "is for ports with role \"uplink\" only");
+  const std::string expected = "expected \"first-last\" with 1024 <= first <= last <= 65535, outside " +
+                               std::to_string(kernel_ephemeral_first) + "-" + std::to_string(kernel_ephemeral_last) +
+                               ", the kernel's ephemeral ports";
+  unsigned first = 0, last = 0;
+  char tail = 0;
+  if (std::sscanf(text.c_str(), "%5u-%5u%c", &first, &last, &tail) != 2 || first < 1024 || last > 65535 || first > last)
+    s.refuse(node, "nat_ports", quote(text) + " is not a port range (" + expected + ")");
+  if (first <= kernel_ephemeral_last && last >= kernel_ephemeral_first)
+    s.refuse(node, "nat_ports", quote(text) + " overlaps the kernel's ephemeral ports (" + expected + ")");
+  p.nat_first_port = static_cast<std::uint16_t>(first);
+  p.nat_last_port = static_cast<std::uint16_t>(last);
+}
+
 port_config read_port(const section& s, const std::vector<port_config>& others) {
-  static constexpr std::array<std::string_view, 12> keys{
+  static constexpr std::array<std::string_view, 13> keys{
       "name", "device",         "role",           "addresses",      "gateway4", "gateway6",
-      "mtu",  "tap_name",       "exception_path", "rx_descriptors", "tx_descriptors", "host_stack"};
+      "mtu",  "tap_name",       "exception_path", "rx_descriptors", "tx_descriptors", "host_stack",
+      "nat_ports"};
   s.allow_only(keys);
   port_config p;
   p.line = s.line();
   read_name(s, p, others);
   read_device(s, p, others);
-  static constexpr std::array<std::string_view, 3> roles{"devices", "tailnet", "both"};
+  static constexpr std::array<std::string_view, 4> roles{"devices", "tailnet", "both", "uplink"};
   // `roles` lists the names in the enum's order.
   if (auto i = s.read_choice("role", roles)) p.role = static_cast<port_role>(*i);
   read_addresses(s, p, others);
   read_gateways(s, p);
   read_mtu(s, p);
+  read_nat_ports(s, p);
   read_tap(s, p, others);
   s.read_bool("exception_path", p.exception_path);
   static constexpr std::array<std::string_view, 2> host_stacks{"bypass", "shared"};
@@ -826,19 +851,47 @@ void read_ports(const std::string& file, const toml::table& root, std::vector<po
 
 // ---------------------------------------------------------------- cross-table rules
 
-bool serves(port_role role, port_role wanted) { return role == wanted || role == port_role::both; }
+// One uplink at most (the NAT has one address per family to answer on), and
+// it must have an address to NAT to.
+void check_uplink(const config& cfg) {
+  const port_config* first = nullptr;
+  for (const port_config& p : cfg.ports) {
+    if (p.role != port_role::uplink) continue;
+    if (first != nullptr)
+      refuse_at(cfg.path, p.line, "port.role", "\"uplink\" is already the role of port " + quote(first->name) +
+                                                   " (expected at most one uplink port)");
+    if (p.addresses.empty())
+      refuse_at(cfg.path, p.line, "port.addresses", "an uplink port needs an address (expected the address lopower NATs to)");
+    first = &p;
+  }
+}
+
+// [egress] mode "uplink" needs an uplink port; without a mode, a box with
+// an uplink uses it, as a home router does (none otherwise).
+void check_egress(config& cfg) {
+  const bool has_uplink = std::any_of(cfg.ports.begin(), cfg.ports.end(),
+                                      [](const port_config& p) { return p.role == port_role::uplink; });
+  if (cfg.egress.mode_line == 0) {
+    if (has_uplink) cfg.egress.mode = egress_mode::uplink;
+    return;
+  }
+  if (cfg.egress.mode == egress_mode::uplink && !has_uplink)
+    refuse_at(cfg.path, cfg.egress.mode_line, "egress.mode",
+              "\"uplink\" needs a [[port]] with role uplink, which this file does not have (expected \"none\" or \"exit\", or an uplink port)");
+}
 
 void check_layout(const config& cfg) {
-  const auto any_serves = [&](port_role wanted) {
-    return std::any_of(cfg.ports.begin(), cfg.ports.end(), [&](const port_config& p) { return serves(p.role, wanted); });
+  const auto any_serves = [&](bool (*serves)(port_role)) {
+    return std::any_of(cfg.ports.begin(), cfg.ports.end(), [&](const port_config& p) { return serves(p.role); });
   };
   const int line = cfg.ports.front().line;
-  if (!any_serves(port_role::devices)) {
+  if (!any_serves(serves_devices)) {
     refuse_at(cfg.path, line, "port.role", "no port serves devices (expected at least one [[port]] with role \"devices\" or \"both\")");
   }
-  if (!any_serves(port_role::tailnet)) {
+  if (!any_serves(serves_tailnet)) {
     refuse_at(cfg.path, line, "port.role", "no port serves the tailnet (expected at least one [[port]] with role \"tailnet\" or \"both\")");
   }
+  check_uplink(cfg);
 }
 
 void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line) {
@@ -924,6 +977,7 @@ config parse_config(std::string_view text, const std::string& path) {
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);
   check_layout(cfg);
+  check_egress(cfg);
   return cfg;
 }
 

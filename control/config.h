@@ -91,12 +91,13 @@ struct dns_config_table {
 // [egress]: where device traffic not addressed to the tailnet goes (a
 // device may override the mode: the device registry).
 struct egress_config {
-  egress_mode mode = egress_mode::none;
+  egress_mode mode = egress_mode::none;  // without a mode: uplink when a port has that role
   // Tailnet peers (MagicDNS name, short or full, or tailnet IP) offering an
   // exit node, in failover order; {"auto"}: the online one with the lowest
   // latency.
   std::vector<std::string> exit_nodes{"auto"};
   int line = 0;
+  int mode_line = 0;  // 0: no mode given (an uplink port, if any, is the default)
 };
 
 struct tailnet_config {

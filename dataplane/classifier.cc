@@ -82,6 +82,33 @@ classify_result classify_udp(const std::uint8_t* frame, std::uint32_t l4, std::u
   return classify_tailnet_payload(payload, r.payload_length, r);
 }
 
+// On an uplink port, to its address (not a fragment): TCP or UDP to a NAT
+// port, an ICMP echo reply or an ICMP error may belong to an uplink flow.
+// The worker looks the flow up and hands a miss to the kernel, so only a
+// NAT port's traffic pays for the lookup, and the kernel's own connections
+// (ephemeral ports, outside the NAT range) never do.
+bool may_be_uplink_reply(const std::uint8_t* l4, std::uint32_t l4_len, std::uint8_t protocol, const port_identity& port) {
+  constexpr std::uint8_t tcp = 6, udp = 17, icmp = 1;
+  if (protocol == tcp || protocol == udp) {
+    if (l4_len < 4) return false;
+    const std::uint16_t dst = load_be16(l4 + 2);
+    return dst >= port.nat_first_port && dst <= port.nat_last_port;
+  }
+  if (l4_len < 8) return false;
+  const std::uint8_t type = l4[0];
+  if (protocol == icmp) return type == 0 || type == 3 || type == 11 || type == 12;  // echo reply, errors
+  if (protocol == wire::ipproto_icmpv6) return type == 129 || (type >= 1 && type <= 4);
+  return false;
+}
+
+classify_result uplink_nat(std::uint32_t l3, std::uint32_t l4) {
+  classify_result r;
+  r.cls = packet_class::uplink_nat;
+  r.l3_offset = static_cast<std::uint8_t>(l3);
+  r.l4_offset = static_cast<std::uint16_t>(l4);
+  return r;
+}
+
 classify_result classify_ipv4(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) {
   const std::uint32_t l3 = wire::ethernet_header;
   if (length < l3 + 20) return dropped(drop_reason::malformed_ipv4);
@@ -91,10 +118,12 @@ classify_result classify_ipv4(const std::uint8_t* frame, std::uint32_t length, c
   if ((ip[0] >> 4) != 4 || ihl < 20 || total < ihl || total > length - l3) return dropped(drop_reason::malformed_ipv4);
   std::uint32_t dst_be;
   std::memcpy(&dst_be, ip + 16, 4);
+  const bool fragment = (load_be16(ip + 6) & 0x3fff) != 0;  // MF set or a non-zero offset
+  if (port.uplink && !fragment && port.owns_v4(dst_be) && may_be_uplink_reply(ip + ihl, total - ihl, ip[9], port))
+    return uplink_nat(l3, l3 + ihl);
   if (ip[9] != wire::ipproto_udp || !port.owns_v4(dst_be)) return to_kernel();
   classify_result r;
   r.l3_offset = static_cast<std::uint8_t>(l3);
-  const bool fragment = (load_be16(ip + 6) & 0x3fff) != 0;  // MF set or a non-zero offset
   classify_result udp = classify_udp(frame, l3 + ihl, total - ihl, port, r);
   if (fragment && udp.to != listener::none) return dropped(drop_reason::fragment_to_listener);
   if (fragment) return to_kernel();
@@ -117,7 +146,10 @@ classify_result classify_ipv6(const std::uint8_t* frame, std::uint32_t length, c
     }
   }
   // Extension headers (fragments included) are left to the kernel: a
-  // WireGuard peer never needs them.
+  // WireGuard peer never needs them, and the NAT carries none.
+  if (port.uplink && port.owns_v6(ip + 24) &&
+      may_be_uplink_reply(ip + wire::ipv6_header, payload, next, port))
+    return uplink_nat(l3, l3 + wire::ipv6_header);
   if (next != wire::ipproto_udp || !port.owns_v6(ip + 24)) return to_kernel();
   classify_result r;
   r.l3_offset = static_cast<std::uint8_t>(l3);

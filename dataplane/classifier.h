@@ -23,6 +23,7 @@ namespace lopower {
   X(disco, "Tailscale disco on the tailnet port: control plane")                                                    \
   X(stun, "STUN on the tailnet port: control plane")                                                                \
   X(neighbour, "ARP / IPv6 neighbour discovery: learned from, then handed to the kernel")                           \
+  X(uplink_nat, "on an uplink port, to its address and a NAT port (or ICMP): an uplink flow's, if the flow table has it") \
   X(exception, "everything the dataplane does not own: the kernel via the TAP")                                     \
   X(drop, "malformed input addressed to the dataplane; see classify_result::reason")
 
@@ -50,6 +51,10 @@ struct port_identity {
   std::uint8_t v6[max_addresses][16]{};
   std::uint16_t device_port_be = 0;            // WireGuard for devices; 0 = not on this port
   std::uint16_t tailnet_port_be = 0;           // WireGuard/disco/STUN with the tailnet; 0 = not on this port
+  // An uplink port: TCP/UDP to its address within [nat_first_port,
+  // nat_last_port] and ICMP to its address may be replies on NATed flows.
+  bool uplink = false;
+  std::uint16_t nat_first_port = 0, nat_last_port = 0;  // host order
 
   bool add_address(const ip_address& a);       // false when full
   bool owns_v4(std::uint32_t addr_be) const;

@@ -105,6 +105,7 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
   try {
     pool_ = create_pool(cfg.dataplane);
     rcu_ = std::make_unique<rcu_domain>(static_cast<unsigned>(worker_lcores.size()));
+    neighbours_.share_with_workers(*rcu_);  // the uplink NAT reads next hops there
     sessions_ = std::make_unique<session_table>(session_capacity, *rcu_);
     flows_ = std::make_unique<flow_table>(cfg.dataplane.max_flows, *rcu_);
     create_rings(worker_lcores.size(), cfg.dataplane.ring_size);
@@ -146,11 +147,21 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
       s.port_seed = rte_rand();
       s.released_ports = released_ports_[w];
       set_fragment_limits(s, cfg, worker_lcores.size());
+      set_uplink(s);
       workers_.push_back(std::make_unique<worker>(std::move(s)));
     }
   } catch (...) {
     close_all();
     throw;
+  }
+}
+
+void dataplane::set_uplink(worker_setup& s) const {
+  for (const port_runtime& p : ports_) {
+    if (p.config.role != port_role::uplink) continue;
+    s.uplink = p.config;
+    s.uplink_mac = p.mac;
+    s.neighbour_macs = &neighbours_;
   }
 }
 
@@ -327,6 +338,7 @@ unsigned dataplane::drain_neighbour_notes(std::uint64_t now_ms) {
     last_neighbour_expiry_ms_ = now_ms;
     neighbours_.expire(now_ms, neighbour_timeout_ms_);
     std::erase_if(solicited_, [&](const auto& s) { return now_ms - s.second > solicitation_answer_window_ms; });
+    solicit_uplink_gateways(now_ms);
   }
   return n;
 }
@@ -369,7 +381,7 @@ bool dataplane::inject_relayed(rte_mbuf* m, std::uint16_t region, std::uint64_t 
 
 void dataplane::count_tailnet_drop(drop_reason why) {
   for (const port_runtime& p : ports_)
-    if (p.config.role != port_role::devices) return control_stats_.drops[p.index].count(why);
+    if (serves_tailnet(p.config.role)) return control_stats_.drops[p.index].count(why);
 }
 
 unsigned dataplane::handshake_backlog() const {

@@ -129,6 +129,11 @@ class dataplane {
 
  private:
   void create_rings(std::size_t workers, std::uint32_t size);
+  void set_uplink(worker_setup& s) const;
+  // Control thread, once a second: asks (ARP / neighbour solicitation) for
+  // each uplink gateway not in the neighbour table, and for a known one
+  // well before its entry would age out, so the workers' NAT finds it.
+  void solicit_uplink_gateways(std::uint64_t now_ms);
   void open_ports(const dataplane_settings& cfg, std::uint16_t queues);
   void close_all();
 
@@ -150,6 +155,8 @@ class dataplane {
   // when. Only such answers, or questions for lopower's own addresses, may
   // add a neighbour.
   std::map<std::pair<std::uint16_t, std::array<std::uint8_t, 16>>, std::uint64_t> solicited_;
+  // When each uplink gateway was last asked for (solicit_uplink_gateways).
+  std::map<std::pair<std::uint16_t, std::array<std::uint8_t, 16>>, std::uint64_t> gateway_asked_ms_;
   std::uint64_t neighbour_timeout_ms_ = 0;
   std::uint64_t last_neighbour_expiry_ms_ = 0;
   bool admit_neighbour(const neighbour_note& note, std::uint64_t now_ms);

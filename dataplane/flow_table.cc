@@ -126,6 +126,7 @@ bool flow_table::insert(flow* f) noexcept {
     c.tcp_entered[static_cast<unsigned>(f->state.load(std::memory_order_relaxed)) % 5].add();
   else if (f->device_key.protocol == splice::ipproto_udp) c.udp.add();
   else c.icmp.add();
+  if (f->uplink) c.uplink.add();
   return true;
 }
 
@@ -251,9 +252,10 @@ void flow_table::collect_expired(std::uint64_t now, std::uint64_t hz, bool remov
 }
 
 flow_census flow_table::census() const noexcept {
-  std::int64_t tcp[5] = {}, udp = 0, icmp = 0;
+  std::int64_t tcp[5] = {}, udp = 0, icmp = 0, uplink = 0;
   for (unsigned w = 0; w < census_workers; ++w) {
     const worker_counts& c = counts_[w];
+    uplink += static_cast<std::int64_t>(c.uplink.get());
     udp += static_cast<std::int64_t>(c.udp.get());
     icmp += static_cast<std::int64_t>(c.icmp.get());
     for (unsigned s = 0; s < 5; ++s)
@@ -266,6 +268,7 @@ flow_census flow_table::census() const noexcept {
   for (unsigned s = 0; s < 5; ++s) out.tcp[s] = at_least_zero(tcp[s] - static_cast<std::int64_t>(erased_tcp_[s]));
   out.udp = at_least_zero(udp - static_cast<std::int64_t>(erased_udp_));
   out.icmp = at_least_zero(icmp - static_cast<std::int64_t>(erased_icmp_));
+  out.uplink = at_least_zero(uplink - static_cast<std::int64_t>(erased_uplink_));
   return out;
 }
 
@@ -276,6 +279,7 @@ void flow_table::erase(flow* f, std::function<void(const flow&)> released) {
   if (f->device_key.protocol == splice::ipproto_tcp) ++erased_tcp_[static_cast<unsigned>(last) % 5];
   else if (f->device_key.protocol == splice::ipproto_udp) ++erased_udp_;
   else ++erased_icmp_;
+  if (f->uplink) ++erased_uplink_;
   const std::int32_t device_pos = rte_hash_del_key(hash_, &f->device_key);
   const std::int32_t tailnet_pos = rte_hash_del_key(hash_, &f->tailnet_key);
   auto* r = new retired_flow{hash_, f, device_pos, tailnet_pos, std::move(released)};

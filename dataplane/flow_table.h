@@ -45,6 +45,9 @@ struct flow {
   wg_peer* device = nullptr;     // where replies go (its lifetime: RCU, like the flow's)
   std::uint64_t created_tsc = 0;
   std::uint8_t owner_worker = 0;  // whose slice of the port range tailnet_key.dst_port is from
+  // An uplink flow (NATed to the uplink port's address; tailnet_key is then
+  // the reply side there: remote -> uplink address:NAT port), else spliced.
+  bool uplink = false;
   // Stamped and moved on by whichever worker sees the flow's packets (plain
   // relaxed stores: the last writer wins); read by expiry.
   std::atomic<std::uint64_t> last_tsc{0};
@@ -69,6 +72,7 @@ struct flow {
 struct flow_census {
   std::uint64_t tcp[5] = {};  // by splice::tcp_state
   std::uint64_t udp = 0, icmp = 0;
+  std::uint64_t uplink = 0;  // of all the above, those NATed to the uplink
 };
 
 class flow_table {
@@ -127,7 +131,7 @@ class flow_table {
  private:
   // Per worker, one writer: flows inserted by protocol, TCP moves by state.
   struct alignas(64) worker_counts {
-    counter udp, icmp;
+    counter udp, icmp, uplink;
     counter tcp_entered[5], tcp_left[5];
   };
   bool queue(flow& f) noexcept;
@@ -147,7 +151,7 @@ class flow_table {
   std::vector<flow*> wheel_;      // heads of doubly linked lists, by second % wheel_slots
   std::uint64_t cursor_s_ = 0;    // the last second whose slot was checked (0: none yet)
   std::size_t scheduled_ = 0;
-  std::uint64_t erased_udp_ = 0, erased_icmp_ = 0, erased_tcp_[5] = {};
+  std::uint64_t erased_udp_ = 0, erased_icmp_ = 0, erased_uplink_ = 0, erased_tcp_[5] = {};
   std::unordered_map<flow*, retired_flow*> zombies_;  // erased while queued: retired once taken out of the ring
 };
 

@@ -40,8 +40,9 @@ neighbour_table::neighbour_table(unsigned capacity) : capacity_(capacity) {
   params.key_len = sizeof(key);
   params.socket_id = static_cast<int>(rte_socket_id());
   // Lock-free readers. A deleted key's slot is not reused until freed
-  // (no_free_on_del, implied by LF): forget() frees it at once, which is
-  // safe while the control thread is the only reader.
+  // (no_free_on_del, implied by LF): forget() frees it at once while the
+  // control thread is the only reader, after a grace period once workers
+  // read the table too.
   params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the neighbour table: ") + rte_strerror(rte_errno));
@@ -77,7 +78,10 @@ void neighbour_table::forget(const mirror_key& mk) {
   const auto& [port_id, family, bytes] = mk;
   const key k = make_key(port_id, static_cast<ip_family>(family), bytes.data());
   const std::int32_t position = rte_hash_del_key(hash_, &k);
-  if (position >= 0) rte_hash_free_key_with_position(hash_, position);
+  if (position >= 0 && rcu_ == nullptr) rte_hash_free_key_with_position(hash_, position);
+  if (position >= 0 && rcu_ != nullptr)
+    rcu_->retire([](void* hash, std::uint64_t pos) { rte_hash_free_key_with_position(static_cast<rte_hash*>(hash), static_cast<std::int32_t>(pos)); },
+                 hash_, static_cast<std::uint64_t>(position));
   mirror_.erase(mk);
 }
 

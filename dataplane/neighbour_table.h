@@ -1,8 +1,9 @@
 #pragma once
 // Next-hop MAC addresses learned from the ARP and ND traffic the workers see.
 // One writer (the control thread drains the workers' notes into it) and
-// lock-free readers (rte_hash RW_CONCURRENCY_LF; today the control thread's
-// route_udp is the one reader: workers send to endpoints that carry the MAC).
+// lock-free readers (rte_hash RW_CONCURRENCY_LF): the control thread's
+// route_udp, and the workers' uplink NAT (its next hops), once the table
+// is shared with them (share_with_workers).
 // Bounded for good: entries age out, and a full table gives up its least
 // recently updated entry (what may enter at all is dataplane's policy:
 // on-link, asked for or asking for lopower).
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "dataplane/classifier.h"
+#include "dataplane/rcu.h"
 #include "lopower/net_addr.h"
 
 namespace lopower {
@@ -42,6 +44,10 @@ class neighbour_table {
   // how many. (Deleting is safe: the control thread is the only reader.)
   std::size_t expire(std::uint64_t now_ms, std::uint64_t max_age_ms);
   std::size_t capacity() const { return capacity_; }
+  // Control thread, before workers read the table: a removed entry's slot
+  // is then freed only after every worker has passed a quiescent state
+  // (without it, at once: safe while the control thread is the only reader).
+  void share_with_workers(rcu_domain& rcu) { rcu_ = &rcu; }
   // Any thread, lock-free.
   bool lookup(std::uint16_t port_id, const ip_address& ip, rte_ether_addr* mac) const noexcept;
   // Control thread only: a copy for status.
@@ -60,6 +66,7 @@ class neighbour_table {
   void forget(const mirror_key& k);
 
   rte_hash* hash_ = nullptr;
+  rcu_domain* rcu_ = nullptr;
   std::size_t capacity_ = 0;
   std::map<mirror_key, entry> mirror_;
 };

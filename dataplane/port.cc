@@ -70,10 +70,13 @@ void fill_identity(port_runtime& port, std::uint16_t wireguard_port, std::uint16
     if (!port.identity.add_address(p.address))
       throw port_error(port, path, "addresses",
                        "at most " + std::to_string(port_identity::max_addresses) + " addresses per family on one port");
-  const bool devices = port.config.role != port_role::tailnet;
-  const bool tailnet = port.config.role != port_role::devices;
+  const bool devices = serves_devices(port.config.role);
+  const bool tailnet = serves_tailnet(port.config.role);
   port.identity.device_port_be = devices ? htons(wireguard_port) : 0;
   port.identity.tailnet_port_be = tailnet ? htons(tailnet_port) : 0;
+  port.identity.uplink = port.config.role == port_role::uplink;
+  port.identity.nat_first_port = port.config.nat_first_port;
+  port.identity.nat_last_port = port.config.nat_last_port;
 }
 
 }  // namespace

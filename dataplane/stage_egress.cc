@@ -25,7 +25,7 @@ bool in_tailnet_ranges(bool ipv6, const std::uint8_t* dst) noexcept {
 }  // namespace
 
 wg_peer* worker::egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
-                             const tailnet_view& view, outbound& out) noexcept {
+                             const tailnet_view* view, flow_lookup flow_hint, outbound& out) noexcept {
   using splice::icmp_error_kind;
   if (in_tailnet_ranges(info.ipv6, info.dst)) {
     refuse_to_device(ps, m, info, device, icmp_error_kind::host_unreachable, drop_reason::splice_no_route, out);
@@ -33,26 +33,25 @@ wg_peer* worker::egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info
   }
   switch (device->egress.load(std::memory_order_relaxed)) {
     case egress_mode::exit:
-      if (view.exit_node != nullptr) return view.exit_node;
+      if (view != nullptr && view->exit_node != nullptr) return view->exit_node;
       // None online: said at once, so the device's connection fails now
       // rather than after its timeout.
       refuse_to_device(ps, m, info, device, icmp_error_kind::host_unreachable, drop_reason::egress_no_exit_node, out);
       return nullptr;
     case egress_mode::uplink:
-      refuse_for_lack_of_uplink(ps, m, info, device, out);
+      if (uplink_ && setup_.flows != nullptr) {
+        uplink_out(ps, m, info, device, flow_hint, out);
+        return nullptr;
+      }
+      // Set on a device while lopower has no uplink port (config refuses
+      // it globally; a test rig may have none).
+      refuse_to_device(ps, m, info, device, icmp_error_kind::host_unreachable, drop_reason::egress_no_uplink, out);
       return nullptr;
     case egress_mode::none:
       break;
   }
   refuse_to_device(ps, m, info, device, icmp_error_kind::admin_prohibited, drop_reason::egress_refused, out);
   return nullptr;
-}
-
-// lopower has no uplink port yet: what would go there is refused. (The
-// uplink's source NAT replaces this branch.)
-void worker::refuse_for_lack_of_uplink(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
-                                       outbound& out) noexcept {
-  refuse_to_device(ps, m, info, device, splice::icmp_error_kind::host_unreachable, drop_reason::egress_no_uplink, out);
 }
 
 }  // namespace lopower

@@ -3,7 +3,8 @@
 // typed sub-bursts, and each sub-burst goes on to its stage as a vector:
 // handshakes, disco and STUN to the control plane; transport data to the
 // decrypt stage (stage_decrypt.cc); ARP/ND and everything else to the
-// exception path (stage_exception.cc); malformed input is dropped.
+// exception path (stage_exception.cc); replies on an uplink port to
+// receive_uplink (stage_uplink.cc); malformed input is dropped.
 
 #include <rte_cycles.h>
 #include <rte_errno.h>
@@ -61,6 +62,8 @@ unsigned worker::poll_port(port_state& ps) noexcept {
   auto [nb, n_nb] = sub(packet_class::neighbour);
   learn_neighbours(ps, nb, n_nb);
   to_kernel(ps, nb, n_nb);
+  auto [nat, n_nat] = sub(packet_class::uplink_nat);
+  receive_uplink(ps, nat, n_nat);
   auto [exc, n_exc] = sub(packet_class::exception);
   to_kernel(ps, exc, n_exc);
   auto [bad, n_bad] = sub(packet_class::drop);

@@ -43,7 +43,8 @@ void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_in
 // An ICMP error back to the device in place of its packet (from lopower's
 // device-side address of that family).
 void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
-                              splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept {
+                              splice::icmp_error_kind kind, drop_reason why, outbound& out,
+                              std::uint16_t mtu) noexcept {
   stats_.ports[ps.port.index].drops.count(why);
   const bool have = info.ipv6 ? setup_.has_local_v6 : setup_.has_local_v4;
   rte_mbuf* err = have ? rte_pktmbuf_alloc(m->pool) : nullptr;
@@ -53,7 +54,7 @@ void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& inf
     auto* buf = rte_pktmbuf_mtod(err, std::uint8_t*);
     const std::uint16_t room = static_cast<std::uint16_t>(rte_pktmbuf_tailroom(err) - 64);  // the tag and padding follow
     const std::uint16_t len = splice::build_icmp_error(buf, room, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length,
-                                                       kind, splice::tailnet_mtu, from);
+                                                       kind, mtu, from);
     if (len != 0 && rte_pktmbuf_append(err, len) != nullptr) {
       push_out(ps, err, device, out);
       err = nullptr;
@@ -65,9 +66,8 @@ void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& inf
 
 // A port for the flow from this worker's slice, unique toward its
 // destination (splice::port_allocator: RFC 6056's double-hash selection).
-bool worker::allocate_port(flow& f) noexcept {
-  if (!ports_alloc_) return false;
-  const auto a = ports_alloc_->allocate(splice::destination_of(f.tailnet_key));
+bool worker::allocate_port(flow& f, splice::port_allocator& alloc) noexcept {
+  const auto a = alloc.allocate(splice::destination_of(f.tailnet_key));
   if (a.status != splice::allocation_status::ok) return false;
   f.tailnet_key.dst_port = a.port;
   if (is_icmp_echo(f.tailnet_key.protocol)) f.tailnet_key.src_port = a.port;
@@ -78,16 +78,24 @@ unsigned worker::take_back_ports() noexcept {
   if (setup_.released_ports == nullptr) return 0;
   splice::flow_key keys[32];
   const unsigned n = rte_ring_sc_dequeue_burst_elem(setup_.released_ports, keys, sizeof(splice::flow_key), 32, nullptr);
-  for (unsigned i = 0; i < n; ++i) ports_alloc_->release(splice::destination_of(keys[i]), keys[i].dst_port);
+  for (unsigned i = 0; i < n; ++i) {
+    if (splice::port_allocator* alloc = allocator_for(keys[i])) alloc->release(splice::destination_of(keys[i]), keys[i].dst_port);
+  }
   return n;
 }
 
 flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept {
+  if (!ports_alloc_) return nullptr;
+  return make_flow(key, view.own(key.family == ip_family::v6), device, *ports_alloc_, false);
+}
+
+// A flow from the device's packet `key`, whose replies come to `ours` (of
+// the key's family) and a port from `alloc`.
+flow* worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
+                        splice::port_allocator& alloc, bool uplink) noexcept {
   if (device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
       device->removed.load(std::memory_order_relaxed))
     return nullptr;
-  const bool v6 = key.family == ip_family::v6;
-  const std::uint8_t* ours = view.own(v6);
   if (ours == nullptr) return nullptr;
   auto* f = new (std::nothrow) flow;
   if (f == nullptr) return nullptr;
@@ -98,12 +106,13 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
   f->created_tsc = rte_rdtsc();
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
-  if (!allocate_port(*f)) {
+  f->uplink = uplink;
+  if (!allocate_port(*f, alloc)) {
     delete f;
     return nullptr;
   }
   if (!setup_.flows->insert(f)) {
-    ports_alloc_->release(splice::destination_of(f->tailnet_key), f->tailnet_key.dst_port);
+    alloc.release(splice::destination_of(f->tailnet_key), f->tailnet_key.dst_port);
     delete f;
     return nullptr;
   }
@@ -114,11 +123,9 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
 void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                         outbound& out) noexcept {
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
-  if (view == nullptr || setup_.flows == nullptr)  // not on a tailnet: nowhere to splice to
-    return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::host_unreachable, drop_reason::splice_no_route, out);
-  wg_peer* peer = view->route(info.ipv6, info.dst);
+  wg_peer* peer = view && setup_.flows ? view->route(info.ipv6, info.dst) : nullptr;
   // Beyond the tailnet: the device's egress decides (stage_egress.cc).
-  if (peer == nullptr && (peer = egress_peer(ps, m, info, device, *view, out)) == nullptr) return;
+  if (peer == nullptr && (peer = egress_peer(ps, m, info, device, view, flow_hint, out)) == nullptr) return;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   // Too big: cut up on the way out where a router may, else refused.
   if (info.length > splice::tailnet_mtu && !fragments::may_fragment(p, info.ipv6, info.reassembled))

@@ -18,7 +18,7 @@ namespace lopower {
 namespace {
 
 bool serves(const port_runtime& p, bool tailnet_side) {
-  return p.config.role == port_role::both || (p.config.role == port_role::tailnet) == tailnet_side;
+  return tailnet_side ? serves_tailnet(p.config.role) : serves_devices(p.config.role);
 }
 
 // The port's own address of `family`, preferring one whose prefix holds `dst`.
@@ -136,6 +136,26 @@ std::optional<wg_endpoint> dataplane::route_udp(const ip_address& dst, std::uint
     return std::nullopt;
   }
   return std::nullopt;
+}
+
+void dataplane::solicit_uplink_gateways(std::uint64_t now_ms) {
+  for (const port_runtime& p : ports_) {
+    if (p.config.role != port_role::uplink) continue;
+    for (const std::optional<ip_address>& gateway : {p.config.gateway4, p.config.gateway6}) {
+      if (!gateway) continue;
+      bool on_link = false;
+      const auto self = local_address(p, *gateway, on_link);
+      if (!self) continue;
+      rte_ether_addr mac;
+      std::uint64_t& asked = gateway_asked_ms_[{p.port_id, gateway->bytes}];
+      if (neighbours_.lookup(p.port_id, *gateway, &mac) && now_ms - asked < neighbour_timeout_ms_ / 4) continue;
+      if (rte_mbuf* m = solicitation(pool_, p, self->address, *gateway)) {
+        solicited_[{p.port_id, gateway->bytes}] = now_ms;  // its answer may add the neighbour
+        asked = now_ms;
+        transmit(m);
+      }
+    }
+  }
 }
 
 }  // namespace lopower

@@ -68,6 +68,7 @@ worker::worker(worker_setup setup) : setup_(std::move(setup)) {
     ports_alloc_ = std::make_unique<splice::port_allocator>(pc);
   }
   start_reassembly();
+  start_uplink();
   if (setup_.sessions != nullptr) {
     aead_ = setup_.crypto_backend == "auto" ? crypto::make_fastest_backend() : crypto::make_backend(setup_.crypto_backend);
     if (!aead_) throw std::runtime_error("crypto backend \"" + setup_.crypto_backend + "\" is not available on this machine");

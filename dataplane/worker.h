@@ -31,6 +31,10 @@
 //      beyond the tailnet     stage_egress.cc      egress_peer (exit node, or
 //                                                  refused: none, no uplink)
 //      fragments, cut up      stage_fragments.cc   send_inner
+//      the internet           stage_uplink.cc      uplink_out (device -> uplink
+//                                                  port, NATed), receive_uplink
+//                                                  (replies and ICMP errors back;
+//                                                  a miss to the exception path)
 //   5. encrypt and send       stage_encrypt_send.cc  push_out, encrypt_and_send
 //                                                  (wg::write_data_header,
 //                                                  write_outer_headers), stage,
@@ -64,8 +68,11 @@
 #include "dataplane/splice/port_allocator.h"
 #include "dataplane/splice/translate.h"
 #include "dataplane/tailnet_view.h"
+#include "lopower/dataplane_config.h"
 
 namespace lopower {
+
+class neighbour_table;
 
 inline constexpr std::uint16_t no_port = 0xffff;
 inline constexpr unsigned max_burst = 256;
@@ -139,6 +146,13 @@ struct worker_setup {
   std::uint32_t reassembly_per_device = 0;      // of which one device may have
   std::uint32_t reassembly_per_tailnet_peer = 0;  // or one tailnet peer (it answers for many devices)
   std::uint16_t device_mtu = 1420;              // larger packets to a device are cut to this
+  // The uplink port (role uplink; none: device traffic for the internet is
+  // refused as unroutable): its [[port]] table (addresses, gateways, MTU,
+  // NAT ports) and MAC; next hops' MACs come from `neighbour_macs`
+  // (lock-free lookups), which the control thread fills.
+  std::optional<port_config> uplink;
+  rte_ether_addr uplink_mac{};
+  const neighbour_table* neighbour_macs = nullptr;
 };
 
 class worker {
@@ -225,16 +239,29 @@ class worker {
                   outbound& out) noexcept;
   bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint, outbound& out) noexcept;
   flow* create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
-  bool allocate_port(flow& f) noexcept;
+  bool allocate_port(flow& f, splice::port_allocator& alloc) noexcept;
   unsigned take_back_ports() noexcept;
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
-                        splice::icmp_error_kind kind, drop_reason why, outbound& out) noexcept;
+                        splice::icmp_error_kind kind, drop_reason why, outbound& out,
+                        std::uint16_t mtu = splice::tailnet_mtu) noexcept;
   // stage_egress.cc: a device packet no tailnet route takes: the exit node
-  // to splice it to, or nullptr once it has been refused (`m` consumed).
-  wg_peer* egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const tailnet_view& view,
-                       outbound& out) noexcept;
-  void refuse_for_lack_of_uplink(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
-                                 outbound& out) noexcept;
+  // to splice it to, or nullptr once it has gone out of the uplink or been
+  // refused (`m` consumed). `view` is null off the tailnet.
+  wg_peer* egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const tailnet_view* view,
+                       flow_lookup flow_hint, outbound& out) noexcept;
+  flow* make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
+                  splice::port_allocator& alloc, bool uplink) noexcept;
+  // stage_uplink.cc: device flows NATed out of the uplink port and back.
+  void uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+                  outbound& out) noexcept;
+  void receive_uplink(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
+  bool uplink_in(port_state& ps, rte_mbuf* m, outbound& out) noexcept;
+  bool next_hop_mac(const ip_address& dst, rte_ether_addr& mac) noexcept;
+  void send_on_uplink(rte_mbuf* m, bool ipv6, const rte_ether_addr& hop_mac, std::uint8_t port_index) noexcept;
+  void icmp_error_out(rte_mbuf* m, const inner_info& info, wg_peer* device, const ip_address& ours,
+                      const rte_ether_addr& hop_mac, std::uint8_t port_index) noexcept;
+  splice::port_allocator* allocator_for(const splice::flow_key& released) noexcept;
+  void start_uplink();
   // 5. stage_encrypt_send.cc: sealed and out, or staged for the control thread.
   void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
   void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
@@ -261,6 +288,22 @@ class worker {
   std::unique_ptr<splice::port_allocator> ports_alloc_;  // when splicing
   std::unique_ptr<fragments::reassembler> reassembly_;    // when reassembly_datagrams != 0
   std::uint32_t next_fragment_id_ = 0;                    // numbers the packets this worker cuts up
+  // The uplink, as this worker uses it (start_uplink, from setup_.uplink).
+  struct uplink_state {
+    port_state* port = nullptr;                 // in ports_
+    std::optional<ip_address> v4, v6;           // the port's addresses flows are NATed to
+    std::optional<ip_address> gateway4, gateway6;
+    std::vector<ip_prefix> on_link;             // the port's prefixes: reached without the gateway
+    std::uint16_t mtu = 1500;
+    // The last next hop looked up, reused for a millisecond: most flows go
+    // through the one gateway, so the neighbour table is read about once a
+    // millisecond, not once a packet.
+    ip_address hop{};
+    rte_ether_addr hop_mac{};
+    std::uint64_t hop_until_tsc = 0;
+  };
+  std::optional<uplink_state> uplink_;
+  std::unique_ptr<splice::port_allocator> uplink_ports_alloc_;  // NAT ports on the uplink address
 };
 
 }  // namespace lopower

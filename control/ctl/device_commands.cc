@@ -46,12 +46,15 @@ class arguments {
 };
 
 // `--egress`: "default" (nullopt: the global [egress] mode) or a mode.
-std::optional<egress_mode> egress_choice(const std::string& text) {
+std::optional<egress_mode> egress_choice(const std::string& text, const config& cfg) {
   if (text == "default") return std::nullopt;
   const auto mode = egress_mode_named(text);
   if (!mode) throw ctl_command_error("--egress " + text + ": expected default, none, exit or uplink");
-  // As [egress] mode: lopower has no port with role uplink to send it out of.
-  if (*mode == egress_mode::uplink) throw ctl_command_error("--egress uplink needs a [[port]] with role uplink");
+  // As [egress] mode: only a port with role uplink can send it out.
+  const bool has_uplink = std::any_of(cfg.ports.begin(), cfg.ports.end(),
+                                      [](const port_config& p) { return p.role == port_role::uplink; });
+  if (*mode == egress_mode::uplink && !has_uplink)
+    throw ctl_command_error("--egress uplink needs a [[port]] with role uplink, which this lopower does not have");
   return mode;
 }
 
@@ -120,7 +123,7 @@ class device_commands {
     opts.ipv6_only = args.flag("ipv6_only");
     opts.keepalive = args.integer("keepalive");
     opts.keep_private_key = args.flag("keep_private_key");
-    if (auto e = args.text("egress")) opts.egress = egress_choice(*e);
+    if (auto e = args.text("egress")) opts.egress = egress_choice(*e, cfg_);
     // `d` carries the private key this once; the registry keeps what it was told to.
     const enrollment::device d = value_or_refuse(registry_.add(args.name(), opts));
     const enrollment::device& kept = *registry_.find(d.name);
@@ -163,7 +166,7 @@ class device_commands {
     const arguments args(raw, {"name", "egress"});
     const auto text = args.text("egress");
     if (!text) throw ctl_command_error("nothing to set (expected --egress default|none|exit|uplink)");
-    const enrollment::device d = value_or_refuse(registry_.set_egress(args.name(), egress_choice(*text)));
+    const enrollment::device d = value_or_refuse(registry_.set_egress(args.name(), egress_choice(*text, cfg_)));
     server_.set_device_egress(d);
     LOG_INFO("device %s: egress %s%s", d.name.c_str(), name_of(d.effective_egress(server_.default_egress())),
              d.egress ? "" : " (the global mode)");

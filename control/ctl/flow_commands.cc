@@ -49,6 +49,7 @@ void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguar
       const bool tcp = f.device_key.protocol == splice::ipproto_tcp;
       list.push_back({{"device", it->second},
                       {"protocol", protocol_name(f.device_key.protocol)},
+                      {"kind", f.uplink ? "uplink" : "splice"},
                       {"device_side", endpoint_text(f.device_key, true)},
                       {"destination", endpoint_text(f.device_key, false)},
                       {"tailnet_side", endpoint_text(f.tailnet_key, false)},

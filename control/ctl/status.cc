@@ -111,6 +111,30 @@ nlohmann::json neighbours_json(const dataplane& dp) {
   return out;
 }
 
+// The uplink port (role uplink) and its NAT: the addresses flows are NATed
+// to, the gateways and whether their MACs are known (without one, NATed
+// packets are dropped as uplink_no_neighbour), and the flows NATed now.
+nlohmann::json uplink_json(const dataplane& dp) {
+  for (const port_runtime& p : dp.ports()) {
+    if (p.config.role != port_role::uplink) continue;
+    nlohmann::json j;
+    j["port"] = p.config.name;
+    nlohmann::json addrs = nlohmann::json::array();
+    for (const ip_prefix& a : p.config.addresses) addrs.push_back(a.to_string());
+    j["address"] = addrs;
+    j["nat_ports"] = std::to_string(p.config.nat_first_port) + "-" + std::to_string(p.config.nat_last_port);
+    for (const auto& [key, gateway] : {std::pair{"gateway4", p.config.gateway4}, std::pair{"gateway6", p.config.gateway6}}) {
+      j[key] = gateway ? nlohmann::json(gateway->to_string()) : nlohmann::json();
+      rte_ether_addr mac;
+      const bool known = gateway && dp.neighbours().lookup(p.port_id, *gateway, &mac);
+      j[std::string(key) + "_neighbour"] = known ? nlohmann::json(mac_to_string(mac)) : nlohmann::json();
+    }
+    j["flows"] = dp.flows().census().uplink;
+    return j;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 nlohmann::json status_json(const daemon_info& info, const dataplane& dp) {
@@ -127,6 +151,7 @@ nlohmann::json status_json(const daemon_info& info, const dataplane& dp) {
   j["ports"] = ports;
   j["lcores"] = lcores_json(info, dp);
   j["neighbours"] = neighbours_json(dp);
+  j["uplink"] = uplink_json(dp);
   // Buffers held anywhere (rings, staged packets, reassembly, TX queues):
   // what a leak or a flood that is not bounded would show first.
   j["packet_pool"] = {{"size", dp.pool()->size}, {"in_use", rte_mempool_in_use_count(dp.pool())}};

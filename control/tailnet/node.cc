@@ -169,7 +169,7 @@ std::vector<tailnet::endpoint> tailnet_node::local_endpoints() const {
     return out;
   }
   for (const port_runtime& p : dp_.ports()) {
-    if (p.config.role == port_role::devices) continue;
+    if (!serves_tailnet(p.config.role)) continue;
     for (const ip_prefix& a : p.config.addresses) out.push_back({a.address, cfg_.tailnet.listen_port});
   }
   return out;

@@ -372,6 +372,10 @@ void write_icmp_type(std::uint8_t* icmp, bool v6, icmp_error_kind kind, std::uin
       else
         store_be16(icmp + 6, mtu);  // next-hop MTU, RFC 1191 §4
       break;
+    case icmp_error_kind::time_exceeded:
+      icmp[0] = v6 ? icmp6::time_exceeded : icmp4::time_exceeded;
+      icmp[1] = 0;  // in transit
+      break;
   }
 }
 
@@ -492,8 +496,13 @@ translate_status quoted_flow_key(const std::uint8_t* p, std::uint32_t len, flow_
   return translate_status::ok;
 }
 
-translate_status translate_icmp_error_inner(std::uint8_t* p, std::uint32_t len, const ip_address& device_addr,
-                                            std::uint16_t device_port) noexcept {
+namespace {
+
+// Toward the device (`outbound` false): the outer destination and the
+// quoted source become `addr`/`port`. Away from it (true): the outer
+// source and the quoted destination.
+translate_status translate_icmp_error(std::uint8_t* p, std::uint32_t len, const ip_address& device_addr,
+                                      std::uint16_t device_port, bool outbound) noexcept {
   error_view e;
   if (const auto st = view_error(p, len, e); st != translate_status::ok) return st;
   if (device_addr.family != e.outer.family) return translate_status::family_mismatch;
@@ -515,17 +524,19 @@ translate_status translate_icmp_error_inner(std::uint8_t* p, std::uint32_t len, 
     patch(at, bytes, 2);
   };
 
-  // The outer destination: lopower's tailnet address becomes the device's.
-  std::uint8_t* outer_dst = p + dst_at(v6);
+  // The outer destination: lopower's tailnet address becomes the device's
+  // (outbound: the outer source, the device's, becomes lopower's).
+  std::uint8_t* outer_dst = p + (outbound ? src_at(v6) : dst_at(v6));
   checksum_delta outer_address;
   outer_address.replace(outer_dst, device_addr.bytes.data(), n);
   if (v6) outer_icmp = outer_address;
   std::memcpy(outer_dst, device_addr.bytes.data(), n);
   if (!v6) store_be16(p + 10, outer_address.apply(load_be16(p + 10)));
 
-  // The quoted source address and port, and the quoted checksums they feed.
-  std::uint8_t* quoted_src = q + src_at(v6);
-  std::uint8_t* quoted_port = p + e.quoted.src_port_at;
+  // The quoted source address and port (outbound: destination), and the
+  // quoted checksums they feed.
+  std::uint8_t* quoted_src = q + (outbound ? dst_at(v6) : src_at(v6));
+  std::uint8_t* quoted_port = p + (outbound ? e.quoted.dst_port_at : e.quoted.src_port_at);
   checksum_delta quoted_address;
   quoted_address.replace(quoted_src, device_addr.bytes.data(), n);
   checksum_delta quoted_l4 = e.quoted.pseudo_header ? quoted_address : checksum_delta{};
@@ -543,6 +554,34 @@ translate_status translate_icmp_error_inner(std::uint8_t* p, std::uint32_t len, 
   }
   store_be16(icmp + 2, outer_icmp.apply(load_be16(icmp + 2)));
   return translate_status::ok;
+}
+
+}  // namespace
+
+translate_status translate_icmp_error_inner(std::uint8_t* p, std::uint32_t len, const ip_address& device_addr,
+                                            std::uint16_t device_port) noexcept {
+  return translate_icmp_error(p, len, device_addr, device_port, false);
+}
+
+translate_status translate_icmp_error_outbound(std::uint8_t* p, std::uint32_t len, const ip_address& our_addr,
+                                               std::uint16_t our_port) noexcept {
+  return translate_icmp_error(p, len, our_addr, our_port, true);
+}
+
+bool decrement_hop_limit(std::uint8_t* p, std::uint32_t len) noexcept {
+  const auto ip = parse_ip(p, len);
+  if (!ip) return false;
+  if (is_v6(ip->family)) {
+    if (p[7] <= 1) return false;
+    --p[7];
+    return true;
+  }
+  if (p[8] <= 1) return false;
+  const std::uint16_t old_word = load_be16(p + 8);  // TTL, protocol
+  const auto new_word = static_cast<std::uint16_t>(old_word - 0x100);
+  store_be16(p + 8, new_word);
+  store_be16(p + 10, update16(load_be16(p + 10), old_word, new_word));
+  return true;
 }
 
 }  // namespace lopower::splice

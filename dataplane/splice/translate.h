@@ -172,12 +172,18 @@ std::uint32_t tcp_timeout(tcp_state state) noexcept;
 // The idle timeout of a flow of `protocol` toward `dst_port` (TCP: in `state`).
 std::uint32_t idle_timeout(std::uint8_t protocol, std::uint16_t dst_port, tcp_state state) noexcept;
 
+// A router's hop (RFC 1812 §5.3.1, RFC 8200 §3): the IPv4 TTL less one (the
+// header checksum updated incrementally) or the IPv6 hop limit less one.
+// False, nothing changed, when it is 1 or less: the packet dies here.
+bool decrement_hop_limit(std::uint8_t* p, std::uint32_t len) noexcept;
+
 // ---- ICMP errors ----------------------------------------------------------
 
 enum class icmp_error_kind : std::uint8_t {
   admin_prohibited,  // refused by policy: ICMP 3/13 (RFC 1812 §5.2.7.1), ICMPv6 1/1
   host_unreachable,  // no way to the destination: ICMP 3/1, ICMPv6 1/3 (address unreachable)
   packet_too_big,    // larger than the next hop's MTU: ICMP 3/4 with the MTU (RFC 1191), ICMPv6 2 (RFC 8201)
+  time_exceeded,     // TTL / hop limit ran out in transit: ICMP 11/0, ICMPv6 3/0
 };
 
 // Limits on an ICMP error's size: RFC 1812 §4.3.2.3 (IPv4: as much of the
@@ -226,5 +232,12 @@ translate_status quoted_flow_key(const std::uint8_t* p, std::uint32_t len, flow_
 // or peer that reported) stays.
 translate_status translate_icmp_error_inner(std::uint8_t* p, std::uint32_t len, const ip_address& device_addr,
                                             std::uint16_t device_port) noexcept;
+
+// The other way (the uplink NAT): a device's ICMP error about an answer it
+// got on a NATed flow (it quotes remote -> device) leaves from lopower: the
+// outer source and the quoted destination address and port become
+// `our_addr`/`our_port`, the same checksums updated.
+translate_status translate_icmp_error_outbound(std::uint8_t* p, std::uint32_t len, const ip_address& our_addr,
+                                               std::uint16_t our_port) noexcept;
 
 }  // namespace lopower::splice

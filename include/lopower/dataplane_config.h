@@ -13,7 +13,13 @@
 
 namespace lopower {
 
-enum class port_role : std::uint8_t { devices, tailnet, both };
+// uplink: toward the internet; no WireGuard listener, device traffic for
+// the internet leaves there source-NATed to the port's address.
+enum class port_role : std::uint8_t { devices, tailnet, both, uplink };
+
+// Serves devices' WireGuard (devices, both) / the tailnet (tailnet, both).
+constexpr bool serves_devices(port_role r) { return r == port_role::devices || r == port_role::both; }
+constexpr bool serves_tailnet(port_role r) { return r == port_role::tailnet || r == port_role::both; }
 enum class idle_policy : std::uint8_t { poll, adaptive };
 
 constexpr const char* to_string(port_role role) {
@@ -21,6 +27,7 @@ constexpr const char* to_string(port_role role) {
     case port_role::devices: return "devices";
     case port_role::tailnet: return "tailnet";
     case port_role::both: return "both";
+    case port_role::uplink: return "uplink";
   }
   return "?";
 }
@@ -49,6 +56,11 @@ struct port_config {
   bool host_stack_bypass = true;
   std::uint16_t rx_descriptors = 1024;       // 64..16384, power of two
   std::uint16_t tx_descriptors = 1024;       // 64..16384, power of two
+  // role uplink: the source ports NATed flows get on the port's address,
+  // below the kernel's ephemeral range (32768..60999) the exception path's
+  // TAP shares that address with.
+  std::uint16_t nat_first_port = 20000;
+  std::uint16_t nat_last_port = 29999;
   int line = 0;                              // where the [[port]] table starts, for later messages
 };
 

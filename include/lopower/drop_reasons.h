@@ -68,6 +68,10 @@
   X(relay_ring_full, "packet for a peer reached through DERP: the ring to the control plane was full") \
   X(relay_unavailable, "packet for a peer reached through DERP: no connection to its region could take it") \
   X(relay_in_ring_full, "packet received through DERP: the ring to the worker was full") \
+  X(uplink_no_neighbour, "device packet for the uplink: the next hop's MAC is not known yet (lopower asks for the gateway's)") \
+  X(uplink_too_big, "device packet larger than the uplink's MTU: ICMP too-big sent back") \
+  X(uplink_ttl_expired, "device packet whose TTL/hop limit runs out at lopower: ICMP time exceeded sent back") \
+  X(uplink_unsupported, "NATed packet the uplink does not carry or cannot translate (fragment, other protocol or ICMP type)") \
   X(no_headroom, "no room left in the packet buffer for the headers or trailer to add (WireGuard and outer headers, tag, padding)")
 
 namespace lopower {

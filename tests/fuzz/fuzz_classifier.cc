@@ -1,5 +1,8 @@
 // Any frame off the wire goes through classify_frame and, for ARP/ND,
-// neighbour_from_frame: neither may read out of bounds or crash.
+// neighbour_from_frame: neither may read out of bounds or crash. The frame
+// is classified as a devices/tailnet port sees it and as an uplink port
+// does (replies on NATed flows: uplink_nat, whose IP packet the worker
+// then reads from l3_offset; its translation is fuzz_splice's).
 #include <arpa/inet.h>
 
 #include <cstddef>
@@ -18,6 +21,16 @@ lopower::port_identity make_identity() {
   return p;
 }
 
+lopower::port_identity make_uplink_identity() {
+  lopower::port_identity p;
+  p.add_address(*lopower::ip_address::parse("192.0.2.2"));
+  p.add_address(*lopower::ip_address::parse("2001:db8::2"));
+  p.uplink = true;
+  p.nat_first_port = 20000;
+  p.nat_last_port = 29999;
+  return p;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -28,6 +41,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Offsets handed to later stages must lie inside the frame.
     if (r.payload_offset + r.payload_length > size) __builtin_trap();
   }
+  static const lopower::port_identity uplink = make_uplink_identity();
+  const lopower::classify_result u = lopower::classify_frame(data, len, uplink);
+  if (u.cls == lopower::packet_class::uplink_nat && (u.l3_offset != 14 || u.l4_offset + 4u > size)) __builtin_trap();
+  if (u.cls != lopower::packet_class::uplink_nat && u.cls != lopower::packet_class::drop && u.to != lopower::listener::none)
+    __builtin_trap();  // an uplink has no listener of its own
   (void)lopower::neighbour_from_frame(data, len);
   return 0;
 }

@@ -21,6 +21,10 @@
 //       flow, and is itself accepted by translate_icmp_error_inner;
 //   translate_icmp_error_inner  done: parses, the outer checksums keep
 //       verifying, the quote now names the device's address and port;
+//   decrement_hop_limit  refused: untouched; done: one less, the IPv4
+//       header checksum still verifying, nothing else moved;
+//   translate_icmp_error_outbound  likewise, the other way: the outer source
+//       and the quote's destination now lopower's address and port;
 //   next_state        every state and direction with the input's TCP flags.
 // Checksums are verified with code of this file's own (RFC 1071 written
 // out), not the library's. A violated invariant traps.
@@ -188,6 +192,25 @@ void check_clamp(const bytes& input) {
   check(!sp::clamp_tcp_mss(p.data(), static_cast<std::uint32_t>(p.size()), max));
 }
 
+// decrement_hop_limit (the uplink NAT's router hop): refused, untouched;
+// done, the same header, the TTL / hop limit one less, nothing else but the
+// IPv4 header checksum changed, and a checksum that verified still does.
+void check_hop_limit(const bytes& input) {
+  bytes p = input;
+  const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
+  if (!sp::decrement_hop_limit(p.data(), static_cast<std::uint32_t>(p.size()))) {
+    check(p == input);
+    return;
+  }
+  const auto after = sp::parse_ip(p.data(), static_cast<std::uint32_t>(p.size()));
+  check(info && after && same_header(*info, *after));
+  const std::size_t ttl_at = v6(*info) ? 7 : 8;
+  check(p[ttl_at] + 1 == input[ttl_at]);
+  for (std::size_t i = 0; i < p.size(); ++i)
+    if (i != ttl_at && (v6(*info) || (i != 10 && i != 11))) check(p[i] == input[i]);
+  if (ip_checksum(input.data(), *info) == verdict::valid) check(ip_checksum(p.data(), *after) == verdict::valid);
+}
+
 void check_translated_error(bytes& e, const ip_address& device) {
   const auto before = sp::parse_ip(e.data(), static_cast<std::uint32_t>(e.size()));
   const auto st = sp::translate_icmp_error_inner(e.data(), static_cast<std::uint32_t>(e.size()), device, device_port);
@@ -204,7 +227,7 @@ void check_build_error(const bytes& input) {
   const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
   const bool is_v6 = info && v6(*info);
   for (const auto kind : {sp::icmp_error_kind::admin_prohibited, sp::icmp_error_kind::host_unreachable,
-                          sp::icmp_error_kind::packet_too_big}) {
+                          sp::icmp_error_kind::packet_too_big, sp::icmp_error_kind::time_exceeded}) {
     bytes out(1280);
     const std::uint16_t n = sp::build_icmp_error(out.data(), out.size(), input.data(),
                                                  static_cast<std::uint32_t>(input.size()), kind, 1280,
@@ -247,6 +270,29 @@ void check_icmp_error_in(const bytes& input) {
   }
 }
 
+// translate_icmp_error_outbound (a device's error about a NATed answer):
+// refused, untouched; done, the same header, checksums verifying as before,
+// the quote's destination and the outer source now lopower's address and port.
+void check_icmp_error_out(const bytes& input) {
+  const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
+  for (const ip_address* ours : {&lopower_v4, &lopower_v6}) {
+    bytes p = input;
+    const auto st = sp::translate_icmp_error_outbound(p.data(), static_cast<std::uint32_t>(p.size()), *ours, device_port);
+    if (st != sp::translate_status::ok) {
+      check(p == input);
+      continue;
+    }
+    const auto after = sp::parse_ip(p.data(), static_cast<std::uint32_t>(p.size()));
+    check(info && after && same_header(*info, *after));
+    check(l4_checksum(input.data(), *info) == l4_checksum(p.data(), *after));
+    check(ip_checksum(input.data(), *info) == ip_checksum(p.data(), *after));
+    sp::flow_key quoted{};
+    check(sp::quoted_flow_key(p.data(), static_cast<std::uint32_t>(p.size()), quoted) == sp::translate_status::ok);
+    check(std::memcmp(quoted.dst, ours->bytes.data(), address_size(*after)) == 0 && quoted.dst_port == device_port);
+    check(std::memcmp(p.data() + (v6(*after) ? 8 : 12), ours->bytes.data(), address_size(*after)) == 0);
+  }
+}
+
 void check_tcp_state(const bytes& input) {
   const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
   const std::uint8_t flags = info ? sp::tcp_flags(input.data(), *info) : (input.empty() ? 0 : input[0]);
@@ -269,8 +315,10 @@ void check_all(const bytes& input) {
   check_rewrite(input, true);
   check_rewrite(input, false);
   check_clamp(input);
+  check_hop_limit(input);
   check_build_error(input);
   check_icmp_error_in(input);
+  check_icmp_error_out(input);
   check_tcp_state(input);
 }
 

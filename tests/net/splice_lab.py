@@ -91,9 +91,12 @@ def enroll(lab, dev: Device, index: int) -> WgDevice:
 
 @contextlib.contextmanager
 def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: str = "", extra_toml: str = "",
-               headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none", dpdk_toml: str = ""):
+               headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none", dpdk_toml: str = "",
+               more_ports=None):
     """``derp``: the lab's DERP mode (tailnet_lab.TailnetLab); with
-    "embedded", lopowerd dials headscale's relay over plain HTTP too."""
+    "embedded", lopowerd dials headscale's relay over plain HTTP too.
+    ``more_ports(lab)``: wires further ports up before lopowerd starts and
+    returns their [[port]] tables."""
     lab = TailnetLab(topo, peers=list(peers), derp=derp, headscale_kw={"extra_config": headscale_extra or MAGIC_DNS})
     if derp == "embedded":
         extra_toml = "[derp]\nplain_http = true\n\n" + extra_toml
@@ -108,6 +111,8 @@ def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: 
         key_file.write_text(lab.authkey())
         key_file.chmod(0o600)
         ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
+        if more_ports:
+            ports += "\n" + more_ports(lab)
         lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file, extra_toml),
                                 dataplane_toml=dataplane_toml, dpdk_toml=dpdk_toml).start()
         d = lab.lopowerd

@@ -78,6 +78,35 @@ TEST(Classifier, RoleDecidesWhichListenersExist) {
   EXPECT_EQ(classify(udp4("198.18.0.1", 51820, wg_message(1, 148)), tailnet_only).cls, packet_class::exception);
 }
 
+// An uplink port: to its address, TCP/UDP to a NAT port and ICMP echo
+// replies and errors may be replies on NATed flows; the kernel's own
+// ports, and the same frames on any other port, are the kernel's.
+TEST(Classifier, UplinkRepliesAreRecognisedCheaply) {
+  port_identity uplink;
+  uplink.add_address(*ip_address::parse("198.18.0.1"));
+  uplink.uplink = true;
+  uplink.nat_first_port = 20000;
+  uplink.nat_last_port = 29999;
+  const bytes to_nat_port = udp4("198.18.0.1", 20001, bytes(20, 0));
+  const auto r = classify(to_nat_port, uplink);
+  EXPECT_EQ(r.cls, packet_class::uplink_nat);
+  EXPECT_EQ(r.l3_offset, 14);
+  EXPECT_EQ(r.l4_offset, 34);
+  EXPECT_EQ(classify(to_nat_port).cls, packet_class::exception) << "not an uplink port";
+  EXPECT_EQ(classify(udp4("198.18.0.1", 40000, bytes(20, 0)), uplink).cls, packet_class::exception);  // the kernel's
+  EXPECT_EQ(classify(udp4("198.18.0.9", 20001, bytes(20, 0)), uplink).cls, packet_class::exception);  // not ours
+  bytes tcp = to_nat_port;
+  tcp[14 + 9] = 6;
+  EXPECT_EQ(classify(tcp, uplink).cls, packet_class::uplink_nat);
+  bytes echo_reply = to_nat_port;
+  echo_reply[14 + 9] = 1;
+  echo_reply[34] = 0;
+  EXPECT_EQ(classify(echo_reply, uplink).cls, packet_class::uplink_nat);
+  echo_reply[34] = 8;  // an echo request: the kernel answers it
+  EXPECT_EQ(classify(echo_reply, uplink).cls, packet_class::exception);
+  EXPECT_EQ(classify(udp4("198.18.0.1", 20001, bytes(20, 0), 0x2000), uplink).cls, packet_class::exception);  // fragment
+}
+
 TEST(Classifier, TrafficNotForUsGoesToTheKernel) {
   EXPECT_EQ(classify(udp4("198.18.0.9", 51820, wg_message(1, 148))).cls, packet_class::exception);  // not our address
   EXPECT_EQ(classify(udp4("198.18.0.1", 53, bytes(30, 0))).cls, packet_class::exception);          // other UDP port

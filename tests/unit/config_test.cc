@@ -426,6 +426,37 @@ TEST(Config, NoTailnetRole) {
   EXPECT_EQ(error_of(kPort + "role = \"devices\"\n" + second_port("role = \"tailnet\"\n")), "");
 }
 
+TEST(Config, UplinkRoleAndNatPorts) {
+  const std::string uplink = "role = \"uplink\"\ngateway4 = \"10.0.1.254\"\n";
+  EXPECT_EQ(error_of(kPort + second_port(uplink)), "");
+  EXPECT_EQ(error_of(kPort + second_port(uplink + "nat_ports = \"20000-20999\"\n")), "");
+  EXPECT_THAT(error_of(kPort + second_port(uplink + "nat_ports = \"30000-40000\"\n")),
+              StartsWith("t.toml:11: port[2].nat_ports: \"30000-40000\" overlaps the kernel's ephemeral ports"));
+  EXPECT_THAT(error_of(kPort + second_port(uplink + "nat_ports = \"2000-x\"\n")),
+              StartsWith("t.toml:11: port[2].nat_ports: \"2000-x\" is not a port range"));
+  EXPECT_THAT(error_of(kPort + second_port(uplink + "nat_ports = \"900-1000\"\n")), HasSubstr("is not a port range"));
+  EXPECT_THAT(error_of(kPort + "nat_ports = \"20000-20100\"\n"),
+              StartsWith("t.toml:5: port[1].nat_ports: is for ports with role \"uplink\" only"));
+  // One uplink at most; an uplink is not a devices or tailnet port.
+  EXPECT_THAT(error_of(kPort + second_port(uplink) +
+                       "[[port]]\nname = \"p3\"\ndevice = \"net_null2\"\naddresses = [\"10.0.2.1/24\"]\nrole = \"uplink\"\n"),
+              StartsWith("t.toml:11: port.role: \"uplink\" is already the role of port \"p2\""));
+  EXPECT_THAT(error_of(kPort + "role = \"uplink\"\n"), HasSubstr("no port serves devices"));
+}
+
+// Egress and the uplink: without a mode, a box with an uplink port uses it;
+// a mode given is kept; "uplink" without such a port is refused at its line.
+TEST(Config, EgressDefaultsToTheUplinkWhenThereIsOne) {
+  const std::string uplink = second_port("role = \"uplink\"\ngateway4 = \"10.0.1.254\"\n");
+  EXPECT_EQ(parse_config(kPort + uplink, "t.toml").egress.mode, egress_mode::uplink);
+  EXPECT_EQ(parse_config("[egress]\nmode = \"none\"\n" + kPort + uplink, "t.toml").egress.mode, egress_mode::none);
+  EXPECT_EQ(parse_config("[egress]\nmode = \"exit\"\n" + kPort + uplink, "t.toml").egress.mode, egress_mode::exit);
+  EXPECT_EQ(parse_config("[egress]\nmode = \"uplink\"\n" + kPort + uplink, "t.toml").egress.mode, egress_mode::uplink);
+  EXPECT_EQ(parse_config(kPort, "t.toml").egress.mode, egress_mode::none);
+  EXPECT_THAT(error_of("[egress]\nexit_nodes = [\"ex1\"]\nmode = \"uplink\"\n" + kPort),
+              AllOf(StartsWith("t.toml:3: egress.mode:"), HasSubstr("needs a [[port]] with role uplink")));
+}
+
 TEST(Config, EqualListenPorts) {
   EXPECT_THAT(error_of("[wireguard]\nlisten_port = 4000\n[tailnet]\nlisten_port = 4000\n" + kPort),
               StartsWith("t.toml:4: tailnet.listen_port: 4000 is used by both wireguard.listen_port and tailnet.listen_port"));

@@ -77,6 +77,19 @@ TEST(StatusView, ShowsEgressAndTheExitNodes) {
   EXPECT_NE(render_status(s).find("  exit node in use: none\n"), std::string::npos);
 }
 
+TEST(StatusView, ShowsTheUplinkAndItsGatewayNeighbour) {
+  nlohmann::json s = sample_status();
+  s["uplink"] = {{"port", "up"},         {"address", {"192.0.2.2/24"}}, {"nat_ports", "20000-29999"},
+                 {"gateway4", "192.0.2.1"}, {"gateway4_neighbour", "02:aa:00:00:00:01"},
+                 {"gateway6", "fe80::1"}, {"gateway6_neighbour", nullptr},     {"flows", 3u}};
+  const std::string out = render_status(s);
+  EXPECT_NE(out.find("uplink (NAT): port up  address 192.0.2.2/24  NAT ports 20000-29999  flows 3"), std::string::npos) << out;
+  EXPECT_NE(out.find("gateway4 192.0.2.1  neighbour 02:aa:00:00:00:01"), std::string::npos) << out;
+  EXPECT_NE(out.find("gateway6 fe80::1  neighbour unknown (asking)"), std::string::npos) << out;
+  s["uplink"] = nullptr;
+  EXPECT_EQ(render_status(s).find("uplink (NAT)"), std::string::npos);
+}
+
 TEST(StatusView, ToleratesMissingAndMistypedFields) {
   EXPECT_NO_THROW(render_status(nlohmann::json::object()));
   EXPECT_NO_THROW(render_status(nlohmann::json::array()));

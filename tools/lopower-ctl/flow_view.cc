@@ -20,8 +20,8 @@ unsigned long long number(const nlohmann::json& j, const char* key) {
 std::string render_flows(const nlohmann::json& reply) {
   std::string out;
   char line[512];
-  std::snprintf(line, sizeof line, "%-12s %-6s %-62s %-30s %-11s %8s %12s %12s\n", "DEVICE", "PROTO",
-                "DEVICE SIDE -> DESTINATION", "TAILNET SIDE", "STATE", "AGE", "BYTES OUT", "BYTES IN");
+  std::snprintf(line, sizeof line, "%-12s %-6s %-6s %-62s %-30s %-11s %8s %12s %12s\n", "DEVICE", "KIND", "PROTO",
+                "DEVICE SIDE -> DESTINATION", "NAT SIDE", "STATE", "AGE", "BYTES OUT", "BYTES IN");
   out += line;
   if (!reply.is_object()) return out;
   auto flows = reply.find("flows");
@@ -31,8 +31,8 @@ std::string render_flows(const nlohmann::json& reply) {
       if (!f.is_object()) continue;
       ++listed;
       const std::string device_side = text(f, "device_side") + " -> " + text(f, "destination");
-      std::snprintf(line, sizeof line, "%-12s %-6s %-62s %-30s %-11s %7llus %12llu %12llu\n", text(f, "device").c_str(),
-                    text(f, "protocol").c_str(), device_side.c_str(), text(f, "tailnet_side").c_str(),
+      std::snprintf(line, sizeof line, "%-12s %-6s %-6s %-62s %-30s %-11s %7llus %12llu %12llu\n",
+                    text(f, "device").c_str(), text(f, "kind").c_str(), text(f, "protocol").c_str(), device_side.c_str(), text(f, "tailnet_side").c_str(),
                     text(f, "state").c_str(), number(f, "age_seconds"), number(f, "bytes_out"), number(f, "bytes_in"));
       out += line;
     }

@@ -170,6 +170,22 @@ void render_egress(std::ostringstream& out, const nlohmann::json& e) {
 
 }  // namespace
 
+// The uplink port lopower NATs device traffic out of, and its gateways'
+// neighbour state (none until the gateway answers lopower's question).
+void render_uplink(std::ostringstream& out, const nlohmann::json& up) {
+  if (up.empty()) return;
+  std::string addrs;
+  for (const auto& a : member(up, "address", nlohmann::json::value_t::array))
+    if (a.is_string()) addrs += (addrs.empty() ? "" : ", ") + a.get<std::string>();
+  out << "\nuplink (NAT): port " << text(up, "port") << "  address " << addrs << "  NAT ports " << text(up, "nat_ports")
+      << "  flows " << number(up, "flows") << "\n";
+  for (const std::string gw : {"gateway4", "gateway6"}) {
+    if (text(up, gw.c_str()) == "-") continue;
+    const std::string mac = text(up, (gw + "_neighbour").c_str());
+    out << "  " << gw << " " << text(up, gw.c_str()) << "  neighbour " << (mac == "-" ? "unknown (asking)" : mac) << "\n";
+  }
+}
+
 std::string render_status(const nlohmann::json& s) {
   std::ostringstream out;
   out << "lopowerd " << text(s, "version");
@@ -201,6 +217,7 @@ std::string render_status(const nlohmann::json& s) {
   }
   render_tailnet(out, member(s, "tailnet", nlohmann::json::value_t::object));
   render_egress(out, member(s, "egress", nlohmann::json::value_t::object));
+  render_uplink(out, member(s, "uplink", nlohmann::json::value_t::object));
   const auto pool = member(s, "packet_pool", nlohmann::json::value_t::object);
   if (!pool.empty()) out << "\npacket pool: " << number(pool, "in_use") << " of " << number(pool, "size") << " buffers in use\n";
   const auto neighbours = member(s, "neighbours", nlohmann::json::value_t::array);
