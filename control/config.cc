@@ -65,6 +65,9 @@ dataplane_settings dataplane_settings_of(const config& cfg) {
   s.device_ipv4_prefix = cfg.devices.ipv4_prefix;
   s.device_ipv6_prefix = cfg.devices.ipv6_prefix;
   s.device_mtu = cfg.devices.mtu;
+  s.device_to_device = cfg.devices.device_to_device;
+  s.inbound_routes = cfg.inbound.advertise_routes;
+  s.inbound_snat = cfg.inbound.snat;
   s.dns_device_query_rate = cfg.dns.device_query_rate;
   s.handshake_load_threshold = cfg.wireguard.handshake_load_threshold;
   return s;
@@ -563,8 +566,9 @@ bool valid_endpoint(std::string_view e) {
 }
 
 void read_devices(const section& s, devices_config& d) {
-  static constexpr std::array<std::string_view, 7> keys{"ipv4_prefix", "ipv6_prefix", "ipv4", "endpoint",
-                                                        "mtu", "route_all_ipv4", "keepalive"};
+  static constexpr std::array<std::string_view, 8> keys{"ipv4_prefix", "ipv6_prefix", "ipv4",      "endpoint",
+                                                        "mtu",         "route_all_ipv4", "keepalive", "device_to_device"};
+  static constexpr std::array<std::string_view, 2> device_to_device{"deny", "allow"};
   s.allow_only(keys);
   d.line = s.line();
   if (s.find("ipv4_prefix")) d.ipv4_prefix = read_device_prefix(s, "ipv4_prefix", ip_family::v4, 8, 30);
@@ -577,6 +581,17 @@ void read_devices(const section& s, devices_config& d) {
   s.read_int<1280, 9000>("mtu", d.mtu);
   s.read_bool("route_all_ipv4", d.route_all_ipv4);
   s.read_int<0, 65535>("keepalive", d.keepalive);
+  if (auto i = s.read_choice("device_to_device", device_to_device)) d.device_to_device = *i == 1;
+}
+
+// ---------------------------------------------------------------- [inbound]
+
+void read_inbound(const section& s, inbound_config& in) {
+  static constexpr std::array<std::string_view, 2> keys{"advertise_routes", "snat"};
+  s.allow_only(keys);
+  in.line = s.line();
+  s.read_bool("advertise_routes", in.advertise_routes);
+  s.read_bool("snat", in.snat);
 }
 
 // ---------------------------------------------------------------- [[port]]
@@ -819,8 +834,8 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 10> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices",
-                                                       "tailnet", "derp", "dns", "metrics", "port"};
+constexpr std::array<std::string_view, 11> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices",
+                                                       "tailnet", "derp", "dns", "metrics", "port", "inbound"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -884,6 +899,7 @@ config parse_config(std::string_view text, const std::string& path) {
   with_table(path, root, "dns", [&](const section& s) { read_dns(s, cfg.dns); });
   with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_tailnet(s, cfg.tailnet); });
   with_table(path, root, "derp", [&](const section& s) { read_derp(s, cfg.derp); });
+  with_table(path, root, "inbound", [&](const section& s) { read_inbound(s, cfg.inbound); });
   with_table(path, root, "metrics", [&](const section& s) { read_metrics(s, cfg.metrics); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);

@@ -69,6 +69,19 @@ struct devices_config {
   std::uint16_t mtu = 1420;              // device tunnel MTU (ESP32 libraries use 1420)
   bool route_all_ipv4 = false;           // add 0.0.0.0/0 to devices' AllowedIPs (ESP32 libraries route everything)
   std::uint16_t keepalive = 25;          // PersistentKeepalive for new devices, 0 = off
+  bool device_to_device = false;         // "allow": devices reach each other; "deny" (default): IoT isolation
+  int line = 0;
+};
+
+// [inbound]: tailnet peers reaching devices.
+struct inbound_config {
+  // Advertise the device prefixes as subnet routes (Hostinfo.RoutableIPs)
+  // and carry peers' traffic to device addresses.
+  bool advertise_routes = false;
+  // Such traffic reaches a device from lopower's device-side address (like
+  // tailscaled's --snat-subnet-routes): the device needs no route back. Off:
+  // from the peer's own address, and devices' AllowedIPs cover the tailnet.
+  bool snat = true;
   int line = 0;
 };
 
@@ -130,6 +143,7 @@ struct config {
   devices_config devices;
   tailnet_config tailnet;
   derp_config derp;
+  inbound_config inbound;
   dns_config_table dns;
   metrics_config metrics;
   std::vector<port_config> ports;        // at least one; in file order

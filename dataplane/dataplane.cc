@@ -100,7 +100,8 @@ int worker_main(void* arg) {
 }  // namespace
 
 dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>& worker_lcores)
-    : neighbours_(neighbour_capacity), neighbour_timeout_ms_(std::uint64_t{cfg.dataplane.neighbour_timeout_s} * 1000) {
+    : neighbours_(neighbour_capacity), neighbour_timeout_ms_(std::uint64_t{cfg.dataplane.neighbour_timeout_s} * 1000),
+      device_v4_prefix_(cfg.device_ipv4_prefix), device_v6_prefix_(cfg.device_ipv6_prefix) {
   if (worker_lcores.empty()) throw std::runtime_error("no worker lcore: give EAL at least two lcores (dpdk.lcores)");
   try {
     pool_ = create_pool(cfg.dataplane);
@@ -137,6 +138,10 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
       s.reject_after_cycles = rte_get_tsc_hz() * cfg.reject_after_seconds;
       set_local_addresses(s, cfg);
       s.tailnet = &tailnet_view_;
+      s.devices = &devices_;
+      s.inbound_routes = cfg.inbound_routes;
+      s.inbound_snat = cfg.inbound_snat;
+      s.device_to_device = cfg.device_to_device;
       s.inner_up_flag = inner_up_flag_;
       s.flows = flows_.get();
       s.max_flows_per_device = cfg.dataplane.max_flows_per_device;
@@ -158,6 +163,7 @@ dataplane::~dataplane() {
   stop();
   close_all();
   delete tailnet_view_.exchange(nullptr);  // the workers are gone
+  delete devices_.exchange(nullptr);
   delete published_guard_.exchange(nullptr);
   for (auto& [peer, when] : removed_devices_) delete peer;  // after the flows that named them (close_all)
 }
@@ -165,6 +171,12 @@ dataplane::~dataplane() {
 void dataplane::publish_tailnet_view(std::unique_ptr<tailnet_view> view) {
   const tailnet_view* old = tailnet_view_.exchange(view.release(), std::memory_order_acq_rel);
   if (old != nullptr) rcu_->retire_object(const_cast<tailnet_view*>(old));
+}
+
+void dataplane::publish_devices(const std::vector<wg_peer*>& devices) {
+  auto* next = new device_directory(device_v4_prefix_, device_v6_prefix_, devices);
+  const device_directory* old = devices_.exchange(next, std::memory_order_acq_rel);
+  if (old != nullptr) rcu_->retire_object(const_cast<device_directory*>(old));
 }
 
 void dataplane::publish_handshake_keys(listener l, const key32* mac1_key, const key32* cookie_secret) {
@@ -405,7 +417,9 @@ unsigned dataplane::expire_flows(flow_census* census, std::uint64_t now) {
   release_backlog_.resize(released_ports_.size());
   for (flow* f : done) {
     f->device->flows.fetch_sub(1, std::memory_order_relaxed);
-    release_backlog_[f->owner_worker].push_back(f->tailnet_key);  // the port goes back to its worker
+    // The port goes back to its worker: the reply-direction key it was allocated in.
+    if (f->kind == flow_kind::spliced) release_backlog_[f->owner_worker].push_back(f->tailnet_key);
+    else if (f->kind == flow_kind::inbound_ported) release_backlog_[f->owner_worker].push_back(f->device_key);
     flows_->erase(f);
   }
   if (census != nullptr) *census = flows_->census();

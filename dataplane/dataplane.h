@@ -126,6 +126,10 @@ class dataplane {
   // Control thread: replaces what the workers know of the tailnet (nullptr:
   // lopower is not on a tailnet); the old view is freed after a grace period.
   void publish_tailnet_view(std::unique_ptr<tailnet_view> view);
+  // Control thread: replaces the workers' directory of devices by inner
+  // address (after a device is added or removed); the old one is freed
+  // after a grace period.
+  void publish_devices(const std::vector<wg_peer*>& devices);
 
  private:
   void create_rings(std::size_t workers, std::uint32_t size);
@@ -155,6 +159,9 @@ class dataplane {
   bool admit_neighbour(const neighbour_note& note, std::uint64_t now_ms);
   control_stats control_stats_;
   std::atomic<const tailnet_view*> tailnet_view_{nullptr};
+  std::atomic<const device_directory*> devices_{nullptr};
+  std::optional<ip_prefix> device_v4_prefix_;
+  ip_prefix device_v6_prefix_;
   handshake_guard guard_;  // the control thread's copy: what was published last
   std::atomic<const handshake_guard*> published_guard_{nullptr};
   std::atomic<bool> handshakes_under_load_{false};

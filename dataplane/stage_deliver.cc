@@ -35,6 +35,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
   if (!allowed) return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
   if (fragments::is_fragment(p, info->ipv6)) return deliver_fragment(ps, m, *info, peer, out);  // whole first
+  if (inbound_reply(ps, m, *info, peer, flow_hint, out)) return;  // a reply to a tailnet peer's flow (route mode)
   const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
                                 : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
   if (to_us) {
@@ -47,6 +48,13 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
     }
     if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
     return send_inner(ps, m, *info, peer, setup_.device_mtu, out);
+  }
+  // Another device's address: looked at for packets of no flow only, so a
+  // spliced flow's packets pay nothing for it.
+  if (flow_hint.found == nullptr) {
+    const device_directory* dir = device_dir();
+    if (dir != nullptr && dir->covers(info->ipv6, info->dst))
+      return device_to_device(ps, m, *info, peer, dir->find(info->ipv6, info->dst), out);
   }
   splice_out(ps, m, *info, peer, flow_hint, out);
 }
@@ -62,8 +70,8 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
     return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info.length));  // WireGuard's padding
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
-  if (view == nullptr || !view->owns(info.ipv6, info.dst))
-    return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  if (view == nullptr) return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  if (!view->owns(info.ipv6, info.dst)) return inbound_from_tailnet(ps, m, info, peer, *view, flow_hint, out);
   if (fragments::is_fragment(rte_pktmbuf_mtod(m, const std::uint8_t*), info.ipv6))
     return deliver_fragment(ps, m, info, peer, out);  // whole first: only the first piece has ports
   // Replies on a device's flow: the flow is the permission (the filter

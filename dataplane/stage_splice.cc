@@ -30,6 +30,10 @@ splice::packet_info packet_info_of(const inner_info& info) {
 
 bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_icmp || protocol == splice::ipproto_icmpv6; }
 
+// The far end a port is unique toward: where a reply-direction key (the one
+// holding the allocated port as its destination port) comes from.
+splice::destination remote_of(const splice::flow_key& reply_key) { return splice::destination_of(reply_key.reverse()); }
+
 // The state moves in the table (a compare-and-swap when it changes, counted
 // for the census; a shorter timeout queues the flow for expiry's wheel).
 void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir,
@@ -63,22 +67,29 @@ void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& inf
   rte_pktmbuf_free(m);
 }
 
-// A port for the flow from this worker's slice, unique toward its
-// destination (splice::port_allocator: RFC 6056's double-hash selection).
-bool worker::allocate_port(flow& f) noexcept {
+// A port for the flow from this worker's slice, unique toward the far end
+// of `reply_key` (splice::port_allocator: RFC 6056's double-hash
+// selection), written into it as its destination port (ICMP echo: the
+// identifier, both fields). Spliced flows take it in their tailnet-side
+// key, inbound flows with SNAT in their device-side key.
+bool worker::allocate_port(splice::flow_key& reply_key) noexcept {
   if (!ports_alloc_) return false;
-  const auto a = ports_alloc_->allocate(splice::destination_of(f.tailnet_key));
+  const auto a = ports_alloc_->allocate(remote_of(reply_key));
   if (a.status != splice::allocation_status::ok) return false;
-  f.tailnet_key.dst_port = a.port;
-  if (is_icmp_echo(f.tailnet_key.protocol)) f.tailnet_key.src_port = a.port;
+  reply_key.dst_port = a.port;
+  if (is_icmp_echo(reply_key.protocol)) reply_key.src_port = a.port;
   return true;
+}
+
+void worker::release_port(const splice::flow_key& reply_key) noexcept {
+  ports_alloc_->release(remote_of(reply_key), reply_key.dst_port);
 }
 
 unsigned worker::take_back_ports() noexcept {
   if (setup_.released_ports == nullptr) return 0;
   splice::flow_key keys[32];
   const unsigned n = rte_ring_sc_dequeue_burst_elem(setup_.released_ports, keys, sizeof(splice::flow_key), 32, nullptr);
-  for (unsigned i = 0; i < n; ++i) ports_alloc_->release(splice::destination_of(keys[i]), keys[i].dst_port);
+  for (unsigned i = 0; i < n; ++i) release_port(keys[i]);
   return n;
 }
 
@@ -98,12 +109,12 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
   f->created_tsc = rte_rdtsc();
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
-  if (!allocate_port(*f)) {
+  if (!allocate_port(f->tailnet_key)) {
     delete f;
     return nullptr;
   }
   if (!setup_.flows->insert(f)) {
-    ports_alloc_->release(splice::destination_of(f->tailnet_key), f->tailnet_key.dst_port);
+    release_port(f->tailnet_key);
     delete f;
     return nullptr;
   }

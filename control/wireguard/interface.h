@@ -78,6 +78,7 @@ class wireguard_interface : private wg::peer_lookup {
   // Protocol timers; call every ~100 ms.
   void tick();
 
+  // A device (published to the workers' device directory too).
   void add_device(const enrollment::device& d);
   // A peer named `name` (unique) with static key `key`; `configure` fills in
   // what the workers check (cryptokey routing) before it is published.
@@ -219,6 +220,9 @@ class wireguard_interface : private wg::peer_lookup {
 
   dataplane& dp_;
   std::string label_;
+  bool devices_side_ = false;  // the devices' interface: its peers make the workers' device directory
+  void add_device_peer(const enrollment::device& d);
+  void publish_devices();
   std::function<void(wg_peer*)> retire_peer_;
   wg::static_identity identity_;
   wg::cookie_checker cookies_;

@@ -208,6 +208,35 @@ TEST(Config, DeviceDnsPacing) {
   EXPECT_THAT(error_of("[dns]\ndevice_query_rate = 1000001\n" + kPort), StartsWith("t.toml:2: dns.device_query_rate:"));
 }
 
+TEST(Config, InboundRoutes) {
+  const config defaults = parse_config(kPort, "t.toml");
+  EXPECT_FALSE(defaults.inbound.advertise_routes);
+  EXPECT_TRUE(defaults.inbound.snat);
+  EXPECT_FALSE(dataplane_settings_of(defaults).inbound_routes);
+  const config on = parse_config("[inbound]\nadvertise_routes = true\nsnat = false\n" + kPort, "t.toml");
+  EXPECT_TRUE(on.inbound.advertise_routes);
+  EXPECT_FALSE(on.inbound.snat);
+  EXPECT_TRUE(dataplane_settings_of(on).inbound_routes);
+  EXPECT_FALSE(dataplane_settings_of(on).inbound_snat);
+  EXPECT_EQ(error_of("[inbound]\nadvertise_routes = \"yes\"\n" + kPort),
+            "t.toml:2: inbound.advertise_routes: expected a boolean (true or false), got string");
+  EXPECT_THAT(error_of("[inbound]\nsnat = 1\n" + kPort), StartsWith("t.toml:2: inbound.snat: expected a boolean"));
+  EXPECT_THAT(error_of("[inbound]\nadvertise = true\n" + kPort),
+              StartsWith("t.toml:2: inbound.advertise: unknown key (expected one of \"advertise_routes\", \"snat\")"));
+}
+
+TEST(Config, DeviceToDevice) {
+  EXPECT_FALSE(parse_config(kPort, "t.toml").devices.device_to_device);
+  EXPECT_FALSE(parse_config("[devices]\ndevice_to_device = \"deny\"\n" + kPort, "t.toml").devices.device_to_device);
+  const config allow = parse_config("[devices]\ndevice_to_device = \"allow\"\n" + kPort, "t.toml");
+  EXPECT_TRUE(allow.devices.device_to_device);
+  EXPECT_TRUE(dataplane_settings_of(allow).device_to_device);
+  EXPECT_EQ(error_of("[devices]\ndevice_to_device = \"permit\"\n" + kPort),
+            "t.toml:2: devices.device_to_device: \"permit\" is not a valid value (expected one of \"deny\", \"allow\")");
+  EXPECT_THAT(error_of("[devices]\ndevice_to_device = true\n" + kPort),
+              StartsWith("t.toml:2: devices.device_to_device: expected a string, got boolean"));
+}
+
 TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of("[dataplane]\nburst_size = 8\nburst_sise = 3\n" + kPort),
             "t.toml:3: dataplane.burst_sise: unknown key (expected one of \"burst_size\", \"mbufs\", \"mbuf_cache\", "
