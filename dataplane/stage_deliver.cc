@@ -87,6 +87,7 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
     return push_out(ps, m, peer, out);
   }
   if (info.protocol == ipproto_tsmp) return drop_one(ps.port.index, m, drop_reason::tailnet_tsmp_ignored);
+  if (forward_in(ps, m, info, *view, flow_hint, out)) return;  // a forwarded port: to its device
   if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
   if (setup_.inner_up_flag != 0 && is_lopower_echo_reply(p, info)) {
     m->ol_flags |= setup_.inner_up_flag;

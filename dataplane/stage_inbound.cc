@@ -61,7 +61,7 @@ void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   if (device == nullptr) return drop_one(ps.port.index, m, drop_reason::inbound_no_device);
   if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
     return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
-  f = create_inbound_flow(key, device, info.dst, key.dst_port);
+  f = create_inbound_flow(key, device, info.dst, key.dst_port, setup_.inbound_snat);
   if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);
   inbound_on_flow(ps, m, info, *f, out);
 }
@@ -71,12 +71,11 @@ void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
 // the device sees it come from lopower's device-side address and a port
 // allocated here; without, from the peer.
 flow* worker::create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
-                                  std::uint16_t device_port) noexcept {
-  if (device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
+                                  std::uint16_t device_port, bool snat) noexcept {
+  if (setup_.flows == nullptr || device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
       device->removed.load(std::memory_order_relaxed))
     return nullptr;
   const bool v6 = opened.family == ip_family::v6;
-  const bool snat = setup_.inbound_snat;
   if (snat && !(v6 ? setup_.has_local_v6 : setup_.has_local_v4)) return nullptr;
   const auto* lopower = v6 ? setup_.local_v6 : reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be);
   auto* f = new (std::nothrow) flow;
@@ -104,6 +103,46 @@ flow* worker::create_inbound_flow(const splice::flow_key& opened, wg_peer* devic
   return f;
 }
 
+// A forward: the flow goes to the device's address (of the packet's family)
+// and port, always from lopower's device-side address (the device has no
+// route to the tailnet for it). The filter governs what opens one, as for
+// any packet to lopower.
+bool worker::forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, const tailnet_view& view,
+                        flow_lookup flow_hint, outbound& out) noexcept {
+  if (info.protocol != splice::ipproto_tcp && info.protocol != splice::ipproto_udp) return false;
+  const forward_table* table = forwards();
+  if (table == nullptr || setup_.flows == nullptr || info.length < info.l4_offset + 4u) return false;
+  auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
+  const std::uint16_t port = static_cast<std::uint16_t>(p[info.l4_offset + 2] << 8 | p[info.l4_offset + 3]);
+  const forward_entry* fw = table->find(info.protocol, port);
+  if (fw == nullptr) return false;
+  splice::flow_key key{};
+  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok) {
+    drop_one(ps.port.index, m, drop_reason::splice_unsupported);
+    return true;
+  }
+  flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
+  if (f != nullptr && f->kind != flow_kind::spliced && f->tailnet_key == key) {
+    inbound_on_flow(ps, m, info, *f, out);
+    return true;
+  }
+  const bool v6 = info.ipv6;
+  const auto* device_addr = v6 ? fw->device_v6 : reinterpret_cast<const std::uint8_t*>(&fw->device_v4_be);
+  const device_directory* dir = device_dir();
+  wg_peer* device = (v6 ? fw->has_v6 : fw->has_v4) && dir != nullptr ? dir->find(v6, device_addr) : nullptr;
+  drop_reason why = drop_reason::splice_flow_limit;
+  if (!view.allows(p, info)) why = drop_reason::tailnet_filtered;
+  else if (device == nullptr) why = drop_reason::inbound_no_device;
+  else if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
+    why = drop_reason::splice_no_flow;
+  else if ((f = create_inbound_flow(key, device, device_addr, fw->device_port, true)) != nullptr) {
+    inbound_on_flow(ps, m, info, *f, out);
+    return true;
+  }
+  drop_one(ps.port.index, m, why);
+  return true;
+}
+
 // Peer -> device on an inbound flow: the packet is made what the device's
 // side of the flow expects (whatever of its destination and source differs).
 void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info, flow& f, outbound& out) noexcept {
@@ -129,7 +168,7 @@ void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info
 bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                            outbound& out) noexcept {
   if (flow_hint.done && (flow_hint.found == nullptr || flow_hint.found->kind == flow_kind::spliced)) return false;
-  if (!setup_.inbound_routes || setup_.flows == nullptr) return false;
+  if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   splice::flow_key key{};
   bool icmp_error = false;

@@ -81,6 +81,26 @@ bool worker::allocate_port(splice::flow_key& reply_key) noexcept {
   return true;
 }
 
+// A spliced flow's port on lopower's tailnet address, never a forwarded
+// one: a peer's new connection to a forward would otherwise look like a
+// reply on the flow (the same 5-tuple when its source port is the flow's
+// destination port). A forwarded port drawn is held until another is found.
+bool worker::allocate_tailnet_port(flow& f) noexcept {
+  const forward_table* table = forwards();
+  splice::flow_key drawn[4];
+  unsigned held = 0;
+  bool ok = false;
+  while (held < 4 && (ok = allocate_port(f.tailnet_key))) {
+    if (is_icmp_echo(f.tailnet_key.protocol) || table == nullptr ||
+        table->find(f.tailnet_key.protocol, f.tailnet_key.dst_port) == nullptr)
+      break;
+    drawn[held++] = f.tailnet_key;
+    ok = false;
+  }
+  for (unsigned i = 0; i < held; ++i) release_port(drawn[i]);
+  return ok;
+}
+
 void worker::release_port(const splice::flow_key& reply_key) noexcept {
   ports_alloc_->release(remote_of(reply_key), reply_key.dst_port);
 }
@@ -109,7 +129,7 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
   f->created_tsc = rte_rdtsc();
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
-  if (!allocate_port(f->tailnet_key)) {
+  if (!allocate_tailnet_port(*f)) {
     delete f;
     return nullptr;
   }
@@ -174,7 +194,9 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   // Replies never meet a flow made in their own burst: a miss stands.
   // (An ICMP error has no flow key of its own: never looked up ahead.)
   flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
-  if (f == nullptr || !(f->tailnet_key == key)) return false;
+  // An inbound flow's tailnet key is the peer's own packets (a forward's
+  // go to lopower's tailnet address too): not replies.
+  if (f == nullptr || f->kind != flow_kind::spliced || !(f->tailnet_key == key)) return false;
   const bool v6 = f->device_key.family == ip_family::v6;
   const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
   st = icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_addr, f->device_key.src_port)

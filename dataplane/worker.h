@@ -63,6 +63,7 @@
 #include "dataplane/splice/translate.h"
 #include "dataplane/tailnet_view.h"
 #include "dataplane/device_directory.h"
+#include "dataplane/forward_table.h"
 
 namespace lopower {
 
@@ -116,6 +117,8 @@ struct worker_setup {
   // addresses; snat: their source becomes lopower's device-side address and
   // a port of the flow's (the device needs no route back).
   bool inbound_routes = false;
+  // Port forwards on lopower's tailnet address (nullptr, or a null table: none).
+  const std::atomic<const forward_table*>* forwards = nullptr;
   bool inbound_snat = true;
   // [devices] device_to_device = "allow": a device's packet to another
   // device is delivered to it (else refused, ICMP administratively prohibited).
@@ -243,7 +246,15 @@ class worker {
   bool inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                      outbound& out) noexcept;
   flow* create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
-                            std::uint16_t device_port) noexcept;
+                            std::uint16_t device_port, bool snat) noexcept;
+  // A tailnet packet to a forwarded port of lopower's tailnet address:
+  // carried to the device (true), or not a forward's (false).
+  bool forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, const tailnet_view& view, flow_lookup flow_hint,
+                  outbound& out) noexcept;
+  const forward_table* forwards() const noexcept {
+    return setup_.forwards ? setup_.forwards->load(std::memory_order_acquire) : nullptr;
+  }
+  bool allocate_tailnet_port(flow& f) noexcept;
   const device_directory* device_dir() const noexcept {
     return setup_.devices ? setup_.devices->load(std::memory_order_acquire) : nullptr;
   }

@@ -671,3 +671,75 @@ TEST(device_to_device, allowed_is_delivered_unchanged) {
 
 }  // namespace
 }  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// A forward of TCP port 2222 on lopower's tailnet address to the device's port 22.
+std::unique_ptr<forward_table> forward_to_the_device() {
+  auto t = std::make_unique<forward_table>();
+  forward_entry e;
+  e.protocol = 6;
+  e.port = 2222;
+  e.has_v4 = true;
+  inet_pton(AF_INET, test_support::device_address(false), &e.device_v4_be);
+  e.device_port = 22;
+  t->entries.push_back(e);
+  return t;
+}
+
+// The peer connects to the forwarded port: the device gets it on its own
+// port, from lopower's device-side address; its answer goes back from
+// lopower's tailnet address and the forwarded port. Without the forward,
+// a new connection is refused at once.
+TEST(forward, opens_a_flow_to_the_device_and_translates_the_reply) {
+  ASSERT_NE(pool(), nullptr);
+  std::atomic<const forward_table*> forwards{nullptr};
+  inbound_path in("fwd", true, false);  // route mode off: forwards stand alone
+  data_path& d = in.d;
+  d.w.reset();
+  {
+    worker_setup s = d.rig.setup(d.flows, "libsodium");
+    s.devices = &in.devices;
+    s.forwards = &forwards;
+    s.max_flows = 256;
+    d.w = std::make_unique<worker>(std::move(s));
+  }
+  auto table = forward_to_the_device();
+  forwards.store(table.get());
+  const bytes syn = ip_packet(false, 6, "100.64.0.5", "100.64.0.1", splice::test::tcp_segment(40000, 2222, splice::tcp_flag::syn));
+  d.receive({d.from_peer(syn)});
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u) << "drops: " << d.all_drops();
+  const bytes inner = inner_of(out[0], d.rig.device_open_key);
+  EXPECT_EQ(address_at(inner, true), address(false, "10.90.0.1"));
+  EXPECT_EQ(address_at(inner, false), address(false, "10.90.0.2"));
+  const std::uint16_t flow_port = load_be16(&inner[20]);
+  EXPECT_EQ(load_be16(&inner[22]), 22);
+  EXPECT_TRUE(splice::test::l4_checksum_ok(inner));
+  ASSERT_EQ(d.flows.size(), 1u);
+
+  const bytes syn_ack = ip_packet(false, 6, "10.90.0.2", "10.90.0.1",
+                                  splice::test::tcp_segment(22, flow_port, splice::tcp_flag::syn | splice::tcp_flag::ack));
+  d.receive({d.from_device(syn_ack)});
+  out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  const bytes back = inner_of(out[0], d.rig.peer_open_key);
+  EXPECT_EQ(address_at(back, true), address(false, "100.64.0.1"));
+  EXPECT_EQ(address_at(back, false), address(false, "100.64.0.5"));
+  EXPECT_EQ(load_be16(&back[20]), 2222);
+  EXPECT_EQ(load_be16(&back[22]), 40000);
+  EXPECT_TRUE(splice::test::l4_checksum_ok(back));
+  EXPECT_EQ(d.all_drops(), 0u);
+
+  // Removed: a new connection finds no forward (and nothing else answers there).
+  forwards.store(nullptr);
+  const bytes other = ip_packet(false, 6, "100.64.0.5", "100.64.0.1", splice::test::tcp_segment(40001, 2222, splice::tcp_flag::syn));
+  d.receive({d.from_peer(other)});
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+  EXPECT_EQ(d.flows.size(), 1u);
+  d.w.reset();
+}
+
+}  // namespace
+}  // namespace lopower
