@@ -121,6 +121,7 @@ void wireguard_interface::publish_devices() {
   devices.reserve(peers_.size());
   for (const auto& [name, p] : peers_) devices.push_back(p->dp);
   dp_.publish_devices(devices);
+  if (devices_changed_) devices_changed_();
 }
 
 void wireguard_interface::add_device_peer(const enrollment::device& d) {

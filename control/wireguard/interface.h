@@ -80,6 +80,10 @@ class wireguard_interface : private wg::peer_lookup {
 
   // A device (published to the workers' device directory too).
   void add_device(const enrollment::device& d);
+  // Called after a device was added or removed (e.g. port forwards name
+  // devices by their address: one removed must not leave its address
+  // forwarded to whoever enrolls next).
+  void on_devices_changed(std::function<void()> fn) { devices_changed_ = std::move(fn); }
   // A peer named `name` (unique) with static key `key`; `configure` fills in
   // what the workers check (cryptokey routing) before it is published.
   void add_peer(const std::string& name, const public_key& key, const std::function<void(wg_peer&)>& configure);
@@ -220,6 +224,7 @@ class wireguard_interface : private wg::peer_lookup {
 
   dataplane& dp_;
   std::string label_;
+  std::function<void()> devices_changed_;
   bool devices_side_ = false;  // the devices' interface: its peers make the workers' device directory
   void add_device_peer(const enrollment::device& d);
   void publish_devices();

@@ -9,6 +9,7 @@ stay isolated from each other ([devices] device_to_device = "deny").
 The tests share one lab (tests/net/splice_lab.py) and run in file order.
 """
 
+import json
 import os
 
 import pytest
@@ -115,3 +116,27 @@ def test_devices_are_isolated_from_each_other(lab):
     before = drop_count(d, "device_to_device_denied")
     assert not dev2.ping(device_address(dev1, 4), count=2)
     assert drop_count(d, "device_to_device_denied") >= before + 2
+
+
+FORWARD_PORT = 18080
+
+
+def lopower_tailnet_ip(d):
+    return next(a for a in d.status()["tailnet"]["self"]["addresses"] if "." in a)
+
+
+def test_a_port_forward_reaches_the_device_and_removing_it_refuses(lab):
+    ts, d = lab.peers["ts1"], lab.lopowerd
+    ours = lopower_tailnet_ip(d)
+    refused = d.ctl("forward", "add", "tcp", str(FORWARD_PORT), "nosuch", "80", check=False)
+    assert refused.returncode != 0 and 'no device named "nosuch"' in refused.stdout + refused.stderr, refused
+    out = d.ctl("forward", "add", "tcp", str(FORWARD_PORT), "dev1", str(DEVICE_HTTP)).stdout
+    assert f"tcp {FORWARD_PORT} -> dev1:{DEVICE_HTTP}" in out, out
+    again = d.ctl("forward", "add", "tcp", str(FORWARD_PORT), "dev2", "80", check=False)
+    assert again.returncode != 0 and "forwarded already" in again.stdout + again.stderr, again
+    listed = json.loads(d.ctl("forward", "list", "--json").stdout)["forwards"]
+    assert listed == [{"protocol": "tcp", "port": FORWARD_PORT, "device": "dev1", "device_port": DEVICE_HTTP}]
+    wait_until(lambda: PAGE in fetch(ts, ours, FORWARD_PORT), 30, "the device's page through the forward" + diagnosis(d))
+    d.ctl("forward", "remove", "tcp", str(FORWARD_PORT))
+    assert PAGE not in fetch(ts, ours, FORWARD_PORT)
+    assert "no forwards" in d.ctl("forward", "list").stdout
