@@ -804,6 +804,44 @@ void read_ports(const std::string& file, const toml::table& root, std::vector<po
   }
 }
 
+// ---------------------------------------------------------------- [[forward]]
+
+forward_config read_forward(const section& s, const std::vector<forward_config>& others) {
+  static constexpr std::array<std::string_view, 4> keys{"protocol", "port", "device", "device_port"};
+  static constexpr std::array<std::string_view, 2> protocols{"tcp", "udp"};
+  s.allow_only(keys);
+  forward_config f;
+  f.line = s.line();
+  const auto protocol = s.read_choice("protocol", protocols);
+  if (!protocol) s.refuse(nullptr, "protocol", "missing (expected \"tcp\" or \"udp\")");
+  f.protocol = protocols[*protocol];
+  if (!s.read_int<1, 65535>("port", f.port)) s.refuse(nullptr, "port", "missing (expected a port 1..65535)");
+  if (!s.read_string("device", f.device) || f.device.empty())
+    s.refuse(s.find("device"), "device", "missing (expected the name of an enrolled device)");
+  if (!s.read_int<1, 65535>("device_port", f.device_port))
+    s.refuse(nullptr, "device_port", "missing (expected a port 1..65535)");
+  for (std::size_t i = 0; i < others.size(); ++i)
+    if (others[i].protocol == f.protocol && others[i].port == f.port)
+      s.refuse(s.find("port"), "port", f.protocol + " port " + std::to_string(f.port) + " is already forwarded by forward[" +
+                                           std::to_string(i + 1) + "] (expected one forward per port)");
+  return f;
+}
+
+void read_forwards(const std::string& file, const toml::table& root, std::vector<forward_config>& forwards) {
+  const toml::node* node = root.get("forward");
+  if (!node) return;
+  const auto* array = node->as_array();
+  const int line = line_of(*node, 1);
+  if (!array) refuse_at(file, line, "forward", std::string("expected an array of tables [[forward]], got ") + type_name(*node));
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = *array->get(i);
+    const std::string prefix = "forward[" + std::to_string(i + 1) + "]";
+    const auto* table = element.as_table();
+    if (!table) refuse_at(file, line_of(element, line), prefix, std::string("expected a table, got ") + type_name(element));
+    forwards.push_back(read_forward(section(file, *table, prefix, line_of(element, line)), forwards));
+  }
+}
+
 // ---------------------------------------------------------------- cross-table rules
 
 bool serves(port_role role, port_role wanted) { return role == wanted || role == port_role::both; }
@@ -834,8 +872,8 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 11> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices",
-                                                       "tailnet", "derp", "dns", "metrics", "port", "inbound"};
+constexpr std::array<std::string_view, 12> root_tables{"daemon", "dpdk",  "dataplane", "wireguard", "devices", "tailnet",
+                                                       "derp",   "dns",   "metrics",   "port",      "inbound", "forward"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -903,6 +941,7 @@ config parse_config(std::string_view text, const std::string& path) {
   with_table(path, root, "metrics", [&](const section& s) { read_metrics(s, cfg.metrics); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);
+  read_forwards(path, root, cfg.forwards);
   check_layout(cfg);
   return cfg;
 }

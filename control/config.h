@@ -134,6 +134,16 @@ struct metrics_config {
   bool enabled() const { return port != 0; }
 };
 
+// [[forward]]: a port on lopower's tailnet address carried to a device
+// (besides those `lopower-ctl forward add` keeps in the state directory).
+struct forward_config {
+  std::string protocol;           // "tcp" or "udp"
+  std::uint16_t port = 0;         // on lopower's tailnet address
+  std::string device;             // an enrolled device's name (checked at start)
+  std::uint16_t device_port = 0;
+  int line = 0;
+};
+
 struct config {
   std::string path;                      // the file it came from (for messages)
   daemon_config daemon;
@@ -147,6 +157,7 @@ struct config {
   dns_config_table dns;
   metrics_config metrics;
   std::vector<port_config> ports;        // at least one; in file order
+  std::vector<forward_config> forwards;  // [[forward]], in file order
 
   // Worker lcores: dpdk.lcore_list without the main lcore.
   std::vector<unsigned> worker_lcores() const;

@@ -211,7 +211,7 @@ int serve(const config& cfg, const std::string& config_path) {
   };
   ctl.handle("status", [&](const nlohmann::json&) { return full_status(); });
   register_device_commands(ctl, registry, devices, cfg);
-  forward_service forwards(cfg.daemon.state_dir, registry, dp);
+  forward_service forwards(cfg.daemon.state_dir, registry, dp, cfg.forwards);
   register_forward_commands(ctl, forwards);
   devices.on_devices_changed([&forwards] { forwards.publish(); });
   register_tailnet_commands(ctl, tailnet.get());

@@ -17,7 +17,9 @@ constexpr const char* file_name = "forwards.json";
 std::uint8_t ip_protocol_of(const std::string& protocol) { return protocol == "tcp" ? 6 : 17; }
 
 nlohmann::json forward_json(const port_forward& f) {
-  return {{"protocol", f.protocol}, {"port", f.port}, {"device", f.device}, {"device_port", f.device_port}};
+  nlohmann::json j{{"protocol", f.protocol}, {"port", f.port}, {"device", f.device}, {"device_port", f.device_port}};
+  if (f.configured) j["configured"] = true;
+  return j;
 }
 
 // Untrusted (a ctl client, a file): each member known and of its type.
@@ -52,7 +54,8 @@ port_forward forward_of(const nlohmann::json& j, bool with_device) {
 
 std::string forwards_to_json(const std::vector<port_forward>& forwards) {
   nlohmann::json list = nlohmann::json::array();
-  for (const port_forward& f : forwards) list.push_back(forward_json(f));
+  for (const port_forward& f : forwards)
+    if (!f.configured) list.push_back(forward_json(f));
   return nlohmann::json{{"forwards", list}}.dump(2) + "\n";
 }
 
@@ -70,7 +73,7 @@ result<std::vector<port_forward>> forwards_from_json(std::string_view text) {
 }
 
 forward_service::forward_service(const std::string& state_dir, const enrollment::device_registry& registry,
-                                 dataplane& dp)
+                                 dataplane& dp, const std::vector<forward_config>& configured)
     : store_([&] {
         auto s = state_store::open(state_dir);
         if (!s) throw std::runtime_error(s.message());
@@ -83,6 +86,13 @@ forward_service::forward_service(const std::string& state_dir, const enrollment:
     auto loaded = forwards_from_json(*text);
     if (!loaded) throw std::runtime_error(store_.path_of(file_name) + ": " + loaded.message());
     forwards_ = std::move(*loaded);
+  }
+  for (const forward_config& c : configured) {
+    std::erase_if(forwards_, [&c](const port_forward& f) { return f.protocol == c.protocol && f.port == c.port; });
+    forwards_.push_back({c.protocol, c.port, c.device, c.device_port, true});
+    if (registry_.find(c.device) == nullptr)
+      LOG_WARNING("forward %s port %u: no device named %s yet (it is carried once one is enrolled)", c.protocol.c_str(),
+                  c.port, c.device.c_str());
   }
   publish();
 }
@@ -134,6 +144,9 @@ port_forward forward_service::remove(const std::string& protocol, std::uint16_t 
   auto it = std::find_if(forwards_.begin(), forwards_.end(),
                          [&](const port_forward& f) { return f.protocol == protocol && f.port == port; });
   if (it == forwards_.end()) throw ctl_command_error("no forward of " + protocol + " port " + std::to_string(port));
+  if (it->configured)
+    throw ctl_command_error(protocol + " port " + std::to_string(port) +
+                            " is forwarded by a [[forward]] table of the configuration file: remove it there");
   const port_forward gone = *it;
   forwards_.erase(it);
   try {

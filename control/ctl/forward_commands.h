@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "control/config.h"
 #include "control/ctl/ctl_server.h"
 #include "control/enrollment/device_registry.h"
 #include "control/state_store.h"
@@ -21,6 +22,7 @@ struct port_forward {
   std::uint16_t port = 0;
   std::string device;
   std::uint16_t device_port = 0;
+  bool configured = false;  // a [[forward]] table: fixed while lopowerd runs, never saved
   bool operator==(const port_forward&) const = default;
 };
 
@@ -30,8 +32,12 @@ result<std::vector<port_forward>> forwards_from_json(std::string_view text);
 
 class forward_service {
  public:
-  // Loads `<state_dir>/forwards.json` (none: no forwards) and publishes them.
-  forward_service(const std::string& state_dir, const enrollment::device_registry& registry, dataplane& dp);
+  // Loads `<state_dir>/forwards.json` (none: no forwards), takes the
+  // configuration's [[forward]] tables (which win over a saved forward of
+  // the same port) and publishes them. A forward to a device not enrolled
+  // carries nothing until it is.
+  forward_service(const std::string& state_dir, const enrollment::device_registry& registry, dataplane& dp,
+                  const std::vector<forward_config>& configured = {});
 
   // Refuses an unknown device, a duplicate port or bad values (the message
   // says which); saved, then published.

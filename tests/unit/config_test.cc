@@ -225,6 +225,34 @@ TEST(Config, InboundRoutes) {
               StartsWith("t.toml:2: inbound.advertise: unknown key (expected one of \"advertise_routes\", \"snat\")"));
 }
 
+TEST(Config, Forwards) {
+  EXPECT_TRUE(parse_config(kPort, "t.toml").forwards.empty());
+  const std::string two = "[[forward]]\nprotocol = \"tcp\"\nport = 2222\ndevice = \"cam\"\ndevice_port = 22\n"
+                          "[[forward]]\nprotocol = \"udp\"\nport = 2222\ndevice = \"cam\"\ndevice_port = 22\n";
+  const config cfg = parse_config(kPort + two, "t.toml");
+  ASSERT_EQ(cfg.forwards.size(), 2u);
+  EXPECT_EQ(cfg.forwards[0].protocol, "tcp");
+  EXPECT_EQ(cfg.forwards[0].port, 2222);
+  EXPECT_EQ(cfg.forwards[0].device, "cam");
+  EXPECT_EQ(cfg.forwards[0].device_port, 22);
+  EXPECT_EQ(cfg.forwards[0].line, 5);
+  EXPECT_EQ(cfg.forwards[1].protocol, "udp");
+  const std::string fwd = "[[forward]]\n";
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"sctp\"\nport = 1\ndevice = \"a\"\ndevice_port = 1\n"),
+              StartsWith("t.toml:6: forward[1].protocol: \"sctp\" is not a valid value (expected one of \"tcp\", \"udp\")"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 0\ndevice = \"a\"\ndevice_port = 1\n"),
+              StartsWith("t.toml:7: forward[1].port: 0 is out of range"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 1\ndevice_port = 1\n"),
+              StartsWith("t.toml:5: forward[1].device: missing"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 1\ndevice = \"a\"\n"),
+              StartsWith("t.toml:5: forward[1].device_port: missing"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 1\ndevice = \"a\"\ndevice_port = 1\nhost = 1\n"),
+              StartsWith("t.toml:10: forward[1].host: unknown key"));
+  EXPECT_THAT(error_of(kPort + two + fwd + "protocol = \"tcp\"\nport = 2222\ndevice = \"b\"\ndevice_port = 1\n"),
+              StartsWith("t.toml:17: forward[3].port: tcp port 2222 is already forwarded by forward[1]"));
+  EXPECT_THAT(error_of(kPort + "[forward]\nport = 1\n"), StartsWith("t.toml:5: forward: expected an array of tables [[forward]]"));
+}
+
 TEST(Config, DeviceToDevice) {
   EXPECT_FALSE(parse_config(kPort, "t.toml").devices.device_to_device);
   EXPECT_FALSE(parse_config("[devices]\ndevice_to_device = \"deny\"\n" + kPort, "t.toml").devices.device_to_device);

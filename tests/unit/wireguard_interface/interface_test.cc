@@ -475,6 +475,39 @@ TEST(forward_service, persists_forwards_and_refuses_what_cannot_be) {
   std::filesystem::remove_all(dir);
 }
 
+// A [[forward]] table is listed, never saved, and cannot be removed by ctl;
+// it wins over a saved forward of the same port.
+TEST(forward_service, configured_forwards_are_fixed) {
+  ASSERT_TRUE(eal_up());
+  char dir_template[] = "/tmp/lopower-forwards-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  {
+    enrollment::registry_config rc;
+    rc.state_dir = dir;
+    auto registry = enrollment::device_registry::open(rc);
+    ASSERT_TRUE(registry) << registry.message();
+    test_support::dataplane_rig rig("fwdcfg");
+    {
+      forward_service saved(dir, *registry, *rig.dp);
+      ASSERT_TRUE(registry->add("cam", {}));
+      saved.add({"tcp", 80, "cam", 8080});
+    }
+    forward_config c;
+    c.protocol = "tcp";
+    c.port = 80;
+    c.device = "door";  // not enrolled: listed, carried once it is
+    c.device_port = 81;
+    forward_service forwards(dir, *registry, *rig.dp, {c});
+    EXPECT_EQ(forwards.list(), (std::vector<port_forward>{{"tcp", 80, "door", 81, true}}));
+    EXPECT_THROW(forwards.remove("tcp", 80), ctl_command_error);
+    forwards.add({"udp", 53, "cam", 53});
+    EXPECT_EQ(forward_service(dir, *registry, *rig.dp).list(), (std::vector<port_forward>{{"udp", 53, "cam", 53}}))
+        << "only what ctl added is saved";
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(forward_service, refuses_a_malformed_file) {
   EXPECT_FALSE(forwards_from_json("{}"));
   EXPECT_FALSE(forwards_from_json("{\"forwards\": [{\"protocol\": \"sctp\", \"port\": 1, \"device\": \"a\", \"device_port\": 1}]}"));
