@@ -144,7 +144,8 @@ std::optional<long> port_number(const std::string& text) {
 std::string forward_text(const nlohmann::json& f) {
   auto num = [&f](const char* k) { return f.contains(k) && f[k].is_number() ? std::to_string(f[k].get<long>()) : "?"; };
   auto str = [&f](const char* k) { return f.contains(k) && f[k].is_string() ? f[k].get<std::string>() : "?"; };
-  return str("protocol") + " " + num("port") + " -> " + str("device") + ":" + num("device_port");
+  return str("protocol") + " " + num("port") + " -> " + str("device") + ":" + num("device_port") +
+         (f.value("configured", false) ? "  (configuration file)" : "");
 }
 
 int cmd_forward(const command_line& cl) {
