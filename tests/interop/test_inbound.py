@@ -32,15 +32,16 @@ GET = b"GET /index.html HTTP/1.0\r\n\r\n"
 
 
 def route_devices(config):
-    """dev2's tunnel carries the other devices' addresses too: what it
-    sends them reaches lopower, whose policy decides."""
+    """The devices' tunnels carry the other devices' addresses too (what
+    they send each other reaches lopower, whose policy decides; what comes
+    from each other passes their WireGuard source check)."""
     return config.replace("AllowedIPs = ", f"AllowedIPs = {V4_PREFIX}, {V6_PREFIX}, ", 1)
 
 
 @pytest.fixture(scope="module")
 def lab():
     with Topology() as topo:
-        with splice_lab(topo, peers=["ts1"], devices=[Device("dev1"), Device("dev2", edit=route_devices)],
+        with splice_lab(topo, peers=["ts1"], devices=[Device("dev1", edit=route_devices), Device("dev2", edit=route_devices)],
                         extra_toml="\n[inbound]\nadvertise_routes = true\n",
                         devices_toml=f'ipv6_prefix = "{V6_PREFIX}"\n') as lab:
             dev = lab.devices["dev1"]
@@ -140,3 +141,22 @@ def test_a_port_forward_reaches_the_device_and_removing_it_refuses(lab):
     d.ctl("forward", "remove", "tcp", str(FORWARD_PORT))
     assert PAGE not in fetch(ts, ours, FORWARD_PORT)
     assert "no forwards" in d.ctl("forward", "list").stdout
+
+
+def device_to_device_count(d):
+    return sum(p.get("device_to_device", 0) for p in d.status()["ports"])
+
+
+def test_forwards_survive_a_restart_and_devices_talk_when_allowed(lab):
+    ts, d, dev1, dev2 = lab.peers["ts1"], lab.lopowerd, lab.devices["dev1"], lab.devices["dev2"]
+    d.ctl("forward", "add", "tcp", str(FORWARD_PORT + 1), "dev1", str(DEVICE_HTTP))
+    d.stop()
+    d.config.write_text(d.config.read_text().replace("[devices]\n", '[devices]\ndevice_to_device = "allow"\n', 1))
+    d.start()
+    wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd back on the tailnet")
+    assert f"tcp {FORWARD_PORT + 1} -> dev1:{DEVICE_HTTP}" in d.ctl("forward", "list").stdout
+    wait_until(lambda: dev2.ping(device_address(dev1, 4), count=1), 60, "dev2 to reach dev1" + diagnosis(d))
+    assert dev2.ping(device_address(dev1, 6), count=2)
+    assert device_to_device_count(d) >= 2
+    ours = lopower_tailnet_ip(d)
+    wait_until(lambda: PAGE in fetch(ts, ours, FORWARD_PORT + 1), 60, "the forward after the restart" + diagnosis(d))
