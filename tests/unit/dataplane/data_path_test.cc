@@ -743,3 +743,36 @@ TEST(forward, opens_a_flow_to_the_device_and_translates_the_reply) {
 
 }  // namespace
 }  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// The device answers an inbound datagram with an ICMP error: it reaches the
+// peer, quoting what the peer sent (its own address and port again).
+TEST(inbound_icmp, a_devices_error_goes_back_to_the_peer_translated) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("ibe", true);
+  data_path& d = in.d;
+  d.receive({d.from_peer(ip_packet(false, 17, "100.64.0.5", "10.90.0.2", udp_datagram(7000, 8080, 40)))});
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  const bytes received = inner_of(out[0], d.rig.device_open_key);
+  bytes error(600);
+  const std::uint16_t len = splice::build_icmp_error(error.data(), error.size(), received.data(),
+                                                     static_cast<std::uint32_t>(received.size()),
+                                                     splice::icmp_error_kind::host_unreachable, 0, splice::test::addr("10.90.0.2"));
+  ASSERT_NE(len, 0);
+  error.resize(len);
+  d.receive({d.from_device(error)});
+  out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u) << "drops: " << d.all_drops();
+  const bytes back = inner_of(out[0], d.rig.peer_open_key);
+  EXPECT_EQ(address_at(back, false), address(false, "100.64.0.5"));
+  const bytes quoted(back.begin() + 28, back.end());
+  EXPECT_EQ(address_at(quoted, true), address(false, "100.64.0.5")) << "the quote names the peer again";
+  EXPECT_EQ(load_be16(&quoted[20]), 7000);
+  EXPECT_EQ(splice::test::reference_sum(back.data() + 20, back.size() - 20), 0xffff) << "ICMP checksum";
+}
+
+}  // namespace
+}  // namespace lopower
