@@ -1,11 +1,13 @@
 // Stage 3, deliver: where a decrypted inner packet goes. From a device:
 // cryptokey routing (its source must be the device's address), then
 // lopower's own services (DNS to the control thread, ICMP echo answered
-// here), else the splice onto the tailnet (stage_splice.cc). From a tailnet
-// peer: its AllowedIPs, lopower's tailnet addresses, replies on a device's
-// flow spliced back (stage_splice.cc), TSMP and echo answered here, the
-// tailnet's packet filter. Fragments are made whole first
-// (stage_fragments.cc).
+// here), else the splice onto the tailnet (stage_splice.cc); replies on a
+// tailnet peer's inbound flow and packets to another device go through
+// stage_inbound.cc. From a tailnet peer: its AllowedIPs, lopower's tailnet
+// addresses, replies on a device's flow spliced back (stage_splice.cc), TSMP
+// and echo answered here, port forwards, the tailnet's packet filter;
+// device addresses in route mode (stage_inbound.cc). Fragments are made
+// whole first (stage_fragments.cc).
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
