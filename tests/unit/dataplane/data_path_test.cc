@@ -776,3 +776,40 @@ TEST(inbound_icmp, a_devices_error_goes_back_to_the_peer_translated) {
 
 }  // namespace
 }  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// The port a device's first UDP flow to the peer leaves from (a fresh
+// worker draws the same one: the rig's seed is fixed), with `forwards`.
+std::uint16_t first_spliced_port(const std::string& name, const forward_table* forwards) {
+  std::atomic<const forward_table*> published{forwards};
+  data_path d(name, [&](worker_setup& s) { s.forwards = &published; });
+  d.receive({d.from_device(ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 10)))});
+  auto out = test_support::take_sent(d.rig.tx);
+  if (out.size() != 1) return 0;
+  const std::uint16_t port = load_be16(&inner_of(out[0], d.rig.peer_open_key)[20]);
+  d.w.reset();
+  return port;
+}
+
+// A spliced flow never leaves from a forwarded port: a peer's connection to
+// the forward would look like a reply on it.
+TEST(forward, spliced_flows_never_take_a_forwarded_port) {
+  ASSERT_NE(pool(), nullptr);
+  const std::uint16_t usual = first_spliced_port("fxa", nullptr);
+  ASSERT_NE(usual, 0);
+  forward_table table;
+  forward_entry e;
+  e.protocol = 17;
+  e.port = usual;
+  e.has_v4 = true;
+  e.device_port = 1;
+  table.entries.push_back(e);
+  const std::uint16_t other = first_spliced_port("fxb", &table);
+  EXPECT_NE(other, 0);
+  EXPECT_NE(other, usual);
+}
+
+}  // namespace
+}  // namespace lopower
