@@ -62,6 +62,8 @@ void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguar
                       {"bytes_out", f.bytes_out.load(std::memory_order_relaxed)},
                       {"packets_in", f.packets_in.load(std::memory_order_relaxed)},
                       {"bytes_in", f.bytes_in.load(std::memory_order_relaxed)}});
+      // What the peer addressed: the device (route mode) or a forwarded port of lopower's.
+      if (inbound) list.back()["addressed"] = endpoint_text(f.tailnet_key, false);
     });
     return {{"flows", list}, {"count", dp.flows().size()}, {"capacity", dp.flows().capacity()}, {"truncated", truncated}};
   });

@@ -16,7 +16,7 @@ import pytest
 
 from headscale import ALLOW_ALL, HEADSCALE
 from lopower_net import Topology, wait_until
-from splice_lab import Device, diagnosis, drop_count, splice_lab
+from splice_lab import Device, diagnosis, drop_count, flows, splice_lab
 from tailscaled import binaries_missing
 
 MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
@@ -126,6 +126,10 @@ def lopower_tailnet_ip(d):
     return next(a for a in d.status()["tailnet"]["self"]["addresses"] if "." in a)
 
 
+def forward_flows(d, ours, port=FORWARD_PORT):
+    return [f for f in flows(d) if f.get("direction") == "inbound" and f.get("addressed") == f"{ours}:{port}"]
+
+
 def test_a_port_forward_reaches_the_device_and_removing_it_refuses(lab):
     ts, d = lab.peers["ts1"], lab.lopowerd
     ours = lopower_tailnet_ip(d)
@@ -138,7 +142,9 @@ def test_a_port_forward_reaches_the_device_and_removing_it_refuses(lab):
     listed = json.loads(d.ctl("forward", "list", "--json").stdout)["forwards"]
     assert listed == [{"protocol": "tcp", "port": FORWARD_PORT, "device": "dev1", "device_port": DEVICE_HTTP}]
     wait_until(lambda: PAGE in fetch(ts, ours, FORWARD_PORT), 30, "the device's page through the forward" + diagnosis(d))
+    assert forward_flows(d, ours), flows(d)
     d.ctl("forward", "remove", "tcp", str(FORWARD_PORT))
+    assert not forward_flows(d, ours), "the forward's flows end with it"
     assert PAGE not in fetch(ts, ours, FORWARD_PORT)
     assert "no forwards" in d.ctl("forward", "list").stdout
 
