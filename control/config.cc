@@ -67,6 +67,9 @@ dataplane_settings dataplane_settings_of(const config& cfg) {
   s.device_ipv4_prefix = cfg.devices.ipv4_prefix;
   s.device_ipv6_prefix = cfg.devices.ipv6_prefix;
   s.device_mtu = cfg.devices.mtu;
+  s.device_to_device = cfg.devices.device_to_device;
+  s.inbound_routes = cfg.inbound.advertise_routes;
+  s.inbound_snat = cfg.inbound.snat;
   s.dns_device_query_rate = cfg.dns.device_query_rate;
   s.handshake_load_threshold = cfg.wireguard.handshake_load_threshold;
   return s;
@@ -597,8 +600,9 @@ bool valid_endpoint(std::string_view e) {
 }
 
 void read_devices(const section& s, devices_config& d) {
-  static constexpr std::array<std::string_view, 7> keys{"ipv4_prefix", "ipv6_prefix", "ipv4", "endpoint",
-                                                        "mtu", "route_all_ipv4", "keepalive"};
+  static constexpr std::array<std::string_view, 8> keys{"ipv4_prefix", "ipv6_prefix", "ipv4",      "endpoint",
+                                                        "mtu",         "route_all_ipv4", "keepalive", "device_to_device"};
+  static constexpr std::array<std::string_view, 2> device_to_device{"deny", "allow"};
   s.allow_only(keys);
   d.line = s.line();
   if (s.find("ipv4_prefix")) d.ipv4_prefix = read_device_prefix(s, "ipv4_prefix", ip_family::v4, 8, 30);
@@ -611,6 +615,17 @@ void read_devices(const section& s, devices_config& d) {
   s.read_int<1280, 9000>("mtu", d.mtu);
   s.read_bool("route_all_ipv4", d.route_all_ipv4);
   s.read_int<0, 65535>("keepalive", d.keepalive);
+  if (auto i = s.read_choice("device_to_device", device_to_device)) d.device_to_device = *i == 1;
+}
+
+// ---------------------------------------------------------------- [inbound]
+
+void read_inbound(const section& s, inbound_config& in) {
+  static constexpr std::array<std::string_view, 2> keys{"advertise_routes", "snat"};
+  s.allow_only(keys);
+  in.line = s.line();
+  s.read_bool("advertise_routes", in.advertise_routes);
+  s.read_bool("snat", in.snat);
 }
 
 // ---------------------------------------------------------------- [[port]]
@@ -849,6 +864,44 @@ void read_ports(const std::string& file, const toml::table& root, std::vector<po
   }
 }
 
+// ---------------------------------------------------------------- [[forward]]
+
+forward_config read_forward(const section& s, const std::vector<forward_config>& others) {
+  static constexpr std::array<std::string_view, 4> keys{"protocol", "port", "device", "device_port"};
+  static constexpr std::array<std::string_view, 2> protocols{"tcp", "udp"};
+  s.allow_only(keys);
+  forward_config f;
+  f.line = s.line();
+  const auto protocol = s.read_choice("protocol", protocols);
+  if (!protocol) s.refuse(nullptr, "protocol", "missing (expected \"tcp\" or \"udp\")");
+  f.protocol = protocols[*protocol];
+  if (!s.read_int<1, 65535>("port", f.port)) s.refuse(nullptr, "port", "missing (expected a port 1..65535)");
+  if (!s.read_string("device", f.device) || f.device.empty())
+    s.refuse(s.find("device"), "device", "missing (expected the name of an enrolled device)");
+  if (!s.read_int<1, 65535>("device_port", f.device_port))
+    s.refuse(nullptr, "device_port", "missing (expected a port 1..65535)");
+  for (std::size_t i = 0; i < others.size(); ++i)
+    if (others[i].protocol == f.protocol && others[i].port == f.port)
+      s.refuse(s.find("port"), "port", f.protocol + " port " + std::to_string(f.port) + " is already forwarded by forward[" +
+                                           std::to_string(i + 1) + "] (expected one forward per port)");
+  return f;
+}
+
+void read_forwards(const std::string& file, const toml::table& root, std::vector<forward_config>& forwards) {
+  const toml::node* node = root.get("forward");
+  if (!node) return;
+  const auto* array = node->as_array();
+  const int line = line_of(*node, 1);
+  if (!array) refuse_at(file, line, "forward", std::string("expected an array of tables [[forward]], got ") + type_name(*node));
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = *array->get(i);
+    const std::string prefix = "forward[" + std::to_string(i + 1) + "]";
+    const auto* table = element.as_table();
+    if (!table) refuse_at(file, line_of(element, line), prefix, std::string("expected a table, got ") + type_name(element));
+    forwards.push_back(read_forward(section(file, *table, prefix, line_of(element, line)), forwards));
+  }
+}
+
 // ---------------------------------------------------------------- cross-table rules
 
 // One uplink at most (the NAT has one address per family to answer on), and
@@ -907,8 +960,9 @@ void check_listen_ports(const config& cfg, int wireguard_line, int tailnet_line)
 
 // ---------------------------------------------------------------- root
 
-constexpr std::array<std::string_view, 11> root_tables{"daemon", "dpdk", "dataplane", "wireguard", "devices",
-                                                       "tailnet", "derp", "dns", "egress", "metrics", "port"};
+constexpr std::array<std::string_view, 13> root_tables{"daemon", "dpdk",    "dataplane", "wireguard", "devices",
+                                                       "tailnet", "derp",   "dns",       "egress",    "metrics",
+                                                       "port",    "inbound", "forward"};
 
 // Refuses the earliest (by line) top-level name that is not one of root_tables.
 void check_root_keys(const std::string& file, const toml::table& root) {
@@ -973,9 +1027,11 @@ config parse_config(std::string_view text, const std::string& path) {
   with_table(path, root, "egress", [&](const section& s) { read_egress(s, cfg.egress); });
   with_table(path, root, "tailnet", [&](const section& s) { tailnet_line = read_tailnet(s, cfg.tailnet); });
   with_table(path, root, "derp", [&](const section& s) { read_derp(s, cfg.derp); });
+  with_table(path, root, "inbound", [&](const section& s) { read_inbound(s, cfg.inbound); });
   with_table(path, root, "metrics", [&](const section& s) { read_metrics(s, cfg.metrics); });
   check_listen_ports(cfg, wireguard_line, tailnet_line);
   read_ports(path, root, cfg.ports);
+  read_forwards(path, root, cfg.forwards);
   check_layout(cfg);
   check_egress(cfg);
   return cfg;

@@ -70,6 +70,19 @@ struct devices_config {
   std::uint16_t mtu = 1420;              // device tunnel MTU (ESP32 libraries use 1420)
   bool route_all_ipv4 = false;           // add 0.0.0.0/0 to devices' AllowedIPs (ESP32 libraries route everything)
   std::uint16_t keepalive = 25;          // PersistentKeepalive for new devices, 0 = off
+  bool device_to_device = false;         // "allow": devices reach each other; "deny" (default): IoT isolation
+  int line = 0;
+};
+
+// [inbound]: tailnet peers reaching devices.
+struct inbound_config {
+  // Advertise the device prefixes as subnet routes (Hostinfo.RoutableIPs)
+  // and carry peers' traffic to device addresses.
+  bool advertise_routes = false;
+  // Such traffic reaches a device from lopower's device-side address (like
+  // tailscaled's --snat-subnet-routes): the device needs no route back. Off:
+  // from the peer's own address, and devices' AllowedIPs cover the tailnet.
+  bool snat = true;
   int line = 0;
 };
 
@@ -138,6 +151,16 @@ struct metrics_config {
   bool enabled() const { return port != 0; }
 };
 
+// [[forward]]: a port on lopower's tailnet address carried to a device
+// (besides those `lopower-ctl forward add` keeps in the state directory).
+struct forward_config {
+  std::string protocol;           // "tcp" or "udp"
+  std::uint16_t port = 0;         // on lopower's tailnet address
+  std::string device;             // an enrolled device's name (checked at start)
+  std::uint16_t device_port = 0;
+  int line = 0;
+};
+
 struct config {
   std::string path;                      // the file it came from (for messages)
   daemon_config daemon;
@@ -147,10 +170,12 @@ struct config {
   devices_config devices;
   tailnet_config tailnet;
   derp_config derp;
+  inbound_config inbound;
   dns_config_table dns;
   egress_config egress;
   metrics_config metrics;
   std::vector<port_config> ports;        // at least one; in file order
+  std::vector<forward_config> forwards;  // [[forward]], in file order
 
   // Worker lcores: dpdk.lcore_list without the main lcore.
   std::vector<unsigned> worker_lcores() const;

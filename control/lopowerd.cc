@@ -31,6 +31,7 @@
 #include "control/ctl/flow_commands.h"
 #include "control/wireguard/interface.h"
 #include "control/enrollment/device_registry.h"
+#include "control/ctl/forward_commands.h"
 #include "control/event_loop.h"
 #include "control/log.h"
 #include "control/metrics/service.h"
@@ -214,6 +215,9 @@ int serve(const config& cfg, const std::string& config_path) {
   };
   ctl.handle("status", [&](const nlohmann::json&) { return full_status(); });
   register_device_commands(ctl, registry, devices, cfg);
+  forward_service forwards(cfg.daemon.state_dir, registry, dp, cfg.forwards);
+  register_forward_commands(ctl, forwards);
+  devices.on_devices_changed([&forwards] { forwards.publish(); });
   register_tailnet_commands(ctl, tailnet.get());
   register_flow_commands(ctl, dp, devices);
   register_version_command(ctl, dp);

@@ -100,7 +100,8 @@ int worker_main(void* arg) {
 }  // namespace
 
 dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>& worker_lcores)
-    : neighbours_(neighbour_capacity), neighbour_timeout_ms_(std::uint64_t{cfg.dataplane.neighbour_timeout_s} * 1000) {
+    : neighbours_(neighbour_capacity), neighbour_timeout_ms_(std::uint64_t{cfg.dataplane.neighbour_timeout_s} * 1000),
+      device_v4_prefix_(cfg.device_ipv4_prefix), device_v6_prefix_(cfg.device_ipv6_prefix) {
   if (worker_lcores.empty()) throw std::runtime_error("no worker lcore: give EAL at least two lcores (dpdk.lcores)");
   try {
     pool_ = create_pool(cfg.dataplane);
@@ -138,6 +139,11 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
       s.reject_after_cycles = rte_get_tsc_hz() * cfg.reject_after_seconds;
       set_local_addresses(s, cfg);
       s.tailnet = &tailnet_view_;
+      s.devices = &devices_;
+      s.forwards = &forwards_;
+      s.inbound_routes = cfg.inbound_routes;
+      s.inbound_snat = cfg.inbound_snat;
+      s.device_to_device = cfg.device_to_device;
       s.inner_up_flag = inner_up_flag_;
       s.flows = flows_.get();
       s.max_flows_per_device = cfg.dataplane.max_flows_per_device;
@@ -169,6 +175,8 @@ dataplane::~dataplane() {
   stop();
   close_all();
   delete tailnet_view_.exchange(nullptr);  // the workers are gone
+  delete devices_.exchange(nullptr);
+  delete forwards_.exchange(nullptr);
   delete published_guard_.exchange(nullptr);
   for (auto& [peer, when] : removed_devices_) delete peer;  // after the flows that named them (close_all)
 }
@@ -176,6 +184,12 @@ dataplane::~dataplane() {
 void dataplane::publish_tailnet_view(std::unique_ptr<tailnet_view> view) {
   const tailnet_view* old = tailnet_view_.exchange(view.release(), std::memory_order_acq_rel);
   if (old != nullptr) rcu_->retire_object(const_cast<tailnet_view*>(old));
+}
+
+void dataplane::publish_devices(const std::vector<wg_peer*>& devices) {
+  auto* next = new device_directory(device_v4_prefix_, device_v6_prefix_, devices);
+  const device_directory* old = devices_.exchange(next, std::memory_order_acq_rel);
+  if (old != nullptr) rcu_->retire_object(const_cast<device_directory*>(old));
 }
 
 void dataplane::publish_handshake_keys(listener l, const key32* mac1_key, const key32* cookie_secret) {
@@ -415,11 +429,7 @@ unsigned dataplane::expire_flows(flow_census* census, std::uint64_t now) {
   flows_->collect_expired(now, hz, device_removed_, done);
   device_removed_ = false;
   release_backlog_.resize(released_ports_.size());
-  for (flow* f : done) {
-    f->device->flows.fetch_sub(1, std::memory_order_relaxed);
-    release_backlog_[f->owner_worker].push_back(f->tailnet_key);  // the port goes back to its worker
-    flows_->erase(f);
-  }
+  for (flow* f : done) end_flow(f);
   if (census != nullptr) *census = flows_->census();
   for (std::size_t w = 0; w < released_ports_.size(); ++w) {
     auto& backlog = release_backlog_[w];
@@ -435,6 +445,35 @@ unsigned dataplane::expire_flows(flow_census* census, std::uint64_t now) {
     return true;
   });
   return static_cast<unsigned>(done.size());
+}
+
+// Out of the table, its port back to its worker (the reply-direction key it
+// was allocated in), its device's count down.
+void dataplane::end_flow(flow* f) {
+  f->device->flows.fetch_sub(1, std::memory_order_relaxed);
+  if (f->kind == flow_kind::spliced) release_backlog_[f->owner_worker].push_back(f->tailnet_key);
+  else if (f->kind == flow_kind::inbound_ported) release_backlog_[f->owner_worker].push_back(f->device_key);
+  flows_->erase(f);
+}
+
+unsigned dataplane::end_forward_flows(std::uint8_t protocol, std::uint16_t port) {
+  const tailnet_view* view = tailnet_view_.load(std::memory_order_acquire);
+  if (view == nullptr) return 0;
+  std::vector<flow*> ended;
+  flows_->for_each([&](flow& f) {
+    const splice::flow_key& k = f.tailnet_key;
+    if (f.kind != flow_kind::spliced && k.protocol == protocol && k.dst_port == port &&
+        view->owns(k.family == ip_family::v6, k.dst))
+      ended.push_back(&f);
+  });
+  release_backlog_.resize(released_ports_.size());
+  for (flow* f : ended) end_flow(f);  // the ports reach their workers with the next expire_flows
+  return static_cast<unsigned>(ended.size());
+}
+
+void dataplane::publish_forwards(std::unique_ptr<forward_table> forwards) {
+  const forward_table* old = forwards_.exchange(forwards.release(), std::memory_order_acq_rel);
+  if (old != nullptr) rcu_->retire_object(const_cast<forward_table*>(old));
 }
 
 void dataplane::retire_device_peer(wg_peer* peer) {

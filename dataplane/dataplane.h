@@ -126,6 +126,15 @@ class dataplane {
   // Control thread: replaces what the workers know of the tailnet (nullptr:
   // lopower is not on a tailnet); the old view is freed after a grace period.
   void publish_tailnet_view(std::unique_ptr<tailnet_view> view);
+  // Control thread: replaces the workers' directory of devices by inner
+  // address (after a device is added or removed); the old one is freed
+  // after a grace period.
+  void publish_devices(const std::vector<wg_peer*>& devices);
+  // Control thread: replaces the port forwards the workers carry.
+  void publish_forwards(std::unique_ptr<forward_table> forwards);
+  // Control thread: ends the flows a forward opened (`protocol`, `port` on
+  // lopower's tailnet address); returns how many.
+  unsigned end_forward_flows(std::uint8_t protocol, std::uint16_t port);
 
  private:
   void create_rings(std::size_t workers, std::uint32_t size);
@@ -162,6 +171,11 @@ class dataplane {
   bool admit_neighbour(const neighbour_note& note, std::uint64_t now_ms);
   control_stats control_stats_;
   std::atomic<const tailnet_view*> tailnet_view_{nullptr};
+  std::atomic<const device_directory*> devices_{nullptr};
+  std::atomic<const forward_table*> forwards_{nullptr};
+  void end_flow(flow* f);
+  std::optional<ip_prefix> device_v4_prefix_;
+  ip_prefix device_v6_prefix_;
   handshake_guard guard_;  // the control thread's copy: what was published last
   std::atomic<const handshake_guard*> published_guard_{nullptr};
   std::atomic<bool> handshakes_under_load_{false};

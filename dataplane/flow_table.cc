@@ -35,8 +35,10 @@ void release_flow(void* a, std::uint64_t) {
   delete r;
 }
 
+// By the service's port: the destination of whoever opened the flow.
 std::uint32_t timeout_of(const flow& f, splice::tcp_state state) noexcept {
-  return splice::idle_timeout(f.device_key.protocol, f.device_key.dst_port, state);
+  const std::uint16_t service = f.kind == flow_kind::spliced ? f.device_key.dst_port : f.tailnet_key.dst_port;
+  return splice::idle_timeout(f.device_key.protocol, service, state);
 }
 
 }  // namespace

@@ -39,10 +39,24 @@
 
 namespace lopower {
 
+// Who opened a flow. A spliced flow: a device, toward the tailnet. An
+// inbound flow: a tailnet peer, toward a device (route mode, a port
+// forward); its keys are the same two sides, seen the other way round.
+enum class flow_kind : std::uint8_t {
+  spliced,
+  inbound,         // no translation but what the keys differ in (route mode without SNAT: none)
+  inbound_ported,  // as inbound, its device-side destination port allocated here (SNAT): given back on expiry
+};
+
 struct flow {
-  splice::flow_key device_key;   // device -> peer, as the device sent it
-  splice::flow_key tailnet_key;  // peer -> lopower:port, as replies arrive
+  // spliced: device -> peer, as the device sent it; inbound: device ->
+  // (lopower's device-side address:port | the peer), as the device replies.
+  splice::flow_key device_key;
+  // spliced: peer -> lopower:port, as replies arrive; inbound: peer ->
+  // (the device | lopower's tailnet address:forwarded port), as the peer sent it.
+  splice::flow_key tailnet_key;
   wg_peer* device = nullptr;     // where replies go (its lifetime: RCU, like the flow's)
+  flow_kind kind = flow_kind::spliced;
   std::uint64_t created_tsc = 0;
   std::uint8_t owner_worker = 0;  // whose slice of the port range tailnet_key.dst_port is from
   // An uplink flow (NATed to the uplink port's address; tailnet_key is then

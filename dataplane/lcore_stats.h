@@ -73,6 +73,7 @@ struct port_counters {
   counter rx_packets, rx_bytes;        // frames this lcore received from the port (TX totals come from ethdev stats)
   counter to_kernel, from_kernel;      // exception path: frames handed to / taken from the TAP
   counter to_control;                  // frames handed to the control plane
+  counter device_to_device;            // device packets delivered to another device ([devices] device_to_device)
   counter by_class[packet_class_count];
   drop_counters drops;
 };

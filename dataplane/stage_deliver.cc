@@ -1,11 +1,14 @@
 // Stage 3, deliver: where a decrypted inner packet goes. From a device:
 // cryptokey routing (its source must be the device's address), then
 // lopower's own services (DNS to the control thread, ICMP echo answered
-// here), else the splice onto the tailnet (stage_splice.cc). From a tailnet
-// peer: its AllowedIPs, lopower's tailnet addresses, replies on a device's
-// flow spliced back (stage_splice.cc), TSMP and echo answered here, the
-// tailnet's packet filter, DNS queries (UDP) to the control thread.
-// Fragments are made whole first (stage_fragments.cc).
+// here), else the splice onto the tailnet (stage_splice.cc); replies on a
+// tailnet peer's inbound flow and packets to another device go through
+// stage_inbound.cc. From a tailnet peer: its AllowedIPs, lopower's tailnet
+// addresses, replies on a device's flow spliced back (stage_splice.cc), TSMP
+// and echo answered here, port forwards, the tailnet's packet filter, DNS
+// queries (UDP) to the control thread; device addresses in route mode
+// (stage_inbound.cc). Fragments are made
+// whole first (stage_fragments.cc).
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
@@ -35,6 +38,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
   if (!allowed) return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
   if (fragments::is_fragment(p, info->ipv6)) return deliver_fragment(ps, m, *info, peer, out);  // whole first
+  if (inbound_reply(ps, m, *info, peer, flow_hint, out)) return;  // a reply to a tailnet peer's flow (route mode)
   const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
                                 : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
   if (to_us) {
@@ -45,6 +49,13 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
     }
     if (!make_echo_reply(p, *info)) return drop_one(ps.port.index, m, drop_reason::inner_no_route);
     return send_inner(ps, m, *info, peer, setup_.device_mtu, out);
+  }
+  // Another device's address: looked at for packets of no flow only, so a
+  // spliced flow's packets pay nothing for it.
+  if (flow_hint.found == nullptr) {
+    const device_directory* dir = device_dir();
+    if (dir != nullptr && dir->covers(info->ipv6, info->dst))
+      return device_to_device(ps, m, *info, peer, dir->find(info->ipv6, info->dst), out);
   }
   splice_out(ps, m, *info, peer, flow_hint, out);
 }
@@ -60,8 +71,8 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
     return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info.length));  // WireGuard's padding
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
-  if (view == nullptr || !view->owns(info.ipv6, info.dst))
-    return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  if (view == nullptr) return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
+  if (!view->owns(info.ipv6, info.dst)) return inbound_from_tailnet(ps, m, info, peer, *view, flow_hint, out);
   if (fragments::is_fragment(rte_pktmbuf_mtod(m, const std::uint8_t*), info.ipv6))
     return deliver_fragment(ps, m, info, peer, out);  // whole first: only the first piece has ports
   // Replies on a device's flow: the flow is the permission (the filter
@@ -77,6 +88,7 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
     return push_out(ps, m, peer, out);
   }
   if (info.protocol == ipproto_tsmp) return drop_one(ps.port.index, m, drop_reason::tailnet_tsmp_ignored);
+  if (forward_in(ps, m, info, *view, flow_hint, out)) return;  // a forwarded port: to its device
   if (!view->allows(p, info)) return drop_one(ps.port.index, m, drop_reason::tailnet_filtered);
   if (setup_.inner_up_flag != 0 && info.protocol == IPPROTO_UDP && is_dns_query(p, info)) {
     // lopower as the peer's split-DNS resolver for the device domain: paced

@@ -30,6 +30,10 @@ splice::packet_info packet_info_of(const inner_info& info) {
 
 bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_icmp || protocol == splice::ipproto_icmpv6; }
 
+// The far end a port is unique toward: where a reply-direction key (the one
+// holding the allocated port as its destination port) comes from.
+splice::destination remote_of(const splice::flow_key& reply_key) { return splice::destination_of(reply_key.reverse()); }
+
 // The state moves in the table (a compare-and-swap when it changes, counted
 // for the census; a shorter timeout queues the flow for expiry's wheel).
 void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir,
@@ -64,23 +68,51 @@ void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& inf
   rte_pktmbuf_free(m);
 }
 
-// A port for the flow from this worker's slice, unique toward its
-// destination (splice::port_allocator: RFC 6056's double-hash selection).
-bool worker::allocate_port(flow& f, splice::port_allocator& alloc) noexcept {
-  const auto a = alloc.allocate(splice::destination_of(f.tailnet_key));
+// A port for the flow from `alloc` (this worker's slice of lopower's
+// tailnet-side ports, or of the uplink's NAT ports), unique toward the far
+// end of `reply_key` (splice::port_allocator: RFC 6056's double-hash
+// selection), written into it as its destination port (ICMP echo: the
+// identifier, both fields). Spliced and uplink flows take it in their
+// reply-side key, inbound flows with SNAT in their device-side key.
+bool worker::allocate_port(splice::flow_key& reply_key, splice::port_allocator& alloc) noexcept {
+  const auto a = alloc.allocate(remote_of(reply_key));
   if (a.status != splice::allocation_status::ok) return false;
-  f.tailnet_key.dst_port = a.port;
-  if (is_icmp_echo(f.tailnet_key.protocol)) f.tailnet_key.src_port = a.port;
+  reply_key.dst_port = a.port;
+  if (is_icmp_echo(reply_key.protocol)) reply_key.src_port = a.port;
   return true;
+}
+
+// A spliced flow's port on lopower's tailnet address, never a forwarded
+// one: a peer's new connection to a forward would otherwise look like a
+// reply on the flow (the same 5-tuple when its source port is the flow's
+// destination port). A forwarded port drawn is held until another is found.
+bool worker::allocate_tailnet_port(flow& f) noexcept {
+  const forward_table* table = forwards();
+  splice::flow_key drawn[4];
+  unsigned held = 0;
+  bool ok = false;
+  while (held < 4 && ports_alloc_ && (ok = allocate_port(f.tailnet_key, *ports_alloc_))) {
+    if (is_icmp_echo(f.tailnet_key.protocol) || table == nullptr ||
+        table->find(f.tailnet_key.protocol, f.tailnet_key.dst_port) == nullptr)
+      break;
+    drawn[held++] = f.tailnet_key;
+    ok = false;
+  }
+  for (unsigned i = 0; i < held; ++i) release_port(drawn[i]);
+  return ok;
+}
+
+// Back to the allocator that gave it (the uplink's for a key to the uplink
+// address).
+void worker::release_port(const splice::flow_key& reply_key) noexcept {
+  if (splice::port_allocator* alloc = allocator_for(reply_key)) alloc->release(remote_of(reply_key), reply_key.dst_port);
 }
 
 unsigned worker::take_back_ports() noexcept {
   if (setup_.released_ports == nullptr) return 0;
   splice::flow_key keys[32];
   const unsigned n = rte_ring_sc_dequeue_burst_elem(setup_.released_ports, keys, sizeof(splice::flow_key), 32, nullptr);
-  for (unsigned i = 0; i < n; ++i) {
-    if (splice::port_allocator* alloc = allocator_for(keys[i])) alloc->release(splice::destination_of(keys[i]), keys[i].dst_port);
-  }
+  for (unsigned i = 0; i < n; ++i) release_port(keys[i]);
   return n;
 }
 
@@ -107,12 +139,12 @@ flow* worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, w
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
   f->uplink = uplink;
-  if (!allocate_port(*f, alloc)) {
+  if (!(uplink ? allocate_port(f->tailnet_key, alloc) : allocate_tailnet_port(*f))) {
     delete f;
     return nullptr;
   }
   if (!setup_.flows->insert(f)) {
-    alloc.release(splice::destination_of(f->tailnet_key), f->tailnet_key.dst_port);
+    release_port(f->tailnet_key);
     delete f;
     return nullptr;
   }
@@ -172,7 +204,9 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   // Replies never meet a flow made in their own burst: a miss stands.
   // (An ICMP error has no flow key of its own: never looked up ahead.)
   flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
-  if (f == nullptr || !(f->tailnet_key == key)) return false;
+  // An inbound flow's tailnet key is the peer's own packets (a forward's
+  // go to lopower's tailnet address too): not replies.
+  if (f == nullptr || f->kind != flow_kind::spliced || !(f->tailnet_key == key)) return false;
   const bool v6 = f->device_key.family == ip_family::v6;
   const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
   st = icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_addr, f->device_key.src_port)

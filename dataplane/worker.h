@@ -69,6 +69,8 @@
 #include "dataplane/splice/translate.h"
 #include "dataplane/tailnet_view.h"
 #include "lopower/dataplane_config.h"
+#include "dataplane/device_directory.h"
+#include "dataplane/forward_table.h"
 
 namespace lopower {
 
@@ -116,6 +118,20 @@ struct worker_setup {
   std::uint8_t local_v6[16]{};
   // lopower on the tailnet (nullptr, or a null view: tailnet traffic is not for us).
   const std::atomic<const tailnet_view*>* tailnet = nullptr;
+  // Which device holds an address (nullptr, or a null directory: none is
+  // reached but by its own flows' replies). Route mode, port forwards and
+  // device-to-device traffic are delivered through it.
+  const std::atomic<const device_directory*>* devices = nullptr;
+  // [inbound] advertise_routes: tailnet peers may open flows to device
+  // addresses; snat: their source becomes lopower's device-side address and
+  // a port of the flow's (the device needs no route back).
+  bool inbound_routes = false;
+  // Port forwards on lopower's tailnet address (nullptr, or a null table: none).
+  const std::atomic<const forward_table*>* forwards = nullptr;
+  bool inbound_snat = true;
+  // [devices] device_to_device = "allow": a device's packet to another
+  // device is delivered to it (else refused, ICMP administratively prohibited).
+  bool device_to_device = false;
   // ol_flags bit marking an inner (decrypted) packet handed to the control
   // plane, e.g. the replies to lopower's own pings; 0: none are handed up.
   std::uint64_t inner_up_flag = 0;
@@ -239,7 +255,31 @@ class worker {
                   outbound& out) noexcept;
   bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint, outbound& out) noexcept;
   flow* create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
-  bool allocate_port(flow& f, splice::port_allocator& alloc) noexcept;
+  bool allocate_port(splice::flow_key& reply_key, splice::port_allocator& alloc) noexcept;
+  void release_port(const splice::flow_key& reply_key) noexcept;
+  // stage_inbound.cc: flows tailnet peers open toward devices (route mode),
+  // their replies, and device-to-device traffic.
+  void inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer,
+                            const tailnet_view& view, flow_lookup flow_hint, outbound& out) noexcept;
+  void inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info, flow& f, outbound& out) noexcept;
+  bool inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+                     outbound& out) noexcept;
+  flow* create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
+                            std::uint16_t device_port, bool snat) noexcept;
+  // A tailnet packet to a forwarded port of lopower's tailnet address:
+  // carried to the device (true), or not a forward's (false).
+  bool forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, const tailnet_view& view, flow_lookup flow_hint,
+                  outbound& out) noexcept;
+  const forward_table* forwards() const noexcept {
+    return setup_.forwards ? setup_.forwards->load(std::memory_order_acquire) : nullptr;
+  }
+  bool allocate_tailnet_port(flow& f) noexcept;
+  const device_directory* device_dir() const noexcept {
+    return setup_.devices ? setup_.devices->load(std::memory_order_acquire) : nullptr;
+  }
+  // A device's packet to another device's address (`to`): delivered, or refused by policy.
+  void device_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* from, wg_peer* to,
+                        outbound& out) noexcept;
   unsigned take_back_ports() noexcept;
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                         splice::icmp_error_kind kind, drop_reason why, outbound& out,

@@ -47,12 +47,15 @@ void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguar
       if (!only.empty() && it->second != only) return;
       if (list.size() >= max_listed) return void(truncated = true);
       const bool tcp = f.device_key.protocol == splice::ipproto_tcp;
+      // Inbound flows (opened by a tailnet peer): their tailnet side is the peer.
+      const bool inbound = f.kind != flow_kind::spliced;
       list.push_back({{"device", it->second},
+                      {"direction", inbound ? "inbound" : "outbound"},
                       {"protocol", protocol_name(f.device_key.protocol)},
-                      {"kind", f.uplink ? "uplink" : "splice"},
+                      {"kind", f.uplink ? "uplink" : inbound ? "inbound" : "splice"},
                       {"device_side", endpoint_text(f.device_key, true)},
                       {"destination", endpoint_text(f.device_key, false)},
-                      {"tailnet_side", endpoint_text(f.tailnet_key, false)},
+                      {"tailnet_side", endpoint_text(f.tailnet_key, inbound)},
                       {"state", tcp ? splice::to_string(f.state.load(std::memory_order_relaxed)) : "active"},
                       {"age_seconds", splice::seconds_since(f.created_tsc, now, hz)},
                       {"idle_seconds", splice::seconds_since(f.last_tsc.load(std::memory_order_relaxed), now, hz)},
@@ -60,6 +63,8 @@ void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguar
                       {"bytes_out", f.bytes_out.load(std::memory_order_relaxed)},
                       {"packets_in", f.packets_in.load(std::memory_order_relaxed)},
                       {"bytes_in", f.bytes_in.load(std::memory_order_relaxed)}});
+      // What the peer addressed: the device (route mode) or a forwarded port of lopower's.
+      if (inbound) list.back()["addressed"] = endpoint_text(f.tailnet_key, false);
     });
     return {{"flows", list}, {"count", dp.flows().size()}, {"capacity", dp.flows().capacity()}, {"truncated", truncated}};
   });

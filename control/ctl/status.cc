@@ -16,7 +16,7 @@ namespace {
 
 // Sums one port's counters over every worker and the control thread.
 nlohmann::json port_counters_json(const dataplane& dp, std::size_t index) {
-  std::uint64_t lcore_rx = 0, to_kernel = 0, from_kernel = 0, to_control = 0;
+  std::uint64_t lcore_rx = 0, to_kernel = 0, from_kernel = 0, to_control = 0, device_to_device = 0;
   std::uint64_t classes[packet_class_count] = {};
   std::uint64_t drops[drop_reason_count] = {};
   for (const auto& w : dp.workers()) {
@@ -25,6 +25,7 @@ nlohmann::json port_counters_json(const dataplane& dp, std::size_t index) {
     to_kernel += pc.to_kernel.get();
     from_kernel += pc.from_kernel.get();
     to_control += pc.to_control.get();
+    device_to_device += pc.device_to_device.get();
     for (unsigned c = 0; c < packet_class_count; ++c) classes[c] += pc.by_class[c].get();
     for (unsigned r = 0; r < drop_reason_count; ++r) drops[r] += pc.drops[r].get();
   }
@@ -33,6 +34,7 @@ nlohmann::json port_counters_json(const dataplane& dp, std::size_t index) {
   j["to_kernel"] = to_kernel;
   j["from_kernel"] = from_kernel;
   j["to_control"] = to_control;
+  j["device_to_device"] = device_to_device;  // device packets delivered to another device
   nlohmann::json cls = nlohmann::json::object();
   for (unsigned c = 0; c < packet_class_count; ++c) cls[to_string(static_cast<packet_class>(c))] = classes[c];
   j["classes"] = cls;

@@ -34,6 +34,21 @@ state_store open_store(const config& cfg) {
   return std::move(*s);
 }
 
+// [inbound] advertise_routes: the device prefixes, as subnet routes.
+std::vector<ip_prefix> advertised_prefixes(const config& cfg) {
+  if (!cfg.inbound.advertise_routes) return {};
+  std::vector<ip_prefix> out;
+  if (cfg.devices.ipv4_prefix) out.push_back(*cfg.devices.ipv4_prefix);
+  out.push_back(cfg.devices.ipv6_prefix);
+  return out;
+}
+
+std::vector<std::string> advertised_routes(const config& cfg) {
+  std::vector<std::string> out;
+  for (const ip_prefix& p : advertised_prefixes(cfg)) out.push_back(p.to_string());
+  return out;
+}
+
 tailnet::coordination_config coordination_from(const config& cfg) {
   tailnet::coordination_config c;
   auto url = tailnet::control_url::parse(cfg.tailnet.control_url);
@@ -43,6 +58,7 @@ tailnet::coordination_config coordination_from(const config& cfg) {
   c.hostinfo.hostname = cfg.tailnet.hostname;
   c.hostinfo.ipn_version = std::string("lopower ") + LOPOWER_VERSION;
   c.hostinfo.request_tags = cfg.tailnet.advertise_tags;
+  c.hostinfo.routable_ips = advertised_routes(cfg);
   c.ephemeral = cfg.tailnet.ephemeral;
   c.auth_key = read_auth_key(cfg.tailnet);
   return c;
@@ -715,6 +731,17 @@ nlohmann::json tailnet_node::netcheck_json() const {
   return relays_->netcheck_json();
 }
 
+// The subnet routes lopower advertises, each approved when the server put
+// it in the self node's AllowedIPs (or made lopower its primary router).
+nlohmann::json tailnet_node::routes_json(const tailnet::node& self) const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const ip_prefix& route : advertised_prefixes(cfg_)) {
+    const auto has = [&route](const std::vector<ip_prefix>& v) { return std::find(v.begin(), v.end(), route) != v.end(); };
+    out.push_back({{"prefix", route.to_string()}, {"approved", has(self.allowed_ips) || has(self.primary_routes)}});
+  }
+  return out;
+}
+
 nlohmann::json tailnet_node::status_json() const {
   nlohmann::json j = client_->status_json();
   const tailnet::netmap* nm = client_->current();
@@ -727,6 +754,7 @@ nlohmann::json tailnet_node::status_json() const {
                  {"key_expiry", self.key_expiry.is_zero() ? nlohmann::json() : nlohmann::json(self.key_expiry.to_string())},
                  {"expired", self.expired}};
     j["tailnet"] = nm->domain();
+    j["routes"] = routes_json(self);
     j["packet_filter"] = {{"rules", nm->packet_filter_rules().size()},
                           {"matches", nm->packet_filter().size()},
                           {"error", nm->packet_filter_error()}};

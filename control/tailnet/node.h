@@ -75,6 +75,7 @@ class tailnet_node {
   void on_netmap_applied(std::function<void(const tailnet::netmap&)> fn) { netmap_listener_ = std::move(fn); }
 
  private:
+  nlohmann::json routes_json(const tailnet::node& self) const;
   void on_netmap(const tailnet::netmap& nm, const tailnet::netmap_changes& changes);
   std::vector<tailnet::endpoint> local_endpoints() const;
   // Adds and updates the WireGuard peers (all, or those `only` names: see

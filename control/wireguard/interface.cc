@@ -59,7 +59,9 @@ nlohmann::json handshake_counters::to_json() const {
 wireguard_interface::wireguard_interface(dataplane& dp, const config& cfg, const enrollment::device_registry& registry)
     : wireguard_interface(dp, cfg.wireguard, registry.server_private_key(), "device") {
   default_egress_ = cfg.egress.mode;
-  for (const enrollment::device& d : registry.list()) add_device(d);
+  devices_side_ = true;
+  for (const enrollment::device& d : registry.list()) add_device_peer(d);
+  publish_devices();
 }
 
 wireguard_interface::wireguard_interface(dataplane& dp, const wireguard_config& wg, const private_key& key, std::string label)
@@ -70,6 +72,7 @@ wireguard_interface::wireguard_interface(dataplane& dp, const wireguard_config& 
 }
 
 wireguard_interface::~wireguard_interface() {
+  if (devices_side_) dp_.publish_devices({});  // before the peers it names are retired
   while (!peers_.empty()) drop_peer(*peers_.begin()->second);
   if (guarded_) dp_.publish_handshake_keys(*guarded_, nullptr, nullptr);
 }
@@ -107,6 +110,22 @@ std::uint32_t wireguard_interface::fresh_index() {
 }
 
 void wireguard_interface::add_device(const enrollment::device& d) {
+  add_device_peer(d);
+  publish_devices();
+}
+
+// The directory is rebuilt whole (one device added or removed at a time,
+// by an operator): the workers' lookups stay one hash probe.
+void wireguard_interface::publish_devices() {
+  if (!devices_side_) return;
+  std::vector<wg_peer*> devices;
+  devices.reserve(peers_.size());
+  for (const auto& [name, p] : peers_) devices.push_back(p->dp);
+  dp_.publish_devices(devices);
+  if (devices_changed_) devices_changed_();
+}
+
+void wireguard_interface::add_device_peer(const enrollment::device& d) {
   add_peer(d.name, d.public_key, [this, &d](wg_peer& wp) {
     if (d.ipv4) {
       wp.has_v4 = true;
@@ -293,7 +312,9 @@ std::int64_t wireguard_interface::last_handshake(const std::string& name) const 
 
 void wireguard_interface::remove_device(const std::string& name) {
   auto it = peers_.find(name);
-  if (it != peers_.end()) drop_peer(*it->second);
+  if (it == peers_.end()) return;
+  drop_peer(*it->second);
+  publish_devices();
 }
 
 void wireguard_interface::drop_peer(peer& p) {

@@ -78,11 +78,16 @@ class wireguard_interface : private wg::peer_lookup {
   // Protocol timers; call every ~100 ms.
   void tick();
 
+  // A device (published to the workers' device directory too).
   void add_device(const enrollment::device& d);
   // The workers follow the device's egress mode from its next packet on.
   void set_device_egress(const enrollment::device& d);
   // [egress] mode: what devices without their own mode get.
   egress_mode default_egress() const { return default_egress_; }
+  // Called after a device was added or removed (e.g. port forwards name
+  // devices by their address: one removed must not leave its address
+  // forwarded to whoever enrolls next).
+  void on_devices_changed(std::function<void()> fn) { devices_changed_ = std::move(fn); }
   // A peer named `name` (unique) with static key `key`; `configure` fills in
   // what the workers check (cryptokey routing) before it is published.
   void add_peer(const std::string& name, const public_key& key, const std::function<void(wg_peer&)>& configure);
@@ -226,6 +231,10 @@ class wireguard_interface : private wg::peer_lookup {
   egress_mode default_egress_ = egress_mode::none;
   dataplane& dp_;
   std::string label_;
+  std::function<void()> devices_changed_;
+  bool devices_side_ = false;  // the devices' interface: its peers make the workers' device directory
+  void add_device_peer(const enrollment::device& d);
+  void publish_devices();
   std::function<void(wg_peer*)> retire_peer_;
   wg::static_identity identity_;
   wg::cookie_checker cookies_;

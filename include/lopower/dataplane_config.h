@@ -91,6 +91,9 @@ struct dataplane_settings {
   std::optional<ip_prefix> device_ipv4_prefix;  // [devices] ipv4_prefix (absent: IPv4 off); lopower is its first host
   ip_prefix device_ipv6_prefix;              // [devices] ipv6_prefix; lopower is its first host
   std::uint16_t device_mtu = 0;              // [devices] mtu
+  bool device_to_device = false;             // [devices] device_to_device = "allow"
+  bool inbound_routes = false;               // [inbound] advertise_routes: tailnet peers reach device addresses
+  bool inbound_snat = true;                  // [inbound] snat
   std::uint32_t dns_device_query_rate = 0;   // [dns] device_query_rate: per second and device (0: not paced)
   std::uint32_t handshake_load_threshold = 0;  // [wireguard]: a worker's own handshake backlog past this is load (0: off)
 };

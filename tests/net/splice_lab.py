@@ -53,9 +53,10 @@ class Device:
         return "10.90.0.1" if self.ipv4_only else "fd7a:115c:a1e0:9909::1"
 
 
-def lopowerd_toml(key_file, extra: str = "") -> str:
+def lopowerd_toml(key_file, extra: str = "", devices: str = "") -> str:
+    """``devices``: more keys of the [devices] table, one per line."""
     return (f'[tailnet]\ncontrol_url = "http://198.18.40.2:8080"\nhostname = "lopower"\n'
-            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n\n'
+            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n{devices}\n'
             f'[dns]\nupstreams = ["198.18.40.2"]\n' + extra)
 
 
@@ -92,7 +93,7 @@ def enroll(lab, dev: Device, index: int) -> WgDevice:
 @contextlib.contextmanager
 def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: str = "", extra_toml: str = "",
                headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none", dpdk_toml: str = "",
-               more_ports=None):
+               more_ports=None, devices_toml: str = ""):
     """``derp``: the lab's DERP mode (tailnet_lab.TailnetLab); with
     "embedded", lopowerd dials headscale's relay over plain HTTP too.
     ``more_ports(lab)``: wires further ports up before lopowerd starts and
@@ -113,7 +114,7 @@ def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: 
         ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
         if more_ports:
             ports += "\n" + more_ports(lab)
-        lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file, extra_toml),
+        lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file, extra_toml, devices_toml),
                                 dataplane_toml=dataplane_toml, dpdk_toml=dpdk_toml).start()
         d = lab.lopowerd
         wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd on the tailnet")

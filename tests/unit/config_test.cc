@@ -262,6 +262,63 @@ TEST(Config, EgressRefusals) {
   EXPECT_THAT(error_of("egress = 1\n" + kPort), StartsWith("t.toml:1: egress: expected a table [egress]"));
 }
 
+TEST(Config, InboundRoutes) {
+  const config defaults = parse_config(kPort, "t.toml");
+  EXPECT_FALSE(defaults.inbound.advertise_routes);
+  EXPECT_TRUE(defaults.inbound.snat);
+  EXPECT_FALSE(dataplane_settings_of(defaults).inbound_routes);
+  const config on = parse_config("[inbound]\nadvertise_routes = true\nsnat = false\n" + kPort, "t.toml");
+  EXPECT_TRUE(on.inbound.advertise_routes);
+  EXPECT_FALSE(on.inbound.snat);
+  EXPECT_TRUE(dataplane_settings_of(on).inbound_routes);
+  EXPECT_FALSE(dataplane_settings_of(on).inbound_snat);
+  EXPECT_EQ(error_of("[inbound]\nadvertise_routes = \"yes\"\n" + kPort),
+            "t.toml:2: inbound.advertise_routes: expected a boolean (true or false), got string");
+  EXPECT_THAT(error_of("[inbound]\nsnat = 1\n" + kPort), StartsWith("t.toml:2: inbound.snat: expected a boolean"));
+  EXPECT_THAT(error_of("[inbound]\nadvertise = true\n" + kPort),
+              StartsWith("t.toml:2: inbound.advertise: unknown key (expected one of \"advertise_routes\", \"snat\")"));
+}
+
+TEST(Config, Forwards) {
+  EXPECT_TRUE(parse_config(kPort, "t.toml").forwards.empty());
+  const std::string two = "[[forward]]\nprotocol = \"tcp\"\nport = 2222\ndevice = \"cam\"\ndevice_port = 22\n"
+                          "[[forward]]\nprotocol = \"udp\"\nport = 2222\ndevice = \"cam\"\ndevice_port = 22\n";
+  const config cfg = parse_config(kPort + two, "t.toml");
+  ASSERT_EQ(cfg.forwards.size(), 2u);
+  EXPECT_EQ(cfg.forwards[0].protocol, "tcp");
+  EXPECT_EQ(cfg.forwards[0].port, 2222);
+  EXPECT_EQ(cfg.forwards[0].device, "cam");
+  EXPECT_EQ(cfg.forwards[0].device_port, 22);
+  EXPECT_EQ(cfg.forwards[0].line, 5);
+  EXPECT_EQ(cfg.forwards[1].protocol, "udp");
+  const std::string fwd = "[[forward]]\n";
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"sctp\"\nport = 1\ndevice = \"a\"\ndevice_port = 1\n"),
+              StartsWith("t.toml:6: forward[1].protocol: \"sctp\" is not a valid value (expected one of \"tcp\", \"udp\")"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 0\ndevice = \"a\"\ndevice_port = 1\n"),
+              StartsWith("t.toml:7: forward[1].port: 0 is out of range"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 1\ndevice_port = 1\n"),
+              StartsWith("t.toml:5: forward[1].device: missing"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 1\ndevice = \"a\"\n"),
+              StartsWith("t.toml:5: forward[1].device_port: missing"));
+  EXPECT_THAT(error_of(kPort + fwd + "protocol = \"tcp\"\nport = 1\ndevice = \"a\"\ndevice_port = 1\nhost = 1\n"),
+              StartsWith("t.toml:10: forward[1].host: unknown key"));
+  EXPECT_THAT(error_of(kPort + two + fwd + "protocol = \"tcp\"\nport = 2222\ndevice = \"b\"\ndevice_port = 1\n"),
+              StartsWith("t.toml:17: forward[3].port: tcp port 2222 is already forwarded by forward[1]"));
+  EXPECT_THAT(error_of(kPort + "[forward]\nport = 1\n"), StartsWith("t.toml:5: forward: expected an array of tables [[forward]]"));
+}
+
+TEST(Config, DeviceToDevice) {
+  EXPECT_FALSE(parse_config(kPort, "t.toml").devices.device_to_device);
+  EXPECT_FALSE(parse_config("[devices]\ndevice_to_device = \"deny\"\n" + kPort, "t.toml").devices.device_to_device);
+  const config allow = parse_config("[devices]\ndevice_to_device = \"allow\"\n" + kPort, "t.toml");
+  EXPECT_TRUE(allow.devices.device_to_device);
+  EXPECT_TRUE(dataplane_settings_of(allow).device_to_device);
+  EXPECT_EQ(error_of("[devices]\ndevice_to_device = \"permit\"\n" + kPort),
+            "t.toml:2: devices.device_to_device: \"permit\" is not a valid value (expected one of \"deny\", \"allow\")");
+  EXPECT_THAT(error_of("[devices]\ndevice_to_device = true\n" + kPort),
+              StartsWith("t.toml:2: devices.device_to_device: expected a string, got boolean"));
+}
+
 TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of("[dataplane]\nburst_size = 8\nburst_sise = 3\n" + kPort),
             "t.toml:3: dataplane.burst_sise: unknown key (expected one of \"burst_size\", \"mbufs\", \"mbuf_cache\", "

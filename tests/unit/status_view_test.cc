@@ -90,6 +90,18 @@ TEST(StatusView, ShowsTheUplinkAndItsGatewayNeighbour) {
   EXPECT_EQ(render_status(s).find("uplink (NAT)"), std::string::npos);
 }
 
+TEST(StatusView, ShowsAdvertisedRoutesAndTheirApproval) {
+  nlohmann::json s = sample_status();
+  s["tailnet"] = nlohmann::json::parse(R"({
+    "backend_state": "Running", "control_url": "http://198.18.40.2:8080", "connected": true, "node_key": "nodekey:ab",
+    "routes": [{"prefix": "10.90.0.0/24", "approved": true}, {"prefix": "fd00:90::/64", "approved": false}],
+    "peers": []
+  })");
+  const std::string out = render_status(s);
+  EXPECT_NE(out.find("route 10.90.0.0/24 (approved)"), std::string::npos) << out;
+  EXPECT_NE(out.find("route fd00:90::/64 (awaiting approval)"), std::string::npos) << out;
+}
+
 TEST(StatusView, ToleratesMissingAndMistypedFields) {
   EXPECT_NO_THROW(render_status(nlohmann::json::object()));
   EXPECT_NO_THROW(render_status(nlohmann::json::array()));

@@ -30,7 +30,9 @@ std::string render_flows(const nlohmann::json& reply) {
     for (const auto& f : *flows) {
       if (!f.is_object()) continue;
       ++listed;
-      const std::string device_side = text(f, "device_side") + " -> " + text(f, "destination");
+      // An inbound flow: the peer opened it toward the device.
+      const bool inbound = text(f, "direction") == "inbound";
+      const std::string device_side = text(f, "device_side") + (inbound ? " <- " : " -> ") + text(f, "destination");
       std::snprintf(line, sizeof line, "%-12s %-6s %-6s %-62s %-30s %-11s %7llus %12llu %12llu\n",
                     text(f, "device").c_str(), text(f, "kind").c_str(), text(f, "protocol").c_str(), device_side.c_str(), text(f, "tailnet_side").c_str(),
                     text(f, "state").c_str(), number(f, "age_seconds"), number(f, "bytes_out"), number(f, "bytes_in"));

@@ -33,6 +33,8 @@ void usage(FILE* out) {
                "  device show NAME [--qr] [--json]   its block, its spliced flows, its wg-quick config\n"
                "  device add|set|remove|reset-timestamp ...   enrol and manage WireGuard devices (`device` for usage)\n"
                "  flows [--device NAME] [--json]   spliced flows: device side, tailnet side, state, bytes\n"
+               "  forward add tcp|udp PORT DEVICE DEVICE_PORT | list | remove tcp|udp PORT [--json]\n"
+               "                    ports on lopower's tailnet address carried to a device\n"
                "  logout            leave the tailnet (the node key is expired at the server)\n"
                "  login             join again after a logout\n"
                "  ping [--icmp] [--c N] [--timeout SECONDS] PEER   ping a tailnet peer (name or IP) with disco,\n"
@@ -121,6 +123,62 @@ int cmd_flows(const command_line& cl) {
     return 0;
   }
   std::fputs(lopower::render_flows(*result).c_str(), stdout);
+  return 0;
+}
+
+// Port forwards: `forward add tcp|udp PORT DEVICE DEVICE_PORT`, `forward
+// list`, `forward remove tcp|udp PORT` (each with --json).
+int forward_usage() {
+  std::fprintf(stderr,
+               "usage: lopower-ctl forward add tcp|udp PORT DEVICE DEVICE_PORT [--json]\n"
+               "       lopower-ctl forward list [--json]\n"
+               "       lopower-ctl forward remove tcp|udp PORT [--json]\n");
+  return 2;
+}
+
+std::optional<long> port_number(const std::string& text) {
+  if (text.empty() || text.size() > 5 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stol(text);
+}
+
+std::string forward_text(const nlohmann::json& f) {
+  auto num = [&f](const char* k) { return f.contains(k) && f[k].is_number() ? std::to_string(f[k].get<long>()) : "?"; };
+  auto str = [&f](const char* k) { return f.contains(k) && f[k].is_string() ? f[k].get<std::string>() : "?"; };
+  return str("protocol") + " " + num("port") + " -> " + str("device") + ":" + num("device_port") +
+         (f.value("configured", false) ? "  (configuration file)" : "");
+}
+
+int cmd_forward(const command_line& cl) {
+  std::vector<std::string> words;
+  bool json = false;
+  for (const std::string& a : cl.args) {
+    if (a == "--json") json = true;
+    else words.push_back(a);
+  }
+  if (words.empty()) return forward_usage();
+  nlohmann::json args = nlohmann::json::object();
+  const std::string& verb = words[0];
+  if (verb == "add" && words.size() == 5) {
+    const auto port = port_number(words[2]), device_port = port_number(words[4]);
+    if (!port || !device_port) return forward_usage();
+    args = {{"protocol", words[1]}, {"port", *port}, {"device", words[3]}, {"device_port", *device_port}};
+  } else if (verb == "remove" && words.size() == 3) {
+    const auto port = port_number(words[2]);
+    if (!port) return forward_usage();
+    args = {{"protocol", words[1]}, {"port", *port}};
+  } else if (verb != "list" || words.size() != 1) {
+    return forward_usage();
+  }
+  auto result = request(cl, {"forward." + verb, args});
+  if (!result) return 1;
+  if (json) std::printf("%s\n", result->dump(2).c_str());
+  else if (verb == "list") {
+    const auto list = result->value("forwards", nlohmann::json::array());
+    if (list.empty()) std::printf("no forwards\n");
+    for (const auto& f : list) std::printf("%s\n", forward_text(f).c_str());
+  } else {
+    std::printf("%s %s\n", verb == "add" ? "added" : "removed", forward_text(*result).c_str());
+  }
   return 0;
 }
 
@@ -277,6 +335,7 @@ int main(int argc, char** argv) {
     return lopower::run_device_command(cl.args, [&](const lopower::ctl::request& r) { return request(cl, r); });
   if (cl.command == "ping") return cmd_ping(cl);
   if (cl.command == "flows") return cmd_flows(cl);
+  if (cl.command == "forward") return cmd_forward(cl);
   if (cl.command == "netcheck") return cmd_netcheck(cl);
   if (cl.command == "top" || cl.command == "watch")
     return lopower::run_top_command(cl.args, [&](const lopower::ctl::request& r) { return call(cl, r); });

@@ -146,6 +146,8 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
   if (!self.empty() && self.contains("key_expiry") && self["key_expiry"].is_string())
     out << "  expires " << text(self, "key_expiry");
   out << "\n";
+  for (const auto& r : member(t, "routes", nlohmann::json::value_t::array))
+    out << "  route " << text(r, "prefix") << (r.value("approved", false) ? " (approved)" : " (awaiting approval)") << "\n";
   if (t.contains("auth_url")) out << "  to log in, visit: " << text(t, "auth_url") << "\n";
   if (t.contains("last_error")) out << "  last error: " << text(t, "last_error") << "\n";
   if (text(cache, "at_start") == "refused") out << "  netmap cache refused at start: " << text(cache, "error") << "\n";

@@ -18,6 +18,7 @@ nlohmann::json hostinfo_json(const host_info& h) {
   if (!h.derp_latency.empty()) net_info["DERPLatency"] = h.derp_latency;
   nlohmann::json j{{"Hostname", h.hostname}, {"OS", h.os}, {"IPNVersion", h.ipn_version}, {"NetInfo", net_info}};
   if (!h.request_tags.empty()) j["RequestTags"] = h.request_tags;
+  if (!h.routable_ips.empty()) j["RoutableIPs"] = h.routable_ips;
   return j;
 }
 

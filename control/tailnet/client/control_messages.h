@@ -27,6 +27,7 @@ struct host_info {
   std::string os = "linux";
   std::string ipn_version;              // "lopower <version>"
   std::vector<std::string> request_tags;  // "tag:name"
+  std::vector<std::string> routable_ips;  // subnet routes offered ("10.90.0.0/24"); approved by the server
   int preferred_derp = 0;               // NetInfo.PreferredDERP; 0 = none yet
   std::map<std::string, double> derp_latency;  // NetInfo.DERPLatency: "999-v4" -> seconds
 };

@@ -10,6 +10,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <sodium.h>
+#include <arpa/inet.h>
 
 #include <algorithm>
 #include <cstring>
@@ -699,6 +700,354 @@ TEST(data_path, tailnet_dns_query_goes_up_only_when_the_filter_allows_it) {
   }
   rte_ring_free(ring);
   EXPECT_EQ(rte_mempool_in_use_count(pool()), 0u) << "every buffer back in the pool";
+}
+
+}  // namespace
+}  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// Inbound: a tailnet peer reaches a device by its address (route mode), and
+// device-to-device traffic. The rig's device holds 10.90.0.2 and
+// fd7a:115c:a1e0:9909::2; `other` (no session) holds .3 / ::3.
+struct inbound_path {
+  wg_peer other;
+  std::atomic<const device_directory*> devices{nullptr};
+  data_path d;
+
+  inbound_path(const std::string& name, bool snat, bool routes = true, bool device_to_device = false)
+      : d(name, [&](worker_setup& s) {
+          s.devices = &devices;
+          s.inbound_routes = routes;
+          s.inbound_snat = snat;
+          s.device_to_device = device_to_device;
+          s.max_flows = 256;
+        }) {
+    other.id = 3;
+    other.has_v4 = other.has_v6 = true;
+    inet_pton(AF_INET, "10.90.0.3", &other.v4_be);
+    inet_pton(AF_INET6, "fd7a:115c:a1e0:9909::3", other.v6);
+    devices.store(new device_directory(*ip_prefix::parse("10.90.0.0/24"), *ip_prefix::parse("fd7a:115c:a1e0:9909::/64"),
+                                       {&d.rig.device, &other}));
+    allow_everything();
+  }
+  ~inbound_path() { delete devices.load(); }
+
+  tailnet_view& view() { return *const_cast<tailnet_view*>(d.rig.view.load()); }
+  // The tailnet's ACLs: anything from anywhere.
+  void allow_everything() {
+    filter_match any;
+    any.ip_proto = {1, 6, 17, 58};
+    any.srcs = {*ip_prefix::parse("0.0.0.0/0"), *ip_prefix::parse("::/0")};
+    any.dsts = {{*ip_prefix::parse("0.0.0.0/0"), {0, 65535}}, {*ip_prefix::parse("::/0"), {0, 65535}}};
+    view().filter = {any};
+  }
+  std::vector<staged_packet> staged() {
+    std::vector<staged_packet> out;
+    staged_packet sp;
+    while (rte_ring_sc_dequeue_elem(d.rig.staged, &sp, sizeof sp) == 0) out.push_back(sp);
+    return out;
+  }
+};
+
+bytes address_at(const bytes& p, bool src) {
+  const std::size_t at = src ? splice::test::src_at(p) : splice::test::dst_at(p);
+  return bytes(p.begin() + static_cast<long>(at), p.begin() + static_cast<long>(at + splice::test::address_size(p)));
+}
+
+class inbound : public ::testing::TestWithParam<bool> {};
+
+// With SNAT: the peer's datagram reaches the device from lopower's
+// device-side address and a port of the flow's; the device's reply to it
+// goes back to the peer as if the device had answered it directly.
+TEST_P(inbound, peer_reaches_a_device_through_snat_and_the_reply_comes_back) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  const unsigned in_use_before = rte_mempool_in_use_count(pool());
+  {
+    inbound_path in(v6 ? "ib6" : "ib4", true);
+    data_path& d = in.d;
+    const bytes sent = ip_packet(v6, 17, test_support::peer_address(v6), test_support::device_address(v6),
+                                 udp_datagram(7000, 8080, 100));
+    d.receive({d.from_peer(sent)});
+    auto out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(d.all_drops(), 0u);
+    expect_outer(out[0], d.rig.device_ep, splice_rig::device_index + 100, 0);
+    const bytes inner = inner_of(out[0], d.rig.device_open_key);
+    const std::size_t l4 = v6 ? 40 : 20;
+    EXPECT_EQ(address_at(inner, true), address(v6, test_support::our_device_address(v6))) << "SNAT: from lopower";
+    EXPECT_EQ(address_at(inner, false), address(v6, test_support::device_address(v6)));
+    const std::uint16_t flow_port = load_be16(&inner[l4]);
+    EXPECT_NE(flow_port, 0);
+    EXPECT_EQ(load_be16(&inner[l4 + 2]), 8080);
+    EXPECT_TRUE(splice::test::ip_checksum_ok(inner));
+    EXPECT_TRUE(splice::test::l4_checksum_ok(inner));
+    ASSERT_EQ(d.flows.size(), 1u);
+
+    const bytes reply = ip_packet(v6, 17, test_support::device_address(v6), test_support::our_device_address(v6),
+                                  udp_datagram(8080, flow_port, 300));
+    d.receive({d.from_device(reply)});
+    out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(d.all_drops(), 0u);
+    expect_outer(out[0], d.rig.peer_ep, splice_rig::peer_index + 100, 0);
+    const bytes back = inner_of(out[0], d.rig.peer_open_key);
+    EXPECT_EQ(address_at(back, true), address(v6, test_support::device_address(v6)));
+    EXPECT_EQ(address_at(back, false), address(v6, test_support::peer_address(v6)));
+    EXPECT_EQ(load_be16(&back[l4]), 8080);
+    EXPECT_EQ(load_be16(&back[l4 + 2]), 7000) << "back to the peer's own port";
+    EXPECT_TRUE(splice::test::ip_checksum_ok(back));
+    EXPECT_TRUE(splice::test::l4_checksum_ok(back));
+    EXPECT_EQ(d.flows.size(), 1u);
+
+    // The peer's next datagram rides the same flow, through the same port.
+    d.receive({d.from_peer(sent)});
+    out = test_support::take_sent(d.rig.tx);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(load_be16(&inner_of(out[0], d.rig.device_open_key)[l4]), flow_port);
+  }
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), in_use_before) << "an mbuf was not given back";
+}
+
+// Without SNAT: to the device unchanged, the reply to the peer unchanged.
+TEST_P(inbound, without_snat_packets_pass_unchanged_both_ways) {
+  ASSERT_NE(pool(), nullptr);
+  const bool v6 = GetParam();
+  inbound_path in(v6 ? "in6" : "in4", false);
+  data_path& d = in.d;
+  const bytes sent = ip_packet(v6, 17, test_support::peer_address(v6), test_support::device_address(v6),
+                               udp_datagram(7000, 8080, 100));
+  d.receive({d.from_peer(sent)});
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(inner_of(out[0], d.rig.device_open_key), sent);
+  const bytes reply = ip_packet(v6, 17, test_support::device_address(v6), test_support::peer_address(v6),
+                                udp_datagram(8080, 7000, 300));
+  d.receive({d.from_device(reply)});
+  out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(inner_of(out[0], d.rig.peer_open_key), reply);
+  EXPECT_EQ(d.all_drops(), 0u);
+  EXPECT_EQ(d.flows.size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(families, inbound, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
+
+// The tailnet's ACLs decide: refused, nothing reaches the device and no flow is made.
+TEST(inbound_refused, by_the_tailnet_packet_filter) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("ibf", true);
+  in.view().filter.clear();
+  in.d.receive({in.d.from_peer(ip_packet(false, 17, "100.64.0.5", "10.90.0.2", udp_datagram(7000, 8080, 10)))});
+  EXPECT_TRUE(test_support::take_sent(in.d.rig.tx).empty());
+  EXPECT_EQ(in.d.drops(drop_reason::tailnet_filtered), 1u);
+  EXPECT_EQ(in.d.flows.size(), 0u);
+}
+
+TEST(inbound_refused, to_an_address_no_device_holds) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("ibn", true);
+  in.d.receive({in.d.from_peer(ip_packet(false, 17, "100.64.0.5", "10.90.0.77", udp_datagram(7000, 8080, 10)))});
+  EXPECT_TRUE(test_support::take_sent(in.d.rig.tx).empty());
+  EXPECT_EQ(in.d.drops(drop_reason::inbound_no_device), 1u);
+}
+
+TEST(inbound_refused, when_routes_are_not_advertised) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("ibo", true, false);
+  in.d.receive({in.d.from_peer(ip_packet(false, 17, "100.64.0.5", "10.90.0.2", udp_datagram(7000, 8080, 10)))});
+  EXPECT_TRUE(test_support::take_sent(in.d.rig.tx).empty());
+  EXPECT_EQ(in.d.drops(drop_reason::tailnet_not_for_us), 1u);
+}
+
+// A TCP segment that opens nothing (no SYN) makes no flow.
+TEST(inbound_refused, tcp_without_a_syn) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("ibt", true);
+  in.d.receive({in.d.from_peer(ip_packet(false, 6, "100.64.0.5", "10.90.0.2",
+                                         splice::test::tcp_segment(7000, 80, splice::tcp_flag::ack)))});
+  EXPECT_TRUE(test_support::take_sent(in.d.rig.tx).empty());
+  EXPECT_EQ(in.d.drops(drop_reason::splice_no_flow), 1u);
+}
+
+// Devices are isolated by default: ICMP administratively prohibited back.
+TEST(device_to_device, denied_by_default_with_icmp_prohibited) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("d2dn", true);
+  in.d.receive({in.d.from_device(ip_packet(false, 17, "10.90.0.2", "10.90.0.3", udp_datagram(5000, 6000, 20)))});
+  auto out = test_support::take_sent(in.d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  const bytes err = inner_of(out[0], in.d.rig.device_open_key);
+  ASSERT_GE(err.size(), 28u);
+  EXPECT_EQ(err[9], 1) << "ICMP";
+  EXPECT_EQ(err[20], 3) << "destination unreachable";
+  EXPECT_EQ(err[21], 13) << "communication administratively prohibited";
+  EXPECT_EQ(in.d.drops(drop_reason::device_to_device_denied), 1u);
+  EXPECT_TRUE(in.staged().empty());
+}
+
+// Allowed: the packet goes to the other device as it was (here staged: it
+// has no session yet), counted.
+TEST(device_to_device, allowed_is_delivered_unchanged) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("d2da", true, true, true);
+  const bytes sent = ip_packet(true, 17, "fd7a:115c:a1e0:9909::2", "fd7a:115c:a1e0:9909::3", udp_datagram(5000, 6000, 20));
+  in.d.receive({in.d.from_device(sent)});
+  EXPECT_TRUE(test_support::take_sent(in.d.rig.tx).empty());
+  EXPECT_EQ(in.d.all_drops(), 0u);
+  auto staged = in.staged();
+  ASSERT_EQ(staged.size(), 1u);
+  EXPECT_EQ(staged[0].peer_id, in.other.id);
+  const auto* p = rte_pktmbuf_mtod(staged[0].mbuf, const std::uint8_t*);
+  EXPECT_EQ(bytes(p, p + sent.size()), sent);
+  rte_pktmbuf_free(staged[0].mbuf);
+  EXPECT_EQ(in.d.w->stats().ports[0].device_to_device.get(), 1u);
+  EXPECT_EQ(in.d.flows.size(), 0u);
+}
+
+}  // namespace
+}  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// A forward of TCP port 2222 on lopower's tailnet address to the device's port 22.
+std::unique_ptr<forward_table> forward_to_the_device() {
+  auto t = std::make_unique<forward_table>();
+  forward_entry e;
+  e.protocol = 6;
+  e.port = 2222;
+  e.has_v4 = true;
+  inet_pton(AF_INET, test_support::device_address(false), &e.device_v4_be);
+  e.device_port = 22;
+  t->entries.push_back(e);
+  return t;
+}
+
+// The peer connects to the forwarded port: the device gets it on its own
+// port, from lopower's device-side address; its answer goes back from
+// lopower's tailnet address and the forwarded port. Without the forward,
+// a new connection is refused at once.
+TEST(forward, opens_a_flow_to_the_device_and_translates_the_reply) {
+  ASSERT_NE(pool(), nullptr);
+  std::atomic<const forward_table*> forwards{nullptr};
+  inbound_path in("fwd", true, false);  // route mode off: forwards stand alone
+  data_path& d = in.d;
+  d.w.reset();
+  {
+    worker_setup s = d.rig.setup(d.flows, "libsodium");
+    s.devices = &in.devices;
+    s.forwards = &forwards;
+    s.max_flows = 256;
+    d.w = std::make_unique<worker>(std::move(s));
+  }
+  auto table = forward_to_the_device();
+  forwards.store(table.get());
+  const bytes syn = ip_packet(false, 6, "100.64.0.5", "100.64.0.1", splice::test::tcp_segment(40000, 2222, splice::tcp_flag::syn));
+  d.receive({d.from_peer(syn)});
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u) << "drops: " << d.all_drops();
+  const bytes inner = inner_of(out[0], d.rig.device_open_key);
+  EXPECT_EQ(address_at(inner, true), address(false, "10.90.0.1"));
+  EXPECT_EQ(address_at(inner, false), address(false, "10.90.0.2"));
+  const std::uint16_t flow_port = load_be16(&inner[20]);
+  EXPECT_EQ(load_be16(&inner[22]), 22);
+  EXPECT_TRUE(splice::test::l4_checksum_ok(inner));
+  ASSERT_EQ(d.flows.size(), 1u);
+
+  const bytes syn_ack = ip_packet(false, 6, "10.90.0.2", "10.90.0.1",
+                                  splice::test::tcp_segment(22, flow_port, splice::tcp_flag::syn | splice::tcp_flag::ack));
+  d.receive({d.from_device(syn_ack)});
+  out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  const bytes back = inner_of(out[0], d.rig.peer_open_key);
+  EXPECT_EQ(address_at(back, true), address(false, "100.64.0.1"));
+  EXPECT_EQ(address_at(back, false), address(false, "100.64.0.5"));
+  EXPECT_EQ(load_be16(&back[20]), 2222);
+  EXPECT_EQ(load_be16(&back[22]), 40000);
+  EXPECT_TRUE(splice::test::l4_checksum_ok(back));
+  EXPECT_EQ(d.all_drops(), 0u);
+
+  // Removed: a new connection finds no forward (and nothing else answers there).
+  forwards.store(nullptr);
+  const bytes other = ip_packet(false, 6, "100.64.0.5", "100.64.0.1", splice::test::tcp_segment(40001, 2222, splice::tcp_flag::syn));
+  d.receive({d.from_peer(other)});
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+  EXPECT_EQ(d.flows.size(), 1u);
+  d.w.reset();
+}
+
+}  // namespace
+}  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// The device answers an inbound datagram with an ICMP error: it reaches the
+// peer, quoting what the peer sent (its own address and port again).
+TEST(inbound_icmp, a_devices_error_goes_back_to_the_peer_translated) {
+  ASSERT_NE(pool(), nullptr);
+  inbound_path in("ibe", true);
+  data_path& d = in.d;
+  d.receive({d.from_peer(ip_packet(false, 17, "100.64.0.5", "10.90.0.2", udp_datagram(7000, 8080, 40)))});
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  const bytes received = inner_of(out[0], d.rig.device_open_key);
+  bytes error(600);
+  const std::uint16_t len = splice::build_icmp_error(error.data(), error.size(), received.data(),
+                                                     static_cast<std::uint32_t>(received.size()),
+                                                     splice::icmp_error_kind::host_unreachable, 0, splice::test::addr("10.90.0.2"));
+  ASSERT_NE(len, 0);
+  error.resize(len);
+  d.receive({d.from_device(error)});
+  out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u) << "drops: " << d.all_drops();
+  const bytes back = inner_of(out[0], d.rig.peer_open_key);
+  EXPECT_EQ(address_at(back, false), address(false, "100.64.0.5"));
+  const bytes quoted(back.begin() + 28, back.end());
+  EXPECT_EQ(address_at(quoted, true), address(false, "100.64.0.5")) << "the quote names the peer again";
+  EXPECT_EQ(load_be16(&quoted[20]), 7000);
+  EXPECT_EQ(splice::test::reference_sum(back.data() + 20, back.size() - 20), 0xffff) << "ICMP checksum";
+}
+
+}  // namespace
+}  // namespace lopower
+
+namespace lopower {
+namespace {
+
+// The port a device's first UDP flow to the peer leaves from (a fresh
+// worker draws the same one: the rig's seed is fixed), with `forwards`.
+std::uint16_t first_spliced_port(const std::string& name, const forward_table* forwards) {
+  std::atomic<const forward_table*> published{forwards};
+  data_path d(name, [&](worker_setup& s) { s.forwards = &published; });
+  d.receive({d.from_device(ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 10)))});
+  auto out = test_support::take_sent(d.rig.tx);
+  if (out.size() != 1) return 0;
+  const std::uint16_t port = load_be16(&inner_of(out[0], d.rig.peer_open_key)[20]);
+  d.w.reset();
+  return port;
+}
+
+// A spliced flow never leaves from a forwarded port: a peer's connection to
+// the forward would look like a reply on it.
+TEST(forward, spliced_flows_never_take_a_forwarded_port) {
+  ASSERT_NE(pool(), nullptr);
+  const std::uint16_t usual = first_spliced_port("fxa", nullptr);
+  ASSERT_NE(usual, 0);
+  forward_table table;
+  forward_entry e;
+  e.protocol = 17;
+  e.port = usual;
+  e.has_v4 = true;
+  e.device_port = 1;
+  table.entries.push_back(e);
+  const std::uint16_t other = first_spliced_port("fxb", &table);
+  EXPECT_NE(other, 0);
+  EXPECT_NE(other, usual);
 }
 
 }  // namespace

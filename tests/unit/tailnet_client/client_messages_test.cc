@@ -70,6 +70,21 @@ TEST(RegisterRequest, CarriesTheFieldsHeadscaleReads) {
   EXPECT_FALSE(j.contains("Expiry"));
 }
 
+// Subnet routes ([inbound] advertise_routes) go in Hostinfo.RoutableIPs of
+// the registration and of every map request; none, no member.
+TEST(Hostinfo, RoutableIpsOnlyWhenAdvertised) {
+  register_request r;
+  EXPECT_FALSE(nlohmann::json::parse(to_json(r))["Hostinfo"].contains("RoutableIPs"));
+  r.hostinfo.routable_ips = {"10.90.0.0/24", "fd00:90::/64"};
+  EXPECT_EQ(nlohmann::json::parse(to_json(r))["Hostinfo"]["RoutableIPs"],
+            nlohmann::json::array({"10.90.0.0/24", "fd00:90::/64"}));
+  map_request m;
+  m.omit_peers = true;
+  m.stream = false;
+  m.hostinfo = r.hostinfo;
+  EXPECT_EQ(nlohmann::json::parse(to_json(m))["Hostinfo"]["RoutableIPs"].size(), 2u);
+}
+
 TEST(RegisterRequest, FollowupAndLogoutWithoutAuthKey) {
   register_request r;
   r.followup = "http://hs/register/abc";

@@ -12,13 +12,17 @@
 #include <sodium.h>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "control/ctl/forward_commands.h"
 #include "dataplane/classifier.h"
 #include "tests/support/dataplane_rig.h"
 #include "tests/support/eal.h"
@@ -424,6 +428,93 @@ TEST(wireguard_interface_timers, unanswered_data_starts_a_handshake_after_15_sec
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].type, 1);
   EXPECT_TRUE(f.wg->has_session(device_name)) << "the session stays until the new one is made";
+}
+
+}  // namespace
+}  // namespace lopower
+
+// ---- port forwards (control/ctl/forward_commands) ------------------------
+
+namespace lopower {
+namespace {
+
+// Forwards are saved (mode 0600) and read back as they were by the next
+// lopowerd; an unknown device, a port forwarded twice and a forward that
+// does not exist are refused, saying why.
+TEST(forward_service, persists_forwards_and_refuses_what_cannot_be) {
+  ASSERT_TRUE(eal_up());
+  char dir_template[] = "/tmp/lopower-forwards-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  {
+    enrollment::registry_config rc;
+    rc.state_dir = dir;
+    auto registry = enrollment::device_registry::open(rc);
+    ASSERT_TRUE(registry) << registry.message();
+    ASSERT_TRUE(registry->add("cam", {}));
+    test_support::dataplane_rig rig("fwdsvc");
+    const port_forward ssh{"tcp", 2222, "cam", 22};
+    const port_forward rtsp{"udp", 5554, "cam", 554};
+    {
+      forward_service forwards(dir, *registry, *rig.dp);
+      EXPECT_TRUE(forwards.list().empty());
+      forwards.add(ssh);
+      forwards.add(rtsp);
+      EXPECT_THROW(forwards.add({"tcp", 2222, "cam", 23}), ctl_command_error);
+      EXPECT_THROW(forwards.add({"tcp", 2223, "nosuch", 22}), ctl_command_error);
+      EXPECT_THROW(forwards.remove("udp", 2222), ctl_command_error);
+    }
+    struct stat st{};
+    ASSERT_EQ(stat((dir + "/forwards.json").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    forward_service again(dir, *registry, *rig.dp);
+    EXPECT_EQ(again.list(), (std::vector<port_forward>{ssh, rtsp})) << "read back after a restart";
+    EXPECT_EQ(again.remove("tcp", 2222), ssh);
+    EXPECT_EQ(forward_service(dir, *registry, *rig.dp).list(), std::vector<port_forward>{rtsp});
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A [[forward]] table is listed, never saved, and cannot be removed by ctl;
+// it wins over a saved forward of the same port.
+TEST(forward_service, configured_forwards_are_fixed) {
+  ASSERT_TRUE(eal_up());
+  char dir_template[] = "/tmp/lopower-forwards-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  {
+    enrollment::registry_config rc;
+    rc.state_dir = dir;
+    auto registry = enrollment::device_registry::open(rc);
+    ASSERT_TRUE(registry) << registry.message();
+    test_support::dataplane_rig rig("fwdcfg");
+    {
+      forward_service saved(dir, *registry, *rig.dp);
+      ASSERT_TRUE(registry->add("cam", {}));
+      saved.add({"tcp", 80, "cam", 8080});
+    }
+    forward_config c;
+    c.protocol = "tcp";
+    c.port = 80;
+    c.device = "door";  // not enrolled: listed, carried once it is
+    c.device_port = 81;
+    forward_service forwards(dir, *registry, *rig.dp, {c});
+    EXPECT_EQ(forwards.list(), (std::vector<port_forward>{{"tcp", 80, "door", 81, true}}));
+    EXPECT_THROW(forwards.remove("tcp", 80), ctl_command_error);
+    forwards.add({"udp", 53, "cam", 53});
+    EXPECT_EQ(forward_service(dir, *registry, *rig.dp).list(), (std::vector<port_forward>{{"udp", 53, "cam", 53}}))
+        << "only what ctl added is saved";
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(forward_service, refuses_a_malformed_file) {
+  EXPECT_FALSE(forwards_from_json("{}"));
+  EXPECT_FALSE(forwards_from_json("{\"forwards\": [{\"protocol\": \"sctp\", \"port\": 1, \"device\": \"a\", \"device_port\": 1}]}"));
+  EXPECT_FALSE(forwards_from_json("{\"forwards\": [{\"protocol\": \"tcp\", \"port\": 70000, \"device\": \"a\", \"device_port\": 1}]}"));
+  auto ok = forwards_from_json(forwards_to_json({{"udp", 53, "dns", 5353}}));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(*ok, (std::vector<port_forward>{{"udp", 53, "dns", 5353}}));
 }
 
 }  // namespace
