@@ -19,24 +19,16 @@
 #include "dataplane/fragments/fragment_header.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/splice/translate.h"
+#include "dataplane/flow_packet.h"
 #include "dataplane/worker.h"
 
 namespace lopower {
 
 namespace {
 
-splice::packet_info packet_info_of(const inner_info& info) {
-  return {info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
-}
-
 bool same_address(const std::uint8_t* a, const std::uint8_t* b, bool v6) { return std::memcmp(a, b, v6 ? 16 : 4) == 0; }
 
 ip_address address_of(const std::uint8_t* a, bool v6) { return ip_address::from_bytes(v6, a); }
-
-void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir,
-               unsigned worker) {
-  if (info.protocol == splice::ipproto_tcp) flows.track_tcp(f, splice::tcp_flags(p, packet_info_of(info)), dir, worker);
-}
 
 }  // namespace
 
@@ -156,9 +148,7 @@ void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info
     st = splice::rewrite_source(p, info.length, address_of(to.dst, v6), to.dst_port);
   if (st != splice::translate_status::ok) return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   track_tcp(*setup_.flows, f, p, info, splice::flow_direction::original, setup_.worker_index);
-  f.last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f.packets_in.add(setup_.worker_index);
-  f.bytes_in.add(setup_.worker_index, info.length);
+  count_flow_packet(f, true, setup_.worker_index, info.length);
   send_inner(ps, m, info, f.device, setup_.device_mtu, out);
 }
 
@@ -206,9 +196,7 @@ bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, 
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
     track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::reply, setup_.worker_index);
   }
-  f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f->packets_out.add(setup_.worker_index);
-  f->bytes_out.add(setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length);
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
   return true;
 }

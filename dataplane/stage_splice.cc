@@ -18,29 +18,18 @@
 #include "dataplane/inner_packet.h"
 #include "dataplane/fragments/fragment_header.h"
 #include "dataplane/splice/translate.h"
+#include "dataplane/flow_packet.h"
 #include "dataplane/worker.h"
 
 namespace lopower {
 
 namespace {
 
-splice::packet_info packet_info_of(const inner_info& info) {
-  return {info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
-}
-
 bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_icmp || protocol == splice::ipproto_icmpv6; }
 
 // The far end a port is unique toward: where a reply-direction key (the one
 // holding the allocated port as its destination port) comes from.
 splice::destination remote_of(const splice::flow_key& reply_key) { return splice::destination_of(reply_key.reverse()); }
-
-// The state moves in the table (a compare-and-swap when it changes, counted
-// for the census; a shorter timeout queues the flow for expiry's wheel).
-void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir,
-               unsigned worker) {
-  if (info.protocol != splice::ipproto_tcp) return;
-  flows.track_tcp(f, splice::tcp_flags(p, packet_info_of(info)), dir, worker);
-}
 
 }  // namespace
 
@@ -180,9 +169,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
   track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::original, setup_.worker_index);
-  f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f->packets_out.add(setup_.worker_index);
-  f->bytes_out.add(setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length);
   // With no session yet, encrypt_and_send stages it for the control thread.
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
 }
@@ -216,9 +203,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
     return true;
   }
   if (!icmp_error) track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::reply, setup_.worker_index);
-  f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f->packets_in.add(setup_.worker_index);
-  f->bytes_in.add(setup_.worker_index, info.length);
+  count_flow_packet(*f, true, setup_.worker_index, info.length);
   send_inner(ps, m, info, f->device, setup_.device_mtu, out);  // reassembled, it may exceed the tunnel's MTU
   return true;
 }

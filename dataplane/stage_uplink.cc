@@ -21,22 +21,13 @@
 #include "dataplane/inner_packet.h"
 #include "dataplane/neighbour_table.h"
 #include "dataplane/splice/translate.h"
+#include "dataplane/flow_packet.h"
 #include "dataplane/worker.h"
 #include "lopower/byte_order.h"
 
 namespace lopower {
 
 namespace {
-
-splice::packet_info packet_info_of(const inner_info& info) {
-  return {info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
-}
-
-void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_info& info, splice::flow_direction dir,
-               unsigned worker) {
-  if (info.protocol != splice::ipproto_tcp) return;
-  flows.track_tcp(f, splice::tcp_flags(p, packet_info_of(info)), dir, worker);
-}
 
 bool same_address(const std::optional<ip_address>& ours, const splice::flow_key& k) {
   return ours && ours->family == k.family && std::memcmp(ours->bytes.data(), k.dst, ours->family == ip_family::v6 ? 16 : 4) == 0;
@@ -132,9 +123,7 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, u.mtu));
   track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::original, setup_.worker_index);
-  f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f->packets_out.add(setup_.worker_index);
-  f->bytes_out.add(setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length);
   send_on_uplink(m, info.ipv6, hop_mac, ps.port.index);
 }
 
@@ -220,9 +209,7 @@ bool worker::uplink_in(port_state& ps, rte_mbuf* m, outbound& out) noexcept {
   }
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // Ethernet padding
   if (!icmp_error) track_tcp(*setup_.flows, *f, p, *info, splice::flow_direction::reply, setup_.worker_index);
-  f->last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-  f->packets_in.add(setup_.worker_index);
-  f->bytes_in.add(setup_.worker_index, info->length);
+  count_flow_packet(*f, true, setup_.worker_index, info->length);
   send_inner(ps, m, *info, f->device, setup_.device_mtu, out);
   return true;
 }

@@ -1,0 +1,41 @@
+#pragma once
+// What the stages that carry packets on flows (splice, inbound, uplink NAT)
+// do alike with each packet: read its TCP flags, move the flow's TCP state,
+// stamp the flow and count the packet. Inline: the fast path of all three.
+
+#include <rte_cycles.h>
+
+#include <cstdint>
+
+#include "dataplane/flow_table.h"
+#include "dataplane/inner_packet.h"
+#include "dataplane/splice/translate.h"
+
+namespace lopower {
+
+inline splice::packet_info packet_info_of(const inner_info& info) noexcept {
+  return {info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
+}
+
+// The state moves in the table (a compare-and-swap when it changes, counted
+// for the census; a shorter timeout queues the flow for expiry's wheel).
+inline void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const inner_info& info,
+                      splice::flow_direction dir, unsigned worker) noexcept {
+  if (info.protocol != splice::ipproto_tcp) return;
+  flows.track_tcp(f, splice::tcp_flags(p, packet_info_of(info)), dir, worker);
+}
+
+// A packet of the flow, now: its stamp (expiry reads it) and this worker's
+// slots of the flow's counters. `toward_device`: the device receives it.
+inline void count_flow_packet(flow& f, bool toward_device, unsigned worker, std::uint32_t bytes) noexcept {
+  f.last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+  if (toward_device) {
+    f.packets_in.add(worker);
+    f.bytes_in.add(worker, bytes);
+  } else {
+    f.packets_out.add(worker);
+    f.bytes_out.add(worker, bytes);
+  }
+}
+
+}  // namespace lopower
