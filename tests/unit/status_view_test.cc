@@ -99,7 +99,7 @@ TEST(StatusView, ShowsAdvertisedRoutesAndTheirApproval) {
   })");
   const std::string out = render_status(s);
   EXPECT_NE(out.find("route 10.90.0.0/24 (approved)"), std::string::npos) << out;
-  EXPECT_NE(out.find("route fd00:90::/64 (awaiting approval)"), std::string::npos) << out;
+  EXPECT_NE(out.find("route fd00:90::/64 (not approved in the last full netmap)"), std::string::npos) << out;
 }
 
 TEST(StatusView, ToleratesMissingAndMistypedFields) {

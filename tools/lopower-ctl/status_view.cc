@@ -147,7 +147,7 @@ void render_tailnet(std::ostringstream& out, const nlohmann::json& t) {
     out << "  expires " << text(self, "key_expiry");
   out << "\n";
   for (const auto& r : member(t, "routes", nlohmann::json::value_t::array))
-    out << "  route " << text(r, "prefix") << (r.value("approved", false) ? " (approved)" : " (awaiting approval)") << "\n";
+    out << "  route " << text(r, "prefix") << (r.value("approved", false) ? " (approved)" : " (not approved in the last full netmap)") << "\n";
   if (t.contains("auth_url")) out << "  to log in, visit: " << text(t, "auth_url") << "\n";
   if (t.contains("last_error")) out << "  last error: " << text(t, "last_error") << "\n";
   if (text(cache, "at_start") == "refused") out << "  netmap cache refused at start: " << text(cache, "error") << "\n";
