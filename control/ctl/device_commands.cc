@@ -76,6 +76,20 @@ class device_commands {
     enrollment::wg_quick_options opts;
     opts.mtu = cfg_.devices.mtu;
     opts.route_all_ipv4 = cfg_.devices.route_all_ipv4;
+    // Beyond the tailnet: what the device's egress can carry, per family
+    // (an uplink without an IPv6 address carries IPv4 only).
+    const egress_mode egress = d.effective_egress(cfg_.egress.mode);
+    const bool uplink_v6 = std::any_of(cfg_.ports.begin(), cfg_.ports.end(), [](const port_config& p) {
+      return p.role == port_role::uplink && std::any_of(p.addresses.begin(), p.addresses.end(), [](const ip_prefix& a) {
+               return a.address.family == ip_family::v6;
+             });
+    });
+    opts.default_route_v4 = egress == egress_mode::exit || egress == egress_mode::uplink;
+    opts.default_route_v6 = egress == egress_mode::exit || (egress == egress_mode::uplink && uplink_v6);
+    if (cfg_.devices.device_to_device) {
+      if (cfg_.devices.ipv4_prefix) opts.device_prefixes.push_back(*cfg_.devices.ipv4_prefix);
+      opts.device_prefixes.push_back(cfg_.devices.ipv6_prefix);
+    }
     opts.endpoint = cfg_.devices.endpoint;
     const enrollment::server_addresses addrs{registry_.server_ipv4(), registry_.server_ipv6()};
     return value_or_refuse(enrollment::render_wg_quick_config(d, registry_.server_public_key(), addrs, opts));

@@ -109,7 +109,10 @@ result<std::string> render_wg_quick_config(const device& d, const public_key& se
   }
   if (v4) allowed.emplace_back(tailnet_ipv4_range);
   if (v6) allowed.emplace_back(tailnet_ipv6_range);
-  if (v4 && options.route_all_ipv4) allowed.emplace_back("0.0.0.0/0");
+  for (const ip_prefix& p : options.device_prefixes)
+    if (p.address.family == ip_family::v4 ? v4 : v6) allowed.push_back(p.to_string());
+  if (v4 && (options.route_all_ipv4 || options.default_route_v4)) allowed.emplace_back("0.0.0.0/0");
+  if (v6 && options.default_route_v6) allowed.emplace_back("::/0");
 
   std::string out;
   out.reserve(1024);  // no reallocation: no stray copies of the private key

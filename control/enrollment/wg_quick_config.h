@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "control/enrollment/device_registry.h"
 #include "control/enrollment/keys.h"
@@ -51,6 +52,13 @@ struct server_addresses {
 struct wg_quick_options {
   std::uint16_t mtu = 1420;
   bool route_all_ipv4 = false;  // add 0.0.0.0/0 for devices with IPv4 ([devices] route_all_ipv4)
+  // The device's egress carries traffic beyond the tailnet (an exit node,
+  // the uplink): its default route of that family goes into the tunnel,
+  // else such traffic would never reach lopower.
+  bool default_route_v4 = false, default_route_v6 = false;
+  // [devices] device_to_device = "allow": the devices' prefixes (each kept
+  // for a device with an address of its family).
+  std::vector<ip_prefix> device_prefixes;
   std::string endpoint;         // "host:port" from [devices] endpoint
 };
 

@@ -103,6 +103,23 @@ TEST_F(WgQuickConfig, RouteAllIpv4) {
   EXPECT_EQ(line(render(), "AllowedIPs"), "10.90.0.1/32, 100.64.0.0/10, 0.0.0.0/0");
 }
 
+// A device whose egress reaches beyond the tailnet routes that family's
+// default into the tunnel; with device_to_device allowed, the devices'
+// prefixes of the families it has.
+TEST_F(WgQuickConfig, EgressAndDeviceToDeviceRoutes) {
+  options.default_route_v4 = true;
+  options.default_route_v6 = true;
+  EXPECT_EQ(line(render(), "AllowedIPs"),
+            "10.90.0.1/32, fd7a:115c:a1e0:9909::1/128, 100.64.0.0/10, fd7a:115c:a1e0::/48, 0.0.0.0/0, ::/0");
+  options.default_route_v6 = false;  // an uplink with IPv4 only
+  options.device_prefixes = {*ip_prefix::parse("10.90.0.0/24"), *ip_prefix::parse("fd7a:115c:a1e0:9909::/64")};
+  EXPECT_EQ(line(render(), "AllowedIPs"),
+            "10.90.0.1/32, fd7a:115c:a1e0:9909::1/128, 100.64.0.0/10, fd7a:115c:a1e0::/48, 10.90.0.0/24, "
+            "fd7a:115c:a1e0:9909::/64, 0.0.0.0/0");
+  dev.ipv6.reset();
+  EXPECT_EQ(line(render(), "AllowedIPs"), "10.90.0.1/32, 100.64.0.0/10, 10.90.0.0/24, 0.0.0.0/0");
+}
+
 TEST_F(WgQuickConfig, KeepaliveZeroIsLeftOut) {
   dev.keepalive = 0;
   const std::string text = render();
