@@ -123,6 +123,7 @@ void uplink_run(benchmark::State& state, const char* backend, direction dir) {
   const std::vector<std::uint8_t> payload(inner - 28u, 0x5a);
   flow_table table{1u << 16, r.g.rcu};
   r.g.device.flows.store(0);
+  r.g.device.egress.store(egress_mode::uplink);  // as [egress] mode defaults to on a box with an uplink
   worker w(r.setup(table, backend));
   const double bound = bench::cipher_bound_pps(backend, bench::sealed_length(inner));
   std::uint64_t moved = 0;
