@@ -29,6 +29,11 @@ unsigned config::main_lcore() const {
   return dpdk.lcore_list.empty() ? 0 : dpdk.lcore_list.front();
 }
 
+const port_config* config::uplink_port() const {
+  const auto it = std::find_if(ports.begin(), ports.end(), [](const port_config& p) { return p.role == port_role::uplink; });
+  return it == ports.end() ? nullptr : &*it;
+}
+
 std::vector<unsigned> config::worker_lcores() const {
   std::vector<unsigned> out;
   const unsigned main = main_lcore();
@@ -922,8 +927,7 @@ void check_uplink(const config& cfg) {
 // [egress] mode "uplink" needs an uplink port; without a mode, a box with
 // an uplink uses it, as a home router does (none otherwise).
 void check_egress(config& cfg) {
-  const bool has_uplink = std::any_of(cfg.ports.begin(), cfg.ports.end(),
-                                      [](const port_config& p) { return p.role == port_role::uplink; });
+  const bool has_uplink = cfg.uplink_port() != nullptr;
   if (cfg.egress.mode_line == 0) {
     if (has_uplink) cfg.egress.mode = egress_mode::uplink;
     return;

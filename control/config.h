@@ -180,6 +180,8 @@ struct config {
   // Worker lcores: dpdk.lcore_list without the main lcore.
   std::vector<unsigned> worker_lcores() const;
   unsigned main_lcore() const;
+  // The port with role uplink (at most one), or nullptr.
+  const port_config* uplink_port() const;
 };
 
 // Parses and validates; throws config_error.

@@ -51,9 +51,7 @@ std::optional<egress_mode> egress_choice(const std::string& text, const config& 
   const auto mode = egress_mode_named(text);
   if (!mode) throw ctl_command_error("--egress " + text + ": expected default, none, exit or uplink");
   // As [egress] mode: only a port with role uplink can send it out.
-  const bool has_uplink = std::any_of(cfg.ports.begin(), cfg.ports.end(),
-                                      [](const port_config& p) { return p.role == port_role::uplink; });
-  if (*mode == egress_mode::uplink && !has_uplink)
+  if (*mode == egress_mode::uplink && cfg.uplink_port() == nullptr)
     throw ctl_command_error("--egress uplink needs a [[port]] with role uplink, which this lopower does not have");
   return mode;
 }
@@ -79,11 +77,9 @@ class device_commands {
     // Beyond the tailnet: what the device's egress can carry, per family
     // (an uplink without an IPv6 address carries IPv4 only).
     const egress_mode egress = d.effective_egress(cfg_.egress.mode);
-    const bool uplink_v6 = std::any_of(cfg_.ports.begin(), cfg_.ports.end(), [](const port_config& p) {
-      return p.role == port_role::uplink && std::any_of(p.addresses.begin(), p.addresses.end(), [](const ip_prefix& a) {
-               return a.address.family == ip_family::v6;
-             });
-    });
+    const port_config* uplink = cfg_.uplink_port();
+    const bool uplink_v6 = uplink != nullptr && std::any_of(uplink->addresses.begin(), uplink->addresses.end(),
+                                                            [](const ip_prefix& a) { return a.address.family == ip_family::v6; });
     opts.default_route_v4 = egress == egress_mode::exit || egress == egress_mode::uplink;
     opts.default_route_v6 = egress == egress_mode::exit || (egress == egress_mode::uplink && uplink_v6);
     if (cfg_.devices.device_to_device) {
