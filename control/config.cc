@@ -853,20 +853,29 @@ port_config read_port(const section& s, const std::vector<port_config>& others) 
   return p;
 }
 
+// Each table of the array of tables [[name]] at `node`, as a section named
+// "name[N]", to `read_one`; `required`: an empty array is refused.
+template <class ReadOne>
+void read_each_table(const std::string& file, const toml::node& node, const std::string& name, bool required,
+                     ReadOne read_one) {
+  const auto* array = node.as_array();
+  const int line = line_of(node, 1);
+  if (!array)
+    refuse_at(file, line, name, "expected an array of tables [[" + name + "]], got " + std::string(type_name(node)));
+  if (required && array->empty()) refuse_at(file, line, name, "is empty (expected at least one [[" + name + "]])");
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = *array->get(i);
+    const std::string prefix = name + "[" + std::to_string(i + 1) + "]";
+    const auto* table = element.as_table();
+    if (!table) refuse_at(file, line_of(element, line), prefix, std::string("expected a table, got ") + type_name(element));
+    read_one(section(file, *table, prefix, line_of(element, line)));
+  }
+}
+
 void read_ports(const std::string& file, const toml::table& root, std::vector<port_config>& ports) {
   const toml::node* node = root.get("port");
   if (!node) refuse_at(file, 1, "port", "no [[port]] table (expected at least one)");
-  const auto* array = node->as_array();
-  const int line = line_of(*node, 1);
-  if (!array) refuse_at(file, line, "port", std::string("expected an array of tables [[port]], got ") + type_name(*node));
-  if (array->empty()) refuse_at(file, line, "port", "is empty (expected at least one [[port]])");
-  for (std::size_t i = 0; i < array->size(); ++i) {
-    const toml::node& element = *array->get(i);
-    const std::string prefix = "port[" + std::to_string(i + 1) + "]";
-    const auto* table = element.as_table();
-    if (!table) refuse_at(file, line_of(element, line), prefix, std::string("expected a table, got ") + type_name(element));
-    ports.push_back(read_port(section(file, *table, prefix, line_of(element, line)), ports));
-  }
+  read_each_table(file, *node, "port", true, [&](const section& s) { ports.push_back(read_port(s, ports)); });
 }
 
 // ---------------------------------------------------------------- [[forward]]
@@ -895,16 +904,7 @@ forward_config read_forward(const section& s, const std::vector<forward_config>&
 void read_forwards(const std::string& file, const toml::table& root, std::vector<forward_config>& forwards) {
   const toml::node* node = root.get("forward");
   if (!node) return;
-  const auto* array = node->as_array();
-  const int line = line_of(*node, 1);
-  if (!array) refuse_at(file, line, "forward", std::string("expected an array of tables [[forward]], got ") + type_name(*node));
-  for (std::size_t i = 0; i < array->size(); ++i) {
-    const toml::node& element = *array->get(i);
-    const std::string prefix = "forward[" + std::to_string(i + 1) + "]";
-    const auto* table = element.as_table();
-    if (!table) refuse_at(file, line_of(element, line), prefix, std::string("expected a table, got ") + type_name(element));
-    forwards.push_back(read_forward(section(file, *table, prefix, line_of(element, line)), forwards));
-  }
+  read_each_table(file, *node, "forward", false, [&](const section& s) { forwards.push_back(read_forward(s, forwards)); });
 }
 
 // ---------------------------------------------------------------- cross-table rules
