@@ -238,22 +238,22 @@ bool tailnet_node::impl::ensure_peer() {
 }
 
 void tailnet_node::impl::receive(const datagram& in, std::uint64_t now, std::vector<datagram>& out) {
-  if (!ensure_peer()) return void(++stats.dropped);
+  if (!ensure_peer()) return void(++stats.not_ready);
   if (disco::looks_like_disco(in.payload)) return on_disco(in, out);
   const wg::parsed_message msg = wg::parse_message(in.payload.data(), in.payload.size());
   if (msg.transport() != nullptr) return void(++stats.transport_ignored);  // the data path's
-  if (!msg.valid()) return void(++stats.dropped);
+  if (!msg.valid()) return void(++stats.malformed);
   on_handshake(msg, in, now, out);
 }
 
 void tailnet_node::impl::on_disco(const datagram& in, std::vector<datagram>& out) {
   const auto sender = disco::sender_key(in.payload);
-  if (!disco_shared || !sender || !(*sender == lopower->disco_key)) return void(++stats.dropped);
+  if (!disco_shared || !sender || !(*sender == lopower->disco_key)) return void(++stats.disco_not_from_lopower);
   auto msg = disco::open(in.payload, *disco_shared);
-  if (!msg) return void(++stats.dropped);
+  if (!msg) return void(++stats.disco_undecryptable);
   if (const auto* ping = std::get_if<disco::ping>(&*msg)) {
     ++stats.disco_pings_received;
-    if (ping->node_key && !(*ping->node_key == lopower->node_key)) return void(++stats.dropped);
+    if (ping->node_key && !(*ping->node_key == lopower->node_key)) return void(++stats.disco_ping_for_another_key);
     const disco::pong pong{ping->tx_id, {to_ip(in.peer), in.peer.port}};
     auto sealed = disco::seal(disco::message{pong}, *disco_shared, disco_public);
     if (sealed.empty()) return;
@@ -261,7 +261,7 @@ void tailnet_node::impl::on_disco(const datagram& in, std::vector<datagram>& out
     ++stats.disco_pongs_sent;
   } else if (const auto* pong = std::get_if<disco::pong>(&*msg)) {
     auto it = pending_pings.find(pong->tx_id);
-    if (it == pending_pings.end()) return void(++stats.dropped);  // not ours, or too late
+    if (it == pending_pings.end()) return void(++stats.disco_unexpected_pong);  // not ours, or too late
     ++stats.disco_pongs_received;
     best = it->second.first;
     pending_pings.erase(it);
@@ -278,12 +278,12 @@ void tailnet_node::impl::on_handshake(const wg::parsed_message& msg, const datag
     if (pending_index != 0 && cookie->receiver_index.get() == pending_index && maker->consume_reply(*cookie, now))
       ++stats.cookie_replies_received;
     else
-      ++stats.dropped;
+      ++stats.cookie_reply_unexpected;
     return;
   }
   // Never under load: a load generator answers every handshake it is sent.
   if (cookies.validate(*identity, msg.data, msg.length, source_of(in.peer), false, now) == wg::mac_status::invalid_mac)
-    return void(++stats.dropped);
+    return void(++stats.handshake_invalid_mac);
   if (const auto* init = msg.initiation()) on_initiation(*init, in.peer, now, out);
   else if (const auto* resp = msg.response()) on_response(*resp, in.peer, now, out);
 }
@@ -292,14 +292,14 @@ void tailnet_node::impl::on_initiation(const wg::message_handshake_initiation& m
                                        std::uint64_t now, std::vector<datagram>& out) {
   ++stats.initiations_received;
   const wg::consume_result res = wg::consume_initiation(msg, *identity, *this, now);
-  if (!res) return void(++stats.dropped);
+  if (!res) return void(++stats.handshake_refused);
   pending_index = 0;  // lopower's initiation replaces ours
   wg::message_handshake_response resp{};
   if (wg::create_response(resp, *peer, *identity, randombytes_random()) != wg::handshake_error::none)
-    return void(++stats.dropped);
+    return void(++stats.handshake_refused);
   maker->add_macs(resp, now);
   auto keys = wg::derive_keypair(*peer);
-  if (!keys) return void(++stats.dropped);
+  if (!keys) return void(++stats.handshake_refused);
   install(*keys, from, now);
   out.push_back({from, bytes_of(resp)});
   ++stats.responses_sent;
@@ -309,9 +309,9 @@ void tailnet_node::impl::on_response(const wg::message_handshake_response& msg, 
                                      std::uint64_t now, std::vector<datagram>& out) {
   ++stats.responses_received;
   const wg::consume_result res = wg::consume_response(msg, *identity, *this);
-  if (!res) return void(++stats.dropped);
+  if (!res) return void(++stats.handshake_refused);
   auto keys = wg::derive_keypair(*peer);
-  if (!keys) return void(++stats.dropped);
+  if (!keys) return void(++stats.handshake_refused);
   pending_index = 0;
   install(*keys, from, now);
   // lopower, the responder, confirms the session on our first data: a
@@ -399,7 +399,7 @@ void tailnet_node::impl::initiate(std::uint64_t now, std::vector<datagram>& out)
   wg::message_handshake_initiation msg{};
   if (wg::create_initiation(msg, *peer, *identity, pending_index, wg::tai64n_now()) != wg::handshake_error::none) {
     pending_index = 0;
-    return void(++stats.dropped);
+    return void(++stats.handshake_refused);
   }
   maker->add_macs(msg, now);
   initiation_sent_at = now;

@@ -65,7 +65,15 @@ struct tailnet_node_counters {
   std::uint64_t initiations_sent = 0, initiations_received = 0, responses_sent = 0, responses_received = 0,
                 cookie_replies_received = 0, handshakes_completed = 0, disco_pings_sent = 0,
                 disco_pings_received = 0, disco_pongs_sent = 0, disco_pongs_received = 0, call_me_maybe_received = 0,
-                keepalives_sent = 0, transport_ignored = 0, dropped = 0;
+                keepalives_sent = 0;
+  // Dropped: transport data (the data path's), anything before lopower is
+  // in the netmap, malformed, disco not from lopower's disco key or not
+  // opening, a ping naming another node key, a pong to no ping of ours, a
+  // cookie reply to no initiation in flight, a bad MAC1, a handshake message
+  // the Noise engine refused.
+  std::uint64_t transport_ignored = 0, not_ready = 0, malformed = 0, disco_not_from_lopower = 0,
+                disco_undecryptable = 0, disco_ping_for_another_key = 0, disco_unexpected_pong = 0,
+                cookie_reply_unexpected = 0, handshake_invalid_mac = 0, handshake_refused = 0;
 };
 
 class tailnet_node {

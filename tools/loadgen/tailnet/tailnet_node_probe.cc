@@ -3,8 +3,8 @@
 // It registers, waits for lopower in the netmap, handshakes with it, then
 // proves the session: an ICMP echo request to lopower's tailnet IPv4
 // address, sealed with the session's send key, and lopower's reply opened
-// with its receive key. Prints one JSON line and exits 0 when the reply
-// came back, 1 otherwise.
+// with its receive key; and a disco round both ways. Prints one JSON line
+// and exits 0 when both happened, 1 otherwise.
 //
 //   tailnet_node_probe --control-url URL --auth-key-file FILE --hostname NAME
 //     --lopower-hostname NAME --state-dir DIR --local IP:PORT [--timeout-ms N]
@@ -154,7 +154,11 @@ nlohmann::json counters_json(const lopower::loadgen::tailnet_node_counters& c) {
           {"handshakes_completed", c.handshakes_completed}, {"disco_pings_sent", c.disco_pings_sent},
           {"disco_pings_received", c.disco_pings_received}, {"disco_pongs_sent", c.disco_pongs_sent},
           {"disco_pongs_received", c.disco_pongs_received}, {"keepalives_sent", c.keepalives_sent},
-          {"transport_ignored", c.transport_ignored}, {"dropped", c.dropped}};
+          {"transport_ignored", c.transport_ignored}, {"not_ready", c.not_ready}, {"malformed", c.malformed},
+          {"disco_not_from_lopower", c.disco_not_from_lopower}, {"disco_undecryptable", c.disco_undecryptable},
+          {"disco_ping_for_another_key", c.disco_ping_for_another_key},
+          {"disco_unexpected_pong", c.disco_unexpected_pong}, {"cookie_reply_unexpected", c.cookie_reply_unexpected},
+          {"handshake_invalid_mac", c.handshake_invalid_mac}, {"handshake_refused", c.handshake_refused}};
 }
 
 struct probe_args {
@@ -216,7 +220,13 @@ int main(int argc, char** argv) {
   std::vector<datagram> out;
   std::uint64_t counter = 0, last_echo = 0, session_generation = 0;
   std::uint16_t seq = 0;
-  while (now_ns() < deadline && !result["echo_reply"].get<bool>()) {
+  // Done when the echo came back and a disco round went both ways (our
+  // ping answered; lopower's ping to the endpoint we advertised answered).
+  const auto done = [&] {
+    const auto c = node.counters();
+    return result["echo_reply"].get<bool>() && c.disco_pongs_received > 0 && c.disco_pongs_sent > 0;
+  };
+  while (now_ns() < deadline && !done()) {
     node.poll(now_ns(), out);
     if (auto s = node.session()) {
       if (s->generation != session_generation) {  // a new keypair: its counters start over
@@ -225,7 +235,7 @@ int main(int argc, char** argv) {
         result["handshake"] = true;
         result["session_lopower"] = text_of(s->lopower);
       }
-      if (now_ns() - last_echo > 1'000'000'000) {  // once a second until answered
+      if (!result["echo_reply"].get<bool>() && now_ns() - last_echo > 1'000'000'000) {  // once a second until answered
         last_echo = now_ns();
         std::uint8_t packet[20 + 8 + 32];
         const std::uint16_t len = lopower::write_echo_request(packet, *src, *dst, ++seq, 32);
@@ -258,10 +268,12 @@ int main(int argc, char** argv) {
     }
     node.receive(in, now_ns(), out);
   }
-  result["counters"] = counters_json(node.counters());
+  const auto final_counters = node.counters();
+  result["disco_both_ways"] = final_counters.disco_pongs_received > 0 && final_counters.disco_pongs_sent > 0;
+  result["counters"] = counters_json(final_counters);
   std::printf("%s\n", result.dump().c_str());
   std::fflush(stdout);
   node.stop();
   close(fd);
-  return result["echo_reply"].get<bool>() ? 0 : 1;
+  return done() ? 0 : 1;
 }
