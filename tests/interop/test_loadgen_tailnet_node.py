@@ -15,7 +15,7 @@ import pytest
 
 from headscale import HEADSCALE
 from lopowerd import BUILD_DIR
-from lopower_net import Topology
+from lopower_net import Topology, wait_until
 from tailnet_lab import TailnetLab, attach_to_switch, lan_addrs
 from tailscaled import binaries_missing
 from test_tailnet_node import CONTROL_URL, HOSTNAME, start_lopowerd, tailnet_status, wait_running
@@ -80,6 +80,8 @@ def test_handshake_and_echo_through_the_session(lab):
     assert f"198.18.40.{PROBE_HOST}:{PROBE_PORT}" in peer["endpoints"], peer
     assert peer.get("last_handshake_seconds") is not None and peer["rx_bytes"] > 0, peer
     assert tailnet_status(d)["disco"]["pongs_sent"] >= 1
+    # and lopower took the node's pong (the only peer in this lab to send one).
+    wait_until(lambda: tailnet_status(d)["disco"]["pongs_received"] >= 1, 10, "lopower to count the node's pong")
 
 
 def test_echo_sealed_with_a_wrong_key_gets_no_reply(lab):
