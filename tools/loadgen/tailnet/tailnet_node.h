@@ -21,7 +21,13 @@
 // no transport data of its own but one keepalive right after a handshake
 // it initiated (so lopower, the responder, confirms the session without
 // waiting for traffic): tailnet_session::first_send_counter says which
-// counters that used. Passive keepalives are the data path's business too.
+// counters that used. Passive keepalives are the data path's business too,
+// and so are the replay window and keeping the previous session's receive
+// key for the packets still in flight when `generation` moves on (the node
+// hands out only the newest session).
+//
+// The protocols themselves are lopower_link's (lopower_link.h); this class
+// adds the control server and the thread.
 
 #include <cstdint>
 #include <memory>
@@ -60,20 +66,34 @@ struct tailnet_node_options {
   std::uint32_t start_timeout_ms = 60'000;
 };
 
-// What the node saw (for the loadgen's report and the tests).
+// What the node saw (for the loadgen's report and the tests). The drops:
+// transport data (the data path's), anything before lopower is in the
+// netmap, malformed, disco not from lopower's disco key or not opening, a
+// ping naming another node key, a pong to no ping of ours, a cookie reply
+// to no initiation in flight, a bad MAC1, a handshake message the Noise
+// engine refused.
+// X(name): the fields and their names come from this list.
+#define LOPOWER_LOADGEN_TAILNET_COUNTERS(X)                                                        \
+  X(initiations_sent) X(initiations_received) X(responses_sent) X(responses_received)             \
+  X(cookie_replies_received) X(handshakes_completed) X(keepalives_sent)                           \
+  X(disco_pings_sent) X(disco_pings_received) X(disco_pongs_sent) X(disco_pongs_received)         \
+  X(call_me_maybe_received)                                                                       \
+  X(transport_ignored) X(not_ready) X(malformed) X(disco_not_from_lopower) X(disco_undecryptable) \
+  X(disco_ping_for_another_key) X(disco_unexpected_pong) X(cookie_reply_unexpected)               \
+  X(handshake_invalid_mac) X(handshake_refused)
+
 struct tailnet_node_counters {
-  std::uint64_t initiations_sent = 0, initiations_received = 0, responses_sent = 0, responses_received = 0,
-                cookie_replies_received = 0, handshakes_completed = 0, disco_pings_sent = 0,
-                disco_pings_received = 0, disco_pongs_sent = 0, disco_pongs_received = 0, call_me_maybe_received = 0,
-                keepalives_sent = 0;
-  // Dropped: transport data (the data path's), anything before lopower is
-  // in the netmap, malformed, disco not from lopower's disco key or not
-  // opening, a ping naming another node key, a pong to no ping of ours, a
-  // cookie reply to no initiation in flight, a bad MAC1, a handshake message
-  // the Noise engine refused.
-  std::uint64_t transport_ignored = 0, not_ready = 0, malformed = 0, disco_not_from_lopower = 0,
-                disco_undecryptable = 0, disco_ping_for_another_key = 0, disco_unexpected_pong = 0,
-                cookie_reply_unexpected = 0, handshake_invalid_mac = 0, handshake_refused = 0;
+#define LOPOWER_LOADGEN_TAILNET_COUNTER_FIELD(name) std::uint64_t name = 0;
+  LOPOWER_LOADGEN_TAILNET_COUNTERS(LOPOWER_LOADGEN_TAILNET_COUNTER_FIELD)
+#undef LOPOWER_LOADGEN_TAILNET_COUNTER_FIELD
+
+  // Calls fn("name", value) for each counter, in the list's order.
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+#define LOPOWER_LOADGEN_TAILNET_COUNTER_VISIT(name) fn(#name, name);
+    LOPOWER_LOADGEN_TAILNET_COUNTERS(LOPOWER_LOADGEN_TAILNET_COUNTER_VISIT)
+#undef LOPOWER_LOADGEN_TAILNET_COUNTER_VISIT
+  }
 };
 
 class tailnet_node {

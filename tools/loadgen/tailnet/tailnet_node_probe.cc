@@ -149,16 +149,9 @@ std::optional<ip_address> first_v4(const std::vector<udp_endpoint>& v) {
 }
 
 nlohmann::json counters_json(const lopower::loadgen::tailnet_node_counters& c) {
-  return {{"initiations_sent", c.initiations_sent}, {"initiations_received", c.initiations_received},
-          {"responses_sent", c.responses_sent}, {"responses_received", c.responses_received},
-          {"handshakes_completed", c.handshakes_completed}, {"disco_pings_sent", c.disco_pings_sent},
-          {"disco_pings_received", c.disco_pings_received}, {"disco_pongs_sent", c.disco_pongs_sent},
-          {"disco_pongs_received", c.disco_pongs_received}, {"keepalives_sent", c.keepalives_sent},
-          {"transport_ignored", c.transport_ignored}, {"not_ready", c.not_ready}, {"malformed", c.malformed},
-          {"disco_not_from_lopower", c.disco_not_from_lopower}, {"disco_undecryptable", c.disco_undecryptable},
-          {"disco_ping_for_another_key", c.disco_ping_for_another_key},
-          {"disco_unexpected_pong", c.disco_unexpected_pong}, {"cookie_reply_unexpected", c.cookie_reply_unexpected},
-          {"handshake_invalid_mac", c.handshake_invalid_mac}, {"handshake_refused", c.handshake_refused}};
+  nlohmann::json j;
+  c.for_each([&j](const char* name, std::uint64_t value) { j[name] = value; });
+  return j;
 }
 
 struct probe_args {
