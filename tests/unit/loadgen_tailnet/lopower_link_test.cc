@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "control/tailnet/disco/disco_message.h"
 #include "control/wireguard/engine/cookie.h"
@@ -292,6 +294,39 @@ TEST_F(LopowerLink, DropsAndCountsWhatIsNotForIt) {
   EXPECT_EQ(c.transport_ignored, 1u);
   EXPECT_EQ(c.cookie_reply_unexpected, 1u);
   EXPECT_FALSE(link.session());
+}
+
+}  // namespace
+}  // namespace lopower::loadgen
+
+namespace lopower::loadgen {
+namespace {
+
+// tailnet_node's own part: start() refuses with a message, and stops its thread.
+TEST(TailnetNode, StartRefusesABadUrlAndTimesOutWithoutAServer) {
+  char dir[] = "/tmp/loadgen_tailnet_node_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  tailnet_node_options o;
+  o.control_url = "gopher://nowhere";
+  o.state_dir = dir;
+  o.hostname = "loadgen";
+  o.lopower_hostname = "lopower";
+  o.local = v4(60, 41642);
+  o.start_timeout_ms = 300;
+  std::string error;
+  EXPECT_FALSE(tailnet_node(o).start(error));
+  EXPECT_NE(error.find("control_url"), std::string::npos) << error;
+  o.control_url = "http://127.0.0.1:1";  // nothing listens there
+  tailnet_node node(o);
+  error.clear();
+  EXPECT_FALSE(node.start(error));
+  EXPECT_NE(error.find("no peer named lopower in the netmap after 300 ms"), std::string::npos) << error;
+  EXPECT_FALSE(node.session());
+  EXPECT_TRUE(node.own_addresses().empty());
+  std::vector<datagram> out;
+  node.poll(1, out);  // harmless after a failed start
+  EXPECT_TRUE(out.empty());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
