@@ -25,7 +25,8 @@ def plot(report: dict, out: Path) -> None:
     rates.plot(t, [s["offered_pps"] for s in samples], label="offered")
     rates.plot(t, [s["delivered_pps"] for s in samples], label="delivered")
     rates.set_ylabel("packets/s")
-    rates.set_ylim(bottom=0)
+    peak = max(max(s["offered_pps"], s["delivered_pps"]) for s in samples)
+    rates.set_ylim(0, peak * 1.1 or 1)  # a flat line at the top edge would hide in the frame
     rates.ticklabel_format(axis="y", useOffset=False, style="plain")
     rates.legend()
     rates.grid(True, alpha=0.3)
