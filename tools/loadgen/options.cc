@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "lopower/replay_window.h"
+
 namespace lopower::loadgen {
 namespace {
 
@@ -64,6 +66,11 @@ bool parse_sizes(const std::string& text, options& o) {
   return !o.sizes.empty();
 }
 
+// A pcap replayed once must fit lopower's replay window, with room for the
+// keepalives the loadgen sends on the same keypair meanwhile (one per 10 s
+// for at most 180 s).
+constexpr unsigned max_pcap_packets = replay_window::window_size - 64;
+
 }  // namespace
 
 std::vector<std::uint16_t> imix_sizes() {
@@ -95,7 +102,7 @@ void print_usage() {
       "  --json FILE            the final report, with per-second samples\n"
       "  --write-pcap FILE      write the encrypted device traffic to FILE (for pktgen-dpdk) instead of sending\n"
       "                         it, then keep the session alive until --duration ends (tools/loadgen/README.md)\n"
-      "  --pcap-packets N       frames in the pcap (default 8000: stays inside the replay window)\n"
+      "  --pcap-packets N       frames in the pcap, at most 8064 (default 8000): inside the replay window\n"
       "  --quiet                no progress line per second\n",
       stderr);
 }
@@ -133,7 +140,8 @@ std::optional<options> parse_options(int argc, char** argv) {
     else if (w == "--drain") ok = parse_seconds(take(), o.drain_s);
     else if (w == "--json") o.json_file = take();
     else if (w == "--write-pcap") o.pcap_file = take();
-    else if (w == "--pcap-packets") ok = parse_number(take(), o.pcap_packets) && o.pcap_packets > 0;
+    else if (w == "--pcap-packets") ok = parse_number(take(), o.pcap_packets) && o.pcap_packets > 0 &&
+                                         o.pcap_packets <= max_pcap_packets;
     else ok = false;
     if (!ok) {
       std::fprintf(stderr, "lopower-loadgen: bad or unknown argument %s%s%s\n", w.c_str(), value ? " " : "",
