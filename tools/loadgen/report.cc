@@ -81,11 +81,13 @@ void run_report::close_second(double elapsed_s, double second_length_s) {
                       {"delivered_bps", per_second(c.delivered_bytes * 8, second_length_s)},
                       {"latency_ns", c.latency.summary()}});
   if (progress_)
-    std::fprintf(stderr, "[%6.1fs] offered %10.0f pps %9.2f Mbit/s  delivered %10.0f pps %9.2f Mbit/s  latency p50 %7.1f us p99 %7.1f us\n",
+    std::fprintf(stderr, "[%6.1fs] offered %10.0f pps %9.2f Mbit/s  delivered %10.0f pps %9.2f Mbit/s  latency p50 %7.1f us p99 %7.1f us"
+                 "  (delivered so far %llu)\n",
                  elapsed_s, per_second(c.offered_packets, second_length_s),
                  per_second(c.offered_bytes * 8, second_length_s) / 1e6, per_second(c.delivered_packets, second_length_s),
                  per_second(c.delivered_bytes * 8, second_length_s) / 1e6,
-                 static_cast<double>(c.latency.percentile(0.5)) / 1e3, static_cast<double>(c.latency.percentile(0.99)) / 1e3);
+                 static_cast<double>(c.latency.percentile(0.5)) / 1e3, static_cast<double>(c.latency.percentile(0.99)) / 1e3,
+                 static_cast<unsigned long long>(total_.delivered_packets + c.delivered_packets));
   total_.add(second_);
   second_ = counters();
 }

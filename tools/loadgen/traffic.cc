@@ -7,6 +7,7 @@
 #include <rte_ip.h>
 #include <rte_udp.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace lopower::loadgen {
@@ -162,13 +163,16 @@ void receiver::count_probe(const std::uint8_t* inner, std::uint32_t length, std:
   }
   ++into.delivered_packets;
   into.delivered_bytes += total;
-  if (now_tsc > p.sent_tsc) into.latency.record(static_cast<std::uint64_t>(static_cast<double>(now_tsc - p.sent_tsc) * ns_per_tsc_));
+  const std::uint64_t ticks = now_tsc > p.sent_tsc ? now_tsc - p.sent_tsc : 0;
+  into.latency.record(static_cast<std::uint64_t>(static_cast<double>(ticks) * ns_per_tsc_));
 }
 
-unsigned receiver::poll(std::uint64_t now_tsc, counters& into) {
+unsigned receiver::poll(std::uint64_t loop_tsc, counters& into) {
   rte_mbuf* frames[burst_size];
   const unsigned n = rte_eth_rx_burst(port_.id, 0, frames, burst_size);
   if (n == 0) return 0;
+  // Not the loop's clock: a reply can arrive in the turn its request was sent in.
+  const std::uint64_t now_tsc = std::max(loop_tsc, rte_get_tsc_cycles());
   crypto::aead_op ops[burst_size];
   transport_session* sessions[burst_size];
   rte_mbuf* done[burst_size];
