@@ -27,7 +27,7 @@ LOADGEN = BUILD_DIR / "tools" / "loadgen" / "lopower-loadgen"
 LOPOWER_IP, LOADGEN_IP = "10.77.0.1", "10.77.0.2"
 DEVICES = 4
 REPORT_KEYS = {"setup", "devices", "duration_s", "handshake_s", "offered", "delivered", "lost", "loss_ratio",
-               "latency_ns", "receive_drops", "samples", "refused_handshake_messages"}
+               "latency_ns", "receive_drops", "samples", "refused_handshake_messages", "cipher_bound_pps"}
 SAMPLE_KEYS = {"t", "offered_pps", "offered_bps", "delivered_pps", "delivered_bps", "latency_ns"}
 LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max", "samples"}
 DEVICES_TOML = f'[devices]\nendpoint = "{LOPOWER_IP}:51820"\n'
