@@ -69,7 +69,7 @@ bool parse_sizes(const std::string& text, options& o) {
 // A pcap replayed once must fit lopower's replay window, with room for the
 // keepalives the loadgen sends on the same keypair meanwhile (one per 10 s
 // for at most 180 s).
-constexpr unsigned max_pcap_packets = replay_window::window_size - 64;
+constexpr unsigned max_pcap_packets_per_device = replay_window::window_size - 64;
 
 }  // namespace
 
@@ -102,7 +102,7 @@ void print_usage() {
       "  --json FILE            the final report, with per-second samples\n"
       "  --write-pcap FILE      write the encrypted device traffic to FILE (for pktgen-dpdk) instead of sending\n"
       "                         it, then keep the session alive until --duration ends (tools/loadgen/README.md)\n"
-      "  --pcap-packets N       frames in the pcap, at most 8064 (default 8000): inside the replay window\n"
+      "  --pcap-packets N       frames in the pcap (default 8000), at most 8064 per device: inside the replay window\n"
       "  --quiet                no progress line per second\n",
       stderr);
 }
@@ -140,8 +140,7 @@ std::optional<options> parse_options(int argc, char** argv) {
     else if (w == "--drain") ok = parse_seconds(take(), o.drain_s);
     else if (w == "--json") o.json_file = take();
     else if (w == "--write-pcap") o.pcap_file = take();
-    else if (w == "--pcap-packets") ok = parse_number(take(), o.pcap_packets) && o.pcap_packets > 0 &&
-                                         o.pcap_packets <= max_pcap_packets;
+    else if (w == "--pcap-packets") ok = parse_number(take(), o.pcap_packets) && o.pcap_packets > 0;
     else ok = false;
     if (!ok) {
       std::fprintf(stderr, "lopower-loadgen: bad or unknown argument %s%s%s\n", w.c_str(), value ? " " : "",
@@ -158,6 +157,15 @@ std::optional<options> parse_options(int argc, char** argv) {
     std::fputs("lopower-loadgen: --first-udp-port + --devices goes beyond port 65535\n", stderr);
     return std::nullopt;
   }
+  // The devices take the frames in turn: each device's share must fit.
+  if ((o.pcap_packets + o.devices - 1) / o.devices > max_pcap_packets_per_device) {
+    std::fprintf(stderr, "lopower-loadgen: --pcap-packets allows at most %u frames per device (the replay window)\n",
+                 max_pcap_packets_per_device);
+    return std::nullopt;
+  }
+  if (!o.pcap_file.empty() && o.duration_s >= 180)
+    std::fputs("lopower-loadgen: note: lopower drops the pcap's frames once its keypair is 180 s old (REJECT_AFTER_TIME)\n",
+               stderr);
   return o;
 }
 
