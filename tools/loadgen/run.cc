@@ -21,7 +21,12 @@ run::run(const options& opts, const link_port& port, fleet& devices, crypto::aea
 
 void run::poll(std::uint64_t now_tsc) {
   receiver_.poll(now_tsc, report_.now());
-  fleet_.tick(now_tsc);
+  // The timers are seconds long: a millisecond's resolution is plenty, and
+  // walking every device on each turn showed in the profile (3 %).
+  if (now_tsc - last_tick_tsc_ >= hz_ / 1000) {
+    fleet_.tick(now_tsc);
+    last_tick_tsc_ = now_tsc;
+  }
 }
 
 bool run::find_lopower() {

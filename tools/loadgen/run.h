@@ -47,6 +47,7 @@ class run {
   const std::atomic<bool>& stop_;
   run_report report_;
   std::uint64_t hz_;
+  std::uint64_t last_tick_tsc_ = 0;
   double handshake_s_ = 0;
   double traffic_s_ = 0;
 };
