@@ -103,7 +103,9 @@ void print_usage() {
       "  --write-pcap FILE      write the encrypted device traffic to FILE (for pktgen-dpdk) instead of sending\n"
       "                         it, then keep the session alive until --duration ends (tools/loadgen/README.md)\n"
       "  --pcap-packets N       frames in the pcap (default 8000), at most 8064 per device: inside the replay window\n"
-      "  --quiet                no progress line per second\n",
+      "  --quiet                no progress line per second\n"
+      "  --busy-poll            never sleep when idle (by default an idle turn sleeps up to 100 us, which\n"
+      "                         leaves the core to others but can add as much to a reply's latency)\n",
       stderr);
 }
 
@@ -120,6 +122,7 @@ std::optional<options> parse_options(int argc, char** argv) {
     bool ok = true;
     if (w == "--keep-devices") o.keep_devices = true;
     else if (w == "--quiet") o.quiet = true;
+    else if (w == "--busy-poll") o.busy_poll = true;
     else if (w == "--help" || w == "-h") {
       print_usage();
       return std::nullopt;

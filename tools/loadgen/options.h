@@ -31,6 +31,7 @@ struct options {
   std::string pcap_file;                 // --write-pcap: write the traffic instead of sending it
   unsigned pcap_packets = 8000;
   bool quiet = false;                    // no progress lines
+  bool busy_poll = false;                // never sleep on an idle turn (latency to the microsecond, a core spent)
 };
 
 // Parses argv (the words after `--`); nullopt after a message on stderr.

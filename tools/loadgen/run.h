@@ -31,8 +31,10 @@ class run {
   void print_summary() const { report_.print_summary(traffic_s_); }
 
  private:
-  // One turn of the loop: a received burst and the handshake timers.
-  void poll(std::uint64_t now_tsc);
+  // One turn of the loop: a received burst and the handshake timers; how many frames arrived.
+  unsigned poll(std::uint64_t now_tsc);
+  // After a turn: sleeps a little when it did nothing (unless --busy-poll).
+  void rest(bool worked);
   bool stopped() const noexcept { return stop_.load(std::memory_order_relaxed); }
   // How many packets the rate allows now, at most one burst.
   unsigned budget(std::uint64_t now_tsc, std::uint64_t start_tsc, std::uint64_t built) const noexcept;
@@ -48,6 +50,7 @@ class run {
   run_report report_;
   std::uint64_t hz_;
   std::uint64_t last_tick_tsc_ = 0;
+  unsigned rest_us_ = 0;
   double handshake_s_ = 0;
   double traffic_s_ = 0;
 };
