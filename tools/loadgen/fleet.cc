@@ -196,12 +196,15 @@ void fleet::tick(std::uint64_t now_tsc) {
   const std::uint64_t retry = static_cast<std::uint64_t>(wg::rekey_timeout.count()) * hz_;
   const std::uint64_t renew_age = static_cast<std::uint64_t>(wg::rekey_after_time.count()) * hz_;
   const std::uint64_t keepalive = static_cast<std::uint64_t>(wg::keepalive_timeout.count()) * hz_;
+  // Times stamped on receipt can be a little later than `now_tsc` (taken
+  // at the top of the loop's turn): an age is never negative.
+  auto age = [now_tsc](std::uint64_t then) { return now_tsc > then ? now_tsc - then : 0; };
   for (device& d : devices_) {
     const bool in_flight = d.initiation_tsc != 0;
-    if (in_flight && now_tsc - d.initiation_tsc >= retry) initiate(d, now_tsc);
+    if (in_flight && age(d.initiation_tsc) >= retry) initiate(d, now_tsc);
     else if (!in_flight && d.current == nullptr) initiate(d, now_tsc);
-    else if (!in_flight && renew_ && now_tsc - d.current->established_tsc >= renew_age) initiate(d, now_tsc);
-    else if (d.current != nullptr && now_tsc - d.last_sent_tsc >= keepalive)
+    else if (!in_flight && renew_ && age(d.current->established_tsc) >= renew_age) initiate(d, now_tsc);
+    else if (d.current != nullptr && age(d.last_sent_tsc) >= keepalive)
       send(keepalive_frame(port_.pool, d.path, *d.current, aead_), d, now_tsc);
   }
 }

@@ -48,7 +48,9 @@ link_port open_port(std::uint16_t id, rte_mempool* pool, double link_timeout_s) 
     rte_eth_link link{};
     if (rte_eth_link_get_nowait(id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) break;
     if (rte_get_tsc_cycles() > deadline) throw std::runtime_error("port " + std::to_string(id) + ": link stays down");
-    rte_delay_ms(10);
+    // Sleeping, not rte_delay_ms's busy wait: the memif connection is made
+    // by EAL's interrupt threads (ours and lopowerd's), which may share this core.
+    rte_delay_us_sleep(10000);
   }
   return port;
 }
