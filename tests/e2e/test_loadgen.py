@@ -170,3 +170,33 @@ def delivered_so_far(log):
 
 def replay_drops(lp):
     return lp.port_status("lan")["drops"]["wg_replay"]
+
+
+def test_loadgen_udp_to_a_tailnet_peer_through_the_splice(topology):
+    """--target IP:PORT: UDP to a tailnet peer's echo service (tailscaled in
+    the splice lab), the replies back through lopower. The loadgen sits on
+    the lab's device LAN with no kernel address of its own."""
+    from headscale import HEADSCALE
+    from splice_lab import UDP_PORT, splice_lab
+    from tailnet_lab import attach_to_switch
+    from tailscaled import binaries_missing
+    if binaries_missing() or not os.access(HEADSCALE, os.X_OK):
+        pytest.skip("peer binaries missing (run tools/setup)")
+    with splice_lab(topology, ["ts1"], devices=()) as lab:
+        lg = topology.host("lg")
+        attach_to_switch(topology, lg, [])
+        report = topology.tmpdir / "udp-report.json"
+        eal = ["--no-huge", "--no-pci", "--no-shconf", "-l", "0", "-m", "128", "--file-prefix", f"{topology.prefix}-lg",
+               "--vdev", "net_af_packet0,iface=eth0"]
+        argv = [str(LOADGEN), *eal, "--", "--ctl-socket", str(lab.lopowerd.socket), "--local-ip", "198.18.40.60",
+                "--devices", "2", "--target", f"{lab.peers['ts1'].ip(4)}:{UDP_PORT}", "--rate", "100",
+                "--duration", "2", "--drain", "5", "--json", str(report)]
+        r = lg.run(argv, check=False, timeout=120)
+        assert r.returncode == 0, f"{r.stderr[-3000:]}\n{lab.lopowerd.log_text()[-3000:]}"
+        result = json.loads(report.read_text())
+        assert all(d["established"] and d["handshakes"] == 1 for d in result["devices"]), result["devices"]
+        assert result["delivered"]["packets"] > 0, result
+        assert result["delivered"]["packets"] + result["lost"] == result["offered"]["packets"]
+        assert result["setup"]["target"].endswith(f":{UDP_PORT}")
+        print(f"udp to ts1: offered {result['offered']['packets']}, delivered {result['delivered']['packets']}, "
+              f"latency p50 {result['latency_ns']['p50'] / 1e3:.0f} us")
