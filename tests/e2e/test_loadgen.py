@@ -6,6 +6,7 @@ the control socket, real handshakes, ICMP echo to lopower, a JSON report.
     af_packet  lopowerd on veth "port0" in "gw" <-> loadgen on veth "lg0" in "lg"
     pcap       over af_packet: --write-pcap, the frames replayed once from a
                packet socket while the loadgen keeps the session, and again
+    udp        the splice lab: UDP to a tailnet peer's echo (--target IP:PORT)
 
 A modest fixed rate for a short time; no timing assertions (speed belongs in
 benchmarks): only that every device got its session, replies came back, and
