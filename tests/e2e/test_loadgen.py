@@ -1,0 +1,203 @@
+"""lopower-loadgen against lopowerd (issue 15): N devices enrolled through
+the control socket, real handshakes, ICMP echo to lopower, a JSON report.
+
+    memif      lopowerd (memif server, port role both) <-> loadgen (memif client),
+               both DPDK processes without hugepages, in one namespace ("gw")
+    af_packet  lopowerd on veth "port0" in "gw" <-> loadgen on veth "lg0" in "lg"
+    pcap       over af_packet: --write-pcap, the frames replayed once from a
+               packet socket while the loadgen keeps the session, and again
+    udp        the splice lab: UDP to a tailnet peer's echo (--target IP:PORT)
+
+A modest fixed rate for a short time; no timing assertions (speed belongs in
+benchmarks): only that every device got its session, replies came back, and
+the report adds up.
+"""
+
+import json
+import os
+import re
+import signal
+import struct
+
+import pytest
+
+from lopower_net import wait_until
+from lopowerd import BUILD_DIR, Lopowerd, af_packet_wire, port_toml
+
+LOADGEN = BUILD_DIR / "tools" / "loadgen" / "lopower-loadgen"
+LOPOWER_IP, LOADGEN_IP = "10.77.0.1", "10.77.0.2"
+DEVICES = 4
+REPORT_KEYS = {"setup", "devices", "duration_s", "handshake_s", "offered", "delivered", "lost", "loss_ratio",
+               "latency_ns", "receive_drops", "samples", "refused_handshake_messages", "cipher_bound_pps"}
+SAMPLE_KEYS = {"t", "offered_pps", "offered_bps", "delivered_pps", "delivered_bps", "latency_ns"}
+LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max", "samples"}
+DEVICES_TOML = f'[devices]\nendpoint = "{LOPOWER_IP}:51820"\n'
+
+pytestmark = pytest.mark.skipif(not os.access(LOADGEN, os.X_OK), reason=f"{LOADGEN} not built")
+
+
+def loadgen_argv(topo, vdev, lp, report, *extra):
+    eal = ["--no-huge", "--no-pci", "--no-shconf", "-l", "0", "-m", "128", "--file-prefix", f"{topo.prefix}-lg",
+           "--vdev", vdev]
+    return [str(LOADGEN), *eal, "--", "--ctl-socket", str(lp.socket), "--local-ip", LOADGEN_IP,
+            "--devices", str(DEVICES), "--json", str(report), *extra]
+
+
+def run_loadgen(host, topo, vdev, lp, *extra):
+    report = topo.tmpdir / "report.json"
+    argv = loadgen_argv(topo, vdev, lp, report, "--rate", "400", "--duration", "2", "--flows", "3",
+                        "--sizes", "64,200", *extra)
+    r = host.run(argv, check=False, timeout=120)
+    assert r.returncode == 0, f"lopower-loadgen exited {r.returncode}:\n{r.stderr[-4000:]}\n{lp.log_text()[-3000:]}"
+    assert "offered" in r.stderr  # the summary (and progress lines) go to stderr
+    return json.loads(report.read_text())
+
+
+def check_report(report, lp):
+    assert REPORT_KEYS <= report.keys(), report.keys()
+    devices = report["devices"]
+    assert len(devices) == DEVICES
+    # One each: nothing in a short run renews a keypair (a spurious renewal was a bug once).
+    assert all(d["established"] and d["handshakes"] == 1 for d in devices), devices
+    offered, delivered = report["offered"]["packets"], report["delivered"]["packets"]
+    assert offered > 0 and delivered > 0, report
+    assert delivered + report["lost"] == offered, report
+    assert LATENCY_KEYS <= report["latency_ns"].keys()
+    assert report["latency_ns"]["samples"] == delivered
+    assert report["samples"] and all(SAMPLE_KEYS <= s.keys() for s in report["samples"])
+    assert {"pps", "bps", "packets", "bytes"} <= report["offered"].keys()
+    # The loadgen removed its devices again.
+    assert json.loads(lp.ctl("device", "list", "--json").stdout) == []
+
+
+def test_loadgen_over_memif_without_hugepages(topology):
+    gw = topology.host("gw")
+    sock = topology.tmpdir / "memif.sock"
+    lp = Lopowerd(gw, port_toml("mem", f"net_memif0,role=server,socket={sock}", [f"{LOPOWER_IP}/24"]),
+                  extra_toml=DEVICES_TOML).start()
+    try:
+        report = run_loadgen(gw, topology, f"net_memif0,role=client,socket={sock}", lp)
+        check_report(report, lp)
+        assert report["setup"]["port_driver"] == "net_memif"
+    finally:
+        lp.stop()
+
+
+@pytest.fixture
+def af_packet_lab(topology):
+    gw, lg = topology.host("gw"), topology.host("lg")
+    # The loadgen's end has no kernel address: the loadgen answers ARP for it.
+    af_packet_wire(topology, gw, "port0", lg, "lg0", [])
+    lp = Lopowerd(gw, port_toml("lan", "net_af_packet0,iface=port0", [f"{LOPOWER_IP}/24"]),
+                  extra_toml=DEVICES_TOML).start()
+    yield topology, gw, lg, lp
+    lp.stop()
+
+
+def test_loadgen_over_af_packet(af_packet_lab):
+    topology, _, lg, lp = af_packet_lab
+    report = run_loadgen(lg, topology, "net_af_packet0,iface=lg0", lp)
+    check_report(report, lp)
+    assert report["setup"]["port_driver"] == "net_af_packet"
+
+
+def replay(host, ifname, pcap, first, count):
+    """Sends frames ``first`` .. ``first + count - 1`` of a classic pcap file
+    out of ``ifname`` (what pktgen-dpdk does on a real box), from a packet
+    socket."""
+    code = ("import socket,struct,sys\n"
+            "data=open(sys.argv[2],'rb').read()\n"
+            "first,count=int(sys.argv[3]),int(sys.argv[4])\n"
+            "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n"
+            "s.bind((sys.argv[1],0))\n"
+            "at,i=24,0\n"
+            "while at<len(data) and i<first+count:\n"
+            "    n=struct.unpack_from('<IIII',data,at)[2]\n"
+            "    if i>=first: s.send(data[at+16:at+16+n])\n"
+            "    at+=16+n; i+=1\n")
+    host.run(["python3", "-c", code, ifname, str(pcap), str(first), str(count)])
+
+
+def replay_in_chunks(host, ifname, pcap, frames, arrived, what):
+    """The whole file, a chunk at a time, each once ``arrived(n)`` says the
+    frames so far got where they go: a burst of all of them at once could
+    overflow a packet ring on a loaded machine, which is not what is tested."""
+    chunk = 60
+    for first in range(0, frames, chunk):
+        replay(host, ifname, pcap, first, min(chunk, frames - first))
+        done = min(first + chunk, frames)
+        wait_until(lambda: arrived(done), 30, f"{what} ({done} of {frames} frames)")
+
+
+def pcap_frames(pcap):
+    data = pcap.read_bytes()
+    assert struct.unpack_from("<I", data)[0] == 0xa1b2c3d4  # classic pcap, microseconds
+    count, at = 0, 24
+    while at < len(data):
+        at += 16 + struct.unpack_from("<IIII", data, at)[2]
+        count += 1
+    return count
+
+
+def test_write_pcap_replays_once_inside_the_kept_session(af_packet_lab):
+    topology, _, lg, lp = af_packet_lab
+    pcap, report = topology.tmpdir / "devices.pcap", topology.tmpdir / "pcap-report.json"
+    argv = loadgen_argv(topology, "net_af_packet0,iface=lg0", lp, report, "--write-pcap", str(pcap),
+                        "--pcap-packets", "300", "--duration", "600")
+    proc = lg.popen(argv)
+    log = proc.log_path
+    wait_until(lambda: "keeping the session alive" in log.read_text() or proc.poll() is not None, 60,
+               "the loadgen to write the pcap")
+    assert proc.poll() is None, log.read_text()[-3000:]
+    assert pcap_frames(pcap) == 300
+    replay_in_chunks(lg, "lg0", pcap, 300, lambda n: delivered_so_far(log) >= n,
+                     "the loadgen to get the replayed echoes' replies")
+    # Again: every counter was used once, lopower refuses them all.
+    replay_in_chunks(lg, "lg0", pcap, 300, lambda n: replay_drops(lp) >= n, "lopower to refuse the second replay")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0, log.read_text()[-3000:]
+    result = json.loads(report.read_text())
+    assert result["delivered"]["packets"] == 300, result
+    assert all(d["handshakes"] == 1 for d in result["devices"]), \
+        f"{result['devices']}\n{log.read_text()[-2000:]}\n{lp.log_text()[-4000:]}"
+    assert json.loads(lp.ctl("device", "list", "--json").stdout) == []
+
+
+def delivered_so_far(log):
+    """The loadgen's running count of replies, from its progress lines."""
+    counts = re.findall(r"delivered so far (\d+)", log.read_text())
+    return int(counts[-1]) if counts else 0
+
+
+def replay_drops(lp):
+    return lp.port_status("lan")["drops"]["wg_replay"]
+
+
+def test_loadgen_udp_to_a_tailnet_peer_through_the_splice(topology):
+    """--target IP:PORT: UDP to a tailnet peer's echo service (tailscaled in
+    the splice lab), the replies back through lopower. The loadgen sits on
+    the lab's device LAN with no kernel address of its own."""
+    from headscale import HEADSCALE
+    from splice_lab import UDP_PORT, splice_lab
+    from tailnet_lab import attach_to_switch
+    from tailscaled import binaries_missing
+    if binaries_missing() or not os.access(HEADSCALE, os.X_OK):
+        pytest.skip("peer binaries missing (run tools/setup)")
+    with splice_lab(topology, ["ts1"], devices=()) as lab:
+        lg = topology.host("lg")
+        attach_to_switch(topology, lg, [])
+        report = topology.tmpdir / "udp-report.json"
+        eal = ["--no-huge", "--no-pci", "--no-shconf", "-l", "0", "-m", "128", "--file-prefix", f"{topology.prefix}-lg",
+               "--vdev", "net_af_packet0,iface=eth0"]
+        argv = [str(LOADGEN), *eal, "--", "--ctl-socket", str(lab.lopowerd.socket), "--local-ip", "198.18.40.60",
+                "--devices", "2", "--target", f"{lab.peers['ts1'].ip(4)}:{UDP_PORT}", "--rate", "100",
+                "--duration", "2", "--drain", "5", "--json", str(report)]
+        r = lg.run(argv, check=False, timeout=120)
+        assert r.returncode == 0, f"{r.stderr[-3000:]}\n{lab.lopowerd.log_text()[-3000:]}"
+        result = json.loads(report.read_text())
+        assert all(d["established"] and d["handshakes"] == 1 for d in result["devices"]), result["devices"]
+        assert result["delivered"]["packets"] > 0, result
+        assert result["delivered"]["packets"] + result["lost"] == result["offered"]["packets"]
+        assert result["setup"]["target"].endswith(f":{UDP_PORT}")
+        print(f"udp to ts1: offered {result['offered']['packets']}, delivered {result['delivered']['packets']}, "
+              f"latency p50 {result['latency_ns']['p50'] / 1e3:.0f} us")
