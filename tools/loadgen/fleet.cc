@@ -10,6 +10,7 @@
 
 #include "control/wireguard/engine/tai64n.h"
 #include "lopower/ctl_protocol.h"
+#include "tools/loadgen/peers_file.h"
 
 namespace lopower::loadgen {
 namespace {
@@ -72,6 +73,23 @@ fleet::fleet(const options& opts, const link_port& port, crypto::aead_backend& a
     : opts_(opts), port_(port), aead_(aead), hz_(rte_get_tsc_hz()) {}
 
 void fleet::enrol() {
+  if (opts_.peers_file.empty()) enrol_through_ctl();
+  else enrol_from_peers_file();
+}
+
+void fleet::set_path(device& d, std::size_t number) {
+  d.handshake = std::make_unique<wg::peer_handshake>(*d.identity, lopower_.key);
+  d.cookies = std::make_unique<wg::cookie_maker>(lopower_.key);
+  d.path.ipv6 = false;
+  d.path.port_id = port_.id;
+  std::memcpy(d.path.local_mac, port_.mac.addr_bytes, 6);
+  std::memcpy(d.path.local_ip, &opts_.local_ip_be, 4);
+  std::memcpy(d.path.peer_ip, &lopower_.endpoint_ip_be, 4);
+  d.path.peer_port_be = htons(lopower_.endpoint_port);
+  d.path.local_port_be = htons(static_cast<std::uint16_t>(opts_.first_udp_port + number));
+}
+
+void fleet::enrol_through_ctl() {
   devices_.resize(opts_.devices);
   for (std::size_t i = 0; i < devices_.size(); ++i) {
     device& d = devices_[i];
@@ -83,20 +101,28 @@ void fleet::enrol() {
       throw std::runtime_error("device " + d.name + " got no IPv4 address (the loadgen speaks IPv4)");
     d.inner_ip_be = ipv4_be(r["ipv4"].get<std::string>(), "the device address");
     if (i == 0) lopower_ = lopower_of_config(r.value("config", std::string()));
-    d.handshake = std::make_unique<wg::peer_handshake>(*d.identity, lopower_.key);
-    d.cookies = std::make_unique<wg::cookie_maker>(lopower_.key);
-    d.path.ipv6 = false;
-    d.path.port_id = port_.id;
-    std::memcpy(d.path.local_mac, port_.mac.addr_bytes, 6);
-    std::memcpy(d.path.local_ip, &opts_.local_ip_be, 4);
-    std::memcpy(d.path.peer_ip, &lopower_.endpoint_ip_be, 4);
-    d.path.peer_port_be = htons(lopower_.endpoint_port);
-    d.path.local_port_be = htons(static_cast<std::uint16_t>(opts_.first_udp_port + i));
+    set_path(d, i);
+  }
+}
+
+void fleet::enrol_from_peers_file() {
+  static_peers peers = load_peers_file(opts_.peers_file);
+  lopower_.key = peers.gateway_key;
+  lopower_.endpoint_ip_be = peers.gateway_endpoint_ip_be;
+  lopower_.endpoint_port = peers.gateway_endpoint_port;
+  lopower_.inner_ip_be = peers.gateway_inner_ip_be;
+  devices_.resize(peers.devices.size());
+  for (std::size_t i = 0; i < devices_.size(); ++i) {
+    device& d = devices_[i];
+    d.name = opts_.name_prefix + "-" + std::to_string(i);
+    d.identity = std::make_unique<wg::static_identity>(std::move(peers.devices[i].key));
+    d.inner_ip_be = peers.devices[i].inner_ip_be;
+    set_path(d, i);
   }
 }
 
 void fleet::remove_all() noexcept {
-  if (opts_.keep_devices) return;
+  if (opts_.keep_devices || !opts_.peers_file.empty()) return;  // a peers file's devices were never enrolled
   for (const device& d : devices_) {
     try {
       ctl_call(opts_.ctl_socket, "device.remove", {{"name", d.name}});

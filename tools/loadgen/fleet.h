@@ -48,6 +48,7 @@ class fleet final : public wg::peer_lookup {
   fleet(const options& opts, const link_port& port, crypto::aead_backend& aead);
 
   // Enrols every device; throws std::runtime_error naming the one refused.
+  // With --peers-file the devices and the gateway come from the file instead.
   void enrol();
   // Removes them again (unless --keep-devices); errors are reported, not thrown.
   void remove_all() noexcept;
@@ -76,6 +77,9 @@ class fleet final : public wg::peer_lookup {
   wg::peer_handshake* by_static(const public_key&) override { return nullptr; }
   wg::peer_handshake* by_index(std::uint32_t local_index) override;
 
+  void enrol_through_ctl();
+  void enrol_from_peers_file();
+  void set_path(device& d, std::size_t number);
   device* device_of_index(std::uint32_t index) noexcept;
   void initiate(device& d, std::uint64_t now_tsc);
   void complete(device& d, std::uint64_t now_tsc);

@@ -103,6 +103,8 @@ void print_usage() {
       "  --write-pcap FILE      write the encrypted device traffic to FILE (for pktgen-dpdk) instead of sending\n"
       "                         it, then keep the session alive until --duration ends (tools/loadgen/README.md)\n"
       "  --pcap-packets N       frames in the pcap (default 8000), at most 8064 per device: inside the replay window\n"
+      "  --peers-file FILE      devices and gateway from FILE (TOML, tools/loadgen/peers_file.h) instead of\n"
+      "                         enrolling through --ctl-socket: drives any WireGuard gateway (one device per [[device]])\n"
       "  --quiet                no progress line per second\n"
       "  --busy-poll            never sleep when idle (by default an idle turn sleeps up to 100 us, which\n"
       "                         leaves the core to others but can add as much to a reply's latency)\n",
@@ -143,6 +145,7 @@ std::optional<options> parse_options(int argc, char** argv) {
     else if (w == "--drain") ok = parse_seconds(take(), o.drain_s);
     else if (w == "--json") o.json_file = take();
     else if (w == "--write-pcap") o.pcap_file = take();
+    else if (w == "--peers-file") o.peers_file = take();
     else if (w == "--pcap-packets") ok = parse_number(take(), o.pcap_packets) && o.pcap_packets > 0;
     else ok = false;
     if (!ok) {

@@ -32,6 +32,8 @@ struct options {
   unsigned pcap_packets = 8000;
   bool quiet = false;                    // no progress lines
   bool busy_poll = false;                // never sleep on an idle turn (latency to the microsecond, a core spent)
+  // --peers-file: devices and gateway from this file (peers_file.h), not enrolled through --ctl-socket.
+  std::string peers_file;
 };
 
 // Parses argv (the words after `--`); nullopt after a message on stderr.

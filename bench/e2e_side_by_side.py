@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""lopower side by side with the box a user would otherwise build (issue 15,
+"Side by side, one command"): the same lopower-loadgen traffic through each
+gateway, in one namespace lab.
+
+    sudo tools/bench e2e [--devices 4] [--sizes 64,512,1280] [--duration 3]
+
+The lab is tests/net/splice_lab.py's: a bridge ("sw"), headscale in "ctl",
+a tailscaled peer "ts1" with a UDP echo (tailscaled's userspace networking
+hands its tailnet address's UDP to tests/e2e/apps/services.py on 127.0.0.1),
+lopowerd in "gw" on a net_af_packet port. Added here:
+
+- "gen": lopower-loadgen (DPDK net_af_packet on its veth to the bridge, the
+  devices' outer address 198.18.40.60 answered by the loadgen itself);
+- "box": the alternative, on the same bridge at 198.18.40.70: wireguard-go
+  on a TUN (wg0, 10.91.0.1/24, one peer per device) and tailscaled in TUN
+  mode (--tun=tailscale0) joined to the same tailnet, IPv4 forwarding and
+  masquerade from the devices' 10.91.0.0/24 out of tailscale0.
+
+The gateways, each with every size in --sizes, for --duration seconds; the
+own-address rows as fast as the gateway takes them (no --rate), the tailnet
+rows at --tailnet-rate (see below):
+
+    lopower → tailnet      lopowerd, UDP to ts1's echo (--target IP:PORT)
+    lopower (own address)  lopowerd, ICMP echo to its device-side address
+    wireguard-go hub       wireguard-go alone, ICMP echo to wg0's address
+                           (the box's kernel answers): a plain WireGuard hub
+    wireguard-go+tailscaled  the box: UDP to ts1's echo, forwarded and
+                           masqueraded from wg0 to tailscale0
+
+The loadgen drives lopowerd through its control socket and the box through
+--peers-file (tools/loadgen/peers_file.h), with keys this script makes.
+
+Gateway CPU, over the traffic only (from the loadgen's "devices have
+sessions" line to its exit, which includes up to --drain): the gateway's
+processes' utime+stime (/proc/PID/stat, the process and its children:
+lopowerd; wireguard-go, plus tailscaled for the forwarding box), and
+separately the softirq time of the whole machine (/proc/stat). Softirq is
+where the kernel forwards, masquerades and runs the veths and the bridge; it
+cannot be split by process, so it holds the loadgen's and the echo peer's
+share too (the same veths every gateway uses) — it is shown beside, not
+added. CPU-s/GB = CPU seconds / delivered inner IP gigabytes (10^9 B).
+
+The echo peer (ts1: tailscaled's userspace netstack and a Python socket
+loop) sits behind both tailnet rows and is far slower than either gateway:
+flooded, it answered a few thousand packets/s and dropped the rest (at 64 B
+almost all), so that a flood measured the echo peer, not the gateway. The
+tailnet rows therefore offer the same fixed --tailnet-rate to both gateways
+(one the echo keeps up with) and compare what each gateway spent per GB at
+that load; raw rates come from the own-address rows, which have no peer
+behind them. (The loadgen's own tailnet node, tools/loadgen/tailnet/, is to
+replace ts1 as the far end.)
+
+Nothing leaves the machine: everything runs in a lopower_net.Topology's
+namespaces. Root is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SOURCE / "tests" / "net"))
+
+from lopower_net import Topology, wait_until  # noqa: E402
+from lopowerd import BUILD_DIR  # noqa: E402
+from splice_lab import UDP_PORT, splice_lab  # noqa: E402
+from tailnet_lab import attach_to_switch  # noqa: E402
+from tailscaled import Tailscaled  # noqa: E402
+from wg_device import WgDevice  # noqa: E402
+
+LOADGEN = BUILD_DIR / "tools" / "loadgen" / "lopower-loadgen"
+GEN_IP = "198.18.40.60"            # the devices' outer address (the loadgen answers ARP for it)
+BOX_IP = "198.18.40.70"
+BOX_LAN = [f"{BOX_IP}/24", "fd00:198:18:40::70/64"]  # headscale listens on the IPv6 address
+BOX_WG_IP, BOX_WG_NET, BOX_WG_PORT = "10.91.0.1", "10.91.0.0/24", 51820
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------
+# CPU accounting
+
+def _children_of() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(_stat_fields(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces):
+    fields 3.. of proc(5), so utime (14) is [11] and stime (15) is [12]."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()
+
+
+def process_cpu_s(pids: list[int]) -> float:
+    """utime+stime of ``pids`` and all their descendants, in seconds."""
+    children, total, todo, seen = _children_of(), 0, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            f = _stat_fields(pid)
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError, ValueError):
+            pass  # gone meanwhile
+        todo += children.get(pid, [])
+    return total / CLK_TCK
+
+
+def softirq_s() -> float:
+    """The machine's softirq time (all CPUs), in seconds (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[7]) / CLK_TCK
+
+
+# --------------------------------------------------------------------------
+# the loadgen
+
+def eal(topo) -> list[str]:
+    return ["--no-huge", "--no-pci", "--no-shconf", "-l", "0", "-m", "256", "--file-prefix", f"{topo.prefix}-lg",
+            "--vdev", "net_af_packet0,iface=eth0"]
+
+
+def run_loadgen(gen, topo, label: str, size: int, gateway_pids: list[int], args: list[str], duration: float) -> dict:
+    """One loadgen run; its JSON report with the gateway's CPU added."""
+    report = topo.tmpdir / f"{label}-{size}.json"
+    argv = [str(LOADGEN), *eal(topo), "--", "--local-ip", GEN_IP, "--sizes", str(size), "--duration", str(duration),
+            "--json", str(report), *args]  # not --quiet: its "have sessions" line starts the CPU window
+    proc = gen.popen(argv)
+    log = proc.log_path
+    started = wait_until(lambda: "have sessions" in log.read_text() or proc.poll() is not None, 60,
+                         f"{label}: the loadgen's sessions")
+    assert started and proc.poll() is None, f"{label}: the loadgen exited:\n{log.read_text()[-3000:]}"
+    cpu0, soft0, t0 = process_cpu_s(gateway_pids), softirq_s(), time.monotonic()
+    rc = proc.wait(duration + 60)
+    cpu1, soft1, t1 = process_cpu_s(gateway_pids), softirq_s(), time.monotonic()
+    assert rc == 0, f"{label}: the loadgen exited {rc}:\n{log.read_text()[-3000:]}"
+    result = json.loads(report.read_text())
+    result["gateway_cpu_s"], result["softirq_s"], result["window_s"] = cpu1 - cpu0, soft1 - soft0, t1 - t0
+    return result
+
+
+# --------------------------------------------------------------------------
+# the box: wireguard-go + tailscaled in TUN mode
+
+def wg_keypair(host) -> tuple[str, str]:
+    private = host.run(["wg", "genkey"]).stdout.strip()
+    public = host.run(["wg", "pubkey"], input=private + "\n").stdout.strip()
+    return private, public
+
+
+def device_address(i: int) -> str:
+    return f"10.91.0.{i + 2}"
+
+
+def start_box(lab, topo, devices: int):
+    """The box's wireguard-go, its tailscaled (TUN mode, joined), forwarding
+    and masquerade; (wg, tailscaled, peers file for the loadgen)."""
+    box = topo.host("box")
+    attach_to_switch(topo, box, BOX_LAN)
+    server_private, server_public = wg_keypair(box)
+    keys = [wg_keypair(box) for _ in range(devices)]
+    config = [f"[Interface]\nPrivateKey = {server_private}\nListenPort = {BOX_WG_PORT}\nAddress = {BOX_WG_IP}/24\n"]
+    config += [f"[Peer]\nPublicKey = {public}\nAllowedIPs = {device_address(i)}/32\n"
+               for i, (_, public) in enumerate(keys)]
+    wg = WgDevice(box, "\n".join(config)).up()
+    peers = topo.tmpdir / "box-peers.toml"
+    peers.write_text(f'[gateway]\npublic_key = "{server_public}"\nendpoint = "{BOX_IP}:{BOX_WG_PORT}"\n'
+                     f'inner_ip = "{BOX_WG_IP}"\n' +
+                     "".join(f'\n[[device]]\nprivate_key = "{private}"\naddress = "{device_address(i)}"\n'
+                             for i, (private, _) in enumerate(keys)))
+    ts = Tailscaled(box, "box", extra_args=["--tun=tailscale0"]).start()
+    lab.join([ts])
+    box.sysctl("net.ipv4.ip_forward", "1")
+    box.run(["nft", "-f", "-"], input=(
+        "table ip sbs_nat {\n  chain post { type nat hook postrouting priority 100;\n"
+        f"    oifname \"tailscale0\" ip saddr {BOX_WG_NET} masquerade\n  }}\n}}\n"))
+    ts.wait_peer("ts1", online=True, timeout=30)
+    # tailscaled makes its WireGuard session to a peer on the first packet
+    # for it: made here, so that it is not lost in the first run's traffic.
+    ok, out = ts.ping(lab.peers["ts1"].ip(4), mode="icmp", timeout=10)
+    assert ok, f"box: tailscale ping ts1: {out}"
+    return wg, ts, peers
+
+
+# --------------------------------------------------------------------------
+# the table
+
+def row(gateway: str, size: int, r: dict) -> dict:
+    delivered = r["delivered"]
+    gb = delivered["bytes"] / 1e9
+    lat = r["latency_ns"]
+    return {"gateway": gateway, "size": size, "pps": delivered["pps"], "mbps": delivered["bps"] / 1e6,
+            "offered_pps": r["offered"]["pps"], "loss": r["loss_ratio"], "p50_us": lat["p50"] / 1e3,
+            "p99_us": lat["p99"] / 1e3, "cpu_s": r["gateway_cpu_s"], "softirq_s": r["softirq_s"],
+            "window_s": r["window_s"], "cpu_s_per_gb": r["gateway_cpu_s"] / gb if gb else None,
+            "softirq_s_per_gb": r["softirq_s"] / gb if gb else None, "cipher_bound_pps": r.get("cipher_bound_pps"),
+            "handshakes_ok": all(d["established"] for d in r["devices"])}
+
+
+def fmt(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+# Each alternative against the lopower row that carries the same traffic.
+COMPARED = {"wireguard-go hub": "lopower (own address)", "wireguard-go+tailscaled": "lopower → tailnet"}
+
+
+def ratio(rows: list[dict], r: dict) -> str:
+    """lopower's delivered bytes per gateway CPU-second over this row's
+    (= this row's CPU-s/GB over lopower's): how much more one core of
+    lopower carries."""
+    base = COMPARED.get(r["gateway"])
+    lp = next((x for x in rows if x["gateway"] == base and x["size"] == r["size"]), None)
+    if lp is None or not lp["cpu_s_per_gb"] or not r["cpu_s_per_gb"]:
+        return ""
+    return f"{r['cpu_s_per_gb'] / lp['cpu_s_per_gb']:.2f}x"
+
+
+def share(r: dict) -> str:
+    """Delivered pps as a share of the cipher bound (bench/cipher_bound.h:
+    one core opening and sealing these sizes), measured by the loadgen in
+    the same run."""
+    return f"{r['pps'] / r['cipher_bound_pps']:.1%}" if r["cipher_bound_pps"] else "—"
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| gateway | size B | offered pps | delivered pps | delivered Mbit/s | loss | p50 µs | p99 µs | "
+           "of cipher bound | gateway CPU-s | CPU-s/GB | softirq-s/GB (machine) | lopower per core ×, vs this |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['gateway']} | {r['size']} | {r['offered_pps']:.0f} | {r['pps']:.0f} | {r['mbps']:.1f} | "
+                   f"{r['loss']:.1%} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {share(r)} | {r['cpu_s']:.2f} | "
+                   f"{fmt(r['cpu_s_per_gb'], '.1f')} | {fmt(r['softirq_s_per_gb'], '.1f')} | {ratio(rows, r)} |")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--devices", type=int, default=4)
+    ap.add_argument("--sizes", default="64,512,1280")
+    ap.add_argument("--duration", type=float, default=3)
+    ap.add_argument("--tailnet-rate", type=int, default=3000,
+                    help="packets/s over all devices in the tailnet rows (the echo peer's pace)")
+    ap.add_argument("--json", type=Path, help="also write the rows and the reports here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("tools/bench e2e needs root (network namespaces)")
+    if not os.access(LOADGEN, os.X_OK):
+        sys.exit(f"{LOADGEN} is not built")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows, reports = [], {}
+    with Topology() as topo, splice_lab(topo, ["ts1"], devices=()) as lab:
+        gen = topo.host("gen")
+        attach_to_switch(topo, gen, [])
+        echo = f"{lab.peers['ts1'].ip(4)}:{UDP_PORT}"
+        ctl = ["--ctl-socket", str(lab.lopowerd.socket), "--devices", str(args.devices)]
+        lopowerd = [lab.lopowerd.proc.pid]
+        wg, ts, peers = start_box(lab, topo, args.devices)
+        box = ["--peers-file", str(peers), "--devices", str(args.devices)]
+        paced = ["--rate", str(args.tailnet_rate)]
+        runs = [("lopower → tailnet", lopowerd, ctl + paced + ["--target", echo]),
+                ("lopower (own address)", lopowerd, ctl + ["--target", "lopower"]),
+                ("wireguard-go hub", [wg.proc.pid], box + ["--target", "lopower"]),
+                ("wireguard-go+tailscaled", [wg.proc.pid, ts.proc.pid], box + paced + ["--target", echo])]
+        for gateway, pids, extra in runs:
+            for size in sizes:
+                label = gateway.split()[0].replace("+", "-") + f"-{len(reports)}"
+                r = run_loadgen(gen, topo, label, size, pids, extra, args.duration)
+                reports[f"{gateway} {size}"] = r
+                rows.append(row(gateway, size, r))
+                print(f"{gateway:26} {size:5} B: delivered {rows[-1]['pps']:9.0f} pps, loss {rows[-1]['loss']:.1%}, "
+                      f"gateway CPU {rows[-1]['cpu_s']:.2f} s", file=sys.stderr, flush=True)
+    print(table(rows))
+    bounds = sorted({(r["size"], r["cipher_bound_pps"]) for r in rows if r["cipher_bound_pps"]})
+    if bounds:
+        print("\ncipher bound (one core opening and sealing, the loadgen's backend, measured before each run; the "
+              "last per size): " + ", ".join(f"{s} B {b:.0f} pps" for s, b in dict(bounds).items()))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "reports": reports}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
