@@ -53,12 +53,15 @@ using namespace lopower;
 
 constexpr unsigned queues = 2;
 constexpr unsigned devices = 1000;
-constexpr unsigned frames_per_round = 8192;  // ~5 ms of work for one worker
-constexpr unsigned ring_slots = 16384;        // a whole round fits one queue
+// Frames per worker per round (~5 ms of work): the same for one worker as
+// for each of two, so each works on as many frames (and cache lines) as
+// the other; what differs is only that two run at once.
+constexpr unsigned frames_per_round = 8192;
+constexpr unsigned ring_slots = 16384;  // a round's frames fit a queue whatever the RSS split
 
 rte_mempool* pool() {
   static rte_mempool* p =
-      rte_pktmbuf_pool_create("mw_pool", frames_per_round + 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+      rte_pktmbuf_pool_create("mw_pool", queues * frames_per_round + 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
   return p;
 }
 
@@ -251,7 +254,7 @@ class two_worker_rig {
       return;
     }
     for (lane& l : lanes_) {
-      const unsigned n = frames_per_round * l.device_count / devices;
+      const unsigned n = queues * frames_per_round * l.device_count / devices;
       test_support::fill(pool(), l.rx, n, [&l](rte_mbuf* m) { l.traffic->seal_out(m); });
     }
   }
