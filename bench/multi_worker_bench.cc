@@ -1,8 +1,12 @@
-// One worker against two, splicing device -> tailnet for 1000 devices on one
-// net_ring port with two RX/TX queue pairs (EAL on lcores 0 and 1). Each
-// device's frames go on the queue RSS would give them (Toeplitz over the
-// outer IPv4/UDP 4-tuple with the common default key, the redirection table
-// filled round-robin), so a device's packets stay on one worker, as on a NIC.
+// One worker against two, splicing for 1000 devices on one net_ring port
+// with two RX/TX queue pairs (EAL on lcores 0 and 1), in either direction.
+// Each frame goes on the queue RSS would give it (Toeplitz over the outer
+// IPv4/UDP 4-tuple with the common default key, the redirection table
+// filled round-robin), so a device's packets stay on one worker, as on a
+// NIC. The tailnet side has two peers (the rig's, and 100.64.0.6 at an
+// endpoint RSS puts on the other queue); a device talks to the peer on its
+// own queue, so the replies spread over both workers as many tailnet peers'
+// would, and each peer's replay window is seen by one worker.
 //
 // The machine has 2 cores and the bench's own driver would share them with
 // the workers, so nothing drives while the workers run: each round the
@@ -14,11 +18,6 @@
 // Wall time (first start to last finish) is reported beside it; it suffers
 // whatever else the machine runs. One round of each kind alternates within
 // the same iteration, so both see the same machine.
-//
-// Only this direction: the tailnet's replies all come from the one tailnet
-// peer of the rig, whose frames RSS puts on one queue (one outer 4-tuple)
-// and whose one replay window would see both workers' counters interleaved.
-// Two workers in that direction want a tailnet peer per queue.
 
 #include <benchmark/benchmark.h>
 #include <rte_eth_ring.h>
@@ -43,6 +42,7 @@
 #include "bench/bench_main.h"
 #include "bench/cipher_bound.h"
 #include "bench/splice_traffic.h"
+#include "dataplane/tailnet_view.h"
 #include "dataplane/worker.h"
 #include "tests/support/ring_port.h"
 #include "tests/support/splice_rig.h"
@@ -135,6 +135,50 @@ void move_rig_to(test_support::splice_rig& g, std::uint16_t port) {
   delete g.ts_peer.endpoint.exchange(new wg_endpoint(g.peer_ep));
 }
 
+// A second tailnet peer (100.64.0.6, lopower's receiver index 9) on the
+// rig's port, at an endpoint (198.18.0.4) whose port makes RSS put its
+// frames on the queue the rig's tailnet peer's do not go to.
+class second_tailnet_peer {
+ public:
+  static constexpr std::uint32_t index = 9;
+
+  explicit second_tailnet_peer(test_support::splice_rig& g) : rig_(g), endpoint_(g.peer_ep) {
+    inet_pton(AF_INET, "198.18.0.4", endpoint_.peer_ip);
+    const unsigned other = (rss_queue(g.peer_ep) + 1) % queues;
+    std::uint16_t port = 41641;
+    do endpoint_.peer_port_be = htons(port++);
+    while (rss_queue(endpoint_) != other);
+    peer_.id = 3;
+    peer_.tailnet = true;
+    peer_.endpoint.store(new wg_endpoint(endpoint_));
+    peer_.allowed.store(new allowed_prefixes{{*ip_prefix::parse("100.64.0.6/32")}});
+    if (!g.sessions.insert(test_support::make_keypair(peer_, index, key_))) throw std::runtime_error("session table full");
+    auto* v = new tailnet_view(*g.view.load());
+    v->routes.push_back({*ip_prefix::parse("100.64.0.6/32"), &peer_});  // overlaps no route there
+    rigs_view_ = g.view.exchange(v);
+  }
+  ~second_tailnet_peer() {
+    rig_.sessions.erase(index);
+    delete rig_.view.exchange(rigs_view_);  // the rig deletes its own
+    delete peer_.endpoint.load();
+    peer_.current.store(nullptr);
+  }
+  second_tailnet_peer(const second_tailnet_peer&) = delete;
+  second_tailnet_peer& operator=(const second_tailnet_peer&) = delete;
+
+  bench::tailnet_side side() { return {ip_address::v4(0x64400006), key_, &counter_, index, &endpoint_}; }
+
+ private:
+  test_support::splice_rig& rig_;
+  wg_peer peer_;
+  wg_endpoint endpoint_;
+  std::uint8_t key_[32];
+  std::uint64_t counter_ = 0;
+  const tailnet_view* rigs_view_ = nullptr;
+};
+
+enum class way { device_to_tailnet, tailnet_to_device };
+
 // One worker's queue: its worker, its private rings and what a round measured.
 struct lane {
   rte_ring *rx = nullptr, *tx = nullptr, *events = nullptr, *staged = nullptr, *relay_out = nullptr, *relay_in = nullptr;
@@ -167,13 +211,18 @@ class two_worker_rig {
  public:
   explicit two_worker_rig(std::uint16_t inner) : rig_(unique_name("mwr"), pool()) {
     move_rig_to(rig_, port_.id);
+    second_ = std::make_unique<second_tailnet_peer>(rig_);
+    std::array<bench::tailnet_side, queues> peer_on;
+    peer_on[rss_queue(rig_.peer_ep)] = bench::rig_peer(rig_);
+    peer_on[rss_queue(*second_->side().endpoint)] = second_->side();
     fleet_ = std::make_unique<bench::device_fleet>(rig_, devices);
     std::array<std::vector<bench::flow_end>, queues> by_queue;
     std::vector<bench::flow_end> all;
     for (unsigned i = 0; i < devices; ++i) {
       const bench::device_side d = fleet_->side(i);
-      by_queue[rss_queue(*d.endpoint)].push_back({d, 5555});
-      all.push_back({d, 5555});
+      const unsigned q = rss_queue(*d.endpoint);
+      by_queue[q].push_back({d, 5555, 0, peer_on[q]});
+      all.push_back({d, 5555, 0, peer_on[q]});
     }
     for (unsigned q = 0; q < queues; ++q) {
       lane& l = lanes_[q];
@@ -196,12 +245,26 @@ class two_worker_rig {
   two_worker_rig& operator=(const two_worker_rig&) = delete;
 
   lane& lane_of(unsigned q) { return lanes_[q]; }
+  // Frames both workers dropped so far (for any reason): 0 when every frame was spliced.
+  std::uint64_t dropped() const {
+    std::uint64_t n = 0;
+    for (const lane& l : lanes_)
+      for (unsigned r = 0; r < drop_reason_count; ++r) n += l.w->stats().ports[0].drops[r].get();
+    return n;
+  }
   unsigned devices_on(unsigned q) const { return lanes_[q].device_count; }
 
-  // One round with every frame on queue 0 (one worker), or each device's
-  // frames on its RSS queue (two workers, each on its own lcore).
-  void round(unsigned workers) {
-    fill(workers);
+  // After a device -> tailnet round: the ports lopower gave the flows, for
+  // the replies.
+  void learn_ports() {
+    for (lane& l : lanes_) l.traffic->learn_ports(table_);
+    all_->learn_ports(table_);
+  }
+
+  // One round with every frame on queue 0 (one worker), or each frame on
+  // its RSS queue (two workers, each on its own lcore).
+  void round(unsigned workers, way w) {
+    fill(workers, w);
     go.store(false);
     if (workers == 2 && rte_eal_remote_launch(run_lane, &lanes_[1], rte_get_next_lcore(-1, 1, 0)) != 0)
       throw std::runtime_error("cannot launch the second worker");
@@ -248,14 +311,17 @@ class two_worker_rig {
   }
 
   // Sealed frames on the queues, outside any timing.
-  void fill(unsigned workers) {
+  void fill(unsigned workers, way w) {
+    const auto seal = [w](bench::splice_traffic& t, rte_mbuf* m) {
+      if (w == way::device_to_tailnet) t.seal_out(m); else t.seal_in(m);
+    };
     if (workers == 1) {
-      test_support::fill(pool(), lanes_[0].rx, frames_per_round, [this](rte_mbuf* m) { all_->seal_out(m); });
+      test_support::fill(pool(), lanes_[0].rx, frames_per_round, [this, &seal](rte_mbuf* m) { seal(*all_, m); });
       return;
     }
     for (lane& l : lanes_) {
       const unsigned n = queues * frames_per_round * l.device_count / devices;
-      test_support::fill(pool(), l.rx, n, [&l](rte_mbuf* m) { l.traffic->seal_out(m); });
+      test_support::fill(pool(), l.rx, n, [&l, &seal](rte_mbuf* m) { seal(*l.traffic, m); });
     }
   }
 
@@ -270,6 +336,7 @@ class two_worker_rig {
 
   rss_port port_;
   test_support::splice_rig rig_;
+  std::unique_ptr<second_tailnet_peer> second_;  // before the table: flows point at it
   flow_table table_{1u << 16, rig_.rcu};
   std::unique_ptr<bench::device_fleet> fleet_;
   std::array<lane, queues> lanes_;
@@ -282,7 +349,7 @@ class two_worker_rig {
 //   w0_Mpps_cpu, w1_Mpps_cpu, one_Mpps_cpu     each worker's packets per CPU second
 //   speedup_cpu                                (w0 + w1) over one, by CPU time
 //   share_of_bound_w0/_w1/_one                 each per CPU second over the cipher bound
-void BM_TwoWorkersDeviceToTailnet(benchmark::State& state) {
+void two_workers(benchmark::State& state, way w) {
   if (rte_lcore_count() < 2) {
     state.SkipWithError("EAL has fewer than 2 lcores");
     return;
@@ -290,19 +357,20 @@ void BM_TwoWorkersDeviceToTailnet(benchmark::State& state) {
   const auto inner = static_cast<std::uint16_t>(state.range(0));
   two_worker_rig rig(inner);
   const double bound = bench::cipher_bound_pps("ipsec-mb", bench::sealed_length(inner));
-  rig.round(2);  // the flows' first packets (inserts) stay out of the numbers
-  rig.round(1);
+  rig.round(2, way::device_to_tailnet);  // the flows' first packets (inserts) stay out of the numbers
+  if (w == way::tailnet_to_device) rig.learn_ports();
+  rig.round(1, w);
   struct totals {
     double packets = 0, cpu = 0;
   } one, w0, w1;
   double one_wall = 0, two_wall = 0, two_packets = 0;
   const double hz = static_cast<double>(rte_get_tsc_hz());
   for (auto _ : state) {
-    rig.round(1);
+    rig.round(1, w);
     one.packets += static_cast<double>(rig.lane_of(0).moved);
     one.cpu += rig.lane_of(0).cpu_seconds;
     one_wall += static_cast<double>(rig.wall_tsc(1)) / hz;
-    rig.round(2);
+    rig.round(2, w);
     w0.packets += static_cast<double>(rig.lane_of(0).moved);
     w0.cpu += rig.lane_of(0).cpu_seconds;
     w1.packets += static_cast<double>(rig.lane_of(1).moved);
@@ -315,6 +383,7 @@ void BM_TwoWorkersDeviceToTailnet(benchmark::State& state) {
   const double one_rate = one.packets / one_wall, two_rate = two_packets / two_wall;
   const double one_cpu = one.packets / one.cpu, w0_cpu = w0.packets / w0.cpu, w1_cpu = w1.packets / w1.cpu;
   state.SetItemsProcessed(static_cast<std::int64_t>(two_packets));
+  state.counters["dropped"] = static_cast<double>(rig.dropped());
   state.counters["devices_q0"] = rig.devices_on(0);
   state.counters["devices_q1"] = rig.devices_on(1);
   state.counters["one_worker_Mpps"] = one_rate / 1e6;
@@ -329,7 +398,10 @@ void BM_TwoWorkersDeviceToTailnet(benchmark::State& state) {
   state.counters["share_of_bound_w0"] = w0_cpu / bound;
   state.counters["share_of_bound_w1"] = w1_cpu / bound;
 }
+void BM_TwoWorkersDeviceToTailnet(benchmark::State& state) { two_workers(state, way::device_to_tailnet); }
+void BM_TwoWorkersTailnetToDevice(benchmark::State& state) { two_workers(state, way::tailnet_to_device); }
 BENCHMARK(BM_TwoWorkersDeviceToTailnet)->ArgName("inner")->Arg(64)->Arg(1280)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TwoWorkersTailnetToDevice)->ArgName("inner")->Arg(64)->Arg(1280)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
