@@ -13,6 +13,8 @@ For each idle policy, ``--runs`` times each way:
 - **up**: dev1 sends ``--mib`` MiB to ts1's sink (tests/e2e/apps/services.py),
   which answers its sha256 (checked).
 
+Before the transfers, dev1 pings ts1's tailnet address (through lopower
+both ways) at 1 ms and at 50 ms intervals: the round trip's min/avg/max.
 Each transfer reports MB/s (10^6 bytes per second) and the CPU each process
 on the path used over its wall time (utime + stime from /proc, in % of one
 core): lopowerd (its worker lcore, its control thread and its af_packet
@@ -31,6 +33,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -92,6 +95,20 @@ def upload(lab, size: int, want: str) -> float:
     return size
 
 
+PING_RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
+
+
+def ping_rtt(lab, interval: float, count: int) -> dict:
+    """Round trips dev1 -> lopower -> ts1 and back, in ms."""
+    r = lab.devices["dev1"].host.run(["ping", "-n", "-q", "-c", str(count), "-i", f"{interval:g}",
+                                      lab.peers["ts1"].ip(4)], timeout=count * (interval + 1) + 10)
+    m = PING_RTT.search(r.stdout)
+    if m is None:
+        raise RuntimeError(f"ping printed no round trips:\n{r.stdout}")
+    return {"way": f"ping every {interval * 1000:g} ms", "rtt_min_ms": float(m.group(1)),
+            "rtt_avg_ms": float(m.group(2)), "rtt_max_ms": float(m.group(3))}
+
+
 def measure(lab, pids: dict[str, int], way: str, size: int, want: str) -> dict:
     with cpu_meter(pids) as m:
         download(lab, size) if way == "down" else upload(lab, size, want)
@@ -111,10 +128,16 @@ def run_policy(idle: str, size: int, runs: int) -> list[dict]:
     rows = []
     try:
         with Topology() as topo, splice_lab(topo, peers=["ts1"], devices=[Device("dev1", ipv4_only=True)]) as lab:
+            if f'idle = "{idle}"' not in lab.lopowerd.config.read_text():
+                raise RuntimeError(f"lopowerd's config does not say idle = {idle!r}")
             (lab.www / "big.bin").write_bytes(os.urandom(size))
             want = hashlib.sha256(random.Random(1).randbytes(size)).hexdigest()  # clients.py upload's data, seed 1
             pids = {"lopowerd": lab.lopowerd.proc.pid, "wireguard_go": lab.devices["dev1"].proc.pid,
                     "tailscaled": lab.peers["ts1"].proc.pid}
+            for interval, count in ((0.001, 500), (0.05, 60)):
+                row = {"idle": idle, **ping_rtt(lab, interval, count)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
             for way in ("down", "up"):
                 for _ in range(runs):
                     row = {"idle": idle, **measure(lab, pids, way, size, want)}
@@ -140,6 +163,9 @@ def table(rows: list[dict]) -> str:
 
             out.append(f"| {idle} | {way} | {', '.join(str(r['MB_s']) for r in rs)} | {med(r['MB_s'] for r in rs):.1f} "
                        f"| {cpu('cpu_lopowerd')} | {cpu('cpu_wireguard_go')} | {cpu('cpu_tailscaled')} |")
+    out += ["", "| idle | ping | rtt min / avg / max ms |", "|---|---|---|"]
+    out += [f"| {r['idle']} | {r['way']} | {r['rtt_min_ms']} / {r['rtt_avg_ms']} / {r['rtt_max_ms']} |"
+            for r in rows if r["way"].startswith("ping")]
     return "\n".join(out)
 
 
