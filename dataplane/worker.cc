@@ -1,7 +1,8 @@
 // The worker's loop: construction (TX buffers on the worker's own NUMA
 // socket), one pass over every queue (poll_once), the lcore's loop with its
-// adaptive idle (the decisions are idle_governor.h's), and the drop helpers every stage counts with. The stages
-// themselves are in stage_*.cc (worker.h lists the walk).
+// adaptive idle (idle_governor.h decides, idle() acts), and the drop helpers
+// every stage counts with. The stages themselves are in stage_*.cc
+// (worker.h lists the walk).
 
 #include "dataplane/worker.h"
 
