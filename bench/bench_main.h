@@ -10,8 +10,8 @@
 
 namespace lopower::bench {
 
-inline int run_benchmarks(int argc, char** argv, const char* program, unsigned memory_mb) {
-  if (!test_support::start_eal(program, memory_mb)) return 1;
+inline int run_benchmarks(int argc, char** argv, const char* program, unsigned memory_mb, const char* lcores = "0") {
+  if (!test_support::start_eal(program, memory_mb, lcores)) return 1;
   if (sodium_init() < 0) return 1;
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -30,7 +30,9 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <map>
 #include <random>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -71,11 +73,35 @@ bench::device_fleet& fleet() {
 
 enum class direction { device_to_tailnet, tailnet_to_device };
 
+// Packets/s of each case's base (one flow, one device) by backend, direction
+// and size, remembered so the larger cases that follow it in the same run
+// print their ratio to it (registration order runs the base first).
+std::map<std::string, double>& base_rates() {
+  static std::map<std::string, double> rates;
+  return rates;
+}
+
+std::string base_key(const char* backend, direction dir, std::int64_t inner, const char* kind) {
+  return std::string(backend) + (dir == direction::device_to_tailnet ? "/out/" : "/in/") + std::to_string(inner) + "/" + kind;
+}
+
+// Records `rate` as the base when `is_base`, else prints its ratio to the
+// base measured earlier in this run (`kind`: what the ratio is over).
+void report_against_base(benchmark::State& state, const std::string& key, bool is_base, double rate, const char* counter) {
+  if (is_base) {
+    base_rates()[key] = rate;
+    return;
+  }
+  const auto found = base_rates().find(key);
+  if (found != base_rates().end()) state.counters[counter] = rate / found->second;
+}
+
 // One run over `flows`: a worker with a flow table of its own (a new
 // worker's port allocator starts afresh and would meet the ports of an
 // earlier run's flows); for the tailnet direction the devices open the
 // flows first, then the peer's replies circulate.
-void splice_run(benchmark::State& state, const char* backend, direction dir, std::vector<bench::flow_end> flows) {
+// Returns the packets/s the worker reached over its timed CPU time.
+double splice_run(benchmark::State& state, const char* backend, direction dir, std::vector<bench::flow_end> flows) {
   rig& g = the_rig();
   const auto inner = static_cast<std::uint16_t>(state.range(0));
   bench::splice_traffic traffic(g, std::move(flows), inner);
@@ -90,7 +116,8 @@ void splice_run(benchmark::State& state, const char* backend, direction dir, std
                                          : test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_in(m); });
   const double bound = bench::cipher_bound_pps(backend, bench::sealed_length(inner));
   test_support::fill(pool(), g.rx, frames, seal);
-  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal);
+  double timed_seconds = 0;
+  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal, &timed_seconds);
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
   bench::report_against_bound(state, moved, bound);
@@ -99,19 +126,26 @@ void splice_run(benchmark::State& state, const char* backend, direction dir, std
   state.counters["dropped"] = static_cast<double>(dropped);
   state.counters["flows"] = static_cast<double>(table.size());
   test_support::drain({g.rx, g.tx});
+  return timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0;
 }
 
 // `flows` flows of the rig's one device.
+// Prints "vs_one_flow": packets/s over the one-flow case's in this run.
 void one_device(benchmark::State& state, const char* backend, direction dir) {
-  splice_run(state, backend, dir, bench::flows_of(bench::rig_device(the_rig()), static_cast<unsigned>(state.range(1))));
+  const auto flows = static_cast<unsigned>(state.range(1));
+  const double rate = splice_run(state, backend, dir, bench::flows_of(bench::rig_device(the_rig()), flows));
+  report_against_base(state, base_key(backend, dir, state.range(0), "flows"), flows == 1, rate, "vs_one_flow");
 }
 
 // 1000 flows either way: of one device, or one for each of 1000 devices
 // (each its own session: what many devices cost beyond their flows).
+// Prints "vs_one_device": packets/s over the one-device case's in this run.
 void many_devices(benchmark::State& state, direction dir) {
   constexpr unsigned flows = 1000;
-  splice_run(state, "ipsec-mb", dir,
-             state.range(1) == 1 ? bench::flows_of(bench::rig_device(the_rig()), flows) : bench::flows_of(fleet(), flows));
+  const bool one = state.range(1) == 1;
+  const double rate = splice_run(state, "ipsec-mb", dir,
+                                 one ? bench::flows_of(bench::rig_device(the_rig()), flows) : bench::flows_of(fleet(), flows));
+  report_against_base(state, base_key("ipsec-mb", dir, state.range(0), "devices"), one, rate, "vs_one_device");
 }
 
 void BM_SpliceDeviceToTailnet_ipsec_mb(benchmark::State& state) { one_device(state, "ipsec-mb", direction::device_to_tailnet); }
@@ -121,14 +155,19 @@ void BM_SpliceTailnetToDevice_libsodium(benchmark::State& state) { one_device(st
 void BM_SpliceManyDevicesOut_ipsec_mb(benchmark::State& state) { many_devices(state, direction::device_to_tailnet); }
 void BM_SpliceManyDevicesIn_ipsec_mb(benchmark::State& state) { many_devices(state, direction::tailnet_to_device); }
 // One flow, and 50 000 flows (packets round-robin over them: the flow table
-// no longer fits the caches, as on a busy gateway).
+// no longer fits the caches, as on a busy gateway), both ways.
 BENCHMARK(BM_SpliceDeviceToTailnet_ipsec_mb)
     ->ArgNames({"inner", "flows"})
     ->ArgsProduct({{64, 512, 1280}, {1}})
-    ->Args({64, 50000});
+    ->Args({64, 50000})
+    ->Args({1280, 50000});
 BENCHMARK(BM_SpliceDeviceToTailnet_libsodium)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
 // The tailnet peer's replies on flows the device opened, spliced back to it.
-BENCHMARK(BM_SpliceTailnetToDevice_ipsec_mb)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
+BENCHMARK(BM_SpliceTailnetToDevice_ipsec_mb)
+    ->ArgNames({"inner", "flows"})
+    ->ArgsProduct({{64, 512, 1280}, {1}})
+    ->Args({64, 50000})
+    ->Args({1280, 50000});
 BENCHMARK(BM_SpliceTailnetToDevice_libsodium)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
 BENCHMARK(BM_SpliceManyDevicesOut_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
 BENCHMARK(BM_SpliceManyDevicesIn_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});

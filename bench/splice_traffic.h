@@ -1,8 +1,9 @@
 #pragma once
 // Traffic for the splice benchmarks on a test_support::splice_rig: who
 // sends (the rig's own device, or one of a fleet of devices with sessions
-// of their own), the UDP flows they hold with the rig's tailnet peer
-// (100.64.0.5:9000), and frames sealed round-robin over those flows, in
+// of their own), the UDP flows they hold with a tailnet peer (the rig's,
+// 100.64.0.5:9000, unless a flow names another), and frames sealed
+// round-robin over those flows, in
 // either direction: a device's datagram out, or the peer's reply on the
 // flow back (which needs the flow open first: lopower chose its port).
 
@@ -41,6 +42,20 @@ struct device_side {
 inline device_side rig_device(splice_rig& g) {
   return {&g.device, g.device_key, &g.device_counter, splice_rig::device_index, &g.device_ep,
           *ip_address::parse(test_support::device_address(false))};
+}
+
+// A tailnet peer as a benchmark seals for it.
+struct tailnet_side {
+  ip_address address;             // its tailnet address (it listens on port 9000)
+  const std::uint8_t* key = nullptr;  // lopower's receive key for it
+  std::uint64_t* counter = nullptr;   // its next counter
+  std::uint32_t receiver = 0;         // lopower's receiver index for it
+  const wg_endpoint* endpoint = nullptr;
+};
+
+inline tailnet_side rig_peer(splice_rig& g) {
+  return {*ip_address::parse(test_support::peer_address(false)), g.peer_key, &g.peer_counter, splice_rig::peer_index,
+          &g.peer_ep};
 }
 
 // `count` devices besides the rig's own, on its port, sessions up: each its
@@ -100,11 +115,13 @@ class device_fleet {
 };
 
 // One flow: the device and its source port; `tailnet_port` is lopower's
-// port for it on the tailnet once the flow is open.
+// port for it on the tailnet once the flow is open; the tailnet peer it
+// goes to (none given: the rig's).
 struct flow_end {
   device_side device;
   std::uint16_t src_port;
   std::uint16_t tailnet_port = 0;
+  tailnet_side tailnet = {};
 };
 
 // `count` flows of the rig's device, from source port 5555 for one, else
@@ -127,23 +144,28 @@ inline std::vector<flow_end> flows_of(device_fleet& fleet, unsigned count) {
 class splice_traffic {
  public:
   splice_traffic(splice_rig& g, std::vector<flow_end> flows, std::uint16_t inner)
-      : rig_(g), flows_(std::move(flows)), inner_(inner), payload_(inner - 28u, 0x5a) {}
+      : rig_(g), flows_(std::move(flows)), inner_(inner), payload_(inner - 28u, 0x5a) {
+    for (flow_end& f : flows_)
+      if (f.tailnet.key == nullptr) f.tailnet = rig_peer(g);
+  }
 
   // The next flow's datagram, as its device sends it.
   void seal_out(rte_mbuf* m) {
     const flow_end& f = next_flow();
     const device_side& d = f.device;
     test_support::seal_frame(
-        m, inner_, [this, &f](std::uint8_t* ip) { write_udp_packet(ip, f.device.address, f.src_port, peer(), 9000, payload_); },
+        m, inner_,
+        [this, &f](std::uint8_t* ip) { write_udp_packet(ip, f.device.address, f.src_port, f.tailnet.address, 9000, payload_); },
         d.key, (*d.counter)++, d.receiver, *d.endpoint);
   }
 
-  // The tailnet peer's reply on the next flow (open() first).
+  // The tailnet peer's reply on the next flow (open() or learn_ports() first).
   void seal_in(rte_mbuf* m) {
     const flow_end& f = next_flow();
+    const tailnet_side& t = f.tailnet;
     test_support::seal_frame(
-        m, inner_, [this, &f](std::uint8_t* ip) { write_udp_packet(ip, peer(), 9000, ours(), f.tailnet_port, payload_); },
-        rig_.peer_key, rig_.peer_counter++, splice_rig::peer_index, rig_.peer_ep);
+        m, inner_, [this, &f](std::uint8_t* ip) { write_udp_packet(ip, f.tailnet.address, 9000, ours(), f.tailnet_port, payload_); },
+        t.key, (*t.counter)++, t.receiver, *t.endpoint);
   }
 
   // A new flow table starts empty: the devices' flow counts (held against
@@ -163,12 +185,17 @@ class splice_traffic {
       w.flush();
       test_support::drain({rig_.tx});
     }
+    learn_ports(table);
+  }
+
+  // The port lopower gave each flow (its first datagram sent, by open() or
+  // by the caller's own workers); the replies start with the first flow.
+  void learn_ports(const flow_table& table) {
     for (flow_end& f : flows_) f.tailnet_port = tailnet_port_of(f, table);
     next_ = 0;
   }
 
  private:
-  static ip_address peer() { return *ip_address::parse(test_support::peer_address(false)); }
   static ip_address ours() { return *ip_address::parse(test_support::our_tailnet_address(false)); }
 
   const flow_end& next_flow() {
@@ -179,7 +206,7 @@ class splice_traffic {
 
   static std::uint16_t tailnet_port_of(const flow_end& f, const flow_table& table) {
     const flow* found = table.find(
-        splice::make_flow_key(ip_family::v4, 17, f.device.address.bytes.data(), f.src_port, peer().bytes.data(), 9000));
+        splice::make_flow_key(ip_family::v4, 17, f.device.address.bytes.data(), f.src_port, f.tailnet.address.bytes.data(), 9000));
     if (found == nullptr) throw std::runtime_error("a device's first datagram made no flow");
     return found->tailnet_key.dst_port;
   }

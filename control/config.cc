@@ -407,10 +407,10 @@ void read_dpdk(const section& s, dpdk_config& d) {
 // ---------------------------------------------------------------- [dataplane]
 
 void read_dataplane(const section& s, dataplane_config& d) {
-  static constexpr std::array<std::string_view, 10> keys{"burst_size",  "mbufs",     "mbuf_cache",
-                                                         "idle",        "idle_sleep_max_us", "tx_drain_us",
-                                                         "ring_size",   "max_flows", "max_flows_per_device",
-                                                         "neighbour_timeout"};
+  static constexpr std::array<std::string_view, 11> keys{"burst_size",  "mbufs",     "mbuf_cache",
+                                                         "idle",        "idle_sleep_max_us", "idle_hold_us",
+                                                         "tx_drain_us", "ring_size", "max_flows",
+                                                         "max_flows_per_device", "neighbour_timeout"};
   s.allow_only(keys);
   s.read_int<1, 256>("burst_size", d.burst_size);
   s.read_int<1024, 16777216>("mbufs", d.mbufs);
@@ -418,6 +418,7 @@ void read_dataplane(const section& s, dataplane_config& d) {
   static constexpr std::array<std::string_view, 2> idles{"poll", "adaptive"};
   if (auto i = s.read_choice("idle", idles)) d.idle = *i == 0 ? idle_policy::poll : idle_policy::adaptive;
   s.read_int<1, 100000>("idle_sleep_max_us", d.idle_sleep_max_us);
+  s.read_int<0, 100000>("idle_hold_us", d.idle_hold_us);
   s.read_int<1, 10000>("tx_drain_us", d.tx_drain_us);
   s.read_power_of_two<64, 65536>("ring_size", d.ring_size);
   s.read_int<64, 4194304>("max_flows", d.max_flows);

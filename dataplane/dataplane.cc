@@ -120,6 +120,7 @@ dataplane::dataplane(const dataplane_settings& cfg, const std::vector<unsigned>&
       s.tx_drain_us = cfg.dataplane.tx_drain_us;
       s.adaptive_idle = cfg.dataplane.idle == idle_policy::adaptive;
       s.idle_sleep_max_us = cfg.dataplane.idle_sleep_max_us;
+      s.idle_hold_us = cfg.dataplane.idle_hold_us;
       for (const port_runtime& p : ports_) s.ports.push_back(worker_port{p.index, p.port_id, p.tap_id, &p.identity});
       s.to_control = to_control_[w];
       s.guard = &published_guard_;

@@ -1,7 +1,8 @@
 // The worker's loop: construction (TX buffers on the worker's own NUMA
 // socket), one pass over every queue (poll_once), the lcore's loop with its
-// adaptive idle, and the drop helpers every stage counts with. The stages
-// themselves are in stage_*.cc (worker.h lists the walk).
+// adaptive idle (idle_governor.h decides, idle() acts), and the drop helpers
+// every stage counts with. The stages themselves are in stage_*.cc
+// (worker.h lists the walk).
 
 #include "dataplane/worker.h"
 
@@ -15,11 +16,6 @@
 
 namespace lopower {
 namespace {
-
-// Adaptive idle: spin this many empty passes, then pause, then sleep with a
-// doubling interval up to the configured maximum (after DPDK's l3fwd-power).
-constexpr unsigned spin_passes = 64;
-constexpr unsigned pause_passes = 256;
 
 // Frames the TX queue refused: freed and counted under the buffer's reason.
 void count_unsent(rte_mbuf** pkts, std::uint16_t unsent, void* userdata) {
@@ -119,25 +115,21 @@ unsigned worker::poll_once() noexcept {
   return moved;
 }
 
-void worker::idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept {
-  ++empty_polls;
-  if (empty_polls < spin_passes) return;
-  if (empty_polls < pause_passes) {
+void worker::idle(idle_governor::step step) noexcept {
+  if (step.what == idle_governor::action::spin) return;
+  if (step.what == idle_governor::action::pause) {
     rte_pause();
     return;
   }
-  flush();  // nothing may wait in a buffer while we sleep
   stats_.sleeps.add();
   // A sleeping worker holds no references: let reclamation go on without it.
   if (setup_.qsbr != nullptr) rte_rcu_qsbr_thread_offline(setup_.qsbr, setup_.rcu_thread_id);
-  rte_delay_us_sleep(sleep_us);
+  rte_delay_us_sleep(step.sleep_us);
   if (setup_.qsbr != nullptr) rte_rcu_qsbr_thread_online(setup_.qsbr, setup_.rcu_thread_id);
-  sleep_us = std::min(sleep_us * 2, setup_.idle_sleep_max_us);
 }
 
 void worker::run(const std::atomic<bool>& stop) noexcept {
-  unsigned empty_polls = 0;
-  std::uint32_t sleep_us = 1;
+  idle_governor governor(rte_get_tsc_hz() / 1'000'000 * setup_.idle_hold_us, setup_.idle_sleep_max_us);
   if (setup_.qsbr != nullptr) {
     rte_rcu_qsbr_thread_register(setup_.qsbr, setup_.rcu_thread_id);
     rte_rcu_qsbr_thread_online(setup_.qsbr, setup_.rcu_thread_id);
@@ -145,11 +137,15 @@ void worker::run(const std::atomic<bool>& stop) noexcept {
   while (!stop.load(std::memory_order_relaxed)) {
     if (setup_.qsbr != nullptr) rcu_quiescent(setup_.qsbr, setup_.rcu_thread_id);
     if (poll_once() != 0) {
-      empty_polls = 0;
-      sleep_us = 1;
-    } else if (setup_.adaptive_idle) {
-      idle(empty_polls, sleep_us);
+      if (setup_.adaptive_idle) governor.busy(rte_rdtsc());
+      continue;
     }
+    // The queues are empty: nothing will join the frames in the TX buffers
+    // soon, and waiting for tx_drain_us only added that much to each
+    // packet's latency at low and moderate rates (under load the buffers
+    // fill and go out a burst at a time without this). Before a sleep too.
+    flush();
+    if (setup_.adaptive_idle) idle(governor.idle(rte_rdtsc()));
   }
   flush();
   if (setup_.qsbr != nullptr) {

@@ -60,6 +60,7 @@
 #include "dataplane/classifier.h"
 #include "dataplane/control_frame.h"
 #include "dataplane/crypto/aead_batch.h"
+#include "dataplane/idle_governor.h"
 #include "dataplane/lcore_stats.h"
 #include "dataplane/session_table.h"
 #include "dataplane/flow_table.h"
@@ -93,6 +94,7 @@ struct worker_setup {
   std::uint32_t tx_drain_us = 100;
   bool adaptive_idle = true;
   std::uint32_t idle_sleep_max_us = 1000;
+  std::uint32_t idle_hold_us = 500;     // adaptive: no sleep within this long of the last packet
   std::vector<worker_port> ports;
   // mbufs for the control plane, one ring per class (control_frame.h's up_ring)
   std::array<rte_ring*, up_ring_count> to_control{};
@@ -215,7 +217,7 @@ class worker {
   };
 
   // worker.cc: the loop and its helpers.
-  void idle(unsigned& empty_polls, std::uint32_t& sleep_us) noexcept;
+  void idle(idle_governor::step step) noexcept;
   port_state* state_for_port_id(std::uint16_t port_id) noexcept;
   void drop(port_state& ps, rte_mbuf** pkts, std::uint16_t n, drop_reason why) noexcept;
   void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;

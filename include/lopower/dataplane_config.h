@@ -71,6 +71,7 @@ struct dataplane_config {
   std::uint16_t mbuf_cache = 256;         // 0..512
   idle_policy idle = idle_policy::adaptive;
   std::uint32_t idle_sleep_max_us = 1000; // adaptive: longest sleep when queues stay empty, 1..100000
+  std::uint32_t idle_hold_us = 500;       // adaptive: no sleep within this long of the last packet, 0..100000
   std::uint32_t tx_drain_us = 100;        // buffered TX is flushed at least this often, 1..10000
   std::uint32_t ring_size = 1024;         // worker<->control rings, power of two, 64..65536
   std::uint32_t max_flows = 65536;        // spliced flows in all, 64..4194304

@@ -1,5 +1,5 @@
 #pragma once
-// EAL for tests: one lcore, no hugepages, no PCI, no shared files, and a
+// EAL for tests: one lcore (or the `lcores` given, for a benchmark's workers), no hugepages, no PCI, no shared files, and a
 // --file-prefix of the program's name and pid, so test processes run side
 // by side (and beside a lopowerd) without meeting. Unprivileged is enough.
 
@@ -13,12 +13,12 @@
 namespace lopower::test_support {
 
 // Once per process; false when EAL refused to start.
-inline bool start_eal(const char* program, unsigned memory_mb = 256) {
-  static const bool ok = [program, memory_mb] {
+inline bool start_eal(const char* program, unsigned memory_mb = 256, const char* lcores = "0") {
+  static const bool ok = [program, memory_mb, lcores] {
     // EAL may keep pointers into its arguments: they live as long as the process.
     static std::vector<std::string> args = {program,
                                      "-l",
-                                     "0",
+                                     lcores,
                                      "--no-huge",
                                      "--no-pci",
                                      "--no-shconf",

@@ -62,6 +62,7 @@ mbufs = 4096
 mbuf_cache = 128
 idle = "poll"
 idle_sleep_max_us = 50
+idle_hold_us = 200
 tx_drain_us = 20
 ring_size = 512
 
@@ -116,6 +117,7 @@ addresses = ["198.18.0.2/30"]
   EXPECT_EQ(cfg.dataplane.mbuf_cache, 128);
   EXPECT_EQ(cfg.dataplane.idle, idle_policy::poll);
   EXPECT_EQ(cfg.dataplane.idle_sleep_max_us, 50u);
+  EXPECT_EQ(cfg.dataplane.idle_hold_us, 200u);
   EXPECT_EQ(cfg.dataplane.tx_drain_us, 20u);
   EXPECT_EQ(cfg.dataplane.ring_size, 512u);
   EXPECT_EQ(cfg.wireguard.listen_port, 5000);
@@ -136,7 +138,7 @@ addresses = ["198.18.0.2/30"]
   EXPECT_FALSE(dev.exception_path);
   EXPECT_EQ(dev.rx_descriptors, 512);
   EXPECT_EQ(dev.tx_descriptors, 2048);
-  EXPECT_EQ(dev.line, 33);
+  EXPECT_EQ(dev.line, 34);
 
   const port_config& net = cfg.ports[1];
   EXPECT_EQ(net.name, "net_2");
@@ -144,7 +146,7 @@ addresses = ["198.18.0.2/30"]
   EXPECT_EQ(net.tap_name, "lp-net_2");
   EXPECT_FALSE(net.gateway4.has_value());
   EXPECT_FALSE(net.gateway6.has_value());
-  EXPECT_EQ(net.line, 46);
+  EXPECT_EQ(net.line, 47);
 }
 
 TEST(Config, DefaultsWhenTablesAbsent) {
@@ -170,6 +172,7 @@ TEST(Config, DefaultsWhenTablesAbsent) {
   EXPECT_EQ(cfg.dataplane.mbuf_cache, 256);
   EXPECT_EQ(cfg.dataplane.idle, idle_policy::adaptive);
   EXPECT_EQ(cfg.dataplane.idle_sleep_max_us, 1000u);
+  EXPECT_EQ(cfg.dataplane.idle_hold_us, 500u);
   EXPECT_EQ(cfg.dataplane.tx_drain_us, 100u);
   EXPECT_EQ(cfg.dataplane.ring_size, 1024u);
   EXPECT_EQ(cfg.wireguard.listen_port, 51820);
@@ -322,8 +325,8 @@ TEST(Config, DeviceToDevice) {
 TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of("[dataplane]\nburst_size = 8\nburst_sise = 3\n" + kPort),
             "t.toml:3: dataplane.burst_sise: unknown key (expected one of \"burst_size\", \"mbufs\", \"mbuf_cache\", "
-            "\"idle\", \"idle_sleep_max_us\", \"tx_drain_us\", \"ring_size\", \"max_flows\", \"max_flows_per_device\", "
-            "\"neighbour_timeout\")");
+            "\"idle\", \"idle_sleep_max_us\", \"idle_hold_us\", \"tx_drain_us\", \"ring_size\", \"max_flows\", "
+            "\"max_flows_per_device\", \"neighbour_timeout\")");
   EXPECT_THAT(error_of(kPort + "colour = \"red\"\n"), StartsWith("t.toml:5: port[1].colour: unknown key"));
   EXPECT_THAT(error_of("log_level = \"info\"\n" + kPort), StartsWith("t.toml:1: log_level: unknown key"));
 }
