@@ -28,6 +28,7 @@ unsigned run::poll(std::uint64_t now_tsc) {
   // timers below still run under any load.
   constexpr unsigned max_bursts_per_turn = 4;
   unsigned received = 0;
+  if (tailnet_ != nullptr) tailnet_->send_backlog();
   for (unsigned i = 0; i < max_bursts_per_turn; ++i) {
     const unsigned n = receiver_.poll(now_tsc, report_.now());
     received += n;
@@ -123,7 +124,8 @@ void run::send_traffic() {
   std::uint16_t sizes[burst_size];
   while (!stopped() && (now = rte_get_tsc_cycles()) < end) {
     unsigned sent = 0;
-    if (const unsigned want = budget(now, start, built)) {
+    const bool echoes_waiting = tailnet_ != nullptr && tailnet_->backlogged();
+    if (const unsigned want = echoes_waiting ? 0 : budget(now, start, built)) {
       const unsigned n = source_.build(frames, sizes, want, now);
       built += n;
       sent = send_burst(port_, frames, n);

@@ -1,6 +1,7 @@
 #include "tools/loadgen/tailnet_path.h"
 
 #include <rte_cycles.h>
+#include <rte_ethdev.h>
 #include <rte_ip.h>
 #include <rte_ip_frag.h>
 #include <rte_udp.h>
@@ -31,6 +32,11 @@ tailnet_path::tailnet_path(const options& opts, const link_port& port, crypto::a
                            std::uint32_t devices)
     : opts_(opts), port_(port), aead_(aead), node_(node), devices_(devices),
       ns_per_tsc_(1e9 / static_cast<double>(rte_get_tsc_hz())), hz_(rte_get_tsc_hz()) {}
+
+tailnet_path::~tailnet_path() {
+  rte_pktmbuf_free_bulk(backlog_, backlog_count_);
+  rte_pktmbuf_free_bulk(queued_, queued_count_);
+}
 
 std::uint64_t tailnet_path::now_ns() noexcept {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -204,15 +210,28 @@ void tailnet_path::echo_back(rte_mbuf** frames, crypto::aead_op* ops, unsigned n
     ops[i] = crypto::aead_op{inner, ops[i].length, inner + ops[i].length, keys.send_key.data(), counter, false};
   }
   aead_.encrypt_burst(ops, n);
-  unsigned kept = 0;
   for (unsigned i = 0; i < n; ++i) {
-    if (ops[i].ok) frames[kept++] = frames[i];
-    else rte_pktmbuf_free(frames[i]);
+    if (!ops[i].ok) {
+      rte_pktmbuf_free(frames[i]);
+      ++stats_.echo_not_sent;
+    } else if (backlog_count_ < backlog_capacity) {
+      backlog_[backlog_count_++] = frames[i];
+    } else {
+      rte_pktmbuf_free(frames[i]);
+      ++stats_.echo_not_sent;
+    }
   }
-  const unsigned sent = send_burst(port_, frames, kept);
+  send_backlog();
+}
+
+void tailnet_path::send_backlog() {
+  if (backlog_count_ == 0) return;
+  const unsigned sent = rte_eth_tx_burst(port_.id, 0, backlog_, static_cast<std::uint16_t>(backlog_count_));
+  if (sent == 0) return;
   stats_.echoed += sent;
-  stats_.echo_not_sent += n - sent;
-  if (sent != 0) last_sent_tsc_ = rte_get_tsc_cycles();
+  last_sent_tsc_ = rte_get_tsc_cycles();
+  std::memmove(backlog_, backlog_ + sent, (backlog_count_ - sent) * sizeof(rte_mbuf*));
+  backlog_count_ -= sent;
 }
 
 void tailnet_path::adopt_session(const tailnet_session& s) {

@@ -31,7 +31,7 @@ struct tailnet_path_counters {
   std::uint64_t opened = 0;          // probes from a device, opened (device -> tailnet delivered)
   std::uint64_t opened_bytes = 0;
   std::uint64_t echoed = 0;          // replies the port took (tailnet -> device offered)
-  std::uint64_t echo_not_sent = 0;   // replies the port refused
+  std::uint64_t echo_not_sent = 0;   // replies dropped: the port's TX ring and our backlog full
   std::uint64_t keepalives_received = 0;
   std::uint64_t keepalives_sent = 0;
   std::uint64_t control_datagrams = 0;  // handed to tailnet_node::receive
@@ -47,6 +47,9 @@ class tailnet_path {
  public:
   tailnet_path(const options& opts, const link_port& port, crypto::aead_backend& aead, tailnet_node& node,
                std::uint32_t devices);
+  ~tailnet_path();
+  tailnet_path(const tailnet_path&) = delete;
+  tailnet_path& operator=(const tailnet_path&) = delete;
 
   void set_lopower_mac(const rte_ether_addr& mac);
   // Takes `m` if it is addressed to the node (then owns it); false otherwise.
@@ -58,6 +61,11 @@ class tailnet_path {
   // The ms timer: the node's timers, a new keypair, keepalives.
   void tick(std::uint64_t now_tsc);
   bool established() const noexcept { return current_ != nullptr; }
+  // Echoes the port did not take yet: sent again first on each turn, and
+  // the devices hold back while there are any (the port's room goes to
+  // the reply direction first, so a full TX ring does not lose echoes).
+  bool backlogged() const noexcept { return backlog_count_ != 0; }
+  void send_backlog();
 
   const tailnet_path_counters& stats() const noexcept { return stats_; }
   nlohmann::json to_json() const;
@@ -92,6 +100,9 @@ class tailnet_path {
   crypto::aead_op ops_[burst_size];
   transport_session* sessions_[burst_size];
   unsigned queued_count_ = 0;
+  static constexpr unsigned backlog_capacity = 4 * burst_size;
+  rte_mbuf* backlog_[backlog_capacity];
+  unsigned backlog_count_ = 0;
   double ns_per_tsc_;
   std::uint64_t hz_;
   tailnet_path_counters stats_;
