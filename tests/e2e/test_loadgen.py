@@ -270,3 +270,24 @@ def test_loadgen_plays_the_tailnet_too_over_memif(tailnet_memif_lab):
     assert "lopower-loadgen" in peers, peers
     print(f"tailnet echo: offered {offered}, at the node {out['delivered']}, back {back['delivered']}, "
           f"keypairs {t['keypairs']}, previous key used {t['previous_key_used']}")
+
+
+def test_loadgen_tailnet_sink_counts_one_way(tailnet_memif_lab):
+    """--tailnet-mode sink: the node only opens and counts; the run's
+    delivered is the device -> tailnet direction, nothing comes back."""
+    topology, gw, lp, hs, key_file, sock = tailnet_memif_lab
+    report = topology.tmpdir / "sink-report.json"
+    argv = loadgen_argv(topology, f"net_memif0,role=client,socket={sock}", lp, report,
+                        "--tailnet", hs.url4, "--auth-key-file", str(key_file), "--target", "tailnet:9",
+                        "--tailnet-mode", "sink", "--rate", "400", "--duration", "2", "--drain", "5",
+                        "--handshake-timeout", "60")
+    r = gw.run(argv, check=False, timeout=180)
+    assert r.returncode == 0, f"lopower-loadgen exited {r.returncode}:\n{r.stderr[-4000:]}\n{lp.log_text()[-3000:]}"
+    result = json.loads(report.read_text())
+    t = result["tailnet"]
+    assert t["mode"] == "sink" and t["established"] is True, t
+    out, back = t["device_to_tailnet"], t["tailnet_to_device"]
+    assert result["delivered"]["packets"] == out["delivered"] > 0, t
+    assert result["delivered"]["packets"] + result["lost"] == result["offered"]["packets"], result
+    assert back["offered"] == back["delivered"] == 0 and t["echoed"] == 0, t
+    assert result["latency_ns"]["samples"] == out["delivered"]

@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -78,6 +79,9 @@ std::string text_of(const lopower::loadgen::udp_endpoint& e) {
   return ipv4_text(be);
 }
 
+// The node's keys: a fresh node per run (it registers as ephemeral), removed at exit.
+std::string tailnet_state_dir() { return "/tmp/lopower-loadgen-" + std::to_string(getpid()); }
+
 // --tailnet: the node registered and lopower in its netmap; --target
 // tailnet then sends to the node's tailnet IPv4 address. nullptr after a message.
 std::unique_ptr<lopower::loadgen::tailnet_node> start_tailnet_node(lopower::loadgen::options& o) {
@@ -87,7 +91,7 @@ std::unique_ptr<lopower::loadgen::tailnet_node> start_tailnet_node(lopower::load
   n.auth_key = o.tailnet.auth_key;
   n.hostname = o.tailnet.hostname;
   n.lopower_hostname = o.tailnet.lopower_hostname;
-  n.state_dir = "/tmp/lopower-loadgen-" + std::to_string(getpid());
+  n.state_dir = tailnet_state_dir();
   std::memcpy(n.local.ip, &o.tailnet.ip_be, 4);
   n.local.port = o.tailnet.udp_port;
   n.start_timeout_ms = static_cast<std::uint32_t>(o.handshake_timeout_s * 1000);
@@ -131,6 +135,8 @@ int run_loadgen(lopower::loadgen::options o) {
   std::unique_ptr<tailnet_path> node_path;
   if (!o.tailnet.control_url.empty()) {
     if (!(node = start_tailnet_node(o))) {
+      std::error_code ignored;
+      std::filesystem::remove_all(tailnet_state_dir(), ignored);
       close_port(port);
       return 1;
     }
@@ -161,7 +167,11 @@ int run_loadgen(lopower::loadgen::options o) {
     std::fprintf(stderr, "lopower-loadgen: %s\n", e.what());
   }
   devices.remove_all();
-  if (node) node->stop();
+  if (node) {
+    node->stop();
+    std::error_code ignored;
+    std::filesystem::remove_all(tailnet_state_dir(), ignored);
+  }
   close_port(port);
   return rc;
 }
