@@ -13,6 +13,7 @@ benchmarks): only that every device got its session, replies came back, and
 the report adds up.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -208,12 +209,13 @@ TAILNET_KEYS = {"mode", "established", "generation", "device_to_tailnet", "tailn
 DIRECTION_KEYS = {"offered", "delivered", "lost", "delivered_pps"}
 
 
-@pytest.fixture
-def tailnet_memif_lab(topology):
-    """headscale and lopowerd (memif server, on the tailnet as "lopower") in
-    one namespace: the memif socket is abstract, and headscale on that
-    namespace's loopback is where both lopowerd's control thread and the
-    loadgen's tailnet node reach it."""
+@contextlib.contextmanager
+def tailnet_lopowerd(topology, ports):
+    """headscale and lopowerd (on the tailnet as "lopower", ``ports``) in
+    one namespace, "gw": the memif sockets are abstract, and headscale on
+    that namespace's loopback is where both lopowerd's control thread and
+    the loadgen's tailnet node reach it. Yields (gw, lopowerd, headscale,
+    auth key file)."""
     from headscale import HEADSCALE, Headscale
     if not os.access(HEADSCALE, os.X_OK):
         pytest.skip("headscale missing (run tools/setup)")
@@ -223,17 +225,24 @@ def tailnet_memif_lab(topology):
         key_file = topology.tmpdir / "authkey"
         key_file.write_text(hs.create_preauth_key(hs.create_user("lab"), reusable=True) + "\n")
         key_file.chmod(0o600)
-        sock = topology.tmpdir / "memif.sock"
         tailnet = f'[tailnet]\ncontrol_url = "{hs.url4}"\nhostname = "lopower"\nauth_key_file = "{key_file}"\n'
-        lp = Lopowerd(gw, port_toml("mem", f"net_memif0,role=server,socket={sock}", [f"{LOPOWER_IP}/24"]),
-                      extra_toml=DEVICES_TOML + tailnet).start()
+        lp = Lopowerd(gw, ports, extra_toml=DEVICES_TOML + tailnet).start()
         try:
             wait_until(lambda: lp.status()["tailnet"]["backend_state"] == "Running", 60, "lopowerd on the tailnet")
-            yield topology, gw, lp, hs, key_file, sock
+            yield gw, lp, hs, key_file
         finally:
             lp.stop()
     finally:
         hs.stop()
+
+
+@pytest.fixture
+def tailnet_memif_lab(topology):
+    """One memif port, role both: the devices and the loadgen's tailnet node on it."""
+    sock = topology.tmpdir / "memif.sock"
+    with tailnet_lopowerd(topology, port_toml("mem", f"net_memif0,role=server,socket={sock}",
+                                              [f"{LOPOWER_IP}/24"])) as (gw, lp, hs, key_file):
+        yield topology, gw, lp, hs, key_file, sock
 
 
 def test_loadgen_plays_the_tailnet_too_over_memif(tailnet_memif_lab):
@@ -291,3 +300,29 @@ def test_loadgen_tailnet_sink_counts_one_way(tailnet_memif_lab):
     assert result["delivered"]["packets"] + result["lost"] == result["offered"]["packets"], result
     assert back["offered"] == back["delivered"] == 0 and t["echoed"] == 0, t
     assert result["latency_ns"]["samples"] == out["delivered"]
+
+
+def test_loadgen_tailnet_node_on_a_second_port(topology):
+    """--tailnet-port-id: the node on a memif port of its own, facing
+    lopower's tailnet-role port (its own subnet); the devices on the
+    devices-role port. Both directions delivered."""
+    dev_sock, tn_sock = topology.tmpdir / "dev.sock", topology.tmpdir / "tn.sock"
+    ports = (port_toml("dev", f"net_memif0,role=server,socket={dev_sock}", [f"{LOPOWER_IP}/24"], role="devices") +
+             port_toml("tn", f"net_memif1,role=server,socket={tn_sock}", ["10.78.0.1/24"], role="tailnet"))
+    with tailnet_lopowerd(topology, ports) as (gw, lp, hs, key_file):
+        report = topology.tmpdir / "two-port-report.json"
+        argv = loadgen_argv(topology, f"net_memif0,role=client,socket={dev_sock}", lp, report,
+                            "--tailnet", hs.url4, "--auth-key-file", str(key_file), "--target", "tailnet",
+                            "--tailnet-port-id", "1", "--tailnet-ip", "10.78.0.2", "--rate", "400",
+                            "--duration", "2", "--drain", "5", "--handshake-timeout", "60")
+        # The node's port: a second vdev among the EAL options (port 1).
+        argv[argv.index("--"):argv.index("--")] = ["--vdev", f"net_memif1,role=client,socket={tn_sock}"]
+        r = gw.run(argv, check=False, timeout=180)
+        assert r.returncode == 0, f"lopower-loadgen exited {r.returncode}:\n{r.stderr[-4000:]}\n{lp.log_text()[-3000:]}"
+        result = json.loads(report.read_text())
+        t = result["tailnet"]
+        assert t["established"] is True, t
+        assert t["device_to_tailnet"]["delivered"] > 0 and t["tailnet_to_device"]["delivered"] > 0, t
+        assert result["delivered"]["packets"] + result["lost"] == result["offered"]["packets"], result
+        peer = next(p for p in lp.status()["tailnet"]["peers"] if p["hostname"] == "lopower-loadgen")
+        assert "10.78.0.2:41641" in peer["endpoints"], peer

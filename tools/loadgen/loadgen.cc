@@ -133,6 +133,7 @@ int run_loadgen(lopower::loadgen::options o) {
   const link_port port = open_port(o.port_id, pool, 30);
   std::unique_ptr<tailnet_node> node;
   std::unique_ptr<tailnet_path> node_path;
+  std::optional<link_port> node_port;
   if (!o.tailnet.control_url.empty()) {
     if (!(node = start_tailnet_node(o))) {
       std::error_code ignored;
@@ -140,7 +141,9 @@ int run_loadgen(lopower::loadgen::options o) {
       close_port(port);
       return 1;
     }
-    node_path = std::make_unique<tailnet_path>(o, port, *aead, *node, o.devices);
+    if (o.tailnet.port_id >= 0) node_port = open_port(static_cast<std::uint16_t>(o.tailnet.port_id), pool, 30);
+    node_path = std::make_unique<tailnet_path>(o, node_port ? *node_port : port, node_port.has_value(), *aead, *node,
+                                               o.devices);
   }
   fleet devices(o, port, *aead);
   int rc = 1;
@@ -167,6 +170,8 @@ int run_loadgen(lopower::loadgen::options o) {
     std::fprintf(stderr, "lopower-loadgen: %s\n", e.what());
   }
   devices.remove_all();
+  node_path.reset();
+  if (node_port) close_port(*node_port);
   if (node) {
     node->stop();
     std::error_code ignored;

@@ -97,7 +97,9 @@ bool check_tailnet(options& o) {
   else if (!o.tailnet.control_url.empty() && o.tailnet.auth_key.empty()) problem = "--tailnet needs --auth-key-file";
   else if (!o.tailnet.control_url.empty() && !o.pcap_file.empty()) problem = "--tailnet does not go with --write-pcap";
   if (o.tailnet.ip_be == 0) o.tailnet.ip_be = o.local_ip_be;
+  if (o.tailnet.port_id == o.port_id) o.tailnet.port_id = -1;
   if (problem == nullptr && !o.tailnet.control_url.empty() && o.tailnet.ip_be == o.local_ip_be &&
+      o.tailnet.port_id < 0 &&
       o.tailnet.udp_port >= o.first_udp_port && o.tailnet.udp_port < o.first_udp_port + o.devices)
     problem = "--tailnet-udp-port is one of the devices' UDP ports";
   if (problem != nullptr) std::fprintf(stderr, "lopower-loadgen: %s\n", problem);
@@ -142,6 +144,7 @@ void print_usage() {
       "  --auth-key-file F      the node's pre-auth key (first line of F)\n"
       "  --tailnet-ip A.B.C.D   the node's outer address on the port (default: --local-ip)\n"
       "  --tailnet-udp-port P   the node's UDP port there (default 41641)\n"
+      "  --tailnet-port-id N    the node on DPDK port N (e.g. a second --vdev) instead of the devices' port\n"
       "  --lopower-hostname H   lopower's name in the netmap (default lopower)\n"
       "  --tailnet-hostname H   the node's own name (default lopower-loadgen)\n"
       "  --tailnet-mode echo|sink  echo the flows back to the devices (default), or only count them\n"
@@ -187,6 +190,7 @@ std::optional<options> parse_options(int argc, char** argv) {
     else if (w == "--tailnet") o.tailnet.control_url = take();
     else if (w == "--auth-key-file") ok = read_auth_key(take(), o.tailnet.auth_key);
     else if (w == "--tailnet-ip") ok = parse_ipv4(take(), o.tailnet.ip_be);
+    else if (w == "--tailnet-port-id") ok = parse_number(take(), o.tailnet.port_id) && o.tailnet.port_id >= 0;
     else if (w == "--tailnet-udp-port") ok = parse_number(take(), o.tailnet.udp_port) && o.tailnet.udp_port != 0;
     else if (w == "--lopower-hostname") o.tailnet.lopower_hostname = take();
     else if (w == "--tailnet-hostname") o.tailnet.hostname = take();

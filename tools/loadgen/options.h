@@ -40,6 +40,7 @@ struct options {
     std::string hostname = "lopower-loadgen";
     std::uint32_t ip_be = 0;               // the node's outer address on the port (default: --local-ip)
     std::uint16_t udp_port = 41641;
+    int port_id = -1;                      // --tailnet-port-id: a DPDK port of its own (-1: the devices')
     bool echo = true;                      // --tailnet-mode echo|sink
   } tailnet;
   bool target_tailnet = false;           // --target tailnet[:PORT]: UDP to the node's tailnet address

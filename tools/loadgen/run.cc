@@ -18,7 +18,7 @@ run::run(const options& opts, const link_port& port, fleet& devices, crypto::aea
          const std::atomic<bool>& stop, tailnet_path* tailnet)
     : opts_(opts), port_(port), fleet_(devices), source_(opts, port, devices, aead), receiver_(opts, port, devices, aead),
       stop_(stop), tailnet_(tailnet), report_(!opts.quiet), hz_(rte_get_tsc_hz()) {
-  receiver_.set_tailnet(tailnet);
+  if (tailnet != nullptr && !tailnet->own_port()) receiver_.set_tailnet(tailnet);
 }
 
 unsigned run::poll(std::uint64_t now_tsc) {
@@ -28,7 +28,10 @@ unsigned run::poll(std::uint64_t now_tsc) {
   // timers below still run under any load.
   constexpr unsigned max_bursts_per_turn = 4;
   unsigned received = 0;
-  if (tailnet_ != nullptr) tailnet_->send_backlog();
+  if (tailnet_ != nullptr) {
+    tailnet_->send_backlog();
+    if (tailnet_->own_port()) received += tailnet_->poll_port(now_tsc, report_.now());
+  }
   for (unsigned i = 0; i < max_bursts_per_turn; ++i) {
     const unsigned n = receiver_.poll(now_tsc, report_.now());
     received += n;
@@ -75,7 +78,7 @@ bool run::find_lopower() {
     rest(receiver_.poll(now, ignored) != 0);
   }
   fleet_.set_lopower_mac(mac);
-  if (tailnet_ != nullptr) tailnet_->set_lopower_mac(mac);  // one lopower on the link: the same MAC
+  if (tailnet_ != nullptr && !tailnet_->own_port()) tailnet_->set_lopower_mac(mac);  // one lopower on the link
   return true;
 }
 

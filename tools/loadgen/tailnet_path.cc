@@ -28,9 +28,9 @@ const rte_udp_hdr* outer_udp(const rte_mbuf* m) {
 
 }  // namespace
 
-tailnet_path::tailnet_path(const options& opts, const link_port& port, crypto::aead_backend& aead, tailnet_node& node,
-                           std::uint32_t devices)
-    : opts_(opts), port_(port), aead_(aead), node_(node), devices_(devices),
+tailnet_path::tailnet_path(const options& opts, const link_port& port, bool own_port, crypto::aead_backend& aead,
+                           tailnet_node& node, std::uint32_t devices)
+    : opts_(opts), port_(port), aead_(aead), node_(node), devices_(devices), own_port_(own_port),
       ns_per_tsc_(1e9 / static_cast<double>(rte_get_tsc_hz())), hz_(rte_get_tsc_hz()) {}
 
 tailnet_path::~tailnet_path() {
@@ -44,7 +44,40 @@ std::uint64_t tailnet_path::now_ns() noexcept {
                                         .count());
 }
 
-void tailnet_path::set_lopower_mac(const rte_ether_addr& mac) { lopower_mac_ = mac; }
+void tailnet_path::set_lopower_mac(const rte_ether_addr& mac) {
+  lopower_mac_ = mac;
+  have_lopower_mac_ = true;
+}
+
+unsigned tailnet_path::poll_port(std::uint64_t now_tsc, counters& into) {
+  rte_mbuf* frames[burst_size];
+  const unsigned n = rte_eth_rx_burst(port_.id, 0, frames, burst_size);
+  rte_mbuf* done[burst_size];
+  unsigned finished = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = frames[i];
+    rte_ether_addr mac;
+    if (answer_arp(m, port_, opts_.tailnet.ip_be)) send_burst(port_, &m, 1);
+    else if (lopower_ip_be_ != 0 && arp_sender_mac(m, lopower_ip_be_, mac)) {
+      set_lopower_mac(mac);
+      done[finished++] = m;
+    } else if (!take(m, now_tsc)) {
+      done[finished++] = m;  // not for the node: other traffic on the link
+    }
+  }
+  rte_pktmbuf_free_bulk(done, finished);
+  flush(now_tsc, into);
+  return n;
+}
+
+void tailnet_path::ask_for_lopower_mac(std::uint64_t now_tsc) {
+  if (!own_port_ || have_lopower_mac_ || now_tsc - last_arp_tsc_ < hz_) return;
+  last_arp_tsc_ = now_tsc;
+  for (const udp_endpoint& e : node_.lopower_endpoints())
+    if (!e.ipv6) std::memcpy(&lopower_ip_be_, e.ip, 4);
+  if (lopower_ip_be_ == 0) return;
+  if (rte_mbuf* m = arp_request(port_, opts_.tailnet.ip_be, lopower_ip_be_)) send_burst(port_, &m, 1);
+}
 
 wg_endpoint tailnet_path::path_to(const udp_endpoint& peer) const noexcept {
   wg_endpoint p;
@@ -114,6 +147,10 @@ void tailnet_path::hand_to_node(rte_mbuf* m, const std::uint8_t* payload, std::s
 }
 
 void tailnet_path::send_datagrams() {
+  if (!have_lopower_mac_) {  // they cannot go out yet; disco and the handshake retry
+    out_.clear();
+    return;
+  }
   for (const datagram& d : out_) {
     if (d.peer.ipv6) continue;  // the port is IPv4 only
     if (rte_mbuf* m = handshake_frame(port_.pool, path_to(d.peer), d.payload.data(), d.payload.size()))
@@ -251,6 +288,7 @@ void tailnet_path::adopt_session(const tailnet_session& s) {
 }
 
 void tailnet_path::tick(std::uint64_t now_tsc) {
+  ask_for_lopower_mac(now_tsc);
   node_.poll(now_ns(), out_);
   send_datagrams();
   if (const auto s = node_.session()) {

@@ -45,20 +45,28 @@ struct tailnet_path_counters {
 
 class tailnet_path {
  public:
-  tailnet_path(const options& opts, const link_port& port, crypto::aead_backend& aead, tailnet_node& node,
-               std::uint32_t devices);
+  // `port`: the devices' port (the receiver hands over the node's frames)
+  // or one of its own (`own_port`: poll_port() reads it).
+  tailnet_path(const options& opts, const link_port& port, bool own_port, crypto::aead_backend& aead,
+               tailnet_node& node, std::uint32_t devices);
   ~tailnet_path();
   tailnet_path(const tailnet_path&) = delete;
   tailnet_path& operator=(const tailnet_path&) = delete;
 
+  bool own_port() const noexcept { return own_port_; }
+  // On the devices' port: lopower's MAC as the devices found it.
   void set_lopower_mac(const rte_ether_addr& mac);
+  // On a port of its own: one burst read (ARP, the node's frames), opened
+  // and echoed; how many frames arrived.
+  unsigned poll_port(std::uint64_t now_tsc, counters& into);
   // Takes `m` if it is addressed to the node (then owns it); false otherwise.
   bool take(rte_mbuf* m, std::uint64_t now_tsc);
   // Opens (and echoes) what take() queued. Sink mode counts the probes
   // into `into` (the run's delivered is one-way then); in echo mode the
   // devices count the replies.
   void flush(std::uint64_t now_tsc, counters& into);
-  // The ms timer: the node's timers, a new keypair, keepalives.
+  // The ms timer: the node's timers, a new keypair, keepalives, and on a
+  // port of its own an ARP request for lopower until it answers.
   void tick(std::uint64_t now_tsc);
   bool established() const noexcept { return current_ != nullptr; }
   // Echoes the port did not take yet: sent again first on each turn, and
@@ -76,6 +84,7 @@ class tailnet_path {
     std::uint64_t generation = 0;
   };
   void adopt_session(const tailnet_session& s);
+  void ask_for_lopower_mac(std::uint64_t now_tsc);
   void hand_to_node(rte_mbuf* m, const std::uint8_t* payload, std::size_t length, std::uint32_t src_be,
                     std::uint16_t src_port);
   void send_datagrams();
@@ -90,7 +99,11 @@ class tailnet_path {
   crypto::aead_backend& aead_;
   tailnet_node& node_;
   std::uint32_t devices_;
+  bool own_port_;
   rte_ether_addr lopower_mac_{};
+  bool have_lopower_mac_ = false;
+  std::uint32_t lopower_ip_be_ = 0;  // on a port of its own: whose MAC ARP asks for
+  std::uint64_t last_arp_tsc_ = 0;
   std::unique_ptr<keypair> current_, previous_;
   udp_endpoint node_session_lopower_;  // where the current keypair's data goes
   std::uint64_t last_sent_tsc_ = 0, last_received_tsc_ = 0;

@@ -66,6 +66,14 @@ TEST(LoadgenOptions, TailnetNodeAndItsTarget) {
                       "--tailnet-mode", "mirror"}));
   EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
                       "--tailnet-udp-port", "40001", "--devices", "4"}));  // a device's port
+  auto own = parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
+                    "--tailnet-udp-port", "40001", "--devices", "4", "--tailnet-port-id", "1", "--tailnet-ip", "10.78.0.2"});
+  ASSERT_TRUE(own);  // on a port of its own, the devices' UDP ports are no concern
+  EXPECT_EQ(own->tailnet.port_id, 1);
+  auto same = parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
+                     "--tailnet-port-id", "0"});
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->tailnet.port_id, -1);  // the devices' port: shared
   EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
                       "--target", "tailnet:"}));
 }
