@@ -115,6 +115,7 @@ bool tailnet_path::take(rte_mbuf* m, std::uint64_t now_tsc) {
     return true;
   }
   transport_session* session = session_for(data->receiver_index.get());
+  // The queue holds one RX burst and flush() follows each: never full, but never overrun either.
   if (session == nullptr || queued_count_ == burst_size) {
     ++stats_.unknown_session;
     rte_pktmbuf_free(m);
