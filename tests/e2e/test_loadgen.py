@@ -13,6 +13,7 @@ benchmarks): only that every device got its session, replies came back, and
 the report adds up.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -201,3 +202,127 @@ def test_loadgen_udp_to_a_tailnet_peer_through_the_splice(topology):
         assert result["setup"]["target"].endswith(f":{UDP_PORT}")
         print(f"udp to ts1: offered {result['offered']['packets']}, delivered {result['delivered']['packets']}, "
               f"latency p50 {result['latency_ns']['p50'] / 1e3:.0f} us")
+
+
+TAILNET_KEYS = {"mode", "established", "generation", "device_to_tailnet", "tailnet_to_device", "lopower_moved_pps",
+                "drops", "node"}
+DIRECTION_KEYS = {"offered", "delivered", "lost", "delivered_pps"}
+
+
+@contextlib.contextmanager
+def tailnet_lopowerd(topology, ports):
+    """headscale and lopowerd (on the tailnet as "lopower", ``ports``) in
+    one namespace, "gw": the memif sockets are abstract, and headscale on
+    that namespace's loopback is where both lopowerd's control thread and
+    the loadgen's tailnet node reach it. Yields (gw, lopowerd, headscale,
+    auth key file)."""
+    from headscale import HEADSCALE, Headscale
+    if not os.access(HEADSCALE, os.X_OK):
+        pytest.skip("headscale missing (run tools/setup)")
+    gw = topology.host("gw")
+    hs = Headscale(host="127.0.0.1", netns_host=gw).start()
+    try:
+        key_file = topology.tmpdir / "authkey"
+        key_file.write_text(hs.create_preauth_key(hs.create_user("lab"), reusable=True) + "\n")
+        key_file.chmod(0o600)
+        tailnet = f'[tailnet]\ncontrol_url = "{hs.url4}"\nhostname = "lopower"\nauth_key_file = "{key_file}"\n'
+        lp = Lopowerd(gw, ports, extra_toml=DEVICES_TOML + tailnet).start()
+        try:
+            wait_until(lambda: lp.status()["tailnet"]["backend_state"] == "Running", 60, "lopowerd on the tailnet")
+            yield gw, lp, hs, key_file
+        finally:
+            lp.stop()
+    finally:
+        hs.stop()
+
+
+@pytest.fixture
+def tailnet_memif_lab(topology):
+    """One memif port, role both: the devices and the loadgen's tailnet node on it."""
+    sock = topology.tmpdir / "memif.sock"
+    with tailnet_lopowerd(topology, port_toml("mem", f"net_memif0,role=server,socket={sock}",
+                                              [f"{LOPOWER_IP}/24"])) as (gw, lp, hs, key_file):
+        yield topology, gw, lp, hs, key_file, sock
+
+
+def test_loadgen_plays_the_tailnet_too_over_memif(tailnet_memif_lab):
+    """--tailnet: the loadgen's own tailnet node registers with headscale,
+    handshakes with lopower on the memif port, and echoes the device flows
+    lopower splices onto its session back to the devices: both directions
+    delivered, the report adds up per direction."""
+    topology, gw, lp, hs, key_file, sock = tailnet_memif_lab
+    report = topology.tmpdir / "tailnet-report.json"
+    argv = loadgen_argv(topology, f"net_memif0,role=client,socket={sock}", lp, report,
+                        "--tailnet", hs.url4, "--auth-key-file", str(key_file), "--target", "tailnet",
+                        "--tailnet-mode", "echo", "--rate", "400", "--duration", "2", "--sizes", "64,200",
+                        "--drain", "5", "--handshake-timeout", "60")
+    r = gw.run(argv, check=False, timeout=180)
+    assert r.returncode == 0, f"lopower-loadgen exited {r.returncode}:\n{r.stderr[-4000:]}\n{lp.log_text()[-3000:]}"
+    result = json.loads(report.read_text())
+    assert REPORT_KEYS <= result.keys(), result.keys()
+    assert all(d["established"] and d["handshakes"] >= 1 for d in result["devices"]), result["devices"]
+    t = result["tailnet"]
+    assert TAILNET_KEYS <= t.keys(), t.keys()
+    assert t["established"] is True and t["node"]["handshakes_completed"] >= 1, t
+    out, back = t["device_to_tailnet"], t["tailnet_to_device"]
+    assert DIRECTION_KEYS <= out.keys() and DIRECTION_KEYS <= back.keys(), t
+    offered, delivered = result["offered"]["packets"], result["delivered"]["packets"]
+    assert offered > 0 and out["delivered"] > 0 and back["delivered"] > 0, t
+    assert delivered + result["lost"] == offered, result
+    # Echo mode: what the devices got back is the round trip, and each
+    # direction's count adds up.
+    assert back["delivered"] == delivered and out["offered"] == offered, t
+    assert out["delivered"] + out["lost"] == offered and back["delivered"] <= back["offered"] <= out["delivered"], t
+    assert result["setup"]["target"].endswith(":7")
+    # lopower saw the node as a tailnet peer.
+    peers = {p["hostname"] for p in lp.status()["tailnet"]["peers"]}
+    assert "lopower-loadgen" in peers, peers
+    print(f"tailnet echo: offered {offered}, at the node {out['delivered']}, back {back['delivered']}, "
+          f"keypairs {t['keypairs']}, previous key used {t['previous_key_used']}")
+
+
+def test_loadgen_tailnet_sink_counts_one_way(tailnet_memif_lab):
+    """--tailnet-mode sink: the node only opens and counts; the run's
+    delivered is the device -> tailnet direction, nothing comes back."""
+    topology, gw, lp, hs, key_file, sock = tailnet_memif_lab
+    report = topology.tmpdir / "sink-report.json"
+    argv = loadgen_argv(topology, f"net_memif0,role=client,socket={sock}", lp, report,
+                        "--tailnet", hs.url4, "--auth-key-file", str(key_file), "--target", "tailnet:9",
+                        "--tailnet-mode", "sink", "--rate", "400", "--duration", "2", "--drain", "5",
+                        "--handshake-timeout", "60")
+    r = gw.run(argv, check=False, timeout=180)
+    assert r.returncode == 0, f"lopower-loadgen exited {r.returncode}:\n{r.stderr[-4000:]}\n{lp.log_text()[-3000:]}"
+    result = json.loads(report.read_text())
+    t = result["tailnet"]
+    assert t["mode"] == "sink" and t["established"] is True, t
+    out, back = t["device_to_tailnet"], t["tailnet_to_device"]
+    assert result["delivered"]["packets"] == out["delivered"] > 0, t
+    assert result["delivered"]["packets"] + result["lost"] == result["offered"]["packets"], result
+    assert back["offered"] == back["delivered"] == 0 and t["echoed"] == 0, t
+    assert result["latency_ns"]["samples"] == out["delivered"]
+
+
+def test_loadgen_tailnet_node_on_a_second_port(topology):
+    """--tailnet-port-id: the node on a memif port of its own, facing
+    lopower's tailnet-role port (its own subnet); the devices on the
+    devices-role port. Both directions delivered."""
+    dev_sock, tn_sock = topology.tmpdir / "dev.sock", topology.tmpdir / "tn.sock"
+    ports = (port_toml("dev", f"net_memif0,role=server,socket={dev_sock}", [f"{LOPOWER_IP}/24"], role="devices") +
+             port_toml("tn", f"net_memif1,role=server,socket={tn_sock}", ["10.78.0.1/24"], role="tailnet"))
+    with tailnet_lopowerd(topology, ports) as (gw, lp, hs, key_file):
+        report = topology.tmpdir / "two-port-report.json"
+        argv = loadgen_argv(topology, f"net_memif0,role=client,socket={dev_sock}", lp, report,
+                            "--tailnet", hs.url4, "--auth-key-file", str(key_file), "--target", "tailnet",
+                            "--tailnet-port-id", "1", "--tailnet-ip", "10.78.0.2", "--rate", "400",
+                            "--duration", "2", "--drain", "5", "--handshake-timeout", "60")
+        # The node's port: a second vdev among the EAL options (port 1).
+        argv[argv.index("--"):argv.index("--")] = ["--vdev", f"net_memif1,role=client,socket={tn_sock}"]
+        r = gw.run(argv, check=False, timeout=180)
+        assert r.returncode == 0, f"lopower-loadgen exited {r.returncode}:\n{r.stderr[-4000:]}\n{lp.log_text()[-3000:]}"
+        result = json.loads(report.read_text())
+        t = result["tailnet"]
+        assert t["established"] is True, t
+        assert t["device_to_tailnet"]["delivered"] > 0 and t["tailnet_to_device"]["delivered"] > 0, t
+        assert result["delivered"]["packets"] + result["lost"] == result["offered"]["packets"], result
+        peer = next(p for p in lp.status()["tailnet"]["peers"] if p["hostname"] == "lopower-loadgen")
+        assert "10.78.0.2:41641" in peer["endpoints"], peer

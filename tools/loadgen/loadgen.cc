@@ -10,11 +10,15 @@
 #include <rte_mbuf.h>
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "tools/loadgen/cipher_bound.h"
 #include "tools/loadgen/run.h"
@@ -62,10 +66,57 @@ void add_cipher_bound(nlohmann::json& report, const std::optional<double>& bound
   report["delivered_share_of_bound"] = delivered / *bound;
   std::fprintf(stderr, "cipher bound %.0f pps (one core opening and sealing these sizes): delivered %.1f %% of it\n",
                *bound, 100.0 * delivered / *bound);
+  if (!report.contains("tailnet")) return;
+  // Through the splice lopower opens and seals every packet of both directions.
+  const double moved = report["tailnet"]["lopower_moved_pps"].get<double>();
+  report["tailnet"]["lopower_share_of_bound"] = moved / *bound;
+  std::fprintf(stderr, "lopower moved %.0f pps both ways: %.1f %% of the bound\n", moved, 100.0 * moved / *bound);
+}
+
+std::string text_of(const lopower::loadgen::udp_endpoint& e) {
+  std::uint32_t be = 0;
+  std::memcpy(&be, e.ip, 4);
+  return ipv4_text(be);
+}
+
+// The node's keys: a fresh node per run (it registers as ephemeral), removed at exit.
+std::string tailnet_state_dir() { return "/tmp/lopower-loadgen-" + std::to_string(getpid()); }
+
+// --tailnet: the node registered and lopower in its netmap; --target
+// tailnet then sends to the node's tailnet IPv4 address. nullptr after a message.
+std::unique_ptr<lopower::loadgen::tailnet_node> start_tailnet_node(lopower::loadgen::options& o) {
+  using namespace lopower::loadgen;
+  tailnet_node_options n;
+  n.control_url = o.tailnet.control_url;
+  n.auth_key = o.tailnet.auth_key;
+  n.hostname = o.tailnet.hostname;
+  n.lopower_hostname = o.tailnet.lopower_hostname;
+  n.state_dir = tailnet_state_dir();
+  std::memcpy(n.local.ip, &o.tailnet.ip_be, 4);
+  n.local.port = o.tailnet.udp_port;
+  n.start_timeout_ms = static_cast<std::uint32_t>(o.handshake_timeout_s * 1000);
+  auto node = std::make_unique<tailnet_node>(n);
+  std::string error;
+  if (!node->start(error)) {
+    std::fprintf(stderr, "lopower-loadgen: tailnet node: %s\n", error.c_str());
+    return nullptr;
+  }
+  for (const udp_endpoint& a : node->own_addresses())
+    if (!a.ipv6 && o.target_tailnet) std::memcpy(&o.target_ip_be, a.ip, 4);
+  if (o.target_tailnet && o.target_ip_be == 0) {
+    std::fputs("lopower-loadgen: tailnet node: no IPv4 tailnet address\n", stderr);
+    return nullptr;
+  }
+  if (!o.quiet) {
+    const auto own = node->own_addresses();
+    std::fprintf(stderr, "lopower-loadgen: tailnet node %s registered, %s in its netmap\n",
+                 own.empty() ? "?" : text_of(own.front()).c_str(), o.tailnet.lopower_hostname.c_str());
+  }
+  return node;
 }
 
 // Everything after EAL is up; the exit code.
-int run_loadgen(const lopower::loadgen::options& o) {
+int run_loadgen(lopower::loadgen::options o) {
   using namespace lopower::loadgen;
   rte_mempool* pool = rte_pktmbuf_pool_create("loadgen", 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
   if (pool == nullptr) {
@@ -80,11 +131,25 @@ int run_loadgen(const lopower::loadgen::options& o) {
   // Before any traffic: the measurement must not compete with it.
   const std::optional<double> bound = cipher_bound_pps(std::string(aead->name()), o.sizes);
   const link_port port = open_port(o.port_id, pool, 30);
+  std::unique_ptr<tailnet_node> node;
+  std::unique_ptr<tailnet_path> node_path;
+  std::optional<link_port> node_port;
+  if (!o.tailnet.control_url.empty()) {
+    if (!(node = start_tailnet_node(o))) {
+      std::error_code ignored;
+      std::filesystem::remove_all(tailnet_state_dir(), ignored);
+      close_port(port);
+      return 1;
+    }
+    if (o.tailnet.port_id >= 0) node_port = open_port(static_cast<std::uint16_t>(o.tailnet.port_id), pool, 30);
+    node_path = std::make_unique<tailnet_path>(o, node_port ? *node_port : port, node_port.has_value(), *aead, *node,
+                                               o.devices);
+  }
   fleet devices(o, port, *aead);
   int rc = 1;
   try {
     devices.enrol();
-    run r(o, port, devices, *aead, stop_requested);
+    run r(o, port, devices, *aead, stop_requested, node_path.get());
     if (r.find_lopower() && r.establish_sessions()) {
       if (o.pcap_file.empty()) {
         r.send_traffic();
@@ -105,6 +170,13 @@ int run_loadgen(const lopower::loadgen::options& o) {
     std::fprintf(stderr, "lopower-loadgen: %s\n", e.what());
   }
   devices.remove_all();
+  node_path.reset();
+  if (node_port) close_port(*node_port);
+  if (node) {
+    node->stop();
+    std::error_code ignored;
+    std::filesystem::remove_all(tailnet_state_dir(), ignored);
+  }
   close_port(port);
   return rc;
 }

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string_view>
 
 #include "lopower/replay_window.h"
@@ -35,17 +36,35 @@ bool parse_ipv4(const std::string& text, std::uint32_t& out_be) {
   return true;
 }
 
-// "lopower" or "A.B.C.D:PORT".
+// "lopower", "tailnet[:PORT]" or "A.B.C.D:PORT".
 bool parse_target(const std::string& text, options& o) {
   if (text == "lopower") {
     o.target_lopower = true;
     return true;
+  }
+  if (text.starts_with("tailnet")) {
+    o.target_lopower = false;
+    o.target_tailnet = true;
+    o.target_port = 7;  // echo's port: nothing listens there, the node answers whatever the port
+    return text == "tailnet" || (text[7] == ':' && parse_number(std::string_view(text).substr(8), o.target_port) &&
+                                 o.target_port != 0);
   }
   const auto colon = text.rfind(':');
   if (colon == std::string::npos) return false;
   o.target_lopower = false;
   return parse_ipv4(text.substr(0, colon), o.target_ip_be) &&
          parse_number(std::string_view(text).substr(colon + 1), o.target_port) && o.target_port != 0;
+}
+
+bool parse_tailnet_mode(const std::string& text, options& o) {
+  o.tailnet.echo = text == "echo";
+  return text == "echo" || text == "sink";
+}
+
+// The first line of the file: a pre-auth key.
+bool read_auth_key(const std::string& path, std::string& key) {
+  std::ifstream in(path);
+  return std::getline(in, key) && !key.empty();
 }
 
 // "64,576,1280" or "imix".
@@ -70,6 +89,22 @@ bool parse_sizes(const std::string& text, options& o) {
 // keepalives the loadgen sends on the same keypair meanwhile (one per 10 s
 // for at most 180 s).
 constexpr unsigned max_pcap_packets_per_device = replay_window::window_size - 64;
+
+// --tailnet and --target tailnet go together; the node's UDP port must not be a device's.
+bool check_tailnet(options& o) {
+  const char* problem = nullptr;
+  if (o.target_tailnet && o.tailnet.control_url.empty()) problem = "--target tailnet needs --tailnet";
+  else if (!o.tailnet.control_url.empty() && o.tailnet.auth_key.empty()) problem = "--tailnet needs --auth-key-file";
+  else if (!o.tailnet.control_url.empty() && !o.pcap_file.empty()) problem = "--tailnet does not go with --write-pcap";
+  if (o.tailnet.ip_be == 0) o.tailnet.ip_be = o.local_ip_be;
+  if (o.tailnet.port_id == o.port_id) o.tailnet.port_id = -1;
+  if (problem == nullptr && !o.tailnet.control_url.empty() && o.tailnet.ip_be == o.local_ip_be &&
+      o.tailnet.port_id < 0 &&
+      o.tailnet.udp_port >= o.first_udp_port && o.tailnet.udp_port < o.first_udp_port + o.devices)
+    problem = "--tailnet-udp-port is one of the devices' UDP ports";
+  if (problem != nullptr) std::fprintf(stderr, "lopower-loadgen: %s\n", problem);
+  return problem == nullptr;
+}
 
 }  // namespace
 
@@ -106,6 +141,15 @@ void print_usage() {
       "  --peers-file FILE      devices and gateway from FILE (TOML, tools/loadgen/peers_file.h) instead of\n"
       "                         enrolling through --ctl-socket: drives any WireGuard gateway (one device per [[device]])\n"
       "  --quiet                no progress line per second\n"
+      "  --tailnet CONTROL_URL  run a tailnet node too, registered there, that terminates the flows lopower\n"
+      "                         splices onto the tailnet (with --target tailnet[:PORT]; README.md)\n"
+      "  --auth-key-file F      the node's pre-auth key (first line of F)\n"
+      "  --tailnet-ip A.B.C.D   the node's outer address on the port (default: --local-ip)\n"
+      "  --tailnet-udp-port P   the node's UDP port there (default 41641)\n"
+      "  --tailnet-port-id N    the node on DPDK port N (e.g. a second --vdev) instead of the devices' port\n"
+      "  --lopower-hostname H   lopower's name in the netmap (default lopower)\n"
+      "  --tailnet-hostname H   the node's own name (default lopower-loadgen)\n"
+      "  --tailnet-mode echo|sink  echo the flows back to the devices (default), or only count them\n"
       "  --busy-poll            never sleep when idle (by default an idle turn sleeps up to 100 us, which\n"
       "                         leaves the core to others but can add as much to a reply's latency)\n",
       stderr);
@@ -146,6 +190,14 @@ std::optional<options> parse_options(int argc, char** argv) {
     else if (w == "--json") o.json_file = take();
     else if (w == "--write-pcap") o.pcap_file = take();
     else if (w == "--peers-file") o.peers_file = take();
+    else if (w == "--tailnet") o.tailnet.control_url = take();
+    else if (w == "--auth-key-file") ok = read_auth_key(take(), o.tailnet.auth_key);
+    else if (w == "--tailnet-ip") ok = parse_ipv4(take(), o.tailnet.ip_be);
+    else if (w == "--tailnet-port-id") ok = parse_number(take(), o.tailnet.port_id) && o.tailnet.port_id >= 0;
+    else if (w == "--tailnet-udp-port") ok = parse_number(take(), o.tailnet.udp_port) && o.tailnet.udp_port != 0;
+    else if (w == "--lopower-hostname") o.tailnet.lopower_hostname = take();
+    else if (w == "--tailnet-hostname") o.tailnet.hostname = take();
+    else if (w == "--tailnet-mode") ok = parse_tailnet_mode(take(), o);
     else if (w == "--pcap-packets") ok = parse_number(take(), o.pcap_packets) && o.pcap_packets > 0;
     else ok = false;
     if (!ok) {
@@ -159,6 +211,7 @@ std::optional<options> parse_options(int argc, char** argv) {
     std::fputs("lopower-loadgen: --local-ip is required\n", stderr);
     return std::nullopt;
   }
+  if (!check_tailnet(o)) return std::nullopt;
   if (o.first_udp_port + o.devices - 1 > 65535u) {
     std::fputs("lopower-loadgen: --first-udp-port + --devices goes beyond port 65535\n", stderr);
     return std::nullopt;

@@ -34,6 +34,18 @@ struct options {
   bool busy_poll = false;                // never sleep on an idle turn (latency to the microsecond, a core spent)
   // --peers-file: devices and gateway from this file (peers_file.h), not enrolled through --ctl-socket.
   std::string peers_file;
+  // --tailnet: the loadgen's own tailnet node (tailnet/tailnet_node.h) terminates the spliced flows.
+  struct tailnet_side {
+    std::string control_url;               // empty: no node
+    std::string auth_key;                  // read from --auth-key-file
+    std::string lopower_hostname = "lopower";
+    std::string hostname = "lopower-loadgen";
+    std::uint32_t ip_be = 0;               // the node's outer address on the port (default: --local-ip)
+    std::uint16_t udp_port = 41641;
+    int port_id = -1;                      // --tailnet-port-id: a DPDK port of its own (-1: the devices')
+    bool echo = true;                      // --tailnet-mode echo|sink
+  } tailnet;
+  bool target_tailnet = false;           // --target tailnet[:PORT]: UDP to the node's tailnet address
 };
 
 // Parses argv (the words after `--`); nullopt after a message on stderr.

@@ -15,16 +15,33 @@ std::uint64_t seconds_to_tsc(double s, std::uint64_t hz) { return static_cast<st
 }  // namespace
 
 run::run(const options& opts, const link_port& port, fleet& devices, crypto::aead_backend& aead,
-         const std::atomic<bool>& stop)
+         const std::atomic<bool>& stop, tailnet_path* tailnet)
     : opts_(opts), port_(port), fleet_(devices), source_(opts, port, devices, aead), receiver_(opts, port, devices, aead),
-      stop_(stop), report_(!opts.quiet), hz_(rte_get_tsc_hz()) {}
+      stop_(stop), tailnet_(tailnet), report_(!opts.quiet), hz_(rte_get_tsc_hz()) {
+  if (tailnet != nullptr && !tailnet->own_port()) receiver_.set_tailnet(tailnet);
+}
 
 unsigned run::poll(std::uint64_t now_tsc) {
-  const unsigned received = receiver_.poll(now_tsc, report_.now());
+  // Receiving comes first: with --tailnet every packet sent comes back
+  // twice (at the node, then the echo's reply at the device), and one
+  // burst in per burst out let the RX ring overflow. A bound, so that the
+  // timers below still run under any load.
+  constexpr unsigned max_bursts_per_turn = 4;
+  unsigned received = 0;
+  if (tailnet_ != nullptr) {
+    tailnet_->send_backlog();
+    if (tailnet_->own_port()) received += tailnet_->poll_port(now_tsc, report_.now());
+  }
+  for (unsigned i = 0; i < max_bursts_per_turn; ++i) {
+    const unsigned n = receiver_.poll(now_tsc, report_.now());
+    received += n;
+    if (n < burst_size) break;
+  }
   // The timers are seconds long: a millisecond's resolution is plenty, and
   // walking every device on each turn showed in the profile (3 %).
   if (now_tsc - last_tick_tsc_ >= hz_ / 1000) {
     fleet_.tick(now_tsc);
+    if (tailnet_ != nullptr) tailnet_->tick(now_tsc);
     last_tick_tsc_ = now_tsc;
   }
   return received;
@@ -61,16 +78,18 @@ bool run::find_lopower() {
     rest(receiver_.poll(now, ignored) != 0);
   }
   fleet_.set_lopower_mac(mac);
+  if (tailnet_ != nullptr && !tailnet_->own_port()) tailnet_->set_lopower_mac(mac);  // one lopower on the link
   return true;
 }
 
 bool run::establish_sessions() {
   const std::uint64_t start = rte_get_tsc_cycles();
-  while (fleet_.established() < fleet_.devices().size()) {
+  while (!all_established()) {
     const std::uint64_t now = rte_get_tsc_cycles();
     if (stopped() || now - start > seconds_to_tsc(opts_.handshake_timeout_s, hz_)) {
-      std::fprintf(stderr, "lopower-loadgen: %u of %zu devices have a session after %.0f s\n", fleet_.established(),
-                   fleet_.devices().size(), opts_.handshake_timeout_s);
+      std::fprintf(stderr, "lopower-loadgen: %u of %zu devices have a session after %.0f s%s\n", fleet_.established(),
+                   fleet_.devices().size(), opts_.handshake_timeout_s,
+                   tailnet_ != nullptr && !tailnet_->established() ? "; the tailnet node has none" : "");
       return false;
     }
     rest(poll(now) != 0);
@@ -79,6 +98,10 @@ bool run::establish_sessions() {
   if (!opts_.quiet)
     std::fprintf(stderr, "lopower-loadgen: %zu devices have sessions (%.3f s)\n", fleet_.devices().size(), handshake_s_);
   return true;
+}
+
+bool run::all_established() const noexcept {
+  return fleet_.established() == fleet_.devices().size() && (tailnet_ == nullptr || tailnet_->established());
 }
 
 unsigned run::budget(std::uint64_t now_tsc, std::uint64_t start_tsc, std::uint64_t built) const noexcept {
@@ -104,7 +127,8 @@ void run::send_traffic() {
   std::uint16_t sizes[burst_size];
   while (!stopped() && (now = rte_get_tsc_cycles()) < end) {
     unsigned sent = 0;
-    if (const unsigned want = budget(now, start, built)) {
+    const bool echoes_waiting = tailnet_ != nullptr && tailnet_->backlogged();
+    if (const unsigned want = echoes_waiting ? 0 : budget(now, start, built)) {
       const unsigned n = source_.build(frames, sizes, want, now);
       built += n;
       sent = send_burst(port_, frames, n);
@@ -176,6 +200,27 @@ nlohmann::json run::report_json(const nlohmann::json& setup) const {
   nlohmann::json out = report_.final_json(traffic_s_, setup, devices, receiver_.drops());
   out["handshake_s"] = handshake_s_;
   out["refused_handshake_messages"] = fleet_.refused_handshake_messages();
+  if (tailnet_ != nullptr) out["tailnet"] = tailnet_json();
+  return out;
+}
+
+nlohmann::json run::tailnet_json() const {
+  nlohmann::json out = tailnet_->to_json();
+  const tailnet_path_counters& s = tailnet_->stats();
+  const double seconds = traffic_s_ > 0 ? traffic_s_ : 1;
+  const auto direction = [seconds](std::uint64_t offered, std::uint64_t delivered) {
+    return nlohmann::json{{"offered", offered},
+                          {"delivered", delivered},
+                          {"lost", offered > delivered ? offered - delivered : 0},
+                          {"delivered_pps", static_cast<double>(delivered) / seconds}};
+  };
+  // Called after the traffic: its last second is closed, the totals are complete.
+  const std::uint64_t offered = report_.total().offered_packets;
+  out["device_to_tailnet"] = direction(offered, s.opened);
+  const std::uint64_t back = opts_.tailnet.echo ? report_.total().delivered_packets : 0;
+  out["tailnet_to_device"] = direction(s.echoed, back);
+  // Every packet lopower moved, either way, was opened once and sealed once there.
+  out["lopower_moved_pps"] = static_cast<double>(s.opened + back) / seconds;
   return out;
 }
 

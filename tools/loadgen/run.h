@@ -17,7 +17,7 @@ namespace lopower::loadgen {
 class run {
  public:
   run(const options& opts, const link_port& port, fleet& devices, crypto::aead_backend& aead,
-      const std::atomic<bool>& stop);
+      const std::atomic<bool>& stop, tailnet_path* tailnet = nullptr);
 
   // Each false after a message on stderr.
   bool find_lopower();
@@ -40,6 +40,9 @@ class run {
   unsigned budget(std::uint64_t now_tsc, std::uint64_t start_tsc, std::uint64_t built) const noexcept;
   // Closes the report's second when one has passed since `second_start`.
   void maybe_close_second(std::uint64_t now_tsc, std::uint64_t start_tsc, std::uint64_t& second_start);
+  bool all_established() const noexcept;
+  // --tailnet: the node's side and each direction's offered and delivered.
+  nlohmann::json tailnet_json() const;
 
   const options& opts_;
   const link_port& port_;
@@ -47,6 +50,7 @@ class run {
   traffic_source source_;
   receiver receiver_;
   const std::atomic<bool>& stop_;
+  tailnet_path* tailnet_;
   run_report report_;
   std::uint64_t hz_;
   std::uint64_t last_tick_tsc_ = 0;

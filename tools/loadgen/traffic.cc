@@ -181,10 +181,12 @@ unsigned receiver::poll(std::uint64_t loop_tsc, counters& into) {
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = frames[i];
     rte_ether_addr mac;
-    if (answer_arp(m, port_, opts_.local_ip_be)) {
+    if (answer_arp(m, port_, opts_.local_ip_be) ||
+        (tailnet_ != nullptr && answer_arp(m, port_, opts_.tailnet.ip_be))) {
       send_burst(port_, &m, 1);
       continue;
     }
+    if (tailnet_ != nullptr && tailnet_->take(m, now_tsc)) continue;
     done[finished++] = m;
     if (arp_sender_mac(m, fleet_.lopower().endpoint_ip_be, mac)) {
       lopower_mac_ = mac;
@@ -214,6 +216,7 @@ unsigned receiver::poll(std::uint64_t loop_tsc, counters& into) {
                                   data->counter.get(), false};
     sessions[queued++] = session;
   }
+  if (tailnet_ != nullptr) tailnet_->flush(now_tsc, into);
   aead_.decrypt_burst(ops, queued);
   for (unsigned i = 0; i < queued; ++i) {
     if (!ops[i].ok) ++drops_.bad_tag;

@@ -10,6 +10,7 @@
 #include "tools/loadgen/fleet.h"
 #include "tools/loadgen/options.h"
 #include "tools/loadgen/report.h"
+#include "tools/loadgen/tailnet_path.h"
 
 namespace lopower::loadgen {
 
@@ -51,6 +52,8 @@ class receiver {
   // Returns how many frames arrived.
   unsigned poll(std::uint64_t now_tsc, counters& into);
   const receive_drops& drops() const noexcept { return drops_; }
+  // --tailnet: frames for the node go to its data path.
+  void set_tailnet(tailnet_path* path) noexcept { tailnet_ = path; }
   // lopower's MAC, once an ARP packet from it was seen.
   bool lopower_mac(rte_ether_addr& mac) const noexcept;
 
@@ -63,6 +66,7 @@ class receiver {
   fleet& fleet_;
   crypto::aead_backend& aead_;
   receive_drops drops_;
+  tailnet_path* tailnet_ = nullptr;
   rte_ether_addr lopower_mac_{};
   bool have_lopower_mac_ = false;
   double ns_per_tsc_;

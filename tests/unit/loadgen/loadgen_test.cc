@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,41 @@ TEST(LoadgenOptions, PcapFramesFitEachDevicesReplayWindow) {
   EXPECT_TRUE(parse({"--local-ip", "10.77.0.2", "--pcap-packets", "8064"}));
   EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--pcap-packets", "8065"}));
   EXPECT_TRUE(parse({"--local-ip", "10.77.0.2", "--pcap-packets", "16128", "--devices", "2"}));
+}
+
+TEST(LoadgenOptions, TailnetNodeAndItsTarget) {
+  const std::string key_file = ::testing::TempDir() + "loadgen-authkey";
+  std::ofstream(key_file) << "hskey-auth-123\n";
+  auto o = parse({"--local-ip", "10.77.0.2", "--tailnet", "http://127.0.0.1:8080", "--auth-key-file", key_file,
+                  "--target", "tailnet:9", "--tailnet-mode", "sink"});
+  ASSERT_TRUE(o);
+  EXPECT_TRUE(o->target_tailnet);
+  EXPECT_FALSE(o->target_lopower);
+  EXPECT_EQ(o->target_port, 9);
+  EXPECT_EQ(o->tailnet.auth_key, "hskey-auth-123");
+  EXPECT_EQ(o->tailnet.ip_be, o->local_ip_be);  // the same outer address by default
+  EXPECT_FALSE(o->tailnet.echo);
+  auto d = parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file, "--target", "tailnet"});
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->tailnet.echo);
+  EXPECT_EQ(d->target_port, 7);
+  EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--target", "tailnet"}));                        // no --tailnet
+  EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x"}));                      // no key
+  EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", "/nonexistent"}));
+  EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
+                      "--tailnet-mode", "mirror"}));
+  EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
+                      "--tailnet-udp-port", "40001", "--devices", "4"}));  // a device's port
+  auto own = parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
+                    "--tailnet-udp-port", "40001", "--devices", "4", "--tailnet-port-id", "1", "--tailnet-ip", "10.78.0.2"});
+  ASSERT_TRUE(own);  // on a port of its own, the devices' UDP ports are no concern
+  EXPECT_EQ(own->tailnet.port_id, 1);
+  auto same = parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
+                     "--tailnet-port-id", "0"});
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->tailnet.port_id, -1);  // the devices' port: shared
+  EXPECT_FALSE(parse({"--local-ip", "10.77.0.2", "--tailnet", "http://x", "--auth-key-file", key_file,
+                      "--target", "tailnet:"}));
 }
 
 TEST(LoadgenOptions, ImixIsSevenFourOne) {
