@@ -122,7 +122,8 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
   }
   std::optional<inner_info> infos[max_burst];
   flow_lookup flows[max_burst];
-  look_up_flows(inner, n_inner, infos, flows);
+  splice::flow_key keys[max_burst];  // flows[i].key points here
+  look_up_flows(inner, n_inner, infos, flows, keys);
   outbound out;
   for (std::uint16_t i = 0; i < n_inner; ++i) deliver_inner(ps, inner[i], from[i], infos[i], flows[i], out);
   encrypt_and_send(ps.port.index, out);
@@ -144,10 +145,10 @@ void worker::check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, st
 }
 
 // Parses the inner packets and looks their flows up in one bulk call: the
-// flow table's cache misses overlap instead of coming one per packet.
-void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
-                           flow_lookup* flows) noexcept {
-  splice::flow_key keys[max_burst];
+// flow table's cache misses overlap instead of coming one per packet. Each
+// key computed is kept in `keys` (room for n) for the stages after.
+void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos, flow_lookup* flows,
+                           splice::flow_key* keys) noexcept {
   const splice::flow_key* key_ptrs[max_burst];
   std::uint16_t key_of[max_burst];  // which packet each key is from
   std::uint16_t n_keys = 0;
@@ -163,7 +164,14 @@ void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional
   if (n_keys == 0) return;
   flow* found[max_burst];
   setup_.flows->find_bulk(key_ptrs, n_keys, found);
-  for (std::uint16_t k = 0; k < n_keys; ++k) flows[key_of[k]] = {true, found[k]};
+  for (std::uint16_t k = 0; k < n_keys; ++k) flows[key_of[k]] = {true, found[k], &keys[k]};
+}
+
+splice::translate_status worker::flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
+                                             splice::flow_key& key) noexcept {
+  if (hint.key == nullptr) return splice::flow_key_of(p, len, key);
+  key = *hint.key;
+  return splice::translate_status::ok;
 }
 
 // An authenticated, fresh packet: timer stamps, traffic counters (this

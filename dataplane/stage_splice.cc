@@ -152,7 +152,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (info.length > splice::tailnet_mtu && !fragments::may_fragment(p, info.ipv6, info.reassembled))
     return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::packet_too_big, drop_reason::splice_too_big, out);
   splice::flow_key key{};
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
+  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   // A miss is looked up again: an earlier packet of this burst may have
   // created the flow (only new flows pay for it).
@@ -179,7 +179,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   splice::flow_key key{};
-  splice::translate_status st = splice::flow_key_of(p, info.length, key);
+  splice::translate_status st = flow_key_of(flow_hint, p, info.length, key);
   bool icmp_error = false;
   if (st != splice::translate_status::ok) {
     // An ICMP error about one of our flows quotes what we sent.

@@ -104,7 +104,7 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   rte_ether_addr hop_mac;
   if (!next_hop_mac(dst, hop_mac)) return drop_one(ps.port.index, m, drop_reason::uplink_no_neighbour);
   splice::flow_key key{};
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
+  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
     return icmp_error_out(m, info, device, *ours, hop_mac, ps.port.index);
   // The TTL runs out here, before a flow is made for it (traceroute's probes).
   if (!splice::decrement_hop_limit(p, info.length))

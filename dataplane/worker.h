@@ -206,7 +206,14 @@ class worker {
   struct flow_lookup {
     bool done = false;      // looked up (else: look it up when it is needed)
     flow* found = nullptr;  // as of the lookup: an earlier packet of the burst may have created it since
+    // The packet's 5-tuple as the lookup computed it (nullptr: not computed,
+    // e.g. not a flow the splice carries, or a packet reassembled since), so
+    // that the stages after it do not parse the packet for it again.
+    const splice::flow_key* key = nullptr;
   };
+  // The packet's flow key: the bulk lookup's, else read from the packet.
+  static splice::translate_status flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
+                                              splice::flow_key& key) noexcept;
   // Inner packets on their way out to peers, by peer.
   struct outbound {
     rte_mbuf* pkts[max_burst];
@@ -233,8 +240,8 @@ class worker {
   void admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
   void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
-  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
-                     flow_lookup* flows) noexcept;
+  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos, flow_lookup* flows,
+                     splice::flow_key* keys) noexcept;
   // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
                      flow_lookup flow_hint, outbound& out) noexcept;
