@@ -148,7 +148,7 @@ void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info
     st = splice::rewrite_source(p, info.length, address_of(to.dst, v6), to.dst_port);
   if (st != splice::translate_status::ok) return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   track_tcp(*setup_.flows, f, p, info, splice::flow_direction::original, setup_.worker_index);
-  count_flow_packet(f, true, setup_.worker_index, info.length);
+  count_flow_packet(f, true, setup_.worker_index, info.length, burst_tsc_);
   send_inner(ps, m, info, f.device, setup_.device_mtu, out);
 }
 
@@ -196,7 +196,7 @@ bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, 
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
     track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::reply, setup_.worker_index);
   }
-  count_flow_packet(*f, false, setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length, burst_tsc_);
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
   return true;
 }

@@ -169,7 +169,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
   track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::original, setup_.worker_index);
-  count_flow_packet(*f, false, setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length, burst_tsc_);
   // With no session yet, encrypt_and_send stages it for the control thread.
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
 }
@@ -203,7 +203,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
     return true;
   }
   if (!icmp_error) track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::reply, setup_.worker_index);
-  count_flow_packet(*f, true, setup_.worker_index, info.length);
+  count_flow_packet(*f, true, setup_.worker_index, info.length, burst_tsc_);
   send_inner(ps, m, info, f->device, setup_.device_mtu, out);  // reassembled, it may exceed the tunnel's MTU
   return true;
 }

@@ -237,8 +237,19 @@ class worker {
   unsigned receive_relayed() noexcept;
   port_state* relay_port() noexcept;
   void check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, bool* fresh) noexcept;
-  void admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
-  void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
+  // Authenticated packets of one keypair in a row (a burst from one peer is
+  // one run): admitted together, so the peer's stamps, counters and
+  // endpoint are touched once per run, not once per packet.
+  struct admitted_run {
+    wg_keypair* kp = nullptr;
+    rte_mbuf* last = nullptr;               // the run's latest packet: where the peer is now
+    const std::uint8_t* last_frame = nullptr;  // its outer frame (the mbuf is stripped to the inner packet by then)
+    std::uint16_t last_l4 = 0;
+    std::uint32_t packets = 0;
+    std::uint64_t bytes = 0;
+  };
+  void admit_decrypted(port_state& ps, const admitted_run& run, bool relayed) noexcept;
+  void note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos, flow_lookup* flows,
                      splice::flow_key* keys) noexcept;
@@ -327,6 +338,10 @@ class worker {
   int classify_field_ = -1;  // mbuf dynamic field for control-bound frames' verdict (control_frame.h)
   std::unique_ptr<crypto::aead_backend> aead_;
   std::vector<port_state> ports_;
+  // When the current burst (transport data, or the uplink's replies) began
+  // to be processed: the arrival stamp of its packets, for peers and flows
+  // (one clock read per burst, not per packet).
+  std::uint64_t burst_tsc_ = 0;
   std::uint64_t drain_cycles_ = 0;
   std::uint64_t last_drain_ = 0;
   lcore_stats stats_;
