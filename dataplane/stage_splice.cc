@@ -12,6 +12,7 @@
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/flow_table.h"
@@ -34,27 +35,41 @@ splice::destination remote_of(const splice::flow_key& reply_key) { return splice
 }  // namespace
 
 // An ICMP error back to the device in place of its packet (from lopower's
-// device-side address of that family).
+// device-side address of that family), in the packet's own mbuf: no
+// allocation on the fast path, and a refusal still answers when the pool
+// runs dry. The error quotes the packet, so it is built aside and copied
+// over it.
 void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                               splice::icmp_error_kind kind, drop_reason why, outbound& out,
                               std::uint16_t mtu) noexcept {
   stats_.ports[ps.port.index].drops.count(why);
   const bool have = info.ipv6 ? setup_.has_local_v6 : setup_.has_local_v4;
-  rte_mbuf* err = have ? rte_pktmbuf_alloc(m->pool) : nullptr;
-  if (err != nullptr) {
-    const ip_address from = info.ipv6 ? ip_address::from_bytes(true, setup_.local_v6)
-                                      : ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be));
-    auto* buf = rte_pktmbuf_mtod(err, std::uint8_t*);
-    const std::uint16_t room = static_cast<std::uint16_t>(rte_pktmbuf_tailroom(err) - 64);  // the tag and padding follow
-    const std::uint16_t len = splice::build_icmp_error(buf, room, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length,
-                                                       kind, mtu, from);
-    if (len != 0 && rte_pktmbuf_append(err, len) != nullptr) {
-      push_out(ps, err, device, out);
-      err = nullptr;
-    }
+  if (!have) return rte_pktmbuf_free(m);
+  const ip_address from = info.ipv6 ? ip_address::from_bytes(true, setup_.local_v6)
+                                    : ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be));
+  std::uint8_t error[std::max(splice::icmp_error_max_v4, splice::icmp_error_max_v6)];
+  const std::uint16_t len =
+      splice::build_icmp_error(error, sizeof error, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length, kind, mtu, from);
+  if (len == 0 || !reuse_for(m, error, len)) return rte_pktmbuf_free(m);
+  push_out(ps, m, device, out);
+}
+
+// `m` emptied (its chained segments freed) and holding `len` bytes of
+// `data`, with room behind them for WireGuard's padding and tag; false (m
+// untouched but for its chain) when its buffer is too small for that.
+bool worker::reuse_for(rte_mbuf* m, const std::uint8_t* data, std::uint16_t len) noexcept {
+  constexpr std::uint16_t seal_room = 64;  // padding to 16 and the tag
+  if (m->next != nullptr) {
+    rte_pktmbuf_free(m->next);
+    m->next = nullptr;
+    m->nb_segs = 1;
   }
-  if (err != nullptr) rte_pktmbuf_free(err);
-  rte_pktmbuf_free(m);
+  rte_pktmbuf_reset_headroom(m);
+  m->data_len = 0;
+  m->pkt_len = 0;
+  if (rte_pktmbuf_tailroom(m) < len + seal_room) return false;
+  std::memcpy(rte_pktmbuf_append(m, len), data, len);
+  return true;
 }
 
 // A port for the flow from `alloc` (this worker's slice of lopower's

@@ -302,6 +302,7 @@ class worker {
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                         splice::icmp_error_kind kind, drop_reason why, outbound& out,
                         std::uint16_t mtu = splice::tailnet_mtu) noexcept;
+  static bool reuse_for(rte_mbuf* m, const std::uint8_t* data, std::uint16_t len) noexcept;
   // stage_egress.cc: a device packet no tailnet route takes: the exit node
   // to splice it to, or nullptr once it has gone out of the uplink or been
   // refused (`m` consumed). `view` is null off the tailnet.
