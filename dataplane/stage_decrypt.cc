@@ -133,8 +133,8 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
   admit_decrypted(ps, run, relayed);
   std::optional<inner_info> infos[max_burst];
   flow_lookup flows[max_burst];
-  splice::flow_key keys[max_burst];  // flows[i].key points here
-  look_up_flows(inner, n_inner, infos, flows, keys);
+  flow_views views;  // flows[i].key and .fields point here
+  look_up_flows(inner, n_inner, infos, flows, views);
   outbound out;
   for (std::uint16_t i = 0; i < n_inner; ++i) deliver_inner(ps, inner[i], from[i], infos[i], flows[i], out);
   encrypt_and_send(ps.port.index, out);
@@ -157,9 +157,11 @@ void worker::check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, st
 
 // Parses the inner packets and looks their flows up in one bulk call: the
 // flow table's cache misses overlap instead of coming one per packet. Each
-// key computed is kept in `keys` (room for n) for the stages after.
+// key computed, and where the packet's fields lie, is kept in `views` for
+// the stages after.
 void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos, flow_lookup* flows,
-                           splice::flow_key* keys) noexcept {
+                           flow_views& views) noexcept {
+  splice::flow_key* keys = views.keys;
   const splice::flow_key* key_ptrs[max_burst];
   std::uint16_t key_of[max_burst];  // which packet each key is from
   std::uint16_t n_keys = 0;
@@ -168,14 +170,15 @@ void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional
     const auto* p = rte_pktmbuf_mtod(pkts[i], const std::uint8_t*);
     infos[i] = parse_inner(p, pkts[i]->data_len);
     if (!infos[i] || setup_.flows == nullptr) continue;
-    if (splice::flow_key_of(p, infos[i]->length, keys[n_keys]) != splice::translate_status::ok) continue;
+    if (splice::flow_key_of(p, infos[i]->length, keys[n_keys], views.fields[n_keys]) != splice::translate_status::ok)
+      continue;
     key_ptrs[n_keys] = &keys[n_keys];
     key_of[n_keys++] = i;
   }
   if (n_keys == 0) return;
   flow* found[max_burst];
   setup_.flows->find_bulk(key_ptrs, n_keys, found);
-  for (std::uint16_t k = 0; k < n_keys; ++k) flows[key_of[k]] = {true, found[k], &keys[k]};
+  for (std::uint16_t k = 0; k < n_keys; ++k) flows[key_of[k]] = {true, found[k], &keys[k], &views.fields[k]};
 }
 
 splice::translate_status worker::flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,

@@ -32,6 +32,20 @@ bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_ic
 // holding the allocated port as its destination port) comes from.
 splice::destination remote_of(const splice::flow_key& reply_key) { return splice::destination_of(reply_key.reverse()); }
 
+// The packet's address and port rewritten where the bulk lookup found its
+// fields (nothing parsed again), else where parsing it finds them.
+splice::translate_status rewrite_source_of(std::uint8_t* p, const inner_info& info, const splice::flow_fields* fields,
+                                           const ip_address& addr, std::uint16_t port) {
+  return fields != nullptr ? splice::rewrite_source(p, *fields, addr, port)
+                           : splice::rewrite_source(p, info.length, addr, port);
+}
+splice::translate_status rewrite_destination_of(std::uint8_t* p, const inner_info& info,
+                                                const splice::flow_fields* fields, const ip_address& addr,
+                                                std::uint16_t port) {
+  return fields != nullptr ? splice::rewrite_destination(p, *fields, addr, port)
+                           : splice::rewrite_destination(p, info.length, addr, port);
+}
+
 }  // namespace
 
 // An ICMP error back to the device in place of its packet (from lopower's
@@ -179,7 +193,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);
   }
   const ip_address ours = ip_address::from_bytes(info.ipv6, f->tailnet_key.dst);
-  if (splice::rewrite_source(p, info.length, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
+  if (rewrite_source_of(p, info, flow_hint.fields, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
@@ -212,7 +226,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   const bool v6 = f->device_key.family == ip_family::v6;
   const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
   st = icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_addr, f->device_key.src_port)
-                  : splice::rewrite_destination(p, info.length, device_addr, f->device_key.src_port);
+                  : rewrite_destination_of(p, info, flow_hint.fields, device_addr, f->device_key.src_port);
   if (st != splice::translate_status::ok) {
     drop_one(ps.port.index, m, drop_reason::splice_unsupported);
     return true;

@@ -210,6 +210,12 @@ class worker {
     // e.g. not a flow the splice carries, or a packet reassembled since), so
     // that the stages after it do not parse the packet for it again.
     const splice::flow_key* key = nullptr;
+    const splice::flow_fields* fields = nullptr;  // where its rewritten fields lie, with `key`
+  };
+  // The keys and fields look_up_flows computed for a sub-burst's packets.
+  struct flow_views {
+    splice::flow_key keys[max_burst];
+    splice::flow_fields fields[max_burst];
   };
   // The packet's flow key: the bulk lookup's, else read from the packet.
   static splice::translate_status flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
@@ -252,7 +258,7 @@ class worker {
   void note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos, flow_lookup* flows,
-                     splice::flow_key* keys) noexcept;
+                     flow_views& views) noexcept;
   // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
                      flow_lookup flow_hint, outbound& out) noexcept;
