@@ -150,8 +150,10 @@ void check_rewrite(const bytes& input, bool source) {
   using translate_fn = sp::translate_status (*)(std::uint8_t*, std::uint32_t, const ip_address&, std::uint16_t) noexcept;
   using translate_fields_fn =
       sp::translate_status (*)(std::uint8_t*, const sp::flow_fields&, const ip_address&, std::uint16_t) noexcept;
-  const translate_fn translate = source ? sp::rewrite_source : sp::rewrite_destination;
-  const translate_fields_fn translate_fields = source ? sp::rewrite_source : sp::rewrite_destination;
+  const auto translate = source ? static_cast<translate_fn>(sp::rewrite_source)
+                                : static_cast<translate_fn>(sp::rewrite_destination);
+  const auto translate_fields = source ? static_cast<translate_fields_fn>(sp::rewrite_source)
+                                       : static_cast<translate_fields_fn>(sp::rewrite_destination);
   const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
   for (const ip_address* addr : {&tailnet_v4, &tailnet_v6}) {
     bytes p = input;
