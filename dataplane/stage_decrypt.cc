@@ -131,12 +131,10 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
     from[n_inner++] = live_kp[i]->peer;
   }
   admit_decrypted(ps, run, relayed);
-  std::optional<inner_info> infos[max_burst];
-  flow_lookup flows[max_burst];
-  flow_views views;  // flows[i].key and .fields point here
-  look_up_flows(inner, n_inner, infos, flows, views);
+  look_up_flows(inner, n_inner, lookups_);
   outbound out;
-  for (std::uint16_t i = 0; i < n_inner; ++i) deliver_inner(ps, inner[i], from[i], infos[i], flows[i], out);
+  for (std::uint16_t i = 0; i < n_inner; ++i)
+    deliver_inner(ps, inner[i], from[i], lookups_.infos[i], lookups_.flows[i], out);
   encrypt_and_send(ps.port.index, out);
 }
 
@@ -157,28 +155,29 @@ void worker::check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, st
 
 // Parses the inner packets and looks their flows up in one bulk call: the
 // flow table's cache misses overlap instead of coming one per packet. Each
-// key computed, and where the packet's fields lie, is kept in `views` for
-// the stages after.
-void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos, flow_lookup* flows,
-                           flow_views& views) noexcept {
-  splice::flow_key* keys = views.keys;
+// key computed, and where the packet's fields lie, is kept for the stages
+// after.
+void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, burst_lookups& out) noexcept {
   const splice::flow_key* key_ptrs[max_burst];
   std::uint16_t key_of[max_burst];  // which packet each key is from
   std::uint16_t n_keys = 0;
   for (std::uint16_t i = 0; i < n; ++i) {
+    out.infos[i].reset();
+    out.flows[i] = flow_lookup{};
     if (pkts[i]->data_len == 0) continue;  // keepalive
     const auto* p = rte_pktmbuf_mtod(pkts[i], const std::uint8_t*);
-    infos[i] = parse_inner(p, pkts[i]->data_len);
-    if (!infos[i] || setup_.flows == nullptr) continue;
-    if (splice::flow_key_of(p, infos[i]->length, keys[n_keys], views.fields[n_keys]) != splice::translate_status::ok)
+    out.infos[i] = parse_inner(p, pkts[i]->data_len);
+    if (!out.infos[i] || setup_.flows == nullptr) continue;
+    if (splice::flow_key_of(p, out.infos[i]->length, out.keys[n_keys], out.fields[n_keys]) !=
+        splice::translate_status::ok)
       continue;
-    key_ptrs[n_keys] = &keys[n_keys];
+    key_ptrs[n_keys] = &out.keys[n_keys];
     key_of[n_keys++] = i;
   }
   if (n_keys == 0) return;
   flow* found[max_burst];
   setup_.flows->find_bulk(key_ptrs, n_keys, found);
-  for (std::uint16_t k = 0; k < n_keys; ++k) flows[key_of[k]] = {true, found[k], &keys[k], &views.fields[k]};
+  for (std::uint16_t k = 0; k < n_keys; ++k) out.flows[key_of[k]] = {true, found[k], &out.keys[k], &out.fields[k]};
 }
 
 splice::translate_status worker::flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,

@@ -212,8 +212,14 @@ class worker {
     const splice::flow_key* key = nullptr;
     const splice::flow_fields* fields = nullptr;  // where its rewritten fields lie, with `key`
   };
-  // The keys and fields look_up_flows computed for a sub-burst's packets.
-  struct flow_views {
+  // What look_up_flows found for a sub-burst's packets: each one's parse,
+  // flow and key (flow_lookup::key and ::fields point into keys and fields).
+  // A member of the worker, not on the stack: constructing max_burst of
+  // each for every burst of 32 cost more than the lookups; look_up_flows
+  // resets only the entries of the burst.
+  struct burst_lookups {
+    std::optional<inner_info> infos[max_burst];
+    flow_lookup flows[max_burst];
     splice::flow_key keys[max_burst];
     splice::flow_fields fields[max_burst];
   };
@@ -257,8 +263,7 @@ class worker {
   void admit_decrypted(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
-  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos, flow_lookup* flows,
-                     flow_views& views) noexcept;
+  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, burst_lookups& out) noexcept;
   // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
                      flow_lookup flow_hint, outbound& out) noexcept;
@@ -353,6 +358,7 @@ class worker {
   std::uint64_t last_drain_ = 0;
   lcore_stats stats_;
   sub_bursts subs_;
+  burst_lookups lookups_;  // receive_transport's, for the sub-burst it delivers
   drop_reason reasons_[max_burst];
   std::unique_ptr<splice::port_allocator> ports_alloc_;  // when splicing
   std::unique_ptr<fragments::reassembler> reassembly_;    // when reassembly_datagrams != 0
