@@ -293,6 +293,25 @@ TEST_P(egress, none_device_gets_admin_prohibited_and_it_is_counted) {
   EXPECT_EQ(d.rig.ts_peer.tx_packets.load(), 0u) << "nothing went to the exit node";
 }
 
+// The ICMP error takes the refused packet's own mbuf (stage_splice.cc,
+// refuse_to_device): it is still sent with the pool empty, and no mbuf is
+// lost on the way.
+TEST(egress_refused, the_icmp_error_is_sent_with_the_pool_empty_and_every_mbuf_comes_back) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("egdry");
+  make_peer_the_exit_node(d.rig);
+  const unsigned in_use_before = rte_mempool_in_use_count(pool());
+  rte_mbuf* frame = d.from_device(ip_packet(false, 17, test_support::device_address(false), internet_address(false),
+                                            udp_datagram(5555, 80, 64)));
+  std::vector<rte_mbuf*> held;
+  while (rte_mbuf* m = rte_pktmbuf_alloc(pool())) held.push_back(m);
+  d.receive({frame});
+  expect_icmp_error_to_device(d, false, 3, 13);
+  EXPECT_EQ(d.drops(drop_reason::egress_refused), 1u);
+  for (rte_mbuf* m : held) rte_pktmbuf_free(m);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), in_use_before) << "an mbuf was not given back";
+}
+
 // "exit" with no exit node available: host unreachable at once, counted.
 TEST_P(egress, exit_device_without_an_exit_node_gets_host_unreachable_and_it_is_counted) {
   ASSERT_NE(pool(), nullptr);
