@@ -264,6 +264,7 @@ class worker {
   void note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, burst_lookups& out) noexcept;
+  static void prefetch_flow(const flow& f) noexcept;
   // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
                      flow_lookup flow_hint, outbound& out) noexcept;
