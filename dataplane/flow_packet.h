@@ -3,8 +3,6 @@
 // do alike with each packet: read its TCP flags, move the flow's TCP state,
 // stamp the flow and count the packet. Inline: the fast path of all three.
 
-#include <rte_cycles.h>
-
 #include <cstdint>
 
 #include "dataplane/flow_table.h"
@@ -25,10 +23,14 @@ inline void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const i
   flows.track_tcp(f, splice::tcp_flags(p, packet_info_of(info)), dir, worker);
 }
 
-// A packet of the flow, now: its stamp (expiry reads it) and this worker's
+// A packet of the flow that arrived at `now` (its burst's stamp: one clock
+// read per burst): the flow's stamp (expiry reads it) and this worker's
 // slots of the flow's counters. `toward_device`: the device receives it.
-inline void count_flow_packet(flow& f, bool toward_device, unsigned worker, std::uint32_t bytes) noexcept {
-  f.last_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+// The stamp is stored only when it moves: the flow's other packets in the
+// burst, and the other direction's worker, keep their copy of the line.
+inline void count_flow_packet(flow& f, bool toward_device, unsigned worker, std::uint32_t bytes,
+                              std::uint64_t now) noexcept {
+  if (f.last_tsc.load(std::memory_order_relaxed) != now) f.last_tsc.store(now, std::memory_order_relaxed);
   if (toward_device) {
     f.packets_in.add(worker);
     f.bytes_in.add(worker, bytes);

@@ -9,6 +9,7 @@
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 
 #include <cstring>
 
@@ -67,7 +68,7 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
     indices[i] = rte_pktmbuf_mtod_offset(pkts[i], const wg::message_data*, subs_.transport[i].payload_offset)
                      ->receiver_index.get();
   setup_.sessions->lookup_bulk(indices, n, kps);
-  const std::uint64_t now = rte_rdtsc();
+  const std::uint64_t now = burst_tsc_ = rte_rdtsc();
   for (std::uint16_t i = 0; i < n; ++i) {
     const classify_result& r = subs_.transport[i];
     wg_keypair* kp = kps[i];
@@ -102,6 +103,7 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
   rte_mbuf* inner[max_burst];
   wg_peer* from[max_burst];
   std::uint16_t n_inner = 0;
+  admitted_run run;
   for (std::uint16_t i = 0; i < n_live; ++i) {
     if (!ops[i].ok) {
       drop_one(ps.port.index, live[i], drop_reason::wg_decrypt_failed);
@@ -111,20 +113,29 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
       drop_one(ps.port.index, live[i], drop_reason::wg_replay);
       continue;
     }
-    admit_decrypted(ps, live[i], live_kp[i], live_l4[i], relayed);
-    // Strip outer headers and the WireGuard header: the inner packet remains.
     rte_mbuf* m = live[i];
+    if (live_kp[i] != run.kp) {
+      admit_decrypted(ps, run, relayed);
+      run = admitted_run{live_kp[i]};
+    }
+    run.last = m;
+    run.last_frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
+    run.last_l4 = live_l4[i];
+    ++run.packets;
+    run.bytes += m->pkt_len;
+    // Strip outer headers and the WireGuard header: the inner packet remains
+    // (the outer bytes stay in the buffer until delivery writes there).
     const std::uint16_t start = static_cast<std::uint16_t>(ops[i].data - rte_pktmbuf_mtod(m, std::uint8_t*));
     rte_pktmbuf_adj(m, start);
     rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - ops[i].length));
     inner[n_inner] = m;
     from[n_inner++] = live_kp[i]->peer;
   }
-  std::optional<inner_info> infos[max_burst];
-  flow_lookup flows[max_burst];
-  look_up_flows(inner, n_inner, infos, flows);
+  admit_decrypted(ps, run, relayed);
+  look_up_flows(inner, n_inner, lookups_);
   outbound out;
-  for (std::uint16_t i = 0; i < n_inner; ++i) deliver_inner(ps, inner[i], from[i], infos[i], flows[i], out);
+  for (std::uint16_t i = 0; i < n_inner; ++i)
+    deliver_inner(ps, inner[i], from[i], lookups_.infos[i], lookups_.flows[i], out);
   encrypt_and_send(ps.port.index, out);
 }
 
@@ -144,36 +155,61 @@ void worker::check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, st
 }
 
 // Parses the inner packets and looks their flows up in one bulk call: the
-// flow table's cache misses overlap instead of coming one per packet.
-void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
-                           flow_lookup* flows) noexcept {
-  splice::flow_key keys[max_burst];
+// flow table's cache misses overlap instead of coming one per packet. Each
+// key computed, and where the packet's fields lie, is kept for the stages
+// after.
+void worker::look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, burst_lookups& out) noexcept {
   const splice::flow_key* key_ptrs[max_burst];
   std::uint16_t key_of[max_burst];  // which packet each key is from
   std::uint16_t n_keys = 0;
   for (std::uint16_t i = 0; i < n; ++i) {
+    out.infos[i].reset();
+    out.flows[i] = flow_lookup{};
     if (pkts[i]->data_len == 0) continue;  // keepalive
     const auto* p = rte_pktmbuf_mtod(pkts[i], const std::uint8_t*);
-    infos[i] = parse_inner(p, pkts[i]->data_len);
-    if (!infos[i] || setup_.flows == nullptr) continue;
-    if (splice::flow_key_of(p, infos[i]->length, keys[n_keys]) != splice::translate_status::ok) continue;
-    key_ptrs[n_keys] = &keys[n_keys];
+    out.infos[i] = parse_inner(p, pkts[i]->data_len);
+    if (!out.infos[i] || setup_.flows == nullptr) continue;
+    if (splice::flow_key_of(p, out.infos[i]->length, out.keys[n_keys], out.fields[n_keys]) !=
+        splice::translate_status::ok)
+      continue;
+    key_ptrs[n_keys] = &out.keys[n_keys];
     key_of[n_keys++] = i;
   }
   if (n_keys == 0) return;
   flow* found[max_burst];
   setup_.flows->find_bulk(key_ptrs, n_keys, found);
-  for (std::uint16_t k = 0; k < n_keys; ++k) flows[key_of[k]] = {true, found[k]};
+  for (std::uint16_t k = 0; k < n_keys; ++k) {
+    out.flows[key_of[k]] = {true, found[k], &out.keys[k], &out.fields[k]};
+    if (found[k] != nullptr) prefetch_flow(*found[k]);
+  }
 }
 
-// An authenticated, fresh packet: timer stamps, traffic counters (this
-// worker's slot), keypair confirmation, roaming.
-void worker::admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept {
+// A flow the burst's delivery will read and stamp: among many flows it is
+// not in the cache, so it is fetched now, while the burst's other packets
+// are looked up and delivered, instead of stalling each packet in turn.
+// The keys, its device and state, and this worker's counter slots span the
+// first four lines.
+void worker::prefetch_flow(const flow& f) noexcept {
+  const auto* p = reinterpret_cast<const char*>(&f);
+  for (unsigned line = 0; line < 4; ++line) rte_prefetch0(p + line * RTE_CACHE_LINE_SIZE);
+}
+
+splice::translate_status worker::flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
+                                             splice::flow_key& key) noexcept {
+  if (hint.key == nullptr) return splice::flow_key_of(p, len, key);
+  key = *hint.key;
+  return splice::translate_status::ok;
+}
+
+// A run of authenticated, fresh packets: timer stamps, traffic counters
+// (this worker's slot), keypair confirmation, roaming.
+void worker::admit_decrypted(port_state& ps, const admitted_run& run, bool relayed) noexcept {
+  if (run.packets == 0) return;
+  wg_keypair* kp = run.kp;
   wg_peer* peer = kp->peer;
-  const std::uint64_t now = rte_rdtsc();
-  peer->last_rx_tsc.store(now, std::memory_order_relaxed);
-  peer->rx_packets.add(setup_.worker_index);
-  peer->rx_bytes.add(setup_.worker_index, m->pkt_len);
+  peer->last_rx_tsc.store(burst_tsc_, std::memory_order_relaxed);
+  peer->rx_packets.add(setup_.worker_index, run.packets);
+  peer->rx_bytes.add(setup_.worker_index, run.bytes);
   if (!kp->initiator && !kp->confirmed.load(std::memory_order_relaxed)) {
     // The initiator has our response: this keypair may now carry our data too.
     kp->confirmed.store(true, std::memory_order_relaxed);
@@ -182,28 +218,29 @@ void worker::admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::u
     ev.local_index = kp->local_index;
     post_event(ps, ev);
   }
-  note_endpoint(ps, m, kp, l4_offset, relayed);
+  note_endpoint(ps, run, relayed);
 }
 
-// Roaming: a peer's endpoint follows its latest authenticated packet. The
-// control thread owns the endpoint; we only tell it. A packet through DERP
-// does not move a peer off a direct path: tailscaled sends over both while
-// it is unsure of the direct one, and the control thread falls back to the
-// relay itself when the direct path stops answering disco.
-void worker::note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept {
-  const wg_endpoint* known = kp->peer->endpoint.load(std::memory_order_acquire);
+// Roaming: a peer's endpoint follows its latest authenticated packet (the
+// last of the run). The control thread owns the endpoint; we only tell it.
+// A packet through DERP does not move a peer off a direct path: tailscaled
+// sends over both while it is unsure of the direct one, and the control
+// thread falls back to the relay itself when the direct path stops
+// answering disco.
+void worker::note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept {
+  const wg_endpoint* known = run.kp->peer->endpoint.load(std::memory_order_acquire);
   wg_endpoint seen;
   if (relayed) {
     if (known != nullptr && known->relay_region == 0) return;
     seen.port_id = ps.port.port_id;
-    seen.relay_region = static_cast<std::uint16_t>(m->hash.usr);
+    seen.relay_region = static_cast<std::uint16_t>(run.last->hash.usr);
   } else {
-    seen = endpoint_of_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), ps.port.port_id, l4_offset);
+    seen = endpoint_of_frame(run.last_frame, ps.port.port_id, run.last_l4);
   }
   if (known != nullptr && known->same_path(seen)) return;
   wg_event ev{};
   ev.kind = wg_event::endpoint_changed;
-  ev.local_index = kp->local_index;
+  ev.local_index = run.kp->local_index;
   ev.endpoint = seen;
   post_event(ps, ev);
 }

@@ -10,7 +10,6 @@
 // (stage_inbound.cc). Fragments are made
 // whole first (stage_fragments.cc).
 
-#include <rte_cycles.h>
 #include <rte_mbuf.h>
 
 #include <cstring>
@@ -27,7 +26,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
     rte_pktmbuf_free(m);
     return;
   }
-  const std::uint64_t rx_tsc = rte_rdtsc();
+  const std::uint64_t rx_tsc = burst_tsc_;
   peer->last_data_rx_tsc.store(rx_tsc, std::memory_order_relaxed);
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   if (!info) return drop_one(ps.port.index, m, drop_reason::inner_malformed);

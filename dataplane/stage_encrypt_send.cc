@@ -30,6 +30,42 @@ constexpr std::uint8_t ipproto_udp = 17;
 // result is stored as is, not byte-swapped.
 void store_checksum(std::uint8_t* p, std::uint16_t sum) { std::memcpy(p, &sum, 2); }
 
+// Packets sealed for one peer in a row (a burst's packets to one tailnet
+// peer, or to one device): the peer's timer stamp and traffic counters are
+// written once for the lot, not once per packet.
+class sent_tally {
+ public:
+  sent_tally(unsigned worker_index, std::uint64_t now) : worker_(worker_index), now_(now) {}
+  sent_tally(const sent_tally&) = delete;
+  sent_tally& operator=(const sent_tally&) = delete;
+  ~sent_tally() { flush(); }
+
+  void add(wg_peer* peer, std::uint16_t bytes) noexcept {
+    if (peer != peer_) {
+      flush();
+      peer_ = peer;
+    }
+    ++packets_;
+    bytes_ += bytes;
+  }
+  void flush() noexcept {
+    if (peer_ == nullptr) return;
+    peer_->last_tx_tsc.store(now_, std::memory_order_relaxed);
+    peer_->tx_packets.add(worker_, packets_);
+    peer_->tx_bytes.add(worker_, bytes_);
+    peer_ = nullptr;
+    packets_ = 0;
+    bytes_ = 0;
+  }
+
+ private:
+  unsigned worker_;
+  std::uint64_t now_;
+  wg_peer* peer_ = nullptr;
+  std::uint32_t packets_ = 0;
+  std::uint64_t bytes_ = 0;
+};
+
 }  // namespace
 
 // Onto the burst encrypt_and_send seals. A packet cut up adds more than
@@ -68,6 +104,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
   std::uint16_t n = 0;
   wg_keypair* run_kp = nullptr;
   std::uint64_t run_next = 0, run_end = 0;
+  sent_tally sent(setup_.worker_index, rte_rdtsc());
   for (std::uint16_t i = 0; i < out.count; ++i) {
     rte_mbuf* m = out.pkts[i];
     wg_peer* peer = out.peers[i];
@@ -105,10 +142,9 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
     eps[n] = ep;
     sent_to[n] = peer;
     ready[n++] = m;
-    peer->last_tx_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
-    peer->tx_packets.add(setup_.worker_index);
-    peer->tx_bytes.add(setup_.worker_index, plain);
+    sent.add(peer, plain);
   }
+  sent.flush();
   if (n == 0) return;
   aead_->encrypt_burst(ops, n);
   for (std::uint16_t i = 0; i < n; ++i) {

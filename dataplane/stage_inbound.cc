@@ -42,7 +42,7 @@ void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   if (fragments::is_fragment(p, info.ipv6)) return deliver_fragment(ps, m, info, peer, out);
   splice::flow_key key{};
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
+  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
   // The flow is the permission for what follows its first packet, as for
@@ -109,7 +109,7 @@ bool worker::forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, con
   const forward_entry* fw = table->find(info.protocol, port);
   if (fw == nullptr) return false;
   splice::flow_key key{};
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok) {
+  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok) {
     drop_one(ps.port.index, m, drop_reason::splice_unsupported);
     return true;
   }
@@ -148,7 +148,7 @@ void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info
     st = splice::rewrite_source(p, info.length, address_of(to.dst, v6), to.dst_port);
   if (st != splice::translate_status::ok) return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   track_tcp(*setup_.flows, f, p, info, splice::flow_direction::original, setup_.worker_index);
-  count_flow_packet(f, true, setup_.worker_index, info.length);
+  count_flow_packet(f, true, setup_.worker_index, info.length, burst_tsc_);
   send_inner(ps, m, info, f.device, setup_.device_mtu, out);
 }
 
@@ -162,7 +162,7 @@ bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, 
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   splice::flow_key key{};
   bool icmp_error = false;
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok) {
+  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok) {
     // An ICMP error about a flow quotes what the device received on it.
     splice::flow_key quoted{};
     if (splice::quoted_flow_key(p, info.length, quoted) != splice::translate_status::ok) return false;
@@ -196,7 +196,7 @@ bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, 
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
     track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::reply, setup_.worker_index);
   }
-  count_flow_packet(*f, false, setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length, burst_tsc_);
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
   return true;
 }

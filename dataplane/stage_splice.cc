@@ -12,6 +12,7 @@
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/flow_table.h"
@@ -31,30 +32,58 @@ bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_ic
 // holding the allocated port as its destination port) comes from.
 splice::destination remote_of(const splice::flow_key& reply_key) { return splice::destination_of(reply_key.reverse()); }
 
+// The packet's address and port rewritten where the bulk lookup found its
+// fields (nothing parsed again), else where parsing it finds them.
+splice::translate_status rewrite_source_of(std::uint8_t* p, const inner_info& info, const splice::flow_fields* fields,
+                                           const ip_address& addr, std::uint16_t port) {
+  return fields != nullptr ? splice::rewrite_source(p, *fields, addr, port)
+                           : splice::rewrite_source(p, info.length, addr, port);
+}
+splice::translate_status rewrite_destination_of(std::uint8_t* p, const inner_info& info,
+                                                const splice::flow_fields* fields, const ip_address& addr,
+                                                std::uint16_t port) {
+  return fields != nullptr ? splice::rewrite_destination(p, *fields, addr, port)
+                           : splice::rewrite_destination(p, info.length, addr, port);
+}
+
 }  // namespace
 
 // An ICMP error back to the device in place of its packet (from lopower's
-// device-side address of that family).
+// device-side address of that family), in the packet's own mbuf: no
+// allocation on the fast path, and a refusal still answers when the pool
+// runs dry. The error quotes the packet, so it is built aside and copied
+// over it.
 void worker::refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                               splice::icmp_error_kind kind, drop_reason why, outbound& out,
                               std::uint16_t mtu) noexcept {
   stats_.ports[ps.port.index].drops.count(why);
   const bool have = info.ipv6 ? setup_.has_local_v6 : setup_.has_local_v4;
-  rte_mbuf* err = have ? rte_pktmbuf_alloc(m->pool) : nullptr;
-  if (err != nullptr) {
-    const ip_address from = info.ipv6 ? ip_address::from_bytes(true, setup_.local_v6)
-                                      : ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be));
-    auto* buf = rte_pktmbuf_mtod(err, std::uint8_t*);
-    const std::uint16_t room = static_cast<std::uint16_t>(rte_pktmbuf_tailroom(err) - 64);  // the tag and padding follow
-    const std::uint16_t len = splice::build_icmp_error(buf, room, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length,
-                                                       kind, mtu, from);
-    if (len != 0 && rte_pktmbuf_append(err, len) != nullptr) {
-      push_out(ps, err, device, out);
-      err = nullptr;
-    }
+  if (!have) return rte_pktmbuf_free(m);
+  const ip_address from = info.ipv6 ? ip_address::from_bytes(true, setup_.local_v6)
+                                    : ip_address::from_bytes(false, reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be));
+  std::uint8_t error[std::max(splice::icmp_error_max_v4, splice::icmp_error_max_v6)];
+  const std::uint16_t len =
+      splice::build_icmp_error(error, sizeof error, rte_pktmbuf_mtod(m, const std::uint8_t*), info.length, kind, mtu, from);
+  if (len == 0 || !reuse_for(m, error, len)) return rte_pktmbuf_free(m);
+  push_out(ps, m, device, out);
+}
+
+// `m` emptied (its chained segments freed) and holding `len` bytes of
+// `data`, with room behind them for WireGuard's padding and tag; false (m
+// untouched but for its chain) when its buffer is too small for that.
+bool worker::reuse_for(rte_mbuf* m, const std::uint8_t* data, std::uint16_t len) noexcept {
+  constexpr std::uint16_t seal_room = 64;  // padding to 16 and the tag
+  if (m->next != nullptr) {
+    rte_pktmbuf_free(m->next);
+    m->next = nullptr;
+    m->nb_segs = 1;
   }
-  if (err != nullptr) rte_pktmbuf_free(err);
-  rte_pktmbuf_free(m);
+  rte_pktmbuf_reset_headroom(m);
+  m->data_len = 0;
+  m->pkt_len = 0;
+  if (rte_pktmbuf_tailroom(m) < len + seal_room) return false;
+  std::memcpy(rte_pktmbuf_append(m, len), data, len);
+  return true;
 }
 
 // A port for the flow from `alloc` (this worker's slice of lopower's
@@ -152,7 +181,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (info.length > splice::tailnet_mtu && !fragments::may_fragment(p, info.ipv6, info.reassembled))
     return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::packet_too_big, drop_reason::splice_too_big, out);
   splice::flow_key key{};
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
+  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   // A miss is looked up again: an earlier packet of this burst may have
   // created the flow (only new flows pay for it).
@@ -164,12 +193,12 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);
   }
   const ip_address ours = ip_address::from_bytes(info.ipv6, f->tailnet_key.dst);
-  if (splice::rewrite_source(p, info.length, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
+  if (rewrite_source_of(p, info, flow_hint.fields, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
   track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::original, setup_.worker_index);
-  count_flow_packet(*f, false, setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length, burst_tsc_);
   // With no session yet, encrypt_and_send stages it for the control thread.
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
 }
@@ -179,7 +208,7 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   splice::flow_key key{};
-  splice::translate_status st = splice::flow_key_of(p, info.length, key);
+  splice::translate_status st = flow_key_of(flow_hint, p, info.length, key);
   bool icmp_error = false;
   if (st != splice::translate_status::ok) {
     // An ICMP error about one of our flows quotes what we sent.
@@ -197,13 +226,13 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow
   const bool v6 = f->device_key.family == ip_family::v6;
   const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
   st = icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_addr, f->device_key.src_port)
-                  : splice::rewrite_destination(p, info.length, device_addr, f->device_key.src_port);
+                  : rewrite_destination_of(p, info, flow_hint.fields, device_addr, f->device_key.src_port);
   if (st != splice::translate_status::ok) {
     drop_one(ps.port.index, m, drop_reason::splice_unsupported);
     return true;
   }
   if (!icmp_error) track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::reply, setup_.worker_index);
-  count_flow_packet(*f, true, setup_.worker_index, info.length);
+  count_flow_packet(*f, true, setup_.worker_index, info.length, burst_tsc_);
   send_inner(ps, m, info, f->device, setup_.device_mtu, out);  // reassembled, it may exceed the tunnel's MTU
   return true;
 }

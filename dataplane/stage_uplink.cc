@@ -104,7 +104,7 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   rte_ether_addr hop_mac;
   if (!next_hop_mac(dst, hop_mac)) return drop_one(ps.port.index, m, drop_reason::uplink_no_neighbour);
   splice::flow_key key{};
-  if (splice::flow_key_of(p, info.length, key) != splice::translate_status::ok)
+  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
     return icmp_error_out(m, info, device, *ours, hop_mac, ps.port.index);
   // The TTL runs out here, before a flow is made for it (traceroute's probes).
   if (!splice::decrement_hop_limit(p, info.length))
@@ -123,7 +123,7 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, u.mtu));
   track_tcp(*setup_.flows, *f, p, info, splice::flow_direction::original, setup_.worker_index);
-  count_flow_packet(*f, false, setup_.worker_index, info.length);
+  count_flow_packet(*f, false, setup_.worker_index, info.length, burst_tsc_);
   send_on_uplink(m, info.ipv6, hop_mac, ps.port.index);
 }
 
@@ -162,6 +162,7 @@ void worker::icmp_error_out(rte_mbuf* m, const inner_info& info, wg_peer* device
 void worker::receive_uplink(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
   if (n == 0) return;
   if (!uplink_) return to_kernel(ps, pkts, n);
+  burst_tsc_ = rte_rdtsc();
   outbound out;
   rte_mbuf* kernel[max_burst];
   std::uint16_t n_kernel = 0;
@@ -209,7 +210,7 @@ bool worker::uplink_in(port_state& ps, rte_mbuf* m, outbound& out) noexcept {
   }
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // Ethernet padding
   if (!icmp_error) track_tcp(*setup_.flows, *f, p, *info, splice::flow_direction::reply, setup_.worker_index);
-  count_flow_packet(*f, true, setup_.worker_index, info->length);
+  count_flow_packet(*f, true, setup_.worker_index, info->length, burst_tsc_);
   send_inner(ps, m, *info, f->device, setup_.device_mtu, out);
   return true;
 }

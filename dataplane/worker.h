@@ -208,7 +208,26 @@ class worker {
   struct flow_lookup {
     bool done = false;      // looked up (else: look it up when it is needed)
     flow* found = nullptr;  // as of the lookup: an earlier packet of the burst may have created it since
+    // The packet's 5-tuple as the lookup computed it (nullptr: not computed,
+    // e.g. not a flow the splice carries, or a packet reassembled since), so
+    // that the stages after it do not parse the packet for it again.
+    const splice::flow_key* key = nullptr;
+    const splice::flow_fields* fields = nullptr;  // where its rewritten fields lie, with `key`
   };
+  // What look_up_flows found for a sub-burst's packets: each one's parse,
+  // flow and key (flow_lookup::key and ::fields point into keys and fields).
+  // A member of the worker, not on the stack: constructing max_burst of
+  // each for every burst of 32 cost more than the lookups; look_up_flows
+  // resets only the entries of the burst.
+  struct burst_lookups {
+    std::optional<inner_info> infos[max_burst];
+    flow_lookup flows[max_burst];
+    splice::flow_key keys[max_burst];
+    splice::flow_fields fields[max_burst];
+  };
+  // The packet's flow key: the bulk lookup's, else read from the packet.
+  static splice::translate_status flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
+                                              splice::flow_key& key) noexcept;
   // Inner packets on their way out to peers, by peer.
   struct outbound {
     rte_mbuf* pkts[max_burst];
@@ -232,11 +251,22 @@ class worker {
   unsigned receive_relayed() noexcept;
   port_state* relay_port() noexcept;
   void check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, bool* fresh) noexcept;
-  void admit_decrypted(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
-  void note_endpoint(port_state& ps, rte_mbuf* m, wg_keypair* kp, std::uint16_t l4_offset, bool relayed) noexcept;
+  // Authenticated packets of one keypair in a row (a burst from one peer is
+  // one run): admitted together, so the peer's stamps, counters and
+  // endpoint are touched once per run, not once per packet.
+  struct admitted_run {
+    wg_keypair* kp = nullptr;
+    rte_mbuf* last = nullptr;               // the run's latest packet: where the peer is now
+    const std::uint8_t* last_frame = nullptr;  // its outer frame (the mbuf is stripped to the inner packet by then)
+    std::uint16_t last_l4 = 0;
+    std::uint32_t packets = 0;
+    std::uint64_t bytes = 0;
+  };
+  void admit_decrypted(port_state& ps, const admitted_run& run, bool relayed) noexcept;
+  void note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
-  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, std::optional<inner_info>* infos,
-                     flow_lookup* flows) noexcept;
+  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, burst_lookups& out) noexcept;
+  static void prefetch_flow(const flow& f) noexcept;
   // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
                      flow_lookup flow_hint, outbound& out) noexcept;
@@ -286,6 +316,7 @@ class worker {
   void refuse_to_device(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
                         splice::icmp_error_kind kind, drop_reason why, outbound& out,
                         std::uint16_t mtu = splice::tailnet_mtu) noexcept;
+  static bool reuse_for(rte_mbuf* m, const std::uint8_t* data, std::uint16_t len) noexcept;
   // stage_egress.cc: a device packet no tailnet route takes: the exit node
   // to splice it to, or nullptr once it has gone out of the uplink or been
   // refused (`m` consumed). `view` is null off the tailnet.
@@ -322,10 +353,15 @@ class worker {
   int classify_field_ = -1;  // mbuf dynamic field for control-bound frames' verdict (control_frame.h)
   std::unique_ptr<crypto::aead_backend> aead_;
   std::vector<port_state> ports_;
+  // When the current burst (transport data, or the uplink's replies) began
+  // to be processed: the arrival stamp of its packets, for peers and flows
+  // (one clock read per burst, not per packet).
+  std::uint64_t burst_tsc_ = 0;
   std::uint64_t drain_cycles_ = 0;
   std::uint64_t last_drain_ = 0;
   lcore_stats stats_;
   sub_bursts subs_;
+  burst_lookups lookups_;  // receive_transport's, for the sub-burst it delivers
   drop_reason reasons_[max_burst];
   std::unique_ptr<splice::port_allocator> ports_alloc_;  // when splicing
   std::unique_ptr<fragments::reassembler> reassembly_;    // when reassembly_datagrams != 0

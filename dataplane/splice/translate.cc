@@ -31,14 +31,8 @@ bool is_echo(std::uint8_t type, bool v6) {
 }
 
 // Where the fields a translation touches lie in one transport header, as
-// offsets from the packet start.
-struct l4_fields {
-  std::uint16_t src_port_at = 0;  // ICMP echo: the identifier, also dst_port_at
-  std::uint16_t dst_port_at = 0;
-  std::uint16_t checksum_at = 0;  // 0: not present (a quote cut short)
-  bool pseudo_header = true;      // ICMPv4 has none
-  bool udp = false;               // zero means "no checksum"
-};
+// offsets from the packet start (the family is set by whoever knows it).
+using l4_fields = flow_fields;
 
 // The transport header at `l4` (of `l4_len` bytes present) of a carried
 // protocol. `whole_tcp` asks for the whole TCP header (a packet) rather
@@ -78,7 +72,9 @@ translate_status view_flow(const std::uint8_t* p, std::uint32_t len, packet_info
   if (!parsed) return translate_status::malformed;
   if (parsed->fragment) return translate_status::fragment;
   ip = *parsed;
-  return view_l4(p, ip.l4_offset, ip.l4_length(), ip.protocol, is_v6(ip.family), true, f);
+  const translate_status st = view_l4(p, ip.l4_offset, ip.l4_length(), ip.protocol, is_v6(ip.family), true, f);
+  f.family = ip.family;
+  return st;
 }
 
 // Writes the new L4 checksum at `at` from the accumulated difference. A
@@ -93,12 +89,9 @@ void apply_l4_checksum(std::uint8_t* at, const checksum_delta& d, bool udp) {
 
 enum class side : std::uint8_t { source, destination };
 
-translate_status rewrite(std::uint8_t* p, std::uint32_t len, const ip_address& addr, std::uint16_t port, side s) {
-  packet_info ip;
-  l4_fields f;
-  if (const auto st = view_flow(p, len, ip, f); st != translate_status::ok) return st;
-  if (addr.family != ip.family) return translate_status::family_mismatch;
-  const bool v6 = is_v6(ip.family);
+translate_status rewrite(std::uint8_t* p, const l4_fields& f, const ip_address& addr, std::uint16_t port, side s) {
+  if (addr.family != f.family) return translate_status::family_mismatch;
+  const bool v6 = is_v6(f.family);
   const std::size_t n = address_size(v6);
   std::uint8_t* a = p + (s == side::source ? src_at(v6) : dst_at(v6));
   std::uint8_t* port_field = p + (s == side::source ? f.src_port_at : f.dst_port_at);
@@ -113,6 +106,13 @@ translate_status rewrite(std::uint8_t* p, std::uint32_t len, const ip_address& a
   if (!v6) store_be16(p + 10, address_delta.apply(load_be16(p + 10)));
   apply_l4_checksum(p + f.checksum_at, l4_delta, f.udp);
   return translate_status::ok;
+}
+
+translate_status rewrite(std::uint8_t* p, std::uint32_t len, const ip_address& addr, std::uint16_t port, side s) {
+  packet_info ip;
+  l4_fields f;
+  if (const auto st = view_flow(p, len, ip, f); st != translate_status::ok) return st;
+  return rewrite(p, f, addr, port, s);
 }
 
 }  // namespace
@@ -155,8 +155,12 @@ std::optional<packet_info> parse_ip(const std::uint8_t* p, std::uint32_t len) no
 }
 
 translate_status flow_key_of(const std::uint8_t* p, std::uint32_t len, flow_key& key) noexcept {
+  flow_fields f;
+  return flow_key_of(p, len, key, f);
+}
+
+translate_status flow_key_of(const std::uint8_t* p, std::uint32_t len, flow_key& key, flow_fields& f) noexcept {
   packet_info ip;
-  l4_fields f;
   if (const auto st = view_flow(p, len, ip, f); st != translate_status::ok) return st;
   const bool v6 = is_v6(ip.family);
   key = make_flow_key(ip.family, ip.protocol, p + src_at(v6), load_be16(p + f.src_port_at), p + dst_at(v6),
@@ -172,6 +176,16 @@ translate_status rewrite_source(std::uint8_t* p, std::uint32_t len, const ip_add
 translate_status rewrite_destination(std::uint8_t* p, std::uint32_t len, const ip_address& new_dst,
                                      std::uint16_t new_port) noexcept {
   return rewrite(p, len, new_dst, new_port, side::destination);
+}
+
+translate_status rewrite_source(std::uint8_t* p, const flow_fields& fields, const ip_address& new_src,
+                                std::uint16_t new_port) noexcept {
+  return rewrite(p, fields, new_src, new_port, side::source);
+}
+
+translate_status rewrite_destination(std::uint8_t* p, const flow_fields& fields, const ip_address& new_dst,
+                                     std::uint16_t new_port) noexcept {
+  return rewrite(p, fields, new_dst, new_port, side::destination);
 }
 
 }  // namespace lopower::splice

@@ -60,6 +60,20 @@ std::optional<packet_info> parse_ip(const std::uint8_t* p, std::uint32_t len) no
 // (identifier in both port fields). Anything else is refused with a status.
 translate_status flow_key_of(const std::uint8_t* p, std::uint32_t len, flow_key& key) noexcept;
 
+// Where the fields a rewrite touches lie in a packet flow_key_of accepted
+// (offsets from the packet start), so that rewriting it does not parse it
+// again. Valid while the packet's headers stay as they were.
+struct flow_fields {
+  ip_family family = ip_family::v4;
+  std::uint16_t src_port_at = 0;  // ICMP echo: the identifier, also dst_port_at
+  std::uint16_t dst_port_at = 0;
+  std::uint16_t checksum_at = 0;  // 0: not present (a quote cut short)
+  bool pseudo_header = true;      // ICMPv4 has none
+  bool udp = false;               // zero means "no checksum"
+};
+// flow_key_of, and where the packet's fields lie.
+translate_status flow_key_of(const std::uint8_t* p, std::uint32_t len, flow_key& key, flow_fields& fields) noexcept;
+
 // Device → tailnet: the source address and port (ICMP echo: identifier)
 // become `new_src`/`new_port`. Updates the IPv4 header checksum and the L4
 // checksum: TCP and UDP over the pseudo-header, ICMPv6 likewise, ICMPv4
@@ -72,6 +86,12 @@ translate_status rewrite_source(std::uint8_t* p, std::uint32_t len, const ip_add
 // Tailnet → device: the destination address and port (ICMP echo:
 // identifier) become the device's. Same checksum rules.
 translate_status rewrite_destination(std::uint8_t* p, std::uint32_t len, const ip_address& new_dst,
+                                     std::uint16_t new_port) noexcept;
+// The same of a packet whose fields flow_key_of found (`fields`): nothing
+// is parsed; only the family is checked.
+translate_status rewrite_source(std::uint8_t* p, const flow_fields& fields, const ip_address& new_src,
+                                std::uint16_t new_port) noexcept;
+translate_status rewrite_destination(std::uint8_t* p, const flow_fields& fields, const ip_address& new_dst,
                                      std::uint16_t new_port) noexcept;
 
 // ---- TCP ----------------------------------------------------------------

@@ -147,7 +147,13 @@ ip_address address_of(const sp::flow_key& k, bool source) {
 }
 
 void check_rewrite(const bytes& input, bool source) {
-  const auto translate = source ? sp::rewrite_source : sp::rewrite_destination;
+  using translate_fn = sp::translate_status (*)(std::uint8_t*, std::uint32_t, const ip_address&, std::uint16_t) noexcept;
+  using translate_fields_fn =
+      sp::translate_status (*)(std::uint8_t*, const sp::flow_fields&, const ip_address&, std::uint16_t) noexcept;
+  const auto translate = source ? static_cast<translate_fn>(sp::rewrite_source)
+                                : static_cast<translate_fn>(sp::rewrite_destination);
+  const auto translate_fields = source ? static_cast<translate_fields_fn>(sp::rewrite_source)
+                                       : static_cast<translate_fields_fn>(sp::rewrite_destination);
   const auto info = sp::parse_ip(input.data(), static_cast<std::uint32_t>(input.size()));
   for (const ip_address* addr : {&tailnet_v4, &tailnet_v6}) {
     bytes p = input;
@@ -172,6 +178,15 @@ void check_rewrite(const bytes& input, bool source) {
     check(translate(p.data(), static_cast<std::uint32_t>(p.size()), address_of(before_key, source),
                     source ? before_key.src_port : before_key.dst_port) == sp::translate_status::ok);
     check(equal_up_to_zero_checksums(p, input, *info));
+    // Where flow_key_of found the fields, the rewrite that parses nothing
+    // writes the same bytes.
+    bytes q = input, r = input;
+    sp::flow_key k{};
+    sp::flow_fields fields;
+    check(sp::flow_key_of(q.data(), static_cast<std::uint32_t>(q.size()), k, fields) == sp::translate_status::ok);
+    check(translate_fields(q.data(), fields, *addr, tailnet_port) == sp::translate_status::ok);
+    check(translate(r.data(), static_cast<std::uint32_t>(r.size()), *addr, tailnet_port) == sp::translate_status::ok);
+    check(q == r);
   }
 }
 

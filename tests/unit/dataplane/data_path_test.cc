@@ -293,6 +293,25 @@ TEST_P(egress, none_device_gets_admin_prohibited_and_it_is_counted) {
   EXPECT_EQ(d.rig.ts_peer.tx_packets.load(), 0u) << "nothing went to the exit node";
 }
 
+// The ICMP error takes the refused packet's own mbuf (stage_splice.cc,
+// refuse_to_device): it is still sent with the pool empty, and no mbuf is
+// lost on the way.
+TEST(egress_refused, the_icmp_error_is_sent_with_the_pool_empty_and_every_mbuf_comes_back) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("egdry");
+  make_peer_the_exit_node(d.rig);
+  const unsigned in_use_before = rte_mempool_in_use_count(pool());
+  rte_mbuf* frame = d.from_device(ip_packet(false, 17, test_support::device_address(false), internet_address(false),
+                                            udp_datagram(5555, 80, 64)));
+  std::vector<rte_mbuf*> held;
+  while (rte_mbuf* m = rte_pktmbuf_alloc(pool())) held.push_back(m);
+  d.receive({frame});
+  expect_icmp_error_to_device(d, false, 3, 13);
+  EXPECT_EQ(d.drops(drop_reason::egress_refused), 1u);
+  for (rte_mbuf* m : held) rte_pktmbuf_free(m);
+  EXPECT_EQ(rte_mempool_in_use_count(pool()), in_use_before) << "an mbuf was not given back";
+}
+
 // "exit" with no exit node available: host unreachable at once, counted.
 TEST_P(egress, exit_device_without_an_exit_node_gets_host_unreachable_and_it_is_counted) {
   ASSERT_NE(pool(), nullptr);
@@ -495,6 +514,39 @@ TEST(data_path, replayed_frame_is_dropped_as_wg_replay) {
   d.receive({d.from_device(sent)});
   EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 2u);
   EXPECT_EQ(d.drops(drop_reason::wg_replay), 1u);
+}
+
+// A burst of one device's packets is admitted as a run (stage_decrypt.cc):
+// counted whole both ways, a replay inside the run still dropped, and the
+// device's endpoint follows the run's last packet, which came from a new
+// port (the device roamed mid-burst).
+TEST(data_path, a_run_of_one_devices_packets_is_counted_whole_and_roams_to_its_last_source) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dprun");
+  const bytes sent = ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 64));
+  std::vector<rte_mbuf*> burst;
+  for (int i = 0; i < 4; ++i) burst.push_back(d.from_device(sent));
+  burst.push_back(rte_pktmbuf_copy(burst[1], pool(), 0, UINT32_MAX));  // a replay, inside the run
+  ASSERT_NE(burst.back(), nullptr);
+  burst.push_back(d.from_device(sent));
+  constexpr std::uint16_t roamed_port = 40404;
+  store_be16(rte_pktmbuf_mtod(burst.back(), std::uint8_t*) + 14 + 20, roamed_port);  // outer UDP source port
+  d.receive(burst);
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 5u);
+  EXPECT_EQ(d.drops(drop_reason::wg_replay), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.rig.device.rx_packets.load(), 5u);
+  EXPECT_EQ(d.rig.ts_peer.tx_packets.load(), 5u);
+  EXPECT_NE(d.rig.device.last_rx_tsc.load(), 0u);
+  EXPECT_NE(d.rig.ts_peer.last_tx_tsc.load(), 0u);
+  unsigned moves = 0;
+  wg_event ev;
+  while (rte_ring_sc_dequeue_elem(d.rig.events, &ev, sizeof ev) == 0) {
+    if (ev.kind != wg_event::endpoint_changed) continue;
+    ++moves;
+    EXPECT_EQ(load_be16(reinterpret_cast<const std::uint8_t*>(&ev.endpoint.peer_port_be)), roamed_port);
+  }
+  EXPECT_EQ(moves, 1u) << "one move, to where the run's last packet came from";
 }
 
 // Sealed with a key that is not the session's: it fails authentication,

@@ -83,6 +83,36 @@ TEST(RewriteSource, EveryProtocolAndFamilyAtOddAndEvenLengths) {
       }
 }
 
+// The workers rewrite with the fields flow_key_of found (nothing parsed
+// again): the same bytes as parsing, and the family still checked.
+TEST(RewriteSource, WithTheFieldsFlowKeyOfFoundWritesWhatParsingDoes) {
+  for (bool v6 : {false, true})
+    for (proto pr : {proto::tcp, proto::udp, proto::icmp})
+      for (bool source : {true, false}) {
+        const std::string what = name(pr) + (v6 ? "6 " : "4 ") + (source ? "source" : "destination");
+        const bytes packet = flow_packet(v6, pr, 101);
+        bytes parsed = packet, viewed = packet;
+        flow_key key{};
+        flow_fields fields;
+        ASSERT_EQ(flow_key_of(viewed.data(), size32(viewed), key, fields), translate_status::ok) << what;
+        const ip_address a = test::addr(test::lopower_tailnet(v6));
+        ASSERT_EQ(source ? rewrite_source(parsed.data(), size32(parsed), a, mapped_port)
+                         : rewrite_destination(parsed.data(), size32(parsed), a, mapped_port),
+                  translate_status::ok)
+            << what;
+        ASSERT_EQ(source ? rewrite_source(viewed.data(), fields, a, mapped_port)
+                         : rewrite_destination(viewed.data(), fields, a, mapped_port),
+                  translate_status::ok)
+            << what;
+        EXPECT_EQ(viewed, parsed) << what;
+        bytes other = packet;
+        EXPECT_EQ(rewrite_source(other.data(), fields, test::addr(test::lopower_tailnet(!v6)), mapped_port),
+                  translate_status::family_mismatch)
+            << what;
+        EXPECT_EQ(other, packet) << what << ": refused, untouched";
+      }
+}
+
 TEST(RewriteDestination, RepliesGoBackToTheDevice) {
   for (bool v6 : {false, true})
     for (proto pr : {proto::tcp, proto::udp, proto::icmp})
