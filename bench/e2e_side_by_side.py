@@ -1,32 +1,50 @@
 #!/usr/bin/env python3
 """lopower side by side with the box a user would otherwise build (issue 15,
 "Side by side, one command"): the same lopower-loadgen traffic through each
-gateway, in one namespace lab.
+gateway, in one namespace lab, and lopower over memif.
 
-    sudo tools/bench e2e [--devices 4] [--sizes 64,512,1280] [--duration 3]
+    sudo tools/bench e2e [--devices 4] [--sizes 64,512,1280] [--duration 3] [--no-memif]
 
-The lab is tests/net/splice_lab.py's: a bridge ("sw"), headscale in "ctl",
-a tailscaled peer "ts1" with a UDP echo (tailscaled's userspace networking
-hands its tailnet address's UDP to tests/e2e/apps/services.py on 127.0.0.1),
-lopowerd in "gw" on a net_af_packet port. Added here:
+The af_packet lab is tests/net/splice_lab.py's, without tailscaled peers: a
+bridge ("sw"), headscale in "ctl", lopowerd in "gw" on a net_af_packet port
+(role both). Added here:
 
-- "gen": lopower-loadgen (DPDK net_af_packet on its veth to the bridge, the
-  devices' outer address 198.18.40.60 answered by the loadgen itself);
+- "gen": lopower-loadgen, lcore 0, two net_af_packet ports on two veths to
+  the bridge: port 0 the devices (outer address 198.18.40.60), port 1 the
+  loadgen's own tailnet node (tools/loadgen/tailnet/, 198.18.40.61:41641;
+  the kernel side of that veth has 198.18.40.62 for the node's control
+  client to reach headscale). The node registers (an ephemeral node per
+  run), finds the gateway by its tailnet hostname (--lopower-hostname),
+  talks disco and WireGuard with it like any tailscale peer and echoes the
+  flows spliced onto it, at DPDK speed: device and tailnet traffic both
+  cross the bridge to the gateway, as they would in the field;
 - "box": the alternative, on the same bridge at 198.18.40.70: wireguard-go
   on a TUN (wg0, 10.91.0.1/24, one peer per device) and tailscaled in TUN
-  mode (--tun=tailscale0) joined to the same tailnet, IPv4 forwarding and
-  masquerade from the devices' 10.91.0.0/24 out of tailscale0.
+  mode (--tun=tailscale0, hostname "box") joined to the same tailnet, IPv4
+  forwarding and masquerade from the devices' 10.91.0.0/24 out of tailscale0.
 
-The gateways, each with every size in --sizes, for --duration seconds; the
-own-address rows as fast as the gateway takes them (no --rate), the tailnet
-rows at --tailnet-rate (see below):
+The memif lab (bench/loadgen_tailnet.py --two-ports): headscale on the
+loopback of one namespace, lopowerd there with a devices-role and a
+tailnet-role memif port, the loadgen beside it (memif client on both, the
+node on the second).
 
-    lopower → tailnet      lopowerd, UDP to ts1's echo (--target IP:PORT)
-    lopower (own address)  lopowerd, ICMP echo to its device-side address
-    wireguard-go hub       wireguard-go alone, ICMP echo to wg0's address
-                           (the box's kernel answers): a plain WireGuard hub
-    wireguard-go+tailscaled  the box: UDP to ts1's echo, forwarded and
-                           masqueraded from wg0 to tailscale0
+Every row as fast as the gateway takes it (no --rate), each size in
+--sizes for --duration seconds:
+
+    lopower → tailnet            lopowerd, UDP to the loadgen's node (--target tailnet)
+    lopower (own address)        lopowerd, ICMP echo to its device-side address
+    wireguard-go hub             wireguard-go alone, ICMP echo to wg0's address
+                                 (the box's kernel answers): a plain WireGuard hub
+    wireguard-go+tailscaled      the box: UDP to the loadgen's node, forwarded and
+                                 masqueraded from wg0 to tailscale0
+    lopower memif → tailnet      as above, over memif
+    lopower memif (own address)  as above, over memif
+
+"delivered" is round trips: a tailnet row's round trip crosses the gateway
+twice (device → tailnet and back), an own-address row's once (the gateway
+answers). "of cipher bound" counts the packets the gateway moved (the
+loadgen's tailnet.lopower_moved_pps in the tailnet rows: both directions;
+the round trips in the others), each opened once and sealed once by it.
 
 The loadgen drives lopowerd through its control socket and the box through
 --peers-file (tools/loadgen/peers_file.h), with keys this script makes.
@@ -37,21 +55,12 @@ processes' utime+stime (/proc/PID/stat, the process and its children:
 lopowerd; wireguard-go, plus tailscaled for the forwarding box), and
 separately the softirq time of the whole machine (/proc/stat). Softirq is
 where the kernel forwards, masquerades and runs the veths and the bridge; it
-cannot be split by process, so it holds the loadgen's and the echo peer's
-share too (the same veths every gateway uses) — it is shown beside, not
-added. CPU-s/GB = CPU seconds / delivered inner IP gigabytes (10^9 B).
+cannot be split by process, so it holds the loadgen's share too (the same
+veths every gateway uses) — it is shown beside, not added. Over memif there
+is no kernel in the path. CPU-s/GB = CPU seconds / delivered inner IP
+gigabytes (10^9 B).
 
-The echo peer (ts1: tailscaled's userspace netstack and a Python socket
-loop) sits behind both tailnet rows and is far slower than either gateway:
-flooded, it answered a few thousand packets/s and dropped the rest (at 64 B
-almost all), so that a flood measured the echo peer, not the gateway. The
-tailnet rows therefore offer the same fixed --tailnet-rate to both gateways
-(one the echo keeps up with) and compare what each gateway spent per GB at
-that load; raw rates come from the own-address rows, which have no peer
-behind them. (The loadgen's own tailnet node, tools/loadgen/tailnet/, is to
-replace ts1 as the far end.)
-
-Nothing leaves the machine: everything runs in a lopower_net.Topology's
+Nothing leaves the machine: everything runs in lopower_net.Topology
 namespaces. Root is needed.
 """
 
@@ -67,15 +76,21 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SOURCE / "tests" / "net"))
 
+from headscale import Headscale  # noqa: E402
 from lopower_net import Topology, wait_until  # noqa: E402
-from lopowerd import BUILD_DIR  # noqa: E402
-from splice_lab import UDP_PORT, splice_lab  # noqa: E402
+from lopowerd import BUILD_DIR, Lopowerd, port_toml  # noqa: E402
+from splice_lab import splice_lab  # noqa: E402
 from tailnet_lab import attach_to_switch  # noqa: E402
 from tailscaled import Tailscaled  # noqa: E402
 from wg_device import WgDevice  # noqa: E402
 
 LOADGEN = BUILD_DIR / "tools" / "loadgen" / "lopower-loadgen"
 GEN_IP = "198.18.40.60"            # the devices' outer address (the loadgen answers ARP for it)
+NODE_IP = "198.18.40.61"           # the loadgen's tailnet node, on its second port (the loadgen answers ARP)
+GEN_KERNEL = "198.18.40.62/24"     # the loadgen's kernel side of that veth: its control client reaches headscale
+HEADSCALE_URL = "http://198.18.40.2:8080"
+MEMIF_LOPOWER, MEMIF_GEN = "10.77.0.1", "10.77.0.2"    # the memif lab's devices link
+MEMIF_TN_LOPOWER, MEMIF_NODE = "10.78.0.1", "10.78.0.2"  # its tailnet link
 BOX_IP = "198.18.40.70"
 BOX_LAN = [f"{BOX_IP}/24", "fd00:198:18:40::70/64"]  # headscale listens on the IPv6 address
 BOX_WG_IP, BOX_WG_NET, BOX_WG_PORT = "10.91.0.1", "10.91.0.0/24", 51820
@@ -130,19 +145,33 @@ def softirq_s() -> float:
 # --------------------------------------------------------------------------
 # the loadgen
 
-def eal(topo) -> list[str]:
+def eal(topo, vdevs: list[str]) -> list[str]:
+    """The loadgen's EAL: port 0 the devices', port 1 its tailnet node's."""
     return ["--no-huge", "--no-pci", "--no-shconf", "-l", "0", "-m", "256", "--file-prefix", f"{topo.prefix}-lg",
-            "--vdev", "net_af_packet0,iface=eth0"]
+            *(a for v in vdevs for a in ("--vdev", v))]
 
 
-def run_loadgen(gen, topo, label: str, size: int, gateway_pids: list[int], args: list[str], duration: float) -> dict:
+AF_PACKET_PORTS = ["net_af_packet0,iface=eth0", "net_af_packet1,iface=eth1"]
+
+
+def tailnet_node(control_url: str, key_file: Path, hostname: str, gateway_hostname: str, node_ip: str) -> list[str]:
+    """The loadgen's own tailnet node on its second port, echoing what the
+    gateway (by its tailnet hostname) sends it: the far end of the tailnet rows."""
+    return ["--tailnet", control_url, "--auth-key-file", str(key_file), "--tailnet-hostname", hostname,
+            "--lopower-hostname", gateway_hostname, "--tailnet-port-id", "1", "--tailnet-ip", node_ip,
+            "--target", "tailnet", "--tailnet-mode", "echo", "--handshake-timeout", "60"]
+
+
+def run_loadgen(gen, topo, label: str, size: int, gateway_pids: list[int], args: list[str], duration: float,
+                local_ip: str = GEN_IP, vdevs: list[str] = AF_PACKET_PORTS) -> dict:
     """One loadgen run; its JSON report with the gateway's CPU added."""
     report = topo.tmpdir / f"{label}-{size}.json"
-    argv = [str(LOADGEN), *eal(topo), "--", "--local-ip", GEN_IP, "--sizes", str(size), "--duration", str(duration),
-            "--json", str(report), *args]  # not --quiet: its "have sessions" line starts the CPU window
+    argv = [str(LOADGEN), *eal(topo, vdevs), "--", "--local-ip", local_ip, "--sizes", str(size),
+            "--duration", str(duration), "--json", str(report),
+            *args]  # not --quiet: its "have sessions" line starts the CPU window
     proc = gen.popen(argv)
     log = proc.log_path
-    started = wait_until(lambda: "have sessions" in log.read_text() or proc.poll() is not None, 60,
+    started = wait_until(lambda: "have sessions" in log.read_text() or proc.poll() is not None, 90,
                          f"{label}: the loadgen's sessions")
     assert started and proc.poll() is None, f"{label}: the loadgen exited:\n{log.read_text()[-3000:]}"
     cpu0, soft0, t0 = process_cpu_s(gateway_pids), softirq_s(), time.monotonic()
@@ -189,11 +218,6 @@ def start_box(lab, topo, devices: int):
     box.run(["nft", "-f", "-"], input=(
         "table ip sbs_nat {\n  chain post { type nat hook postrouting priority 100;\n"
         f"    oifname \"tailscale0\" ip saddr {BOX_WG_NET} masquerade\n  }}\n}}\n"))
-    ts.wait_peer("ts1", online=True, timeout=30)
-    # tailscaled makes its WireGuard session to a peer on the first packet
-    # for it: made here, so that it is not lost in the first run's traffic.
-    ok, out = ts.ping(lab.peers["ts1"].ip(4), mode="icmp", timeout=10)
-    assert ok, f"box: tailscale ping ts1: {out}"
     return wg, ts, peers
 
 
@@ -204,7 +228,10 @@ def row(gateway: str, size: int, r: dict) -> dict:
     delivered = r["delivered"]
     gb = delivered["bytes"] / 1e9
     lat = r["latency_ns"]
-    return {"gateway": gateway, "size": size, "pps": delivered["pps"], "mbps": delivered["bps"] / 1e6,
+    # A tailnet round trip crosses the gateway twice; an ICMP echo to it, once.
+    moved = r["tailnet"]["lopower_moved_pps"] if "tailnet" in r else delivered["pps"]
+    return {"gateway": gateway, "size": size, "pps": delivered["pps"], "moved_pps": moved,
+            "mbps": delivered["bps"] / 1e6,
             "offered_pps": r["offered"]["pps"], "loss": r["loss_ratio"], "p50_us": lat["p50"] / 1e3,
             "p99_us": lat["p99"] / 1e3, "cpu_s": r["gateway_cpu_s"], "softirq_s": r["softirq_s"],
             "window_s": r["window_s"], "cpu_s_per_gb": r["gateway_cpu_s"] / gb if gb else None,
@@ -232,32 +259,104 @@ def ratio(rows: list[dict], r: dict) -> str:
 
 
 def share(r: dict) -> str:
-    """Delivered pps as a share of the cipher bound (bench/cipher_bound.h:
-    one core opening and sealing these sizes), measured by the loadgen in
-    the same run."""
-    return f"{r['pps'] / r['cipher_bound_pps']:.1%}" if r["cipher_bound_pps"] else "—"
+    """The packets the gateway moved per second as a share of the cipher
+    bound (bench/cipher_bound.h: one core opening and sealing these sizes),
+    measured by the loadgen in the same run."""
+    return f"{r['moved_pps'] / r['cipher_bound_pps']:.1%}" if r["cipher_bound_pps"] else "—"
 
 
 def table(rows: list[dict]) -> str:
     out = ["| gateway | size B | offered pps | delivered pps | delivered Mbit/s | loss | p50 µs | p99 µs | "
-           "of cipher bound | gateway CPU-s | CPU-s/GB | softirq-s/GB (machine) | lopower per core ×, vs this |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "moved pps | of cipher bound | gateway CPU-s | CPU-s/GB | softirq-s/GB (machine) | "
+           "lopower per core ×, vs this |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['gateway']} | {r['size']} | {r['offered_pps']:.0f} | {r['pps']:.0f} | {r['mbps']:.1f} | "
-                   f"{r['loss']:.1%} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {share(r)} | {r['cpu_s']:.2f} | "
+                   f"{r['loss']:.1%} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['moved_pps']:.0f} | {share(r)} | "
+                   f"{r['cpu_s']:.2f} | "
                    f"{fmt(r['cpu_s_per_gb'], '.1f')} | {fmt(r['softirq_s_per_gb'], '.1f')} | {ratio(rows, r)} |")
     return "\n".join(out)
 
 
 # --------------------------------------------------------------------------
 
+def run_sizes(rows: list[dict], reports: dict, gateway: str, sizes: list[int], run) -> None:
+    """``run(label, size)`` for each size: one row each."""
+    for size in sizes:
+        label = gateway.split()[0].replace("+", "-") + f"-{len(reports)}"
+        r = run(label, size)
+        reports[f"{gateway} {size}"] = r
+        rows.append(row(gateway, size, r))
+        print(f"{gateway:34} {size:5} B: delivered {rows[-1]['pps']:9.0f} pps, loss {rows[-1]['loss']:.1%}, "
+              f"gateway CPU {rows[-1]['cpu_s']:.2f} s", file=sys.stderr, flush=True)
+
+
+def af_packet_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
+    """lopowerd (net_af_packet), the wireguard-go hub and the box, on the bridge."""
+    with Topology() as topo, splice_lab(topo, [], devices=()) as lab:
+        gen = topo.host("gen")
+        attach_to_switch(topo, gen, [])
+        attach_to_switch(topo, gen, [GEN_KERNEL], ifname="eth1")
+        key_file = topo.tmpdir / "loadgen-authkey"
+        key_file.write_text(lab.authkey(reusable=True, ephemeral=True) + "\n")
+        ctl = ["--ctl-socket", str(lab.lopowerd.socket), "--devices", str(args.devices)]
+        lopowerd = [lab.lopowerd.proc.pid]
+        wg, ts, peers = start_box(lab, topo, args.devices)
+        box = ["--peers-file", str(peers), "--devices", str(args.devices)]
+
+        def node(label: str, gateway_hostname: str) -> list[str]:
+            return tailnet_node(HEADSCALE_URL, key_file, f"lg-{label}", gateway_hostname, NODE_IP)
+
+        runs = [("lopower → tailnet", lopowerd, lambda label: ctl + node(label, "lopower")),
+                ("lopower (own address)", lopowerd, lambda label: ctl + ["--target", "lopower"]),
+                ("wireguard-go hub", [wg.proc.pid], lambda label: box + ["--target", "lopower"]),
+                ("wireguard-go+tailscaled", [wg.proc.pid, ts.proc.pid], lambda label: box + node(label, "box"))]
+        for gateway, pids, extra in runs:
+            run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
+                gen, topo, label, size, pids, extra(label), args.duration))
+
+
+def memif_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
+    """lopowerd and the loadgen in one namespace over memif (bench/loadgen_tailnet.py's
+    --two-ports lab): a devices-role port and a tailnet-role port, the loadgen's node on the
+    second; headscale on that namespace's loopback."""
+    with Topology() as topo:
+        gw = topo.host("gw")
+        hs = Headscale(host="127.0.0.1", netns_host=gw).start()
+        try:
+            key_file = topo.tmpdir / "authkey"
+            key_file.write_text(hs.create_preauth_key(hs.create_user("lab"), reusable=True) + "\n")
+            socks = [topo.tmpdir / "memif.sock", topo.tmpdir / "tailnet.sock"]
+            ports = (port_toml("dev", f"net_memif0,role=server,socket={socks[0]}", [f"{MEMIF_LOPOWER}/24"],
+                               role="devices") +
+                     port_toml("tn", f"net_memif1,role=server,socket={socks[1]}", [f"{MEMIF_TN_LOPOWER}/24"],
+                               role="tailnet"))
+            toml = (f'[devices]\nendpoint = "{MEMIF_LOPOWER}:51820"\n[tailnet]\ncontrol_url = "{hs.url4}"\n'
+                    f'hostname = "lopower"\nauth_key_file = "{key_file}"\n')
+            lp = Lopowerd(gw, ports, extra_toml=toml).start()
+            try:
+                wait_until(lambda: lp.status()["tailnet"]["backend_state"] == "Running", 60, "lopowerd on the tailnet")
+                vdevs = [f"net_memif{i},role=client,socket={sock}" for i, sock in enumerate(socks)]
+                ctl = ["--ctl-socket", str(lp.socket), "--devices", str(args.devices)]
+                runs = [("lopower memif → tailnet", lambda label: ctl + tailnet_node(
+                            hs.url4, key_file, f"lg-{label}", "lopower", MEMIF_NODE)),
+                        ("lopower memif (own address)", lambda label: ctl + ["--target", "lopower"])]
+                for gateway, extra in runs:
+                    run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
+                        gw, topo, label, size, [lp.proc.pid], extra(label), args.duration,
+                        local_ip=MEMIF_GEN, vdevs=vdevs))
+            finally:
+                lp.stop()
+        finally:
+            hs.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--sizes", default="64,512,1280")
     ap.add_argument("--duration", type=float, default=3)
-    ap.add_argument("--tailnet-rate", type=int, default=3000,
-                    help="packets/s over all devices in the tailnet rows (the echo peer's pace)")
+    ap.add_argument("--no-memif", action="store_true", help="only the af_packet lab")
     ap.add_argument("--json", type=Path, help="also write the rows and the reports here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -266,27 +365,9 @@ def main() -> int:
         sys.exit(f"{LOADGEN} is not built")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows, reports = [], {}
-    with Topology() as topo, splice_lab(topo, ["ts1"], devices=()) as lab:
-        gen = topo.host("gen")
-        attach_to_switch(topo, gen, [])
-        echo = f"{lab.peers['ts1'].ip(4)}:{UDP_PORT}"
-        ctl = ["--ctl-socket", str(lab.lopowerd.socket), "--devices", str(args.devices)]
-        lopowerd = [lab.lopowerd.proc.pid]
-        wg, ts, peers = start_box(lab, topo, args.devices)
-        box = ["--peers-file", str(peers), "--devices", str(args.devices)]
-        paced = ["--rate", str(args.tailnet_rate)]
-        runs = [("lopower → tailnet", lopowerd, ctl + paced + ["--target", echo]),
-                ("lopower (own address)", lopowerd, ctl + ["--target", "lopower"]),
-                ("wireguard-go hub", [wg.proc.pid], box + ["--target", "lopower"]),
-                ("wireguard-go+tailscaled", [wg.proc.pid, ts.proc.pid], box + paced + ["--target", echo])]
-        for gateway, pids, extra in runs:
-            for size in sizes:
-                label = gateway.split()[0].replace("+", "-") + f"-{len(reports)}"
-                r = run_loadgen(gen, topo, label, size, pids, extra, args.duration)
-                reports[f"{gateway} {size}"] = r
-                rows.append(row(gateway, size, r))
-                print(f"{gateway:26} {size:5} B: delivered {rows[-1]['pps']:9.0f} pps, loss {rows[-1]['loss']:.1%}, "
-                      f"gateway CPU {rows[-1]['cpu_s']:.2f} s", file=sys.stderr, flush=True)
+    af_packet_rows(args, sizes, rows, reports)
+    if not args.no_memif:
+        memif_rows(args, sizes, rows, reports)
     print(table(rows))
     bounds = sorted({(r["size"], r["cipher_bound_pps"]) for r in rows if r["cipher_bound_pps"]})
     if bounds:
