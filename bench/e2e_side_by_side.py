@@ -76,9 +76,9 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SOURCE / "tests" / "net"))
 
-from headscale import Headscale  # noqa: E402
 from lopower_net import Topology, wait_until  # noqa: E402
-from lopowerd import BUILD_DIR, Lopowerd, port_toml  # noqa: E402
+from lopowerd import BUILD_DIR  # noqa: E402
+from memif_lab import memif_lopowerd  # noqa: E402
 from splice_lab import splice_lab  # noqa: E402
 from tailnet_lab import attach_to_switch  # noqa: E402
 from tailscaled import Tailscaled  # noqa: E402
@@ -320,35 +320,15 @@ def memif_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
     """lopowerd and the loadgen in one namespace over memif (bench/loadgen_tailnet.py's
     --two-ports lab): a devices-role port and a tailnet-role port, the loadgen's node on the
     second; headscale on that namespace's loopback."""
-    with Topology() as topo:
-        gw = topo.host("gw")
-        hs = Headscale(host="127.0.0.1", netns_host=gw).start()
-        try:
-            key_file = topo.tmpdir / "authkey"
-            key_file.write_text(hs.create_preauth_key(hs.create_user("lab"), reusable=True) + "\n")
-            socks = [topo.tmpdir / "memif.sock", topo.tmpdir / "tailnet.sock"]
-            ports = (port_toml("dev", f"net_memif0,role=server,socket={socks[0]}", [f"{MEMIF_LOPOWER}/24"],
-                               role="devices") +
-                     port_toml("tn", f"net_memif1,role=server,socket={socks[1]}", [f"{MEMIF_TN_LOPOWER}/24"],
-                               role="tailnet"))
-            toml = (f'[devices]\nendpoint = "{MEMIF_LOPOWER}:51820"\n[tailnet]\ncontrol_url = "{hs.url4}"\n'
-                    f'hostname = "lopower"\nauth_key_file = "{key_file}"\n')
-            lp = Lopowerd(gw, ports, extra_toml=toml).start()
-            try:
-                wait_until(lambda: lp.status()["tailnet"]["backend_state"] == "Running", 60, "lopowerd on the tailnet")
-                vdevs = [f"net_memif{i},role=client,socket={sock}" for i, sock in enumerate(socks)]
-                ctl = ["--ctl-socket", str(lp.socket), "--devices", str(args.devices)]
-                runs = [("lopower memif → tailnet", lambda label: ctl + tailnet_node(
-                            hs.url4, key_file, f"lg-{label}", "lopower", MEMIF_NODE)),
-                        ("lopower memif (own address)", lambda label: ctl + ["--target", "lopower"])]
-                for gateway, extra in runs:
-                    run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
-                        gw, topo, label, size, [lp.proc.pid], extra(label), args.duration,
-                        local_ip=MEMIF_GEN, vdevs=vdevs))
-            finally:
-                lp.stop()
-        finally:
-            hs.stop()
+    with Topology() as topo, memif_lopowerd(topo, MEMIF_LOPOWER, MEMIF_TN_LOPOWER) as lab:
+        ctl = ["--ctl-socket", str(lab.lopowerd.socket), "--devices", str(args.devices)]
+        runs = [("lopower memif → tailnet", lambda label: ctl + tailnet_node(
+                    lab.headscale.url4, lab.key_file, f"lg-{label}", "lopower", MEMIF_NODE)),
+                ("lopower memif (own address)", lambda label: ctl + ["--target", "lopower"])]
+        for gateway, extra in runs:
+            run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
+                lab.gw, topo, label, size, [lab.lopowerd.proc.pid], extra(label), args.duration,
+                local_ip=MEMIF_GEN, vdevs=lab.client_vdevs()))
 
 
 def main() -> int:

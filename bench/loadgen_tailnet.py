@@ -29,26 +29,26 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SOURCE / "tests" / "net"))
 
-from headscale import Headscale  # noqa: E402
-from lopower_net import Topology, wait_until  # noqa: E402
-from lopowerd import BUILD_DIR, Lopowerd, port_toml  # noqa: E402
+from lopower_net import Topology  # noqa: E402
+from lopowerd import BUILD_DIR  # noqa: E402
+from memif_lab import memif_lopowerd  # noqa: E402
 
 LOADGEN = BUILD_DIR / "tools" / "loadgen" / "lopower-loadgen"
 LOPOWER_IP, LOADGEN_IP = "10.77.0.1", "10.77.0.2"
 
 
-def run_size(topo, gw, lp, hs, key_file, socks, size, args, out_dir):
+def run_size(topo, lab, size, args, out_dir):
     report = out_dir / f"tailnet-{size}.json"
     eal = ["--no-huge", "--no-pci", "--no-shconf", "-l", "0", "-m", "256", "--file-prefix", f"{topo.prefix}-lg"]
-    for i, sock in enumerate(socks):
-        eal += ["--vdev", f"net_memif{i},role=client,socket={sock}"]
-    node_port = ["--tailnet-port-id", "1", "--tailnet-ip", "10.78.0.2"] if len(socks) == 2 else []
-    argv = [str(LOADGEN), *eal, "--", "--ctl-socket", str(lp.socket), "--local-ip", LOADGEN_IP,
+    for vdev in lab.client_vdevs():
+        eal += ["--vdev", vdev]
+    node_port = ["--tailnet-port-id", "1", "--tailnet-ip", "10.78.0.2"] if len(lab.sockets) == 2 else []
+    argv = [str(LOADGEN), *eal, "--", "--ctl-socket", str(lab.lopowerd.socket), "--local-ip", LOADGEN_IP,
             "--devices", str(args.devices), "--flows", str(args.flows), "--sizes", size,
             "--duration", str(args.duration), "--quiet", "--json", str(report), "--name-prefix", f"lg{size}",
-            "--tailnet", hs.url4, "--auth-key-file", str(key_file), "--tailnet-hostname", f"lg-{size}",
+            "--tailnet", lab.headscale.url4, "--auth-key-file", str(lab.key_file), "--tailnet-hostname", f"lg-{size}",
             "--target", "tailnet", "--tailnet-mode", "echo", "--handshake-timeout", "60", *node_port]
-    r = gw.run(argv, check=False, timeout=args.duration + 180)
+    r = lab.gw.run(argv, check=False, timeout=args.duration + 180)
     if r.returncode != 0:
         raise SystemExit(f"loadgen {size}: exit {r.returncode}\n{r.stderr[-3000:]}")
     return json.loads(report.read_text())
@@ -75,30 +75,9 @@ def main():
     ap.add_argument("--two-ports", action="store_true", help="the node on a port of its own (lopower's tailnet-role port)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    with Topology() as topo:
-        gw = topo.host("gw")
-        hs = Headscale(host="127.0.0.1", netns_host=gw).start()
-        try:
-            key_file = topo.tmpdir / "authkey"
-            key_file.write_text(hs.create_preauth_key(hs.create_user("lab"), reusable=True) + "\n")
-            socks = [topo.tmpdir / "memif.sock"] + ([topo.tmpdir / "tailnet.sock"] if args.two_ports else [])
-            tailnet = f'[tailnet]\ncontrol_url = "{hs.url4}"\nhostname = "lopower"\nauth_key_file = "{key_file}"\n'
-            devices = f'[devices]\nendpoint = "{LOPOWER_IP}:51820"\n'
-            if args.two_ports:
-                ports = (port_toml("dev", f"net_memif0,role=server,socket={socks[0]}", [f"{LOPOWER_IP}/24"],
-                                   role="devices") +
-                         port_toml("tn", f"net_memif1,role=server,socket={socks[1]}", ["10.78.0.1/24"], role="tailnet"))
-            else:
-                ports = port_toml("mem", f"net_memif0,role=server,socket={socks[0]}", [f"{LOPOWER_IP}/24"])
-            lp = Lopowerd(gw, ports, extra_toml=devices + tailnet).start()
-            try:
-                wait_until(lambda: lp.status()["tailnet"]["backend_state"] == "Running", 60, "lopowerd on the tailnet")
-                for size in args.sizes.split(","):
-                    print(summary(size, run_size(topo, gw, lp, hs, key_file, socks, size, args, args.out)), flush=True)
-            finally:
-                lp.stop()
-        finally:
-            hs.stop()
+    with Topology() as topo, memif_lopowerd(topo, LOPOWER_IP, "10.78.0.1" if args.two_ports else None) as lab:
+        for size in args.sizes.split(","):
+            print(summary(size, run_size(topo, lab, size, args, args.out)), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,14 +25,6 @@ constexpr std::uint64_t responder_rekey_grace_ns = ns(10s);
 
 ip_address to_ip(const udp_endpoint& e) { return ip_address::from_bytes(e.ipv6, e.ip); }
 
-udp_endpoint to_udp(const ip_address& a, std::uint16_t port) {
-  udp_endpoint e;
-  e.ipv6 = a.family == ip_family::v6;
-  std::memcpy(e.ip, a.bytes.data(), e.ipv6 ? 16 : 4);
-  e.port = port;
-  return e;
-}
-
 wg::packet_source source_of(const udp_endpoint& e) {
   return e.ipv6 ? wg::packet_source::v6(e.ip, e.port) : wg::packet_source::v4(e.ip, e.port);
 }
@@ -44,6 +36,14 @@ std::vector<std::uint8_t> bytes_of(const Message& m) {
 }
 
 }  // namespace
+
+udp_endpoint to_udp(const ip_address& a, std::uint16_t port) {
+  udp_endpoint e;
+  e.ipv6 = a.family == ip_family::v6;
+  std::memcpy(e.ip, a.bytes.data(), e.ipv6 ? 16 : 4);
+  e.port = port;
+  return e;
+}
 
 lopower_link::lopower_link(const private_key& node_private, const private_key& disco_private,
                            const udp_endpoint& local)

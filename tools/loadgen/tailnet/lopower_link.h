@@ -32,6 +32,9 @@
 
 namespace lopower::loadgen {
 
+// `a`:`port` as the seam's endpoint (netmap endpoints and addresses).
+udp_endpoint to_udp(const ip_address& a, std::uint16_t port);
+
 // What the link needs of lopower's netmap entry.
 struct lopower_peer {
   public_key node_key, disco_key;

@@ -20,14 +20,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-udp_endpoint to_udp(const ip_address& a, std::uint16_t port) {
-  udp_endpoint e;
-  e.ipv6 = a.family == ip_family::v6;
-  std::memcpy(e.ip, a.bytes.data(), e.ipv6 ? 16 : 4);
-  e.port = port;
-  return e;
-}
-
 ip_address to_ip(const udp_endpoint& e) { return ip_address::from_bytes(e.ipv6, e.ip); }
 
 }  // namespace
