@@ -10,10 +10,24 @@ constexpr std::uint8_t ipproto_tcp = 6, ipproto_udp = 17, ipproto_sctp = 132;
 
 }  // namespace
 
+tailnet_route::tailnet_route(const ip_prefix& p, wg_peer* to) noexcept : prefix(p), peer(to) {
+  std::uint8_t mask_bytes[16]{}, masked_bytes[16]{};
+  unsigned bits = p.length;
+  for (std::size_t i = 0; i < 16 && bits > 0; ++i) {
+    const unsigned take = bits >= 8 ? 8 : bits;
+    mask_bytes[i] = static_cast<std::uint8_t>(0xff00u >> take);
+    masked_bytes[i] = static_cast<std::uint8_t>(p.address.bytes[i] & mask_bytes[i]);
+    bits -= take;
+  }
+  std::memcpy(mask, mask_bytes, sizeof mask);
+  std::memcpy(masked, masked_bytes, sizeof masked);
+}
+
 wg_peer* tailnet_view::route(bool ipv6, const std::uint8_t* dst) const noexcept {
-  const ip_address a = ip_address::from_bytes(ipv6, dst);
+  std::uint64_t words[2]{};  // an IPv4 address in the first four bytes, the rest zero (and masked off)
+  std::memcpy(words, dst, ipv6 ? 16 : 4);
   for (const tailnet_route& r : routes)
-    if (r.prefix.contains(a)) return r.peer;
+    if (r.holds(ipv6, words)) return r.peer;
   return nullptr;
 }
 

@@ -17,6 +17,17 @@ namespace lopower {
 struct tailnet_route {
   ip_prefix prefix;
   wg_peer* peer = nullptr;
+  // The prefix as two masked 64-bit words (bytes as packets carry them; IPv4
+  // in the first four), built once by the control thread, so that the
+  // worker's per-packet lookup compares two words instead of walking the
+  // prefix byte by byte through an ip_address copy.
+  std::uint64_t masked[2]{}, mask[2]{};
+
+  tailnet_route(const ip_prefix& p, wg_peer* to) noexcept;
+  bool holds(bool ipv6, const std::uint64_t dst[2]) const noexcept {
+    return ipv6 == (prefix.address.family == ip_family::v6) && (dst[0] & mask[0]) == masked[0] &&
+           (dst[1] & mask[1]) == masked[1];
+  }
 };
 
 struct tailnet_view {
