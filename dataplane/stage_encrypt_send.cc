@@ -6,8 +6,9 @@
 // (write_outer_headers) and queues each frame on the TX buffer of the port
 // its peer is reached through. A peer with no session yet gets its packets
 // staged for the control thread instead. The TX buffers (one per port and
-// TAP, on the worker's NUMA socket) are flushed every tx_drain_us and before
-// the worker sleeps; the control plane's own frames leave here too.
+// TAP, on the worker's NUMA socket) are flushed when a poll pass finds the
+// queues empty (worker::run) and at least every tx_drain_us under load; the
+// control plane's own frames leave here too.
 
 #include <rte_cycles.h>
 #include <rte_ip.h>
