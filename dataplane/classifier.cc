@@ -156,6 +156,48 @@ classify_result classify_ipv6(const std::uint8_t* frame, std::uint32_t length, c
   return classify_udp(frame, l3 + wire::ipv6_header, payload, port, r);
 }
 
+// Transport data in IPv4 without options, not a fragment, UDP to one of the
+// port's WireGuard listeners, on a port that is no uplink (there UDP to its
+// address may be a NATed reply first): the common case, decided in a few
+// loads. False for anything else, and for anything unusual about these
+// (a receiver index that is STUN's cookie, short or inconsistent lengths):
+// the walk decides those.
+bool classify_transport_v4(const std::uint8_t* frame, std::uint32_t length, const port_identity& port,
+                           classify_result& r) {
+  constexpr std::uint32_t l3 = wire::ethernet_header, l4 = l3 + 20, payload = l4 + wire::udp_header;
+  if (port.uplink || length < payload + wg::message_data_min_size) return false;
+  const std::uint8_t* ip = frame + l3;
+  if (load_be16(frame + 12) != wire::ethertype_ipv4 || ip[0] != 0x45 || ip[9] != wire::ipproto_udp ||
+      (load_be16(ip + 6) & 0x3fff) != 0)
+    return false;
+  const std::uint32_t total = load_be16(ip + 2);
+  const std::uint8_t* udp = frame + l4;
+  const std::uint32_t udp_len = load_be16(udp + 4);
+  if (total < 20 || total > length - l3 || udp_len < wire::udp_header + wg::message_data_min_size ||
+      udp_len > total - 20)
+    return false;
+  std::uint16_t dst_port_be;
+  std::memcpy(&dst_port_be, udp + 2, 2);
+  listener to;
+  if (port.device_port_be != 0 && dst_port_be == port.device_port_be) to = listener::devices;
+  else if (port.tailnet_port_be != 0 && dst_port_be == port.tailnet_port_be) to = listener::tailnet;
+  else return false;
+  const std::uint8_t* msg = frame + payload;
+  if (msg[0] != static_cast<std::uint8_t>(wg::message_type::data) || (msg[1] | msg[2] | msg[3]) != 0) return false;
+  if (to == listener::tailnet && is_stun(msg, static_cast<std::uint16_t>(udp_len - wire::udp_header))) return false;
+  std::uint32_t dst_be;
+  std::memcpy(&dst_be, ip + 16, 4);
+  if (!port.owns_v4(dst_be)) return false;
+  r = classify_result{};
+  r.cls = packet_class::wg_transport;
+  r.to = to;
+  r.l3_offset = static_cast<std::uint8_t>(l3);
+  r.l4_offset = static_cast<std::uint16_t>(l4);
+  r.payload_offset = static_cast<std::uint16_t>(payload);
+  r.payload_length = static_cast<std::uint16_t>(udp_len - wire::udp_header);
+  return true;
+}
+
 }  // namespace
 
 const char* to_string(packet_class c) {
@@ -187,6 +229,12 @@ bool port_identity::owns_v6(const std::uint8_t* addr) const {
 }
 
 classify_result classify_frame(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) noexcept {
+  classify_result r;
+  if (classify_transport_v4(frame, length, port, r)) return r;
+  return classify_frame_walk(frame, length, port);
+}
+
+classify_result classify_frame_walk(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) noexcept {
   if (length < wire::ethernet_header) return dropped(drop_reason::malformed_ethernet);
   switch (load_be16(frame + 12)) {
     case wire::ethertype_ipv4: return classify_ipv4(frame, length, port);

@@ -31,13 +31,7 @@ inline void track_tcp(flow_table& flows, flow& f, const std::uint8_t* p, const i
 inline void count_flow_packet(flow& f, bool toward_device, unsigned worker, std::uint32_t bytes,
                               std::uint64_t now) noexcept {
   if (f.last_tsc.load(std::memory_order_relaxed) != now) f.last_tsc.store(now, std::memory_order_relaxed);
-  if (toward_device) {
-    f.packets_in.add(worker);
-    f.bytes_in.add(worker, bytes);
-  } else {
-    f.packets_out.add(worker);
-    f.bytes_out.add(worker, bytes);
-  }
+  f.traffic.add(worker, toward_device, bytes);
 }
 
 }  // namespace lopower

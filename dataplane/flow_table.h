@@ -25,6 +25,7 @@
 #include <rte_hash.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -48,27 +49,80 @@ enum class flow_kind : std::uint8_t {
   inbound_ported,  // as inbound, its device-side destination port allocated here (SNAT): given back on expiry
 };
 
-struct flow {
-  // spliced: device -> peer, as the device sent it; inbound: device ->
-  // (lopower's device-side address:port | the peer), as the device replies.
-  splice::flow_key device_key;
+// A flow's traffic, counted by the workers that carry it: a slot per
+// worker below counter_worker_slots holding both directions' counters, so
+// a packet writes one line of them (four slots a line: as before, two
+// workers carrying one flow's two directions may share it); the control
+// thread and any further worker share an atomic slot. Summed on read
+// (`lopower-ctl flows`). Lines of their own per worker were measured: the
+// flow grew from 7 lines to 11 and 50 000 flows ran slower, not faster.
+class flow_traffic {
+ public:
+  // A worker's packet of `bytes`; `toward_device`: the device receives it.
+  void add(unsigned worker, bool toward_device, std::uint64_t bytes) noexcept {
+    if (worker >= counter_worker_slots) return add_shared(toward_device, bytes);
+    slot& s = slots_[worker];
+    (toward_device ? s.packets_in : s.packets_out).add();
+    (toward_device ? s.bytes_in : s.bytes_out).add(bytes);
+  }
+  std::uint64_t packets_out() const noexcept { return sum(&slot::packets_out, shared_.packets_out); }
+  std::uint64_t bytes_out() const noexcept { return sum(&slot::bytes_out, shared_.bytes_out); }
+  std::uint64_t packets_in() const noexcept { return sum(&slot::packets_in, shared_.packets_in); }
+  std::uint64_t bytes_in() const noexcept { return sum(&slot::bytes_in, shared_.bytes_in); }
+  // What `worker` writes (prefetched with the flow).
+  const void* slot_of(unsigned worker) const noexcept {
+    return worker < counter_worker_slots ? static_cast<const void*>(&slots_[worker]) : &shared_;
+  }
+
+ private:
+  struct slot {
+    counter packets_out, bytes_out, packets_in, bytes_in;
+  };
+  struct shared_slot {
+    std::atomic<std::uint64_t> packets_out{0}, bytes_out{0}, packets_in{0}, bytes_in{0};
+  };
+  void add_shared(bool toward_device, std::uint64_t bytes) noexcept {
+    (toward_device ? shared_.packets_in : shared_.packets_out).fetch_add(1, std::memory_order_relaxed);
+    (toward_device ? shared_.bytes_in : shared_.bytes_out).fetch_add(bytes, std::memory_order_relaxed);
+  }
+  std::uint64_t sum(counter slot::*field, const std::atomic<std::uint64_t>& shared) const noexcept {
+    std::uint64_t total = shared.load(std::memory_order_relaxed);
+    for (const slot& s : slots_) total += (s.*field).get();
+    return total;
+  }
+  slot slots_[counter_worker_slots];
+  shared_slot shared_;
+};
+static_assert(sizeof(flow_traffic) % 32 == 0 && 64 % (4 * sizeof(counter)) == 0,
+              "a worker's slot never straddles two lines once the counters start a line");
+
+// Laid out for the fast path: the first line holds all a packet toward the
+// tailnet reads and writes but its counters (the reply-side key it is
+// rewritten with, the device, the stamp, kind and state); a reply reads the
+// second line too (the device-side key); a worker's counters for both
+// directions lie together, from the third line on (flow_traffic). So among
+// many flows a packet misses on two or three lines of its flow, not four or
+// five (worker::prefetch_flow).
+struct alignas(64) flow {
+  // --- line 0: the fast path's
   // spliced: peer -> lopower:port, as replies arrive; inbound: peer ->
   // (the device | lopower's tailnet address:forwarded port), as the peer sent it.
   splice::flow_key tailnet_key;
   wg_peer* device = nullptr;     // where replies go (its lifetime: RCU, like the flow's)
-  flow_kind kind = flow_kind::spliced;
-  std::uint64_t created_tsc = 0;
-  std::uint8_t owner_worker = 0;  // whose slice of the port range tailnet_key.dst_port is from
-  // An uplink flow (NATed to the uplink port's address; tailnet_key is then
-  // the reply side there: remote -> uplink address:NAT port), else spliced.
-  bool uplink = false;
   // Stamped and moved on by whichever worker sees the flow's packets (plain
   // relaxed stores: the last writer wins); read by expiry.
   std::atomic<std::uint64_t> last_tsc{0};
   std::atomic<splice::tcp_state> state{splice::tcp_state::syn_sent};  // TCP only
-  // A slot per worker (the device side and the tailnet side of a flow may be
-  // on different queues); `lopower-ctl flows` sums them.
-  shared_counter packets_out, bytes_out, packets_in, bytes_in;
+  flow_kind kind = flow_kind::spliced;
+  // An uplink flow (NATed to the uplink port's address; tailnet_key is then
+  // the reply side there: remote -> uplink address:NAT port), else spliced.
+  bool uplink = false;
+  std::uint8_t owner_worker = 0;  // whose slice of the port range tailnet_key.dst_port is from
+  // --- line 1: read by replies
+  // spliced: device -> peer, as the device sent it; inbound: device ->
+  // (lopower's device-side address:port | the peer), as the device replies.
+  alignas(64) splice::flow_key device_key;
+  std::uint64_t created_tsc = 0;
 
   // Expiry (flow_table's wheel). `queued`: in the table's ring of flows to
   // check (set by whoever queues it: a worker, or erase; cleared by the
@@ -78,9 +132,15 @@ struct flow {
   bool in_wheel = false;
   bool erased = false;  // unpublished, waiting for its ring entry before it is retired
   std::uint32_t wheel_slot = 0;
+  // --- lines 2 to 6
+  alignas(64) flow_traffic traffic;
   flow* wheel_prev = nullptr;
   flow* wheel_next = nullptr;
 };
+static_assert(offsetof(flow, owner_worker) < 64, "what a packet toward the tailnet reads fits the flow's first line");
+static_assert(offsetof(flow, device_key) == 64 && offsetof(flow, created_tsc) < 128,
+              "the device-side key fits the second line");
+static_assert(sizeof(flow) == 7 * 64, "a flow is seven lines (50 000 of them: 22 MB)");
 
 // The spliced flows by protocol and (for TCP) state.
 struct flow_census {

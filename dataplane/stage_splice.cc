@@ -5,7 +5,7 @@
 // back to the device (splice_in). Runs between the decrypt and encrypt
 // calls of a sub-burst: no system calls; flow lookups are lock-free, a lock
 // only when a flow is created (rte_hash's writers); a flow's counters are
-// per worker (shared_counter), its stamp a relaxed store, a change of its TCP
+// per worker (flow_traffic), its stamp a relaxed store, a change of its TCP
 // state a compare-and-swap (flow_table::track_tcp; per connection, not per
 // packet).
 

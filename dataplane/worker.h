@@ -8,7 +8,7 @@
 // that keypair's packets in a burst; rte_hash's writer lock when it creates
 // a flow; one atomic add per run of packets sent on a keypair (its send
 // counter) and per flow created (the device's flow count). Peer and flow
-// traffic counters have a slot per worker (shared_counter).
+// traffic counters have a slot per worker (shared_counter, flow_traffic).
 //
 // A packet's walk, stage -> file -> function, in order:
 //   1. receive and classify   stage_receive.cc     poll_port, classify_burst
@@ -265,8 +265,9 @@ class worker {
   void admit_decrypted(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
-  void look_up_flows(rte_mbuf* const* pkts, std::uint16_t n, burst_lookups& out) noexcept;
-  static void prefetch_flow(const flow& f) noexcept;
+  // `from[i]`: the peer packet i came from.
+  void look_up_flows(rte_mbuf* const* pkts, wg_peer* const* from, std::uint16_t n, burst_lookups& out) noexcept;
+  static void prefetch_flow(const flow& f, unsigned worker_index, bool from_tailnet) noexcept;
   // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
                      flow_lookup flow_hint, outbound& out) noexcept;

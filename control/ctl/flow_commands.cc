@@ -59,10 +59,10 @@ void register_flow_commands(ctl_server& ctl, const dataplane& dp, const wireguar
                       {"state", tcp ? splice::to_string(f.state.load(std::memory_order_relaxed)) : "active"},
                       {"age_seconds", splice::seconds_since(f.created_tsc, now, hz)},
                       {"idle_seconds", splice::seconds_since(f.last_tsc.load(std::memory_order_relaxed), now, hz)},
-                      {"packets_out", f.packets_out.load(std::memory_order_relaxed)},
-                      {"bytes_out", f.bytes_out.load(std::memory_order_relaxed)},
-                      {"packets_in", f.packets_in.load(std::memory_order_relaxed)},
-                      {"bytes_in", f.bytes_in.load(std::memory_order_relaxed)}});
+                      {"packets_out", f.traffic.packets_out()},
+                      {"bytes_out", f.traffic.bytes_out()},
+                      {"packets_in", f.traffic.packets_in()},
+                      {"bytes_in", f.traffic.bytes_in()}});
       // What the peer addressed: the device (route mode) or a forwarded port of lopower's.
       if (inbound) list.back()["addressed"] = endpoint_text(f.tailnet_key, false);
     });

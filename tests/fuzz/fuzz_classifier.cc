@@ -2,7 +2,9 @@
 // neighbour_from_frame: neither may read out of bounds or crash. The frame
 // is classified as a devices/tailnet port sees it and as an uplink port
 // does (replies on NATed flows: uplink_nat, whose IP packet the worker
-// then reads from l3_offset; its translation is fuzz_splice's).
+// then reads from l3_offset; its translation is fuzz_splice's). And
+// classify_frame's shortcut for transport data must decide every frame as
+// the full walk does.
 #include <arpa/inet.h>
 
 #include <cstddef>
@@ -37,12 +39,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static const lopower::port_identity identity = make_identity();
   const auto len = static_cast<std::uint32_t>(size);
   const lopower::classify_result r = lopower::classify_frame(data, len, identity);
+  if (!(r == lopower::classify_frame_walk(data, len, identity))) __builtin_trap();
   if (r.cls != lopower::packet_class::drop && r.to != lopower::listener::none) {
     // Offsets handed to later stages must lie inside the frame.
     if (r.payload_offset + r.payload_length > size) __builtin_trap();
   }
   static const lopower::port_identity uplink = make_uplink_identity();
   const lopower::classify_result u = lopower::classify_frame(data, len, uplink);
+  if (!(u == lopower::classify_frame_walk(data, len, uplink))) __builtin_trap();
   if (u.cls == lopower::packet_class::uplink_nat && (u.l3_offset != 14 || u.l4_offset + 4u > size)) __builtin_trap();
   if (u.cls != lopower::packet_class::uplink_nat && u.cls != lopower::packet_class::drop && u.to != lopower::listener::none)
     __builtin_trap();  // an uplink has no listener of its own

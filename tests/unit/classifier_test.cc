@@ -3,6 +3,10 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <iterator>
+#include <vector>
+
 #include "tests/unit/frame_builder.h"
 
 namespace lopower {
@@ -67,6 +71,42 @@ TEST(Classifier, TailnetPortDemultiplexesStunDiscoAndWireGuard) {
   const auto junk = classify(udp4("198.18.0.1", 41641, bytes(40, 0x99)));
   EXPECT_EQ(junk.cls, packet_class::drop);
   EXPECT_EQ(junk.reason, drop_reason::tailnet_unknown_payload);
+}
+
+// classify_frame decides IPv4 transport data first; around that shortcut's
+// edges it must agree with the full walk (fuzz_classifier checks any input).
+TEST(Classifier, TransportShortcutDecidesAsTheWalkDoes) {
+  port_identity uplink = both_roles();
+  uplink.uplink = true;
+  uplink.nat_first_port = 40000;
+  uplink.nat_last_port = 60000;  // the listeners' ports inside the NAT range: replies first
+  bytes stun_index = wg_message(4, 48);
+  const std::uint8_t cookie[4] = {0x21, 0x12, 0xa4, 0x42};
+  std::copy(std::begin(cookie), std::end(cookie), stun_index.begin() + 4);  // the receiver index
+  std::vector<bytes> frames = {udp4("198.18.0.1", 51820, wg_message(4, 32)), udp4("198.18.0.1", 41641, wg_message(4, 48)),
+                               udp4("198.18.0.1", 41641, stun_index), udp4("198.18.0.1", 51820, stun_index),
+                               udp4("198.18.0.2", 51820, wg_message(4, 48)), udp4("198.18.0.1", 51821, wg_message(4, 48)),
+                               udp4("198.18.0.1", 51820, wg_message(4, 31))};
+  bytes fragment = frames[0];
+  fragment[14 + 6] = 0x20;  // more fragments
+  bytes udp_too_long = frames[0];
+  udp_too_long[14 + 20 + 5] += 1;
+  bytes ip_short = frames[0];
+  ip_short[14 + 3] -= 1;
+  bytes ip_shorter_than_its_header = frames[0];  // fuzz_classifier found the shortcut taking this one
+  ip_shorter_than_its_header[14 + 2] = 0;
+  ip_shorter_than_its_header[14 + 3] = 1;
+  bytes truncated = frames[0];
+  truncated.pop_back();
+  frames.insert(frames.end(), {fragment, udp_too_long, ip_short, ip_shorter_than_its_header, truncated});
+  for (std::size_t i = 0; i < frames.size(); ++i)
+    for (const port_identity& p : {both_roles(), uplink}) {
+      const auto len = static_cast<std::uint32_t>(frames[i].size());
+      EXPECT_EQ(classify_frame(frames[i].data(), len, p), classify_frame_walk(frames[i].data(), len, p)) << i;
+    }
+  EXPECT_EQ(classify(frames[2]).cls, packet_class::stun);  // the tailnet port checks STUN first, as magicsock does
+  EXPECT_EQ(classify(frames[3]).cls, packet_class::wg_transport);
+  EXPECT_EQ(classify(frames[0], uplink).cls, packet_class::uplink_nat);
 }
 
 TEST(Classifier, RoleDecidesWhichListenersExist) {
