@@ -6,6 +6,8 @@ the control socket, real handshakes, ICMP echo to lopower, a JSON report.
     af_packet  lopowerd on veth "port0" in "gw" <-> loadgen on veth "lg0" in "lg"
     pcap       over af_packet: --write-pcap, the frames replayed once from a
                packet socket while the loadgen keeps the session, and again
+    restart    over af_packet: lopowerd killed and started again mid-run, the
+               devices handshake again on their own
     udp        the splice lab: UDP to a tailnet peer's echo (--target IP:PORT)
 
 A modest fixed rate for a short time; no timing assertions (speed belongs in
@@ -161,6 +163,42 @@ def test_write_pcap_replays_once_inside_the_kept_session(af_packet_lab):
     assert result["delivered"]["packets"] == 300, result
     assert all(d["handshakes"] == 1 for d in result["devices"]), \
         f"{result['devices']}\n{log.read_text()[-2000:]}\n{lp.log_text()[-4000:]}"
+    assert json.loads(lp.ctl("device", "list", "--json").stdout) == []
+
+
+def test_devices_come_back_after_lopowerd_is_killed_under_traffic(af_packet_lab):
+    """lopowerd killed (SIGKILL) and started again while the devices send:
+    the new process has the devices (they are on disk) but none of their
+    sessions, and WireGuard has no way to say so. A device hears nothing
+    back, and like any WireGuard peer after keepalive + rekey timeout (15 s)
+    of unanswered data it starts a new handshake: the traffic flows again
+    without anyone touching the device."""
+    topology, _, lg, lp = af_packet_lab
+    report = topology.tmpdir / "restart-report.json"
+    argv = loadgen_argv(topology, "net_af_packet0,iface=lg0", lp, report, "--rate", "200", "--duration", "600",
+                        "--flows", "2", "--sizes", "64")
+    proc = lg.popen(argv)
+    log = proc.log_path
+    wait_until(lambda: delivered_so_far(log) > 0 or proc.poll() is not None, 60, "replies before the restart")
+    assert proc.poll() is None, log.read_text()[-3000:]
+    lp.stop(signal.SIGKILL)
+    lp.start()
+
+    def sessions():
+        return sum(d["wireguard"].get("seconds_since_handshake") is not None
+                   for d in json.loads(lp.ctl("device", "list", "--json").stdout))
+    assert len(json.loads(lp.ctl("device", "list", "--json").stdout)) == DEVICES
+    assert sessions() == 0
+    wait_until(lambda: sessions() == DEVICES or proc.poll() is not None, 90,
+               "every device to handshake with the new lopowerd")
+    assert proc.poll() is None, log.read_text()[-3000:]
+    after_handshakes = delivered_so_far(log)
+    wait_until(lambda: delivered_so_far(log) > after_handshakes + 50 or proc.poll() is not None, 60,
+               "replies through the new lopowerd")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0, log.read_text()[-3000:]
+    devices = json.loads(report.read_text())["devices"]
+    assert all(d["handshakes"] >= 2 and d["after_silence"] >= 1 for d in devices), devices
     assert json.loads(lp.ctl("device", "list", "--json").stdout) == []
 
 

@@ -191,6 +191,7 @@ void fleet::complete(device& d, std::uint64_t now_tsc) {
   d.previous = std::move(d.current);
   d.current = std::move(s);
   d.initiation_tsc = 0;
+  d.first_unanswered_tsc = 0;
   ++d.handshakes;
   // The responder uses the keypair once data arrives on it: confirm at once.
   send(keepalive_frame(port_.pool, d.path, *d.current, aead_), d, now_tsc);
@@ -223,6 +224,7 @@ void fleet::tick(std::uint64_t now_tsc) {
   const std::uint64_t retry = static_cast<std::uint64_t>(wg::rekey_timeout.count()) * hz_;
   const std::uint64_t renew_age = static_cast<std::uint64_t>(wg::rekey_after_time.count()) * hz_;
   const std::uint64_t keepalive = static_cast<std::uint64_t>(wg::keepalive_timeout.count()) * hz_;
+  const std::uint64_t silence = keepalive + retry;
   // Times stamped on receipt can be a little later than `now_tsc` (taken
   // at the top of the loop's turn): an age is never negative.
   auto age = [now_tsc](std::uint64_t then) { return now_tsc > then ? now_tsc - then : 0; };
@@ -231,6 +233,11 @@ void fleet::tick(std::uint64_t now_tsc) {
     if (in_flight && age(d.initiation_tsc) >= retry) initiate(d, now_tsc);
     else if (!in_flight && d.current == nullptr) initiate(d, now_tsc);
     else if (!in_flight && renew_ && age(d.current->established_tsc) >= renew_age) initiate(d, now_tsc);
+    else if (!in_flight && d.first_unanswered_tsc != 0 && age(d.first_unanswered_tsc) >= silence) {
+      ++d.silences;
+      d.first_unanswered_tsc = 0;
+      initiate(d, now_tsc);
+    }
     else if (d.current != nullptr && age(d.last_sent_tsc) >= keepalive)
       send(keepalive_frame(port_.pool, d.path, *d.current, aead_), d, now_tsc);
   }

@@ -39,8 +39,14 @@ struct device {
   std::uint32_t generation = 0;                 // of handshakes begun: part of the local index
   std::uint64_t initiation_tsc = 0;             // the one in flight; 0: none
   std::uint64_t last_sent_tsc = 0;
+  // The first data sent since lopower last sent us anything; 0: none. A
+  // WireGuard peer that hears nothing back for keepalive + rekey timeout
+  // (15 s) starts a new handshake: after lopowerd restarts, its sessions are
+  // gone and only a new handshake brings the device back.
+  std::uint64_t first_unanswered_tsc = 0;
   unsigned initiations = 0;
   unsigned handshakes = 0;
+  unsigned silences = 0;  // handshakes started because of that
 };
 
 class fleet final : public wg::peer_lookup {
@@ -58,9 +64,16 @@ class fleet final : public wg::peer_lookup {
 
   // Starts handshakes that are due, retries unanswered ones, renews
   // keypairs before they age out (unless renewal is off: a pcap's keypair
-  // must stay), and sends keepalives on idle sessions.
+  // must stay), starts a new one when data went unanswered too long, and
+  // sends keepalives on idle sessions.
   void tick(std::uint64_t now_tsc);
   void set_renewal(bool on) noexcept { renew_ = on; }
+  // Data went to lopower from `d` / something authentic came back to it.
+  static void note_sent_data(device& d, std::uint64_t now_tsc) noexcept {
+    d.last_sent_tsc = now_tsc;
+    if (d.first_unanswered_tsc == 0) d.first_unanswered_tsc = now_tsc;
+  }
+  static void note_received(device& d) noexcept { d.first_unanswered_tsc = 0; }
 
   // A handshake response or cookie reply (MACs unchecked) from lopower.
   void on_handshake_message(const std::uint8_t* message, std::size_t length, std::uint64_t now_tsc);

@@ -196,7 +196,7 @@ nlohmann::json run::report_json(const nlohmann::json& setup) const {
   nlohmann::json devices = nlohmann::json::array();
   for (const device& d : fleet_.devices())
     devices.push_back({{"name", d.name}, {"established", d.current != nullptr}, {"handshakes", d.handshakes},
-                       {"initiations", d.initiations}});
+                       {"initiations", d.initiations}, {"after_silence", d.silences}});
   nlohmann::json out = report_.final_json(traffic_s_, setup, devices, receiver_.drops());
   out["handshake_s"] = handshake_s_;
   out["refused_handshake_messages"] = fleet_.refused_handshake_messages();

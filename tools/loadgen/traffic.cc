@@ -91,7 +91,7 @@ unsigned traffic_source::build(rte_mbuf** out, std::uint16_t* sizes, unsigned n,
     write_inner(plain, *d, size, now_tsc);
     prepare_seal(out[built], size, *d->current, ops[built]);
     sizes[built] = size;
-    d->last_sent_tsc = now_tsc;
+    fleet::note_sent_data(*d, now_tsc);
     ++built;
   }
   if (built == 0) return 0;
@@ -175,6 +175,7 @@ unsigned receiver::poll(std::uint64_t loop_tsc, counters& into) {
   const std::uint64_t now_tsc = std::max(loop_tsc, rte_get_tsc_cycles());
   crypto::aead_op ops[burst_size];
   transport_session* sessions[burst_size];
+  device* owners[burst_size];
   rte_mbuf* done[burst_size];
   rte_mbuf* handshakes[burst_size];
   unsigned queued = 0, finished = 0, handshake_count = 0;
@@ -205,7 +206,8 @@ unsigned receiver::poll(std::uint64_t loop_tsc, counters& into) {
       continue;
     }
     const wg::message_data* data = parsed.transport();
-    transport_session* session = data != nullptr ? fleet_.session_for(data->receiver_index.get()).second : nullptr;
+    const auto [owner, session] =
+        data != nullptr ? fleet_.session_for(data->receiver_index.get()) : std::pair<device*, transport_session*>{};
     if (session == nullptr) {
       ++drops_.unknown_session;
       continue;
@@ -214,14 +216,20 @@ unsigned receiver::poll(std::uint64_t loop_tsc, counters& into) {
     const auto sealed_length = static_cast<std::uint32_t>(parsed.transport_payload_length() - wg::aead_tag_size);
     ops[queued] = crypto::aead_op{sealed, sealed_length, sealed + sealed_length, session->receive_key.data(),
                                   data->counter.get(), false};
+    owners[queued] = owner;
     sessions[queued++] = session;
   }
   if (tailnet_ != nullptr) tailnet_->flush(now_tsc, into);
   aead_.decrypt_burst(ops, queued);
   for (unsigned i = 0; i < queued; ++i) {
-    if (!ops[i].ok) ++drops_.bad_tag;
-    else if (!sessions[i]->replay.validate(ops[i].counter)) ++drops_.replayed;
-    else if (ops[i].length != 0) count_probe(ops[i].data, ops[i].length, now_tsc, into);  // 0: a keepalive
+    if (!ops[i].ok) {
+      ++drops_.bad_tag;
+    } else if (!sessions[i]->replay.validate(ops[i].counter)) {
+      ++drops_.replayed;
+    } else {
+      fleet::note_received(*owners[i]);
+      if (ops[i].length != 0) count_probe(ops[i].data, ops[i].length, now_tsc, into);  // 0: a keepalive
+    }
   }
   // After the data: a completed handshake may retire a keypair queued above.
   for (unsigned i = 0; i < handshake_count; ++i) {
