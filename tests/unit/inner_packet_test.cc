@@ -163,6 +163,28 @@ TEST(OuterHeaders, RoundTripThroughEndpointOfFrameWithValidChecksums) {
   }
 }
 
+// The writer a run of frames to one endpoint uses must give exactly what
+// write_outer_headers gives, whatever the length, also after switching
+// between endpoints (its template is rebuilt for each).
+TEST(OuterHeaders, WriterForARunEqualsWriteOuterHeaders) {
+  wg_endpoint v4 = sample_endpoint(false), other = sample_endpoint(false), v6 = sample_endpoint(true);
+  inet_pton(AF_INET, "203.0.113.250", other.peer_ip);
+  other.peer_port_be = htons(65535);
+  other.local_mac[5] = 0xff;
+  outer_header_writer writer;
+  for (const wg_endpoint* ep : {&v4, &v4, &other, &v6, &v4, &other}) {
+    for (const std::uint16_t payload : {0, 1, 48, 80, 1328, 1500, 8000, 65535 - 28}) {
+      const unsigned outer = outer_header_size(ep->ipv6);
+      bytes expected(outer + payload, 0xab), got(outer + payload, 0xcd);
+      std::memset(expected.data() + outer, 0x5a, payload);
+      std::memset(got.data() + outer, 0x5a, payload);
+      write_outer_headers(expected.data(), *ep, payload);
+      writer.write(got.data(), *ep, payload);
+      ASSERT_EQ(expected, got) << "payload " << payload << (ep->ipv6 ? " v6" : " v4");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lopower
 
