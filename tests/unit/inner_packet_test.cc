@@ -163,6 +163,29 @@ TEST(OuterHeaders, RoundTripThroughEndpointOfFrameWithValidChecksums) {
   }
 }
 
+// ip_prefix::contains against the definition, bit by bit: for every length
+// of both families, an address inside and one differing in each bit.
+TEST(IpPrefix, ContainsAsItsBitsSay) {
+  for (bool v6 : {false, true}) {
+    const unsigned width = v6 ? 128 : 32;
+    ip_address base;
+    base.family = v6 ? ip_family::v6 : ip_family::v4;
+    for (unsigned i = 0; i < width / 8; ++i) base.bytes[i] = static_cast<std::uint8_t>(0x5a ^ (i * 37));
+    for (unsigned length = 0; length <= width; ++length) {
+      const ip_prefix prefix{base, static_cast<std::uint8_t>(length)};
+      EXPECT_TRUE(prefix.contains(base)) << length;
+      for (unsigned bit = 0; bit < width; ++bit) {
+        ip_address other = base;
+        other.bytes[bit / 8] ^= static_cast<std::uint8_t>(0x80u >> (bit % 8));
+        EXPECT_EQ(prefix.contains(other), bit >= length) << (v6 ? "v6 /" : "v4 /") << length << " bit " << bit;
+      }
+      ip_address other_family = base;
+      other_family.family = v6 ? ip_family::v4 : ip_family::v6;
+      EXPECT_FALSE(prefix.contains(other_family));
+    }
+  }
+}
+
 // The writer a run of frames to one endpoint uses must give exactly what
 // write_outer_headers gives, whatever the length, also after switching
 // between endpoints (its template is rebuilt for each).
