@@ -1,7 +1,10 @@
 #include "lopower/net_addr.h"
 
+#include "lopower/byte_order.h"
+
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -68,13 +71,17 @@ std::optional<ip_prefix> ip_prefix::parse(std::string_view text) {
 
 std::string ip_prefix::to_string() const { return address.to_string() + "/" + std::to_string(length); }
 
+// Two big-endian 64-bit words masked to the prefix, not a loop over bytes:
+// a tailnet peer's AllowedIPs are checked this way for every packet it sends
+// (allowed_prefixes::contains), 0.8 % of the 64 B tailnet -> device splice.
 bool ip_prefix::contains(const ip_address& other) const {
   if (other.family != address.family) return false;
-  unsigned bits = length;
-  for (std::size_t i = 0; bits > 0; ++i) {
-    const unsigned take = bits >= 8 ? 8 : bits;
-    const std::uint8_t mask = static_cast<std::uint8_t>(0xff00u >> take);
-    if ((address.bytes[i] & mask) != (other.bytes[i] & mask)) return false;
+  unsigned bits = std::min<unsigned>(length, 128);
+  for (std::size_t word = 0; bits > 0; ++word) {
+    const unsigned take = std::min(bits, 64u);
+    const std::uint64_t mask = ~std::uint64_t{0} << (64 - take);
+    const std::uint64_t differ = load_be64(address.bytes.data() + 8 * word) ^ load_be64(other.bytes.data() + 8 * word);
+    if ((differ & mask) != 0) return false;
     bits -= take;
   }
   return true;

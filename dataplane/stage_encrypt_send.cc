@@ -134,7 +134,9 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
       drop_one(port_index, m, drop_reason::no_headroom);
       continue;
     }
-    std::memset(tail, 0, padded - plain);
+    // Padded to 16 bytes: lengths already a multiple of 16 (64 B, 1280 B
+    // packets) need no zeros, and skip the library call for none.
+    if (padded != plain) std::memset(tail, 0, padded - plain);
     std::uint8_t* msg = head + outer;
     const std::uint64_t counter = run_next++;
     wg::write_data_header(msg, kp->remote_index, counter);
@@ -148,6 +150,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
   sent.flush();
   if (n == 0) return;
   aead_->encrypt_burst(ops, n);
+  outer_header_writer outer;
   for (std::uint16_t i = 0; i < n; ++i) {
     if (!ops[i].ok) {  // the library refused the job: a bug, not traffic; never send plaintext
       drop_one(port_index, ready[i], drop_reason::wg_encrypt_failed);
@@ -158,7 +161,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
       continue;
     }
     const auto payload = static_cast<std::uint16_t>(sizeof(wg::message_data) + ops[i].length + wg::aead_tag_size);
-    write_outer_headers(rte_pktmbuf_mtod(ready[i], std::uint8_t*), *eps[i], payload);
+    outer.write(rte_pktmbuf_mtod(ready[i], std::uint8_t*), *eps[i], payload);
     port_state* ps = state_for_port_id(eps[i]->port_id);
     if (ps == nullptr) {
       rte_pktmbuf_free(ready[i]);
@@ -207,6 +210,32 @@ void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16
   // means none) and WireGuard's AEAD already authenticates every byte that
   // matters, so the full pass over the payload is saved there.
   if (ep.ipv6) store_checksum(udp + 6, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), udp));
+}
+
+void outer_header_writer::build(const wg_endpoint& ep) noexcept {
+  write_outer_headers(v4_, ep, 0);
+  std::uint8_t* ip = v4_ + 14;
+  store_be16(ip + 2, 0);
+  store_be16(ip + 10, 0);
+  store_be16(ip + 20 + 4, 0);
+  ip_sum_ = __rte_raw_cksum(ip, 20, 0);
+  built_for_ = &ep;
+}
+
+void outer_header_writer::write(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept {
+  if (ep.ipv6) return write_outer_headers(frame, ep, payload_length);
+  if (&ep != built_for_) build(ep);
+  std::memcpy(frame, v4_, v4_size);
+  std::uint8_t* ip = frame + 14;
+  const auto udp_len = static_cast<std::uint16_t>(8 + payload_length);
+  const auto ip_len = static_cast<std::uint16_t>(20 + udp_len);
+  store_be16(ip + 2, ip_len);
+  store_be16(ip + 20 + 4, udp_len);
+  // The sum is of the words as they lie in memory (store_checksum): the
+  // length enters as its big-endian bytes read natively.
+  std::uint16_t len_word;
+  std::memcpy(&len_word, ip + 2, 2);
+  store_checksum(ip + 10, static_cast<std::uint16_t>(~__rte_raw_cksum_reduce(ip_sum_ + len_word)));
 }
 
 void worker::transmit(port_state& ps, rte_mbuf* m) noexcept { rte_eth_tx_buffer(ps.port.port_id, setup_.queue, ps.tx_port, m); }

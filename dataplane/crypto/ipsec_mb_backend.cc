@@ -112,7 +112,11 @@ void ipsec_mb_backend::complete(IMB_JOB* job) noexcept {
   bool ok = job->status == IMB_STATUS_COMPLETED;
   if (s.expected_tag != nullptr) {
     // Always compare, so that the time taken does not depend on the status either.
-    const bool match = sodium_memcmp(s.computed_tag, s.expected_tag, tag_size) == 0;
+    // crypto_verify_16 (constant time, as sodium_memcmp) compares the fixed 16
+    // bytes without sodium_memcmp's byte loop over a run-time length: it was
+    // 1.4 % of the 64 B splice's profile.
+    static_assert(tag_size == crypto_verify_16_BYTES);
+    const bool match = crypto_verify_16(s.computed_tag, s.expected_tag) == 0;
     ok = ok && match;
   }
   *s.ok = ok;

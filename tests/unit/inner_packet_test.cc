@@ -163,6 +163,51 @@ TEST(OuterHeaders, RoundTripThroughEndpointOfFrameWithValidChecksums) {
   }
 }
 
+// ip_prefix::contains against the definition, bit by bit: for every length
+// of both families, an address inside and one differing in each bit.
+TEST(IpPrefix, ContainsAsItsBitsSay) {
+  for (bool v6 : {false, true}) {
+    const unsigned width = v6 ? 128 : 32;
+    ip_address base;
+    base.family = v6 ? ip_family::v6 : ip_family::v4;
+    for (unsigned i = 0; i < width / 8; ++i) base.bytes[i] = static_cast<std::uint8_t>(0x5a ^ (i * 37));
+    for (unsigned length = 0; length <= width; ++length) {
+      const ip_prefix prefix{base, static_cast<std::uint8_t>(length)};
+      EXPECT_TRUE(prefix.contains(base)) << length;
+      for (unsigned bit = 0; bit < width; ++bit) {
+        ip_address other = base;
+        other.bytes[bit / 8] ^= static_cast<std::uint8_t>(0x80u >> (bit % 8));
+        EXPECT_EQ(prefix.contains(other), bit >= length) << (v6 ? "v6 /" : "v4 /") << length << " bit " << bit;
+      }
+      ip_address other_family = base;
+      other_family.family = v6 ? ip_family::v4 : ip_family::v6;
+      EXPECT_FALSE(prefix.contains(other_family));
+    }
+  }
+}
+
+// The writer a run of frames to one endpoint uses must give exactly what
+// write_outer_headers gives, whatever the length, also after switching
+// between endpoints (its template is rebuilt for each).
+TEST(OuterHeaders, WriterForARunEqualsWriteOuterHeaders) {
+  wg_endpoint v4 = sample_endpoint(false), other = sample_endpoint(false), v6 = sample_endpoint(true);
+  inet_pton(AF_INET, "203.0.113.250", other.peer_ip);
+  other.peer_port_be = htons(65535);
+  other.local_mac[5] = 0xff;
+  outer_header_writer writer;
+  for (const wg_endpoint* ep : {&v4, &v4, &other, &v6, &v4, &other}) {
+    for (const std::uint16_t payload : {0, 1, 48, 80, 1328, 1500, 8000, 65535 - 28}) {
+      const unsigned outer = outer_header_size(ep->ipv6);
+      bytes expected(outer + payload, 0xab), got(outer + payload, 0xcd);
+      std::memset(expected.data() + outer, 0x5a, payload);
+      std::memset(got.data() + outer, 0x5a, payload);
+      write_outer_headers(expected.data(), *ep, payload);
+      writer.write(got.data(), *ep, payload);
+      ASSERT_EQ(expected, got) << "payload " << payload << (ep->ipv6 ? " v6" : " v4");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lopower
 
