@@ -71,7 +71,7 @@ count lopower's CPU by its work, over the same window:
   wall time, so a worker preempted mid-pass on this shared machine counts
   the preemption as work: too much, never too little;
 - plus the utime+stime of every lopowerd thread that is not a worker
-  (/proc/PID/task/*/stat, all but the "lcore-worker-N" threads: the control
+  (/proc/PID/task/*/stat, all but EAL's worker lcore threads: the control
   thread — handshakes, the tailnet client, the control socket answering
   these reads — EAL's interrupt thread and the rest) and of its child
   processes, if any: nothing lopower does is left out.
@@ -166,17 +166,22 @@ def process_cpu_s(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+# How EAL names its worker lcore threads: "rte-worker-N" (22.11.x as built
+# here), "lcore-worker-N" (older 22.11), "dpdk-worker<N>" (23.11 on).
+WORKER_THREAD_NAMES = ("rte-worker-", "lcore-worker-", "dpdk-worker")
+
+
 def non_worker_threads_cpu_s(pid: int) -> float:
-    """utime+stime of ``pid``'s threads but its DPDK worker lcores (DPDK
-    22.11 names those "lcore-worker-N"), plus its descendant processes, in
-    seconds: lopowerd's CPU outside the busy cycles."""
+    """utime+stime of ``pid``'s threads but its DPDK worker lcores, plus
+    its descendant processes, in seconds: lopowerd's CPU outside the busy
+    cycles."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             text = (task / "stat").read_text()
         except OSError:
             continue  # gone meanwhile
-        if text[text.index("(") + 1:text.rindex(")")].startswith("lcore-worker"):
+        if text[text.index("(") + 1:text.rindex(")")].startswith(WORKER_THREAD_NAMES):
             continue
         f = text[text.rindex(")") + 2:].split()
         total += int(f[11]) + int(f[12])
