@@ -60,6 +60,36 @@ veths every gateway uses) — it is shown beside, not added. Over memif there
 is no kernel in the path. CPU-s/GB = CPU seconds / delivered inner IP
 gigabytes (10^9 B).
 
+lopowerd polls (DPDK): its workers spin or nap whether or not packets
+come, so its process CPU counts polling, not work. Its rows therefore also
+count lopower's CPU by its work, over the same window:
+
+- busy: the workers' busy cycles (lcore_stats::busy_cycles, read through
+  the control socket before and after: the TSC cycles of poll passes that
+  moved at least one packet, up to the flush that sent what they buffered,
+  divided by the TSC rate `lopower-ctl status --json` gives). rdtsc counts
+  wall time, so a worker preempted mid-pass on this shared machine counts
+  the preemption as work: too much, never too little;
+- plus the utime+stime of every lopowerd thread that is not a worker
+  (/proc/PID/task/*/stat, all but EAL's worker lcore threads: the control
+  thread — handshakes, the tailnet client, the control socket answering
+  these reads — EAL's interrupt thread and the rest) and of its child
+  processes, if any: nothing lopower does is left out.
+
+The columns:
+
+    gateway CPU-s            utime+stime of the gateway's processes over the window
+                             (lopowerd's includes its polling)
+    CPU-s/GB                 gateway CPU-s / delivered GB
+    lopower busy CPU-s       lopower rows: busy (above) + non-worker threads' CPU
+    CPU-s/GB (busy)          lopower busy CPU-s / delivered GB
+    softirq-s/GB (machine)   the machine's softirq seconds / delivered GB (beside, not added)
+    lopower per core × (busy)
+                             an alternative's row: its CPU-s/GB over the CPU-s/GB
+                             (busy) of the lopower row carrying the same traffic
+                             (COMPARED), the same size
+    × (process CPU)          the same with lopower's process CPU-s/GB instead
+
 Nothing leaves the machine: everything runs in lopower_net.Topology
 namespaces. Root is needed.
 """
@@ -136,6 +166,39 @@ def process_cpu_s(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+# How EAL names its worker lcore threads: "rte-worker-N" (22.11.x as built
+# here), "lcore-worker-N" (older 22.11), "dpdk-worker<N>" (23.11 on).
+WORKER_THREAD_NAMES = ("rte-worker-", "lcore-worker-", "dpdk-worker")
+
+
+def non_worker_threads_cpu_s(pid: int) -> float:
+    """utime+stime of ``pid``'s threads but its DPDK worker lcores, plus
+    its descendant processes, in seconds: lopowerd's CPU outside the busy
+    cycles."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if text[text.index("(") + 1:text.rindex(")")].startswith(WORKER_THREAD_NAMES):
+            continue
+        f = text[text.rindex(")") + 2:].split()
+        total += int(f[11]) + int(f[12])
+    return total / CLK_TCK + process_cpu_s(_children_of().get(pid, []))
+
+
+def workers_busy_s(lopowerd) -> float:
+    """Seconds lopowerd's workers spent in passes that moved packets, from
+    their busy cycles and the TSC rate (control socket, `status --json`)."""
+    return sum(lc["busy_cycles"] / lc["tsc_hz"] for lc in lopowerd.status()["lcores"] if lc["role"] == "worker")
+
+
+def lopower_busy_s(lopowerd) -> tuple[float, float]:
+    """(workers' busy seconds, non-worker threads' CPU seconds) now."""
+    return workers_busy_s(lopowerd), non_worker_threads_cpu_s(lopowerd.proc.pid)
+
+
 def softirq_s() -> float:
     """The machine's softirq time (all CPUs), in seconds (/proc/stat)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()
@@ -163,8 +226,9 @@ def tailnet_node(control_url: str, key_file: Path, hostname: str, gateway_hostna
 
 
 def run_loadgen(gen, topo, label: str, size: int, gateway_pids: list[int], args: list[str], duration: float,
-                local_ip: str = GEN_IP, vdevs: list[str] = AF_PACKET_PORTS) -> dict:
-    """One loadgen run; its JSON report with the gateway's CPU added."""
+                local_ip: str = GEN_IP, vdevs: list[str] = AF_PACKET_PORTS, lopowerd=None) -> dict:
+    """One loadgen run; its JSON report with the gateway's CPU added (and,
+    with ``lopowerd``, its busy seconds and non-worker threads' CPU)."""
     report = topo.tmpdir / f"{label}-{size}.json"
     argv = [str(LOADGEN), *eal(topo, vdevs), "--", "--local-ip", local_ip, "--sizes", str(size),
             "--duration", str(duration), "--json", str(report),
@@ -174,12 +238,17 @@ def run_loadgen(gen, topo, label: str, size: int, gateway_pids: list[int], args:
     started = wait_until(lambda: "have sessions" in log.read_text() or proc.poll() is not None, 90,
                          f"{label}: the loadgen's sessions")
     assert started and proc.poll() is None, f"{label}: the loadgen exited:\n{log.read_text()[-3000:]}"
+    busy0 = lopower_busy_s(lopowerd) if lopowerd else None
     cpu0, soft0, t0 = process_cpu_s(gateway_pids), softirq_s(), time.monotonic()
     rc = proc.wait(duration + 60)
     cpu1, soft1, t1 = process_cpu_s(gateway_pids), softirq_s(), time.monotonic()
+    busy1 = lopower_busy_s(lopowerd) if lopowerd else None
     assert rc == 0, f"{label}: the loadgen exited {rc}:\n{log.read_text()[-3000:]}"
     result = json.loads(report.read_text())
     result["gateway_cpu_s"], result["softirq_s"], result["window_s"] = cpu1 - cpu0, soft1 - soft0, t1 - t0
+    if busy0 and busy1:
+        result["lopower_workers_busy_s"] = busy1[0] - busy0[0]
+        result["lopower_other_threads_cpu_s"] = busy1[1] - busy0[1]
     return result
 
 
@@ -230,7 +299,11 @@ def row(gateway: str, size: int, r: dict) -> dict:
     lat = r["latency_ns"]
     # A tailnet round trip crosses the gateway twice; an ICMP echo to it, once.
     moved = r["tailnet"]["lopower_moved_pps"] if "tailnet" in r else delivered["pps"]
-    return {"gateway": gateway, "size": size, "pps": delivered["pps"], "moved_pps": moved,
+    workers_busy, other_threads = r.get("lopower_workers_busy_s"), r.get("lopower_other_threads_cpu_s")
+    busy = None if workers_busy is None else workers_busy + other_threads
+    return {"busy_s": busy, "workers_busy_s": workers_busy, "other_threads_cpu_s": other_threads,
+            "busy_s_per_gb": busy / gb if busy is not None and gb else None,
+            "gateway": gateway, "size": size, "pps": delivered["pps"], "moved_pps": moved,
             "mbps": delivered["bps"] / 1e6,
             "offered_pps": r["offered"]["pps"], "loss": r["loss_ratio"], "p50_us": lat["p50"] / 1e3,
             "p99_us": lat["p99"] / 1e3, "cpu_s": r["gateway_cpu_s"], "softirq_s": r["softirq_s"],
@@ -247,15 +320,15 @@ def fmt(value, spec: str) -> str:
 COMPARED = {"wireguard-go hub": "lopower (own address)", "wireguard-go+tailscaled": "lopower → tailnet"}
 
 
-def ratio(rows: list[dict], r: dict) -> str:
-    """lopower's delivered bytes per gateway CPU-second over this row's
-    (= this row's CPU-s/GB over lopower's): how much more one core of
-    lopower carries."""
+def ratio(rows: list[dict], r: dict, lopower_key: str) -> str:
+    """lopower's delivered bytes per CPU-second over this row's (= this
+    row's CPU-s/GB over lopower's ``lopower_key``: "busy_s_per_gb" or
+    "cpu_s_per_gb"): how much more one core of lopower carries."""
     base = COMPARED.get(r["gateway"])
     lp = next((x for x in rows if x["gateway"] == base and x["size"] == r["size"]), None)
-    if lp is None or not lp["cpu_s_per_gb"] or not r["cpu_s_per_gb"]:
+    if lp is None or not lp[lopower_key] or not r["cpu_s_per_gb"]:
         return ""
-    return f"{r['cpu_s_per_gb'] / lp['cpu_s_per_gb']:.2f}x"
+    return f"{r['cpu_s_per_gb'] / lp[lopower_key]:.2f}x"
 
 
 def share(r: dict) -> str:
@@ -267,18 +340,25 @@ def share(r: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     out = ["| gateway | size B | offered pps | delivered pps | delivered Mbit/s | loss | p50 µs | p99 µs | "
-           "moved pps | of cipher bound | gateway CPU-s | CPU-s/GB | softirq-s/GB (machine) | "
-           "lopower per core ×, vs this |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "moved pps | of cipher bound | gateway CPU-s | CPU-s/GB | lopower busy CPU-s | CPU-s/GB (busy) | "
+           "softirq-s/GB (machine) | lopower per core × (busy), vs this | × (process CPU) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['gateway']} | {r['size']} | {r['offered_pps']:.0f} | {r['pps']:.0f} | {r['mbps']:.1f} | "
                    f"{r['loss']:.1%} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['moved_pps']:.0f} | {share(r)} | "
-                   f"{r['cpu_s']:.2f} | "
-                   f"{fmt(r['cpu_s_per_gb'], '.1f')} | {fmt(r['softirq_s_per_gb'], '.1f')} | {ratio(rows, r)} |")
+                   f"{r['cpu_s']:.2f} | {fmt(r['cpu_s_per_gb'], '.1f')} | {fmt(r['busy_s'], '.2f')} | "
+                   f"{fmt(r['busy_s_per_gb'], '.1f')} | {fmt(r['softirq_s_per_gb'], '.1f')} | "
+                   f"{ratio(rows, r, 'busy_s_per_gb')} | {ratio(rows, r, 'cpu_s_per_gb')} |")
     return "\n".join(out)
 
 
 # --------------------------------------------------------------------------
+
+def busy_note(r: dict) -> str:
+    if r["busy_s"] is None:
+        return ""
+    return f" (busy {r['workers_busy_s']:.2f} s + other threads {r['other_threads_cpu_s']:.2f} s)"
+
 
 def run_sizes(rows: list[dict], reports: dict, gateway: str, sizes: list[int], run) -> None:
     """``run(label, size)`` for each size: one row each."""
@@ -288,7 +368,7 @@ def run_sizes(rows: list[dict], reports: dict, gateway: str, sizes: list[int], r
         reports[f"{gateway} {size}"] = r
         rows.append(row(gateway, size, r))
         print(f"{gateway:34} {size:5} B: delivered {rows[-1]['pps']:9.0f} pps, loss {rows[-1]['loss']:.1%}, "
-              f"gateway CPU {rows[-1]['cpu_s']:.2f} s", file=sys.stderr, flush=True)
+              f"gateway CPU {rows[-1]['cpu_s']:.2f} s" + busy_note(rows[-1]), file=sys.stderr, flush=True)
 
 
 def af_packet_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
@@ -307,13 +387,14 @@ def af_packet_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> N
         def node(label: str, gateway_hostname: str) -> list[str]:
             return tailnet_node(HEADSCALE_URL, key_file, f"lg-{label}", gateway_hostname, NODE_IP)
 
-        runs = [("lopower → tailnet", lopowerd, lambda label: ctl + node(label, "lopower")),
-                ("lopower (own address)", lopowerd, lambda label: ctl + ["--target", "lopower"]),
-                ("wireguard-go hub", [wg.proc.pid], lambda label: box + ["--target", "lopower"]),
-                ("wireguard-go+tailscaled", [wg.proc.pid, ts.proc.pid], lambda label: box + node(label, "box"))]
-        for gateway, pids, extra in runs:
+        lp = lab.lopowerd
+        runs = [("lopower → tailnet", lopowerd, lp, lambda label: ctl + node(label, "lopower")),
+                ("lopower (own address)", lopowerd, lp, lambda label: ctl + ["--target", "lopower"]),
+                ("wireguard-go hub", [wg.proc.pid], None, lambda label: box + ["--target", "lopower"]),
+                ("wireguard-go+tailscaled", [wg.proc.pid, ts.proc.pid], None, lambda label: box + node(label, "box"))]
+        for gateway, pids, busy_of, extra in runs:
             run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
-                gen, topo, label, size, pids, extra(label), args.duration))
+                gen, topo, label, size, pids, extra(label), args.duration, lopowerd=busy_of))
 
 
 def memif_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
@@ -328,7 +409,7 @@ def memif_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
         for gateway, extra in runs:
             run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
                 lab.gw, topo, label, size, [lab.lopowerd.proc.pid], extra(label), args.duration,
-                local_ip=MEMIF_GEN, vdevs=lab.client_vdevs()))
+                local_ip=MEMIF_GEN, vdevs=lab.client_vdevs(), lopowerd=lab.lopowerd))
 
 
 def main() -> int:

@@ -82,6 +82,12 @@ struct alignas(64) lcore_stats {
   port_counters ports[max_ports];
   counter polls;        // loop iterations
   counter busy_polls;   // iterations that moved at least one packet
+  // TSC cycles of those iterations, up to the flush that sent what they
+  // buffered: the lcore's work, as against its polling (DPDK's "lcore busy
+  // time"). rdtsc counts wall time, so a worker preempted mid-pass by
+  // another process (a shared machine) counts the preemption too: the count
+  // can only be too large, never too small. Seconds = busy_cycles / TSC Hz.
+  counter busy_cycles;
   counter sleeps;       // adaptive idle: times the worker slept
   counter neighbour_notes;
 };

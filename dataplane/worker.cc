@@ -99,6 +99,7 @@ worker::port_state* worker::state_for_port_id(std::uint16_t port_id) noexcept {
 }
 
 unsigned worker::poll_once() noexcept {
+  const std::uint64_t start = rte_rdtsc();
   unsigned moved = 0;
   for (port_state& ps : ports_) {
     moved += poll_port(ps);
@@ -108,11 +109,34 @@ unsigned worker::poll_once() noexcept {
   moved += receive_relayed();
   take_back_ports();
   stats_.polls.add();
-  if (moved != 0) stats_.busy_polls.add();
   const std::uint64_t now = rte_rdtsc();
+  pass_end_ = now;
   expire_fragments(now);
   if (now - last_drain_ >= drain_cycles_) flush();
+  if (moved != 0) count_busy_pass(start, now);
   return moved;
+}
+
+// A pass that moved packets is busy from its start to its end, or to the end
+// of its flush when it flushed (flush() stamps last_drain_ as it ends).
+void worker::count_busy_pass(std::uint64_t start, std::uint64_t end) noexcept {
+  stats_.busy_polls.add();
+  stats_.busy_cycles.add(std::max(end, last_drain_) - start);
+}
+
+bool worker::tx_buffered() const noexcept {
+  for (const port_state& ps : ports_)
+    if (ps.tx_port->length != 0 || (ps.tx_tap != nullptr && ps.tx_tap->length != 0)) return true;
+  return false;
+}
+
+// The flush after an empty pass sends what earlier busy passes buffered:
+// their work too (on af_packet it is a sendto per burst), so when there was
+// something to send, it counts as busy from that pass's end to the flush's.
+void worker::flush_after_empty_pass() noexcept {
+  const bool sends = tx_buffered();
+  flush();
+  if (sends) stats_.busy_cycles.add(last_drain_ - pass_end_);
 }
 
 void worker::idle(idle_governor::step step) noexcept {
@@ -144,7 +168,7 @@ void worker::run(const std::atomic<bool>& stop) noexcept {
     // soon, and waiting for tx_drain_us only added that much to each
     // packet's latency at low and moderate rates (under load the buffers
     // fill and go out a burst at a time without this). Before a sleep too.
-    flush();
+    flush_after_empty_pass();
     if (setup_.adaptive_idle) idle(governor.idle(rte_rdtsc()));
   }
   flush();

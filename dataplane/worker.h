@@ -237,6 +237,10 @@ class worker {
 
   // worker.cc: the loop and its helpers.
   void idle(idle_governor::step step) noexcept;
+  // Busy-cycle accounting (lcore_stats::busy_cycles).
+  void count_busy_pass(std::uint64_t start, std::uint64_t end) noexcept;
+  bool tx_buffered() const noexcept;
+  void flush_after_empty_pass() noexcept;
   port_state* state_for_port_id(std::uint16_t port_id) noexcept;
   void drop(port_state& ps, rte_mbuf** pkts, std::uint16_t n, drop_reason why) noexcept;
   void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
@@ -360,6 +364,7 @@ class worker {
   std::uint64_t burst_tsc_ = 0;
   std::uint64_t drain_cycles_ = 0;
   std::uint64_t last_drain_ = 0;
+  std::uint64_t pass_end_ = 0;  // the last pass's end, where the flush after an empty pass starts
   lcore_stats stats_;
   sub_bursts subs_;
   burst_lookups lookups_;  // receive_transport's, for the sub-burst it delivers

@@ -1,5 +1,6 @@
 #include "control/ctl/status.h"
 
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mempool.h>
 #include <rte_version.h>
@@ -95,6 +96,9 @@ nlohmann::json lcores_json(const daemon_info& info, const dataplane& dp) {
                    {"rx_packets", rx},
                    {"polls", s.polls.get()},
                    {"busy_polls", s.busy_polls.get()},
+                   // Cycles of the busy polls (lcore_stats.h); / tsc_hz = seconds of work.
+                   {"busy_cycles", s.busy_cycles.get()},
+                   {"tsc_hz", rte_get_tsc_hz()},
                    {"sleeps", s.sleeps.get()}});
   }
   return out;

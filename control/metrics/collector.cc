@@ -109,6 +109,14 @@ void write_lcores(exposition& e, const metrics_input& in) {
   e.family("lopower_lcore_busy_polls_total", kind::counter, "Polls that found packets");
   for (const json* l : workers)
     e.sample({{"lcore", std::to_string(int(number(*l, "lcore")))}, {"role", "worker"}}, number(*l, "busy_polls"));
+  // Busy cycles over the TSC rate: seconds of packet work, as against the
+  // polling a DPDK lcore spends the rest of its time on.
+  e.family("lopower_lcore_busy_seconds_total", kind::counter, "Time a worker spent in polls that found packets (TSC)");
+  for (const json* l : workers) {
+    const double hz = number(*l, "tsc_hz");
+    e.sample({{"lcore", std::to_string(int(number(*l, "lcore")))}, {"role", "worker"}},
+             hz > 0 ? number(*l, "busy_cycles") / hz : 0);
+  }
   e.family("lopower_lcore_busy_ratio", kind::gauge, "Busy polls / polls over the last second (how loaded a worker is)");
   for (const auto& [lcore, ratio] : in.lcore_busy_ratio) e.sample({{"lcore", std::to_string(lcore)}}, ratio);
 }

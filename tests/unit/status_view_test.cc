@@ -13,7 +13,8 @@ nlohmann::json sample_status() {
                "rx_packets": 17, "rx_bytes": 1338, "tx_packets": 25, "tx_bytes": 2360, "to_kernel": 17, "from_kernel": 25,
                "drops": {"malformed_udp": 3, "wg_malformed": 0}}],
     "lcores": [{"lcore": 0, "role": "control"}, {"lcore": 1, "role": "worker", "queue": 0, "rx_packets": 17,
-                "polls": 100, "busy_polls": 9, "sleeps": 50}],
+                "polls": 100, "busy_polls": 9, "sleeps": 50,
+                "busy_cycles": 500000000, "tsc_hz": 2000000000}],
     "packet_pool": {"size": 4095, "in_use": 37},
     "neighbours": [{"port": "lan", "ip": "198.18.0.2", "mac": "02:00:00:00:00:02", "age_seconds": 1}],
     "wireguard": {"listen_port": 51820, "public_key": "S/QUrZThWUf8fdFllltpf17Ze7Pe2E8hbjF6ohCbCFc=",
@@ -35,7 +36,7 @@ TEST(StatusView, ShowsPortsLcoresDropsAndNeighbours) {
   EXPECT_NE(out.find("rx 17 pkts 1338 bytes"), std::string::npos);
   EXPECT_NE(out.find("drops malformed_udp 3"), std::string::npos);
   EXPECT_EQ(out.find("wg_malformed"), std::string::npos);  // zero counters are not listed
-  EXPECT_NE(out.find("busy 9/100 polls"), std::string::npos);
+  EXPECT_NE(out.find("busy 9/100 polls (0.250 s)"), std::string::npos);
   EXPECT_NE(out.find("198.18.0.2"), std::string::npos);
   EXPECT_NE(out.find("crypto ipsec-mb  devices 2  handshakes 5  cookie replies 7  refused 6"), std::string::npos);
   EXPECT_NE(out.find("packet pool: 37 of 4095 buffers in use"), std::string::npos);

@@ -170,6 +170,12 @@ void render_egress(std::ostringstream& out, const nlohmann::json& e) {
         << (o.value("in_use", false) ? "  in use" : "") << "\n";
 }
 
+// A worker's busy cycles in seconds (0 from a daemon that does not count them).
+double busy_seconds(const nlohmann::json& lcore) {
+  const double hz = static_cast<double>(number(lcore, "tsc_hz"));
+  return hz > 0 ? static_cast<double>(number(lcore, "busy_cycles")) / hz : 0;
+}
+
 }  // namespace
 
 // The uplink port lopower NATs device traffic out of, and its gateways'
@@ -199,10 +205,10 @@ std::string render_status(const nlohmann::json& s) {
   for (const auto& l : member(s, "lcores", nlohmann::json::value_t::array)) {
     char line[256];
     if (text(l, "role") == "worker")
-      std::snprintf(line, sizeof line, "  %-3s worker  queue %s  rx %llu pkts  busy %llu/%llu polls  sleeps %llu\n",
+      std::snprintf(line, sizeof line, "  %-3s worker  queue %s  rx %llu pkts  busy %llu/%llu polls (%.3f s)  sleeps %llu\n",
                     text(l, "lcore").c_str(), text(l, "queue").c_str(), static_cast<unsigned long long>(number(l, "rx_packets")),
                     static_cast<unsigned long long>(number(l, "busy_polls")), static_cast<unsigned long long>(number(l, "polls")),
-                    static_cast<unsigned long long>(number(l, "sleeps")));
+                    busy_seconds(l), static_cast<unsigned long long>(number(l, "sleeps")));
     else
       std::snprintf(line, sizeof line, "  %-3s %s\n", text(l, "lcore").c_str(), text(l, "role").c_str());
     out << line;

@@ -7,6 +7,7 @@
 // checked with the tests' own RFC 1071 code (tests/unit/splice/packets.h).
 
 #include <gtest/gtest.h>
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <sodium.h>
@@ -569,6 +570,30 @@ TEST(data_path, frame_sealed_with_the_wrong_key_is_dropped_as_wg_decrypt_failed)
   d.receive({d.from_device(sent)});
   EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
   EXPECT_EQ(d.drops(drop_reason::wg_replay), 0u);
+}
+
+// Busy cycles (lcore_stats::busy_cycles) count the passes that moved a
+// packet, within the time those passes took: none while the ring is empty,
+// some for a datagram, never more than the wall time around it.
+TEST(data_path, busy_cycles_count_passes_that_move_packets_and_only_those) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dpbc");
+  for (int i = 0; i < 100; ++i) d.w->poll_once();
+  EXPECT_EQ(d.w->stats().busy_cycles.get(), 0u) << "empty passes are polling, not work";
+  const bytes sent = ip_packet(false, 17, test_support::device_address(false), test_support::peer_address(false),
+                               udp_datagram(5555, 9000, 100));
+  rte_mbuf* m = d.from_device(sent);
+  ASSERT_EQ(rte_ring_sp_enqueue(d.rig.rx, m), 0);
+  const std::uint64_t before = rte_rdtsc();
+  EXPECT_EQ(d.w->poll_once(), 1u);
+  const std::uint64_t elapsed = rte_rdtsc() - before;
+  const std::uint64_t busy = d.w->stats().busy_cycles.get();
+  EXPECT_GT(busy, 0u);
+  EXPECT_LE(busy, elapsed);
+  for (int i = 0; i < 100; ++i) d.w->poll_once();
+  EXPECT_EQ(d.w->stats().busy_cycles.get(), busy) << "the empty passes after it add nothing";
+  d.w->flush();
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
 }
 
 // A receiver index no session has: dropped as unknown.
