@@ -97,7 +97,8 @@ struct table_rig {
     std::memcpy(dst, &dst_be, 4);
     const auto device_port = static_cast<std::uint16_t>(1024 + (n & 1023));
     const std::uint16_t peer_port = protocol == splice::ipproto_icmp ? device_port : 443;
-    auto* f = new flow;
+    flow* f = dp->flows().allocate();
+    if (f == nullptr) return nullptr;
     f->device_key = splice::make_flow_key(ip_family::v4, protocol, src, device_port, dst, peer_port);
     const auto our_port = static_cast<std::uint16_t>(1024 + (n & 1023));
     f->tailnet_key = splice::make_flow_key(ip_family::v4, protocol, dst, protocol == splice::ipproto_icmp ? our_port : peer_port,
@@ -108,7 +109,7 @@ struct table_rig {
     f->last_tsc.store(last_tsc, std::memory_order_relaxed);
     f->owner_worker = 0;
     if (!dp->flows().insert(f)) {
-      delete f;
+      dp->flows().discard(f);
       return nullptr;
     }
     device->flows.fetch_add(1, std::memory_order_relaxed);

@@ -192,7 +192,7 @@ void fill_1m() {
   for (unsigned i = 0; i < n; ++i) {
     dev[2] = static_cast<std::uint8_t>(i >> 16);
     dev[3] = static_cast<std::uint8_t>(i >> 8);
-    auto* f = new flow;
+    flow* f = table_1m().allocate();
     f->device_key = splice::make_flow_key(ip_family::v4, 17, dev, static_cast<std::uint16_t>(i), peer, 9000);
     f->tailnet_key = splice::make_flow_key(ip_family::v4, 17, peer, 9000, ours, static_cast<std::uint16_t>(i));
     f->tailnet_key.src[2] = static_cast<std::uint8_t>(i >> 16);  // unique per flow

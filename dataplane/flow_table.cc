@@ -5,6 +5,7 @@
 #include <rte_ring.h>
 
 #include <algorithm>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@ namespace lopower {
 
 struct flow_table::retired_flow {
   rte_hash* hash;
+  rte_mempool* pool;
   flow* f;
   std::int32_t device_pos, tailnet_pos;
   std::function<void(const flow&)> released;
@@ -21,6 +23,17 @@ struct flow_table::retired_flow {
 namespace {
 
 std::atomic<unsigned> table_serial{0};
+
+// Flows a worker's mempool cache may hold back from the others.
+constexpr unsigned flow_pool_cache = 32;
+
+// Flows the pool holds beyond the table's capacity: those erased but still
+// in their grace period (an eighth of the table expiring at once), the
+// inserts racing past the limit, and what the lcores' caches keep (up to
+// 1.5 times the cache size each).
+unsigned flow_pool_size(unsigned capacity) noexcept {
+  return capacity + capacity / 8 + 1024 + rte_lcore_count() * (flow_pool_cache * 3 / 2 + 1);
+}
 
 // A flow's state while it waits in the ring after erase (never a TCP state:
 // a worker's move fails against it, and nothing else reads it then).
@@ -31,7 +44,8 @@ void release_flow(void* a, std::uint64_t) {
   if (r->device_pos >= 0) rte_hash_free_key_with_position(r->hash, r->device_pos);
   if (r->tailnet_pos >= 0) rte_hash_free_key_with_position(r->hash, r->tailnet_pos);
   if (r->released) r->released(*r->f);
-  delete r->f;
+  r->f->~flow();
+  rte_mempool_put(r->pool, r->f);
   delete r;
 }
 
@@ -65,24 +79,51 @@ flow_table::flow_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu), capacity
     rte_hash_free(hash_);
     throw std::runtime_error(std::string("cannot create the flow table's ring: ") + rte_strerror(rte_errno));
   }
+  // On the table's socket (hugepages when EAL has them); objects start a
+  // cache line, as the flow's layout assumes.
+  pool_ = rte_mempool_create(("lp_fp" + name.substr(8)).c_str(), flow_pool_size(capacity), sizeof(flow), flow_pool_cache, 0,
+                             nullptr, nullptr, nullptr, nullptr, params.socket_id, 0);
+  if (pool_ == nullptr) {
+    rte_ring_free(queued_);
+    rte_hash_free(hash_);
+    throw std::runtime_error(std::string("cannot create the flows' pool: ") + rte_strerror(rte_errno));
+  }
   counts_ = std::make_unique<worker_counts[]>(census_workers);
   wheel_.assign(wheel_slots, nullptr);
 }
 
 flow_table::~flow_table() {
+  destroy_all();
+  rte_mempool_free(pool_);  // the caller drained the RCU domain first: no flow is waiting for a grace period
+  rte_ring_free(queued_);
+  rte_hash_free(hash_);
+}
+
+// The flows' destructors (they own nothing outside the pool today, but a
+// member that does stays correct).
+void flow_table::destroy_all() noexcept {
   void* p;
   while (rte_ring_sc_dequeue(queued_, &p) == 0) {
   }
   for (auto& [f, r] : zombies_) {  // erased: in no list of the table's
-    delete f;
+    f->~flow();
     delete r;
   }
   // Collected first: for_each reads each flow again at its second key.
   std::vector<flow*> all;
   for_each([&all](flow& f) { all.push_back(&f); });
-  for (flow* f : all) delete f;
-  rte_ring_free(queued_);
-  rte_hash_free(hash_);
+  for (flow* f : all) f->~flow();
+}
+
+flow* flow_table::allocate() noexcept {
+  void* storage = nullptr;
+  if (rte_mempool_get(pool_, &storage) != 0) return nullptr;
+  return new (storage) flow;
+}
+
+void flow_table::discard(flow* f) noexcept {
+  f->~flow();
+  rte_mempool_put(pool_, f);
 }
 
 flow* flow_table::find(const splice::flow_key& k) const noexcept {
@@ -284,7 +325,7 @@ void flow_table::erase(flow* f, std::function<void(const flow&)> released) {
   if (f->uplink) ++erased_uplink_;
   const std::int32_t device_pos = rte_hash_del_key(hash_, &f->device_key);
   const std::int32_t tailnet_pos = rte_hash_del_key(hash_, &f->tailnet_key);
-  auto* r = new retired_flow{hash_, f, device_pos, tailnet_pos, std::move(released)};
+  auto* r = new retired_flow{hash_, pool_, f, device_pos, tailnet_pos, std::move(released)};
   f->erased = true;
   // In the ring (or about to be: a worker set the flag and is enqueueing):
   // retired when taken out, so the ring never holds a freed flow.

@@ -21,8 +21,13 @@
 // protocol and TCP state) is kept as counts: per worker, flows made and TCP
 // state moves (single-writer counters), less what the control thread
 // erased; no walk.
+//
+// The flows themselves come from the table's own DPDK mempool, sized from
+// its capacity (allocate / discard), not from `new`: on hugepages, as
+// lopowerd runs, a packet's flow lines then cost no TLB miss of their own.
 
 #include <rte_hash.h>
+#include <rte_mempool.h>
 
 #include <atomic>
 #include <cstddef>
@@ -156,6 +161,13 @@ class flow_table {
   flow_table(const flow_table&) = delete;
   flow_table& operator=(const flow_table&) = delete;
 
+  // Workers: a blank flow from the table's pool, or nullptr when the pool
+  // is exhausted (flows erased but still in their grace period, beyond the
+  // headroom kept for them). It goes to insert(), or back with discard().
+  flow* allocate() noexcept;
+  // Workers: a flow from allocate() that was never inserted.
+  void discard(flow* f) noexcept;
+
   // Workers: the flow under either key, or nullptr.
   flow* find(const splice::flow_key& k) const noexcept;
   // Workers: `n` lookups at once, the hash's bucket reads overlapped
@@ -215,8 +227,10 @@ class flow_table {
   void schedule(flow& f, std::uint64_t second);
   void unlink(flow& f) noexcept;
   void retire(retired_flow* r);
+  void destroy_all() noexcept;
 
   rte_hash* hash_ = nullptr;
+  rte_mempool* pool_ = nullptr;  // struct flow's storage
   rte_ring* queued_ = nullptr;  // flow*: multi-producer (workers, and erase never), one consumer
   rcu_domain& rcu_;
   unsigned capacity_;

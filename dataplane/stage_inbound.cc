@@ -54,7 +54,7 @@ void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
     return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
   f = create_inbound_flow(key, device, info.dst, key.dst_port, setup_.inbound_snat);
-  if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);
+  if (f == nullptr) return drop_one(ps.port.index, m, flow_refusal_);
   inbound_on_flow(ps, m, info, *f, out);
 }
 
@@ -64,14 +64,18 @@ void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
 // allocated here; without, from the peer.
 flow* worker::create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
                                   std::uint16_t device_port, bool snat) noexcept {
+  flow_refusal_ = drop_reason::splice_flow_limit;
   if (setup_.flows == nullptr || device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
       device->removed.load(std::memory_order_relaxed))
     return nullptr;
   const bool v6 = opened.family == ip_family::v6;
   if (snat && !(v6 ? setup_.has_local_v6 : setup_.has_local_v4)) return nullptr;
   const auto* lopower = v6 ? setup_.local_v6 : reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be);
-  auto* f = new (std::nothrow) flow;
-  if (f == nullptr) return nullptr;
+  flow* f = setup_.flows->allocate();
+  if (f == nullptr) {
+    flow_refusal_ = drop_reason::splice_flow_pool_empty;
+    return nullptr;
+  }
   f->kind = snat ? flow_kind::inbound_ported : flow_kind::inbound;
   f->tailnet_key = opened;
   // As the device replies: to lopower's address and the port allocated
@@ -83,12 +87,12 @@ flow* worker::create_inbound_flow(const splice::flow_key& opened, wg_peer* devic
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
   if (snat && (!ports_alloc_ || !allocate_port(f->device_key, *ports_alloc_))) {
-    delete f;
+    setup_.flows->discard(f);
     return nullptr;
   }
   if (!setup_.flows->insert(f)) {
     if (snat) release_port(f->device_key);
-    delete f;
+    setup_.flows->discard(f);
     return nullptr;
   }
   device->flows.fetch_add(1, std::memory_order_relaxed);
@@ -130,7 +134,7 @@ bool worker::forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, con
   else if ((f = create_inbound_flow(key, device, device_addr, fw->device_port, true)) != nullptr) {
     inbound_on_flow(ps, m, info, *f, out);
     return true;
-  }
+  } else why = flow_refusal_;
   drop_one(ps.port.index, m, why);
   return true;
 }

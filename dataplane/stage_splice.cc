@@ -143,12 +143,16 @@ flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view,
 // the key's family) and a port from `alloc`.
 flow* worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
                         splice::port_allocator& alloc, bool uplink) noexcept {
+  flow_refusal_ = drop_reason::splice_flow_limit;
   if (device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
       device->removed.load(std::memory_order_relaxed))
     return nullptr;
   if (ours == nullptr) return nullptr;
-  auto* f = new (std::nothrow) flow;
-  if (f == nullptr) return nullptr;
+  flow* f = setup_.flows->allocate();
+  if (f == nullptr) {
+    flow_refusal_ = drop_reason::splice_flow_pool_empty;
+    return nullptr;
+  }
   f->device_key = key;
   // As replies arrive: from the peer's address and port, to ours.
   f->tailnet_key = splice::make_flow_key(key.family, key.protocol, key.dst, key.dst_port, ours, 0);
@@ -158,12 +162,12 @@ flow* worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, w
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
   f->uplink = uplink;
   if (!(uplink ? allocate_port(f->tailnet_key, alloc) : allocate_tailnet_port(*f))) {
-    delete f;
+    setup_.flows->discard(f);
     return nullptr;
   }
   if (!setup_.flows->insert(f)) {
     release_port(f->tailnet_key);
-    delete f;
+    setup_.flows->discard(f);
     return nullptr;
   }
   device->flows.fetch_add(1, std::memory_order_relaxed);
@@ -190,7 +194,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
       return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
     f = create_flow(key, *view, device);
-    if (f == nullptr) return drop_one(ps.port.index, m, drop_reason::splice_flow_limit);
+    if (f == nullptr) return drop_one(ps.port.index, m, flow_refusal_);
   }
   const ip_address ours = ip_address::from_bytes(info.ipv6, f->tailnet_key.dst);
   if (rewrite_source_of(p, info, flow_hint.fields, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)

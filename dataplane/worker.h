@@ -329,6 +329,8 @@ class worker {
                        flow_lookup flow_hint, outbound& out) noexcept;
   flow* make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
                   splice::port_allocator& alloc, bool uplink) noexcept;
+  // Why the last make_flow / create_inbound_flow gave nullptr: the drop's reason.
+  drop_reason flow_refusal_ = drop_reason::splice_flow_limit;
   // stage_uplink.cc: device flows NATed out of the uplink port and back.
   void uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                   outbound& out) noexcept;

@@ -2,6 +2,8 @@
 // EAL for tests: one lcore (or the `lcores` given, for a benchmark's workers), no hugepages, no PCI, no shared files, and a
 // --file-prefix of the program's name and pid, so test processes run side
 // by side (and beside a lopowerd) without meeting. Unprivileged is enough.
+// `hugepages` (benchmarks, on request): EAL's memory from hugepages, as in
+// production; needs root and reserved hugepages.
 
 #include <rte_eal.h>
 
@@ -13,8 +15,9 @@
 namespace lopower::test_support {
 
 // Once per process; false when EAL refused to start.
-inline bool start_eal(const char* program, unsigned memory_mb = 256, const char* lcores = "0") {
-  static const bool ok = [program, memory_mb, lcores] {
+inline bool start_eal(const char* program, unsigned memory_mb = 256, const char* lcores = "0",
+                      bool hugepages = false) {
+  static const bool ok = [program, memory_mb, lcores, hugepages] {
     // EAL may keep pointers into its arguments: they live as long as the process.
     static std::vector<std::string> args = {program,
                                      "-l",
@@ -28,6 +31,8 @@ inline bool start_eal(const char* program, unsigned memory_mb = 256, const char*
                                      std::to_string(memory_mb),
                                      "--log-level=lib.eal:error",
                                      "--log-level=user1:error"};
+    // Files unlinked once mapped: none is left in /dev/hugepages holding pages after the run.
+    if (hugepages) args[3] = "--huge-unlink";  // in place of "--no-huge"
     static std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     return rte_eal_init(static_cast<int>(argv.size()), argv.data()) >= 0;

@@ -238,6 +238,30 @@ void expect_icmp_error_to_device(data_path& d, bool v6, std::uint8_t type, std::
   EXPECT_TRUE(splice::test::l4_checksum_ok(err));
 }
 
+// Flows come from the table's pool: with every one taken (erased flows
+// waiting out their grace period, say), a new flow's packet is dropped and
+// counted as such, and once flows come back the next one opens.
+TEST(data_path, new_flow_with_the_flow_pool_exhausted_is_dropped_and_counted) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("fpool");
+  std::vector<flow*> taken;
+  for (flow* f; (f = d.flows.allocate()) != nullptr;) taken.push_back(f);
+  ASSERT_GE(taken.size(), d.flows.capacity());
+  const bytes sent = ip_packet(false, 17, test_support::device_address(false), test_support::peer_address(false),
+                               udp_datagram(5555, 9000, 100));
+  d.receive({d.from_device(sent)});
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+  EXPECT_EQ(d.drops(drop_reason::splice_flow_pool_empty), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.flows.size(), 0u);
+
+  for (flow* f : taken) d.flows.discard(f);
+  d.receive({d.from_device(sent)});
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.flows.size(), 1u);
+}
+
 class egress : public ::testing::TestWithParam<bool> {};
 
 // An "exit" device's datagram to the internet goes to the exit node like a
