@@ -12,7 +12,9 @@
 // One frame in, one frame out. Frames are re-sealed outside the timed region
 // (the replay window wants fresh counters). Each run also measures its
 // cipher bound (bench/cipher_bound.h: the backend alone opening and sealing
-// packets of that size) and reports the share of it the path reaches.
+// packets of that size) and reports the share of it the path reaches
+// (share_of_bound); and the same bound over as many of the pool's buffers as
+// the run circulates, the frames' own memory (share_of_pool_bound).
 //
 // And the flow table alone among 1 M flows: single lookups, and bulk
 // lookups of a sub-burst's 32 keys (what the worker does).
@@ -73,6 +75,19 @@ bench::device_fleet& fleet() {
 
 enum class direction { device_to_tailnet, tailnet_to_device };
 
+// The cipher bound over `frames` buffers of the benchmark's own pool (its
+// mbufs' data rooms, on the pages the frames live in), taken before the
+// frames are filled and given back after.
+double pool_cipher_bound_pps(const char* backend, std::uint32_t length) {
+  std::vector<rte_mbuf*> mbufs(frames);
+  if (rte_pktmbuf_alloc_bulk(pool(), mbufs.data(), frames) != 0) throw std::runtime_error("splice_pool is short of mbufs");
+  std::vector<std::uint8_t*> buffers(frames);
+  for (unsigned i = 0; i < frames; ++i) buffers[i] = rte_pktmbuf_mtod(mbufs[i], std::uint8_t*);
+  const double bound = bench::cipher_bound_pps_over(backend, length, buffers, 0.05);
+  rte_pktmbuf_free_bulk(mbufs.data(), frames);
+  return bound;
+}
+
 // Packets/s of each case's base (one flow, one device) by backend, direction
 // and size, remembered so the larger cases that follow it in the same run
 // print their ratio to it (registration order runs the base first).
@@ -115,12 +130,14 @@ double splice_run(benchmark::State& state, const char* backend, direction dir, s
                                          ? test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_out(m); })
                                          : test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_in(m); });
   const double bound = bench::cipher_bound_pps(backend, bench::sealed_length(inner));
+  const double pool_bound = pool_cipher_bound_pps(backend, bench::sealed_length(inner));
   test_support::fill(pool(), g.rx, frames, seal);
   double timed_seconds = 0;
   const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal, &timed_seconds);
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
   bench::report_against_bound(state, moved, bound);
+  bench::report_against_pool_bound(state, moved, pool_bound);
   std::uint64_t dropped = 0;
   for (unsigned r = 0; r < drop_reason_count; ++r) dropped += w.stats().ports[0].drops[r].get();
   state.counters["dropped"] = static_cast<double>(dropped);
