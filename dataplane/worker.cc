@@ -110,7 +110,6 @@ unsigned worker::poll_once() noexcept {
   take_back_ports();
   stats_.polls.add();
   const std::uint64_t now = rte_rdtsc();
-  pass_end_ = now;
   expire_fragments(now);
   if (now - last_drain_ >= drain_cycles_) flush();
   if (moved != 0) count_busy_pass(start, now);
@@ -132,11 +131,12 @@ bool worker::tx_buffered() const noexcept {
 
 // The flush after an empty pass sends what earlier busy passes buffered:
 // their work too (on af_packet it is a sendto per burst), so when there was
-// something to send, it counts as busy from that pass's end to the flush's.
+// something to send, the flush counts as busy.
 void worker::flush_after_empty_pass() noexcept {
-  const bool sends = tx_buffered();
+  if (!tx_buffered()) return flush();
+  const std::uint64_t start = rte_rdtsc();
   flush();
-  if (sends) stats_.busy_cycles.add(last_drain_ - pass_end_);
+  stats_.busy_cycles.add(last_drain_ - start);
 }
 
 void worker::idle(idle_governor::step step) noexcept {

@@ -366,7 +366,6 @@ class worker {
   std::uint64_t burst_tsc_ = 0;
   std::uint64_t drain_cycles_ = 0;
   std::uint64_t last_drain_ = 0;
-  std::uint64_t pass_end_ = 0;  // the last pass's end, where the flush after an empty pass starts
   lcore_stats stats_;
   sub_bursts subs_;
   burst_lookups lookups_;  // receive_transport's, for the sub-burst it delivers

@@ -22,7 +22,9 @@ inline bool start_eal(const char* program, unsigned memory_mb = 256, const char*
     static std::vector<std::string> args = {program,
                                      "-l",
                                      lcores,
-                                     "--no-huge",
+                                     // --huge-unlink: files unlinked once mapped, none left in
+                                     // /dev/hugepages holding pages after the run.
+                                     hugepages ? "--huge-unlink" : "--no-huge",
                                      "--no-pci",
                                      "--no-shconf",
                                      "--no-telemetry",
@@ -31,8 +33,6 @@ inline bool start_eal(const char* program, unsigned memory_mb = 256, const char*
                                      std::to_string(memory_mb),
                                      "--log-level=lib.eal:error",
                                      "--log-level=user1:error"};
-    // Files unlinked once mapped: none is left in /dev/hugepages holding pages after the run.
-    if (hugepages) args[3] = "--huge-unlink";  // in place of "--no-huge"
     static std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     return rte_eal_init(static_cast<int>(argv.size()), argv.data()) >= 0;
