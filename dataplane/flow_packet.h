@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "dataplane/flow_table.h"
+#include "dataplane/fragments/fragment_header.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/splice/translate.h"
 
@@ -13,6 +14,15 @@ namespace lopower {
 
 inline splice::packet_info packet_info_of(const inner_info& info) noexcept {
   return {info.ipv6 ? ip_family::v6 : ip_family::v4, info.protocol, false, info.length, info.l4_offset};
+}
+
+// The same with the fragment flag read from `p`, the packet parse_inner
+// described: all splice::flow_key_of needs, so the header is not parsed twice
+// (tests/fuzz/fuzz_inner_packet.cc holds it to splice::parse_ip's reading).
+inline splice::packet_info packet_info_of(const std::uint8_t* p, const inner_info& info) noexcept {
+  splice::packet_info ip = packet_info_of(info);
+  ip.fragment = fragments::is_fragment(p, info.ipv6);
+  return ip;
 }
 
 // The state moves in the table (a compare-and-swap when it changes, counted

@@ -13,6 +13,7 @@
 
 #include <cstring>
 
+#include "dataplane/flow_packet.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/outer_headers.h"
 #include "dataplane/worker.h"
@@ -169,7 +170,7 @@ void worker::look_up_flows(rte_mbuf* const* pkts, wg_peer* const* from, std::uin
     const auto* p = rte_pktmbuf_mtod(pkts[i], const std::uint8_t*);
     out.infos[i] = parse_inner(p, pkts[i]->data_len);
     if (!out.infos[i] || setup_.flows == nullptr) continue;
-    if (splice::flow_key_of(p, out.infos[i]->length, out.keys[n_keys], out.fields[n_keys]) !=
+    if (splice::flow_key_of(p, packet_info_of(p, *out.infos[i]), out.keys[n_keys], out.fields[n_keys]) !=
         splice::translate_status::ok)
       continue;
     key_ptrs[n_keys] = &out.keys[n_keys];

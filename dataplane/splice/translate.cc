@@ -160,8 +160,16 @@ translate_status flow_key_of(const std::uint8_t* p, std::uint32_t len, flow_key&
 }
 
 translate_status flow_key_of(const std::uint8_t* p, std::uint32_t len, flow_key& key, flow_fields& f) noexcept {
-  packet_info ip;
-  if (const auto st = view_flow(p, len, ip, f); st != translate_status::ok) return st;
+  const auto parsed = parse_ip(p, len);
+  if (!parsed) return translate_status::malformed;
+  return flow_key_of(p, *parsed, key, f);
+}
+
+translate_status flow_key_of(const std::uint8_t* p, const packet_info& ip, flow_key& key, flow_fields& f) noexcept {
+  if (ip.fragment) return translate_status::fragment;
+  const translate_status st = view_l4(p, ip.l4_offset, ip.l4_length(), ip.protocol, is_v6(ip.family), true, f);
+  f.family = ip.family;
+  if (st != translate_status::ok) return st;
   const bool v6 = is_v6(ip.family);
   key = make_flow_key(ip.family, ip.protocol, p + src_at(v6), load_be16(p + f.src_port_at), p + dst_at(v6),
                       load_be16(p + f.dst_port_at));

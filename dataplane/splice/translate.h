@@ -73,6 +73,10 @@ struct flow_fields {
 };
 // flow_key_of, and where the packet's fields lie.
 translate_status flow_key_of(const std::uint8_t* p, std::uint32_t len, flow_key& key, flow_fields& fields) noexcept;
+// The same of a packet whose IP header is parsed already (`ip`, as parse_ip
+// gives it, fragment flag included): the worker parsed it on delivery and
+// does not parse it twice.
+translate_status flow_key_of(const std::uint8_t* p, const packet_info& ip, flow_key& key, flow_fields& fields) noexcept;
 
 // Device → tailnet: the source address and port (ICMP echo: identifier)
 // become `new_src`/`new_port`. Updates the IPv4 header checksum and the L4

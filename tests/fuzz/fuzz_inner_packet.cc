@@ -1,12 +1,15 @@
 // Any decrypted inner packet goes through parse_inner, and the replies
 // lopower builds in place from one (ICMP echo reply, TSMP pong) must read
 // and write only inside it and come out as packets parse_inner accepts,
-// with the addresses swapped and (echo) a checksum that verifies.
+// with the addresses swapped and (echo) a checksum that verifies. The
+// splice's flow key taken from parse_inner's reading is the one
+// splice::flow_key_of finds parsing the packet itself.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "dataplane/flow_packet.h"
 #include "dataplane/inner_packet.h"
 #include "dataplane/splice/checksum.h"
 
@@ -31,6 +34,24 @@ void check_swapped(const std::uint8_t* before, const inner_info& b, const std::u
   (void)q;
 }
 
+// The worker keys a packet's flow from parse_inner's reading of its header
+// (packet_info_of) rather than parsing it again: the same status, key and
+// fields as flow_key_of parsing it itself.
+void check_flow_key_as_parsed(const std::uint8_t* p, const inner_info& info) {
+  namespace sp = lopower::splice;
+  sp::flow_key parsed_key{}, given_key{};
+  sp::flow_fields parsed_fields, given_fields;
+  const auto parsed = sp::flow_key_of(p, info.length, parsed_key, parsed_fields);
+  const auto given = sp::flow_key_of(p, lopower::packet_info_of(p, info), given_key, given_fields);
+  if (parsed != given) fail();
+  if (given != sp::translate_status::ok) return;
+  const auto same_fields = [](const sp::flow_fields& a, const sp::flow_fields& b) {
+    return a.family == b.family && a.src_port_at == b.src_port_at && a.dst_port_at == b.dst_port_at &&
+           a.checksum_at == b.checksum_at && a.pseudo_header == b.pseudo_header && a.udp == b.udp;
+  };
+  if (!(parsed_key == given_key) || !same_fields(parsed_fields, given_fields)) fail();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -38,6 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto info = lopower::parse_inner(data, static_cast<std::uint32_t>(size));
   if (!info) return 0;
   check_inside(*info, data, size);
+  check_flow_key_as_parsed(data, *info);
   (void)lopower::is_dns_query(data, *info);
   (void)lopower::is_lopower_echo_reply(data, *info);
 
