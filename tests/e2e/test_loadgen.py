@@ -8,6 +8,7 @@ the control socket, real handshakes, ICMP echo to lopower, a JSON report.
                packet socket while the loadgen keeps the session, and again
     restart    over af_packet: lopowerd killed and started again mid-run, the
                devices handshake again on their own
+    rerun      over memif: a run after one that kept its devices
     udp        the splice lab: UDP to a tailnet peer's echo (--target IP:PORT)
 
 A modest fixed rate for a short time; no timing assertions (speed belongs in
@@ -82,6 +83,33 @@ def test_loadgen_over_memif_without_hugepages(topology):
         report = run_loadgen(gw, topology, f"net_memif0,role=client,socket={sock}", lp)
         check_report(report, lp)
         assert report["setup"]["port_driver"] == "net_memif"
+    finally:
+        lp.stop()
+
+
+def test_a_rerun_meets_the_devices_an_earlier_run_kept(topology):
+    """Devices left enrolled (--keep-devices, or a loadgen that crashed) are
+    not the next run's: it refuses their names saying how to go on, and
+    removes nothing it did not enrol; --replace-devices takes them over."""
+    gw = topology.host("gw")
+    sock = topology.tmpdir / "memif.sock"
+    vdev = f"net_memif0,role=client,socket={sock}"
+    lp = Lopowerd(gw, port_toml("mem", f"net_memif0,role=server,socket={sock}", [f"{LOPOWER_IP}/24"]),
+                  extra_toml=DEVICES_TOML).start()
+    try:
+        run_loadgen(gw, topology, vdev, lp, "--keep-devices")
+        def enrolled():
+            return sorted((d["name"], d["public_key"]) for d in json.loads(lp.ctl("device", "list", "--json").stdout))
+        kept = enrolled()
+        assert [name for name, _ in kept] == [f"loadgen-{i}" for i in range(DEVICES)]
+
+        argv = loadgen_argv(topology, vdev, lp, topology.tmpdir / "refused.json", "--duration", "1")
+        r = gw.run(argv, check=False, timeout=120)
+        assert r.returncode != 0
+        assert "loadgen-0" in r.stderr and "--replace-devices" in r.stderr, r.stderr[-2000:]
+        assert enrolled() == kept  # none removed, none changed
+
+        check_report(run_loadgen(gw, topology, vdev, lp, "--replace-devices"), lp)
     finally:
         lp.stop()
 

@@ -95,14 +95,39 @@ void fleet::enrol_through_ctl() {
     device& d = devices_[i];
     d.name = opts_.name_prefix + "-" + std::to_string(i);
     d.identity = std::make_unique<wg::static_identity>(generate_private_key());
-    const nlohmann::json r = ctl_call(opts_.ctl_socket, "device.add",
-                                      {{"name", d.name}, {"public_key", d.identity->static_public().to_base64()}});
+    const nlohmann::json r = add_device(d);
+    d.enrolled = true;
     if (!r.contains("ipv4") || !r["ipv4"].is_string())
       throw std::runtime_error("device " + d.name + " got no IPv4 address (the loadgen speaks IPv4)");
     d.inner_ip_be = ipv4_be(r["ipv4"].get<std::string>(), "the device address");
     if (i == 0) lopower_ = lopower_of_config(r.value("config", std::string()));
     set_path(d, i);
   }
+}
+
+// `device.add` for `d`; a name already taken is an earlier run's device
+// (its keys died with that run): replaced on request, else refused saying how.
+nlohmann::json fleet::add_device(const device& d) const {
+  const nlohmann::json add{{"name", d.name}, {"public_key", d.identity->static_public().to_base64()}};
+  nlohmann::json reply = ctl::call(opts_.ctl_socket, {"device.add", add});
+  if (!reply.value("ok", false) && opts_.replace_devices && device_exists(d.name)) {
+    ctl_call(opts_.ctl_socket, "device.remove", {{"name", d.name}});
+    reply = ctl::call(opts_.ctl_socket, {"device.add", add});
+  }
+  if (reply.value("ok", false)) return reply["result"];
+  std::string why = "device.add: " + reply.value("error", std::string("refused"));
+  if (!opts_.replace_devices && device_exists(d.name))
+    why += " (left by an earlier run with --keep-devices or one that crashed? --replace-devices removes such "
+           "devices first, or choose another --name-prefix)";
+  throw std::runtime_error(why);
+}
+
+bool fleet::device_exists(const std::string& name) const {
+  const nlohmann::json list = ctl_call(opts_.ctl_socket, "device.list", nlohmann::json::object());
+  if (!list.is_array()) return false;
+  for (const nlohmann::json& entry : list)
+    if (entry.is_object() && entry.value("name", std::string()) == name) return true;
+  return false;
 }
 
 void fleet::enrol_from_peers_file() {
@@ -124,6 +149,7 @@ void fleet::enrol_from_peers_file() {
 void fleet::remove_all() noexcept {
   if (opts_.keep_devices || !opts_.peers_file.empty()) return;  // a peers file's devices were never enrolled
   for (const device& d : devices_) {
+    if (!d.enrolled) continue;  // refused, or never reached: not ours to remove
     try {
       ctl_call(opts_.ctl_socket, "device.remove", {{"name", d.name}});
     } catch (const std::exception& e) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "control/wireguard/engine/cookie.h"
 #include "control/wireguard/engine/noise_handshake.h"
 #include "tools/loadgen/options.h"
@@ -29,6 +31,7 @@ struct lopower_side {
 
 struct device {
   std::string name;
+  bool enrolled = false;  // by this run through the control socket: removed again at exit
   std::uint32_t inner_ip_be = 0;
   wg_endpoint path;  // from this device to lopower
   std::unique_ptr<wg::static_identity> identity;
@@ -54,9 +57,12 @@ class fleet final : public wg::peer_lookup {
   fleet(const options& opts, const link_port& port, crypto::aead_backend& aead);
 
   // Enrols every device; throws std::runtime_error naming the one refused.
+  // A name taken already (an earlier run's, kept or left by a crash) is
+  // removed first with --replace-devices, else refused with that advice.
   // With --peers-file the devices and the gateway come from the file instead.
   void enrol();
-  // Removes them again (unless --keep-devices); errors are reported, not thrown.
+  // Removes the devices this run enrolled (unless --keep-devices), never
+  // one it found; errors are reported, not thrown.
   void remove_all() noexcept;
 
   const lopower_side& lopower() const noexcept { return lopower_; }
@@ -91,6 +97,8 @@ class fleet final : public wg::peer_lookup {
   wg::peer_handshake* by_index(std::uint32_t local_index) override;
 
   void enrol_through_ctl();
+  nlohmann::json add_device(const device& d) const;
+  bool device_exists(const std::string& name) const;
   void enrol_from_peers_file();
   void set_path(device& d, std::size_t number);
   device* device_of_index(std::uint32_t index) noexcept;

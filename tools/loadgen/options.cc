@@ -124,6 +124,7 @@ void print_usage() {
       "  --devices N            devices to play (default 1)\n"
       "  --name-prefix P        device names P-0, P-1, ... (default loadgen)\n"
       "  --keep-devices         leave the devices enrolled at exit\n"
+      "  --replace-devices      remove devices of the same names first (an earlier run's: kept, or left by a crash)\n"
       "  --port-id N            DPDK port to use (default 0)\n"
       "  --local-ip A.B.C.D     the devices' outer address, on lopower's link (required)\n"
       "  --first-udp-port P     device i sends WireGuard from P+i (default 40000)\n"
@@ -167,6 +168,7 @@ std::optional<options> parse_options(int argc, char** argv) {
     };
     bool ok = true;
     if (w == "--keep-devices") o.keep_devices = true;
+    else if (w == "--replace-devices") o.replace_devices = true;
     else if (w == "--quiet") o.quiet = true;
     else if (w == "--busy-poll") o.busy_poll = true;
     else if (w == "--help" || w == "-h") {

@@ -14,6 +14,7 @@ struct options {
   unsigned devices = 1;
   std::string name_prefix = "loadgen";
   bool keep_devices = false;        // leave them enrolled at exit
+  bool replace_devices = false;     // a device of the same name (an earlier run's) is removed first
   std::uint16_t port_id = 0;        // the DPDK port (after EAL: its --vdev or PCI device)
   std::uint32_t local_ip_be = 0;    // the devices' outer IPv4 address, on lopower's link
   std::uint16_t first_udp_port = 40000;  // device i sends WireGuard from first_udp_port + i
