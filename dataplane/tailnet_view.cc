@@ -65,6 +65,7 @@ void tailnet_routes::add(const ip_prefix& prefix, wg_peer* peer) {
 }
 
 void tailnet_routes::finish() {
+  if (pending_.empty()) return;
   std::vector<std::pair<std::uint32_t, wg_peer*>> v4;
   std::vector<std::pair<v6_key, wg_peer*>> v6;
   for (const tailnet_route& r : pending_) {

@@ -53,7 +53,9 @@ class tailnet_routes {
   // Default routes (length 0) are left out: egress decides who uses them.
   void add(const ip_prefix& prefix, wg_peer* peer);
   // Sorts what `add` gave since the last `finish` into the tables (routes
-  // added before it keep precedence over equal ones added after).
+  // added before it keep precedence over equal ones added after); until
+  // then a lookup does not see them. dataplane::publish_tailnet_view
+  // finishes what its caller did not.
   void finish();
 
   // The peer whose route is the most specific holding `dst` (4 or 16 bytes,
