@@ -104,17 +104,21 @@ TEST(tailnet_view_route, a_host_route_beats_the_subnet_holding_it) {
 // Host routes of one family are never taken by an address of the other
 // whose first bytes are the same.
 TEST(tailnet_view_route, a_host_route_keeps_to_its_family) {
-  tailnet_view view;
-  wg_peer four, six;
-  view.routes.add(*ip_prefix::parse("100.64.7.9/32"), &four);
-  view.routes.add(*ip_prefix::parse("6440:709::/128"), &six);
-  view.routes.finish();
-  const ip_address v6_spelling = *ip_address::parse("6440:709::");
   const ip_address v4 = *ip_address::parse("100.64.7.9");
-  EXPECT_EQ(view.route(true, v6_spelling.bytes.data()), &six);
-  EXPECT_EQ(view.route(false, v4.bytes.data()), &four);
+  const ip_address v6_spelling = *ip_address::parse("6440:709::");  // v4's bytes, then zeros
+  wg_peer four, six;
+  tailnet_view only_v4, only_v6, both;
+  only_v4.routes.add(*ip_prefix::parse("100.64.7.9/32"), &four);
+  only_v6.routes.add(*ip_prefix::parse("6440:709::/128"), &six);
+  both.routes.add(*ip_prefix::parse("100.64.7.9/32"), &four);
+  both.routes.add(*ip_prefix::parse("6440:709::/128"), &six);
+  for (tailnet_view* view : {&only_v4, &only_v6, &both}) view->routes.finish();
+  EXPECT_EQ(only_v4.route(true, v6_spelling.bytes.data()), nullptr);
+  EXPECT_EQ(only_v6.route(false, v4.bytes.data()), nullptr);
+  EXPECT_EQ(both.route(true, v6_spelling.bytes.data()), &six);
+  EXPECT_EQ(both.route(false, v4.bytes.data()), &four);
   const ip_address other_v6 = *ip_address::parse("6440:709::1");
-  EXPECT_EQ(view.route(true, other_v6.bytes.data()), nullptr);
+  EXPECT_EQ(both.route(true, other_v6.bytes.data()), nullptr);
 }
 
 // A default route is the exit node's (egress decides), never a route's.
