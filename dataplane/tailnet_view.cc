@@ -77,7 +77,7 @@ void tailnet_routes::finish() {
     else
       v4.emplace_back(load_big_endian<std::uint32_t>(bytes), r.peer);
   }
-  pending_.clear();
+  pending_ = {};  // its memory too: the view lives on, published
   v4_hosts_.merge(std::move(v4));
   v6_hosts_.merge(std::move(v6));
   std::stable_sort(subnets_.begin(), subnets_.end(),
