@@ -154,7 +154,8 @@ class second_tailnet_peer {
     peer_.allowed.store(new allowed_prefixes{{*ip_prefix::parse("100.64.0.6/32")}});
     if (!g.sessions.insert(test_support::make_keypair(peer_, index, key_))) throw std::runtime_error("session table full");
     auto* v = new tailnet_view(*g.view.load());
-    v->routes.push_back({*ip_prefix::parse("100.64.0.6/32"), &peer_});  // overlaps no route there
+    v->routes.add(*ip_prefix::parse("100.64.0.6/32"), &peer_);  // overlaps no route there
+    v->routes.finish();
     rigs_view_ = g.view.exchange(v);
   }
   ~second_tailnet_peer() {

@@ -8,7 +8,10 @@
 //                      decrypted, found by their tailnet-side key, rewritten
 //                      back to the device, encrypted to it;
 //   many devices       1000 flows of one device against one flow for each of
-//                      1000 devices with sessions of their own, both ways.
+//                      1000 devices with sessions of their own, both ways;
+//   tailnet peers      device -> tailnet on a tailnet of 1, 1 000 and 5 000
+//                      peers (each its /32 and /128 in the view the worker
+//                      routes by), one flow to the rig's peer.
 // One frame in, one frame out. Frames are re-sealed outside the timed region
 // (the replay window wants fresh counters). Each run also measures its
 // cipher bound (bench/cipher_bound.h: the backend alone opening and sealing
@@ -33,6 +36,7 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <stdexcept>
@@ -165,6 +169,53 @@ void many_devices(benchmark::State& state, direction dir) {
   report_against_base(state, base_key("ipsec-mb", dir, state.range(0), "devices"), one, rate, "vs_one_device");
 }
 
+// The rig's view with `peers - 1` more tailnet peers' host routes, half
+// added before the rig's peer and half after (where it lands among them is
+// what a scan of the routes would pay for).
+class larger_tailnet {
+ public:
+  larger_tailnet(rig& g, unsigned peers) : rig_(g), others_(std::make_unique<wg_peer[]>(peers)) {
+    auto* v = new tailnet_view(*g.view.load());
+    v->routes = {};
+    const unsigned before = (peers - 1) / 2;
+    for (unsigned i = 0; i < before; ++i) add_peer(*v, i);
+    add_route(*v, *ip_prefix::parse("fd7a:115c:a1e0::5/128"), &g.ts_peer);
+    add_route(*v, *ip_prefix::parse("100.64.0.5/32"), &g.ts_peer);
+    for (unsigned i = before; i + 1 < peers; ++i) add_peer(*v, i);
+    finish_routes(*v);
+    rigs_view_ = g.view.exchange(v);
+  }
+  ~larger_tailnet() { delete rig_.view.exchange(rigs_view_); }
+  larger_tailnet(const larger_tailnet&) = delete;
+  larger_tailnet& operator=(const larger_tailnet&) = delete;
+
+ private:
+  // 100.96.0.0/11 and fd7a:115c:a1e0:1::/64: clear of the rig's addresses.
+  void add_peer(tailnet_view& v, unsigned i) {
+    add_route(v, {ip_address::v4(0x64600000u + i), 32}, &others_[i]);
+    ip_address six = *ip_address::parse("fd7a:115c:a1e0:1::");
+    six.bytes[14] = static_cast<std::uint8_t>(i >> 8);
+    six.bytes[15] = static_cast<std::uint8_t>(i);
+    add_route(v, {six, 128}, &others_[i]);
+  }
+  static void add_route(tailnet_view& v, const ip_prefix& p, wg_peer* peer) { v.routes.add(p, peer); }
+  static void finish_routes(tailnet_view& v) { v.routes.finish(); }
+
+  rig& rig_;
+  std::unique_ptr<wg_peer[]> others_;
+  const tailnet_view* rigs_view_ = nullptr;
+};
+
+// One flow of the rig's device to its peer, on a tailnet of `peers` peers.
+// Prints "vs_one_peer": packets/s over the one-peer case's in this run.
+void BM_SpliceTailnetPeers_ipsec_mb(benchmark::State& state) {
+  const auto peers = static_cast<unsigned>(state.range(1));
+  const larger_tailnet tailnet(the_rig(), peers);
+  const double rate = splice_run(state, "ipsec-mb", direction::device_to_tailnet, bench::flows_of(bench::rig_device(the_rig()), 1));
+  report_against_base(state, base_key("ipsec-mb", direction::device_to_tailnet, state.range(0), "peers"), peers == 1, rate,
+                      "vs_one_peer");
+}
+
 void BM_SpliceDeviceToTailnet_ipsec_mb(benchmark::State& state) { one_device(state, "ipsec-mb", direction::device_to_tailnet); }
 void BM_SpliceDeviceToTailnet_libsodium(benchmark::State& state) { one_device(state, "libsodium", direction::device_to_tailnet); }
 void BM_SpliceTailnetToDevice_ipsec_mb(benchmark::State& state) { one_device(state, "ipsec-mb", direction::tailnet_to_device); }
@@ -188,6 +239,7 @@ BENCHMARK(BM_SpliceTailnetToDevice_ipsec_mb)
 BENCHMARK(BM_SpliceTailnetToDevice_libsodium)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
 BENCHMARK(BM_SpliceManyDevicesOut_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
 BENCHMARK(BM_SpliceManyDevicesIn_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
+BENCHMARK(BM_SpliceTailnetPeers_ipsec_mb)->ArgNames({"inner", "peers"})->ArgsProduct({{64}, {1, 1000, 5000}});
 
 // The flow table with 1 M flows, keys in random order.
 flow_table& table_1m() {

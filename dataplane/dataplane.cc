@@ -183,6 +183,7 @@ dataplane::~dataplane() {
 }
 
 void dataplane::publish_tailnet_view(std::unique_ptr<tailnet_view> view) {
+  if (view) view->routes.finish();  // routes added and never finished would be no route at all
   const tailnet_view* old = tailnet_view_.exchange(view.release(), std::memory_order_acq_rel);
   if (old != nullptr) rcu_->retire_object(const_cast<tailnet_view*>(old));
 }

@@ -1,5 +1,6 @@
 #include "dataplane/tailnet_view.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace lopower {
@@ -7,6 +8,17 @@ namespace lopower {
 namespace {
 
 constexpr std::uint8_t ipproto_tcp = 6, ipproto_udp = 17, ipproto_sctp = 132;
+
+// The first sizeof(Word) bytes as a big-endian number (compilers make it one
+// load and a byte swap), so that keys sort as the addresses do.
+template <class Word>
+Word load_big_endian(const std::uint8_t* bytes) noexcept {
+  Word w = 0;
+  for (std::size_t i = 0; i < sizeof w; ++i) w = static_cast<Word>(w << 8 | bytes[i]);
+  return w;
+}
+
+bool is_host_route(const ip_prefix& p) noexcept { return p.length == (p.address.family == ip_family::v6 ? 128 : 32); }
 
 }  // namespace
 
@@ -23,10 +35,62 @@ tailnet_route::tailnet_route(const ip_prefix& p, wg_peer* to) noexcept : prefix(
   std::memcpy(masked, masked_bytes, sizeof masked);
 }
 
-wg_peer* tailnet_view::route(bool ipv6, const std::uint8_t* dst) const noexcept {
+template <class Key>
+void tailnet_routes::host_table<Key>::merge(std::vector<std::pair<Key, wg_peer*>> added) {
+  std::vector<std::pair<Key, wg_peer*>> all;
+  all.reserve(keys.size() + added.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) all.emplace_back(keys[i], peers[i]);
+  all.insert(all.end(), added.begin(), added.end());
+  // Stable, then the first of each key kept: the earliest added wins.
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  all.erase(std::unique(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first == b.first; }), all.end());
+  keys.clear();
+  peers.clear();
+  keys.reserve(all.size());
+  peers.reserve(all.size());
+  for (const auto& [key, peer] : all) {
+    keys.push_back(key);
+    peers.push_back(peer);
+  }
+}
+
+template <class Key>
+wg_peer* tailnet_routes::host_table<Key>::find(const Key& key) const noexcept {
+  const auto it = std::lower_bound(keys.begin(), keys.end(), key);
+  return it != keys.end() && *it == key ? peers[static_cast<std::size_t>(it - keys.begin())] : nullptr;
+}
+
+void tailnet_routes::add(const ip_prefix& prefix, wg_peer* peer) {
+  if (prefix.length != 0) pending_.emplace_back(prefix, peer);
+}
+
+void tailnet_routes::finish() {
+  if (pending_.empty()) return;
+  std::vector<std::pair<std::uint32_t, wg_peer*>> v4;
+  std::vector<std::pair<v6_key, wg_peer*>> v6;
+  for (const tailnet_route& r : pending_) {
+    const std::uint8_t* bytes = r.prefix.address.bytes.data();
+    if (!is_host_route(r.prefix))
+      subnets_.push_back(r);
+    else if (r.prefix.address.family == ip_family::v6)
+      v6.emplace_back(v6_key{load_big_endian<std::uint64_t>(bytes), load_big_endian<std::uint64_t>(bytes + 8)}, r.peer);
+    else
+      v4.emplace_back(load_big_endian<std::uint32_t>(bytes), r.peer);
+  }
+  pending_ = {};  // its memory too: the view lives on, published
+  v4_hosts_.merge(std::move(v4));
+  v6_hosts_.merge(std::move(v6));
+  std::stable_sort(subnets_.begin(), subnets_.end(),
+                   [](const tailnet_route& a, const tailnet_route& b) { return a.prefix.length > b.prefix.length; });
+}
+
+wg_peer* tailnet_routes::lookup(bool ipv6, const std::uint8_t* dst) const noexcept {
+  wg_peer* host = ipv6 ? v6_hosts_.find({load_big_endian<std::uint64_t>(dst), load_big_endian<std::uint64_t>(dst + 8)})
+                       : v4_hosts_.find(load_big_endian<std::uint32_t>(dst));
+  if (host != nullptr) return host;
   std::uint64_t words[2]{};  // an IPv4 address in the first four bytes, the rest zero (and masked off)
   std::memcpy(words, dst, ipv6 ? 16 : 4);
-  for (const tailnet_route& r : routes)
+  for (const tailnet_route& r : subnets_)
     if (r.holds(ipv6, words)) return r.peer;
   return nullptr;
 }

@@ -4,7 +4,10 @@
 // (local services answer there) and the packet filter inbound tailnet
 // traffic must pass. Immutable once published; replaced as a whole (RCU).
 
+#include <compare>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "dataplane/inner_packet.h"
@@ -30,20 +33,68 @@ struct tailnet_route {
   }
 };
 
+// The tailnet's routes: every peer's AllowedIPs but default routes (those
+// are `tailnet_view::exit_node`'s). Built by the control thread (`add` each
+// prefix, then `finish`) before the view is published; immutable after, so
+// the workers read it without locks.
+//
+// Nearly every route is a peer's own address (/32, /128): those go into
+// sorted arrays, one per family, found by binary search, so a lookup costs
+// log2(peers) compares on a tailnet of thousands rather than one per route
+// (rte_lpm is no fit: its 2^24-entry table per view, two views alive at each
+// swap, in processes the tests start with a few MB of EAL memory). A host
+// route is always the most specific match, so it is tried first; the
+// remaining (few) subnet routes are scanned longest first.
+//
+// Two peers claiming one prefix: the one added first takes it (publish
+// order), for host and subnet routes alike.
+class tailnet_routes {
+ public:
+  // Default routes (length 0) are left out: egress decides who uses them.
+  void add(const ip_prefix& prefix, wg_peer* peer);
+  // Sorts what `add` gave since the last `finish` into the tables (routes
+  // added before it keep precedence over equal ones added after); until
+  // then a lookup does not see them. dataplane::publish_tailnet_view
+  // finishes what its caller did not.
+  void finish();
+
+  // The peer whose route is the most specific holding `dst` (4 or 16 bytes,
+  // network order), or nullptr. Allocation-free.
+  wg_peer* lookup(bool ipv6, const std::uint8_t* dst) const noexcept;
+  // The finished routes (a host route claimed twice counted once).
+  std::size_t size() const noexcept { return v4_hosts_.keys.size() + v6_hosts_.keys.size() + subnets_.size(); }
+
+ private:
+  // An address as big-endian words: sorted by key is sorted by address.
+  struct v6_key {
+    std::uint64_t high = 0, low = 0;
+    auto operator<=>(const v6_key&) const = default;
+  };
+  template <class Key>
+  struct host_table {
+    std::vector<Key> keys;  // sorted, unique; keys[i] is peers[i]'s
+    std::vector<wg_peer*> peers;
+    void merge(std::vector<std::pair<Key, wg_peer*>> added);
+    wg_peer* find(const Key& key) const noexcept;
+  };
+
+  host_table<std::uint32_t> v4_hosts_;
+  host_table<v6_key> v6_hosts_;
+  std::vector<tailnet_route> subnets_;  // longest prefixes first: the first match is the most specific
+  std::vector<tailnet_route> pending_;  // added, not yet finished
+};
+
 struct tailnet_view {
   bool has_v4 = false, has_v6 = false;
   std::uint32_t v4_be = 0;
   std::uint8_t v6[16]{};
   std::vector<filter_match> filter;  // empty: nothing is allowed in
-  // Longest prefixes first, so the first match is the most specific. A
-  // linear scan: tailnets of a few hundred peers; an rte_lpm would take over
-  // beyond that.
-  std::vector<tailnet_route> routes;  // never a default route: that is `exit_node`'s
+  tailnet_routes routes;  // never a default route: that is `exit_node`'s
   // The chosen exit node (its 0.0.0.0/0 and ::/0): where devices whose
   // egress is "exit" send what no route above takes. Null: none available.
   wg_peer* exit_node = nullptr;
 
-  wg_peer* route(bool ipv6, const std::uint8_t* dst) const noexcept;
+  wg_peer* route(bool ipv6, const std::uint8_t* dst) const noexcept { return routes.lookup(ipv6, dst); }
   // lopower's tailnet address of a family, or nullptr when it has none.
   const std::uint8_t* own(bool ipv6) const noexcept { return ipv6 ? (has_v6 ? v6 : nullptr) : (has_v4 ? reinterpret_cast<const std::uint8_t*>(&v4_be) : nullptr); }
 

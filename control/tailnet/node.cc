@@ -392,13 +392,12 @@ void tailnet_node::publish_view(const tailnet::netmap& nm, const std::vector<tai
     wg_peer* wp = wg_->dataplane_peer(std::to_string(id));
     const allowed_prefixes* allowed = wp ? wp->allowed.load(std::memory_order_acquire) : nullptr;
     if (allowed == nullptr) continue;
-    // A default route is only ever the exit node's: egress decides who uses it.
-    for (const ip_prefix& p : allowed->prefixes)
-      if (p.length != 0) view->routes.push_back({p, wp});
+    // A default route is only ever the exit node's (`add` leaves it out):
+    // egress decides who uses it.
+    for (const ip_prefix& p : allowed->prefixes) view->routes.add(p, wp);
     if (id == exit_node_) view->exit_node = wp;
   }
-  std::stable_sort(view->routes.begin(), view->routes.end(),
-                   [](const tailnet_route& a, const tailnet_route& b) { return a.prefix.length > b.prefix.length; });
+  view->routes.finish();  // two peers claiming one prefix: the lower node ID keeps it (wg_peers_ is by ID)
   dp_.publish_tailnet_view(std::move(view));
 }
 

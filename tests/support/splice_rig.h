@@ -85,8 +85,9 @@ struct splice_rig {
     v->has_v4 = v->has_v6 = true;
     inet_pton(AF_INET, our_tailnet_address(false), &v->v4_be);
     inet_pton(AF_INET6, our_tailnet_address(true), v->v6);
-    v->routes.push_back({*ip_prefix::parse("fd7a:115c:a1e0::5/128"), &ts_peer});
-    v->routes.push_back({*ip_prefix::parse("100.64.0.5/32"), &ts_peer});
+    v->routes.add(*ip_prefix::parse("fd7a:115c:a1e0::5/128"), &ts_peer);
+    v->routes.add(*ip_prefix::parse("100.64.0.5/32"), &ts_peer);
+    v->routes.finish();
     view.store(v);
   }
 

@@ -499,7 +499,8 @@ TEST(dns_service, tailnet_peer_gets_device_names_through_its_session) {
   udp53.srcs = {*ip_prefix::parse("100.64.0.5/32")};
   udp53.dsts = {{*ip_prefix::parse("100.64.0.1/32"), {53, 53}}};
   view->filter = {udp53};
-  view->routes.push_back({*ip_prefix::parse("100.64.0.5/32"), tailnet->dataplane_peer("5")});
+  view->routes.add(*ip_prefix::parse("100.64.0.5/32"), tailnet->dataplane_peer("5"));
+  view->routes.finish();
   d.rig.dp->publish_tailnet_view(std::move(view));
   d.dns->answer_tailnet_through([&] { return tailnet.get(); });
   const auto devices_handler = d.rig.on_control_packet;
