@@ -450,7 +450,7 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--sizes", default="64,512,1280")
     ap.add_argument("--duration", type=float, default=3)
-    ap.add_argument("--no-memif", action="store_true", help="only the af_packet lab")
+    ap.add_argument("--no-memif", action="store_true", help="only the veth lab (af_packet and af_xdp rows)")
     ap.add_argument("--no-af-xdp", action="store_true", help="no rows with lopowerd's port on net_af_xdp")
     ap.add_argument("--json", type=Path, help="also write the rows and the reports here")
     args = ap.parse_args()
