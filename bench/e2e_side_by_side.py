@@ -90,7 +90,7 @@ The columns:
     softirq-s/GB (machine)   the machine's softirq seconds / delivered GB (beside, not added)
     per core × the alternative (busy)
                              a lopower row: the CPU-s/GB of the alternative carrying
-                             the same traffic (ALTERNATIVE: the box for → tailnet, the
+                             the same traffic (alternative(): the box for → tailnet, the
                              wireguard-go hub for own address), the same size, over
                              this row's CPU-s/GB (busy): how much more one core of
                              lopower carries
@@ -401,7 +401,7 @@ def restart_on_af_xdp(lab) -> bool:
     return True
 
 
-def af_packet_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
+def veth_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
     """lopowerd (net_af_packet, then net_af_xdp unless --no-af-xdp), the
     wireguard-go hub and the box, on the bridge."""
     with Topology() as topo, splice_lab(topo, [], devices=()) as lab:
@@ -460,7 +460,7 @@ def main() -> int:
         sys.exit(f"{LOADGEN} is not built")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows, reports = [], {}
-    af_packet_rows(args, sizes, rows, reports)
+    veth_rows(args, sizes, rows, reports)
     if not args.no_memif:
         memif_rows(args, sizes, rows, reports)
     print(table(rows))
