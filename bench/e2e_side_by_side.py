@@ -3,11 +3,13 @@
 "Side by side, one command"): the same lopower-loadgen traffic through each
 gateway, in one namespace lab, and lopower over memif.
 
-    sudo tools/bench e2e [--devices 4] [--sizes 64,512,1280] [--duration 3] [--no-memif]
+    sudo tools/bench e2e [--devices 4] [--sizes 64,512,1280] [--duration 3] [--no-memif] [--no-af-xdp]
 
 The af_packet lab is tests/net/splice_lab.py's, without tailscaled peers: a
 bridge ("sw"), headscale in "ctl", lopowerd in "gw" on a net_af_packet port
-(role both). Added here:
+(role both); for the af_xdp rows the same lopowerd (same state, so the same
+tailnet node) restarted with that port on net_af_xdp (splice_lab.GW_DEVICES),
+on the same veth. Added here:
 
 - "gen": lopower-loadgen, lcore 0, two net_af_packet ports on two veths to
   the bridge: port 0 the devices (outer address 198.18.40.60), port 1 the
@@ -33,6 +35,8 @@ Every row as fast as the gateway takes it (no --rate), each size in
 
     lopower → tailnet            lopowerd, UDP to the loadgen's node (--target tailnet)
     lopower (own address)        lopowerd, ICMP echo to its device-side address
+    lopower af_xdp → tailnet     as above, lopowerd's port on net_af_xdp
+    lopower af_xdp (own address) as above, lopowerd's port on net_af_xdp
     wireguard-go hub             wireguard-go alone, ICMP echo to wg0's address
                                  (the box's kernel answers): a plain WireGuard hub
     wireguard-go+tailscaled      the box: UDP to the loadgen's node, forwarded and
@@ -84,11 +88,13 @@ The columns:
     lopower busy CPU-s       lopower rows: busy (above) + non-worker threads' CPU
     CPU-s/GB (busy)          lopower busy CPU-s / delivered GB
     softirq-s/GB (machine)   the machine's softirq seconds / delivered GB (beside, not added)
-    lopower per core × (busy)
-                             an alternative's row: its CPU-s/GB over the CPU-s/GB
-                             (busy) of the lopower row carrying the same traffic
-                             (COMPARED), the same size
-    × (process CPU)          the same with lopower's process CPU-s/GB instead
+    per core × the alternative (busy)
+                             a lopower row: the CPU-s/GB of the alternative carrying
+                             the same traffic (alternative(): the box for → tailnet, the
+                             wireguard-go hub for own address), the same size, over
+                             this row's CPU-s/GB (busy): how much more one core of
+                             lopower carries
+    × (process CPU)          the same with this row's process CPU-s/GB instead
 
 Nothing leaves the machine: everything runs in lopower_net.Topology
 namespaces. Root is needed.
@@ -109,7 +115,7 @@ sys.path.insert(0, str(SOURCE / "tests" / "net"))
 from lopower_net import Topology, wait_until  # noqa: E402
 from lopowerd import BUILD_DIR  # noqa: E402
 from memif_lab import memif_lopowerd  # noqa: E402
-from splice_lab import splice_lab  # noqa: E402
+from splice_lab import splice_lab, start_gateway  # noqa: E402
 from tailnet_lab import attach_to_switch  # noqa: E402
 from tailscaled import Tailscaled  # noqa: E402
 from wg_device import WgDevice  # noqa: E402
@@ -316,19 +322,22 @@ def fmt(value, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-# Each alternative against the lopower row that carries the same traffic.
-COMPARED = {"wireguard-go hub": "lopower (own address)", "wireguard-go+tailscaled": "lopower → tailnet"}
+def alternative(gateway: str) -> str | None:
+    """The alternative carrying the same traffic as a lopower row (any of
+    its links): the box for tailnet rows, the plain hub for own-address rows."""
+    if not gateway.startswith("lopower"):
+        return None
+    return "wireguard-go+tailscaled" if gateway.endswith("→ tailnet") else "wireguard-go hub"
 
 
 def ratio(rows: list[dict], r: dict, lopower_key: str) -> str:
-    """lopower's delivered bytes per CPU-second over this row's (= this
-    row's CPU-s/GB over lopower's ``lopower_key``: "busy_s_per_gb" or
-    "cpu_s_per_gb"): how much more one core of lopower carries."""
-    base = COMPARED.get(r["gateway"])
-    lp = next((x for x in rows if x["gateway"] == base and x["size"] == r["size"]), None)
-    if lp is None or not lp[lopower_key] or not r["cpu_s_per_gb"]:
+    """On a lopower row: the alternative's CPU-s/GB over this row's
+    ``lopower_key`` ("busy_s_per_gb" or "cpu_s_per_gb"), the same size: how
+    much more one core of lopower carries."""
+    alt = next((x for x in rows if x["gateway"] == alternative(r["gateway"]) and x["size"] == r["size"]), None)
+    if alt is None or not alt["cpu_s_per_gb"] or not r[lopower_key]:
         return ""
-    return f"{r['cpu_s_per_gb'] / lp[lopower_key]:.2f}x"
+    return f"{alt['cpu_s_per_gb'] / r[lopower_key]:.2f}x"
 
 
 def share(r: dict) -> str:
@@ -341,7 +350,7 @@ def share(r: dict) -> str:
 def table(rows: list[dict]) -> str:
     out = ["| gateway | size B | offered pps | delivered pps | delivered Mbit/s | loss | p50 µs | p99 µs | "
            "moved pps | of cipher bound | gateway CPU-s | CPU-s/GB | lopower busy CPU-s | CPU-s/GB (busy) | "
-           "softirq-s/GB (machine) | lopower per core × (busy), vs this | × (process CPU) |",
+           "softirq-s/GB (machine) | per core × the alternative (busy) | × (process CPU) |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['gateway']} | {r['size']} | {r['offered_pps']:.0f} | {r['pps']:.0f} | {r['mbps']:.1f} | "
@@ -371,8 +380,30 @@ def run_sizes(rows: list[dict], reports: dict, gateway: str, sizes: list[int], r
               f"gateway CPU {rows[-1]['cpu_s']:.2f} s" + busy_note(rows[-1]), file=sys.stderr, flush=True)
 
 
-def af_packet_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
-    """lopowerd (net_af_packet), the wireguard-go hub and the box, on the bridge."""
+def lopower_runs(lab, ctl: list[str], node, link: str = "") -> list:
+    """lopowerd's two rows (run_sizes' arguments) as it runs now: to the
+    loadgen's tailnet node, and to its own address. ``link``: the name's
+    word for the port's driver ("" for net_af_packet)."""
+    lp, name = lab.lopowerd, "lopower" + (f" {link}" if link else "")
+    return [(f"{name} → tailnet", [lp.proc.pid], lp, lambda label: ctl + node(label, "lopower")),
+            (f"{name} (own address)", [lp.proc.pid], lp, lambda label: ctl + ["--target", "lopower"])]
+
+
+def restart_on_af_xdp(lab) -> bool:
+    """lopowerd again, its port on net_af_xdp (the same veth and state);
+    False, said on stderr, when it cannot start there."""
+    lab.lopowerd.stop()
+    try:
+        start_gateway(lab, "net_af_xdp")
+    except AssertionError as e:
+        print(f"no af_xdp rows: lopowerd did not start on net_af_xdp:\n{str(e)[-1500:]}", file=sys.stderr)
+        return False
+    return True
+
+
+def veth_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
+    """lopowerd (net_af_packet, then net_af_xdp unless --no-af-xdp), the
+    wireguard-go hub and the box, on the bridge."""
     with Topology() as topo, splice_lab(topo, [], devices=()) as lab:
         gen = topo.host("gen")
         attach_to_switch(topo, gen, [])
@@ -380,21 +411,23 @@ def af_packet_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> N
         key_file = topo.tmpdir / "loadgen-authkey"
         key_file.write_text(lab.authkey(reusable=True, ephemeral=True) + "\n")
         ctl = ["--ctl-socket", str(lab.lopowerd.socket), "--devices", str(args.devices)]
-        lopowerd = [lab.lopowerd.proc.pid]
         wg, ts, peers = start_box(lab, topo, args.devices)
         box = ["--peers-file", str(peers), "--devices", str(args.devices)]
 
         def node(label: str, gateway_hostname: str) -> list[str]:
             return tailnet_node(HEADSCALE_URL, key_file, f"lg-{label}", gateway_hostname, NODE_IP)
 
-        lp = lab.lopowerd
-        runs = [("lopower → tailnet", lopowerd, lp, lambda label: ctl + node(label, "lopower")),
-                ("lopower (own address)", lopowerd, lp, lambda label: ctl + ["--target", "lopower"]),
-                ("wireguard-go hub", [wg.proc.pid], None, lambda label: box + ["--target", "lopower"]),
-                ("wireguard-go+tailscaled", [wg.proc.pid, ts.proc.pid], None, lambda label: box + node(label, "box"))]
-        for gateway, pids, busy_of, extra in runs:
-            run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
-                gen, topo, label, size, pids, extra(label), args.duration, lopowerd=busy_of))
+        def run_all(runs) -> None:
+            for gateway, pids, busy_of, extra in runs:
+                run_sizes(rows, reports, gateway, sizes, lambda label, size: run_loadgen(
+                    gen, topo, label, size, pids, extra(label), args.duration, lopowerd=busy_of))
+
+        run_all(lopower_runs(lab, ctl, node))
+        if not args.no_af_xdp and restart_on_af_xdp(lab):
+            run_all(lopower_runs(lab, ctl, node, "af_xdp"))
+        run_all([("wireguard-go hub", [wg.proc.pid], None, lambda label: box + ["--target", "lopower"]),
+                 ("wireguard-go+tailscaled", [wg.proc.pid, ts.proc.pid], None,
+                  lambda label: box + node(label, "box"))])
 
 
 def memif_rows(args, sizes: list[int], rows: list[dict], reports: dict) -> None:
@@ -417,7 +450,8 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--sizes", default="64,512,1280")
     ap.add_argument("--duration", type=float, default=3)
-    ap.add_argument("--no-memif", action="store_true", help="only the af_packet lab")
+    ap.add_argument("--no-memif", action="store_true", help="only the veth lab (af_packet and af_xdp rows)")
+    ap.add_argument("--no-af-xdp", action="store_true", help="no rows with lopowerd's port on net_af_xdp")
     ap.add_argument("--json", type=Path, help="also write the rows and the reports here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -426,7 +460,7 @@ def main() -> int:
         sys.exit(f"{LOADGEN} is not built")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows, reports = [], {}
-    af_packet_rows(args, sizes, rows, reports)
+    veth_rows(args, sizes, rows, reports)
     if not args.no_memif:
         memif_rows(args, sizes, rows, reports)
     print(table(rows))

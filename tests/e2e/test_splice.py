@@ -27,7 +27,7 @@ import pytest
 from headscale import HEADSCALE
 from lopower_net import Topology, wait_until
 from splice_lab import (APPS, ECHO_PORT, HTTP_PORT, SINK_PORT, SUFFIX, UDP_PORT, UPSTREAM_ADDR, UPSTREAM_NAME, Device,
-                        diagnosis, drop_count, flows, run_client, splice_lab)
+                        diagnosis, drop_count, flows, getent, run_client, splice_lab)
 from tailscaled import binaries_missing
 
 MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
@@ -145,10 +145,6 @@ def test_no_peer_there_gets_an_icmp_unreachable_at_once(lab):
     r = dev1.host.run(["ping", "-c", "1", "-W", "2", "100.64.0.250"], check=False)
     assert "Unreachable" in r.stdout, r.stdout
     assert drop_count(d, "splice_no_route") >= before + 2
-
-
-def getent(dev, *args):
-    return dev.host.run(["getent", *args], check=False, timeout=20)
 
 
 def test_magicdns_names_through_lopower(lab):

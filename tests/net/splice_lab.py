@@ -93,11 +93,12 @@ def enroll(lab, dev: Device, index: int) -> WgDevice:
 @contextlib.contextmanager
 def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: str = "", extra_toml: str = "",
                headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none", dpdk_toml: str = "",
-               more_ports=None, devices_toml: str = ""):
+               more_ports=None, devices_toml: str = "", gw_device: str = "net_af_packet"):
     """``derp``: the lab's DERP mode (tailnet_lab.TailnetLab); with
     "embedded", lopowerd dials headscale's relay over plain HTTP too.
     ``more_ports(lab)``: wires further ports up before lopowerd starts and
-    returns their [[port]] tables."""
+    returns their [[port]] tables. ``gw_device``: the DPDK driver lopowerd
+    reads its LAN port with, a key of GW_DEVICES."""
     lab = TailnetLab(topo, peers=list(peers), derp=derp, headscale_kw={"extra_config": headscale_extra or MAGIC_DNS})
     if derp == "embedded":
         extra_toml = "[derp]\nplain_http = true\n\n" + extra_toml
@@ -111,13 +112,10 @@ def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: 
         key_file = topo.tmpdir / "authkey"
         key_file.write_text(lab.authkey())
         key_file.chmod(0o600)
-        ports = port_toml("lan", f"net_af_packet0,iface={GW_IF}", lab.addrs["gw"], role="both")
-        if more_ports:
-            ports += "\n" + more_ports(lab)
-        lab.lopowerd = Lopowerd(lab.gw, ports, extra_toml=lopowerd_toml(key_file, extra_toml, devices_toml),
-                                dataplane_toml=dataplane_toml, dpdk_toml=dpdk_toml).start()
-        d = lab.lopowerd
-        wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd on the tailnet")
+        lab.more_ports = more_ports(lab) if more_ports else ""
+        lab.lopowerd_kw = {"extra_toml": lopowerd_toml(key_file, extra_toml, devices_toml),
+                           "dataplane_toml": dataplane_toml, "dpdk_toml": dpdk_toml}
+        start_gateway(lab, gw_device)
         lab.www = topo.tmpdir / "www"
         lab.www.mkdir()
         for ts in lab.peers.values():
@@ -135,6 +133,33 @@ def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: 
         if getattr(lab, "lopowerd", None):
             lab.lopowerd.stop()
         lab.close()
+
+
+# The LAN port's device string for each driver lopowerd can read the lab's
+# veth with. net_af_xdp: the veth has one queue; libxdp loads its own XDP
+# program (redirect to the socket) in native veth mode.
+GW_DEVICES = {
+    "net_af_packet": f"net_af_packet0,iface={GW_IF}",
+    "net_af_xdp": f"net_af_xdp0,iface={GW_IF},start_queue=0,queue_count=1",
+}
+
+
+def start_gateway(lab, gw_device: str = "net_af_packet"):
+    """Starts lab.lopowerd on its LAN port through ``gw_device`` (GW_DEVICES)
+    and waits until it is on the tailnet. A restart with another driver keeps
+    the state directory: the same tailnet node."""
+    ports = port_toml("lan", GW_DEVICES[gw_device], lab.addrs["gw"], role="both")
+    if lab.more_ports:
+        ports += "\n" + lab.more_ports
+    lab.lopowerd = Lopowerd(lab.gw, ports, **lab.lopowerd_kw).start()
+    d = lab.lopowerd
+    wait_until(lambda: d.status()["tailnet"]["backend_state"] == "Running", 30, "lopowerd on the tailnet")
+    return d
+
+
+def getent(dev, *args):
+    """The device's resolver (lopower's DNS, use_lopower_dns) asked through glibc."""
+    return dev.host.run(["getent", *args], check=False, timeout=20)
 
 
 def diagnosis(d):
