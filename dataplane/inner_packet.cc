@@ -20,31 +20,37 @@ constexpr std::uint8_t default_ttl = 64;
 }  // namespace
 
 std::optional<inner_info> parse_inner(const std::uint8_t* p, std::uint32_t len) noexcept {
-  if (len < 20) return std::nullopt;
   inner_info info;
+  if (!parse_inner(p, len, info)) return std::nullopt;
+  return info;
+}
+
+bool parse_inner(const std::uint8_t* p, std::uint32_t len, inner_info& info) noexcept {
+  info = inner_info{};
+  if (len < 20) return false;
   if ((p[0] >> 4) == 4) {
     const unsigned ihl = (p[0] & 0x0f) * 4u;
     const std::uint16_t total = load_be16(p + 2);
-    if (ihl < 20 || total < ihl || total > len) return std::nullopt;
+    if (ihl < 20 || total < ihl || total > len) return false;
     info.length = total;
     info.l4_offset = static_cast<std::uint16_t>(ihl);
     info.protocol = p[9];
     info.src = p + 12;
     info.dst = p + 16;
-    return info;
+    return true;
   }
   if ((p[0] >> 4) == 6 && len >= 40) {
     const std::uint32_t total = 40u + load_be16(p + 4);
-    if (total > len) return std::nullopt;
+    if (total > len) return false;
     info.ipv6 = true;
     info.length = static_cast<std::uint16_t>(total);
     info.l4_offset = 40;
     info.protocol = p[6];
     info.src = p + 8;
     info.dst = p + 24;
-    return info;
+    return true;
   }
-  return std::nullopt;
+  return false;
 }
 
 bool make_echo_reply(std::uint8_t* p, const inner_info& info) noexcept {

@@ -27,6 +27,12 @@ struct inner_info {
 
 // nullopt when the plaintext is not a whole IPv4/IPv6 packet.
 std::optional<inner_info> parse_inner(const std::uint8_t* p, std::uint32_t plaintext_length) noexcept;
+// The same written into `info` (false: not a packet; `info` then holds
+// nothing of use). The worker's burst keeps its own: an inner_info returned
+// by value is copied over with 16-byte loads right after parse_inner's
+// narrow stores, which the store buffer cannot forward (a stall the splice
+// profile showed).
+bool parse_inner(const std::uint8_t* p, std::uint32_t plaintext_length, inner_info& info) noexcept;
 
 // Turns an ICMP/ICMPv6 echo request in place into the reply lopower sends
 // back (addresses swapped, TTL reset, checksum recomputed). False if `p` is

@@ -168,9 +168,13 @@ void worker::look_up_flows(rte_mbuf* const* pkts, wg_peer* const* from, std::uin
     out.flows[i] = flow_lookup{};
     if (pkts[i]->data_len == 0) continue;  // keepalive
     const auto* p = rte_pktmbuf_mtod(pkts[i], const std::uint8_t*);
-    out.infos[i] = parse_inner(p, pkts[i]->data_len);
-    if (!out.infos[i] || setup_.flows == nullptr) continue;
-    if (splice::flow_key_of(p, packet_info_of(p, *out.infos[i]), out.keys[n_keys], out.fields[n_keys]) !=
+    inner_info& info = out.infos[i].emplace();  // parsed in place (inner_packet.h says why)
+    if (!parse_inner(p, pkts[i]->data_len, info)) {
+      out.infos[i].reset();
+      continue;
+    }
+    if (setup_.flows == nullptr) continue;
+    if (splice::flow_key_of(p, packet_info_of(p, info), out.keys[n_keys], out.fields[n_keys]) !=
         splice::translate_status::ok)
       continue;
     key_ptrs[n_keys] = &out.keys[n_keys];

@@ -171,8 +171,8 @@ translate_status flow_key_of(const std::uint8_t* p, const packet_info& ip, flow_
   f.family = ip.family;
   if (st != translate_status::ok) return st;
   const bool v6 = is_v6(ip.family);
-  key = make_flow_key(ip.family, ip.protocol, p + src_at(v6), load_be16(p + f.src_port_at), p + dst_at(v6),
-                      load_be16(p + f.dst_port_at));
+  set_flow_key(key, ip.family, ip.protocol, p + src_at(v6), load_be16(p + f.src_port_at), p + dst_at(v6),
+               load_be16(p + f.dst_port_at));
   return translate_status::ok;
 }
 
