@@ -1,6 +1,7 @@
 #include "dataplane/tailnet_view.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace lopower {
@@ -88,8 +89,18 @@ wg_peer* tailnet_routes::lookup(bool ipv6, const std::uint8_t* dst) const noexce
   wg_peer* host = ipv6 ? v6_hosts_.find({load_big_endian<std::uint64_t>(dst), load_big_endian<std::uint64_t>(dst + 8)})
                        : v4_hosts_.find(load_big_endian<std::uint32_t>(dst));
   if (host != nullptr) return host;
-  std::uint64_t words[2]{};  // an IPv4 address in the first four bytes, the rest zero (and masked off)
-  std::memcpy(words, dst, ipv6 ? 16 : 4);
+  // An IPv4 address in the first four bytes, the rest zero (and masked
+  // off); loaded into registers, not memcpy'd into a zeroed array that is
+  // read back as words (a store-forwarding stall).
+  std::uint64_t words[2]{};
+  if (ipv6) {
+    std::memcpy(words, dst, 16);
+  } else {
+    std::uint32_t v4;
+    std::memcpy(&v4, dst, 4);
+    static_assert(std::endian::native == std::endian::little, "the low half of a word is its first four bytes");
+    words[0] = v4;  // its bytes first, as memcpy would have put them
+  }
   for (const tailnet_route& r : subnets_)
     if (r.holds(ipv6, words)) return r.peer;
   return nullptr;

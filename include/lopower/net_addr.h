@@ -35,6 +35,12 @@ struct ip_prefix {
   static std::optional<ip_prefix> parse(std::string_view text);
   std::string to_string() const;
   bool contains(const ip_address& other) const;
+  // The same of an address given as two big-endian 64-bit words (IPv4 in
+  // the high half of the first, the rest zero): what a packet's bytes load
+  // as, with no ip_address built from them first (the worker's per-packet
+  // AllowedIPs check; a built one is read back as words right after its
+  // narrow stores, which the store buffer cannot forward).
+  bool contains(ip_family family, const std::uint64_t words[2]) const noexcept;
   bool operator==(const ip_prefix&) const = default;
 };
 
