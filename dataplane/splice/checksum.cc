@@ -10,11 +10,6 @@ std::uint64_t sum_bytes(const std::uint8_t* p, std::size_t n, std::uint64_t init
   return sum;
 }
 
-std::uint16_t fold(std::uint64_t sum) noexcept {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(sum);
-}
-
 std::uint16_t checksum(const std::uint8_t* p, std::size_t n, std::uint64_t initial) noexcept {
   return static_cast<std::uint16_t>(~fold(sum_bytes(p, n, initial)));
 }
@@ -29,27 +24,14 @@ std::uint64_t pseudo_header_sum(bool ipv6, const std::uint8_t* src, const std::u
   return sum + protocol + (l4_length >> 16) + (l4_length & 0xffff);
 }
 
-void checksum_delta::replace16(std::uint16_t old_word, std::uint16_t new_word) noexcept {
-  sum_ += static_cast<std::uint16_t>(~old_word);
-  sum_ += new_word;
-}
-
-void checksum_delta::replace(const std::uint8_t* old_bytes, const std::uint8_t* new_bytes, std::size_t n,
-                             unsigned offset_parity) noexcept {
-  if ((offset_parity & 1) == 0 && n % 2 == 0) {
-    for (std::size_t i = 0; i < n; i += 2) replace16(load_be16(old_bytes + i), load_be16(new_bytes + i));
-    return;
-  }
-  // Byte by byte: a byte at an even position is the high half of its word,
-  // at an odd position the low half.
+void checksum_delta::replace_bytes(const std::uint8_t* old_bytes, const std::uint8_t* new_bytes, std::size_t n,
+                                   unsigned offset_parity) noexcept {
+  // A byte at an even position is the high half of its word, at an odd
+  // position the low half.
   for (std::size_t i = 0; i < n; ++i) {
     const unsigned shift = ((offset_parity + i) & 1) == 0 ? 8 : 0;
     replace16(static_cast<std::uint16_t>(old_bytes[i] << shift), static_cast<std::uint16_t>(new_bytes[i] << shift));
   }
-}
-
-std::uint16_t checksum_delta::apply(std::uint16_t hc) const noexcept {
-  return static_cast<std::uint16_t>(~fold(static_cast<std::uint16_t>(~hc) + sum_));
 }
 
 std::uint16_t update16(std::uint16_t hc, std::uint16_t old_word, std::uint16_t new_word) noexcept {

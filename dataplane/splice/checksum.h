@@ -36,7 +36,10 @@ namespace lopower::splice {
 std::uint64_t sum_bytes(const std::uint8_t* p, std::size_t n, std::uint64_t initial = 0) noexcept;
 
 // Folds a wide sum into 16 bits with end-around carry.
-std::uint16_t fold(std::uint64_t sum) noexcept;
+inline std::uint16_t fold(std::uint64_t sum) noexcept {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<std::uint16_t>(sum);
+}
 
 // The checksum to store over `n` bytes whose checksum field is zero:
 // ~fold(initial + data).
@@ -54,17 +57,31 @@ constexpr std::uint16_t udp_checksum_field(std::uint16_t computed) noexcept {
 
 // RFC 1624 eqn. 3 for any number of replaced words: collect each (old, new)
 // pair, then apply the difference to one or more checksums that cover them.
+// Inline: every spliced packet's rewrite runs them (an address and a port),
+// and as calls they were a fifth of the rewrite's time at 64 bytes.
 class checksum_delta {
  public:
   // A 16-bit word at an even offset of the covered data.
-  void replace16(std::uint16_t old_word, std::uint16_t new_word) noexcept;
+  void replace16(std::uint16_t old_word, std::uint16_t new_word) noexcept {
+    sum_ += static_cast<std::uint16_t>(~old_word);
+    sum_ += new_word;
+  }
   // `n` bytes at `offset_parity` (0 even, 1 odd) of the covered data.
   void replace(const std::uint8_t* old_bytes, const std::uint8_t* new_bytes, std::size_t n,
-               unsigned offset_parity = 0) noexcept;
+               unsigned offset_parity = 0) noexcept {
+    if ((offset_parity & 1) != 0 || n % 2 != 0) return replace_bytes(old_bytes, new_bytes, n, offset_parity);
+    for (std::size_t i = 0; i < n; i += 2) replace16(load_be16(old_bytes + i), load_be16(new_bytes + i));
+  }
   // HC' = ~(~HC + sum of (~m + m')).
-  std::uint16_t apply(std::uint16_t checksum) const noexcept;
+  std::uint16_t apply(std::uint16_t checksum) const noexcept {
+    return static_cast<std::uint16_t>(~fold(static_cast<std::uint16_t>(~checksum) + sum_));
+  }
 
  private:
+  // Byte by byte, for an odd offset or length (a TCP option).
+  void replace_bytes(const std::uint8_t* old_bytes, const std::uint8_t* new_bytes, std::size_t n,
+                     unsigned offset_parity) noexcept;
+
   std::uint64_t sum_ = 0;
 };
 
