@@ -228,10 +228,16 @@ bool port_identity::owns_v6(const std::uint8_t* addr) const {
   return false;
 }
 
+void classify_frame(const std::uint8_t* frame, std::uint32_t length, const port_identity& port,
+                    classify_result& r) noexcept {
+  if (classify_transport_v4(frame, length, port, r)) return;
+  r = classify_frame_walk(frame, length, port);
+}
+
 classify_result classify_frame(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) noexcept {
   classify_result r;
-  if (classify_transport_v4(frame, length, port, r)) return r;
-  return classify_frame_walk(frame, length, port);
+  classify_frame(frame, length, port, r);
+  return r;
 }
 
 classify_result classify_frame_walk(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) noexcept {

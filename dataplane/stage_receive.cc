@@ -87,11 +87,12 @@ void worker::classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, su
     if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
     rte_mbuf* m = pkts[i];
     bytes += m->pkt_len;
-    // Only the first segment is parsed: headers always fit in it.
-    const classify_result r = classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, *ps.port.identity);
+    // Only the first segment is parsed: headers always fit in it. Into the
+    // transport sub-burst's next slot: kept there if it is transport data.
+    classify_result& r = out.transport[out.count[static_cast<unsigned>(packet_class::wg_transport)]];
+    classify_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, *ps.port.identity, r);
     const auto cls = static_cast<unsigned>(r.cls);
     if (r.cls == packet_class::drop) reasons_[out.count[cls]] = r.reason;
-    if (r.cls == packet_class::wg_transport) out.transport[out.count[cls]] = r;
     if (control_bound(r.cls)) store_classify_result(m, classify_field_, r);  // classified once
     out.pkts[cls][out.count[cls]++] = m;
   }
