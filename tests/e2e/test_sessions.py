@@ -20,15 +20,13 @@ import json
 import os
 import re
 import signal
-import socket
-import struct
 import time
 
 import pytest
 
 from headscale import HEADSCALE
 from lopower_net import Topology, wait_until
-from splice_lab import (APPS, ECHO_PORT, HTTP_PORT, STREAM_PORT, UDP_PORT, Device, device_handshakes, diagnosis,
+from splice_lab import (ECHO_PORT, HTTP_PORT, STREAM_PORT, UDP_PORT, Device, device_handshakes, diagnosis,
                         drop_count, splice_lab, tailnet_handshakes)
 from tailscaled import binaries_missing
 

@@ -67,7 +67,7 @@ def test_ping_the_peer_on_both_families(lab):
 
 
 def test_http_get_of_ten_megabytes(lab):
-    ts1, dev1, d = lab.peers["ts1"], lab.devices["dev1"], lab.lopowerd
+    dev1, d = lab.devices["dev1"], lab.lopowerd
     out = lab.www.parent / "got.bin"
     want = hashlib.sha256((lab.www / "ten.bin").read_bytes()).digest()
     no_flow = drop_count(d, "splice_no_flow")

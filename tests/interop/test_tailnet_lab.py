@@ -163,7 +163,7 @@ def test_headscale_restart_keeps_nodes(lab):
 
 
 def test_peer_joins_and_leaves(lab):
-    ts3 = lab.add_peer("ts3")
+    lab.add_peer("ts3")
     assert lab.underlay("ts3") == "198.18.40.13"
     lab.wait_mesh(timeout=30)
     out = lab.wait_direct("ts3", "ts1")

@@ -193,7 +193,7 @@ def test_acl_forbidding_a_peer_drops_and_counts(lab):
 
 def test_peer_joins_then_leaves(lab):
     d = lab.lopowerd
-    ts3 = lab.add_peer("ts3")
+    lab.add_peer("ts3")
     wait_until(lambda: "ts3" in peer_names(d), 15, "lopowerd to see ts3 join")
     node_id = lab.node_ids()["ts3"]
     lab.remove_peer("ts3", logout=False, unplug=True)
@@ -214,7 +214,7 @@ def test_reconnects_after_headscale_restart(lab):
     wait_until(lambda: tailnet_status(d)["connected"] and tailnet_status(d)["backend_state"] == "Running", 60,
                "lopowerd to reconnect on its own")
     assert tailnet_status(d)["connects"] > before
-    ts4 = lab.add_peer("ts4")
+    lab.add_peer("ts4")
     try:
         wait_until(lambda: "ts4" in peer_names(d), 20, "lopowerd to see a peer that joined after the restart")
     finally:
