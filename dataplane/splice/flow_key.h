@@ -75,30 +75,4 @@ inline flow_key make_flow_key(ip_family family, std::uint8_t protocol, const std
   return k;
 }
 
-// A seeded 32-bit hash over the key's bytes with rte_hash_function's
-// signature (rte_hash_parameters::hash_func). rte_hash's default (rte_jhash) or rte_hash_crc
-// serve as well; this one is plain C++ so tests and tools can compute the
-// same hash without DPDK. Each 64-bit word (the last one zero-filled) is
-// mixed in with the murmur3 finaliser, so every input bit reaches every
-// output bit.
-inline std::uint32_t flow_key_hash(const void* key, std::uint32_t key_len, std::uint32_t init_val) noexcept {
-  const auto* p = static_cast<const std::uint8_t*>(key);
-  std::uint64_t h = 0x9e3779b97f4a7c15ull ^ init_val ^ (static_cast<std::uint64_t>(key_len) << 32);
-  for (std::uint32_t i = 0; i < key_len; i += 8) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, p + i, key_len - i < 8 ? key_len - i : 8);
-    h ^= w;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-  }
-  return static_cast<std::uint32_t>(h ^ (h >> 32));
-}
-
-inline std::uint32_t hash_of(const flow_key& k, std::uint32_t seed = 0) noexcept {
-  return flow_key_hash(&k, sizeof k, seed);
-}
-
 }  // namespace lopower::splice
