@@ -4,20 +4,13 @@
 #include <bit>
 #include <cstring>
 
+#include "lopower/byte_order.h"
+
 namespace lopower {
 
 namespace {
 
 constexpr std::uint8_t ipproto_tcp = 6, ipproto_udp = 17, ipproto_sctp = 132;
-
-// The first sizeof(Word) bytes as a big-endian number (compilers make it one
-// load and a byte swap), so that keys sort as the addresses do.
-template <class Word>
-Word load_big_endian(const std::uint8_t* bytes) noexcept {
-  Word w = 0;
-  for (std::size_t i = 0; i < sizeof w; ++i) w = static_cast<Word>(w << 8 | bytes[i]);
-  return w;
-}
 
 bool is_host_route(const ip_prefix& p) noexcept { return p.length == (p.address.family == ip_family::v6 ? 128 : 32); }
 
@@ -74,9 +67,9 @@ void tailnet_routes::finish() {
     if (!is_host_route(r.prefix))
       subnets_.push_back(r);
     else if (r.prefix.address.family == ip_family::v6)
-      v6.emplace_back(v6_key{load_big_endian<std::uint64_t>(bytes), load_big_endian<std::uint64_t>(bytes + 8)}, r.peer);
+      v6.emplace_back(v6_key{load_be64(bytes), load_be64(bytes + 8)}, r.peer);
     else
-      v4.emplace_back(load_big_endian<std::uint32_t>(bytes), r.peer);
+      v4.emplace_back(load_be32(bytes), r.peer);
   }
   pending_ = {};  // its memory too: the view lives on, published
   v4_hosts_.merge(std::move(v4));
@@ -86,8 +79,8 @@ void tailnet_routes::finish() {
 }
 
 wg_peer* tailnet_routes::lookup(bool ipv6, const std::uint8_t* dst) const noexcept {
-  wg_peer* host = ipv6 ? v6_hosts_.find({load_big_endian<std::uint64_t>(dst), load_big_endian<std::uint64_t>(dst + 8)})
-                       : v4_hosts_.find(load_big_endian<std::uint32_t>(dst));
+  wg_peer* host = ipv6 ? v6_hosts_.find({load_be64(dst), load_be64(dst + 8)})
+                       : v4_hosts_.find(load_be32(dst));
   if (host != nullptr) return host;
   // An IPv4 address in the first four bytes, the rest zero (and masked
   // off); loaded into registers, not memcpy'd into a zeroed array that is
