@@ -16,7 +16,9 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -126,6 +128,35 @@ void BM_TransportEcho_ipsec_mb(benchmark::State& state) { transport_echo(state, 
 void BM_TransportEcho_libsodium(benchmark::State& state) { transport_echo(state, "libsodium"); }
 BENCHMARK(BM_TransportEcho_ipsec_mb)->ArgName("payload")->Arg(64)->Arg(512)->Arg(1372);
 BENCHMARK(BM_TransportEcho_libsodium)->ArgName("payload")->Arg(64)->Arg(512)->Arg(1372);
+
+// The receiver-index lookup alone, as the decrypt stage does it: bursts of
+// 32 indices against a table of `sessions` live keypairs with random indices
+// (as fresh_index draws them), a burst's indices spread over the sessions.
+void BM_SessionLookupBulk(benchmark::State& state) {
+  constexpr unsigned burst = 32;
+  const auto live = static_cast<unsigned>(state.range(0));
+  rcu_domain rcu{1};
+  session_table sessions{std::max(64u, 4 * live), rcu};
+  std::vector<std::uint32_t> indices;
+  while (indices.size() < live) {
+    auto* kp = new wg_keypair;
+    kp->local_index = randombytes_random();
+    const std::uint32_t index = kp->local_index;
+    if (sessions.insert(kp)) indices.push_back(index);
+  }
+  std::uint32_t keys[burst];
+  wg_keypair* found[burst];
+  std::size_t next = 0, hits = 0;
+  for (auto _ : state) {
+    for (unsigned k = 0; k < burst; ++k) keys[k] = indices[(next + k * 7) % live];
+    sessions.lookup_bulk(keys, burst, found);
+    for (unsigned k = 0; k < burst; ++k) hits += found[k] != nullptr;
+    next = (next + burst) % live;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * burst);
+  state.counters["hit_ratio"] = static_cast<double>(hits) / static_cast<double>(state.iterations() * burst);
+}
+BENCHMARK(BM_SessionLookupBulk)->ArgName("sessions")->Arg(1)->Arg(1000)->Arg(100000);
 
 }  // namespace
 
