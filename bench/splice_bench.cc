@@ -9,6 +9,8 @@
 //                      back to the device, encrypted to it;
 //   many devices       1000 flows of one device against one flow for each of
 //                      1000 devices with sessions of their own, both ways;
+//   new flows          device -> tailnet, every packet a new flow's first, of
+//                      one device or of 1 000;
 //   tailnet peers      device -> tailnet on a tailnet of 1, 1 000 and 5 000
 //                      peers (each its /32 and /128 in the view the worker
 //                      routes by), one flow to the rig's peer.
@@ -226,6 +228,56 @@ void BM_SpliceTailnetToDevice_ipsec_mb(benchmark::State& state) { one_device(sta
 void BM_SpliceTailnetToDevice_libsodium(benchmark::State& state) { one_device(state, "libsodium", direction::tailnet_to_device); }
 void BM_SpliceManyDevicesOut_ipsec_mb(benchmark::State& state) { many_devices(state, direction::device_to_tailnet); }
 void BM_SpliceManyDevicesIn_ipsec_mb(benchmark::State& state) { many_devices(state, direction::tailnet_to_device); }
+
+// New flows: every timed packet is a flow's first (lookup misses, a port is
+// allocated, the flow inserted under both keys, then spliced as any other):
+// what a gateway pays when its devices open connections, which the cases
+// above leave out by opening their flows untimed. Each iteration a fresh
+// flow table and worker take the first datagrams of 1 000 flows, of the
+// rig's device (1 000 source ports) or one for each device of the fleet;
+// building them and sealing the frames is untimed. Prints the cipher bound
+// and share, and "vs_established": flows created per second over the
+// packets per second of the one-flow case of this size in this run.
+void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
+  constexpr unsigned per_round = 1000;
+  rig& g = the_rig();
+  const auto inner = static_cast<std::uint16_t>(state.range(0));
+  const bool one_device = state.range(1) == 1;
+  const double bound = bench::cipher_bound_pps("ipsec-mb", bench::sealed_length(inner));
+  std::uint64_t created = 0;
+  double timed_seconds = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      bench::splice_traffic traffic(g, one_device ? bench::flows_of(bench::rig_device(g), per_round)
+                                                  : bench::flows_of(fleet(), per_round), inner);
+      flow_table table{1u << 16, g.rcu};
+      worker_setup s = g.setup(table, "ipsec-mb");
+      s.max_flows_per_device = table.capacity();
+      traffic.forget_flow_counts();
+      worker w(s);
+      test_support::fill(pool(), g.rx, per_round, [&traffic](rte_mbuf* m) { traffic.seal_out(m); });
+      const double start = bench::thread_seconds();
+      state.ResumeTiming();
+      while (rte_ring_count(g.rx) != 0) w.poll_once();
+      w.flush();
+      state.PauseTiming();
+      timed_seconds += bench::thread_seconds() - start;
+      created += table.size();
+      test_support::drain({g.rx, g.tx});
+      wg_event ev;
+      while (rte_ring_sc_dequeue_elem(g.events, &ev, sizeof ev) == 0) {}
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(created));
+  bench::report_against_bound(state, created, bound);
+  state.counters["missed"] = static_cast<double>(per_round * state.iterations() - created);
+  const auto base = base_rates().find(base_key("ipsec-mb", direction::device_to_tailnet, inner, "flows"));
+  if (base != base_rates().end() && timed_seconds > 0)
+    state.counters["vs_established"] = static_cast<double>(created) / timed_seconds / base->second;
+}
+
 // One flow, and 50 000 flows (packets round-robin over them: the flow table
 // no longer fits the caches, as on a busy gateway), both ways.
 BENCHMARK(BM_SpliceDeviceToTailnet_ipsec_mb)
@@ -241,6 +293,7 @@ BENCHMARK(BM_SpliceTailnetToDevice_ipsec_mb)
     ->Args({64, 50000})
     ->Args({1280, 50000});
 BENCHMARK(BM_SpliceTailnetToDevice_libsodium)->ArgNames({"inner", "flows"})->ArgsProduct({{64, 512, 1280}, {1}});
+BENCHMARK(BM_SpliceFlowCreation_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
 BENCHMARK(BM_SpliceManyDevicesOut_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
 BENCHMARK(BM_SpliceManyDevicesIn_ipsec_mb)->ArgNames({"inner", "devices"})->ArgsProduct({{64, 1280}, {1, 1000}});
 BENCHMARK(BM_SpliceTailnetPeers_ipsec_mb)->ArgNames({"inner", "peers"})->ArgsProduct({{64}, {1, 1000, 5000}});

@@ -14,6 +14,7 @@
 namespace lopower {
 
 struct flow_table::retired_flow {
+  std::atomic<unsigned>* held;  // the table's count of flows holding entries
   rte_hash* hash;
   rte_mempool* pool;
   flow* f;
@@ -44,6 +45,7 @@ void release_flow(void* a, std::uint64_t) {
   auto* r = static_cast<flow_table::retired_flow*>(a);
   if (r->device_pos >= 0) rte_hash_free_key_with_position(r->hash, r->device_pos);
   if (r->tailnet_pos >= 0) rte_hash_free_key_with_position(r->hash, r->tailnet_pos);
+  r->held->fetch_sub(1, std::memory_order_relaxed);
   if (r->released) r->released(*r->f);
   r->f->~flow();
   rte_mempool_put(r->pool, r->f);
@@ -150,8 +152,15 @@ void flow_table::find_bulk(const splice::flow_key* const* keys, unsigned n, flow
 }
 
 bool flow_table::insert(flow* f) noexcept {
-  if (size() >= capacity_) return false;
-  if (rte_hash_add_key_data(hash_, &f->device_key, f) != 0) return false;
+  // Counted in first: inserts racing for the last place cannot both pass.
+  if (held_.n.fetch_add(1, std::memory_order_relaxed) >= capacity_) {
+    held_.n.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (rte_hash_add_key_data(hash_, &f->device_key, f) != 0) {
+    held_.n.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
   // The device key is published: add the tailnet key only if it is new,
   // else take the device key back at once. No other worker can hold the
   // flow: only the device's packets carry its device key, and RSS keeps a
@@ -168,6 +177,7 @@ bool flow_table::insert(flow* f) noexcept {
     }
     const std::int32_t pos = rte_hash_del_key(hash_, &f->device_key);
     if (pos >= 0) rte_hash_free_key_with_position(hash_, pos);
+    held_.n.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
   worker_counts& c = counts_[f->owner_worker];
@@ -331,7 +341,7 @@ void flow_table::erase(flow* f, std::function<void(const flow&)> released) {
   if (f->uplink) ++erased_uplink_;
   const std::int32_t device_pos = rte_hash_del_key(hash_, &f->device_key);
   const std::int32_t tailnet_pos = rte_hash_del_key(hash_, &f->tailnet_key);
-  auto* r = new retired_flow{hash_, pool_, f, device_pos, tailnet_pos, std::move(released)};
+  auto* r = new retired_flow{&held_.n, hash_, pool_, f, device_pos, tailnet_pos, std::move(released)};
   f->erased = true;
   // In the ring (or about to be: a worker set the flag and is enqueueing):
   // retired when taken out, so the ring never holds a freed flow.
@@ -339,6 +349,6 @@ void flow_table::erase(flow* f, std::function<void(const flow&)> released) {
   else retire(r);
 }
 
-unsigned flow_table::size() const noexcept { return static_cast<unsigned>(rte_hash_count(hash_)) / 2; }
+unsigned flow_table::size() const noexcept { return held_.n.load(std::memory_order_relaxed); }
 
 }  // namespace lopower

@@ -154,10 +154,13 @@ flow* worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, w
     return nullptr;
   }
   f->device_key = key;
-  // As replies arrive: from the peer's address and port, to ours.
-  f->tailnet_key = splice::make_flow_key(key.family, key.protocol, key.dst, key.dst_port, ours, 0);
+  // As replies arrive: from the peer's address and port, to ours. Written
+  // in place: a key built on the stack with narrow stores and copied out
+  // with 16-byte loads stalled on store forwarding (two fifths of this
+  // function's samples when every packet made a flow).
+  splice::set_flow_key(f->tailnet_key, key.family, key.protocol, key.dst, key.dst_port, ours, 0);
   f->device = device;
-  f->created_tsc = rte_rdtsc();
+  f->created_tsc = burst_tsc_;  // the burst's clock, as its packets' stamps (rdtsc was a fifth of this function)
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
   f->uplink = uplink;
