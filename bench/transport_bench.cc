@@ -18,9 +18,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bench/bench_main.h"
 #include "bench/cipher_bound.h"

@@ -95,9 +95,11 @@ void session_table::lookup_bulk(const std::uint32_t* indices, unsigned n, wg_key
   void* data[RTE_HASH_LOOKUP_BULK_MAX];
   for (unsigned done = 0; done < n;) {
     const unsigned chunk = std::min<unsigned>(n - done, RTE_HASH_LOOKUP_BULK_MAX);
-    for (unsigned i = 0; i < chunk; ++i) keys[i] = &indices[done + i];
     hash_sig_t hashes[RTE_HASH_LOOKUP_BULK_MAX];
-    for (unsigned i = 0; i < chunk; ++i) hashes[i] = hash_of_index(indices[done + i]);
+    for (unsigned i = 0; i < chunk; ++i) {
+      keys[i] = &indices[done + i];
+      hashes[i] = hash_of_index(indices[done + i]);
+    }
     std::uint64_t hits = 0;
     rte_hash_lookup_with_hash_bulk_data(hash_, keys, hashes, chunk, &hits, data);
     for (unsigned i = 0; i < chunk; ++i) out[done + i] = (hits >> i) & 1 ? static_cast<wg_keypair*>(data[i]) : nullptr;
