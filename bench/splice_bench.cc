@@ -117,9 +117,24 @@ void report_against_base(benchmark::State& state, const std::string& key, bool i
   if (found != base_rates().end()) state.counters[counter] = rate / found->second;
 }
 
-// One run over `flows`: a worker with a flow table of its own (a new
-// worker's port allocator starts afresh and would meet the ports of an
-// earlier run's flows). The devices open the flows first, untimed, in both
+// A worker with a flow table of its own, for one run: a new worker's port
+// allocator starts afresh and would meet the ports of an earlier run's
+// flows in a shared table. One device stands for many here: no flow limit
+// per device below the table's.
+struct run_worker {
+  flow_table table;
+  worker w;
+  run_worker(rig& g, const char* backend) : table{1u << 16, g.rcu}, w(setup_of(g, table, backend)) {}
+
+ private:
+  static worker_setup setup_of(rig& g, flow_table& table, const char* backend) {
+    worker_setup s = g.setup(table, backend);
+    s.max_flows_per_device = table.capacity();
+    return s;
+  }
+};
+
+// One run over `flows`, on a run_worker. The devices open the flows first, untimed, in both
 // directions: the timed packets all meet flows that exist, so a run
 // measures the steady state among that many flows, not as many flow
 // creations as there are flows (among 50 000 flows, 2–7 % of a run's
@@ -130,11 +145,10 @@ double splice_run(benchmark::State& state, const char* backend, direction dir, s
   rig& g = the_rig();
   const auto inner = static_cast<std::uint16_t>(state.range(0));
   bench::splice_traffic traffic(g, std::move(flows), inner);
-  flow_table table{1u << 16, g.rcu};
-  worker_setup s = g.setup(table, backend);
-  s.max_flows_per_device = table.capacity();  // one device stands for many here
   traffic.forget_flow_counts();
-  worker w(s);
+  run_worker run(g, backend);
+  worker& w = run.w;
+  flow_table& table = run.table;
   traffic.open(w, table);
   const test_support::seal_fn seal = dir == direction::device_to_tailnet
                                          ? test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_out(m); })
@@ -251,19 +265,16 @@ void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
     {
       bench::splice_traffic traffic(g, one_device ? bench::flows_of(bench::rig_device(g), per_round)
                                                   : bench::flows_of(fleet(), per_round), inner);
-      flow_table table{1u << 16, g.rcu};
-      worker_setup s = g.setup(table, "ipsec-mb");
-      s.max_flows_per_device = table.capacity();
       traffic.forget_flow_counts();
-      worker w(s);
+      run_worker run(g, "ipsec-mb");
       test_support::fill(pool(), g.rx, per_round, [&traffic](rte_mbuf* m) { traffic.seal_out(m); });
       const double start = bench::thread_seconds();
       state.ResumeTiming();
-      while (rte_ring_count(g.rx) != 0) w.poll_once();
-      w.flush();
+      while (rte_ring_count(g.rx) != 0) run.w.poll_once();
+      run.w.flush();
       state.PauseTiming();
       timed_seconds += bench::thread_seconds() - start;
-      created += table.size();
+      created += run.table.size();
       test_support::drain({g.rx, g.tx});
       wg_event ev;
       while (rte_ring_sc_dequeue_elem(g.events, &ev, sizeof ev) == 0) {}
