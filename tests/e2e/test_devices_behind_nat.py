@@ -24,10 +24,10 @@ import pytest
 
 from headscale import HEADSCALE
 from lopower_net import Topology, wait_until
-from splice_lab import HTTP_PORT, SINK_PORT, diagnosis, flows, splice_lab, start_paced_upload
+from splice_lab import HTTP_PORT, SINK_PORT, Device, bring_up, diagnosis, flows, splice_lab, start_paced_upload
 from tailnet_lab import attach_to_switch, masquerade
 from tailscaled import binaries_missing
-from wg_device import WgDevice, config_from_add_output
+from wg_device import WgDevice
 
 MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
 pytestmark = [
@@ -81,13 +81,14 @@ def put_behind_nat(lab) -> dict[str, WgDevice]:
             h.run(["ethtool", "-K", ifname, "tx", "off"])
         host.add_route("default", f"10.66.{i}.1")
     masquerade(router, "eth0", "10.66.0.0/16")
-    devices = {}
-    for name in DEVICES:
-        config = config_from_add_output(lab.lopowerd.ctl("device", "add", name, "--ipv4-only").stdout)
-        assert "ListenPort" not in config, config
-        config = config.replace("[Interface]\n", "[Interface]\nListenPort = 51820\n", 1)
-        devices[name] = WgDevice(topo.hosts[name], config).up()
-    return devices
+    return {name: bring_up(lab, topo.hosts[name], Device(name, ipv4_only=True, edit=with_listen_port))
+            for name in DEVICES}
+
+
+def with_listen_port(config: str) -> str:
+    """The enrolled config with ListenPort 51820 (lopower prints none)."""
+    assert "ListenPort" not in config, config
+    return config.replace("[Interface]\n", "[Interface]\nListenPort = 51820\n", 1)
 
 
 def endpoint(lab, name: str) -> str:

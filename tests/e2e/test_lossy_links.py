@@ -24,10 +24,9 @@ import pytest
 
 from headscale import HEADSCALE
 from lopower_net import Topology, wait_until
-from splice_lab import HTTP_PORT, SINK_PORT, diagnosis, run_client, splice_lab, tailnet_handshakes
+from splice_lab import HTTP_PORT, SINK_PORT, Device, bring_up, diagnosis, run_client, splice_lab, tailnet_handshakes
 from tailnet_lab import attach_to_switch
 from tailscaled import binaries_missing
-from wg_device import WgDevice, config_from_add_output
 
 MISSING = binaries_missing() + ([] if os.access(HEADSCALE, os.X_OK) else [str(HEADSCALE)])
 pytestmark = [
@@ -66,9 +65,8 @@ def lab():
             host = topo.host("weak")
             attach_to_switch(topo, host, ["198.18.40.60/24"])
             lossy(host, RESPONSE, 3, 5)
-            config = config_from_add_output(lab.lopowerd.ctl("device", "add", "weak", "--ipv4-only").stdout)
             lab.handshakes_before = lab.lopowerd.status()["wireguard"]["handshakes"]
-            lab.device = WgDevice(host, config).up()  # its keepalive starts the handshake
+            lab.device = bring_up(lab, host, Device("weak", ipv4_only=True))  # its keepalive starts the handshake
             yield lab
 
 

@@ -79,8 +79,15 @@ def start_services(lab, ts) -> None:
 
 
 def enroll(lab, dev: Device, index: int) -> WgDevice:
+    """``dev`` in a namespace of its own on the LAN (198.18.40.<index>), enrolled and up."""
     host = lab.topo.host(dev.name)
     attach_to_switch(lab.topo, host, [f"198.18.40.{index}/24", f"fd00:198:18:40::{index}/64"])
+    return bring_up(lab, host, dev)
+
+
+def bring_up(lab, host, dev: Device) -> WgDevice:
+    """``dev`` enrolled with ``lopower-ctl device add`` and brought up in
+    ``host`` (however that reaches lopower) from the config it printed."""
     flags = dev.flags + (["--ipv4-only"] if dev.ipv4_only else [])
     config = config_from_add_output(lab.lopowerd.ctl("device", "add", dev.name, *flags).stdout)
     if dev.esp32:
