@@ -15,36 +15,20 @@
 
 namespace lopower {
 
-// Where a spliced flow goes: the tailnet peer whose AllowedIPs hold the
-// destination (the peer's lifetime: RCU, retired no sooner than the view).
-struct tailnet_route {
-  ip_prefix prefix;
-  wg_peer* peer = nullptr;
-  // The prefix as two masked 64-bit words (bytes as packets carry them; IPv4
-  // in the first four), built once by the control thread, so that the
-  // worker's per-packet lookup compares two words instead of walking the
-  // prefix byte by byte through an ip_address copy.
-  std::uint64_t masked[2]{}, mask[2]{};
-
-  tailnet_route(const ip_prefix& p, wg_peer* to) noexcept;
-  bool holds(bool ipv6, const std::uint64_t dst[2]) const noexcept {
-    return ipv6 == (prefix.address.family == ip_family::v6) && (dst[0] & mask[0]) == masked[0] &&
-           (dst[1] & mask[1]) == masked[1];
-  }
-};
-
 // The tailnet's routes: every peer's AllowedIPs but default routes (those
 // are `tailnet_view::exit_node`'s). Built by the control thread (`add` each
 // prefix, then `finish`) before the view is published; immutable after, so
 // the workers read it without locks.
 //
-// Nearly every route is a peer's own address (/32, /128): those go into
-// sorted arrays, one per family, found by binary search, so a lookup costs
-// log2(peers) compares on a tailnet of thousands rather than one per route
+// Routes are kept by family and prefix length: for each length present, the
+// prefixes of that length, masked, in a sorted array found by binary search.
+// A lookup tries the lengths longest first (a peer's own address, /32 or
+// /128, is nearly every route and always the most specific match), masks
+// the destination to each and stops at the first hit: log2(routes of that
+// length) compares per length present, not one per route, on a tailnet of
+// thousands of peers or of site routers with hundreds of subnets each.
 // (rte_lpm is no fit: its 2^24-entry table per view, two views alive at each
-// swap, in processes the tests start with a few MB of EAL memory). A host
-// route is always the most specific match, so it is tried first; the
-// remaining (few) subnet routes are scanned longest first.
+// swap, in processes the tests start with a few MB of EAL memory.)
 //
 // Two peers claiming one prefix: the one added first takes it (publish
 // order), for host and subnet routes alike.
@@ -61,8 +45,8 @@ class tailnet_routes {
   // The peer whose route is the most specific holding `dst` (4 or 16 bytes,
   // network order), or nullptr. Allocation-free.
   wg_peer* lookup(bool ipv6, const std::uint8_t* dst) const noexcept;
-  // The finished routes (a host route claimed twice counted once).
-  std::size_t size() const noexcept { return v4_hosts_.keys.size() + v6_hosts_.keys.size() + subnets_.size(); }
+  // The finished routes (a prefix claimed twice counted once).
+  std::size_t size() const noexcept;
 
  private:
   // An address as big-endian words: sorted by key is sorted by address.
@@ -70,18 +54,28 @@ class tailnet_routes {
     std::uint64_t high = 0, low = 0;
     auto operator<=>(const v6_key&) const = default;
   };
+  // The routes of one family and one prefix length: their prefixes masked
+  // to it (as keys: v4 big-endian in a word, v6 as two), sorted and unique;
+  // keys[i] is peers[i]'s.
   template <class Key>
-  struct host_table {
-    std::vector<Key> keys;  // sorted, unique; keys[i] is peers[i]'s
+  struct length_table {
+    unsigned length = 0;
+    Key mask{};
+    std::vector<Key> keys;
     std::vector<wg_peer*> peers;
     void merge(std::vector<std::pair<Key, wg_peer*>> added);
-    wg_peer* find(const Key& key) const noexcept;
+    wg_peer* find(const Key& masked) const noexcept;
   };
+  template <class Key>
+  using tables = std::vector<length_table<Key>>;  // longest prefix first
+  template <class Key>
+  static void merge_into(tables<Key>& into, unsigned length, Key mask, std::vector<std::pair<Key, wg_peer*>> added);
+  template <class Key>
+  static wg_peer* longest_match(const tables<Key>& in, const Key& address) noexcept;
 
-  host_table<std::uint32_t> v4_hosts_;
-  host_table<v6_key> v6_hosts_;
-  std::vector<tailnet_route> subnets_;  // longest prefixes first: the first match is the most specific
-  std::vector<tailnet_route> pending_;  // added, not yet finished
+  tables<std::uint32_t> v4_;
+  tables<v6_key> v6_;
+  std::vector<std::pair<ip_prefix, wg_peer*>> pending_;  // added, not yet finished
 };
 
 struct tailnet_view {

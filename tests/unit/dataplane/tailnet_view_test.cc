@@ -1,9 +1,10 @@
 // tailnet_view::route: the most specific of the peers' AllowedIPs takes a
 // destination, whatever the prefix's length (not only whole bytes), host
-// routes (found by binary search) and subnet routes (scanned) alike; a
-// prefix of one family never takes an address of the other; a default route
-// never; of two peers claiming one prefix the first added. And thousands of
-// random routes against the linear scan the view used to do, as reference.
+// and subnet routes alike (each length's prefixes found by binary search);
+// a prefix of one family never takes an address of the other; a default
+// route never; of two peers claiming one prefix the first added. And
+// thousands of random routes of every length against a bit-by-bit longest
+// match, as reference.
 #include "dataplane/tailnet_view.h"
 
 #include <gtest/gtest.h>
