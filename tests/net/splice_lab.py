@@ -53,10 +53,10 @@ class Device:
         return "10.90.0.1" if self.ipv4_only else "fd7a:115c:a1e0:9909::1"
 
 
-def lopowerd_toml(key_file, extra: str = "", devices: str = "") -> str:
-    """``devices``: more keys of the [devices] table, one per line."""
+def lopowerd_toml(key_file, extra: str = "", devices: str = "", tailnet: str = "") -> str:
+    """``devices``, ``tailnet``: more keys of those tables, one per line."""
     return (f'[tailnet]\ncontrol_url = "http://198.18.40.2:8080"\nhostname = "lopower"\n'
-            f'auth_key_file = "{key_file}"\n\n[devices]\nendpoint = "198.18.40.1:51820"\n{devices}\n'
+            f'auth_key_file = "{key_file}"\n{tailnet}\n[devices]\nendpoint = "198.18.40.1:51820"\n{devices}\n'
             f'[dns]\nupstreams = ["198.18.40.2"]\n' + extra)
 
 
@@ -100,7 +100,7 @@ def bring_up(lab, host, dev: Device) -> WgDevice:
 @contextlib.contextmanager
 def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: str = "", extra_toml: str = "",
                headscale_extra: dict | None = None, dnsmasq_args=(), derp: str = "none", dpdk_toml: str = "",
-               more_ports=None, devices_toml: str = "", gw_device: str = "net_af_packet"):
+               more_ports=None, devices_toml: str = "", gw_device: str = "net_af_packet", tailnet_toml: str = ""):
     """``derp``: the lab's DERP mode (tailnet_lab.TailnetLab); with
     "embedded", lopowerd dials headscale's relay over plain HTTP too.
     ``more_ports(lab)``: wires further ports up before lopowerd starts and
@@ -120,7 +120,7 @@ def splice_lab(topo, peers=("ts1",), devices=(Device("dev1"),), dataplane_toml: 
         key_file.write_text(lab.authkey())
         key_file.chmod(0o600)
         lab.more_ports = more_ports(lab) if more_ports else ""
-        lab.lopowerd_kw = {"extra_toml": lopowerd_toml(key_file, extra_toml, devices_toml),
+        lab.lopowerd_kw = {"extra_toml": lopowerd_toml(key_file, extra_toml, devices_toml, tailnet_toml),
                            "dataplane_toml": dataplane_toml, "dpdk_toml": dpdk_toml}
         start_gateway(lab, gw_device)
         lab.www = topo.tmpdir / "www"
