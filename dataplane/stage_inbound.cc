@@ -53,29 +53,26 @@ void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   if (device == nullptr) return drop_one(ps.port.index, m, drop_reason::inbound_no_device);
   if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
     return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
-  f = create_inbound_flow(key, device, info.dst, key.dst_port, setup_.inbound_snat);
-  if (f == nullptr) return drop_one(ps.port.index, m, flow_refusal_);
-  inbound_on_flow(ps, m, info, *f, out);
+  const made_flow made = create_inbound_flow(key, device, info.dst, key.dst_port, setup_.inbound_snat);
+  if (made.f == nullptr) return drop_one(ps.port.index, m, made.refused);
+  inbound_on_flow(ps, m, info, *made.f, out);
 }
 
 // An inbound flow opened by `opened` (peer -> device address:port, as the
 // peer sent it) toward `device` at `device_addr`:`device_port`. With SNAT
 // the device sees it come from lopower's device-side address and a port
 // allocated here; without, from the peer.
-flow* worker::create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
-                                  std::uint16_t device_port, bool snat) noexcept {
-  flow_refusal_ = drop_reason::splice_flow_limit;
+worker::made_flow worker::create_inbound_flow(const splice::flow_key& opened, wg_peer* device,
+                                              const std::uint8_t* device_addr, std::uint16_t device_port,
+                                              bool snat) noexcept {
   if (setup_.flows == nullptr || device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
       device->removed.load(std::memory_order_relaxed))
-    return nullptr;
+    return {nullptr, drop_reason::splice_flow_limit};
   const bool v6 = opened.family == ip_family::v6;
-  if (snat && !(v6 ? setup_.has_local_v6 : setup_.has_local_v4)) return nullptr;
+  if (snat && !(v6 ? setup_.has_local_v6 : setup_.has_local_v4)) return {nullptr, drop_reason::splice_no_tailnet_address};
   const auto* lopower = v6 ? setup_.local_v6 : reinterpret_cast<const std::uint8_t*>(&setup_.local_v4_be);
   flow* f = setup_.flows->allocate();
-  if (f == nullptr) {
-    flow_refusal_ = drop_reason::splice_flow_pool_empty;
-    return nullptr;
-  }
+  if (f == nullptr) return {nullptr, drop_reason::splice_flow_pool_empty};
   f->kind = snat ? flow_kind::inbound_ported : flow_kind::inbound;
   f->tailnet_key = opened;
   // As the device replies: to lopower's address and the port allocated
@@ -86,17 +83,19 @@ flow* worker::create_inbound_flow(const splice::flow_key& opened, wg_peer* devic
   f->created_tsc = rte_rdtsc();
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
-  if (snat && (!ports_alloc_ || !allocate_port(f->device_key, *ports_alloc_))) {
+  const std::optional<drop_reason> refused =
+      !snat ? std::nullopt : ports_alloc_ ? allocate_port(f->device_key, *ports_alloc_) : drop_reason::splice_flow_limit;
+  if (refused) {
     setup_.flows->discard(f);
-    return nullptr;
+    return {nullptr, *refused};
   }
-  if (!setup_.flows->insert(f)) {
+  if (!setup_.flows->insert(f)) {  // the table at max_flows
     if (snat) release_port(f->device_key);
     setup_.flows->discard(f);
-    return nullptr;
+    return {nullptr, drop_reason::splice_flow_limit};
   }
   device->flows.fetch_add(1, std::memory_order_relaxed);
-  return f;
+  return {f, {}};
 }
 
 // A forward: the flow goes to the device's address (of the packet's family)
@@ -131,10 +130,10 @@ bool worker::forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, con
   else if (device == nullptr) why = drop_reason::inbound_no_device;
   else if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
     why = drop_reason::splice_no_flow;
-  else if ((f = create_inbound_flow(key, device, device_addr, fw->device_port, true)) != nullptr) {
-    inbound_on_flow(ps, m, info, *f, out);
+  else if (const made_flow made = create_inbound_flow(key, device, device_addr, fw->device_port, true); made.f != nullptr) {
+    inbound_on_flow(ps, m, info, *made.f, out);
     return true;
-  } else why = flow_refusal_;
+  } else why = made.refused;
   drop_one(ps.port.index, m, why);
   return true;
 }

@@ -92,32 +92,33 @@ bool worker::reuse_for(rte_mbuf* m, const std::uint8_t* data, std::uint16_t len)
 // selection), written into it as its destination port (ICMP echo: the
 // identifier, both fields). Spliced and uplink flows take it in their
 // reply-side key, inbound flows with SNAT in their device-side key.
-bool worker::allocate_port(splice::flow_key& reply_key, splice::port_allocator& alloc) noexcept {
+std::optional<drop_reason> worker::allocate_port(splice::flow_key& reply_key, splice::port_allocator& alloc) noexcept {
   const auto a = alloc.allocate(remote_of(reply_key));
-  if (a.status != splice::allocation_status::ok) return false;
+  if (a.status == splice::allocation_status::full) return drop_reason::splice_flow_limit;
+  if (a.status != splice::allocation_status::ok) return drop_reason::splice_ports_exhausted;
   reply_key.dst_port = a.port;
   if (is_icmp_echo(reply_key.protocol)) reply_key.src_port = a.port;
-  return true;
+  return std::nullopt;
 }
 
 // A spliced flow's port on lopower's tailnet address, never a forwarded
 // one: a peer's new connection to a forward would otherwise look like a
 // reply on the flow (the same 5-tuple when its source port is the flow's
 // destination port). A forwarded port drawn is held until another is found.
-bool worker::allocate_tailnet_port(flow& f) noexcept {
+std::optional<drop_reason> worker::allocate_tailnet_port(flow& f) noexcept {
   const forward_table* table = forwards();
   splice::flow_key drawn[4];
   unsigned held = 0;
-  bool ok = false;
-  while (held < 4 && ports_alloc_ && (ok = allocate_port(f.tailnet_key, *ports_alloc_))) {
+  std::optional<drop_reason> refused = drop_reason::splice_ports_exhausted;  // four forwarded ports in a row
+  while (held < 4 && !(refused = allocate_port(f.tailnet_key, *ports_alloc_))) {
     if (is_icmp_echo(f.tailnet_key.protocol) || table == nullptr ||
         table->find(f.tailnet_key.protocol, f.tailnet_key.dst_port) == nullptr)
       break;
     drawn[held++] = f.tailnet_key;
-    ok = false;
+    refused = drop_reason::splice_ports_exhausted;
   }
   for (unsigned i = 0; i < held; ++i) release_port(drawn[i]);
-  return ok;
+  return refused;
 }
 
 // Back to the allocator that gave it (the uplink's for a key to the uplink
@@ -134,25 +135,21 @@ unsigned worker::take_back_ports() noexcept {
   return n;
 }
 
-flow* worker::create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept {
-  if (!ports_alloc_) return nullptr;
+worker::made_flow worker::create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept {
+  if (!ports_alloc_) return {};
   return make_flow(key, view.own(key.family == ip_family::v6), device, *ports_alloc_, false);
 }
 
 // A flow from the device's packet `key`, whose replies come to `ours` (of
 // the key's family) and a port from `alloc`.
-flow* worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
-                        splice::port_allocator& alloc, bool uplink) noexcept {
-  flow_refusal_ = drop_reason::splice_flow_limit;
+worker::made_flow worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
+                                    splice::port_allocator& alloc, bool uplink) noexcept {
   if (device->flows.load(std::memory_order_relaxed) >= setup_.max_flows_per_device ||
       device->removed.load(std::memory_order_relaxed))
-    return nullptr;
-  if (ours == nullptr) return nullptr;
+    return {nullptr, drop_reason::splice_flow_limit};
+  if (ours == nullptr) return {nullptr, drop_reason::splice_no_tailnet_address};
   flow* f = setup_.flows->allocate();
-  if (f == nullptr) {
-    flow_refusal_ = drop_reason::splice_flow_pool_empty;
-    return nullptr;
-  }
+  if (f == nullptr) return {nullptr, drop_reason::splice_flow_pool_empty};
   f->device_key = key;
   // As replies arrive: from the peer's address and port, to ours. Written
   // in place: a key built on the stack with narrow stores and copied out
@@ -164,17 +161,17 @@ flow* worker::make_flow(const splice::flow_key& key, const std::uint8_t* ours, w
   f->last_tsc.store(f->created_tsc, std::memory_order_relaxed);
   f->owner_worker = static_cast<std::uint8_t>(setup_.worker_index);
   f->uplink = uplink;
-  if (!(uplink ? allocate_port(f->tailnet_key, alloc) : allocate_tailnet_port(*f))) {
+  if (const auto refused = uplink ? allocate_port(f->tailnet_key, alloc) : allocate_tailnet_port(*f)) {
     setup_.flows->discard(f);
-    return nullptr;
+    return {nullptr, *refused};
   }
-  if (!setup_.flows->insert(f)) {
+  if (!setup_.flows->insert(f)) {  // the table at max_flows
     release_port(f->tailnet_key);
     setup_.flows->discard(f);
-    return nullptr;
+    return {nullptr, drop_reason::splice_flow_limit};
   }
   device->flows.fetch_add(1, std::memory_order_relaxed);
-  return f;
+  return {f, {}};
 }
 
 void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
@@ -196,8 +193,8 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (f == nullptr) {
     if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
       return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
-    f = create_flow(key, *view, device);
-    if (f == nullptr) return drop_one(ps.port.index, m, flow_refusal_);
+    const made_flow made = create_flow(key, *view, device);
+    if ((f = made.f) == nullptr) return drop_one(ps.port.index, m, made.refused);
   }
   const ip_address ours = ip_address::from_bytes(info.ipv6, f->tailnet_key.dst);
   if (rewrite_source_of(p, info, flow_hint.fields, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)

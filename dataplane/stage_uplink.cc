@@ -115,8 +115,8 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   if (f == nullptr) {
     if (info.protocol == splice::ipproto_tcp && !splice::opens_tcp_flow(splice::tcp_flags(p, packet_info_of(info))))
       return drop_one(ps.port.index, m, drop_reason::splice_no_flow);
-    f = make_flow(key, ours->bytes.data(), device, *uplink_ports_alloc_, true);
-    if (f == nullptr) return drop_one(ps.port.index, m, flow_refusal_);
+    const made_flow made = make_flow(key, ours->bytes.data(), device, *uplink_ports_alloc_, true);
+    if ((f = made.f) == nullptr) return drop_one(ps.port.index, m, made.refused);
   }
   if (splice::rewrite_source(p, info.length, *ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::uplink_unsupported);

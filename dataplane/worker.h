@@ -291,8 +291,15 @@ class worker {
   void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                   outbound& out) noexcept;
   bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint, outbound& out) noexcept;
-  flow* create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
-  bool allocate_port(splice::flow_key& reply_key, splice::port_allocator& alloc) noexcept;
+  // A flow made for a packet, or why none was: the packet's drop reason.
+  struct made_flow {
+    flow* f = nullptr;
+    drop_reason refused = drop_reason::splice_flow_limit;
+  };
+  made_flow create_flow(const splice::flow_key& key, const tailnet_view& view, wg_peer* device) noexcept;
+  // A port for a new flow; a refusal is the flow's (splice_flow_limit when
+  // the allocator is at max_flows, splice_ports_exhausted toward one far end).
+  std::optional<drop_reason> allocate_port(splice::flow_key& reply_key, splice::port_allocator& alloc) noexcept;
   void release_port(const splice::flow_key& reply_key) noexcept;
   // stage_inbound.cc: flows tailnet peers open toward devices (route mode),
   // their replies, and device-to-device traffic.
@@ -301,8 +308,8 @@ class worker {
   void inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info, flow& f, outbound& out) noexcept;
   bool inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                      outbound& out) noexcept;
-  flow* create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
-                            std::uint16_t device_port, bool snat) noexcept;
+  made_flow create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
+                                std::uint16_t device_port, bool snat) noexcept;
   // A tailnet packet to a forwarded port of lopower's tailnet address:
   // carried to the device (true), or not a forward's (false).
   bool forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, const tailnet_view& view, flow_lookup flow_hint,
@@ -310,7 +317,7 @@ class worker {
   const forward_table* forwards() const noexcept {
     return setup_.forwards ? setup_.forwards->load(std::memory_order_acquire) : nullptr;
   }
-  bool allocate_tailnet_port(flow& f) noexcept;
+  std::optional<drop_reason> allocate_tailnet_port(flow& f) noexcept;
   const device_directory* device_dir() const noexcept {
     return setup_.devices ? setup_.devices->load(std::memory_order_acquire) : nullptr;
   }
@@ -327,10 +334,8 @@ class worker {
   // refused (`m` consumed). `view` is null off the tailnet.
   wg_peer* egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const tailnet_view* view,
                        flow_lookup flow_hint, outbound& out) noexcept;
-  flow* make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
-                  splice::port_allocator& alloc, bool uplink) noexcept;
-  // Why the last make_flow / create_inbound_flow gave nullptr: the drop's reason.
-  drop_reason flow_refusal_ = drop_reason::splice_flow_limit;
+  made_flow make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
+                      splice::port_allocator& alloc, bool uplink) noexcept;
   // stage_uplink.cc: device flows NATed out of the uplink port and back.
   void uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
                   outbound& out) noexcept;

@@ -55,6 +55,8 @@
   X(splice_no_flow, "TCP segment of a connection the splice never saw open (no SYN)")                      \
   X(splice_flow_limit, "new flow refused: the device or the whole table is at its flow limit")              \
   X(splice_flow_pool_empty, "new flow refused: no flow storage left (erased flows still in their grace period)") \
+  X(splice_ports_exhausted, "new flow refused: every port of the worker's share is in use toward that destination (address, port, protocol)") \
+  X(splice_no_tailnet_address, "new flow refused: lopower has no tailnet address of the packet's family (or no device-side one, for inbound SNAT)") \
   X(inbound_no_device, "packet to an address in a device prefix that no device holds (from the tailnet, or another device)") \
   X(device_to_device_denied, "device packet to another device refused ([devices] device_to_device = \"deny\"): ICMP prohibited sent back") \
   X(wg_stage_ring_full, "packet for a peer with no session: the ring to the control plane was full") \

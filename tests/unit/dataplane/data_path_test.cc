@@ -262,6 +262,31 @@ TEST(data_path, new_flow_with_the_flow_pool_exhausted_is_dropped_and_counted) {
   EXPECT_EQ(d.flows.size(), 1u);
 }
 
+// A worker's ports toward one destination (address, port, protocol) run
+// out before its flows do: with a slice of two ports (as many workers as
+// that leaves), the third flow to the same peer service is refused and
+// counted as exhausted ports, not as a flow limit; another destination
+// still gets ports.
+TEST(data_path, a_new_flow_with_every_port_to_its_destination_in_use_is_dropped_as_ports_exhausted) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("pexh", [](worker_setup& s) { s.worker_count = (65535 - 1024 + 1) / 2; });  // ports 1024 and 1025
+  const auto datagram = [](std::uint16_t src_port, std::uint16_t dst_port) {
+    return ip_packet(false, 17, test_support::device_address(false), test_support::peer_address(false),
+                     udp_datagram(src_port, dst_port, 100));
+  };
+  d.receive({d.from_device(datagram(5001, 9000)), d.from_device(datagram(5002, 9000)),
+             d.from_device(datagram(5003, 9000))});
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 2u);
+  EXPECT_EQ(d.drops(drop_reason::splice_ports_exhausted), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.flows.size(), 2u);
+
+  d.receive({d.from_device(datagram(5003, 9001))});  // another service of the peer
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u);
+  EXPECT_EQ(d.all_drops(), 1u);
+  EXPECT_EQ(d.flows.size(), 3u);
+}
+
 class egress : public ::testing::TestWithParam<bool> {};
 
 // An "exit" device's datagram to the internet goes to the exit node like a
