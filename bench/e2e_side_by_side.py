@@ -19,7 +19,11 @@ on the same veth. Added here:
   run), finds the gateway by its tailnet hostname (--lopower-hostname),
   talks disco and WireGuard with it like any tailscale peer and echoes the
   flows spliced onto it, at DPDK speed: device and tailnet traffic both
-  cross the bridge to the gateway, as they would in the field;
+  cross the bridge to the gateway, as they would in the field. The
+  namespace's kernel keeps off the frames for its packet sockets
+  (keep_gen_stack_off), and the bridge passes frames without netfilter
+  (lopowerd.switch_without_netfilter): a veth runs the receiver's stack in
+  the sender's system call, so either would be on the gateway's bill;
 - "box": the alternative, on the same bridge at 198.18.40.70: wireguard-go
   on a TUN (wg0, 10.91.0.1/24, one peer per device) and tailscaled in TUN
   mode (--tun=tailscale0, hostname "box") joined to the same tailnet, IPv4
