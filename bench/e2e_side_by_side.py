@@ -273,9 +273,9 @@ def keep_gen_stack_off(gen) -> None:
     198.18.40.62 there for the control client). Without it the generator's
     kernel took each frame up to its IP layer to drop it there, and a veth
     runs the receiver's stack in the sender's system call: 8 % of lopowerd's
-    worker at 1280 B (ip_rcv and its route lookup, profiled), and as much of
-    the box's, on the gateway's bill for work that in the field another
-    machine does."""
+    worker at 1280 B (ip_rcv and its route lookup, profiled), on the
+    gateway's bill (every gateway's sends go the same way) for work that in
+    the field another machine does."""
     gen.run(["nft", "-f", "-"], input=(
         "table netdev loadgen {\n"
         "  chain port0 { type filter hook ingress device \"eth0\" priority 0; policy drop; }\n"
