@@ -5,6 +5,7 @@
 #include <rte_lcore.h>
 
 #include <atomic>
+#include <bit>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -57,6 +58,9 @@ session_table::session_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu) {
   params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the session table: ") + rte_strerror(rte_errno));
+  const std::uint32_t slots = std::bit_ceil(std::max(2 * capacity, 64u));
+  slots_ = std::make_unique<std::atomic<wg_keypair*>[]>(slots);
+  slot_mask_ = slots - 1;
 }
 
 session_table::~session_table() {
@@ -72,6 +76,9 @@ bool session_table::insert(wg_keypair* kp) {
     delete kp;
     return false;
   }
+  // Published with its fields: a worker that loads it reads them written.
+  std::atomic<wg_keypair*>& slot = slot_of(kp->local_index);
+  if (slot.load(std::memory_order_relaxed) == nullptr) slot.store(kp, std::memory_order_release);
   return true;
 }
 
@@ -85,26 +92,47 @@ wg_keypair* session_table::find(std::uint32_t local_index) const {
 void session_table::erase(std::uint32_t local_index) {
   wg_keypair* kp = find(local_index);
   if (kp == nullptr) return;
+  // Out of its slot before it is retired: a worker that loaded it already
+  // is inside its read-side section, which the grace period waits for.
+  std::atomic<wg_keypair*>& slot = slot_of(local_index);
+  if (slot.load(std::memory_order_relaxed) == kp) slot.store(nullptr, std::memory_order_relaxed);
   const std::int32_t pos = rte_hash_del_key(hash_, &local_index);
   if (pos < 0) return;
   rcu_.retire(release_slot, new retired_slot{hash_, kp}, static_cast<std::uint64_t>(pos));
 }
 
 void session_table::lookup_bulk(const std::uint32_t* indices, unsigned n, wg_keypair** out) const noexcept {
-  const void* keys[RTE_HASH_LOOKUP_BULK_MAX];
-  void* data[RTE_HASH_LOOKUP_BULK_MAX];
-  for (unsigned done = 0; done < n;) {
-    const unsigned chunk = std::min<unsigned>(n - done, RTE_HASH_LOOKUP_BULK_MAX);
-    hash_sig_t hashes[RTE_HASH_LOOKUP_BULK_MAX];
-    for (unsigned i = 0; i < chunk; ++i) {
-      keys[i] = &indices[done + i];
-      hashes[i] = hash_of_index(indices[done + i]);
+  std::uint16_t missed[RTE_HASH_LOOKUP_BULK_MAX];
+  unsigned n_missed = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    wg_keypair* kp = slot_of(indices[i]).load(std::memory_order_acquire);
+    if (kp != nullptr && kp->local_index == indices[i]) {
+      out[i] = kp;
+      continue;
     }
-    std::uint64_t hits = 0;
-    rte_hash_lookup_with_hash_bulk_data(hash_, keys, hashes, chunk, &hits, data);
-    for (unsigned i = 0; i < chunk; ++i) out[done + i] = (hits >> i) & 1 ? static_cast<wg_keypair*>(data[i]) : nullptr;
-    done += chunk;
+    out[i] = nullptr;
+    missed[n_missed++] = static_cast<std::uint16_t>(i);
+    if (n_missed == RTE_HASH_LOOKUP_BULK_MAX) {
+      lookup_in_hash(indices, missed, n_missed, out);
+      n_missed = 0;
+    }
   }
+  if (n_missed != 0) lookup_in_hash(indices, missed, n_missed, out);
+}
+
+void session_table::lookup_in_hash(const std::uint32_t* indices, const std::uint16_t* which, unsigned n,
+                                   wg_keypair** out) const noexcept {
+  const void* keys[RTE_HASH_LOOKUP_BULK_MAX];
+  hash_sig_t hashes[RTE_HASH_LOOKUP_BULK_MAX];
+  void* data[RTE_HASH_LOOKUP_BULK_MAX];
+  for (unsigned i = 0; i < n; ++i) {
+    keys[i] = &indices[which[i]];
+    hashes[i] = hash_of_index(indices[which[i]]);
+  }
+  std::uint64_t hits = 0;
+  rte_hash_lookup_with_hash_bulk_data(hash_, keys, hashes, n, &hits, data);
+  for (unsigned i = 0; i < n; ++i)
+    if ((hits >> i) & 1) out[which[i]] = static_cast<wg_keypair*>(data[i]);
 }
 
 }  // namespace lopower
