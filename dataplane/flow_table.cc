@@ -6,6 +6,8 @@
 #include <rte_ring.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -78,6 +80,9 @@ flow_table::flow_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu), capacity
   params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD;
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the flow table: ") + rte_strerror(rte_errno));
+  const std::uint32_t slots = std::bit_ceil(std::max(4 * capacity, 64u));
+  slots_ = std::make_unique<std::atomic<flow*>[]>(slots);
+  slot_mask_ = slots - 1;
   // A flow is in the ring once at most, and only while it is in the table
   // (or erased and waiting for its entry): room for every flow the table
   // can hold, and for the few inserts racing past the limit.
@@ -139,15 +144,68 @@ flow* flow_table::find(const splice::flow_key& k) const noexcept {
   return rte_hash_lookup_data(hash_, &k, &data) >= 0 ? static_cast<flow*>(data) : nullptr;
 }
 
+namespace {
+
+// rte_hash's hash of a key (its hash_func, rte_hash_crc, with the default
+// initial value 0), inline: the slot and the hash's bucket from one sum.
+std::uint32_t hash_of(const splice::flow_key& k) noexcept { return rte_hash_crc(&k, sizeof k, 0); }
+
+bool holds_key(const flow& f, const splice::flow_key& k) noexcept {
+  return std::memcmp(&f.tailnet_key, &k, sizeof k) == 0 || std::memcmp(&f.device_key, &k, sizeof k) == 0;
+}
+
+}  // namespace
+
 void flow_table::find_bulk(const splice::flow_key* const* keys, unsigned n, flow** out) const noexcept {
-  for (unsigned at = 0; at < n; at += RTE_HASH_LOOKUP_BULK_MAX) {
-    const unsigned chunk = std::min<unsigned>(n - at, RTE_HASH_LOOKUP_BULK_MAX);
-    std::uint64_t hits = 0;
-    void* data[RTE_HASH_LOOKUP_BULK_MAX];
-    // rte_hash's API takes non-const pointers to the key pointers; it only reads them.
-    rte_hash_lookup_bulk_data(hash_, const_cast<const void**>(reinterpret_cast<const void* const*>(keys + at)), chunk,
-                              &hits, data);
-    for (unsigned i = 0; i < chunk; ++i) out[at + i] = (hits >> i) & 1 ? static_cast<flow*>(data[i]) : nullptr;
+  std::uint32_t hashes[RTE_HASH_LOOKUP_BULK_MAX];
+  std::uint16_t missed[RTE_HASH_LOOKUP_BULK_MAX];
+  unsigned n_missed = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    const std::uint32_t h = hash_of(*keys[i]);
+    flow* f = slot_of(h).load(std::memory_order_acquire);
+    if (f != nullptr && holds_key(*f, *keys[i])) {
+      out[i] = f;
+      continue;
+    }
+    out[i] = nullptr;
+    hashes[n_missed] = h;
+    missed[n_missed++] = static_cast<std::uint16_t>(i);
+    if (n_missed == RTE_HASH_LOOKUP_BULK_MAX) {
+      find_in_hash(keys, hashes, missed, n_missed, out);
+      n_missed = 0;
+    }
+  }
+  if (n_missed != 0) find_in_hash(keys, hashes, missed, n_missed, out);
+}
+
+void flow_table::find_in_hash(const splice::flow_key* const* keys, const std::uint32_t* hashes, const std::uint16_t* which,
+                              unsigned n, flow** out) const noexcept {
+  const void* picked[RTE_HASH_LOOKUP_BULK_MAX];
+  hash_sig_t sigs[RTE_HASH_LOOKUP_BULK_MAX];
+  void* data[RTE_HASH_LOOKUP_BULK_MAX];
+  for (unsigned i = 0; i < n; ++i) {
+    picked[i] = keys[which[i]];
+    sigs[i] = hashes[i];
+  }
+  std::uint64_t hits = 0;
+  rte_hash_lookup_with_hash_bulk_data(hash_, picked, sigs, n, &hits, data);
+  for (unsigned i = 0; i < n; ++i)
+    if ((hits >> i) & 1) out[which[i]] = static_cast<flow*>(data[i]);
+}
+
+// Only a free slot is taken (workers insert concurrently: the first keeps
+// it); a key whose slot is held by another flow is found in the hash.
+void flow_table::take_slots(flow* f) noexcept {
+  for (const splice::flow_key* k : {&f->device_key, &f->tailnet_key}) {
+    flow* none = nullptr;
+    slot_of(hash_of(*k)).compare_exchange_strong(none, f, std::memory_order_release, std::memory_order_relaxed);
+  }
+}
+
+void flow_table::leave_slots(flow* f) noexcept {
+  for (const splice::flow_key* k : {&f->device_key, &f->tailnet_key}) {
+    flow* held = f;
+    slot_of(hash_of(*k)).compare_exchange_strong(held, nullptr, std::memory_order_relaxed);
   }
 }
 
@@ -170,8 +228,11 @@ bool flow_table::insert(flow* f) noexcept {
   // room for every flow (see the constructor), so this fails only when the
   // limit was raced past by more inserts than that.
   f->queued.store(true, std::memory_order_relaxed);
+  // Before the ring hands the flow to the control thread, which may erase it.
+  if (added) take_slots(f);
   if (!added || rte_ring_mp_enqueue(queued_, f) != 0) {
     if (added) {
+      leave_slots(f);
       const std::int32_t pos = rte_hash_del_key(hash_, &f->tailnet_key);
       if (pos >= 0) rte_hash_free_key_with_position(hash_, pos);
     }
@@ -339,6 +400,9 @@ void flow_table::erase(flow* f, std::function<void(const flow&)> released) {
   else if (f->device_key.protocol == splice::ipproto_udp) ++erased_udp_;
   else ++erased_icmp_;
   if (f->uplink) ++erased_uplink_;
+  // Out of its slots with its hash entries: a worker that loaded it from
+  // either is inside its read-side section, which the grace period waits for.
+  leave_slots(f);
   const std::int32_t device_pos = rte_hash_del_key(hash_, &f->device_key);
   const std::int32_t tailnet_pos = rte_hash_del_key(hash_, &f->tailnet_key);
   auto* r = new retired_flow{&held_.n, hash_, pool_, f, device_pos, tailnet_pos, std::move(released)};

@@ -170,8 +170,12 @@ class flow_table {
 
   // Workers: the flow under either key, or nullptr.
   flow* find(const splice::flow_key& k) const noexcept;
-  // Workers: `n` lookups at once, the hash's bucket reads overlapped
-  // (rte_hash prefetches them): out[i] is the flow under *keys[i], or nullptr.
+  // Workers: `n` lookups at once: out[i] is the flow under *keys[i], or
+  // nullptr. Each key's direct slot first (a flow takes the slot of each of
+  // its keys' hashes when it is free: one load, and a compare with the
+  // flow's own key); the keys no slot answers go to rte_hash in one bulk
+  // lookup, its bucket reads overlapped. The hash's lock-free bulk lookup
+  // of a 40-byte key was ~180 instructions a packet in the 64-byte splice.
   void find_bulk(const splice::flow_key* const* keys, unsigned n, flow** out) const noexcept;
   // Workers: adds under both keys and queues the flow for the control
   // thread's wheel; false (nothing added, `f` not taken) when either key is
@@ -228,6 +232,13 @@ class flow_table {
   void unlink(flow& f) noexcept;
   void retire(retired_flow* r);
   void destroy_all() noexcept;
+  // The direct slots (find_bulk): `f` takes each of its keys' slots that is
+  // free, and leaves those it holds before it is unpublished.
+  std::atomic<flow*>& slot_of(std::uint32_t hash) const noexcept { return slots_[hash & slot_mask_]; }
+  void take_slots(flow* f) noexcept;
+  void leave_slots(flow* f) noexcept;
+  void find_in_hash(const splice::flow_key* const* keys, const std::uint32_t* hashes, const std::uint16_t* which, unsigned n,
+                    flow** out) const noexcept;
 
   // Flows holding entries in the hash (from insert until release_flow
   // after the grace period: what rte_hash_count / 2 would say). Counted
@@ -241,6 +252,10 @@ class flow_table {
   };
   flow_count held_;
   rte_hash* hash_ = nullptr;
+  // Four per flow the table can hold (two per key): most keys find their
+  // slot free even in a full table. 2 MB at the default 65 536 flows.
+  std::unique_ptr<std::atomic<flow*>[]> slots_;
+  std::uint32_t slot_mask_ = 0;
   rte_mempool* pool_ = nullptr;  // struct flow's storage
   rte_ring* queued_ = nullptr;  // flow*: multi-producer (workers, and erase never), one consumer
   rcu_domain& rcu_;
