@@ -35,13 +35,6 @@ ip_address ip_address::v4(std::uint32_t host_order) {
   return out;
 }
 
-ip_address ip_address::from_bytes(bool ipv6, const std::uint8_t* bytes) {
-  ip_address out;
-  out.family = ipv6 ? ip_family::v6 : ip_family::v4;
-  std::memcpy(out.bytes.data(), bytes, ipv6 ? 16 : 4);
-  return out;
-}
-
 std::uint32_t ip_address::v4_host_order() const {
   std::uint32_t net;
   std::memcpy(&net, bytes.data(), 4);

@@ -21,7 +21,7 @@
 namespace lopower {
 
 void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
-                           flow_lookup flow_hint, outbound& out) noexcept {
+                           const flow_lookup& flow_hint, outbound& out) noexcept {
   if (m->data_len == 0) {  // keepalive: its job (timers, roaming) is done
     rte_pktmbuf_free(m);
     return;
@@ -64,7 +64,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
 // are its own protocol, not traffic) and ICMP echo after it. Replies on a
 // device's flow are spliced back before the filter.
 void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer,
-                                  flow_lookup flow_hint, outbound& out) noexcept {
+                                  const flow_lookup& flow_hint, outbound& out) noexcept {
   const allowed_prefixes* allowed = peer->allowed.load(std::memory_order_acquire);
   if (allowed == nullptr || !allowed->contains(info.ipv6, info.src))
     return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);

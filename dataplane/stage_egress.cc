@@ -25,7 +25,7 @@ bool in_tailnet_ranges(bool ipv6, const std::uint8_t* dst) noexcept {
 }  // namespace
 
 wg_peer* worker::egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device,
-                             const tailnet_view* view, flow_lookup flow_hint, outbound& out) noexcept {
+                             const tailnet_view* view, const flow_lookup& flow_hint, outbound& out) noexcept {
   using splice::icmp_error_kind;
   if (in_tailnet_ranges(info.ipv6, info.dst)) {
     refuse_to_device(ps, m, info, device, icmp_error_kind::host_unreachable, drop_reason::splice_no_route, out);

@@ -35,7 +35,7 @@ ip_address address_of(const std::uint8_t* a, bool v6) { return ip_address::from_
 // A tailnet packet to an address lopower does not own: a device's, in route
 // mode (fragments are made whole first: only the first piece has ports).
 void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer,
-                                  const tailnet_view& view, flow_lookup flow_hint, outbound& out) noexcept {
+                                  const tailnet_view& view, const flow_lookup& flow_hint, outbound& out) noexcept {
   const device_directory* dir = device_dir();
   if (!setup_.inbound_routes || dir == nullptr || setup_.flows == nullptr || !dir->covers(info.ipv6, info.dst))
     return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
@@ -103,7 +103,7 @@ worker::made_flow worker::create_inbound_flow(const splice::flow_key& opened, wg
 // route to the tailnet for it). The filter governs what opens one, as for
 // any packet to lopower.
 bool worker::forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, const tailnet_view& view,
-                        flow_lookup flow_hint, outbound& out) noexcept {
+                        const flow_lookup& flow_hint, outbound& out) noexcept {
   if (info.protocol != splice::ipproto_tcp && info.protocol != splice::ipproto_udp) return false;
   const forward_table* table = forwards();
   if (table == nullptr || setup_.flows == nullptr || info.length < info.l4_offset + 4u) return false;
@@ -158,7 +158,7 @@ void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info
 // A device's packet that may be a reply on an inbound flow (or an ICMP
 // error about one): translated back and sent to the peer; false when it is
 // not one. Costs the splice's packets one load of the flow they found.
-bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                            outbound& out) noexcept {
   if (flow_hint.done && (flow_hint.found == nullptr || flow_hint.found->kind == flow_kind::spliced)) return false;
   if (setup_.flows == nullptr) return false;

@@ -174,7 +174,7 @@ worker::made_flow worker::make_flow(const splice::flow_key& key, const std::uint
   return {f, {}};
 }
 
-void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                         outbound& out) noexcept {
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
   wg_peer* peer = view && setup_.flows ? view->route(info.ipv6, info.dst) : nullptr;
@@ -207,7 +207,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   send_inner(ps, m, info, peer, splice::tailnet_mtu, out);
 }
 
-bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint,
+bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, const flow_lookup& flow_hint,
                        outbound& out) noexcept {
   if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);

@@ -89,7 +89,7 @@ bool worker::next_hop_mac(const ip_address& dst, rte_ether_addr& mac) noexcept {
   return true;
 }
 
-void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                         outbound& out) noexcept {
   uplink_state& u = *uplink_;
   const std::optional<ip_address>& ours = info.ipv6 ? u.v6 : u.v4;

@@ -274,8 +274,8 @@ class worker {
   static void prefetch_flow(const flow& f, unsigned worker_index, bool from_tailnet) noexcept;
   // 3. stage_deliver.cc: where an inner packet goes.
   void deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std::optional<inner_info>& info,
-                     flow_lookup flow_hint, outbound& out) noexcept;
-  void deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, flow_lookup flow_hint,
+                     const flow_lookup& flow_hint, outbound& out) noexcept;
+  void deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, const flow_lookup& flow_hint,
                             outbound& out) noexcept;
   // An inner packet for lopower's own services on the control thread (DNS,
   // replies to its pings), on the inner ring.
@@ -288,9 +288,9 @@ class worker {
                   outbound& out) noexcept;
   void expire_fragments(std::uint64_t now) noexcept;
   // 4. stage_splice.cc: device flows onto the tailnet and back.
-  void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+  void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                   outbound& out) noexcept;
-  bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, flow_lookup flow_hint, outbound& out) noexcept;
+  bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, const flow_lookup& flow_hint, outbound& out) noexcept;
   // A flow made for a packet, or why none was: the packet's drop reason.
   struct made_flow {
     flow* f = nullptr;
@@ -304,15 +304,15 @@ class worker {
   // stage_inbound.cc: flows tailnet peers open toward devices (route mode),
   // their replies, and device-to-device traffic.
   void inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer,
-                            const tailnet_view& view, flow_lookup flow_hint, outbound& out) noexcept;
+                            const tailnet_view& view, const flow_lookup& flow_hint, outbound& out) noexcept;
   void inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info, flow& f, outbound& out) noexcept;
-  bool inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+  bool inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                      outbound& out) noexcept;
   made_flow create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
                                 std::uint16_t device_port, bool snat) noexcept;
   // A tailnet packet to a forwarded port of lopower's tailnet address:
   // carried to the device (true), or not a forward's (false).
-  bool forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, const tailnet_view& view, flow_lookup flow_hint,
+  bool forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, const tailnet_view& view, const flow_lookup& flow_hint,
                   outbound& out) noexcept;
   const forward_table* forwards() const noexcept {
     return setup_.forwards ? setup_.forwards->load(std::memory_order_acquire) : nullptr;
@@ -333,11 +333,11 @@ class worker {
   // to splice it to, or nullptr once it has gone out of the uplink or been
   // refused (`m` consumed). `view` is null off the tailnet.
   wg_peer* egress_peer(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const tailnet_view* view,
-                       flow_lookup flow_hint, outbound& out) noexcept;
+                       const flow_lookup& flow_hint, outbound& out) noexcept;
   made_flow make_flow(const splice::flow_key& key, const std::uint8_t* ours, wg_peer* device,
                       splice::port_allocator& alloc, bool uplink) noexcept;
   // stage_uplink.cc: device flows NATed out of the uplink port and back.
-  void uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, flow_lookup flow_hint,
+  void uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                   outbound& out) noexcept;
   void receive_uplink(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
   bool uplink_in(port_state& ps, rte_mbuf* m, outbound& out) noexcept;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,7 +21,13 @@ struct ip_address {
   static std::optional<ip_address> parse(std::string_view text);
   static ip_address v4(std::uint32_t host_order);
   // 4 (IPv4) or 16 (IPv6) bytes in network order, as packets carry them.
-  static ip_address from_bytes(bool ipv6, const std::uint8_t* bytes);
+  // Inline: the splice builds one for every packet it rewrites.
+  static ip_address from_bytes(bool ipv6, const std::uint8_t* bytes) noexcept {
+    ip_address out;
+    out.family = ipv6 ? ip_family::v6 : ip_family::v4;
+    std::memcpy(out.bytes.data(), bytes, ipv6 ? 16 : 4);
+    return out;
+  }
   std::string to_string() const;
   std::uint32_t v4_host_order() const;
   bool operator==(const ip_address&) const = default;
