@@ -27,6 +27,17 @@ namespace {
 constexpr std::uint8_t default_ttl = 64;
 constexpr std::uint8_t ipproto_udp = 17;
 
+// rte_pktmbuf_append, without its walk to the last segment for the one
+// segment nearly every packet here is (a reassembled one may be more).
+std::uint8_t* append_to(rte_mbuf* m, std::uint16_t length) noexcept {
+  if (m->nb_segs != 1) return reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, length));
+  if (length > rte_pktmbuf_tailroom(m)) return nullptr;
+  std::uint8_t* tail = rte_pktmbuf_mtod_offset(m, std::uint8_t*, m->data_len);
+  m->data_len = static_cast<std::uint16_t>(m->data_len + length);
+  m->pkt_len += length;
+  return tail;
+}
+
 // DPDK's checksum helpers sum 16-bit words as they lie in memory, so their
 // result is stored as is, not byte-swapped.
 void store_checksum(std::uint8_t* p, std::uint16_t sum) { std::memcpy(p, &sum, 2); }
@@ -126,8 +137,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
     const std::uint16_t plain = static_cast<std::uint16_t>(m->data_len);
     const std::uint16_t padded = static_cast<std::uint16_t>(wg::padded_size(plain));
     const unsigned outer = ep->relay_region != 0 ? 0 : outer_header_size(ep->ipv6);  // the relay adds its own
-    auto* tail = reinterpret_cast<std::uint8_t*>(
-        rte_pktmbuf_append(m, static_cast<std::uint16_t>(padded - plain + wg::aead_tag_size)));
+    auto* tail = append_to(m, static_cast<std::uint16_t>(padded - plain + wg::aead_tag_size));
     auto* head = reinterpret_cast<std::uint8_t*>(
         rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(outer + sizeof(wg::message_data))));
     if (tail == nullptr || head == nullptr) {
