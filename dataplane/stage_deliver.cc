@@ -37,7 +37,11 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
   if (!allowed) return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
   rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
   if (fragments::is_fragment(p, info->ipv6)) return deliver_fragment(ps, m, *info, peer, out);  // whole first
-  if (inbound_reply(ps, m, *info, peer, flow_hint, out)) return;  // a reply to a tailnet peer's flow (route mode)
+  // A reply to a tailnet peer's flow (route mode): only a packet of an
+  // inbound flow, or one not looked up, may be one (a spliced flow's, the
+  // common case, is not asked).
+  const bool may_be_inbound = !flow_hint.done || (flow_hint.found != nullptr && flow_hint.found->kind != flow_kind::spliced);
+  if (may_be_inbound && inbound_reply(ps, m, *info, peer, flow_hint, out)) return;
   const bool to_us = info->ipv6 ? setup_.has_local_v6 && std::memcmp(info->dst, setup_.local_v6, 16) == 0
                                 : setup_.has_local_v4 && std::memcmp(info->dst, &setup_.local_v4_be, 4) == 0;
   if (to_us) {

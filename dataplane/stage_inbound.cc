@@ -160,7 +160,6 @@ void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info
 // not one. Costs the splice's packets one load of the flow they found.
 bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                            outbound& out) noexcept {
-  if (flow_hint.done && (flow_hint.found == nullptr || flow_hint.found->kind == flow_kind::spliced)) return false;
   if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   splice::flow_key key{};

@@ -306,6 +306,9 @@ class worker {
   void inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer,
                             const tailnet_view& view, const flow_lookup& flow_hint, outbound& out) noexcept;
   void inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info, flow& f, outbound& out) noexcept;
+  // A device's packet on a tailnet peer's inbound flow, rewritten and sent
+  // to the peer (true), or not such a reply (false). The caller asks only
+  // for packets not looked up or of a flow that is not spliced.
   bool inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                      outbound& out) noexcept;
   made_flow create_inbound_flow(const splice::flow_key& opened, wg_peer* device, const std::uint8_t* device_addr,
