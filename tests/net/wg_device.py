@@ -98,6 +98,10 @@ class WgDevice:
         # Go's start-up on a busy 2-core machine (a CI run beside a flood) took over 10 s.
         wait_until(lambda: self.host.ip("link", "show", self.ifname, check=False).returncode == 0, 60,
                    f"wireguard-go to create {self.ifname}")
+        # Its control socket comes after the interface: `wg` finding none
+        # asks the kernel module instead ("Protocol not supported"), seen
+        # when the machine was busy between the two.
+        wait_until(lambda: os.path.exists(self.control_socket), 60, f"wireguard-go's socket for {self.ifname}")
         self.setconf(self.config.setconf_text)
         for addr in self.config.addresses:
             self.host.add_addr(self.ifname, addr)
@@ -109,6 +113,11 @@ class WgDevice:
             family = "-6" if net.version == 6 else "-4"
             self.host.run(["ip", family, "route", "replace", str(net), "dev", self.ifname])
         return self
+
+    @property
+    def control_socket(self) -> str:
+        """Where wireguard-go listens for `wg` (shared by every namespace)."""
+        return f"/var/run/wireguard/{self.ifname}.sock"
 
     def down(self) -> None:
         """Stops wireguard-go (its interface, sessions and keys in memory
