@@ -3,6 +3,7 @@
 #include <rte_errno.h>
 #include <rte_hash_crc.h>
 #include <rte_lcore.h>
+#include <rte_prefetch.h>
 #include <rte_ring.h>
 
 #if defined(__SSE4_2__) && defined(__x86_64__)
@@ -85,7 +86,7 @@ flow_table::flow_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu), capacity
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the flow table: ") + rte_strerror(rte_errno));
   const std::uint32_t slots = std::bit_ceil(std::max(4 * capacity, 64u));
-  slots_ = std::make_unique<std::atomic<flow*>[]>(slots);
+  slots_ = std::make_unique<std::atomic<std::uintptr_t>[]>(slots);
   slot_mask_ = slots - 1;
   // A flow is in the ring once at most, and only while it is in the table
   // (or erased and waiting for its entry): room for every flow the table
@@ -168,32 +169,54 @@ std::uint32_t hash_of(const splice::flow_key& k) noexcept {
 #endif
 }
 
-bool holds_key(const flow& f, const splice::flow_key& k) noexcept {
-  return std::memcmp(&f.tailnet_key, &k, sizeof k) == 0 || std::memcmp(&f.device_key, &k, sizeof k) == 0;
+// A slot holds a flow and which of its keys took the slot: the flow's
+// address (lines are 64-byte aligned) with the low bit set for the
+// device-side key. A lookup then reads only that key's line of the flow.
+constexpr std::uintptr_t device_side = 1;
+static_assert(alignof(flow) > device_side, "a flow's address leaves the tag's bit free");
+
+std::uintptr_t slot_value(const flow* f, bool device_key) noexcept {
+  return reinterpret_cast<std::uintptr_t>(f) | (device_key ? device_side : 0);
+}
+flow* flow_in(std::uintptr_t v) noexcept { return reinterpret_cast<flow*>(v & ~device_side); }
+const splice::flow_key& key_in(std::uintptr_t v) noexcept {
+  const flow* f = flow_in(v);
+  return (v & device_side) != 0 ? f->device_key : f->tailnet_key;
 }
 
 }  // namespace
 
+// In three passes over the keys, so that their cache misses overlap (among
+// many flows the slots and the flows are not in the cache; one key at a
+// time stalled on its slot, then on its flow): the sums, each slot
+// fetched; the line of the key each slot names fetched; the compares.
 void flow_table::find_bulk(const splice::flow_key* const* keys, unsigned n, flow** out) const noexcept {
-  std::uint32_t hashes[RTE_HASH_LOOKUP_BULK_MAX];
-  std::uint16_t missed[RTE_HASH_LOOKUP_BULK_MAX];
-  unsigned n_missed = 0;
-  for (unsigned i = 0; i < n; ++i) {
-    const std::uint32_t h = hash_of(*keys[i]);
-    flow* f = slot_of(h).load(std::memory_order_acquire);
-    if (f != nullptr && holds_key(*f, *keys[i])) {
-      out[i] = f;
-      continue;
+  for (unsigned at = 0; at < n; at += RTE_HASH_LOOKUP_BULK_MAX) {
+    const unsigned chunk = std::min<unsigned>(n - at, RTE_HASH_LOOKUP_BULK_MAX);
+    std::uint32_t hashes[RTE_HASH_LOOKUP_BULK_MAX];
+    std::uintptr_t held[RTE_HASH_LOOKUP_BULK_MAX];
+    for (unsigned i = 0; i < chunk; ++i) {
+      hashes[i] = hash_of(*keys[at + i]);
+      rte_prefetch0(&slot_of(hashes[i]));
     }
-    out[i] = nullptr;
-    hashes[n_missed] = h;
-    missed[n_missed++] = static_cast<std::uint16_t>(i);
-    if (n_missed == RTE_HASH_LOOKUP_BULK_MAX) {
-      find_in_hash(keys, hashes, missed, n_missed, out);
-      n_missed = 0;
+    for (unsigned i = 0; i < chunk; ++i) {
+      held[i] = slot_of(hashes[i]).load(std::memory_order_acquire);
+      if (held[i] != 0) rte_prefetch0(&key_in(held[i]));
     }
+    std::uint32_t missed_hashes[RTE_HASH_LOOKUP_BULK_MAX];
+    std::uint16_t missed[RTE_HASH_LOOKUP_BULK_MAX];
+    unsigned n_missed = 0;
+    for (unsigned i = 0; i < chunk; ++i) {
+      if (held[i] != 0 && std::memcmp(&key_in(held[i]), keys[at + i], sizeof(splice::flow_key)) == 0) {
+        out[at + i] = flow_in(held[i]);
+        continue;
+      }
+      out[at + i] = nullptr;
+      missed_hashes[n_missed] = hashes[i];
+      missed[n_missed++] = static_cast<std::uint16_t>(i);
+    }
+    if (n_missed != 0) find_in_hash(keys + at, missed_hashes, missed, n_missed, out + at);
   }
-  if (n_missed != 0) find_in_hash(keys, hashes, missed, n_missed, out);
 }
 
 void flow_table::find_in_hash(const splice::flow_key* const* keys, const std::uint32_t* hashes, const std::uint16_t* which,
@@ -214,16 +237,17 @@ void flow_table::find_in_hash(const splice::flow_key* const* keys, const std::ui
 // Only a free slot is taken (workers insert concurrently: the first keeps
 // it); a key whose slot is held by another flow is found in the hash.
 void flow_table::take_slots(flow* f) noexcept {
-  for (const splice::flow_key* k : {&f->device_key, &f->tailnet_key}) {
-    flow* none = nullptr;
-    slot_of(hash_of(*k)).compare_exchange_strong(none, f, std::memory_order_release, std::memory_order_relaxed);
+  for (const bool device_key : {true, false}) {
+    std::uintptr_t none = 0;
+    slot_of(hash_of(device_key ? f->device_key : f->tailnet_key))
+        .compare_exchange_strong(none, slot_value(f, device_key), std::memory_order_release, std::memory_order_relaxed);
   }
 }
 
 void flow_table::leave_slots(flow* f) noexcept {
-  for (const splice::flow_key* k : {&f->device_key, &f->tailnet_key}) {
-    flow* held = f;
-    slot_of(hash_of(*k)).compare_exchange_strong(held, nullptr, std::memory_order_relaxed);
+  for (const bool device_key : {true, false}) {
+    std::uintptr_t held = slot_value(f, device_key);
+    slot_of(hash_of(device_key ? f->device_key : f->tailnet_key)).compare_exchange_strong(held, 0, std::memory_order_relaxed);
   }
 }
 

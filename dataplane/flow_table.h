@@ -233,8 +233,9 @@ class flow_table {
   void retire(retired_flow* r);
   void destroy_all() noexcept;
   // The direct slots (find_bulk): `f` takes each of its keys' slots that is
-  // free, and leaves those it holds before it is unpublished.
-  std::atomic<flow*>& slot_of(std::uint32_t hash) const noexcept { return slots_[hash & slot_mask_]; }
+  // free, and leaves those it holds before it is unpublished. A slot holds
+  // the flow and which of its keys took it (flow_table.cc), or 0.
+  std::atomic<std::uintptr_t>& slot_of(std::uint32_t hash) const noexcept { return slots_[hash & slot_mask_]; }
   void take_slots(flow* f) noexcept;
   void leave_slots(flow* f) noexcept;
   void find_in_hash(const splice::flow_key* const* keys, const std::uint32_t* hashes, const std::uint16_t* which, unsigned n,
@@ -254,7 +255,7 @@ class flow_table {
   rte_hash* hash_ = nullptr;
   // Four per flow the table can hold (two per key): most keys find their
   // slot free even in a full table. 2 MB at the default 65 536 flows.
-  std::unique_ptr<std::atomic<flow*>[]> slots_;
+  std::unique_ptr<std::atomic<std::uintptr_t>[]> slots_;
   std::uint32_t slot_mask_ = 0;
   rte_mempool* pool_ = nullptr;  // struct flow's storage
   rte_ring* queued_ = nullptr;  // flow*: multi-producer (workers, and erase never), one consumer
