@@ -172,8 +172,8 @@ class flow_table {
   flow* find(const splice::flow_key& k) const noexcept;
   // Workers: `n` lookups at once: out[i] is the flow under *keys[i], or
   // nullptr. Each key's direct slot first (a flow takes the slot of each of
-  // its keys' hashes when it is free: one load, and a compare with the
-  // flow's own key); the keys no slot answers go to rte_hash in one bulk
+  // its keys' hashes when it is free: one load, and a compare with the key
+  // the slot names); the keys no slot answers go to rte_hash in one bulk
   // lookup, its bucket reads overlapped. The hash's lock-free bulk lookup
   // of a 40-byte key was ~180 instructions a packet in the 64-byte splice.
   void find_bulk(const splice::flow_key* const* keys, unsigned n, flow** out) const noexcept;

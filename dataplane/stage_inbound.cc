@@ -157,7 +157,7 @@ void worker::inbound_on_flow(port_state& ps, rte_mbuf* m, const inner_info& info
 
 // A device's packet that may be a reply on an inbound flow (or an ICMP
 // error about one): translated back and sent to the peer; false when it is
-// not one. Costs the splice's packets one load of the flow they found.
+// not one. deliver_inner does not ask for a spliced flow's packets.
 bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                            outbound& out) noexcept {
   if (setup_.flows == nullptr) return false;
