@@ -17,12 +17,11 @@ namespace {
 
 // Sums one port's counters over every worker and the control thread.
 nlohmann::json port_counters_json(const dataplane& dp, std::size_t index) {
-  std::uint64_t lcore_rx = 0, to_kernel = 0, from_kernel = 0, to_control = 0, device_to_device = 0;
+  std::uint64_t to_kernel = 0, from_kernel = 0, to_control = 0, device_to_device = 0;
   std::uint64_t classes[packet_class_count] = {};
   std::uint64_t drops[drop_reason_count] = {};
   for (const auto& w : dp.workers()) {
     const port_counters& pc = w->stats().ports[index];
-    lcore_rx += pc.rx_packets.get();
     to_kernel += pc.to_kernel.get();
     from_kernel += pc.from_kernel.get();
     to_control += pc.to_control.get();
