@@ -66,7 +66,9 @@ TEST(CtlProtocol, RepliesAreSingleLineJson) {
   EXPECT_EQ(parsed["ok"], false);
   EXPECT_EQ(parsed["error"], "bad \"thing\"\nhere");
   // Invalid UTF-8 in a message cannot break the reply.
-  EXPECT_NO_THROW(static_cast<void>(nlohmann::json::parse(encode_error(std::string("\xff\xfe", 2)))));
+  nlohmann::json invalid_utf8;
+  EXPECT_NO_THROW(invalid_utf8 = nlohmann::json::parse(encode_error(std::string("\xff\xfe", 2))));
+  EXPECT_EQ(invalid_utf8["ok"], false);
 }
 
 TEST(CtlProtocol, ClientReportsAMissingDaemonAsUnavailable) {
