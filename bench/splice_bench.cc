@@ -83,7 +83,7 @@ enum class direction { device_to_tailnet, tailnet_to_device };
 
 // The cipher bound over `frames` buffers of the benchmark's own pool (its
 // mbufs' data rooms, on the pages the frames live in), taken before the
-// frames are filled and given back after.
+// frames are filled and given back after; the best reading of the process.
 double pool_cipher_bound_pps(const char* backend, std::uint32_t length) {
   std::vector<rte_mbuf*> mbufs(frames);
   if (rte_pktmbuf_alloc_bulk(pool(), mbufs.data(), frames) != 0) throw std::runtime_error("splice_pool is short of mbufs");
@@ -91,7 +91,7 @@ double pool_cipher_bound_pps(const char* backend, std::uint32_t length) {
   for (unsigned i = 0; i < frames; ++i) buffers[i] = rte_pktmbuf_mtod(mbufs[i], std::uint8_t*);
   const double bound = bench::cipher_bound_pps_over(backend, length, buffers);
   rte_pktmbuf_free_bulk(mbufs.data(), frames);
-  return bound;
+  return bench::best_bound_seen(std::string(backend) + "/pool/" + std::to_string(length), bound);
 }
 
 // Packets/s of each case's base (one flow, one device) by backend, direction
