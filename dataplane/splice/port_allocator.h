@@ -37,6 +37,8 @@
 // worker that allocated it: slice_owner() tells which one that is.
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "dataplane/splice/flow_key.h"
@@ -51,9 +53,11 @@ struct destination {
   std::uint16_t port;     // 0 for ICMP echo (an identifier is unique per address)
   ip_family family;
   std::uint8_t protocol;
-  bool operator==(const destination&) const = default;
+  // Byte for byte, as flow_key's (the defaulted operator compared the
+  // address a byte at a time, in every new flow's port search).
+  bool operator==(const destination& o) const noexcept { return std::memcmp(this, &o, sizeof o) == 0; }
 };
-static_assert(sizeof(destination) == 20);
+static_assert(sizeof(destination) == 20 && std::has_unique_object_representations_v<destination>);
 
 // The destination of a tailnet-side key (ICMP: port 0).
 destination destination_of(const flow_key& k) noexcept;

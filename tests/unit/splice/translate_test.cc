@@ -381,6 +381,22 @@ TEST(FlowKey, ItsReverseIsAnotherKeyThatReversesBack) {
   EXPECT_NE(k.reverse(), k);
 }
 
+// Keys compare as rte_hash compares them: every byte counts, the last
+// address byte, each port, the family, the protocol and the padding alike.
+TEST(FlowKey, KeysDifferingInAnyOneByteAreUnequal) {
+  const bytes p = flow_packet(true, proto::tcp, 0);
+  flow_key k{};
+  ASSERT_EQ(flow_key_of(p.data(), size32(p), k), translate_status::ok);
+  flow_key same = k;
+  EXPECT_EQ(same, k);
+  for (std::size_t i = 0; i < sizeof(flow_key); ++i) {
+    flow_key other = k;
+    reinterpret_cast<std::uint8_t*>(&other)[i] ^= 0x01;
+    EXPECT_NE(other, k) << "byte " << i;
+    EXPECT_FALSE(other == k) << "byte " << i;
+  }
+}
+
 TEST(ParseIp, ReportsFragmentsAndLengths) {
   bytes p = flow_packet(false, proto::udp, 10);
   p.resize(p.size() + 6);  // padding
