@@ -27,16 +27,6 @@ wg_keypair::~wg_keypair() {
   sodium_memzero(receive_key, sizeof receive_key);
 }
 
-bool allowed_prefixes::contains(bool ipv6, const std::uint8_t* addr) const noexcept {
-  // Loaded from the packet as words (ip_prefix::contains says why).
-  const std::uint64_t words[2] = {ipv6 ? load_be64(addr) : std::uint64_t{load_be32(addr)} << 32,
-                                  ipv6 ? load_be64(addr + 8) : 0};
-  const ip_family family = ipv6 ? ip_family::v6 : ip_family::v4;
-  for (const ip_prefix& p : prefixes)
-    if (p.contains(family, words)) return true;
-  return false;
-}
-
 wg_peer::~wg_peer() { delete allowed.load(std::memory_order_relaxed); }
 
 bool wg_peer::source_allowed_v6(const std::uint8_t* src) const noexcept {

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "lopower/byte_order.h"
+
 namespace lopower {
 
 enum class ip_family : std::uint8_t { v4 = 4, v6 = 6 };
@@ -50,6 +52,22 @@ struct ip_prefix {
   bool contains(ip_family family, const std::uint64_t words[2]) const noexcept;
   bool operator==(const ip_prefix&) const = default;
 };
+
+// Two big-endian 64-bit words masked to the prefix, not a loop over bytes,
+// and inline: a tailnet peer's AllowedIPs are checked this way for every
+// packet it sends (allowed_prefixes::contains), where the call per prefix
+// cost as much as the compare.
+inline bool ip_prefix::contains(ip_family family, const std::uint64_t words[2]) const noexcept {
+  if (family != address.family) return false;
+  unsigned bits = length < 128 ? length : 128u;
+  for (std::size_t word = 0; bits > 0; ++word) {
+    const unsigned take = bits < 64 ? bits : 64u;
+    const std::uint64_t mask = ~std::uint64_t{0} << (64 - take);
+    if (((load_be64(address.bytes.data() + 8 * word) ^ words[word]) & mask) != 0) return false;
+    bits -= take;
+  }
+  return true;
+}
 
 // A range of ports, both ends included (a filter rule's destination ports).
 struct port_range {
