@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "lopower/net_addr.h"
+#include "lopower/raw_key.h"
 
 namespace lopower::fragments {
 
@@ -31,7 +32,8 @@ struct datagram_key {
   std::uint32_t id;  // IPv4's 16 bits, or IPv6's 32, in host order
   ip_family family;
   std::uint8_t pad[3];
-  bool operator==(const datagram_key&) const = default;
+  // Byte for byte (lopower/raw_key.h): every fragment's ledger lookup.
+  bool operator==(const datagram_key& o) const noexcept { return same_key_bytes(*this, o); }
 };
 static_assert(sizeof(datagram_key) == 40);
 

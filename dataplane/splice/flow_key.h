@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "lopower/net_addr.h"
+#include "lopower/raw_key.h"
 
 namespace lopower::splice {
 
@@ -45,11 +46,8 @@ struct flow_key {
     r.dst_port = src_port;
     return r;
   }
-  // Byte for byte, as rte_hash compares keys (every byte is defined: the
-  // static_asserts below): the 40 bytes in a few wide loads. The defaulted
-  // operator compared member by member, the addresses a byte at a time: 38
-  // loads, compares and branches in every reply's splice_in.
-  bool operator==(const flow_key& o) const noexcept { return std::memcmp(this, &o, sizeof o) == 0; }
+  // Byte for byte, as rte_hash compares keys (lopower/raw_key.h).
+  bool operator==(const flow_key& o) const noexcept { return same_key_bytes(*this, o); }
 };
 static_assert(std::is_trivially_copyable_v<flow_key> && std::is_standard_layout_v<flow_key>);
 static_assert(sizeof(flow_key) == 40, "no implicit padding: rte_hash hashes and compares every byte");

@@ -37,12 +37,11 @@
 // worker that allocated it: slice_owner() tells which one that is.
 
 #include <cstdint>
-#include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "dataplane/splice/flow_key.h"
 #include "lopower/net_addr.h"
+#include "lopower/raw_key.h"
 
 namespace lopower::splice {
 
@@ -53,11 +52,10 @@ struct destination {
   std::uint16_t port;     // 0 for ICMP echo (an identifier is unique per address)
   ip_family family;
   std::uint8_t protocol;
-  // Byte for byte, as flow_key's (the defaulted operator compared the
-  // address a byte at a time, in every new flow's port search).
-  bool operator==(const destination& o) const noexcept { return std::memcmp(this, &o, sizeof o) == 0; }
+  // Byte for byte, as flow_key's (lopower/raw_key.h): every new flow's port search.
+  bool operator==(const destination& o) const noexcept { return same_key_bytes(*this, o); }
 };
-static_assert(sizeof(destination) == 20 && std::has_unique_object_representations_v<destination>);
+static_assert(sizeof(destination) == 20);
 
 // The destination of a tailnet-side key (ICMP: port 0).
 destination destination_of(const flow_key& k) noexcept;
