@@ -123,6 +123,9 @@ struct alignas(64) flow {
   // the reply side there: remote -> uplink address:NAT port), else spliced.
   bool uplink = false;
   std::uint8_t owner_worker = 0;  // whose slice of the port range tailnet_key.dst_port is from
+  // A device's packet rewritten to come from tailnet_key's destination: the
+  // checksum differences, the flow's (splice::rewrite_deltas).
+  splice::rewrite_deltas out_deltas;
   // --- line 1: read by replies
   // spliced: device -> peer, as the device sent it; inbound: device ->
   // (lopower's device-side address:port | the peer), as the device replies.
@@ -137,14 +140,17 @@ struct alignas(64) flow {
   bool in_wheel = false;
   bool erased = false;  // unpublished, waiting for its ring entry before it is retired
   std::uint32_t wheel_slot = 0;
+  // A reply rewritten to go to device_key's source: the differences.
+  splice::rewrite_deltas in_deltas;
   // --- lines 2 to 6
   alignas(64) flow_traffic traffic;
   flow* wheel_prev = nullptr;
   flow* wheel_next = nullptr;
 };
-static_assert(offsetof(flow, owner_worker) < 64, "what a packet toward the tailnet reads fits the flow's first line");
-static_assert(offsetof(flow, device_key) == 64 && offsetof(flow, created_tsc) < 128,
-              "the device-side key fits the second line");
+static_assert(offsetof(flow, out_deltas) + sizeof(splice::rewrite_deltas) <= 64,
+              "what a packet toward the tailnet reads fits the flow's first line");
+static_assert(offsetof(flow, device_key) == 64 && offsetof(flow, in_deltas) + sizeof(splice::rewrite_deltas) <= 128,
+              "what a reply reads besides the first line fits the second");
 static_assert(sizeof(flow) == 7 * 64, "a flow is seven lines (50 000 of them: 22 MB)");
 
 // The spliced flows by protocol and (for TCP) state.

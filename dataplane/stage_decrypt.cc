@@ -204,13 +204,6 @@ void worker::prefetch_flow(const flow& f, unsigned worker_index, bool from_tailn
   rte_prefetch0(f.traffic.slot_of(worker_index));
 }
 
-splice::translate_status worker::flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
-                                             splice::flow_key& key) noexcept {
-  if (hint.key == nullptr) return splice::flow_key_of(p, len, key);
-  key = *hint.key;
-  return splice::translate_status::ok;
-}
-
 // A run of authenticated, fresh packets: timer stamps, traffic counters
 // (this worker's slot), keypair confirmation, roaming.
 void worker::admit_decrypted(port_state& ps, const admitted_run& run, bool relayed) noexcept {

@@ -1,5 +1,5 @@
 // Stage 5, encrypt and send: inner packets bound for peers collect in the
-// burst's `outbound` (push_out); encrypt_and_send pads each, writes the
+// burst's `outbound` (worker::push_out); encrypt_and_send pads each, writes the
 // WireGuard transport header (wg::write_data_header) with counters taken
 // for a whole run of the same keypair at once, seals the lot with one
 // backend call, writes the outer Ethernet/IP/UDP headers
@@ -79,17 +79,6 @@ class sent_tally {
 };
 
 }  // namespace
-
-// Onto the burst encrypt_and_send seals. A packet cut up adds more than
-// one, so a full burst is sealed and sent first.
-void worker::push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept {
-  if (out.count == max_burst) {
-    encrypt_and_send(ps.port.index, out);
-    out.count = 0;
-  }
-  out.pkts[out.count] = m;
-  out.peers[out.count++] = peer;
-}
 
 // The control thread keeps the packet while it finds a path and completes a
 // handshake, and sends it then; the ring and its queues are bounded.

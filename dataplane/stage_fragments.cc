@@ -84,14 +84,14 @@ bool worker::reassemble(port_state& ps, rte_mbuf*& m, inner_info& info, const wg
   return true;
 }
 
-// To `peer` whole, or in pieces of at most `mtu` bytes when it is bigger and
-// may be cut up (what may not went through the sender's checks as it is).
-// Pieces are numbered per worker (index + count × n): workers never hand
-// out the same identification at once.
-void worker::send_inner(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, std::uint16_t mtu,
-                        outbound& out) noexcept {
+// A packet bigger than `mtu` (worker::send_inner): in pieces of at most
+// `mtu` bytes when it may be cut up, else whole (what may not went through
+// the sender's checks as it is). Pieces are numbered per worker (index +
+// count × n): workers never hand out the same identification at once.
+void worker::send_oversized(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, std::uint16_t mtu,
+                            outbound& out) noexcept {
   const auto* p = rte_pktmbuf_mtod(m, const std::uint8_t*);
-  if (info.length <= mtu || !fragments::may_fragment(p, info.ipv6, info.reassembled)) return push_out(ps, m, peer, out);
+  if (!fragments::may_fragment(p, info.ipv6, info.reassembled)) return push_out(ps, m, peer, out);
   rte_mbuf* pieces[fragments::max_pieces];
   const std::uint32_t id = next_fragment_id_++ * setup_.worker_count + setup_.worker_index;
   const unsigned n = fragments::fragment_packet(m, info.ipv6, mtu, id, pieces, fragments::max_pieces);

@@ -41,9 +41,11 @@ void worker::inbound_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
     return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
   if (fragments::is_fragment(p, info.ipv6)) return deliver_fragment(ps, m, info, peer, out);
-  splice::flow_key key{};
-  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
+  splice::flow_key parsed;
+  const splice::flow_key* packet_key = flow_key_of(flow_hint, p, info.length, parsed);
+  if (packet_key == nullptr)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
+  const splice::flow_key& key = *packet_key;
   flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
   // The flow is the permission for what follows its first packet, as for
   // the splice's replies.
@@ -111,11 +113,13 @@ bool worker::forward_in(port_state& ps, rte_mbuf* m, const inner_info& info, con
   const std::uint16_t port = static_cast<std::uint16_t>(p[info.l4_offset + 2] << 8 | p[info.l4_offset + 3]);
   const forward_entry* fw = table->find(info.protocol, port);
   if (fw == nullptr) return false;
-  splice::flow_key key{};
-  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok) {
+  splice::flow_key parsed;
+  const splice::flow_key* packet_key = flow_key_of(flow_hint, p, info.length, parsed);
+  if (packet_key == nullptr) {
     drop_one(ps.port.index, m, drop_reason::splice_unsupported);
     return true;
   }
+  const splice::flow_key& key = *packet_key;
   flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
   if (f != nullptr && f->kind != flow_kind::spliced && f->tailnet_key == key) {
     inbound_on_flow(ps, m, info, *f, out);
@@ -162,15 +166,17 @@ bool worker::inbound_reply(port_state& ps, rte_mbuf* m, const inner_info& info, 
                            outbound& out) noexcept {
   if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
-  splice::flow_key key{};
-  bool icmp_error = false;
-  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok) {
+  splice::flow_key parsed;
+  const splice::flow_key* packet_key = flow_key_of(flow_hint, p, info.length, parsed);
+  const bool icmp_error = packet_key == nullptr;
+  if (icmp_error) {
     // An ICMP error about a flow quotes what the device received on it.
     splice::flow_key quoted{};
     if (splice::quoted_flow_key(p, info.length, quoted) != splice::translate_status::ok) return false;
-    key = quoted.reverse();
-    icmp_error = true;
+    parsed = quoted.reverse();
+    packet_key = &parsed;
   }
+  const splice::flow_key& key = *packet_key;
   flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
   if (f == nullptr || f->kind == flow_kind::spliced || f->device != device || !(f->device_key == key)) return false;
   const bool v6 = info.ipv6;

@@ -32,18 +32,31 @@ bool is_icmp_echo(std::uint8_t protocol) { return protocol == splice::ipproto_ic
 // holding the allocated port as its destination port) comes from.
 splice::destination remote_of(const splice::flow_key& reply_key) { return splice::destination_of(reply_key.reverse()); }
 
-// The packet's address and port rewritten where the bulk lookup found its
-// fields (nothing parsed again), else where parsing it finds them.
-splice::translate_status rewrite_source_of(std::uint8_t* p, const inner_info& info, const splice::flow_fields* fields,
-                                           const ip_address& addr, std::uint16_t port) {
-  return fields != nullptr ? splice::rewrite_source(p, *fields, addr, port)
-                           : splice::rewrite_source(p, info.length, addr, port);
+ip_address device_address_of(const flow& f) {
+  return ip_address::from_bytes(f.device_key.family == ip_family::v6, f.device_key.src);
 }
+
+// A device's packet (of flow key `key`) on flow `f` rewritten to come from
+// our address and the flow's port: where the bulk lookup found its fields,
+// with the flow's checksum differences (nothing parsed or read again); else
+// where parsing it finds them: a packet reassembled since, a flow make_flow
+// did not make (no differences kept), or a packet that found the flow under
+// its other key (not from the device's address and port the differences
+// were taken from; the table answers under either key).
+splice::translate_status rewrite_source_of(std::uint8_t* p, const inner_info& info, const splice::flow_fields* fields,
+                                           const splice::flow_key& key, const flow& f) {
+  const splice::flow_key& reply = f.tailnet_key;
+  if (fields != nullptr && f.kind == flow_kind::spliced && !(reply == key))
+    return splice::rewrite_source(p, *fields, reply.family, reply.dst, reply.dst_port, f.out_deltas);
+  return splice::rewrite_source(p, info.length, ip_address::from_bytes(info.ipv6, reply.dst), reply.dst_port);
+}
+// A reply on spliced flow `f` rewritten to go to the device, the same way.
 splice::translate_status rewrite_destination_of(std::uint8_t* p, const inner_info& info,
-                                                const splice::flow_fields* fields, const ip_address& addr,
-                                                std::uint16_t port) {
-  return fields != nullptr ? splice::rewrite_destination(p, *fields, addr, port)
-                           : splice::rewrite_destination(p, info.length, addr, port);
+                                                const splice::flow_fields* fields, const flow& f) {
+  const splice::flow_key& device = f.device_key;
+  if (fields != nullptr)
+    return splice::rewrite_destination(p, *fields, device.family, device.src, device.src_port, f.in_deltas);
+  return splice::rewrite_destination(p, info.length, device_address_of(f), device.src_port);
 }
 
 }  // namespace
@@ -165,6 +178,10 @@ worker::made_flow worker::make_flow(const splice::flow_key& key, const std::uint
     setup_.flows->discard(f);
     return {nullptr, *refused};
   }
+  // The device's address and port <-> ours and the port just allocated.
+  const splice::flow_key& reply = f->tailnet_key;
+  f->out_deltas = splice::rewrite_deltas_of(key.family, key.protocol, key.src, key.src_port, reply.dst, reply.dst_port);
+  f->in_deltas = splice::rewrite_deltas_of(key.family, key.protocol, reply.dst, reply.dst_port, key.src, key.src_port);
   if (!setup_.flows->insert(f)) {  // the table at max_flows
     release_port(f->tailnet_key);
     setup_.flows->discard(f);
@@ -184,9 +201,11 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   // Too big: cut up on the way out where a router may, else refused.
   if (info.length > splice::tailnet_mtu && !fragments::may_fragment(p, info.ipv6, info.reassembled))
     return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::packet_too_big, drop_reason::splice_too_big, out);
-  splice::flow_key key{};
-  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
+  splice::flow_key parsed;
+  const splice::flow_key* packet_key = flow_key_of(flow_hint, p, info.length, parsed);
+  if (packet_key == nullptr)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
+  const splice::flow_key& key = *packet_key;
   // A miss is looked up again: an earlier packet of this burst may have
   // created the flow (only new flows pay for it).
   flow* f = flow_hint.found != nullptr ? flow_hint.found : setup_.flows->find(key);
@@ -196,8 +215,7 @@ void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
     const made_flow made = create_flow(key, *view, device);
     if ((f = made.f) == nullptr) return drop_one(ps.port.index, m, made.refused);
   }
-  const ip_address ours = ip_address::from_bytes(info.ipv6, f->tailnet_key.dst);
-  if (rewrite_source_of(p, info, flow_hint.fields, ours, f->tailnet_key.dst_port) != splice::translate_status::ok)
+  if (rewrite_source_of(p, info, flow_hint.fields, key, *f) != splice::translate_status::ok)
     return drop_one(ps.port.index, m, drop_reason::splice_unsupported);
   if (info.protocol == splice::ipproto_tcp)
     splice::clamp_tcp_mss(p, info.length, splice::max_mss_for_mtu(key.family, splice::tailnet_mtu));
@@ -211,26 +229,25 @@ bool worker::splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, cons
                        outbound& out) noexcept {
   if (setup_.flows == nullptr) return false;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
-  splice::flow_key key{};
-  splice::translate_status st = flow_key_of(flow_hint, p, info.length, key);
-  bool icmp_error = false;
-  if (st != splice::translate_status::ok) {
+  splice::flow_key parsed;
+  const splice::flow_key* key = flow_key_of(flow_hint, p, info.length, parsed);
+  const bool icmp_error = key == nullptr;
+  if (icmp_error) {
     // An ICMP error about one of our flows quotes what we sent.
     splice::flow_key quoted{};
     if (splice::quoted_flow_key(p, info.length, quoted) != splice::translate_status::ok) return false;
-    key = quoted.reverse();
-    icmp_error = true;
+    parsed = quoted.reverse();
+    key = &parsed;
   }
   // Replies never meet a flow made in their own burst: a miss stands.
   // (An ICMP error has no flow key of its own: never looked up ahead.)
-  flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(key);
+  flow* f = flow_hint.done ? flow_hint.found : setup_.flows->find(*key);
   // An inbound flow's tailnet key is the peer's own packets (a forward's
   // go to lopower's tailnet address too): not replies.
-  if (f == nullptr || f->kind != flow_kind::spliced || !(f->tailnet_key == key)) return false;
-  const bool v6 = f->device_key.family == ip_family::v6;
-  const ip_address device_addr = ip_address::from_bytes(v6, f->device_key.src);
-  st = icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_addr, f->device_key.src_port)
-                  : rewrite_destination_of(p, info, flow_hint.fields, device_addr, f->device_key.src_port);
+  if (f == nullptr || f->kind != flow_kind::spliced || !(f->tailnet_key == *key)) return false;
+  const splice::translate_status st =
+      icmp_error ? splice::translate_icmp_error_inner(p, info.length, device_address_of(*f), f->device_key.src_port)
+                 : rewrite_destination_of(p, info, flow_hint.fields, *f);
   if (st != splice::translate_status::ok) {
     drop_one(ps.port.index, m, drop_reason::splice_unsupported);
     return true;

@@ -103,9 +103,11 @@ void worker::uplink_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_
   const ip_address dst = ip_address::from_bytes(info.ipv6, info.dst);
   rte_ether_addr hop_mac;
   if (!next_hop_mac(dst, hop_mac)) return drop_one(ps.port.index, m, drop_reason::uplink_no_neighbour);
-  splice::flow_key key{};
-  if (flow_key_of(flow_hint, p, info.length, key) != splice::translate_status::ok)
+  splice::flow_key parsed;
+  const splice::flow_key* packet_key = flow_key_of(flow_hint, p, info.length, parsed);
+  if (packet_key == nullptr)
     return icmp_error_out(m, info, device, *ours, hop_mac, ps.port.index);
+  const splice::flow_key& key = *packet_key;
   // The TTL runs out here, before a flow is made for it (traceroute's probes).
   if (!splice::decrement_hop_limit(p, info.length))
     return refuse_to_device(ps, m, info, device, splice::icmp_error_kind::time_exceeded, drop_reason::uplink_ttl_expired, out);

@@ -225,9 +225,15 @@ class worker {
     splice::flow_key keys[max_burst];
     splice::flow_fields fields[max_burst];
   };
-  // The packet's flow key: the bulk lookup's, else read from the packet.
-  static splice::translate_status flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
-                                              splice::flow_key& key) noexcept;
+  // The packet's flow key: the bulk lookup's, else read from the packet
+  // into `parsed`; nullptr if it has none (not a flow the splice carries).
+  // Inline and not copied: every packet on a flow asks, nearly always of
+  // the lookup.
+  static const splice::flow_key* flow_key_of(const flow_lookup& hint, const std::uint8_t* p, std::uint32_t len,
+                                             splice::flow_key& parsed) noexcept {
+    if (hint.key != nullptr) return hint.key;
+    return splice::flow_key_of(p, len, parsed) == splice::translate_status::ok ? &parsed : nullptr;
+  }
   // Inner packets on their way out to peers, by peer.
   struct outbound {
     rte_mbuf* pkts[max_burst];
@@ -284,8 +290,15 @@ class worker {
   void start_reassembly();
   void deliver_fragment(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* from, outbound& out) noexcept;
   bool reassemble(port_state& ps, rte_mbuf*& m, inner_info& info, const wg_peer* from) noexcept;
+  // To `peer` whole, or cut up when bigger than `mtu` (send_oversized).
+  // Inline: nearly every packet fits, and is one push onto the burst.
   void send_inner(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, std::uint16_t mtu,
-                  outbound& out) noexcept;
+                  outbound& out) noexcept {
+    if (info.length <= mtu) return push_out(ps, m, peer, out);
+    send_oversized(ps, m, info, peer, mtu, out);
+  }
+  void send_oversized(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* peer, std::uint16_t mtu,
+                      outbound& out) noexcept;
   void expire_fragments(std::uint64_t now) noexcept;
   // 4. stage_splice.cc: device flows onto the tailnet and back.
   void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
@@ -351,7 +364,16 @@ class worker {
   splice::port_allocator* allocator_for(const splice::flow_key& released) noexcept;
   void start_uplink();
   // 5. stage_encrypt_send.cc: sealed and out, or staged for the control thread.
-  void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept;
+  // Onto the burst encrypt_and_send seals. A packet cut up adds more than
+  // one, so a full burst is sealed and sent first.
+  void push_out(port_state& ps, rte_mbuf* m, wg_peer* peer, outbound& out) noexcept {
+    if (out.count == max_burst) {
+      encrypt_and_send(ps.port.index, out);
+      out.count = 0;
+    }
+    out.pkts[out.count] = m;
+    out.peers[out.count++] = peer;
+  }
   void encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept;
   void stage(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer) noexcept;
   void relay_up(std::uint8_t port_index, rte_mbuf* m, const wg_peer* peer, std::uint16_t region) noexcept;

@@ -61,6 +61,11 @@ constexpr std::uint16_t udp_checksum_field(std::uint16_t computed) noexcept {
 // and as calls they were about a third of the rewrite's time at 64 bytes.
 class checksum_delta {
  public:
+  checksum_delta() = default;
+  // A difference collected earlier and kept as folded() gave it: applying
+  // it gives what the whole difference gives (the fold keeps its value mod
+  // 0xffff, and zero only when the difference was zero).
+  explicit checksum_delta(std::uint16_t folded_sum) noexcept : sum_(folded_sum) {}
   // A 16-bit word at an even offset of the covered data.
   void replace16(std::uint16_t old_word, std::uint16_t new_word) noexcept {
     sum_ += static_cast<std::uint16_t>(~old_word);
@@ -72,6 +77,8 @@ class checksum_delta {
     if ((offset_parity & 1) != 0 || n % 2 != 0) return replace_bytes(old_bytes, new_bytes, n, offset_parity);
     for (std::size_t i = 0; i < n; i += 2) replace16(load_be16(old_bytes + i), load_be16(new_bytes + i));
   }
+  // The difference in 16 bits, to keep (a flow's rewrite: its checksum_delta).
+  std::uint16_t folded() const noexcept { return fold(sum_); }
   // HC' = ~(~HC + sum of (~m + m')).
   std::uint16_t apply(std::uint16_t checksum) const noexcept {
     return static_cast<std::uint16_t>(~fold(static_cast<std::uint16_t>(~checksum) + sum_));

@@ -108,6 +108,18 @@ translate_status rewrite(std::uint8_t* p, const l4_fields& f, const ip_address& 
   return translate_status::ok;
 }
 
+// The same with the flow's differences (rewrite_deltas): nothing old is read.
+translate_status rewrite(std::uint8_t* p, const l4_fields& f, ip_family family, const std::uint8_t* addr,
+                         std::uint16_t port, side s, rewrite_deltas d) {
+  if (family != f.family) return translate_status::family_mismatch;
+  const bool v6 = is_v6(f.family);
+  std::memcpy(p + (s == side::source ? src_at(v6) : dst_at(v6)), addr, address_size(v6));
+  store_be16(p + (s == side::source ? f.src_port_at : f.dst_port_at), port);
+  if (!v6) store_be16(p + 10, checksum_delta(d.ip).apply(load_be16(p + 10)));
+  apply_l4_checksum(p + f.checksum_at, checksum_delta(d.l4), f.udp);
+  return translate_status::ok;
+}
+
 translate_status rewrite(std::uint8_t* p, std::uint32_t len, const ip_address& addr, std::uint16_t port, side s) {
   packet_info ip;
   l4_fields f;
@@ -194,6 +206,27 @@ translate_status rewrite_source(std::uint8_t* p, const flow_fields& fields, cons
 translate_status rewrite_destination(std::uint8_t* p, const flow_fields& fields, const ip_address& new_dst,
                                      std::uint16_t new_port) noexcept {
   return rewrite(p, fields, new_dst, new_port, side::destination);
+}
+
+rewrite_deltas rewrite_deltas_of(ip_family family, std::uint8_t protocol, const std::uint8_t* old_addr,
+                                 std::uint16_t old_port, const std::uint8_t* new_addr, std::uint16_t new_port) noexcept {
+  const bool v6 = is_v6(family);
+  checksum_delta address;
+  address.replace(old_addr, new_addr, address_size(v6));
+  // As view_l4 marks it: ICMPv4 alone has no pseudo-header.
+  checksum_delta l4 = protocol == ipproto_icmp && !v6 ? checksum_delta{} : address;
+  l4.replace16(old_port, new_port);
+  return {address.folded(), l4.folded()};
+}
+
+translate_status rewrite_source(std::uint8_t* p, const flow_fields& fields, ip_family family, const std::uint8_t* new_src,
+                                std::uint16_t new_port, rewrite_deltas deltas) noexcept {
+  return rewrite(p, fields, family, new_src, new_port, side::source, deltas);
+}
+
+translate_status rewrite_destination(std::uint8_t* p, const flow_fields& fields, ip_family family,
+                                     const std::uint8_t* new_dst, std::uint16_t new_port, rewrite_deltas deltas) noexcept {
+  return rewrite(p, fields, family, new_dst, new_port, side::destination, deltas);
 }
 
 }  // namespace lopower::splice

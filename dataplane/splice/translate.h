@@ -98,6 +98,28 @@ translate_status rewrite_source(std::uint8_t* p, const flow_fields& fields, cons
 translate_status rewrite_destination(std::uint8_t* p, const flow_fields& fields, const ip_address& new_dst,
                                      std::uint16_t new_port) noexcept;
 
+// A flow's rewrite with its checksum differences computed once. Every
+// packet of a flow has the same address and port replaced by the same new
+// ones (in each direction), so the differences (RFC 1624) are the flow's:
+// taken when the flow is made, a packet's rewrite is then two stores and two
+// checksum updates, with nothing of the old header read.
+struct rewrite_deltas {
+  std::uint16_t ip = 0;  // the IPv4 header checksum's: the address alone
+  std::uint16_t l4 = 0;  // the transport checksum's: the port, and the address where a pseudo-header covers it
+};
+// The differences of replacing `old_addr` and `old_port` by `new_addr` and
+// `new_port` (addresses of `family`'s size) in a packet of `protocol`.
+rewrite_deltas rewrite_deltas_of(ip_family family, std::uint8_t protocol, const std::uint8_t* old_addr,
+                                 std::uint16_t old_port, const std::uint8_t* new_addr, std::uint16_t new_port) noexcept;
+// rewrite_source / rewrite_destination of a packet whose fields flow_key_of
+// found, on a flow whose differences are `deltas`: the packet's old address
+// and port must be those `deltas` were taken from (the flow's key says so).
+// `new_addr`: of `family`'s size, which must be the packet's.
+translate_status rewrite_source(std::uint8_t* p, const flow_fields& fields, ip_family family, const std::uint8_t* new_src,
+                                std::uint16_t new_port, rewrite_deltas deltas) noexcept;
+translate_status rewrite_destination(std::uint8_t* p, const flow_fields& fields, ip_family family,
+                                     const std::uint8_t* new_dst, std::uint16_t new_port, rewrite_deltas deltas) noexcept;
+
 // ---- TCP ----------------------------------------------------------------
 
 inline constexpr std::uint16_t tailnet_mtu = 1280;  // tailscale's TUN MTU; also the IPv6 minimum

@@ -113,6 +113,67 @@ TEST(RewriteSource, WithTheFieldsFlowKeyOfFoundWritesWhatParsingDoes) {
       }
 }
 
+// A flow's rewrite with the checksum differences taken when it was made
+// (rewrite_deltas_of): the same bytes as parsing and reading the old header,
+// for every new port, so every value the checksums can end on (0x0000 and
+// 0xffff included) is met; and the family still checked.
+TEST(RewriteSource, WithTheFlowsDifferencesWritesWhatParsingDoes) {
+  for (bool v6 : {false, true})
+    for (proto pr : {proto::tcp, proto::udp, proto::icmp})
+      for (bool source : {true, false}) {
+        const std::string what = name(pr) + (v6 ? "6 " : "4 ") + (source ? "source" : "destination");
+        const bytes packet = flow_packet(v6, pr, 101, !source);
+        flow_key key{};
+        flow_fields fields;
+        ASSERT_EQ(flow_key_of(packet.data(), size32(packet), key, fields), translate_status::ok) << what;
+        const ip_address to = test::addr(source ? test::lopower_tailnet(v6) : test::device_addr(v6));
+        const std::uint8_t* old_addr = source ? key.src : key.dst;
+        const std::uint16_t old_port = source ? key.src_port : key.dst_port;
+        unsigned differing = 0, unverified = 0;
+        for (unsigned port = 0; port <= 0xffff; ++port) {
+          const auto new_port = static_cast<std::uint16_t>(port);
+          const rewrite_deltas d =
+              rewrite_deltas_of(key.family, key.protocol, old_addr, old_port, to.bytes.data(), new_port);
+          bytes parsed = packet, kept = packet;
+          ASSERT_EQ(source ? rewrite_source(parsed.data(), size32(parsed), to, new_port)
+                           : rewrite_destination(parsed.data(), size32(parsed), to, new_port),
+                    translate_status::ok)
+              << what;
+          ASSERT_EQ(source ? rewrite_source(kept.data(), fields, to.family, to.bytes.data(), new_port, d)
+                           : rewrite_destination(kept.data(), fields, to.family, to.bytes.data(), new_port, d),
+                    translate_status::ok)
+              << what;
+          differing += kept != parsed;
+          unverified += !test::l4_checksum_ok(kept) || !test::ip_checksum_ok(kept);
+        }
+        EXPECT_EQ(differing, 0u) << what << ": new ports whose rewrite differs from parsing's";
+        EXPECT_EQ(unverified, 0u) << what << ": new ports whose checksums fail to verify";
+        bytes other = packet;
+        const ip_address wrong = test::addr(test::lopower_tailnet(!v6));
+        EXPECT_EQ(rewrite_source(other.data(), fields, wrong.family, wrong.bytes.data(), mapped_port, {}),
+                  translate_status::family_mismatch)
+            << what;
+        EXPECT_EQ(other, packet) << what << ": refused, untouched";
+      }
+}
+
+// A UDP datagram sent without a checksum (zero, RFC 768) keeps none.
+TEST(RewriteSource, WithTheFlowsDifferencesAZeroUdpChecksumStaysZero) {
+  for (bool v6 : {false, true}) {
+    bytes p = flow_packet(v6, proto::udp, 40);
+    test::put16(&p[test::l4_at(p) + 6], 0);
+    flow_key key{};
+    flow_fields fields;
+    ASSERT_EQ(flow_key_of(p.data(), size32(p), key, fields), translate_status::ok);
+    const ip_address to = test::addr(test::lopower_tailnet(v6));
+    const rewrite_deltas d = rewrite_deltas_of(key.family, key.protocol, key.src, key.src_port, to.bytes.data(), mapped_port);
+    ASSERT_EQ(rewrite_source(p.data(), fields, to.family, to.bytes.data(), mapped_port, d), translate_status::ok);
+    EXPECT_EQ(test::be16(&p[test::l4_at(p) + 6]), 0) << (v6 ? "v6" : "v4");
+    EXPECT_EQ(test::be16(&p[port_offset(p, true)]), mapped_port);
+    EXPECT_TRUE(test::ip_checksum_ok(p));
+  }
+}
+
 TEST(RewriteDestination, RepliesGoBackToTheDevice) {
   for (bool v6 : {false, true})
     for (proto pr : {proto::tcp, proto::udp, proto::icmp})
