@@ -270,8 +270,11 @@ void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
       test_support::fill(pool(), g.rx, per_round, [&traffic](rte_mbuf* m) { traffic.seal_out(m); });
       const double start = bench::thread_seconds();
       state.ResumeTiming();
-      while (rte_ring_count(g.rx) != 0) run.w.poll_once();
+      bench::instruction_count::start();
+      std::uint64_t moved = 0;
+      while (rte_ring_count(g.rx) != 0) moved += run.w.poll_once();
       run.w.flush();
+      bench::instruction_count::stop(moved);
       state.PauseTiming();
       timed_seconds += bench::thread_seconds() - start;
       created += run.table.size();

@@ -10,13 +10,60 @@
 #include <rte_ring.h>
 
 #include <cstdint>
+#include <cstdio>
 
 #include "bench/cipher_bound.h"
 #include "dataplane/worker.h"
 #include "tests/support/ring_port.h"
 #include "tests/support/worker_frames.h"
 
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#endif
+
 namespace lopower::bench {
+
+// Under callgrind (tools/bench instructions), instructions are counted in
+// the timed regions only (not the flows opened before them, nor the frames
+// sealed afresh between them), and the packets the worker moved in them are
+// printed at exit for bench/instructions.py to divide by (callgrind's call
+// counts include the untimed parts). A test and a branch when not under
+// valgrind; nothing without its header.
+class instruction_count {
+ public:
+  static void start() noexcept { toggle(true); }
+  static void stop(std::uint64_t packets) noexcept {
+    if (toggle(false)) totals().packets += packets;
+  }
+
+ private:
+  struct total {
+    bool counting = false;
+    std::uint64_t packets = 0;
+    ~total() {
+#ifdef CALLGRIND_TOGGLE_COLLECT
+      if (RUNNING_ON_VALGRIND) std::fprintf(stderr, "instruction_count: %llu packets counted\n", static_cast<unsigned long long>(packets));
+#endif
+    }
+  };
+  static total& totals() noexcept {
+    static total t;
+    return t;
+  }
+  // True when it turned counting on or off.
+  static bool toggle(bool on) noexcept {
+#ifdef CALLGRIND_TOGGLE_COLLECT
+    total& t = totals();
+    if (!RUNNING_ON_VALGRIND || on == t.counting) return false;
+    CALLGRIND_TOGGLE_COLLECT;
+    t.counting = on;
+    return true;
+#else
+    (void)on;
+    return false;
+#endif
+  }
+};
 
 // Runs the worker for the benchmark's iterations; returns the packets moved,
 // and adds to `timed_seconds` (when given) the thread CPU time the timed
@@ -26,9 +73,12 @@ inline std::uint64_t drive(benchmark::State& state, worker& w, rte_ring* rx, rte
   std::uint64_t moved = 0;
   unsigned bursts = 0;
   double resumed = thread_seconds();
+  std::uint64_t moved_at_start = 0;
+  instruction_count::start();
   for (auto _ : state) {
     moved += w.poll_once();
     if (++bursts != refill_every) continue;
+    instruction_count::stop(moved - moved_at_start);
     state.PauseTiming();
     if (timed_seconds != nullptr) *timed_seconds += thread_seconds() - resumed;
     w.flush();
@@ -44,7 +94,10 @@ inline std::uint64_t drive(benchmark::State& state, worker& w, rte_ring* rx, rte
     bursts = 0;
     resumed = thread_seconds();
     state.ResumeTiming();
+    moved_at_start = moved;
+    instruction_count::start();
   }
+  instruction_count::stop(moved - moved_at_start);
   if (timed_seconds != nullptr) *timed_seconds += thread_seconds() - resumed;
   w.flush();
   return moved;

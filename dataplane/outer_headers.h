@@ -41,4 +41,11 @@ class outer_header_writer {
 // the port it arrived on).
 wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, std::uint16_t l4_offset) noexcept;
 
+// known.same_path(endpoint_of_frame(frame, port_id, l4_offset)), read from
+// the frame in place: a peer's every run of packets asks (roaming), and
+// among many devices every run is one packet; building the endpoint to
+// compare was a hundred instructions a packet there.
+bool frame_on_path(const wg_endpoint& known, const std::uint8_t* frame, std::uint16_t port_id,
+                   std::uint16_t l4_offset) noexcept;
+
 }  // namespace lopower

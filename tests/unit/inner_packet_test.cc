@@ -163,6 +163,43 @@ TEST(OuterHeaders, RoundTripThroughEndpointOfFrameWithValidChecksums) {
   }
 }
 
+// The roaming check read from the frame in place answers what building the
+// frame's endpoint and comparing does: for the endpoint itself, for each
+// byte of the frame the comparison reads changed in turn, for another port,
+// and for a relayed endpoint.
+TEST(OuterHeaders, FrameOnPathAsSamePathOfTheFramesEndpoint) {
+  for (bool ipv6 : {false, true}) {
+    const wg_endpoint ep = sample_endpoint(ipv6);
+    const unsigned outer = outer_header_size(ipv6);
+    const auto l4 = static_cast<std::uint16_t>(outer - 8);
+    bytes frame(outer + 48, 0xab);
+    write_outer_headers(frame.data(), ep, 48);
+    const wg_endpoint known = endpoint_of_frame(frame.data(), ep.port_id, l4);
+    auto agree = [&](const bytes& f, std::uint16_t port_id, const wg_endpoint& k) {
+      return frame_on_path(k, f.data(), port_id, l4) == k.same_path(endpoint_of_frame(f.data(), port_id, l4));
+    };
+    EXPECT_TRUE(frame_on_path(known, frame.data(), ep.port_id, l4));
+    unsigned mismatches = 0;
+    for (unsigned i = 0; i < outer; ++i) {
+      bytes changed = frame;
+      changed[i] ^= 0x10;
+      if (!agree(changed, ep.port_id, known)) ++mismatches;
+    }
+    EXPECT_EQ(mismatches, 0u) << (ipv6 ? "v6" : "v4");
+    EXPECT_FALSE(frame_on_path(known, frame.data(), static_cast<std::uint16_t>(ep.port_id + 1), l4));
+    wg_endpoint relayed = known;
+    relayed.relay_region = 3;
+    EXPECT_FALSE(frame_on_path(relayed, frame.data(), ep.port_id, l4));
+    EXPECT_TRUE(agree(frame, ep.port_id, relayed));
+    if (!ipv6) {  // bytes past an IPv4 address are not the frame's: an endpoint with them set is another
+      wg_endpoint stray = known;
+      stray.peer_ip[7] = 1;
+      EXPECT_FALSE(frame_on_path(stray, frame.data(), ep.port_id, l4));
+      EXPECT_TRUE(agree(frame, ep.port_id, stray));
+    }
+  }
+}
+
 // ip_prefix::contains against the definition, bit by bit: for every length
 // of both families, an address inside and one differing in each bit.
 TEST(IpPrefix, ContainsAsItsBitsSay) {
