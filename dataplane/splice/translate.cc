@@ -89,26 +89,20 @@ void apply_l4_checksum(std::uint8_t* at, const checksum_delta& d, bool udp) {
 
 enum class side : std::uint8_t { source, destination };
 
-translate_status rewrite(std::uint8_t* p, const l4_fields& f, const ip_address& addr, std::uint16_t port, side s) {
-  if (addr.family != f.family) return translate_status::family_mismatch;
-  const bool v6 = is_v6(f.family);
-  const std::size_t n = address_size(v6);
-  std::uint8_t* a = p + (s == side::source ? src_at(v6) : dst_at(v6));
-  std::uint8_t* port_field = p + (s == side::source ? f.src_port_at : f.dst_port_at);
-
-  checksum_delta address_delta;
-  address_delta.replace(a, addr.bytes.data(), n);
-  checksum_delta l4_delta = f.pseudo_header ? address_delta : checksum_delta{};
-  l4_delta.replace16(load_be16(port_field), port);
-
-  std::memcpy(a, addr.bytes.data(), n);
-  store_be16(port_field, port);
-  if (!v6) store_be16(p + 10, address_delta.apply(load_be16(p + 10)));
-  apply_l4_checksum(p + f.checksum_at, l4_delta, f.udp);
-  return translate_status::ok;
+// The checksum differences of replacing `old_addr`:`old_port` by
+// `new_addr`:`new_port`; `pseudo_header`: the transport checksum covers the
+// addresses too (all but ICMPv4).
+rewrite_deltas deltas_of(bool v6, bool pseudo_header, const std::uint8_t* old_addr, std::uint16_t old_port,
+                         const std::uint8_t* new_addr, std::uint16_t new_port) {
+  checksum_delta address;
+  address.replace(old_addr, new_addr, address_size(v6));
+  checksum_delta l4 = pseudo_header ? address : checksum_delta{};
+  l4.replace16(old_port, new_port);
+  return {address.folded(), l4.folded()};
 }
 
-// The same with the flow's differences (rewrite_deltas): nothing old is read.
+// The address and port on side `s` become `addr` and `port`, the checksums
+// moved by `d` (their differences): nothing old is read.
 translate_status rewrite(std::uint8_t* p, const l4_fields& f, ip_family family, const std::uint8_t* addr,
                          std::uint16_t port, side s, rewrite_deltas d) {
   if (family != f.family) return translate_status::family_mismatch;
@@ -118,6 +112,16 @@ translate_status rewrite(std::uint8_t* p, const l4_fields& f, ip_family family, 
   if (!v6) store_be16(p + 10, checksum_delta(d.ip).apply(load_be16(p + 10)));
   apply_l4_checksum(p + f.checksum_at, checksum_delta(d.l4), f.udp);
   return translate_status::ok;
+}
+
+// The same with the differences taken from the packet's own address and port.
+translate_status rewrite(std::uint8_t* p, const l4_fields& f, const ip_address& addr, std::uint16_t port, side s) {
+  if (addr.family != f.family) return translate_status::family_mismatch;
+  const bool v6 = is_v6(f.family);
+  const std::uint8_t* old_addr = p + (s == side::source ? src_at(v6) : dst_at(v6));
+  const std::uint16_t old_port = load_be16(p + (s == side::source ? f.src_port_at : f.dst_port_at));
+  const rewrite_deltas d = deltas_of(v6, f.pseudo_header, old_addr, old_port, addr.bytes.data(), port);
+  return rewrite(p, f, addr.family, addr.bytes.data(), port, s, d);
 }
 
 translate_status rewrite(std::uint8_t* p, std::uint32_t len, const ip_address& addr, std::uint16_t port, side s) {
@@ -211,12 +215,8 @@ translate_status rewrite_destination(std::uint8_t* p, const flow_fields& fields,
 rewrite_deltas rewrite_deltas_of(ip_family family, std::uint8_t protocol, const std::uint8_t* old_addr,
                                  std::uint16_t old_port, const std::uint8_t* new_addr, std::uint16_t new_port) noexcept {
   const bool v6 = is_v6(family);
-  checksum_delta address;
-  address.replace(old_addr, new_addr, address_size(v6));
   // As view_l4 marks it: ICMPv4 alone has no pseudo-header.
-  checksum_delta l4 = protocol == ipproto_icmp && !v6 ? checksum_delta{} : address;
-  l4.replace16(old_port, new_port);
-  return {address.folded(), l4.folded()};
+  return deltas_of(v6, !(protocol == ipproto_icmp && !v6), old_addr, old_port, new_addr, new_port);
 }
 
 translate_status rewrite_source(std::uint8_t* p, const flow_fields& fields, ip_family family, const std::uint8_t* new_src,
