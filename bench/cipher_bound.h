@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -36,11 +38,49 @@ inline double thread_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+// The ops a bound runs: `buffers` filled with `length` bytes, each with room
+// for the tag behind it, under 4 keys taken in turn (as several peers'
+// packets are) with counters as a burst of 32 has them.
+inline std::vector<crypto::aead_op> bound_ops(std::uint32_t length, const std::vector<std::uint8_t*>& buffers,
+                                              const std::uint8_t* four_keys) {
+  constexpr unsigned burst = 32;
+  if (buffers.empty() || buffers.size() % burst != 0)
+    throw std::invalid_argument("the cipher bound wants its buffers in whole bursts of 32");
+  std::vector<crypto::aead_op> ops(buffers.size());
+  for (std::size_t i = 0; i < buffers.size(); ++i) {
+    std::uint8_t* d = buffers[i];
+    std::memset(d, 0x5a, length);
+    ops[i] = crypto::aead_op{d, length, d + length, four_keys + (i % 4) * crypto::key_size, 1000 + i % burst, false};
+  }
+  return ops;
+}
+
+inline std::unique_ptr<crypto::aead_backend> bound_backend(const std::string& backend) {
+  auto aead = crypto::make_backend(backend);
+  if (aead == nullptr) throw std::runtime_error(backend + " is not available on this machine");
+  return aead;
+}
+
+// Seals and opens the next burst of 32 of `ops` (from `next`, wrapping).
+inline void bound_round(crypto::aead_backend& aead, std::vector<crypto::aead_op>& ops, std::size_t& next) {
+  constexpr unsigned burst = 32;
+  crypto::aead_op* round = ops.data() + next;
+  aead.encrypt_burst(round, burst);
+  aead.decrypt_burst(round, burst);  // the tags verify: each round is a real open
+  benchmark::ClobberMemory();
+  next = next + burst == ops.size() ? 0 : next + burst;
+}
+
+inline void check_bound_ops(const std::vector<crypto::aead_op>& ops, std::uint64_t opened) {
+  for (std::size_t i = 0; i < std::min<std::size_t>(ops.size(), opened); ++i)
+    if (!ops[i].ok) throw std::runtime_error("the cipher bound's round trip failed to verify");
+}
+
 // Packets per second one core opens and seals of `length` bytes with
 // `backend` in `buffers` (each with room for the tag behind the packet),
-// taken in turn: bursts of 32 (4 keys interleaved, as several peers' packets
-// are). With 32 buffers every burst finds its data in the cache; with as
-// many as a benchmark circulates, the cipher meets the memory that
+// taken in turn: bursts of 32 (4 keys interleaved, as several peers'
+// packets are). With 32 buffers every burst finds its data in the cache;
+// with as many as a benchmark circulates, the cipher meets the memory that
 // benchmark's frames live in. The best of `windows` windows of `seconds` CPU
 // time each: a bound is the most the cipher does, and on a shared machine a
 // window whose caches a neighbour emptied understates it (one window of
@@ -49,17 +89,9 @@ inline double cipher_bound_pps_over(const std::string& backend, std::uint32_t le
                                     const std::vector<std::uint8_t*>& buffers, double seconds = 0.02,
                                     unsigned windows = 5) {
   constexpr unsigned burst = 32;
-  if (buffers.empty() || buffers.size() % burst != 0)
-    throw std::invalid_argument("the cipher bound wants its buffers in whole bursts of 32");
-  auto aead = crypto::make_backend(backend);
-  if (aead == nullptr) throw std::runtime_error(backend + " is not available on this machine");
+  auto aead = bound_backend(backend);
   std::vector<std::uint8_t> keys(4 * crypto::key_size, 0x42);
-  std::vector<crypto::aead_op> ops(buffers.size());
-  for (std::size_t i = 0; i < buffers.size(); ++i) {
-    std::uint8_t* d = buffers[i];
-    std::memset(d, 0x5a, length);
-    ops[i] = crypto::aead_op{d, length, d + length, keys.data() + (i % 4) * crypto::key_size, 1000 + i % burst, false};
-  }
+  std::vector<crypto::aead_op> ops = bound_ops(length, buffers, keys.data());
   std::size_t next = 0;
   double best = 0;
   for (unsigned w = 0; w < windows; ++w) {
@@ -67,18 +99,76 @@ inline double cipher_bound_pps_over(const std::string& backend, std::uint32_t le
     const double start = thread_seconds();
     double elapsed = 0;
     do {
-      crypto::aead_op* round = ops.data() + next;
-      aead->encrypt_burst(round, burst);
-      aead->decrypt_burst(round, burst);  // the tags verify: each round is a real open
-      benchmark::ClobberMemory();
+      bound_round(*aead, ops, next);
       ++rounds;
-      next = next + burst == ops.size() ? 0 : next + burst;
     } while ((elapsed = thread_seconds() - start) < seconds);
-    for (std::size_t i = 0; i < std::min<std::size_t>(ops.size(), rounds * burst); ++i)
-      if (!ops[i].ok) throw std::runtime_error("the cipher bound's round trip failed to verify");
+    check_bound_ops(ops, rounds * burst);
     best = std::max(best, static_cast<double>(rounds * burst) / elapsed);
   }
   return best;
+}
+
+// 32 buffers of `length` bytes and a tag, one line apart at least, in one
+// block: the hot set a bound runs over.
+struct hot_buffers {
+  std::vector<std::uint8_t> data;
+  std::vector<std::uint8_t*> buffers;
+  explicit hot_buffers(std::uint32_t length) {
+    constexpr unsigned burst = 32;
+    const std::size_t stride = (length + crypto::tag_size + 63) / 64 * 64;
+    data.resize(stride * burst);
+    buffers.resize(burst);
+    for (unsigned i = 0; i < burst; ++i) buffers[i] = data.data() + i * stride;
+  }
+};
+
+// The bound taken in step with a benchmark: between two of the benchmark's
+// timed stretches (where it pauses to refill its frames) the backend alone
+// seals and opens as many packets as the path moved in the stretch. Over a
+// run the two then share the same machine: on a KVM guest whose speed
+// drifts by a quarter from one second to the next (bench/RESULTS.md,
+// "2026-12-07 (second)"), a bound read before a run and a path read over the
+// next second are not comparable, while a path and a bound taken in turns of
+// a few milliseconds meet the same drift and their ratio holds.
+class bound_in_step {
+ public:
+  // Over `buffers` (each with room for the tag behind it).
+  bound_in_step(const std::string& backend, std::uint32_t length, const std::vector<std::uint8_t*>& buffers)
+      : aead_(bound_backend(backend)), keys_(4 * crypto::key_size, 0x42), ops_(bound_ops(length, buffers, keys_.data())) {}
+  // Over 32 hot buffers of its own (the bound cipher_bound_pps reads).
+  bound_in_step(const std::string& backend, std::uint32_t length)
+      : aead_(bound_backend(backend)), keys_(4 * crypto::key_size, 0x42), own_(length), ops_(bound_ops(length, own_->buffers, keys_.data())) {}
+
+  // At least `packets` (whole bursts of 32), timed in thread CPU time.
+  void run(std::uint64_t packets) {
+    if (packets == 0) return;
+    std::uint64_t done = 0;
+    const double start = thread_seconds();
+    for (; done < packets; done += 32) bound_round(*aead_, ops_, next_);
+    seconds_ += thread_seconds() - start;
+    packets_ += done;
+    check_bound_ops(ops_, packets_);
+  }
+  double pps() const { return seconds_ > 0 ? static_cast<double>(packets_) / seconds_ : 0; }
+
+ private:
+  std::unique_ptr<crypto::aead_backend> aead_;
+  std::vector<std::uint8_t> keys_;
+  std::optional<hot_buffers> own_;
+  std::vector<crypto::aead_op> ops_;
+  std::size_t next_ = 0;
+  double seconds_ = 0;
+  std::uint64_t packets_ = 0;
+};
+
+// Prints the bound in step (cipher_bound<suffix>_Mpps) and the share of it
+// `rate` (the path's packets per timed CPU second) reached
+// (share_of<suffix>_bound); returns the share.
+inline double report_in_step(benchmark::State& state, double rate, const bound_in_step& bound, const std::string& suffix = "") {
+  const double share = bound.pps() > 0 ? rate / bound.pps() : 0;
+  state.counters["cipher_bound" + suffix + "_Mpps"] = bound.pps() / 1e6;
+  state.counters["share_of" + suffix + "_bound"] = share;
+  return share;
 }
 
 // `measured`, or the best this process measured before under the same
@@ -93,30 +183,8 @@ inline double best_bound_seen(const std::string& what, double measured) {
 // The same over 32 buffers of its own, one line apart at least: the cipher
 // alone, its data hot in the cache (the best reading of the process).
 inline double cipher_bound_pps(const std::string& backend, std::uint32_t length, double seconds = 0.02) {
-  constexpr unsigned burst = 32;
-  const std::size_t stride = (length + crypto::tag_size + 63) / 64 * 64;
-  std::vector<std::uint8_t> data(stride * burst);
-  std::vector<std::uint8_t*> buffers(burst);
-  for (unsigned i = 0; i < burst; ++i) buffers[i] = data.data() + i * stride;
-  return best_bound_seen(backend + "/hot/" + std::to_string(length), cipher_bound_pps_over(backend, length, buffers, seconds));
-}
-
-// The bound and the share of it the benchmark reached: `packets` moved
-// (each opened once and sealed once) over the run's time.
-inline void report_against_bound(benchmark::State& state, std::uint64_t packets, double bound_pps) {
-  state.counters["cipher_bound_Mpps"] = bound_pps / 1e6;
-  state.counters["share_of_bound"] =
-      benchmark::Counter(static_cast<double>(packets) / bound_pps, benchmark::Counter::kIsRate);
-}
-
-// The bound over the benchmark's own frame buffers (cipher_bound_pps_over
-// with as many as it circulates) and the share of it reached: beside
-// share_of_bound, it tells the path's own cost from what the memory the
-// frames live in costs the cipher too.
-inline void report_against_pool_bound(benchmark::State& state, std::uint64_t packets, double pool_bound_pps) {
-  state.counters["cipher_bound_pool_Mpps"] = pool_bound_pps / 1e6;
-  state.counters["share_of_pool_bound"] =
-      benchmark::Counter(static_cast<double>(packets) / pool_bound_pps, benchmark::Counter::kIsRate);
+  const hot_buffers hot(length);
+  return best_bound_seen(backend + "/hot/" + std::to_string(length), cipher_bound_pps_over(backend, length, hot.buffers, seconds));
 }
 
 // The padded length WireGuard seals an inner packet of `inner` bytes at.

@@ -16,10 +16,13 @@
 //                      routes by), one flow to the rig's peer.
 // One frame in, one frame out. Frames are re-sealed outside the timed region
 // (the replay window wants fresh counters). Each run also measures its
-// cipher bound (bench/cipher_bound.h: the backend alone opening and sealing
-// packets of that size) and reports the share of it the path reaches
-// (share_of_bound); and the same bound over as many of the pool's buffers as
-// the run circulates, the frames' own memory (share_of_pool_bound).
+// cipher bound in step with it (bench/cipher_bound.h, bound_in_step: the
+// backend alone opening and sealing packets of that size, as many as the
+// path moved, between the path's timed stretches) and reports the share of
+// it the path reaches (share_of_bound); and the same bound over as many of
+// the pool's buffers as the run circulates, the frames' own memory
+// (share_of_pool_bound). Ratios between cases (vs_one_flow, ...) are ratios
+// of these shares.
 //
 // And the flow table alone among 1 M flows: single lookups, and bulk
 // lookups of a sub-burst's 32 keys (what the worker does).
@@ -81,40 +84,67 @@ bench::device_fleet& fleet() {
 
 enum class direction { device_to_tailnet, tailnet_to_device };
 
-// The cipher bound over `frames` buffers of the benchmark's own pool (its
-// mbufs' data rooms, on the pages the frames live in), taken before the
-// frames are filled and given back after; the best reading of the process.
-double pool_cipher_bound_pps(const char* backend, std::uint32_t length) {
-  std::vector<rte_mbuf*> mbufs(frames);
-  if (rte_pktmbuf_alloc_bulk(pool(), mbufs.data(), frames) != 0) throw std::runtime_error("splice_pool is short of mbufs");
-  std::vector<std::uint8_t*> buffers(frames);
-  for (unsigned i = 0; i < frames; ++i) buffers[i] = rte_pktmbuf_mtod(mbufs[i], std::uint8_t*);
-  const double bound = bench::cipher_bound_pps_over(backend, length, buffers);
-  rte_pktmbuf_free_bulk(mbufs.data(), frames);
-  return bench::best_bound_seen(std::string(backend) + "/pool/" + std::to_string(length), bound);
-}
+// `frames` mbufs of the benchmark's pool held for a run: the data rooms the
+// pool's bound runs over (on the pages the frames live in, as cold as they
+// are), apart from the frames that circulate.
+class pool_buffers {
+ public:
+  pool_buffers() : mbufs_(frames), buffers(frames) {
+    if (rte_pktmbuf_alloc_bulk(pool(), mbufs_.data(), frames) != 0) throw std::runtime_error("splice_pool is short of mbufs");
+    for (unsigned i = 0; i < frames; ++i) buffers[i] = rte_pktmbuf_mtod(mbufs_[i], std::uint8_t*);
+  }
+  ~pool_buffers() { rte_pktmbuf_free_bulk(mbufs_.data(), frames); }
+  pool_buffers(const pool_buffers&) = delete;
+  pool_buffers& operator=(const pool_buffers&) = delete;
 
-// Packets/s of each case's base (one flow, one device) by backend, direction
-// and size, remembered so the larger cases that follow it in the same run
-// print their ratio to it (registration order runs the base first).
-std::map<std::string, double>& base_rates() {
-  static std::map<std::string, double> rates;
-  return rates;
+ private:
+  std::vector<rte_mbuf*> mbufs_;
+
+ public:
+  std::vector<std::uint8_t*> buffers;
+};
+
+// The two bounds a run is held against, taken in step with it
+// (bench::bound_in_step): the cipher over 32 hot buffers (the issue's
+// bound), and over as many of the pool's buffers as the run circulates (the
+// frames' memory costs the cipher too).
+struct bounds_in_step {
+  pool_buffers pool_data;
+  bench::bound_in_step hot, pool;
+  bounds_in_step(const char* backend, std::uint32_t sealed) : hot(backend, sealed), pool(backend, sealed, pool_data.buffers) {}
+
+  // Prints the bounds and the shares of them `rate` reached; returns the
+  // share of the hot bound.
+  double report(benchmark::State& state, double rate) const {
+    bench::report_in_step(state, rate, pool, "_pool");
+    return bench::report_in_step(state, rate, hot);
+  }
+};
+
+// The share of its bound in step each case's base (one flow, one device)
+// reached, by backend, direction and size, remembered so the larger cases
+// that follow it in the same run print their ratio to it (registration
+// order runs the base first). Shares, not rates: each was taken in step with
+// its own bound, so the ratio of two holds where the host's speed drifted
+// between the two runs.
+std::map<std::string, double>& base_shares() {
+  static std::map<std::string, double> shares;
+  return shares;
 }
 
 std::string base_key(const char* backend, direction dir, std::int64_t inner, const char* kind) {
   return std::string(backend) + (dir == direction::device_to_tailnet ? "/out/" : "/in/") + std::to_string(inner) + "/" + kind;
 }
 
-// Records `rate` as the base when `is_base`, else prints its ratio to the
+// Records `share` as the base when `is_base`, else prints its ratio to the
 // base measured earlier in this run (`kind`: what the ratio is over).
-void report_against_base(benchmark::State& state, const std::string& key, bool is_base, double rate, const char* counter) {
+void report_against_base(benchmark::State& state, const std::string& key, bool is_base, double share, const char* counter) {
   if (is_base) {
-    base_rates()[key] = rate;
+    base_shares()[key] = share;
     return;
   }
-  const auto found = base_rates().find(key);
-  if (found != base_rates().end()) state.counters[counter] = rate / found->second;
+  const auto found = base_shares().find(key);
+  if (found != base_shares().end()) state.counters[counter] = share / found->second;
 }
 
 // A worker with a flow table of its own, for one run: a new worker's port
@@ -140,7 +170,8 @@ struct run_worker {
 // creations as there are flows (among 50 000 flows, 2–7 % of a run's
 // packets were once creations, depending on how long it ran). Then the
 // devices' datagrams, or the peer's replies, circulate.
-// Returns the packets/s the worker reached over its timed CPU time.
+// Returns the share of the cipher bound in step the worker reached (its
+// packets over its timed CPU time, over the bound's).
 double splice_run(benchmark::State& state, const char* backend, direction dir, std::vector<bench::flow_end> flows) {
   rig& g = the_rig();
   const auto inner = static_cast<std::uint16_t>(state.range(0));
@@ -153,29 +184,28 @@ double splice_run(benchmark::State& state, const char* backend, direction dir, s
   const test_support::seal_fn seal = dir == direction::device_to_tailnet
                                          ? test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_out(m); })
                                          : test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_in(m); });
-  const double bound = bench::cipher_bound_pps(backend, bench::sealed_length(inner));
-  const double pool_bound = pool_cipher_bound_pps(backend, bench::sealed_length(inner));
+  bounds_in_step bounds(backend, bench::sealed_length(inner));
   test_support::fill(pool(), g.rx, frames, seal);
   double timed_seconds = 0;
-  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal, &timed_seconds);
+  const std::uint64_t moved =
+      bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal, &timed_seconds, {&bounds.hot, &bounds.pool});
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
-  bench::report_against_bound(state, moved, bound);
-  bench::report_against_pool_bound(state, moved, pool_bound);
+  const double share = bounds.report(state, timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0);
   std::uint64_t dropped = 0;
   for (unsigned r = 0; r < drop_reason_count; ++r) dropped += w.stats().ports[0].drops[r].get();
   state.counters["dropped"] = static_cast<double>(dropped);
   state.counters["flows"] = static_cast<double>(table.size());
   test_support::drain({g.rx, g.tx});
-  return timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0;
+  return share;
 }
 
 // `flows` flows of the rig's one device.
 // Prints "vs_one_flow": packets/s over the one-flow case's in this run.
 void one_device(benchmark::State& state, const char* backend, direction dir) {
   const auto flows = static_cast<unsigned>(state.range(1));
-  const double rate = splice_run(state, backend, dir, bench::flows_of(bench::rig_device(the_rig()), flows));
-  report_against_base(state, base_key(backend, dir, state.range(0), "flows"), flows == 1, rate, "vs_one_flow");
+  const double share = splice_run(state, backend, dir, bench::flows_of(bench::rig_device(the_rig()), flows));
+  report_against_base(state, base_key(backend, dir, state.range(0), "flows"), flows == 1, share, "vs_one_flow");
 }
 
 // 1000 flows either way: of one device, or one for each of 1000 devices
@@ -184,9 +214,9 @@ void one_device(benchmark::State& state, const char* backend, direction dir) {
 void many_devices(benchmark::State& state, direction dir) {
   constexpr unsigned flows = 1000;
   const bool one = state.range(1) == 1;
-  const double rate = splice_run(state, "ipsec-mb", dir,
-                                 one ? bench::flows_of(bench::rig_device(the_rig()), flows) : bench::flows_of(fleet(), flows));
-  report_against_base(state, base_key("ipsec-mb", dir, state.range(0), "devices"), one, rate, "vs_one_device");
+  const double share = splice_run(state, "ipsec-mb", dir,
+                                  one ? bench::flows_of(bench::rig_device(the_rig()), flows) : bench::flows_of(fleet(), flows));
+  report_against_base(state, base_key("ipsec-mb", dir, state.range(0), "devices"), one, share, "vs_one_device");
 }
 
 // The rig's view with `peers - 1` more tailnet peers' host routes, half
@@ -231,8 +261,8 @@ class larger_tailnet {
 void BM_SpliceTailnetPeers_ipsec_mb(benchmark::State& state) {
   const auto peers = static_cast<unsigned>(state.range(1));
   const larger_tailnet tailnet(the_rig(), peers);
-  const double rate = splice_run(state, "ipsec-mb", direction::device_to_tailnet, bench::flows_of(bench::rig_device(the_rig()), 1));
-  report_against_base(state, base_key("ipsec-mb", direction::device_to_tailnet, state.range(0), "peers"), peers == 1, rate,
+  const double share = splice_run(state, "ipsec-mb", direction::device_to_tailnet, bench::flows_of(bench::rig_device(the_rig()), 1));
+  report_against_base(state, base_key("ipsec-mb", direction::device_to_tailnet, state.range(0), "peers"), peers == 1, share,
                       "vs_one_peer");
 }
 
@@ -250,14 +280,15 @@ void BM_SpliceManyDevicesIn_ipsec_mb(benchmark::State& state) { many_devices(sta
 // flow table and worker take the first datagrams of 1 000 flows, of the
 // rig's device (1 000 source ports) or one for each device of the fleet;
 // building them and sealing the frames is untimed. Prints the cipher bound
-// and share, and "vs_established": flows created per second over the
-// packets per second of the one-flow case of this size in this run.
+// in step and the share of it, and "vs_established": that share over the
+// one-flow case's of this size in this run (flows created per second over
+// the packets per second of established traffic, on the same machine).
 void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
   constexpr unsigned per_round = 1000;
   rig& g = the_rig();
   const auto inner = static_cast<std::uint16_t>(state.range(0));
   const bool one_device = state.range(1) == 1;
-  const double bound = bench::cipher_bound_pps("ipsec-mb", bench::sealed_length(inner));
+  bench::bound_in_step bound("ipsec-mb", bench::sealed_length(inner));
   std::uint64_t created = 0;
   double timed_seconds = 0;
   for (auto _ : state) {
@@ -278,6 +309,7 @@ void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
       state.PauseTiming();
       timed_seconds += bench::thread_seconds() - start;
       created += run.table.size();
+      bound.run(moved);
       test_support::drain({g.rx, g.tx});
       wg_event ev;
       while (rte_ring_sc_dequeue_elem(g.events, &ev, sizeof ev) == 0) {}
@@ -285,11 +317,10 @@ void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
     state.ResumeTiming();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(created));
-  bench::report_against_bound(state, created, bound);
+  const double share = bench::report_in_step(state, timed_seconds > 0 ? static_cast<double>(created) / timed_seconds : 0, bound);
   state.counters["missed"] = static_cast<double>(per_round * state.iterations() - created);
-  const auto base = base_rates().find(base_key("ipsec-mb", direction::device_to_tailnet, inner, "flows"));
-  if (base != base_rates().end() && timed_seconds > 0)
-    state.counters["vs_established"] = static_cast<double>(created) / timed_seconds / base->second;
+  const auto base = base_shares().find(base_key("ipsec-mb", direction::device_to_tailnet, inner, "flows"));
+  if (base != base_shares().end()) state.counters["vs_established"] = share / base->second;
 }
 
 // One flow, and 50 000 flows (packets round-robin over them: the flow table

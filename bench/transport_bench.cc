@@ -4,7 +4,8 @@
 // cryptokey routing), answered, re-encrypted in one call and transmitted.
 // Each frame is one packet in and one packet out. Counters must stay fresh
 // for the replay window, so frames are re-sealed outside the timed region.
-// Each run reports its cipher bound (bench/cipher_bound.h) and its share of it.
+// Each run reports its cipher bound, taken in step with it (bench/cipher_bound.h,
+// bound_in_step), and its share of it.
 
 #include <benchmark/benchmark.h>
 #include <rte_eal.h>
@@ -112,12 +113,13 @@ void transport_echo(benchmark::State& state, const char* backend) {
   s.wg_events = events;
   worker w(s);
   const test_support::seal_fn seal = [&g, payload](rte_mbuf* m) { seal_request(g, m, payload); };
-  const double bound = bench::cipher_bound_pps(backend, bench::sealed_length(28u + payload));
+  bench::bound_in_step bound(backend, bench::sealed_length(28u + payload));
   test_support::fill(pool(), g.rx, frames, seal);
-  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal);
+  double timed_seconds = 0;
+  const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal, &timed_seconds, {&bound});
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * (28 + payload));
-  bench::report_against_bound(state, moved, bound);
+  bench::report_in_step(state, timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0, bound);
   state.counters["dropped"] = static_cast<double>(
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_replay)].get() +
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_decrypt_failed)].get());

@@ -10,7 +10,7 @@
 //                     the uplink, are found by their tuple, NATed back and
 //                     sealed for the device: one encryption per packet.
 // One frame in, one frame out; frames are rewritten outside the timed region
-// (bench/worker_drive.h). Each run measures its cipher bound (the backend
+// (bench/worker_drive.h). Each run measures its cipher bound in step with it (the backend
 // alone opening and sealing packets of that size: twice the work the NAT
 // does per packet, so the NAT may pass 100 %) and reports the share of it
 // the path reaches, as splice_bench does.
@@ -125,12 +125,13 @@ void uplink_run(benchmark::State& state, const char* backend, direction dir) {
   r.g.device.flows.store(0);
   r.g.device.egress.store(egress_mode::uplink);  // as [egress] mode defaults to on a box with an uplink
   worker w(r.setup(table, backend));
-  const double bound = bench::cipher_bound_pps(backend, bench::sealed_length(inner));
+  bench::bound_in_step bound(backend, bench::sealed_length(inner));
   std::uint64_t moved = 0;
+  double timed_seconds = 0;
   if (dir == direction::device_to_uplink) {
     const test_support::seal_fn seal = [&](rte_mbuf* m) { seal_out(r, m, inner, payload); };
     test_support::fill(pool(), r.g.rx, frames, seal);
-    moved = bench::drive(state, w, r.g.rx, r.tx, r.g.events, refill_every, seal);
+    moved = bench::drive(state, w, r.g.rx, r.tx, r.g.events, refill_every, seal, &timed_seconds, {&bound});
   } else {
     // The device opens the flow; its NAT port is where the answers go.
     test_support::fill(pool(), r.g.rx, 1, [&](rte_mbuf* m) { seal_out(r, m, inner, payload); });
@@ -143,11 +144,11 @@ void uplink_run(benchmark::State& state, const char* backend, direction dir) {
     const std::uint16_t nat_port = f->tailnet_key.dst_port;
     const test_support::seal_fn answer = [&](rte_mbuf* m) { answer_in(m, inner, nat_port, payload); };
     test_support::fill(pool(), r.rx, frames, answer);
-    moved = bench::drive(state, w, r.rx, r.g.tx, r.g.events, refill_every, answer);
+    moved = bench::drive(state, w, r.rx, r.g.tx, r.g.events, refill_every, answer, &timed_seconds, {&bound});
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
-  bench::report_against_bound(state, moved, bound);
+  bench::report_in_step(state, timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0, bound);
   std::uint64_t dropped = 0;
   for (unsigned port = 0; port < 2; ++port)
     for (unsigned reason = 0; reason < drop_reason_count; ++reason) dropped += w.stats().ports[port].drops[reason].get();

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 
 #include "bench/cipher_bound.h"
 #include "dataplane/worker.h"
@@ -67,9 +68,12 @@ class instruction_count {
 
 // Runs the worker for the benchmark's iterations; returns the packets moved,
 // and adds to `timed_seconds` (when given) the thread CPU time the timed
-// part took (for rates a benchmark compares with another case's).
+// part took (for rates a benchmark compares with another case's). Each
+// bound `in_step` runs as many packets as the path moved after each timed
+// stretch, untimed by the benchmark (bound_in_step).
 inline std::uint64_t drive(benchmark::State& state, worker& w, rte_ring* rx, rte_ring* tx, rte_ring* events,
-                           unsigned refill_every, const test_support::seal_fn& seal, double* timed_seconds = nullptr) {
+                           unsigned refill_every, const test_support::seal_fn& seal, double* timed_seconds = nullptr,
+                           std::initializer_list<bound_in_step*> in_step = {}) {
   std::uint64_t moved = 0;
   unsigned bursts = 0;
   double resumed = thread_seconds();
@@ -91,6 +95,7 @@ inline std::uint64_t drive(benchmark::State& state, worker& w, rte_ring* rx, rte
       }
     wg_event ev;
     while (rte_ring_sc_dequeue_elem(events, &ev, sizeof ev) == 0) {}
+    for (bound_in_step* b : in_step) b->run(moved - moved_at_start);
     bursts = 0;
     resumed = thread_seconds();
     state.ResumeTiming();
@@ -100,6 +105,7 @@ inline std::uint64_t drive(benchmark::State& state, worker& w, rte_ring* rx, rte
   instruction_count::stop(moved - moved_at_start);
   if (timed_seconds != nullptr) *timed_seconds += thread_seconds() - resumed;
   w.flush();
+  for (bound_in_step* b : in_step) b->run(moved - moved_at_start);
   return moved;
 }
 
