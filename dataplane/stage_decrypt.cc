@@ -98,7 +98,6 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
   }
   if (n_live == 0) return;
   aead_->decrypt_burst(ops, n_live);
-  prefetch_upcoming_frames();
   bool fresh[max_burst];
   check_replay(ops, live_kp, n_live, fresh);
 

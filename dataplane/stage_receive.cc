@@ -22,19 +22,6 @@ namespace lopower {
 namespace {
 
 constexpr unsigned prefetch_ahead = 4;
-constexpr unsigned bursts_per_poll = 4;
-constexpr unsigned frame_lines_prefetched = 3;
-
-// The frame's first lines: its headers and, for a small packet, all of what
-// the cipher reads (a 64-byte inner packet's message and tag end in the
-// third line). Beyond that the hardware's stream prefetcher follows.
-inline void prefetch_frame(const rte_mbuf* m) {
-  const auto* d = rte_pktmbuf_mtod(m, const char*);
-  const auto first = reinterpret_cast<std::uintptr_t>(d) / RTE_CACHE_LINE_SIZE;
-  const auto last = (reinterpret_cast<std::uintptr_t>(d) + m->data_len - 1) / RTE_CACHE_LINE_SIZE;
-  const unsigned lines = static_cast<unsigned>(std::min<std::uintptr_t>(last - first + 1, frame_lines_prefetched));
-  for (unsigned l = 0; l < lines; ++l) rte_prefetch0(reinterpret_cast<const char*>((first + l) * RTE_CACHE_LINE_SIZE));
-}
 
 // The classes the control thread handles: their frames carry their verdict up.
 constexpr bool control_bound(packet_class c) {
@@ -56,47 +43,10 @@ int classify_result_field() {
   return offset;
 }
 
-// Up to bursts_per_poll bursts in a row while the queue keeps handing over
-// full ones, each taken from the queue before the one in hand is processed:
-// its mbufs are fetched at once and its frames' first lines once the burst in
-// hand is deciphered, so that by its turn it is in the cache. A frame comes
-// in cold (from the NIC's DMA, or written long before by the benchmarks'
-// ring ports), and taking those misses one burst at a time cost classify
-// 115 cycles a packet on a Xeon KVM guest against 55 this way. A burst that
-// is not full ends the pass: nothing is held back when the queue runs dry,
-// and a light load's packets wait for no later burst.
 unsigned worker::poll_port(port_state& ps) noexcept {
-  rte_mbuf* bursts[2][max_burst];
-  unsigned current = 0;
-  std::uint16_t n = rte_eth_rx_burst(ps.port.port_id, setup_.queue, bursts[current], setup_.burst_size);
-  unsigned moved = 0;
-  for (unsigned round = 0; n != 0; ++round) {
-    rte_mbuf** next = bursts[current ^ 1];
-    std::uint16_t n_next = 0;
-    if (round + 1 < bursts_per_poll && n == setup_.burst_size) {
-      n_next = rte_eth_rx_burst(ps.port.port_id, setup_.queue, next, setup_.burst_size);
-      for (std::uint16_t i = 0; i < n_next; ++i) rte_prefetch0(next[i]);
-    }
-    upcoming_ = next;
-    n_upcoming_ = n_next;
-    process_burst(ps, bursts[current], n);
-    prefetch_upcoming_frames();
-    moved += n;
-    current ^= 1;
-    n = n_next;
-  }
-  return moved;
-}
-
-// The frames of the burst after this one: their first lines, while this
-// burst is deciphered (their mbufs were fetched when they were received).
-void worker::prefetch_upcoming_frames() noexcept {
-  for (std::uint16_t i = 0; i < n_upcoming_; ++i) prefetch_frame(upcoming_[i]);
-  upcoming_ = nullptr;
-  n_upcoming_ = 0;
-}
-
-void worker::process_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept {
+  rte_mbuf* pkts[max_burst];
+  const std::uint16_t n = rte_eth_rx_burst(ps.port.port_id, setup_.queue, pkts, setup_.burst_size);
+  if (n == 0) return 0;
   classify_burst(ps, pkts, n, subs_);
   auto sub = [&](packet_class c) { return std::pair{subs_.pkts[static_cast<unsigned>(c)], subs_.count[static_cast<unsigned>(c)]}; };
 
@@ -118,6 +68,7 @@ void worker::process_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noe
   to_kernel(ps, exc, n_exc);
   auto [bad, n_bad] = sub(packet_class::drop);
   for (std::uint16_t i = 0; i < n_bad; ++i) drop(ps, &bad[i], 1, reasons_[i]);
+  return n;
 }
 
 void worker::classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, sub_bursts& out) noexcept {

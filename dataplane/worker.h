@@ -252,8 +252,6 @@ class worker {
   void drop_one(std::uint8_t port_index, rte_mbuf* m, drop_reason why) noexcept;
   // 1. stage_receive.cc: receive and classify.
   unsigned poll_port(port_state& ps) noexcept;
-  void process_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n) noexcept;
-  void prefetch_upcoming_frames() noexcept;
   void classify_burst(port_state& ps, rte_mbuf** pkts, std::uint16_t n, sub_bursts& out) noexcept;
   void to_control(port_state& ps, up_ring ring, rte_mbuf** pkts, std::uint16_t n) noexcept;
   // Handshakes: junk dropped, the rest up the handshake or the unproven ring.
@@ -402,10 +400,6 @@ class worker {
   sub_bursts subs_;
   burst_lookups lookups_;  // receive_transport's, for the sub-burst it delivers
   drop_reason reasons_[max_burst];
-  // The burst poll_port took after the one being processed (its frames
-  // prefetched once this one is deciphered).
-  rte_mbuf* const* upcoming_ = nullptr;
-  std::uint16_t n_upcoming_ = 0;
   std::unique_ptr<splice::port_allocator> ports_alloc_;  // when splicing
   std::unique_ptr<fragments::reassembler> reassembly_;    // when reassembly_datagrams != 0
   std::uint32_t next_fragment_id_ = 0;                    // numbers the packets this worker cuts up
