@@ -4,14 +4,11 @@
 // bursts of 32 as the worker calls it. A packet that crosses a worker is
 // opened once and sealed once, so no path can beat this rate on one core;
 // the share of it a path reaches is what the rest of the path (lookups,
-// rewriting, buffers, rings) leaves. Measured in the same process right
-// before the benchmark: the shared machine's load drifts, and a bound
-// from another run would not compare. What a benchmark is held against is
-// the best reading this process has had for that backend and size (its
-// own or an earlier case's): measured right after another benchmark, the
-// 64-byte bound once read 2.75 M packets/s where the process's first
-// reading was 4.07 M (bench/RESULTS.md, "2026-12-06 (fifth)"), and a bound
-// is the most the cipher does.
+// rewriting, buffers, rings) leaves. The worker benchmarks take it in step
+// with the path (bound_in_step: in turns of a few milliseconds, so both meet
+// the shared machine's drift); cipher_bound_pps, the best reading this
+// process has had for a backend and size, is for the benchmarks that cannot
+// take turns (two workers at once, the loadgen).
 
 #include <benchmark/benchmark.h>
 
@@ -38,19 +35,21 @@ inline double thread_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+// A bound's burst: as the worker calls the backend.
+inline constexpr unsigned bound_burst = 32;
+
 // The ops a bound runs: `buffers` filled with `length` bytes, each with room
 // for the tag behind it, under 4 keys taken in turn (as several peers'
 // packets are) with counters as a burst of 32 has them.
 inline std::vector<crypto::aead_op> bound_ops(std::uint32_t length, const std::vector<std::uint8_t*>& buffers,
                                               const std::uint8_t* four_keys) {
-  constexpr unsigned burst = 32;
-  if (buffers.empty() || buffers.size() % burst != 0)
+  if (buffers.empty() || buffers.size() % bound_burst != 0)
     throw std::invalid_argument("the cipher bound wants its buffers in whole bursts of 32");
   std::vector<crypto::aead_op> ops(buffers.size());
   for (std::size_t i = 0; i < buffers.size(); ++i) {
     std::uint8_t* d = buffers[i];
     std::memset(d, 0x5a, length);
-    ops[i] = crypto::aead_op{d, length, d + length, four_keys + (i % 4) * crypto::key_size, 1000 + i % burst, false};
+    ops[i] = crypto::aead_op{d, length, d + length, four_keys + (i % 4) * crypto::key_size, 1000 + i % bound_burst, false};
   }
   return ops;
 }
@@ -63,12 +62,11 @@ inline std::unique_ptr<crypto::aead_backend> bound_backend(const std::string& ba
 
 // Seals and opens the next burst of 32 of `ops` (from `next`, wrapping).
 inline void bound_round(crypto::aead_backend& aead, std::vector<crypto::aead_op>& ops, std::size_t& next) {
-  constexpr unsigned burst = 32;
   crypto::aead_op* round = ops.data() + next;
-  aead.encrypt_burst(round, burst);
-  aead.decrypt_burst(round, burst);  // the tags verify: each round is a real open
+  aead.encrypt_burst(round, bound_burst);
+  aead.decrypt_burst(round, bound_burst);  // the tags verify: each round is a real open
   benchmark::ClobberMemory();
-  next = next + burst == ops.size() ? 0 : next + burst;
+  next = next + bound_burst == ops.size() ? 0 : next + bound_burst;
 }
 
 inline void check_bound_ops(const std::vector<crypto::aead_op>& ops, std::uint64_t opened) {
@@ -88,7 +86,6 @@ inline void check_bound_ops(const std::vector<crypto::aead_op>& ops, std::uint64
 inline double cipher_bound_pps_over(const std::string& backend, std::uint32_t length,
                                     const std::vector<std::uint8_t*>& buffers, double seconds = 0.02,
                                     unsigned windows = 5) {
-  constexpr unsigned burst = 32;
   auto aead = bound_backend(backend);
   std::vector<std::uint8_t> keys(4 * crypto::key_size, 0x42);
   std::vector<crypto::aead_op> ops = bound_ops(length, buffers, keys.data());
@@ -102,8 +99,8 @@ inline double cipher_bound_pps_over(const std::string& backend, std::uint32_t le
       bound_round(*aead, ops, next);
       ++rounds;
     } while ((elapsed = thread_seconds() - start) < seconds);
-    check_bound_ops(ops, rounds * burst);
-    best = std::max(best, static_cast<double>(rounds * burst) / elapsed);
+    check_bound_ops(ops, rounds * bound_burst);
+    best = std::max(best, static_cast<double>(rounds * bound_burst) / elapsed);
   }
   return best;
 }
@@ -114,11 +111,10 @@ struct hot_buffers {
   std::vector<std::uint8_t> data;
   std::vector<std::uint8_t*> buffers;
   explicit hot_buffers(std::uint32_t length) {
-    constexpr unsigned burst = 32;
-    const std::size_t stride = (length + crypto::tag_size + 63) / 64 * 64;
-    data.resize(stride * burst);
-    buffers.resize(burst);
-    for (unsigned i = 0; i < burst; ++i) buffers[i] = data.data() + i * stride;
+      const std::size_t stride = (length + crypto::tag_size + 63) / 64 * 64;
+    data.resize(stride * bound_burst);
+    buffers.resize(bound_burst);
+    for (unsigned i = 0; i < bound_burst; ++i) buffers[i] = data.data() + i * stride;
   }
 };
 
@@ -144,7 +140,7 @@ class bound_in_step {
     if (packets == 0) return;
     std::uint64_t done = 0;
     const double start = thread_seconds();
-    for (; done < packets; done += 32) bound_round(*aead_, ops_, next_);
+    for (; done < packets; done += bound_burst) bound_round(*aead_, ops_, next_);
     seconds_ += thread_seconds() - start;
     packets_ += done;
     check_bound_ops(ops_, packets_);
@@ -162,9 +158,11 @@ class bound_in_step {
 };
 
 // Prints the bound in step (cipher_bound<suffix>_Mpps) and the share of it
-// `rate` (the path's packets per timed CPU second) reached
+// the path reached moving `packets` in `seconds` of timed CPU time
 // (share_of<suffix>_bound); returns the share.
-inline double report_in_step(benchmark::State& state, double rate, const bound_in_step& bound, const std::string& suffix = "") {
+inline double report_in_step(benchmark::State& state, std::uint64_t packets, double seconds, const bound_in_step& bound,
+                             const std::string& suffix = "") {
+  const double rate = seconds > 0 ? static_cast<double>(packets) / seconds : 0;
   const double share = bound.pps() > 0 ? rate / bound.pps() : 0;
   state.counters["cipher_bound" + suffix + "_Mpps"] = bound.pps() / 1e6;
   state.counters["share_of" + suffix + "_bound"] = share;

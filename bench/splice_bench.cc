@@ -89,7 +89,9 @@ enum class direction { device_to_tailnet, tailnet_to_device };
 // are), apart from the frames that circulate.
 class pool_buffers {
  public:
-  pool_buffers() : mbufs_(frames), buffers(frames) {
+  std::vector<std::uint8_t*> buffers;
+
+  pool_buffers() : buffers(frames), mbufs_(frames) {
     if (rte_pktmbuf_alloc_bulk(pool(), mbufs_.data(), frames) != 0) throw std::runtime_error("splice_pool is short of mbufs");
     for (unsigned i = 0; i < frames; ++i) buffers[i] = rte_pktmbuf_mtod(mbufs_[i], std::uint8_t*);
   }
@@ -99,9 +101,6 @@ class pool_buffers {
 
  private:
   std::vector<rte_mbuf*> mbufs_;
-
- public:
-  std::vector<std::uint8_t*> buffers;
 };
 
 // The two bounds a run is held against, taken in step with it
@@ -113,11 +112,11 @@ struct bounds_in_step {
   bench::bound_in_step hot, pool;
   bounds_in_step(const char* backend, std::uint32_t sealed) : hot(backend, sealed), pool(backend, sealed, pool_data.buffers) {}
 
-  // Prints the bounds and the shares of them `rate` reached; returns the
-  // share of the hot bound.
-  double report(benchmark::State& state, double rate) const {
-    bench::report_in_step(state, rate, pool, "_pool");
-    return bench::report_in_step(state, rate, hot);
+  // Prints the bounds and the shares of them the path reached moving
+  // `packets` in `seconds`; returns the share of the hot bound.
+  double report(benchmark::State& state, std::uint64_t packets, double seconds) const {
+    bench::report_in_step(state, packets, seconds, pool, "_pool");
+    return bench::report_in_step(state, packets, seconds, hot);
   }
 };
 
@@ -191,7 +190,7 @@ double splice_run(benchmark::State& state, const char* backend, direction dir, s
       bench::drive(state, w, g.rx, g.tx, g.events, refill_every, seal, &timed_seconds, {&bounds.hot, &bounds.pool});
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
-  const double share = bounds.report(state, timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0);
+  const double share = bounds.report(state, moved, timed_seconds);
   std::uint64_t dropped = 0;
   for (unsigned r = 0; r < drop_reason_count; ++r) dropped += w.stats().ports[0].drops[r].get();
   state.counters["dropped"] = static_cast<double>(dropped);
@@ -201,7 +200,7 @@ double splice_run(benchmark::State& state, const char* backend, direction dir, s
 }
 
 // `flows` flows of the rig's one device.
-// Prints "vs_one_flow": packets/s over the one-flow case's in this run.
+// Prints "vs_one_flow": its share of the bound over the one-flow case's in this run.
 void one_device(benchmark::State& state, const char* backend, direction dir) {
   const auto flows = static_cast<unsigned>(state.range(1));
   const double share = splice_run(state, backend, dir, bench::flows_of(bench::rig_device(the_rig()), flows));
@@ -210,7 +209,7 @@ void one_device(benchmark::State& state, const char* backend, direction dir) {
 
 // 1000 flows either way: of one device, or one for each of 1000 devices
 // (each its own session: what many devices cost beyond their flows).
-// Prints "vs_one_device": packets/s over the one-device case's in this run.
+// Prints "vs_one_device": its share of the bound over the one-device case's in this run.
 void many_devices(benchmark::State& state, direction dir) {
   constexpr unsigned flows = 1000;
   const bool one = state.range(1) == 1;
@@ -257,7 +256,7 @@ class larger_tailnet {
 };
 
 // One flow of the rig's device to its peer, on a tailnet of `peers` peers.
-// Prints "vs_one_peer": packets/s over the one-peer case's in this run.
+// Prints "vs_one_peer": its share of the bound over the one-peer case's in this run.
 void BM_SpliceTailnetPeers_ipsec_mb(benchmark::State& state) {
   const auto peers = static_cast<unsigned>(state.range(1));
   const larger_tailnet tailnet(the_rig(), peers);
@@ -317,7 +316,7 @@ void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
     state.ResumeTiming();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(created));
-  const double share = bench::report_in_step(state, timed_seconds > 0 ? static_cast<double>(created) / timed_seconds : 0, bound);
+  const double share = bench::report_in_step(state, created, timed_seconds, bound);
   state.counters["missed"] = static_cast<double>(per_round * state.iterations() - created);
   const auto base = base_shares().find(base_key("ipsec-mb", direction::device_to_tailnet, inner, "flows"));
   if (base != base_shares().end()) state.counters["vs_established"] = share / base->second;

@@ -119,7 +119,7 @@ void transport_echo(benchmark::State& state, const char* backend) {
   const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal, &timed_seconds, {&bound});
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * (28 + payload));
-  bench::report_in_step(state, timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0, bound);
+  bench::report_in_step(state, moved, timed_seconds, bound);
   state.counters["dropped"] = static_cast<double>(
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_replay)].get() +
       w.stats().ports[0].drops[static_cast<unsigned>(drop_reason::wg_decrypt_failed)].get());

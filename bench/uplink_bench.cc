@@ -148,7 +148,7 @@ void uplink_run(benchmark::State& state, const char* backend, direction dir) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(moved));
   state.SetBytesProcessed(static_cast<std::int64_t>(moved) * inner);
-  bench::report_in_step(state, timed_seconds > 0 ? static_cast<double>(moved) / timed_seconds : 0, bound);
+  bench::report_in_step(state, moved, timed_seconds, bound);
   std::uint64_t dropped = 0;
   for (unsigned port = 0; port < 2; ++port)
     for (unsigned reason = 0; reason < drop_reason_count; ++reason) dropped += w.stats().ports[port].drops[reason].get();
