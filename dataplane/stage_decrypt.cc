@@ -98,8 +98,8 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
   }
   if (n_live == 0) return;
   aead_->decrypt_burst(ops, n_live);
-  bool fresh[max_burst];
-  check_replay(ops, live_kp, n_live, fresh);
+  replay_verdict verdicts[max_burst];
+  check_replay(ops, live_kp, n_live, verdicts);
 
   rte_mbuf* inner[max_burst];
   wg_peer* from[max_burst];
@@ -110,8 +110,9 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
       drop_one(ps.port.index, live[i], drop_reason::wg_decrypt_failed);
       continue;
     }
-    if (!fresh[i]) {
-      drop_one(ps.port.index, live[i], drop_reason::wg_replay);
+    if (verdicts[i] != replay_verdict::fresh) {
+      drop_one(ps.port.index, live[i],
+               verdicts[i] == replay_verdict::replayed ? drop_reason::wg_replay : drop_reason::wg_replay_handover);
       continue;
     }
     rte_mbuf* m = live[i];
@@ -140,18 +141,34 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
   encrypt_and_send(ps.port.index, out);
 }
 
-// The replay window, after authentication: each keypair's lock is taken once
-// per run of consecutive packets of that keypair (with RSS, a burst from one
-// peer is one run), and every authenticated packet of the run checked under
-// it, in order. fresh[i]: packet i authenticated and not seen before.
-void worker::check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, bool* fresh) noexcept {
+// The replay window, after authentication, a run of consecutive packets of
+// one keypair at a time (with RSS, a burst from one peer is one run): every
+// authenticated packet of the run checked in order, without a lock by the
+// worker that owns the keypair's window, else under its lock taken once for
+// the run (replay_guard.h). verdicts[i]: packet i authenticated and not seen
+// before (fresh), or not; or the run dropped while the window changes hands.
+void worker::check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n,
+                          replay_verdict* verdicts) noexcept {
+  auto validate = [&](wg_keypair& kp, std::uint16_t i) {
+    verdicts[i] = ops[i].ok && kp.replay.validate(ops[i].counter) ? replay_verdict::fresh : replay_verdict::replayed;
+  };
   for (std::uint16_t i = 0; i < n;) {
     wg_keypair* kp = kps[i];
     std::uint16_t end = static_cast<std::uint16_t>(i + 1);
     while (end < n && kps[end] == kp) ++end;
-    rte_spinlock_lock(&kp->replay_lock);
-    for (; i < end; ++i) fresh[i] = ops[i].ok && kp->replay.validate(ops[i].counter);
-    rte_spinlock_unlock(&kp->replay_lock);
+    switch (kp->replay_owner.enter(setup_.worker_index, setup_.qsbr)) {
+      case replay_guard::access::unlocked:
+        for (; i < end; ++i) validate(*kp, i);
+        break;
+      case replay_guard::access::locked:
+        rte_spinlock_lock(&kp->replay_lock);
+        for (; i < end; ++i) validate(*kp, i);
+        rte_spinlock_unlock(&kp->replay_lock);
+        break;
+      case replay_guard::access::handover:
+        for (; i < end; ++i) verdicts[i] = replay_verdict::handover;
+        break;
+    }
   }
 }
 

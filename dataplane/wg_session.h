@@ -2,8 +2,10 @@
 // WireGuard state the workers read: peers and their keypairs. The control
 // thread creates and retires them (RCU/QSBR). What the workers write here:
 //   - a keypair's send counter (one atomic add per run of packets to it) and
-//     replay window (under replay_lock, taken once per run of packets from
-//     it in a burst) -- the only shared read-modify-writes on the data path;
+//     replay window (checked by the one worker that receives the keypair,
+//     else under replay_lock, taken once per run of packets from it in a
+//     burst: replay_guard.h) -- the only shared read-modify-writes on the
+//     data path;
 //   - a keypair's `confirmed` flag and a peer's timer stamps (plain relaxed
 //     stores: last writer wins, any recent value will do);
 //   - a peer's traffic counters (shared_counter: a slot per worker, summed
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "dataplane/lcore_stats.h"
+#include "dataplane/replay_guard.h"
 #include "lopower/byte_order.h"
 #include "lopower/egress_mode.h"
 #include "lopower/net_addr.h"
@@ -81,10 +84,12 @@ struct wg_keypair {
   // atomic add per run of packets to this keypair, not per packet (the
   // control thread's keepalives take one each).
   std::atomic<std::uint64_t> send_counter{0};
-  // Guards `replay`. RSS keeps a peer's packets on one queue, so it is
-  // uncontended but for the moment a peer roams between queues; the decrypt
-  // stage takes it once per run of consecutive same-keypair packets in a
-  // burst (stage_decrypt.cc, worker::check_replay).
+  // Guards `replay` once more than one worker has received this keypair
+  // (replay_owner says when); RSS keeps a peer's packets on one queue, so
+  // that is the moment a peer roams between queues. The decrypt stage takes
+  // it once per run of consecutive same-keypair packets in a burst
+  // (stage_decrypt.cc, worker::check_replay).
+  replay_guard replay_owner;
   rte_spinlock_t replay_lock = RTE_SPINLOCK_INITIALIZER;
   replay_window replay;
   std::atomic<bool> confirmed{false};  // responder's keypair: set by the first data packet

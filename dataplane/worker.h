@@ -4,8 +4,9 @@
 // queues, TX buffers, reassembly table, port allocator and counters outright
 // and makes no system calls except the adaptive idle sleep. Shared state it
 // touches: lock-free lookups (session and flow tables, RCU-published peers,
-// endpoints, tailnet view); a keypair's replay-window lock, once per run of
-// that keypair's packets in a burst; rte_hash's writer lock when it creates
+// endpoints, tailnet view); a keypair's replay window (without a lock by the
+// one worker that receives the keypair; once a second one has, under its
+// lock once per run of its packets in a burst: replay_guard.h); rte_hash's writer lock when it creates
 // a flow; one atomic add per run of packets sent on a keypair (its send
 // counter) and per flow created (the device's flow count). Peer and flow
 // traffic counters have a slot per worker (shared_counter, flow_traffic).
@@ -260,7 +261,8 @@ class worker {
   void receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n, bool relayed = false) noexcept;
   unsigned receive_relayed() noexcept;
   port_state* relay_port() noexcept;
-  void check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, bool* fresh) noexcept;
+  enum class replay_verdict : std::uint8_t { fresh, replayed, handover };
+  void check_replay(const crypto::aead_op* ops, wg_keypair* const* kps, std::uint16_t n, replay_verdict* verdicts) noexcept;
   // Authenticated packets of one keypair in a row (a burst from one peer is
   // one run): admitted together, so the peer's stamps, counters and
   // endpoint are touched once per run, not once per packet.

@@ -38,6 +38,7 @@
   X(wg_keypair_expired, "transport data for a keypair past REJECT_AFTER_TIME or its message limit") \
   X(wg_decrypt_failed, "transport data that failed authentication")                          \
   X(wg_replay, "transport counter already seen or too old (replay window)")                 \
+  X(wg_replay_handover, "transport data arriving on a second worker while the keypair's replay window changed hands (a peer moved between receive queues)") \
   X(wg_source_not_allowed, "inner source address not among the peer's allowed IPs")          \
   X(inner_malformed, "decrypted data that is not a whole IPv4/IPv6 packet")                  \
   X(inner_no_route, "inner destination lopower does not serve (yet)")                         \

@@ -120,6 +120,9 @@ struct splice_rig {
     s.sessions = &sessions;
     s.crypto_backend = backend;
     s.reject_after_cycles = rte_get_tsc_hz() * 3600;
+    // The worker owns its keypairs' replay windows (replay_guard.h): one
+    // worker here, so none is ever handed over.
+    s.qsbr = rcu.qsbr();
     s.has_local_v4 = s.has_local_v6 = true;
     inet_pton(AF_INET, our_device_address(false), &s.local_v4_be);
     inet_pton(AF_INET6, our_device_address(true), s.local_v6);

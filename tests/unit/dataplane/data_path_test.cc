@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <sodium.h>
 #include <arpa/inet.h>
@@ -564,6 +565,52 @@ TEST(data_path, replayed_frame_is_dropped_as_wg_replay) {
   d.receive({d.from_device(sent)});
   EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 2u);
   EXPECT_EQ(d.drops(drop_reason::wg_replay), 1u);
+}
+
+// A device's packets moving to a second worker (it roamed to another RSS
+// queue): the first worker checked its keypair's replay window without the
+// lock (replay_guard.h); the second one's packets are dropped as
+// wg_replay_handover until the first has passed a quiescent state, then both
+// check under the lock, and what the first accepted stays accepted.
+TEST(data_path, a_keypair_moving_to_a_second_worker_is_handed_over_after_a_grace_period) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("dpho", [](worker_setup& s) { s.worker_count = 2; });
+  worker_setup s = d.rig.setup(d.flows, "libsodium");
+  s.worker_index = 1;
+  s.worker_count = 2;
+  worker second(std::move(s));
+  auto second_receives = [&](rte_mbuf* m) {
+    ASSERT_EQ(rte_ring_sp_enqueue(d.rig.rx, m), 0);
+    for (int i = 0; i < 4; ++i) second.poll_once();
+    second.flush();
+  };
+  auto second_drops = [&](drop_reason why) { return second.stats().ports[0].drops[static_cast<unsigned>(why)].get(); };
+  // The first worker as worker::run makes it: registered, online.
+  rte_rcu_qsbr* qsbr = d.rig.rcu.qsbr();
+  ASSERT_EQ(rte_rcu_qsbr_thread_register(qsbr, 0), 0);
+  rte_rcu_qsbr_thread_online(qsbr, 0);
+  const bytes sent = ip_packet(false, 17, "10.90.0.2", "100.64.0.5", udp_datagram(5555, 9000, 64));
+
+  rte_mbuf* first = d.from_device(sent);
+  rte_mbuf* replay = rte_pktmbuf_copy(first, pool(), 0, UINT32_MAX);
+  ASSERT_NE(replay, nullptr);
+  d.receive({first});
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u) << "the owner, unlocked";
+  second_receives(d.from_device(sent));
+  second_receives(d.from_device(sent));
+  EXPECT_EQ(second_drops(drop_reason::wg_replay_handover), 2u) << "the first worker has not passed a quiescent state";
+  EXPECT_TRUE(test_support::take_sent(d.rig.tx).empty());
+  rte_rcu_qsbr_quiescent(qsbr, 0);
+  second_receives(d.from_device(sent));
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u) << "shared now: the second worker under the lock";
+  second_receives(replay);
+  EXPECT_EQ(second_drops(drop_reason::wg_replay), 1u) << "what the owner accepted is in the window the second one reads";
+  d.receive({d.from_device(sent)});
+  EXPECT_EQ(test_support::take_sent(d.rig.tx).size(), 1u) << "the first worker, under the lock too";
+  EXPECT_EQ(d.all_drops(), 0u);
+  EXPECT_EQ(d.rig.device.rx_packets.load(), 3u);
+  rte_rcu_qsbr_thread_offline(qsbr, 0);
+  rte_rcu_qsbr_thread_unregister(qsbr, 0);
 }
 
 // A burst of one device's packets is admitted as a run (stage_decrypt.cc):
