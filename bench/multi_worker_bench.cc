@@ -303,6 +303,11 @@ class two_worker_rig {
     s.lcore_id = q;
     s.worker_index = q;
     s.worker_count = queues;
+    // No RCU domain: these workers, driven by poll_once, report no quiescent
+    // states, so a keypair the one-worker round's worker took could never be
+    // handed to the second worker (replay_guard.h); every window is checked
+    // under its lock, in both rounds alike.
+    s.qsbr = nullptr;
     s.max_flows_per_device = table_.capacity();
     s.wg_events = l.events;
     s.staged = l.staged;
