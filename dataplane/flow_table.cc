@@ -86,7 +86,7 @@ flow_table::flow_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu), capacity
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the flow table: ") + rte_strerror(rte_errno));
   const std::uint32_t slots = std::bit_ceil(std::max(4 * capacity, 64u));
-  slots_ = std::make_unique<std::atomic<std::uintptr_t>[]>(slots);
+  slots_ = make_dpdk_array<std::atomic<std::uintptr_t>>(slots, params.socket_id, "flow table's slots");
   slot_mask_ = slots - 1;
   // A flow is in the ring once at most, and only while it is in the table
   // (or erased and waiting for its entry): room for every flow the table

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "dataplane/lcore_stats.h"
+#include "dataplane/dpdk_array.h"
 #include "dataplane/rcu.h"
 #include "dataplane/splice/flow_key.h"
 #include "dataplane/splice/translate.h"
@@ -261,7 +262,7 @@ class flow_table {
   rte_hash* hash_ = nullptr;
   // Four per flow the table can hold (two per key): most keys find their
   // slot free even in a full table. 2 MB at the default 65 536 flows.
-  std::unique_ptr<std::atomic<std::uintptr_t>[]> slots_;
+  dpdk_array<std::atomic<std::uintptr_t>> slots_;
   std::uint32_t slot_mask_ = 0;
   rte_mempool* pool_ = nullptr;  // struct flow's storage
   rte_ring* queued_ = nullptr;  // flow*: multi-producer (workers, and erase never), one consumer

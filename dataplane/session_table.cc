@@ -59,7 +59,7 @@ session_table::session_table(unsigned capacity, rcu_domain& rcu) : rcu_(rcu) {
   hash_ = rte_hash_create(&params);
   if (hash_ == nullptr) throw std::runtime_error(std::string("cannot create the session table: ") + rte_strerror(rte_errno));
   const std::uint32_t slots = std::bit_ceil(std::max(2 * capacity, 64u));
-  slots_ = std::make_unique<std::atomic<wg_keypair*>[]>(slots);
+  slots_ = make_dpdk_array<std::atomic<wg_keypair*>>(slots, params.socket_id, "session table's slots");
   slot_mask_ = slots - 1;
 }
 

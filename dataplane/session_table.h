@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "dataplane/dpdk_array.h"
 #include "dataplane/rcu.h"
 #include "dataplane/wg_session.h"
 
@@ -49,7 +50,7 @@ class session_table {
   void lookup_in_hash(const std::uint32_t* indices, const std::uint16_t* which, unsigned n, wg_keypair** out) const noexcept;
 
   rte_hash* hash_ = nullptr;
-  std::unique_ptr<std::atomic<wg_keypair*>[]> slots_;
+  dpdk_array<std::atomic<wg_keypair*>> slots_;
   std::uint32_t slot_mask_ = 0;
   rcu_domain& rcu_;
 };

@@ -194,7 +194,7 @@ worker::made_flow worker::make_flow(const splice::flow_key& key, const std::uint
 void worker::splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                         outbound& out) noexcept {
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
-  wg_peer* peer = view && setup_.flows ? view->route(info.ipv6, info.dst) : nullptr;
+  wg_peer* peer = view && setup_.flows ? route_toward(*view, info) : nullptr;
   // Beyond the tailnet: the device's egress decides (stage_egress.cc).
   if (peer == nullptr && (peer = egress_peer(ps, m, info, device, view, flow_hint, out)) == nullptr) return;
   auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);

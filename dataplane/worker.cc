@@ -100,6 +100,7 @@ worker::port_state* worker::state_for_port_id(std::uint16_t port_id) noexcept {
 
 unsigned worker::poll_once() noexcept {
   const std::uint64_t start = rte_rdtsc();
+  route_memo_.view = nullptr;  // a view of an earlier pass may be gone (route_memo)
   unsigned moved = 0;
   for (port_state& ps : ports_) {
     moved += poll_port(ps);

@@ -55,6 +55,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -306,6 +307,17 @@ class worker {
   void splice_out(port_state& ps, rte_mbuf* m, const inner_info& info, wg_peer* device, const flow_lookup& flow_hint,
                   outbound& out) noexcept;
   bool splice_in(port_state& ps, rte_mbuf* m, const inner_info& info, const flow_lookup& flow_hint, outbound& out) noexcept;
+  // The tailnet peer whose route holds the packet's destination (nullptr:
+  // beyond the tailnet), through route_memo_.
+  wg_peer* route_toward(const tailnet_view& view, const inner_info& info) noexcept {
+    std::uint64_t dst[2] = {0, 0};  // an IPv4 address in the first word's low half
+    std::memcpy(dst, info.dst, info.ipv6 ? 16 : 4);
+    if (route_memo_.view == &view && route_memo_.ipv6 == info.ipv6 && route_memo_.dst[0] == dst[0] &&
+        route_memo_.dst[1] == dst[1])
+      return route_memo_.peer;
+    route_memo_ = {&view, info.ipv6, {dst[0], dst[1]}, view.route(info.ipv6, info.dst)};
+    return route_memo_.peer;
+  }
   // A flow made for a packet, or why none was: the packet's drop reason.
   struct made_flow {
     flow* f = nullptr;
@@ -401,6 +413,20 @@ class worker {
   lcore_stats stats_;
   sub_bursts subs_;
   burst_lookups lookups_;  // receive_transport's, for the sub-burst it delivers
+  // The route the last device packet toward the tailnet took (route_toward):
+  // a burst's packets mostly go to the same few tailnet hosts (IoT devices
+  // to their broker), and its lookup is a search of every prefix length's
+  // table. Valid for `view` only, and only within the poll pass it was
+  // taken in: the view outlives the pass (RCU; the worker reports its
+  // quiescent states between passes), not the next quiescent state, after
+  // which another view may sit at the same address. poll_once forgets it.
+  struct route_memo {
+    const tailnet_view* view = nullptr;
+    bool ipv6 = false;
+    std::uint64_t dst[2]{};  // as route_toward reads the address
+    wg_peer* peer = nullptr;
+  };
+  route_memo route_memo_;
   drop_reason reasons_[max_burst];
   std::unique_ptr<splice::port_allocator> ports_alloc_;  // when splicing
   std::unique_ptr<fragments::reassembler> reassembly_;    // when reassembly_datagrams != 0

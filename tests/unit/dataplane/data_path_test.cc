@@ -418,6 +418,47 @@ TEST_P(egress, tailnet_routes_are_unaffected_by_egress) {
 INSTANTIATE_TEST_SUITE_P(families, egress, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return std::string(i.param ? "ipv6" : "ipv4"); });
 
+// The worker remembers the route its last device packet took (worker.h,
+// route_memo): in one burst, packets to another destination still get
+// theirs; and a view put in place of the old one is what the next pass
+// routes by, even at the old one's address (its memory freed after a grace
+// period and allocated again), where the remembered route would name a
+// peer the new view may no longer hold.
+TEST(data_path, each_packet_is_routed_by_its_destination_and_the_view_of_its_pass) {
+  ASSERT_NE(pool(), nullptr);
+  data_path d("rmemo");
+  const auto to = [&d](const char* dst) {
+    return d.from_device(ip_packet(false, 17, test_support::device_address(false), dst, udp_datagram(5555, 9000, 64)));
+  };
+  const auto to_peer = [&d](const std::vector<sent_frame>& out) {
+    return std::count_if(out.begin(), out.end(),
+                         [&d](const sent_frame& f) { return f.dst_port == ntohs(d.rig.peer_ep.peer_port_be); });
+  };
+  const char* unrouted = "100.64.0.250";
+  d.receive({to(unrouted), to(test_support::peer_address(false)), to(unrouted), to(test_support::peer_address(false))});
+  auto out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(to_peer(out), 2);
+  EXPECT_EQ(d.drops(drop_reason::splice_no_route), 2u);
+  EXPECT_EQ(d.all_drops(), 2u);
+
+  // The view rebuilt in the old one's memory, without the peer's routes.
+  auto* storage = const_cast<tailnet_view*>(d.rig.view.load());
+  const tailnet_view old = *storage;
+  storage->~tailnet_view();
+  auto* v = new (storage) tailnet_view;
+  v->has_v4 = old.has_v4;
+  v->has_v6 = old.has_v6;
+  v->v4_be = old.v4_be;
+  std::memcpy(v->v6, old.v6, sizeof v->v6);
+  v->routes.finish();
+  d.receive({to(test_support::peer_address(false))});
+  out = test_support::take_sent(d.rig.tx);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(to_peer(out), 0) << "routed by the view of an earlier pass";
+  EXPECT_EQ(d.drops(drop_reason::splice_no_route), 3u);
+}
+
 // A peer reached through DERP: what lopower sends it is sealed on the
 // worker as always, then handed up without outer headers (the relay frames
 // it); what the relay brings is decrypted and delivered like any frame,
