@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/wireguard/engine/cookie.h"
@@ -444,14 +445,10 @@ TEST(data_path, each_packet_is_routed_by_its_destination_and_the_view_of_its_pas
 
   // The view rebuilt in the old one's memory, without the peer's routes.
   auto* storage = const_cast<tailnet_view*>(d.rig.view.load());
-  const tailnet_view old = *storage;
+  tailnet_view without_routes = *storage;
+  without_routes.routes = {};
   storage->~tailnet_view();
-  auto* v = new (storage) tailnet_view;
-  v->has_v4 = old.has_v4;
-  v->has_v6 = old.has_v6;
-  v->v4_be = old.v4_be;
-  std::memcpy(v->v6, old.v6, sizeof v->v6);
-  v->routes.finish();
+  new (storage) tailnet_view(std::move(without_routes));
   d.receive({to(test_support::peer_address(false))});
   out = test_support::take_sent(d.rig.tx);
   ASSERT_EQ(out.size(), 1u);
