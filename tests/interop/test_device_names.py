@@ -66,10 +66,14 @@ def device_ip(lab, name: str) -> str:
     return next(a.split("/")[0] for a in lab.devices[name].config.addresses if ":" not in a)
 
 
-def ask_from_peer(lab, name: str, qtype: str = "A"):
-    """ts2's question to lopower's tailnet address; None when no answer came."""
+def ask_from_peer(lab, name: str, qtype: str = "A", attempts: int = 1):
+    """ts2's question to lopower's tailnet address, sent up to `attempts`
+    times 2 s apart, as a stub resolver does (one datagram over the tailnet
+    can be lost, as while the path moves from DERP to direct); None when no
+    answer came. The answer says how many times it was sent."""
     r = lab.peers["ts2"].host.run(["python3", str(APPS / "dns_query_socks5.py"), str(SOCKS_PORT),
-                                   lopower_tailnet_ip(lab), name, qtype, "2"], check=False, timeout=20)
+                                   lopower_tailnet_ip(lab), name, qtype, "2", str(attempts)],
+                                  check=False, timeout=10 + 2 * attempts)
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
@@ -89,19 +93,22 @@ def test_a_tailnet_peer_resolves_a_device_through_lopower(lab):
 
 
 def test_a_name_under_the_domain_that_is_no_device_is_nxdomain(lab):
-    reply = ask_from_peer(lab, f"nosuch.{DOMAIN}")
-    assert reply and reply["rcode"] == 3 and reply["answers"] == [], reply
+    reply = ask_from_peer(lab, f"nosuch.{DOMAIN}", attempts=5)
+    assert reply and reply["rcode"] == 3 and reply["answers"] == [], (reply, diagnosis(lab.lopowerd))
 
 
 def test_other_names_are_refused_to_the_tailnet(lab):
     """lopower is no open resolver for the tailnet: MagicDNS names (the
     tailnet's own) and names it would forward for a device get REFUSED."""
     before = dns_status(lab)["outcomes"]["not_for_tailnet"]
+    sent = 0
     for name in ("ts1.tailnet.test", "upstream.example.test"):
-        reply = ask_from_peer(lab, name)
-        assert reply and reply["rcode"] == 5 and reply["answers"] == [], (name, reply)
+        reply = ask_from_peer(lab, name, attempts=5)
+        assert reply and reply["rcode"] == 5 and reply["answers"] == [], (name, reply, diagnosis(lab.lopowerd))
+        sent += reply["questions_sent"]
     after = dns_status(lab)
-    assert after["outcomes"]["not_for_tailnet"] == before + 2, after
+    # Each name counted once at least, and no more than it was asked.
+    assert before + 2 <= after["outcomes"]["not_for_tailnet"] <= before + sent, (after, sent)
     assert after["forwarded_in_flight"] == 0
 
 

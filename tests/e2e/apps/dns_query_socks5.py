@@ -2,9 +2,11 @@
 1928 section 7), run in a tailscaled peer's namespace: with
 ``--tun=userspace-networking`` the kernel there has no route to tailnet
 addresses, and tailscaled's ``--socks5-server`` carries the datagram through
-its netstack over the tailnet. Prints the answer as dns_query.py does.
+its netstack over the tailnet. Prints the answer as dns_query.py does,
+with "questions_sent": like a stub resolver, the question is sent again
+(same ID) when no answer came within the timeout, up to ATTEMPTS times.
 
-    python3 dns_query_socks5.py PROXY_PORT SERVER NAME A|AAAA [TIMEOUT_SECONDS]
+    python3 dns_query_socks5.py PROXY_PORT SERVER NAME A|AAAA [TIMEOUT_SECONDS [ATTEMPTS]]
 """
 
 import json
@@ -12,6 +14,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dns_query import TYPES, parse, question  # noqa: E402
@@ -34,21 +37,33 @@ def associate(proxy_port: int) -> tuple[socket.socket, tuple[str, int]]:
     return ctl, relay
 
 
+def ask(s: socket.socket, datagram: bytes, relay, qid: int, timeout: float, attempts: int) -> tuple[bytes, int]:
+    """The answer to ``qid`` and how many times the question was sent."""
+    for sent in range(1, attempts + 1):
+        s.sendto(datagram, relay)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                m, _ = s.recvfrom(4096)
+            except socket.timeout:
+                break
+            m = m[10:]  # the same header, the sender's address
+            if len(m) >= 12 and struct.unpack("!H", m[:2])[0] == qid:
+                return m, sent
+    raise SystemExit(f"no answer to the question sent {attempts} times")
+
+
 def main() -> None:
     proxy_port, server, name, qtype = int(sys.argv[1]), sys.argv[2], sys.argv[3], TYPES[sys.argv[4]]
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 3
+    attempts = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     qid = int.from_bytes(os.urandom(2), "big")
     ctl, relay = associate(proxy_port)
     with ctl, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
         header = b"\x00\x00\x00\x01" + socket.inet_aton(server) + struct.pack("!H", 53)  # RSV, FRAG 0, IPv4
-        s.sendto(header + question(name, qtype, qid), relay)
-        while True:
-            m, _ = s.recvfrom(4096)
-            m = m[10:]  # the same header, the sender's address
-            if len(m) >= 12 and struct.unpack("!H", m[:2])[0] == qid:
-                break
-    print(json.dumps(parse(m)))
+        m, sent = ask(s, header + question(name, qtype, qid), relay, qid, timeout, attempts)
+    print(json.dumps(parse(m) | {"questions_sent": sent}))
 
 
 if __name__ == "__main__":

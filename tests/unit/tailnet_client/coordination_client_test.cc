@@ -81,6 +81,7 @@ struct fake_server {
   int connects = 0, registers = 0, map_streams = 0;
   std::vector<std::chrono::steady_clock::time_point> connect_times;
   std::function<void()> after_body;  // after each body the client was given
+  std::chrono::steady_clock::time_point body_given_at;  // just before the last body was given
   bool silent = false;  // connections never open (the server is down)
 };
 
@@ -119,6 +120,7 @@ class fake_channel final : public control_channel {
         hp->on_response(200, {});
         for (const std::string& b : bodies) {
           if (!open_) return;  // the client let go
+          srv_.body_given_at = std::chrono::steady_clock::now();
           hp->on_data(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()));
           if (srv_.after_body) srv_.after_body();
         }
@@ -196,7 +198,7 @@ struct refusal {
   std::chrono::milliseconds delay;
   json status;
   std::size_t peers_in_force;
-  std::chrono::steady_clock::time_point at;
+  std::chrono::steady_clock::time_point at;  // just before the refused body was given
 };
 
 TEST_F(CoordinationClient, AnOversizedMapIsADegradedStateWithABackoffThatGrows) {
@@ -218,7 +220,7 @@ TEST_F(CoordinationClient, AnOversizedMapIsADegradedStateWithABackoffThatGrows) 
     if (!client.degraded().empty() && client.reconnect_delay().count() > 0 &&
         static_cast<int>(refusals.size()) < srv.map_streams)
       refusals.push_back({client.degraded(), client.reconnect_delay(), client.status_json(),
-                          client.current() ? client.current()->peer_count() : 0, std::chrono::steady_clock::now()});
+                          client.current() ? client.current()->peer_count() : 0, srv.body_given_at});
   };
   client.start();
   run_until(loop, [&] { return srv.map_streams >= 4 && client.state() == backend_state::running; });
@@ -240,7 +242,9 @@ TEST_F(CoordinationClient, AnOversizedMapIsADegradedStateWithABackoffThatGrows) 
     EXPECT_GE(r.delay, base * 3 / 4);
     EXPECT_LE(r.delay, base * 5 / 4);
   }
-  // Each reconnect came no sooner than its refusal's wait (timers never fire early).
+  // Each reconnect came no sooner than its refusal's wait after the body
+  // that was refused (timers never fire early; the wait starts while the
+  // client reads the body, after `at`).
   ASSERT_GE(srv.connect_times.size(), 4u);
   for (std::size_t i = 0; i < refusals.size(); ++i)
     EXPECT_GE(srv.connect_times[i + 1] - refusals[i].at, refusals[i].delay - 1ms);
