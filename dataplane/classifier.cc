@@ -36,11 +36,6 @@ classify_result classify_wireguard(const std::uint8_t* msg, std::uint16_t len, c
   return dropped(drop_reason::wg_malformed);
 }
 
-bool is_stun(const std::uint8_t* msg, std::uint16_t len) {
-  // RFC 5389: the top two bits are zero, and the magic cookie follows the length.
-  return len >= 20 && (msg[0] & 0xc0) == 0 && load_be32(msg + 4) == wire::stun_magic_cookie;
-}
-
 // The tailnet port multiplexes STUN, disco and WireGuard on one socket, in
 // that order of checks, as Tailscale's magicsock does.
 classify_result classify_tailnet_payload(const std::uint8_t* msg, std::uint16_t len, classify_result r) {
@@ -156,47 +151,6 @@ classify_result classify_ipv6(const std::uint8_t* frame, std::uint32_t length, c
   return classify_udp(frame, l3 + wire::ipv6_header, payload, port, r);
 }
 
-// Transport data in IPv4 without options, not a fragment, UDP to one of the
-// port's WireGuard listeners, on a port that is no uplink (there UDP to its
-// address may be a NATed reply first): the common case, decided in a few
-// loads. False for anything else, and for anything unusual about these
-// (a receiver index that is STUN's cookie, short or inconsistent lengths):
-// the walk decides those.
-bool classify_transport_v4(const std::uint8_t* frame, std::uint32_t length, const port_identity& port,
-                           classify_result& r) {
-  constexpr std::uint32_t l3 = wire::ethernet_header, l4 = l3 + 20, payload = l4 + wire::udp_header;
-  if (port.uplink || length < payload + wg::message_data_min_size) return false;
-  const std::uint8_t* ip = frame + l3;
-  if (load_be16(frame + 12) != wire::ethertype_ipv4 || ip[0] != 0x45 || ip[9] != wire::ipproto_udp ||
-      (load_be16(ip + 6) & 0x3fff) != 0)
-    return false;
-  const std::uint32_t total = load_be16(ip + 2);
-  const std::uint8_t* udp = frame + l4;
-  const std::uint32_t udp_len = load_be16(udp + 4);
-  if (total < 20 || total > length - l3 || udp_len < wire::udp_header + wg::message_data_min_size ||
-      udp_len > total - 20)
-    return false;
-  std::uint16_t dst_port_be;
-  std::memcpy(&dst_port_be, udp + 2, 2);
-  listener to;
-  if (port.device_port_be != 0 && dst_port_be == port.device_port_be) to = listener::devices;
-  else if (port.tailnet_port_be != 0 && dst_port_be == port.tailnet_port_be) to = listener::tailnet;
-  else return false;
-  const std::uint8_t* msg = frame + payload;
-  if (msg[0] != static_cast<std::uint8_t>(wg::message_type::data) || (msg[1] | msg[2] | msg[3]) != 0) return false;
-  if (to == listener::tailnet && is_stun(msg, static_cast<std::uint16_t>(udp_len - wire::udp_header))) return false;
-  std::uint32_t dst_be;
-  std::memcpy(&dst_be, ip + 16, 4);
-  if (!port.owns_v4(dst_be)) return false;
-  r = classify_result{};
-  r.cls = packet_class::wg_transport;
-  r.to = to;
-  r.l3_offset = static_cast<std::uint8_t>(l3);
-  r.l4_offset = static_cast<std::uint16_t>(l4);
-  r.payload_offset = static_cast<std::uint16_t>(payload);
-  r.payload_length = static_cast<std::uint16_t>(udp_len - wire::udp_header);
-  return true;
-}
 
 }  // namespace
 
@@ -216,22 +170,10 @@ bool port_identity::add_address(const ip_address& a) {
   return true;
 }
 
-bool port_identity::owns_v4(std::uint32_t addr_be) const {
-  for (unsigned i = 0; i < v4_count; ++i)
-    if (v4[i] == addr_be) return true;
-  return false;
-}
-
 bool port_identity::owns_v6(const std::uint8_t* addr) const {
   for (unsigned i = 0; i < v6_count; ++i)
     if (std::memcmp(v6[i], addr, 16) == 0) return true;
   return false;
-}
-
-void classify_frame(const std::uint8_t* frame, std::uint32_t length, const port_identity& port,
-                    classify_result& r) noexcept {
-  if (classify_transport_v4(frame, length, port, r)) return;
-  r = classify_frame_walk(frame, length, port);
 }
 
 classify_result classify_frame(const std::uint8_t* frame, std::uint32_t length, const port_identity& port) noexcept {

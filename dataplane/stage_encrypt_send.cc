@@ -150,6 +150,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
   if (n == 0) return;
   aead_->encrypt_burst(ops, n);
   outer_header_writer outer;
+  port_state* ps = nullptr;  // the last packet's: a burst's packets nearly all leave by one port
   for (std::uint16_t i = 0; i < n; ++i) {
     if (!ops[i].ok) {  // the library refused the job: a bug, not traffic; never send plaintext
       drop_one(port_index, ready[i], drop_reason::wg_encrypt_failed);
@@ -161,7 +162,7 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
     }
     const auto payload = static_cast<std::uint16_t>(sizeof(wg::message_data) + ops[i].length + wg::aead_tag_size);
     outer.write(rte_pktmbuf_mtod(ready[i], std::uint8_t*), *eps[i], payload);
-    port_state* ps = state_for_port_id(eps[i]->port_id);
+    if (ps == nullptr || ps->port.port_id != eps[i]->port_id) ps = state_for_port_id(eps[i]->port_id);
     if (ps == nullptr) {
       rte_pktmbuf_free(ready[i]);
       continue;
@@ -237,7 +238,6 @@ void outer_header_writer::write(std::uint8_t* frame, const wg_endpoint& ep, std:
   store_checksum(ip + 10, static_cast<std::uint16_t>(~__rte_raw_cksum_reduce(ip_sum_ + len_word)));
 }
 
-void worker::transmit(port_state& ps, rte_mbuf* m) noexcept { rte_eth_tx_buffer(ps.port.port_id, setup_.queue, ps.tx_port, m); }
 
 // Frames the control plane wants sent (handshake replies, keepalives, disco).
 unsigned worker::drain_control_ring() noexcept {
