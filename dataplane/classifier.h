@@ -150,8 +150,10 @@ inline bool classify_transport_v4(const std::uint8_t* frame, std::uint32_t lengt
   constexpr std::uint32_t l3 = wire::ethernet_header, l4 = l3 + 20, payload = l4 + wire::udp_header;
   if (port.uplink || length < payload + wg::message_data_min_size) return false;
   const std::uint8_t* ip = frame + l3;
-  if (load_be16(frame + 12) != wire::ethertype_ipv4 || ip[0] != 0x45 || ip[9] != wire::ipproto_udp ||
-      (load_be16(ip + 6) & 0x3fff) != 0)
+  // Two words: the Ethernet type and IPv4's version and header length (08 00 45), then the
+  // fragment field (flags and offset: only DF may be set), TTL and protocol (UDP).
+  if ((load_be32(frame + 12) >> 8) != (std::uint32_t{wire::ethertype_ipv4} << 8 | 0x45) ||
+      (load_be32(ip + 6) & 0x3fff00ffu) != wire::ipproto_udp)
     return false;
   const std::uint32_t total = load_be16(ip + 2);
   const std::uint8_t* udp = frame + l4;
@@ -166,7 +168,7 @@ inline bool classify_transport_v4(const std::uint8_t* frame, std::uint32_t lengt
   else if (port.tailnet_port_be != 0 && dst_port_be == port.tailnet_port_be) to = listener::tailnet;
   else return false;
   const std::uint8_t* msg = frame + payload;
-  if (msg[0] != static_cast<std::uint8_t>(wg::message_type::data) || (msg[1] | msg[2] | msg[3]) != 0) return false;
+  if (load_le32(msg) != static_cast<std::uint32_t>(wg::message_type::data)) return false;  // type 4, three zero bytes
   if (to == listener::tailnet && is_stun(msg, static_cast<std::uint16_t>(udp_len - wire::udp_header))) return false;
   std::uint32_t dst_be;
   std::memcpy(&dst_be, ip + 16, 4);
