@@ -24,6 +24,11 @@ shows exactly what a change removed or added, on any machine.
 
 --against runs another build's splice_bench (from before a change) through
 the same cases: both, and the ratio of their path instructions.
+
+Use builds without debug information (build-rel): with it, callgrind_annotate
+names a function once per source file its inlined code came from, and the
+inclusive costs summed here count those parts twice (twice the path and the
+cipher, the same ratios).
 """
 
 from __future__ import annotations
