@@ -151,7 +151,6 @@ classify_result classify_ipv6(const std::uint8_t* frame, std::uint32_t length, c
   return classify_udp(frame, l3 + wire::ipv6_header, payload, port, r);
 }
 
-
 }  // namespace
 
 const char* to_string(packet_class c) {

@@ -238,7 +238,6 @@ void outer_header_writer::write(std::uint8_t* frame, const wg_endpoint& ep, std:
   store_checksum(ip + 10, static_cast<std::uint16_t>(~__rte_raw_cksum_reduce(ip_sum_ + len_word)));
 }
 
-
 // Frames the control plane wants sent (handshake replies, keepalives, disco).
 unsigned worker::drain_control_ring() noexcept {
   if (setup_.from_control == nullptr) return 0;
