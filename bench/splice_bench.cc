@@ -15,13 +15,15 @@
 //                      peers (each its /32 and /128 in the view the worker
 //                      routes by), one flow to the rig's peer.
 // One frame in, one frame out. Frames are re-sealed outside the timed region
-// (the replay window wants fresh counters). Each run also measures its
-// cipher bound in step with it (bench/cipher_bound.h, bound_in_step: the
-// backend alone opening and sealing packets of that size, as many as the
-// path moved, between the path's timed stretches) and reports the share of
-// it the path reaches (share_of_bound); and the same bound over as many of
-// the pool's buffers as the run circulates, the frames' own memory
-// (share_of_pool_bound). Ratios between cases (vs_one_flow, ...) are ratios
+// (the replay window wants fresh counters). A run takes them from the pool
+// shuffled first (bench::scatter_pool): scattered over its memory as a
+// gateway's are, the same for every case whatever ran before it. Each run
+// also measures its cipher bound in step with it (bench/cipher_bound.h,
+// bound_in_step: the backend alone opening and sealing packets of that
+// size, as many as the path moved, between the path's timed stretches) and
+// reports the share of it the path reaches (share_of_bound); and the same
+// bound over as many of the pool's buffers as the run circulates, the
+// frames' own memory (share_of_pool_bound). Ratios between cases (vs_one_flow, ...) are ratios
 // of these shares.
 //
 // And the flow table alone among 1 M flows: single lookups, and bulk
@@ -183,6 +185,7 @@ double splice_run(benchmark::State& state, const char* backend, direction dir, s
   const test_support::seal_fn seal = dir == direction::device_to_tailnet
                                          ? test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_out(m); })
                                          : test_support::seal_fn([&traffic](rte_mbuf* m) { traffic.seal_in(m); });
+  bench::scatter_pool(pool());
   bounds_in_step bounds(backend, bench::sealed_length(inner));
   test_support::fill(pool(), g.rx, frames, seal);
   double timed_seconds = 0;
@@ -288,6 +291,7 @@ void BM_SpliceFlowCreation_ipsec_mb(benchmark::State& state) {
   const auto inner = static_cast<std::uint16_t>(state.range(0));
   const bool one_device = state.range(1) == 1;
   bench::bound_in_step bound("ipsec-mb", bench::sealed_length(inner));
+  bench::scatter_pool(pool());
   std::uint64_t created = 0;
   double timed_seconds = 0;
   for (auto _ : state) {

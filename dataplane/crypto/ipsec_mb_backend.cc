@@ -135,6 +135,7 @@ void ipsec_mb_backend::burst(aead_op* ops, unsigned n, bool encrypt) noexcept {
     const unsigned chunk = std::min(n, max_burst);
     for (unsigned i = 0; i < chunk; ++i) {
       aead_op& op = ops[i];
+      if (!encrypt && i + 1 < n) prefetch_sealed(ops[i + 1]);  // a received frame: cold (aead_batch.h)
       slot& s = slots_[i];
       wireguard_nonce(op.counter, s.nonce);
       s.ok = &op.ok;

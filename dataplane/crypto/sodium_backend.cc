@@ -57,6 +57,7 @@ void sodium_backend::encrypt_burst(aead_op* ops, unsigned n) noexcept {
 void sodium_backend::decrypt_burst(aead_op* ops, unsigned n) noexcept {
   for (unsigned i = 0; i < n; ++i) {
     aead_op& op = ops[i];
+    if (i + 1 < n) prefetch_sealed(ops[i + 1]);
     std::uint8_t nonce[nonce_size];
     wireguard_nonce(op.counter, nonce);
     op.ok = open(op.key, nonce, nullptr, 0, op.data, op.length, op.tag);
