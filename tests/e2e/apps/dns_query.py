@@ -1,9 +1,11 @@
 """One DNS question over UDP, run in a device's namespace: prints the
 answer as JSON ({"rcode", "aa", "answers": [addresses of A/AAAA records],
-"authority": count}). Written out by hand (RFC 1035 4.1) so the test needs
-no DNS library and sees exactly what lopower sent.
+"authority": count, "questions_sent"}). Written out by hand (RFC 1035 4.1)
+so the test needs no DNS library and sees exactly what lopower sent. Like a
+stub resolver, the question is sent again (same ID) when no answer came
+within the timeout, up to ATTEMPTS times (default once).
 
-    python3 dns_query.py SERVER NAME A|AAAA [TIMEOUT_SECONDS]
+    python3 dns_query.py SERVER NAME A|AAAA [TIMEOUT_SECONDS [ATTEMPTS]]
 """
 
 import json
@@ -11,6 +13,8 @@ import os
 import socket
 import struct
 import sys
+import time
+from typing import Callable
 
 TYPES = {"A": 1, "AAAA": 28}
 
@@ -44,18 +48,34 @@ def parse(m: bytes) -> dict:
     return {"rcode": flags & 0xF, "aa": bool(flags & 0x0400), "answers": answers, "authority": ns}
 
 
+def ask(s: socket.socket, datagram: bytes, to, qid: int, timeout: float, attempts: int,
+        unwrap: Callable[[bytes], bytes] = lambda m: m) -> tuple[bytes, int]:
+    """The answer to ``qid`` (each datagram received passed through
+    ``unwrap`` first) and how many times ``datagram`` was sent to ``to``."""
+    for sent in range(1, attempts + 1):
+        s.sendto(datagram, to)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                m, _ = s.recvfrom(4096)
+            except socket.timeout:
+                break
+            m = unwrap(m)
+            if len(m) >= 12 and struct.unpack("!H", m[:2])[0] == qid:
+                return m, sent
+    raise SystemExit(f"no answer to the question sent {attempts} times")
+
+
 def main() -> None:
     server, name, qtype = sys.argv[1], sys.argv[2], TYPES[sys.argv[3]]
+    timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 3
+    attempts = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     qid = int.from_bytes(os.urandom(2), "big")
     with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.settimeout(float(sys.argv[4]) if len(sys.argv) > 4 else 3)
-        s.sendto(question(name, qtype, qid), (server, 53))
-        while True:
-            m, _ = s.recvfrom(4096)
-            if len(m) >= 12 and struct.unpack("!H", m[:2])[0] == qid:
-                break
-    print(json.dumps(parse(m)))
+        m, sent = ask(s, question(name, qtype, qid), (server, 53), qid, timeout, attempts)
+    print(json.dumps(parse(m) | {"questions_sent": sent}))
 
 
 if __name__ == "__main__":

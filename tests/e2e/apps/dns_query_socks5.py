@@ -14,10 +14,9 @@ import os
 import socket
 import struct
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dns_query import TYPES, parse, question  # noqa: E402
+from dns_query import TYPES, ask, parse, question  # noqa: E402
 
 
 def associate(proxy_port: int) -> tuple[socket.socket, tuple[str, int]]:
@@ -37,23 +36,6 @@ def associate(proxy_port: int) -> tuple[socket.socket, tuple[str, int]]:
     return ctl, relay
 
 
-def ask(s: socket.socket, datagram: bytes, relay, qid: int, timeout: float, attempts: int) -> tuple[bytes, int]:
-    """The answer to ``qid`` and how many times the question was sent."""
-    for sent in range(1, attempts + 1):
-        s.sendto(datagram, relay)
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            s.settimeout(left)
-            try:
-                m, _ = s.recvfrom(4096)
-            except socket.timeout:
-                break
-            m = m[10:]  # the same header, the sender's address
-            if len(m) >= 12 and struct.unpack("!H", m[:2])[0] == qid:
-                return m, sent
-    raise SystemExit(f"no answer to the question sent {attempts} times")
-
-
 def main() -> None:
     proxy_port, server, name, qtype = int(sys.argv[1]), sys.argv[2], sys.argv[3], TYPES[sys.argv[4]]
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 3
@@ -62,7 +44,8 @@ def main() -> None:
     ctl, relay = associate(proxy_port)
     with ctl, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         header = b"\x00\x00\x00\x01" + socket.inet_aton(server) + struct.pack("!H", 53)  # RSV, FRAG 0, IPv4
-        m, sent = ask(s, header + question(name, qtype, qid), relay, qid, timeout, attempts)
+        m, sent = ask(s, header + question(name, qtype, qid), relay, qid, timeout, attempts,
+                      unwrap=lambda m: m[10:])  # the same header, the sender's address
     print(json.dumps(parse(m) | {"questions_sent": sent}))
 
 
