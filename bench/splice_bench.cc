@@ -23,8 +23,8 @@
 // size, as many as the path moved, between the path's timed stretches) and
 // reports the share of it the path reaches (share_of_bound); and the same
 // bound over as many of the pool's buffers as the run circulates, the
-// frames' own memory (share_of_pool_bound). Ratios between cases (vs_one_flow, ...) are ratios
-// of these shares.
+// frames' own memory (share_of_pool_bound). Ratios between cases
+// (vs_one_flow, ...) are ratios of these shares.
 //
 // And the flow table alone among 1 M flows: single lookups, and bulk
 // lookups of a sub-burst's 32 keys (what the worker does).

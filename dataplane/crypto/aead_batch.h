@@ -53,10 +53,11 @@ inline void wireguard_nonce(std::uint64_t counter, std::uint8_t (&nonce)[nonce_s
 // cipher's own loads then wait for), four lines not enough.
 inline constexpr unsigned prefetch_sealed_lines = 8;
 inline void prefetch_sealed(const aead_op& op) noexcept {
-  const auto first = reinterpret_cast<std::uintptr_t>(op.data) & ~std::uintptr_t{63};
-  const auto end = std::min<std::uintptr_t>(reinterpret_cast<std::uintptr_t>(op.data) + op.length,
-                                            first + prefetch_sealed_lines * 64);
-  for (std::uintptr_t line = first; line < end; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line));
+  constexpr std::uintptr_t line_size = 64;
+  const auto data = reinterpret_cast<std::uintptr_t>(op.data);
+  const std::uintptr_t first = data & ~(line_size - 1);
+  const std::uintptr_t end = std::min(data + op.length, first + prefetch_sealed_lines * line_size);
+  for (std::uintptr_t line = first; line < end; line += line_size) __builtin_prefetch(reinterpret_cast<const void*>(line));
 }
 
 // One instance per lcore; not thread-safe.
