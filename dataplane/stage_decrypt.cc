@@ -15,6 +15,7 @@
 
 #include "dataplane/flow_packet.h"
 #include "dataplane/inner_packet.h"
+#include "dataplane/mbuf_edit.h"
 #include "dataplane/outer_headers.h"
 #include "dataplane/worker.h"
 #include "lopower/wireguard_messages.h"
@@ -129,7 +130,7 @@ void worker::receive_transport(port_state& ps, rte_mbuf** pkts, std::uint16_t n,
     // (the outer bytes stay in the buffer until delivery writes there).
     const std::uint16_t start = static_cast<std::uint16_t>(ops[i].data - rte_pktmbuf_mtod(m, std::uint8_t*));
     rte_pktmbuf_adj(m, start);
-    rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - ops[i].length));
+    cut_to(m, static_cast<std::uint16_t>(ops[i].length));
     inner[n_inner] = m;
     from[n_inner++] = live_kp[i]->peer;
   }

@@ -16,6 +16,7 @@
 
 #include "dataplane/fragments/fragment_header.h"
 #include "dataplane/inner_packet.h"
+#include "dataplane/mbuf_edit.h"
 #include "dataplane/worker.h"
 
 namespace lopower {
@@ -35,7 +36,7 @@ void worker::deliver_inner(port_state& ps, rte_mbuf* m, wg_peer* peer, const std
   std::memcpy(&src_v4, info->src, 4);
   const bool allowed = info->ipv6 ? peer->source_allowed_v6(info->src) : peer->source_allowed_v4(src_v4);
   if (!allowed) return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
-  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // WireGuard's padding
+  cut_to(m, info->length);  // WireGuard's padding
   if (fragments::is_fragment(p, info->ipv6)) return deliver_fragment(ps, m, *info, peer, out);  // whole first
   // A reply to a tailnet peer's flow (route mode): only a packet of an
   // inbound flow, or one not looked up, may be one (a spliced flow's, the
@@ -72,7 +73,7 @@ void worker::deliver_from_tailnet(port_state& ps, rte_mbuf* m, const inner_info&
   const allowed_prefixes* allowed = peer->allowed.load(std::memory_order_acquire);
   if (allowed == nullptr || !allowed->contains(info.ipv6, info.src))
     return drop_one(ps.port.index, m, drop_reason::wg_source_not_allowed);
-  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info.length));  // WireGuard's padding
+  cut_to(m, info.length);  // WireGuard's padding
   const tailnet_view* view = setup_.tailnet ? setup_.tailnet->load(std::memory_order_acquire) : nullptr;
   if (view == nullptr) return drop_one(ps.port.index, m, drop_reason::tailnet_not_for_us);
   if (!view->owns(info.ipv6, info.dst)) return inbound_from_tailnet(ps, m, info, peer, *view, flow_hint, out);

@@ -16,6 +16,7 @@
 
 #include <cstring>
 
+#include "dataplane/mbuf_edit.h"
 #include "dataplane/outer_headers.h"
 #include "dataplane/worker.h"
 #include "lopower/byte_order.h"
@@ -26,17 +27,6 @@ namespace {
 
 constexpr std::uint8_t default_ttl = 64;
 constexpr std::uint8_t ipproto_udp = 17;
-
-// rte_pktmbuf_append, without its walk to the last segment for the one
-// segment nearly every packet here is (a reassembled one may be more).
-std::uint8_t* append_to(rte_mbuf* m, std::uint16_t length) noexcept {
-  if (m->nb_segs != 1) return reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, length));
-  if (length > rte_pktmbuf_tailroom(m)) return nullptr;
-  std::uint8_t* tail = rte_pktmbuf_mtod_offset(m, std::uint8_t*, m->data_len);
-  m->data_len = static_cast<std::uint16_t>(m->data_len + length);
-  m->pkt_len += length;
-  return tail;
-}
 
 // DPDK's checksum helpers sum 16-bit words as they lie in memory, so their
 // result is stored as is, not byte-swapped.

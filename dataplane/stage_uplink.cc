@@ -19,6 +19,7 @@
 
 #include "dataplane/flow_table.h"
 #include "dataplane/inner_packet.h"
+#include "dataplane/mbuf_edit.h"
 #include "dataplane/neighbour_table.h"
 #include "dataplane/splice/translate.h"
 #include "dataplane/flow_packet.h"
@@ -210,7 +211,7 @@ bool worker::uplink_in(port_state& ps, rte_mbuf* m, outbound& out) noexcept {
     drop_one(ps.port.index, m, drop_reason::uplink_unsupported);
     return true;
   }
-  rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->data_len - info->length));  // Ethernet padding
+  cut_to(m, info->length);  // Ethernet padding
   if (!icmp_error) track_tcp(*setup_.flows, *f, p, *info, splice::flow_direction::reply, setup_.worker_index);
   count_flow_packet(*f, true, setup_.worker_index, info->length, burst_tsc_);
   send_inner(ps, m, *info, f->device, setup_.device_mtu, out);
