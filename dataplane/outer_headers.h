@@ -21,9 +21,9 @@ void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16
 // Ethernet, IPv4 and UDP fields and the IPv4 header's sum without its
 // length), then per frame a copy, the two lengths and the checksum finished
 // with the length added (RFC 1624's incremental update, from a sum of zero
-// for the length). Byte-identical to write_outer_headers. IPv6 frames are
-// written by write_outer_headers itself: their UDP checksum covers the
-// payload, so nothing per frame would be saved.
+// for the length). write_outer_headers writes IPv4 through it (one layout
+// of those headers); IPv6 frames are written by write_outer_headers itself:
+// their UDP checksum covers the payload, so nothing per frame would be saved.
 class outer_header_writer {
  public:
   void write(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept;

@@ -162,36 +162,23 @@ void worker::encrypt_and_send(std::uint8_t port_index, outbound& out) noexcept {
 }
 
 void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16_t payload_length) noexcept {
+  if (!ep.ipv6) {
+    outer_header_writer v4;
+    return v4.write(frame, ep, payload_length);
+  }
   std::memcpy(frame, ep.peer_mac, 6);
   std::memcpy(frame + 6, ep.local_mac, 6);
+  store_be16(frame + 12, 0x86dd);
   std::uint8_t* ip = frame + 14;
-  std::uint8_t* udp;
   const std::uint16_t udp_len = static_cast<std::uint16_t>(8 + payload_length);
-  if (!ep.ipv6) {
-    store_be16(frame + 12, 0x0800);
-    ip[0] = 0x45;
-    ip[1] = 0;
-    store_be16(ip + 2, static_cast<std::uint16_t>(20 + udp_len));
-    store_be16(ip + 4, 0);
-    store_be16(ip + 6, 0x4000);  // don't fragment
-    ip[8] = default_ttl;
-    ip[9] = ipproto_udp;
-    store_be16(ip + 10, 0);
-    std::memcpy(ip + 12, ep.local_ip, 4);
-    std::memcpy(ip + 16, ep.peer_ip, 4);
-    store_checksum(ip + 10, static_cast<std::uint16_t>(~rte_raw_cksum(ip, 20)));
-    udp = ip + 20;
-  } else {
-    store_be16(frame + 12, 0x86dd);
-    ip[0] = 0x60;
-    ip[1] = ip[2] = ip[3] = 0;
-    store_be16(ip + 4, udp_len);
-    ip[6] = ipproto_udp;
-    ip[7] = default_ttl;
-    std::memcpy(ip + 8, ep.local_ip, 16);
-    std::memcpy(ip + 24, ep.peer_ip, 16);
-    udp = ip + 40;
-  }
+  ip[0] = 0x60;
+  ip[1] = ip[2] = ip[3] = 0;
+  store_be16(ip + 4, udp_len);
+  ip[6] = ipproto_udp;
+  ip[7] = default_ttl;
+  std::memcpy(ip + 8, ep.local_ip, 16);
+  std::memcpy(ip + 24, ep.peer_ip, 16);
+  std::uint8_t* udp = ip + 40;
   std::memcpy(udp, &ep.local_port_be, 2);
   std::memcpy(udp + 2, &ep.peer_port_be, 2);
   store_be16(udp + 4, udp_len);
@@ -199,16 +186,34 @@ void write_outer_headers(std::uint8_t* frame, const wg_endpoint& ep, std::uint16
   // IPv6 requires the UDP checksum. Over IPv4 it is optional (RFC 768: zero
   // means none) and WireGuard's AEAD already authenticates every byte that
   // matters, so the full pass over the payload is saved there.
-  if (ep.ipv6) store_checksum(udp + 6, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), udp));
+  store_checksum(udp + 6, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), udp));
 }
 
+namespace {
+
+// What every IPv4 frame lopower sends carries from the ethertype to the
+// header checksum: IPv4, IHL 5, no DSCP, the lengths (written per frame) and
+// the identification zero, don't fragment, TTL, UDP, the checksum zero.
+constexpr std::uint8_t v4_fixed[14] = {0x08, 0x00, 0x45, 0, 0, 0, 0, 0, 0x40, 0, default_ttl, ipproto_udp, 0, 0};
+// Their 16-bit words summed as they lie in memory (store_checksum says why).
+const std::uint32_t v4_fixed_sum = __rte_raw_cksum(v4_fixed + 2, sizeof v4_fixed - 2, 0);
+
+}  // namespace
+
+// Written directly (not through write_outer_headers and a second sum): among
+// many devices every frame is to another endpoint, so this runs per frame.
 void outer_header_writer::build(const wg_endpoint& ep) noexcept {
-  write_outer_headers(v4_, ep, 0);
+  std::memcpy(v4_, ep.peer_mac, 6);
+  std::memcpy(v4_ + 6, ep.local_mac, 6);
+  std::memcpy(v4_ + 12, v4_fixed, sizeof v4_fixed);
   std::uint8_t* ip = v4_ + 14;
-  store_be16(ip + 2, 0);
-  store_be16(ip + 10, 0);
-  store_be16(ip + 20 + 4, 0);
-  ip_sum_ = __rte_raw_cksum(ip, 20, 0);
+  std::memcpy(ip + 12, ep.local_ip, 4);
+  std::memcpy(ip + 16, ep.peer_ip, 4);
+  std::memcpy(ip + 20, &ep.local_port_be, 2);
+  std::memcpy(ip + 22, &ep.peer_port_be, 2);
+  store_be16(ip + 24, 0);  // the UDP length, per frame
+  store_be16(ip + 26, 0);  // no UDP checksum (write_outer_headers says why)
+  ip_sum_ = __rte_raw_cksum(ip + 12, 8, v4_fixed_sum);
   built_for_ = &ep;
 }
 
