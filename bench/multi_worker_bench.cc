@@ -42,6 +42,7 @@
 #include "bench/bench_main.h"
 #include "bench/cipher_bound.h"
 #include "bench/splice_traffic.h"
+#include "bench/worker_drive.h"
 #include "dataplane/tailnet_view.h"
 #include "dataplane/worker.h"
 #include "tests/support/ring_port.h"
@@ -321,6 +322,7 @@ class two_worker_rig {
     const auto seal = [w](bench::splice_traffic& t, rte_mbuf* m) {
       if (w == way::device_to_tailnet) t.seal_out(m); else t.seal_in(m);
     };
+    bench::scatter_pool(pool());  // frames as a gateway's lie after hours (worker_drive.h)
     if (workers == 1) {
       test_support::fill(pool(), lanes_[0].rx, frames_per_round, [this, &seal](rte_mbuf* m) { seal(*all_, m); });
       return;

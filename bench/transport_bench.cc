@@ -114,6 +114,7 @@ void transport_echo(benchmark::State& state, const char* backend) {
   worker w(s);
   const test_support::seal_fn seal = [&g, payload](rte_mbuf* m) { seal_request(g, m, payload); };
   bench::bound_in_step bound(backend, bench::sealed_length(28u + payload));
+  bench::scatter_pool(pool());  // frames as a gateway's lie after hours (worker_drive.h)
   test_support::fill(pool(), g.rx, frames, seal);
   double timed_seconds = 0;
   const std::uint64_t moved = bench::drive(state, w, g.rx, g.tx, events, refill_every, seal, &timed_seconds, {&bound});

@@ -128,6 +128,7 @@ void uplink_run(benchmark::State& state, const char* backend, direction dir) {
   bench::bound_in_step bound(backend, bench::sealed_length(inner));
   std::uint64_t moved = 0;
   double timed_seconds = 0;
+  bench::scatter_pool(pool());  // frames as a gateway's lie after hours (worker_drive.h)
   if (dir == direction::device_to_uplink) {
     const test_support::seal_fn seal = [&](rte_mbuf* m) { seal_out(r, m, inner, payload); };
     test_support::fill(pool(), r.g.rx, frames, seal);
