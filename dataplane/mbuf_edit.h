@@ -2,9 +2,10 @@
 // Growing and shrinking a packet at its tail, for the one segment nearly
 // every packet on the fast path is (a reassembled one may be more).
 // rte_pktmbuf_append and rte_pktmbuf_trim walk to the last segment through
-// `next`, which lies in the mbuf's second cache line: a line no other step of
-// the path reads, so with frames scattered over the pool the walk is a miss
-// per packet. These read the first line only and take DPDK's way for a chain.
+// `next`, in the mbuf's second cache line, which no other step of the path
+// reads. These read the first line only, some ten instructions fewer a call
+// (the line itself costs little: the L2 fetches it with the first), and take
+// DPDK's way for a chain.
 
 #include <rte_mbuf.h>
 
