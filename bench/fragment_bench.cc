@@ -155,6 +155,7 @@ void refill(rig& g, sender& from, unsigned n) {
 }
 
 void run(benchmark::State& state, worker& w, rig& g, sender& from, std::size_t payload) {
+  bench::scatter_pool(pool());  // frames as a gateway's lie after hours (worker_drive.h)
   refill(g, from, in_flight);
   std::uint64_t moved = 0;
   unsigned since_refill = 0;
