@@ -5,7 +5,9 @@
 // control thread's own UDP (udp_out.cc); read back from a received frame by
 // the decrypt stage for roaming (stage_decrypt.cc).
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 
 #include "dataplane/wg_session.h"
 
@@ -44,8 +46,30 @@ wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, 
 // known.same_path(endpoint_of_frame(frame, port_id, l4_offset)), read from
 // the frame in place: a peer's every run of packets asks (roaming), and
 // among many devices every run is one packet; building the endpoint to
-// compare was a hundred instructions a packet there.
-bool frame_on_path(const wg_endpoint& known, const std::uint8_t* frame, std::uint16_t port_id,
-                   std::uint16_t l4_offset) noexcept;
+// compare was a hundred instructions a packet there. Inline, and an IPv4
+// endpoint's addresses compared as words: the call and the byte compares
+// were 40 instructions a packet among 1 000 devices.
+inline bool frame_on_path(const wg_endpoint& known, const std::uint8_t* frame, std::uint16_t port_id,
+                          std::uint16_t l4_offset) noexcept {
+  const std::uint8_t* ip = frame + 14;
+  const bool ipv6 = (ip[0] >> 4) == 6;
+  if (known.relay_region != 0 || known.port_id != port_id || known.ipv6 != ipv6) return false;
+  if (std::memcmp(&known.peer_port_be, frame + l4_offset, 2) != 0 || std::memcmp(known.peer_mac, frame + 6, 6) != 0)
+    return false;
+  if (ipv6) return std::memcmp(known.peer_ip, ip + 8, 16) == 0 && std::memcmp(known.local_ip, ip + 24, 16) == 0;
+  // An IPv4 endpoint's addresses are four bytes and twelve zeros: each
+  // known address's first word holds the four bytes and four zeros.
+  std::uint32_t peer_4, local_4;
+  std::memcpy(&peer_4, ip + 12, 4);
+  std::memcpy(&local_4, ip + 16, 4);
+  std::uint64_t known_peer[2], known_local[2];
+  std::memcpy(known_peer, known.peer_ip, 16);
+  std::memcpy(known_local, known.local_ip, 16);
+  if constexpr (std::endian::native == std::endian::little)
+    return ((known_peer[0] ^ peer_4) | known_peer[1] | (known_local[0] ^ local_4) | known_local[1]) == 0;
+  else
+    return ((known_peer[0] ^ (std::uint64_t{peer_4} << 32)) | known_peer[1] |
+            (known_local[0] ^ (std::uint64_t{local_4} << 32)) | known_local[1]) == 0;
+}
 
 }  // namespace lopower

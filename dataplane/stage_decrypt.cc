@@ -239,7 +239,10 @@ void worker::admit_decrypted(port_state& ps, const admitted_run& run, bool relay
     ev.local_index = kp->local_index;
     post_event(ps, ev);
   }
-  note_endpoint(ps, run, relayed);
+  // Nothing is built while the peer stays where it was (nearly always).
+  const wg_endpoint* known = peer->endpoint.load(std::memory_order_acquire);
+  if (!relayed && known != nullptr && frame_on_path(*known, run.last_frame, ps.port.port_id, run.last_l4)) return;
+  note_endpoint(ps, run, relayed, known);
 }
 
 // Roaming: a peer's endpoint follows its latest authenticated packet (the
@@ -248,8 +251,7 @@ void worker::admit_decrypted(port_state& ps, const admitted_run& run, bool relay
 // sends over both while it is unsure of the direct one, and the control
 // thread falls back to the relay itself when the direct path stops
 // answering disco.
-void worker::note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept {
-  const wg_endpoint* known = run.kp->peer->endpoint.load(std::memory_order_acquire);
+void worker::note_endpoint(port_state& ps, const admitted_run& run, bool relayed, const wg_endpoint* known) noexcept {
   auto changed = [&](const wg_endpoint& seen) {
     wg_event ev{};
     ev.kind = wg_event::endpoint_changed;
@@ -265,8 +267,6 @@ void worker::note_endpoint(port_state& ps, const admitted_run& run, bool relayed
     seen.relay_region = region;
     return changed(seen);
   }
-  // Nothing is built while the peer stays where it was (nearly always).
-  if (known != nullptr && frame_on_path(*known, run.last_frame, ps.port.port_id, run.last_l4)) return;
   changed(endpoint_of_frame(run.last_frame, ps.port.port_id, run.last_l4));
 }
 
@@ -293,25 +293,6 @@ wg_endpoint endpoint_of_frame(const std::uint8_t* frame, std::uint16_t port_id, 
   std::memcpy(&ep.peer_port_be, udp, 2);
   std::memcpy(&ep.local_port_be, udp + 2, 2);
   return ep;
-}
-
-bool frame_on_path(const wg_endpoint& known, const std::uint8_t* frame, std::uint16_t port_id,
-                   std::uint16_t l4_offset) noexcept {
-  const std::uint8_t* ip = frame + 14;
-  const bool ipv6 = (ip[0] >> 4) == 6;
-  if (known.relay_region != 0 || known.port_id != port_id || known.ipv6 != ipv6) return false;
-  if (std::memcmp(&known.peer_port_be, frame + l4_offset, 2) != 0 || std::memcmp(known.peer_mac, frame + 6, 6) != 0)
-    return false;
-  if (ipv6) return std::memcmp(known.peer_ip, ip + 8, 16) == 0 && std::memcmp(known.local_ip, ip + 24, 16) == 0;
-  // An IPv4 endpoint's addresses are four bytes and twelve zeros.
-  std::uint32_t peer_4, local_4;
-  std::uint64_t peer_8, local_8;
-  std::memcpy(&peer_4, known.peer_ip + 4, 4);
-  std::memcpy(&peer_8, known.peer_ip + 8, 8);
-  std::memcpy(&local_4, known.local_ip + 4, 4);
-  std::memcpy(&local_8, known.local_ip + 8, 8);
-  return std::memcmp(known.peer_ip, ip + 12, 4) == 0 && std::memcmp(known.local_ip, ip + 16, 4) == 0 &&
-         (peer_4 | local_4 | peer_8 | local_8) == 0;
 }
 
 }  // namespace lopower

@@ -276,7 +276,9 @@ class worker {
     std::uint64_t bytes = 0;
   };
   void admit_decrypted(port_state& ps, const admitted_run& run, bool relayed) noexcept;
-  void note_endpoint(port_state& ps, const admitted_run& run, bool relayed) noexcept;
+  // The peer's endpoint `known` is not where the run came from (or the run
+  // came through a relay): the control thread is told where it is now.
+  void note_endpoint(port_state& ps, const admitted_run& run, bool relayed, const wg_endpoint* known) noexcept;
   void post_event(port_state& ps, const wg_event& ev) noexcept;
   // `from[i]`: the peer packet i came from.
   void look_up_flows(rte_mbuf* const* pkts, wg_peer* const* from, std::uint16_t n, burst_lookups& out) noexcept;

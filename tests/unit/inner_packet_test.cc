@@ -192,12 +192,14 @@ TEST(OuterHeaders, FrameOnPathAsSamePathOfTheFramesEndpoint) {
     relayed.relay_region = 3;
     EXPECT_FALSE(frame_on_path(relayed, frame.data(), ep.port_id, l4));
     EXPECT_TRUE(agree(frame, ep.port_id, relayed));
-    if (!ipv6) {  // bytes past an IPv4 address are not the frame's: an endpoint with them set is another
-      wg_endpoint stray = known;
-      stray.peer_ip[7] = 1;
-      EXPECT_FALSE(frame_on_path(stray, frame.data(), ep.port_id, l4));
-      EXPECT_TRUE(agree(frame, ep.port_id, stray));
-    }
+    if (!ipv6)  // bytes past an IPv4 address are not the frame's: an endpoint with any of them set is another
+      for (unsigned at = 4; at < 16; ++at)
+        for (bool local : {false, true}) {
+          wg_endpoint stray = known;
+          (local ? stray.local_ip : stray.peer_ip)[at] = 1;
+          EXPECT_FALSE(frame_on_path(stray, frame.data(), ep.port_id, l4)) << (local ? "local " : "peer ") << at;
+          EXPECT_TRUE(agree(frame, ep.port_id, stray));
+        }
   }
 }
 
